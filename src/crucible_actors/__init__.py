@@ -1,0 +1,103 @@
+"""crucible-actors: a supervised, actor-style runtime for ML experiment pipelines.
+
+An :class:`Experiment` is a pipeline of stages that thread one :class:`Context`; the
+runtime runs each pipeline as a supervised task group with restarts, timeouts,
+cancellation, persistence and OpenTelemetry spans. Start with :func:`run` (blocking),
+:func:`run_async` (inside a trio or asyncio loop) or :func:`open_runtime` (many runs).
+"""
+
+from ._core._context import Context as Context
+from ._core._errors import (
+    CrucibleError as CrucibleError,
+)
+from ._core._errors import (
+    DuplicateStage as DuplicateStage,
+)
+from ._core._errors import (
+    EncodeError as EncodeError,
+)
+from ._core._errors import (
+    InvalidExperiment as InvalidExperiment,
+)
+from ._core._errors import (
+    InvalidOptions as InvalidOptions,
+)
+from ._core._errors import (
+    MissingDependency as MissingDependency,
+)
+from ._core._errors import (
+    RestartIntensityExceeded as RestartIntensityExceeded,
+)
+from ._core._errors import (
+    RunCancelled as RunCancelled,
+)
+from ._core._errors import (
+    SchemaError as SchemaError,
+)
+from ._core._errors import (
+    StageFailed as StageFailed,
+)
+from ._core._errors import (
+    StageTimeout as StageTimeout,
+)
+from ._core._errors import (
+    UnknownStage as UnknownStage,
+)
+from ._core._handle import RunEvent as RunEvent
+from ._core._handle import RunHandle as RunHandle
+from ._core._handle import RunStatus as RunStatus
+from ._core._ir import BackendRef as BackendRef
+from ._core._ir import Backoff as Backoff
+from ._core._ir import DatasetRef as DatasetRef
+from ._core._ir import Experiment as Experiment
+from ._core._ir import OutputSpec as OutputSpec
+from ._core._ir import ReliabilityConfig as ReliabilityConfig
+from ._core._ir import StageDef as StageDef
+from ._core._ir import StatsConfig as StatsConfig
+from ._core._ir import load_experiment as load_experiment
+from ._core._registry import Registry as Registry
+from ._core._run import cleanup_scope as cleanup_scope
+from ._core._runner import run as run
+from ._core._runner import run_async as run_async
+from ._core._runtime import Runtime as Runtime
+from ._core._runtime import open_runtime as open_runtime
+from ._core._stage import Stage as Stage
+from ._core._stage import stage as stage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendRef",
+    "Backoff",
+    "Context",
+    "CrucibleError",
+    "DatasetRef",
+    "DuplicateStage",
+    "EncodeError",
+    "Experiment",
+    "InvalidExperiment",
+    "InvalidOptions",
+    "MissingDependency",
+    "OutputSpec",
+    "Registry",
+    "ReliabilityConfig",
+    "RestartIntensityExceeded",
+    "RunCancelled",
+    "RunEvent",
+    "RunHandle",
+    "RunStatus",
+    "Runtime",
+    "SchemaError",
+    "Stage",
+    "StageDef",
+    "StageFailed",
+    "StageTimeout",
+    "StatsConfig",
+    "UnknownStage",
+    "cleanup_scope",
+    "load_experiment",
+    "open_runtime",
+    "run",
+    "run_async",
+    "stage",
+]

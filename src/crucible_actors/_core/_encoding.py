@@ -1,0 +1,108 @@
+"""Cached msgspec encoders and decoders for Contexts, messages and records.
+
+The supervised runtime ships the Context between the run supervisor and stage actors as
+msgpack bytes; the store keeps the same bytes as checkpoints. Stage objects reachable
+from the Context (``StageDef.stage``) encode as their ``"module:qualname"`` reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from ._context import Context
+from ._errors import EncodeError, MessageError
+from ._ir import stage_ref
+
+__all__ = [
+    "context_to_json",
+    "decode_context",
+    "encode_context",
+    "sanitize",
+]
+
+
+def _enc_hook(obj: Any) -> Any:
+    if getattr(obj, "__crucible_stage__", False) or getattr(
+        getattr(obj, "__wrapped__", None), "__crucible_stage__", False
+    ):
+        return stage_ref(obj)
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
+_msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_context_decoder = msgspec.msgpack.Decoder(Context)
+
+
+def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
+    """Return (path, value, detail) of the innermost value that does not encode."""
+    try:
+        _msgpack_encoder.encode(value)
+        return None
+    except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+        detail = str(exc)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _find_bad(v, f"{path}[{k!r}]")
+            if found is not None:
+                return found
+        for k in value:
+            if not isinstance(k, str | int):
+                return (f"{path} key {k!r}", k, "keys must be str")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for i, v in enumerate(value):
+            found = _find_bad(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return (path, value, detail)
+
+
+def encode_context(ctx: Context) -> bytes:
+    """Encode ``ctx`` to msgpack bytes.
+
+    Raises:
+        EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
+            ``assigns['model']``.
+    """
+    try:
+        return _msgpack_encoder.encode(ctx)
+    except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+        for field in ("assigns", "metrics", "outputs", "artifacts", "telemetry_context"):
+            found = _find_bad(getattr(ctx, field), field)
+            if found is not None:
+                raise EncodeError(*found) from exc
+        raise EncodeError("context", ctx, str(exc)) from exc
+
+
+def decode_context(data: bytes) -> Context:
+    """Decode msgpack bytes produced by :func:`encode_context`.
+
+    Raises:
+        MessageError: the bytes are not an encoded Context of this version.
+    """
+    try:
+        return _context_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MessageError(f"cannot decode a Context from {len(data)} bytes: {exc}") from exc
+
+
+def _repr_hook(obj: Any) -> Any:
+    try:
+        return _enc_hook(obj)
+    except NotImplementedError:
+        return repr(obj)
+
+
+def sanitize(value: Any) -> Any:
+    """Return a JSON-safe copy of ``value``: tuples/sets → lists, enums → values,
+    datetimes → ISO 8601 strings, bytes → base64, unknown objects → ``repr``.
+    """
+    return msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True)
+
+
+def context_to_json(ctx: Context) -> bytes:
+    """Encode ``ctx`` as JSON, never failing: unknown values are written as ``repr``."""
+    return msgspec.json.encode(sanitize(ctx))

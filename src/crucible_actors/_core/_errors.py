@@ -1,0 +1,287 @@
+"""The exception tree of crucible-actors.
+
+Every error the library raises on purpose derives from :class:`CrucibleError`::
+
+    CrucibleError
+      InvalidExperiment, SchemaError, InvalidOptions     bad definitions and options
+      UnknownStage, DuplicateStage                       registry
+      StageFailed (cause chained: StageTimeout, ...)     a run that failed, with the pre-stage Context
+      StageTimeout                                       one attempt ran past its timeout
+      RestartIntensityExceeded                           supervision gave up
+      RunCancelled                                       a run ended because it was cancelled
+      MissingDependency                                  an optional extra is not installed
+      StoreError: StoreUnavailable, RunNotFound, ...     persistence
+      MessageError: EncodeError                          msgspec encode/decode failures
+      ValidationFailed, DataChecksFailed,
+      GuardrailViolation                                 raised by the built-in stages
+
+Errors carry keyword attributes (``stage``, ``errors``, ``run_id`` ...) so the CLI and the
+HTTP layer render them from data, never by parsing the message text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._context import Context
+
+
+class CrucibleError(Exception):
+    """Base class of every error crucible-actors raises on purpose."""
+
+
+class InvalidExperiment(CrucibleError, ValueError):
+    """An experiment definition is malformed (bad file, empty pipeline, bad field).
+
+    Raised by :func:`load_experiment` and by the runner before any stage runs.
+    ``errors`` lists every problem found; ``source`` names the file when known.
+    """
+
+    def __init__(self, errors: Sequence[str] | str, *, source: str | None = None) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.source = source
+        where = f"{source}: " if source else ""
+        body = "; ".join(self.errors)
+        super().__init__(f"{where}invalid experiment: {body}")
+
+
+class SchemaError(CrucibleError):
+    """A stage's ``describe()`` schema is missing or does not conform to the canonical format.
+
+    Raised at registration time, unlike :class:`InvalidOptions`, which concerns the
+    options a StageDef passes to a valid stage.
+    """
+
+    def __init__(self, stage: str, errors: Sequence[str] | str) -> None:
+        self.stage = stage
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__(
+            f"stage {stage!r} has an invalid describe() schema: "
+            + "; ".join(self.errors)
+            + ". Return a dict with name, description, required, optional and types, "
+            "or declare an Options msgspec Struct."
+        )
+
+
+class InvalidOptions(CrucibleError):
+    """The options given to a stage do not match its schema.
+
+    Raised before the stage runs when ``validate_options="error"``, or when a stage with an
+    ``Options`` Struct receives options that cannot be converted into it.
+    """
+
+    def __init__(self, stage: str, errors: Sequence[str] | str) -> None:
+        self.stage = stage
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__(f"invalid options for stage {stage!r}: " + "; ".join(self.errors))
+
+
+class UnknownStage(CrucibleError):
+    """No stage is registered under ``name``.
+
+    ``known`` lists the registered names so the message can suggest the closest one.
+    """
+
+    def __init__(self, name: str, *, known: Sequence[str] = ()) -> None:
+        import difflib
+
+        self.name = name
+        self.known = list(known)
+        hint = ""
+        close = difflib.get_close_matches(name, self.known, n=1)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+        elif self.known:
+            hint = f"; registered stages: {', '.join(self.known)}"
+        else:
+            hint = "; the registry is empty (register it or set StageDef.stage)"
+        super().__init__(f"no stage named {name!r}{hint}")
+
+
+class DuplicateStage(CrucibleError):
+    """A stage is registered under a name that is already taken (pass ``replace=True``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a stage named {name!r} is already registered; "
+            "pass replace=True to register(...) to replace it"
+        )
+
+
+class StageFailed(CrucibleError):
+    """A run failed at ``stage``; what ``run()`` raises and ``RunHandle.result()`` re-raises.
+
+    ``reason`` is the underlying exception (also chained as ``__cause__``); ``context`` is the
+    Context from *before* the failing stage, so nothing a failed attempt did is visible;
+    ``attempts`` counts the attempts made at that stage.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        reason: BaseException,
+        context: Context | None,
+        *,
+        attempts: int = 1,
+        run_id: str | None = None,
+    ) -> None:
+        self.stage = stage
+        self.reason = reason
+        self.context = context
+        self.attempts = attempts
+        self.run_id = run_id if run_id is not None else getattr(context, "run_id", None)
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        super().__init__(f"stage {stage!r} failed after {tries}: {type(reason).__name__}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_stage_failed,
+            (self.stage, self.reason, self.context, self.attempts, self.run_id),
+        )
+
+
+def _rebuild_stage_failed(
+    stage: str, reason: BaseException, context: Context | None, attempts: int, run_id: str | None
+) -> StageFailed:
+    return StageFailed(stage, reason, context, attempts=attempts, run_id=run_id)
+
+
+class StageTimeout(CrucibleError):
+    """One attempt of ``stage`` ran longer than its ``timeout`` (seconds, from attempt start).
+
+    Appears as ``StageFailed.reason`` when the stage gives up after a timeout.
+    """
+
+    def __init__(self, stage: str, timeout: float, *, attempt: int = 1) -> None:
+        self.stage = stage
+        self.timeout = timeout
+        self.attempt = attempt
+        super().__init__(
+            f"stage {stage!r} attempt {attempt} did not finish within {timeout:g} s; "
+            "raise StageDef.timeout or make the stage faster"
+        )
+
+
+class RestartIntensityExceeded(CrucibleError):
+    """More than ``max_restarts`` restarts happened within ``max_seconds``: supervision gave up.
+
+    Raised by :class:`Supervisor.wait` to the supervisor's parent, and used as
+    ``StageFailed.reason`` when a run's restart budget runs out.
+    """
+
+    def __init__(
+        self,
+        max_restarts: int,
+        max_seconds: float,
+        *,
+        supervisor: str = "supervisor",
+        last_error: BaseException | None = None,
+    ) -> None:
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+        self.supervisor = supervisor
+        self.last_error = last_error
+        last = f"; last error: {type(last_error).__name__}: {last_error}" if last_error else ""
+        super().__init__(
+            f"{supervisor}: more than {max_restarts} restart(s) within {max_seconds:g} s{last}"
+        )
+
+
+class RunCancelled(CrucibleError):
+    """A run was cancelled (handle, HTTP, Ctrl-C or runtime shutdown) before it finished."""
+
+    def __init__(self, run_id: str, *, stage: str | None = None) -> None:
+        self.run_id = run_id
+        self.stage = stage
+        at = f" during stage {stage!r}" if stage else ""
+        super().__init__(f"run {run_id} was cancelled{at}")
+
+
+class MissingDependency(CrucibleError):
+    """An optional extra needed for ``feature`` is not installed."""
+
+    def __init__(self, package: str, feature: str, *, extra: str | None = None) -> None:
+        self.package = package
+        self.feature = feature
+        self.extra = extra or feature
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed; "
+            f"install it with: pip install 'crucible-actors[{self.extra}]'"
+        )
+
+
+class StoreError(CrucibleError):
+    """Base class of persistence errors; ``store`` names the store (URL without secrets)."""
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        self.store = store
+        prefix = f"store {store}: " if store else ""
+        super().__init__(prefix + message)
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or opened (unreachable server, unknown URL scheme, full disk)."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's file or data is not what crucible-actors wrote (corrupt or foreign database)."""
+
+
+class CheckpointDecodeError(StoreError):
+    """A stored Context checkpoint no longer decodes (written by an incompatible version)."""
+
+
+class RunNotFound(StoreError):
+    """No run with ``run_id`` exists in the store."""
+
+    def __init__(self, run_id: str, *, store: str | None = None) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}", store=store)
+
+
+class MessageError(CrucibleError):
+    """A value could not be encoded to, or decoded from, msgspec bytes."""
+
+
+class EncodeError(MessageError):
+    """A Context holds a value msgspec cannot encode; ``path`` names where (``assigns['x']``)."""
+
+    def __init__(self, path: str, value: object, detail: str = "") -> None:
+        self.path = path
+        self.value_type = type(value).__name__
+        more = f" ({detail})" if detail else ""
+        super().__init__(
+            f"cannot encode {path}: value of type {self.value_type} is not supported{more}; "
+            "store str, int, float, bool, None, bytes, lists, dicts with str keys, "
+            "datetimes, enums or msgspec Structs"
+        )
+
+
+class ValidationFailed(CrucibleError):
+    """The ``validate`` stage found problems and ran with ``strict=True``."""
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("validation failed: " + "; ".join(self.messages))
+
+
+class DataChecksFailed(CrucibleError):
+    """The ``data_checks`` stage found examples with issues and ran with ``fail_fast=True``."""
+
+    def __init__(self, issues: Sequence[dict[str, Any]]) -> None:
+        self.issues = list(issues)
+        super().__init__(
+            f"data checks failed: {len(self.issues)} example(s) missing required fields"
+        )
+
+
+class GuardrailViolation(CrucibleError):
+    """The ``guardrails`` stage found violations and ran with ``fail_on_violation=True``."""
+
+    def __init__(self, violations: Sequence[dict[str, Any]]) -> None:
+        self.violations = list(violations)
+        super().__init__(f"guardrails found {len(self.violations)} violation(s)")

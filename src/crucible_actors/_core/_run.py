@@ -1,0 +1,620 @@
+"""The run supervisor and its stage actor: how one run executes.
+
+The run supervisor walks the pipeline, acting ``rest_for_one`` over the ordered stages:
+the Context is threaded, so restarting stage k re-runs k and whatever follows, and never
+the stages before it. For each attempt it sends the stage actor a ``RunStage`` message
+holding the encoded snapshot of the Context taken before the stage; the actor decodes a
+fresh Context, runs the stage inside its own cancel scope and answers ``StageDone`` (the
+new Context as bytes) or ``StageFailed``. A failed attempt therefore leaves nothing
+behind, and the snapshot is also what the store checkpoints, so restart and crash-resume
+are one operation. Each attempt has a generation; a late answer from an abandoned
+attempt (after a timeout) is dropped.
+
+Restarts follow OTP: a ``transient`` stage is retried after an exception or a timeout
+within its own window (``max_restarts`` in ``max_seconds``) and within the run-wide
+budget (``Experiment.max_restarts``); a ``temporary`` stage never is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+import msgspec.structs
+
+from . import _messages as msg
+from . import _telemetry as tel
+from ._decision import append_event
+from ._encoding import decode_context, encode_context
+from ._errors import (
+    CrucibleError,
+    RestartIntensityExceeded,
+    RunCancelled,
+    StageFailed,
+    StageTimeout,
+)
+from ._execute import ValidateMode, invoke_stage, prepare_options, resolve_stage
+from ._handle import AttemptRecord, RunEvent, RunHandle, RunStatus
+from ._ir import Backoff, StageDef
+from ._restart import RestartIntensity
+from ._stage import StageInfo, stage_info
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._context import Context
+    from ._registry import Registry
+    from ._tracing import SpanRecorder
+
+__all__ = ["RunObserver", "RunSupervisor", "cleanup_scope", "current_run"]
+
+_current_run: contextvars.ContextVar[RunHandle | None] = contextvars.ContextVar(
+    "crucible_current_run", default=None
+)
+
+
+def current_run() -> RunHandle | None:
+    """Return the handle of the run whose stage is executing, if any."""
+    return _current_run.get()
+
+
+def cleanup_scope() -> anyio.CancelScope:
+    """Return a shielded cancel scope for a stage's cleanup after cancellation.
+
+    The scope shields the cleanup from the run's cancellation but ends at the run's grace
+    deadline (set by ``RunHandle.cancel(grace=...)`` or the runtime's shutdown grace), so a
+    slow cleanup cannot hold up a shutdown. A bare ``CancelScope(shield=True)`` cannot be
+    interrupted at all.
+    """
+    handle = _current_run.get()
+    deadline = handle.grace_deadline if handle is not None else math.inf
+    return anyio.CancelScope(shield=True, deadline=deadline)
+
+
+class RunObserver:
+    """Hooks the store adapter implements to persist a run (all no-ops here)."""
+
+    async def run_started(self, handle: RunHandle, snapshot: bytes) -> None:
+        """The run was admitted; ``snapshot`` is the initial Context."""
+
+    async def checkpoint(self, handle: RunHandle, index: int, snapshot: bytes) -> None:
+        """``snapshot`` is the Context before stage ``index`` (or after the last one)."""
+
+    async def attempt_finished(self, handle: RunHandle, record: AttemptRecord) -> None:
+        """One attempt ended (``record.status``: completed, failed, timeout, cancelled)."""
+
+    async def run_finished(self, handle: RunHandle, final: bytes | None) -> None:
+        """The run reached a terminal status (``final``: the last Context, if any)."""
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, BaseExceptionGroup):
+        for leaf in exc.exceptions:
+            names |= _class_names(leaf)
+    return names
+
+
+def should_retry(stage_def: StageDef, error: BaseException) -> bool:
+    """Return whether the stage's policy allows retrying after ``error``.
+
+    Only ``transient`` stages retry; ``fail_on`` names never retry, and with ``retry_on``
+    set only those names do. Names match the exception's class and its bases, and every
+    leaf of an exception group.
+    """
+    if stage_def.restart != "transient":
+        return False
+    if not stage_def.fail_on and not stage_def.retry_on:
+        return True
+    names = _class_names(error)
+    if stage_def.fail_on and names.intersection(stage_def.fail_on):
+        return False
+    return not stage_def.retry_on or bool(names.intersection(stage_def.retry_on))
+
+
+def _backoff_delay(backoff: float | Backoff | None, retry: int) -> float:
+    if backoff is None:
+        return 0.0
+    if isinstance(backoff, Backoff):
+        return backoff.delay(retry, random.random())
+    return float(backoff)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = "; ".join(_describe_error(e) for e in exc.exceptions)
+        return f"{type(exc).__name__}: {exc.message} [{leaves}]"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _StageActor:
+    """Runs stage attempts for one run, one at a time, each in its own cancel scope."""
+
+    __slots__ = ("_cancelled_upto", "_gen", "_handle", "_replies", "_scope", "stages")
+
+    def __init__(self, handle: RunHandle, replies: MemoryObjectSendStream[msg.Message]) -> None:
+        self._handle = handle
+        self._replies = replies
+        self._scope: anyio.CancelScope | None = None
+        self._gen = 0
+        self._cancelled_upto = 0
+        self.stages: dict[int, tuple[StageInfo, Any, str, StageDef]] = {}
+
+    def cancel_attempt(self, generation: int) -> None:
+        """Abandon attempt ``generation`` (also if the actor has not picked it up yet)."""
+        self._cancelled_upto = max(self._cancelled_upto, generation)
+        if self._gen == generation and self._scope is not None:
+            self._scope.cancel()
+
+    async def serve(self, commands: MemoryObjectReceiveStream[msg.Message]) -> None:
+        _current_run.set(self._handle)
+        async with commands:
+            async for command in commands:
+                if not isinstance(command, msg.RunStage):
+                    continue
+                if command.generation <= self._cancelled_upto:
+                    continue
+                with anyio.CancelScope() as scope:
+                    self._scope, self._gen = scope, command.generation
+                    reply = await self._attempt(command)
+                self._scope = None
+                if not scope.cancelled_caught:
+                    await self._replies.send(reply)
+
+    async def _attempt(self, command: msg.RunStage) -> msg.Message:
+        info, opts, label, _ = self.stages[command.index]
+        handle = self._handle
+        try:
+            ctx = decode_context(command.context)
+            ctx = msgspec.structs.replace(
+                ctx,
+                telemetry_context={
+                    **ctx.telemetry_context,
+                    "stage": label,
+                    "attempt": command.attempt,
+                    "idempotency_key": f"{handle.run_id}/{label}/{command.generation}",
+                },
+            )
+            if ctx.trace is not None:
+                ctx = _trace(ctx, "stage_start", label, f"Starting stage {label}")
+            result = await invoke_stage(info, label, ctx, opts)
+            result = result.mark_stage_complete(label)
+            if result.trace is not None:
+                result = _trace(result, "stage_complete", label, f"Completed stage {label}")
+            return msg.StageDone(command.generation, command.index, encode_context(result))
+        except Exception as exc:
+            return msg.StageFailed(
+                command.generation,
+                command.index,
+                type(exc).__name__,
+                str(exc),
+                exception=exc,
+            )
+
+
+def _trace(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -> Context:
+    assert ctx.trace is not None
+    chain = append_event(
+        ctx.trace,
+        kind,
+        decision,
+        kw.pop("reasoning", f"Pipeline stage {stage}"),
+        stage_id=stage,
+        experiment_id=ctx.experiment_id,
+        **kw,
+    )
+    return msgspec.structs.replace(ctx, trace=chain)
+
+
+class RunSupervisor:
+    """Executes one run: the ordered stages, their restarts, timeouts and checkpoints."""
+
+    def __init__(
+        self,
+        handle: RunHandle,
+        *,
+        registry: Registry,
+        validate_mode: ValidateMode,
+        snapshot: bytes,
+        start_index: int = 0,
+        observer: RunObserver | None = None,
+        recorder: SpanRecorder | None = None,
+        otel_parent: Any = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.handle = handle
+        self.registry = registry
+        self.validate_mode = validate_mode
+        self.snapshot = snapshot
+        self.start_index = start_index
+        self.observer = observer
+        self.recorder = recorder
+        self.otel_parent = otel_parent
+        self.wall = wall
+        self._seq = 0
+        self._generation = 0
+        self._run_window: RestartIntensity | None = None
+        exp = handle.experiment
+        if exp.max_restarts is not None:
+            self._run_window = RestartIntensity(exp.max_restarts, exp.max_seconds)
+
+    # -- events ------------------------------------------------------------------
+
+    def _event(
+        self,
+        type_: str,
+        stage: str | None = None,
+        index: int | None = None,
+        attempt: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._seq += 1
+        self.handle._emit(
+            RunEvent(
+                self._seq,
+                type_,
+                self.handle.run_id,
+                anyio.current_time(),
+                self.wall(),
+                stage,
+                index,
+                attempt,
+                dict(data) if data else {},
+            )
+        )
+
+    def _telemetry(
+        self,
+        name: str,
+        stage: str | None,
+        attempt: int | None,
+        duration: float | None = None,
+        **extra: Any,
+    ) -> None:
+        if not tel.handlers_for(name):
+            return
+        measurements: dict[str, Any] = {"system_time": time.time_ns()}
+        if duration is not None:
+            measurements["duration"] = duration
+        metadata: dict[str, Any] = {
+            "experiment_id": self.handle.experiment.id,
+            "run_id": self.handle.run_id,
+        }
+        if stage is not None:
+            metadata["stage"] = stage
+            metadata["attempt"] = attempt
+        metadata.update(extra)
+        tel.emit(name, measurements, metadata)
+
+    # -- the run -------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        """Run the pipeline and record the outcome on the handle; never raises Exception.
+
+        Cancellation propagates after the handle is marked cancelled.
+        """
+        handle = self.handle
+        exp = handle.experiment
+        rec = self.recorder
+        run_span = rec.start_run(self.otel_parent, handle.run_id, exp.id) if rec else None
+        t0 = anyio.current_time()
+        handle.started_at = t0
+        handle.status = RunStatus.RUNNING
+        self._event("run_started", data={"experiment_id": exp.id})
+        self._telemetry(tel.RUN_START, None, None)
+        final: bytes | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                handle._scope = scope
+                if handle._cancel_requested:
+                    scope.cancel()
+                if self.observer is not None:
+                    await self.observer.run_started(handle, self.snapshot)
+                final = await self._run_stages(run_span)
+            if scope.cancelled_caught or (final is None and handle._cancel_requested):
+                raise RunCancelled(handle.run_id, stage=self._current_stage)
+        except RunCancelled as exc:
+            self._end(RunStatus.CANCELLED, None, exc, t0, run_span, "run_cancelled")
+            await self._notify_finished(None)
+        except StageFailed as exc:
+            self._end(RunStatus.FAILED, exc.context, exc, t0, run_span, "run_failed")
+            await self._notify_finished(None)
+        except anyio.get_cancelled_exc_class():
+            err = RunCancelled(handle.run_id, stage=self._current_stage)
+            self._end(RunStatus.CANCELLED, None, err, t0, run_span, "run_cancelled")
+            with anyio.CancelScope(shield=True):
+                await self._notify_finished(None)
+            raise
+        except Exception as exc:  # an internal or store error: the run fails, others go on
+            failed = StageFailed(self._current_stage or "<run>", exc, None)
+            self._end(RunStatus.FAILED, None, failed, t0, run_span, "run_failed")
+            await self._notify_finished(None)
+        else:
+            assert final is not None
+            ctx = decode_context(final)
+            self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed")
+            await self._notify_finished(final)
+        finally:
+            handle._scope = None
+
+    async def _notify_finished(self, final: bytes | None) -> None:
+        if self.observer is not None:
+            await self.observer.run_finished(self.handle, final)
+
+    _current_stage: str | None = None
+
+    def _end(
+        self,
+        status: RunStatus,
+        ctx: Context | None,
+        error: BaseException | None,
+        t0: float,
+        run_span: Any,
+        event: str,
+    ) -> None:
+        handle = self.handle
+        now = anyio.current_time()
+        handle.finished_at = now
+        data: dict[str, Any] = {"status": status.value, "duration": now - t0}
+        if error is not None:
+            data["error"] = _describe_error(error)
+        self._event(event, data=data)
+        if status is RunStatus.COMPLETED:
+            self._telemetry(tel.RUN_STOP, None, None, now - t0)
+        else:
+            self._telemetry(tel.RUN_EXCEPTION, None, None, now - t0, status=status.value)
+        if run_span is not None and self.recorder is not None:
+            if status is RunStatus.COMPLETED:
+                self.recorder.ok(run_span)
+            else:
+                self.recorder.fail(run_span, f"run {status.value}: {error}", None)
+            self.recorder.end(run_span)
+        handle._finish(status, ctx, error)
+
+    async def _run_stages(self, run_span: Any) -> bytes:
+        handle = self.handle
+        send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
+        send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
+        actor = _StageActor(handle, send_reply)
+        failure: Exception | None = None
+        # The body's errors are kept out of the task group: a task group would wrap them
+        # in an ExceptionGroup, and a failed run must raise a plain StageFailed.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(actor.serve, recv_cmd)
+            try:
+                pipeline = handle.experiment.pipeline
+                for index in range(self.start_index, len(pipeline)):
+                    await self._run_stage(
+                        index, pipeline[index], actor, send_cmd, recv_reply, run_span
+                    )
+                if self.observer is not None:
+                    await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
+            except Exception as exc:
+                failure = exc
+            finally:
+                send_cmd.close()
+                recv_reply.close()
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return self.snapshot
+
+    async def _run_stage(
+        self,
+        index: int,
+        stage_def: StageDef,
+        actor: _StageActor,
+        send_cmd: MemoryObjectSendStream[msg.Message],
+        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        run_span: Any,
+    ) -> None:
+        handle = self.handle
+        label = stage_def.label
+        self._current_stage = label
+        if self.observer is not None:
+            await self.observer.checkpoint(handle, index, self.snapshot)
+        if not stage_def.enabled:
+            ctx = decode_context(self.snapshot)
+            skipped = [*ctx.assigns.get("skipped_stages", ()), label]
+            self.snapshot = encode_context(ctx.assign("skipped_stages", skipped))
+            self._event("stage_skipped", label, index)
+            return
+        rec = self.recorder
+        exp_id = handle.experiment.id
+        stage_span = rec.start_stage(run_span, handle.run_id, exp_id, label) if rec else None
+        try:
+            try:
+                stage_obj = resolve_stage(stage_def, self.registry)
+                opts = prepare_options(
+                    label, stage_obj, stage_def.options or {}, self.validate_mode
+                )
+            except Exception as exc:
+                self._event("stage_failed", label, index, 1, {"error": _describe_error(exc)})
+                self._give_up(label, exc, 1, stage_span, "stage.exhausted")
+            actor.stages[index] = (stage_info(stage_obj), opts, label, stage_def)
+            await self._attempts(index, stage_def, label, actor, send_cmd, recv_reply, stage_span)
+        finally:
+            if stage_span is not None and rec is not None:
+                rec.end(stage_span)
+
+    def _give_up(
+        self, label: str, reason: BaseException, attempts: int, stage_span: Any, span_event: str
+    ) -> None:
+        ctx = decode_context(self.snapshot)
+        if ctx.trace is not None:
+            ctx = _trace(ctx, "stage_start", label, f"Starting stage {label}")
+            ctx = _trace(
+                ctx,
+                "stage_failed",
+                label,
+                f"Stage {label} failed",
+                reasoning=_describe_error(reason),
+                confidence=0.0,
+            )
+        if stage_span is not None and self.recorder is not None:
+            self.recorder.event(stage_span, span_event, {"crucible.attempt": attempts})
+            self.recorder.fail(stage_span, _describe_error(reason), None)
+        raise StageFailed(label, reason, ctx, attempts=attempts, run_id=self.handle.run_id) from (
+            reason
+        )
+
+    async def _attempts(
+        self,
+        index: int,
+        stage_def: StageDef,
+        label: str,
+        actor: _StageActor,
+        send_cmd: MemoryObjectSendStream[msg.Message],
+        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        stage_span: Any,
+    ) -> None:
+        handle = self.handle
+        rec = self.recorder
+        window: RestartIntensity | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._generation += 1
+            gen = self._generation
+            started = anyio.current_time()
+            record = AttemptRecord(index, label, attempt, "running", started)
+            handle.attempts.append(record)
+            self._event("stage_started", label, index, attempt)
+            self._telemetry(tel.STAGE_START, label, attempt)
+            attempt_span = (
+                rec.start_attempt(stage_span, handle.run_id, handle.experiment.id, label, attempt)
+                if rec
+                else None
+            )
+            reply: msg.Message | None = None
+            try:
+                reply = await self._exchange(
+                    send_cmd,
+                    recv_reply,
+                    msg.RunStage(gen, index, self.snapshot, attempt),
+                    stage_def.timeout,
+                )
+            except anyio.get_cancelled_exc_class():
+                actor.cancel_attempt(gen)
+                record.status, record.finished = "cancelled", anyio.current_time()
+                if attempt_span is not None and rec is not None:
+                    rec.event(attempt_span, "stage.cancelled", {"crucible.attempt": attempt})
+                    rec.fail(attempt_span, f"stage {label!r} attempt {attempt} cancelled")
+                    rec.end(attempt_span)
+                with anyio.CancelScope(shield=True):
+                    if self.observer is not None:
+                        await self.observer.attempt_finished(handle, record)
+                raise
+            now = anyio.current_time()
+            record.finished = now
+            if isinstance(reply, msg.StageDone):
+                self.snapshot = reply.context
+                record.status = "completed"
+                self._event("stage_completed", label, index, attempt, {"duration": now - started})
+                self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
+                if attempt_span is not None and rec is not None:
+                    rec.ok(attempt_span)
+                    rec.end(attempt_span)
+                if self.observer is not None:
+                    await self.observer.attempt_finished(handle, record)
+                return
+            error: BaseException
+            if reply is None:
+                assert stage_def.timeout is not None
+                actor.cancel_attempt(gen)
+                error = StageTimeout(label, stage_def.timeout, attempt=attempt)
+                record.status = "timeout"
+                self._event("stage_timeout", label, index, attempt, {"timeout": stage_def.timeout})
+                self._telemetry(tel.STAGE_TIMEOUT, label, attempt, now - started)
+                if attempt_span is not None and rec is not None:
+                    rec.event(attempt_span, "stage.timeout", {"crucible.attempt": attempt})
+            else:
+                assert isinstance(reply, msg.StageFailed)
+                error = (
+                    reply.exception
+                    if reply.exception is not None
+                    else CrucibleError(f"{reply.error_type}: {reply.message}")
+                )
+                record.status = "failed"
+                self._telemetry(
+                    tel.STAGE_EXCEPTION, label, attempt, now - started, error_type=reply.error_type
+                )
+            record.error = _describe_error(error)
+            if attempt_span is not None and rec is not None:
+                rec.fail(attempt_span, record.error, error)
+                rec.end(attempt_span)
+            if self.observer is not None:
+                await self.observer.attempt_finished(handle, record)
+
+            if not should_retry(stage_def, error):
+                self._event("stage_failed", label, index, attempt, {"error": record.error})
+                self._give_up(label, error, attempt, stage_span, "stage.exhausted")
+            if window is None:
+                window = RestartIntensity(stage_def.max_restarts, stage_def.max_seconds)
+            if not window.record(now):
+                self._event(
+                    "stage_failed",
+                    label,
+                    index,
+                    attempt,
+                    {"error": record.error, "gave_up": "stage restart window"},
+                )
+                self._give_up(label, error, attempt, stage_span, "stage.exhausted")
+            if self._run_window is not None and not self._run_window.record(now):
+                exp = handle.experiment
+                assert exp.max_restarts is not None
+                budget = RestartIntensityExceeded(
+                    exp.max_restarts,
+                    exp.max_seconds,
+                    supervisor=f"run {handle.run_id}",
+                    last_error=error,
+                )
+                self._event(
+                    "stage_failed",
+                    label,
+                    index,
+                    attempt,
+                    {"error": _describe_error(budget), "gave_up": "run restart budget"},
+                )
+                self._give_up(label, budget, attempt, stage_span, "stage.exhausted")
+            delay = _backoff_delay(stage_def.backoff, attempt)
+            self._event(
+                "stage_restarted",
+                label,
+                index,
+                attempt + 1,
+                {"after": record.error, "delay": delay},
+            )
+            self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
+            if stage_span is not None and rec is not None:
+                rec.event(
+                    stage_span,
+                    "stage.restart",
+                    {"crucible.attempt": attempt + 1, "crucible.delay": delay},
+                )
+            if delay > 0:
+                await anyio.sleep(delay)
+
+    @staticmethod
+    async def _exchange(
+        send_cmd: MemoryObjectSendStream[msg.Message],
+        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        command: msg.RunStage,
+        timeout: float | None,
+    ) -> msg.Message | None:
+        """Send ``command`` to the actor and wait for its reply; None on timeout."""
+        gen = command.generation
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            await send_cmd.send(command)
+            while True:
+                reply = await recv_reply.receive()
+                if getattr(reply, "generation", None) == gen:
+                    return reply
+        return None

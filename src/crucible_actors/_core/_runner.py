@@ -1,0 +1,102 @@
+"""Entry points that run one experiment: :func:`run_async` and the blocking :func:`run`.
+
+Semantics follow the reference's ``Pipeline.Runner``: stages run in pipeline order,
+threading one Context; a disabled stage is skipped and listed in
+``assigns["skipped_stages"]``; any failure stops the run with :class:`StageFailed`
+carrying the Context from before the failing stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._ir import Experiment, experiment_from_mapping, load_experiment
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._context import Context
+    from ._registry import Registry
+
+__all__ = ["coerce_experiment", "run", "run_async"]
+
+
+def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
+    """Accept an Experiment, a JSON-like mapping, or a path to an experiment file."""
+    if isinstance(experiment, Experiment):
+        return experiment
+    if isinstance(experiment, str | Path):
+        return load_experiment(experiment)
+    return experiment_from_mapping(dict(experiment))
+
+
+async def run_async(
+    experiment: Experiment | Mapping[str, Any] | str | Path,
+    *,
+    registry: Registry | None = None,
+    run_id: str | None = None,
+    assigns: Mapping[str, Any] | None = None,
+    validate_options: str = "off",
+    enable_trace: bool = False,
+    store: Any = None,
+    persist: bool = True,
+) -> Context:
+    """Run ``experiment`` inside the caller's trio or asyncio loop and return the final Context.
+
+    Uses a private runtime for this one run (see :func:`open_runtime` to share one).
+
+    Raises:
+        ValueError: ``validate_options`` is not ``"off"``, ``"warn"`` or ``"error"``.
+        StageFailed: a stage failed; ``.context`` is the Context from before it.
+        RunCancelled: the run was cancelled from elsewhere (not by cancelling this call,
+            which propagates the cancellation as usual).
+    """
+    from ._runtime import open_runtime
+
+    exp = coerce_experiment(experiment)
+    async with open_runtime(registry=registry, store=store) as rt:
+        handle = await rt.submit(
+            exp,
+            run_id=run_id,
+            assigns=assigns,
+            validate_options=validate_options,
+            enable_trace=enable_trace,
+            persist=persist,
+        )
+        return await handle.result()
+
+
+def run(
+    experiment: Experiment | Mapping[str, Any] | str | Path,
+    *,
+    registry: Registry | None = None,
+    run_id: str | None = None,
+    assigns: Mapping[str, Any] | None = None,
+    validate_options: str = "off",
+    enable_trace: bool = False,
+    store: Any = None,
+    persist: bool = True,
+    backend: str = "trio",
+) -> Context:
+    """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).
+
+    For scripts. Inside async code use :func:`run_async`, which never starts a second loop.
+    Takes the same keywords as :func:`run_async`, and raises the same errors.
+    """
+
+    async def main() -> Context:
+        return await run_async(
+            experiment,
+            registry=registry,
+            run_id=run_id,
+            assigns=assigns,
+            validate_options=validate_options,
+            enable_trace=enable_trace,
+            store=store,
+            persist=persist,
+        )
+
+    return anyio.run(main, backend=backend)

@@ -1,0 +1,300 @@
+"""The runtime: the root of the supervision tree, a dynamic supervisor whose children are runs.
+
+Runs are *temporary* children: a failed run is recorded and never restarted by the root,
+and never disturbs its siblings (each run's wrapper catches its own errors, so the
+task group's cancel-all-on-error rule never fires for a run). ``max_concurrent_runs``
+caps how many runs execute at once; :meth:`Runtime.submit` waits for admission.
+Leaving :func:`open_runtime` cancels the runs still going, in parallel, giving stage
+cleanup (see :func:`cleanup_scope`) ``shutdown_grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from ._context import Context
+from ._decision import new_chain
+from ._encoding import encode_context
+from ._errors import CrucibleError
+from ._execute import check_validate_mode
+from ._handle import RunHandle
+from ._registry import Registry
+from ._run import RunObserver, RunSupervisor
+from ._runner import coerce_experiment
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+    from pathlib import Path
+
+    from anyio.abc import TaskGroup
+
+    from ._ir import Experiment
+
+__all__ = ["Runtime", "RuntimeStatistics", "open_runtime"]
+
+
+class RuntimeStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of the runtime's counters."""
+
+    active: int
+    waiting: int
+    submitted: int
+    by_status: dict[str, int]
+    max_concurrent_runs: int | None
+
+
+class Runtime:
+    """Accepts runs and supervises them; obtain one with :func:`open_runtime`."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        *,
+        registry: Registry,
+        observer_factory: Any = None,
+        max_concurrent_runs: int | None,
+        recorder: Any,
+        shutdown_grace: float,
+        keep_finished: int,
+    ) -> None:
+        self._tg = task_group
+        self.registry = registry
+        self._observer_factory = observer_factory
+        self._limit = max_concurrent_runs
+        self._slots = anyio.Semaphore(max_concurrent_runs) if max_concurrent_runs else None
+        self._recorder = recorder
+        self._grace = shutdown_grace
+        self._active: dict[str, RunHandle] = {}
+        self._finished: deque[RunHandle] = deque(maxlen=keep_finished)
+        self._by_id: dict[str, RunHandle] = {}
+        self._waiting = 0
+        self._submitted = 0
+        self._counts: dict[str, int] = {}
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._closing = False
+
+    # -- public API ------------------------------------------------------------------
+
+    async def submit(
+        self,
+        experiment: Experiment | Mapping[str, Any] | str | Path,
+        *,
+        run_id: str | None = None,
+        assigns: Mapping[str, Any] | None = None,
+        validate_options: str = "off",
+        enable_trace: bool = False,
+        persist: bool = True,
+    ) -> RunHandle:
+        """Admit a run of ``experiment`` and return its handle once it is admitted.
+
+        Waits while ``max_concurrent_runs`` runs are executing.
+
+        Raises:
+            ValueError: bad ``validate_options`` or a ``run_id`` already in use.
+            EncodeError: ``assigns`` holds a value that cannot be encoded.
+            InvalidExperiment: ``experiment`` is malformed.
+            CrucibleError: the runtime is shutting down.
+        """
+        if self._closing:
+            raise CrucibleError("the runtime is shutting down and accepts no new runs")
+        mode = check_validate_mode(validate_options)
+        exp = coerce_experiment(experiment)
+        rid = run_id if run_id is not None else str(uuid.uuid4())
+        if rid in self._active:
+            raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
+        ctx = Context.new(exp, run_id=rid, assigns=assigns)
+        if enable_trace:
+            ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
+        snapshot = encode_context(ctx)
+        return await self._admit(exp, rid, mode, snapshot, 0, persist)
+
+    async def resume(
+        self,
+        experiment: Experiment,
+        run_id: str,
+        snapshot: bytes,
+        start_index: int,
+        *,
+        validate_options: str = "off",
+    ) -> RunHandle:
+        """Continue a run from the checkpoint ``snapshot`` taken before ``start_index``.
+
+        Stages before ``start_index`` are not re-run.
+        """
+        mode = check_validate_mode(validate_options)
+        return await self._admit(experiment, run_id, mode, snapshot, start_index, True)
+
+    def runs(self) -> list[RunHandle]:
+        """Return the handles of the active runs and the most recently finished ones."""
+        return [*self._active.values(), *self._finished]
+
+    def get(self, run_id: str) -> RunHandle | None:
+        """Return the handle of run ``run_id`` if this runtime still holds it."""
+        return self._by_id.get(run_id)
+
+    async def wait_idle(self) -> None:
+        """Wait until no run is active or waiting for admission."""
+        while self._active or self._waiting:
+            await self._idle.wait()
+
+    def statistics(self) -> RuntimeStatistics:
+        """Return a frozen snapshot of the runtime's counters."""
+        return RuntimeStatistics(
+            active=len(self._active),
+            waiting=self._waiting,
+            submitted=self._submitted,
+            by_status=dict(self._counts),
+            max_concurrent_runs=self._limit,
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _admit(
+        self,
+        exp: Experiment,
+        run_id: str,
+        mode: Any,
+        snapshot: bytes,
+        start_index: int,
+        persist: bool,
+    ) -> RunHandle:
+        handle = RunHandle(run_id, exp, resumed_from=start_index)
+        observer: RunObserver | None = None
+        if persist and self._observer_factory is not None:
+            observer = self._observer_factory()
+        supervisor = RunSupervisor(
+            handle,
+            registry=self.registry,
+            validate_mode=mode,
+            snapshot=snapshot,
+            start_index=start_index,
+            observer=observer,
+            recorder=self._recorder,
+            otel_parent=self._capture_parent(),
+        )
+        if self._slots is not None:
+            self._waiting += 1
+            self._idle = anyio.Event() if self._idle.is_set() else self._idle
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+        self._submitted += 1
+        self._active[run_id] = handle
+        self._by_id[run_id] = handle
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        self._tg.start_soon(self._child, supervisor, name=f"run {run_id}")
+        return handle
+
+    def _capture_parent(self) -> Any:
+        if self._recorder is None:
+            return None
+        from ._tracing import capture_parent
+
+        return capture_parent()
+
+    async def _child(self, supervisor: RunSupervisor) -> None:
+        handle = supervisor.handle
+        try:
+            await supervisor.execute()
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+            self._active.pop(handle.run_id, None)
+            self._finished.append(handle)
+            if len(self._by_id) > len(self._active) + (self._finished.maxlen or 0):
+                live = {h.run_id for h in self._finished} | set(self._active)
+                self._by_id = {k: v for k, v in self._by_id.items() if k in live}
+            self._counts[handle.status.value] = self._counts.get(handle.status.value, 0) + 1
+            if not self._active and not self._waiting:
+                self._idle.set()
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        deadline = anyio.current_time() + self._grace
+        for handle in list(self._active.values()):
+            if not handle.done:
+                handle._cancel_requested = True
+                handle.grace_deadline = deadline
+                if handle._scope is not None:
+                    handle._scope.cancel()
+
+
+@asynccontextmanager
+async def open_runtime(
+    *,
+    registry: Registry | None = None,
+    store: Any = None,
+    max_concurrent_runs: int | None = None,
+    tracer_provider: Any = None,
+    shutdown_grace: float = 10.0,
+    keep_finished: int = 10_000,
+    on_start: str = "mark_interrupted",
+) -> AsyncIterator[Runtime]:
+    """Open a runtime in the caller's trio or asyncio loop and yield it.
+
+    ``registry`` defaults to :meth:`Registry.default`. ``store`` is a Store or a store
+    URL; runs persist only when one is given. ``tracer_provider`` turns OpenTelemetry
+    spans on (a globally installed SDK provider does too). On exit, runs still going are
+    cancelled in parallel; their :func:`cleanup_scope` blocks get ``shutdown_grace``
+    seconds. ``keep_finished`` bounds how many finished handles :meth:`Runtime.runs`
+    remembers.
+
+    Raises:
+        ValueError: ``max_concurrent_runs`` is not positive or ``on_start`` is unknown.
+    """
+    if max_concurrent_runs is not None and max_concurrent_runs < 1:
+        raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
+    if on_start not in ("resume", "mark_interrupted", "ignore"):
+        raise ValueError(
+            f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
+        )
+    from ._tracing import make_recorder
+
+    reg = registry if registry is not None else Registry.default()
+    recorder = make_recorder(tracer_provider)
+    async with _open_store_adapter(store) as adapter:
+        async with anyio.create_task_group() as tg:
+            rt = Runtime(
+                tg,
+                registry=reg,
+                observer_factory=adapter.observer if adapter is not None else None,
+                max_concurrent_runs=max_concurrent_runs,
+                recorder=recorder,
+                shutdown_grace=shutdown_grace,
+                keep_finished=keep_finished,
+            )
+            rt.store = adapter.store if adapter is not None else None  # type: ignore[attr-defined]
+            if adapter is not None:
+                await adapter.recover(rt, on_start)
+            body_error: Exception | None = None
+            try:
+                yield rt
+            except Exception as exc:
+                # Raised by the caller's block: re-raised as is after the task group
+                # closes, instead of wrapped in an ExceptionGroup.
+                body_error = exc
+            finally:
+                await rt._shutdown()
+        if body_error is not None:
+            raise body_error
+
+
+@asynccontextmanager
+async def _open_store_adapter(store: Any) -> AsyncIterator[Any]:
+    """Yield a persistence adapter for ``store`` (a Store, a URL, or None)."""
+    if store is None:
+        yield None
+        return
+    from ._persist import open_persistence
+
+    async with open_persistence(store) as adapter:
+        yield adapter

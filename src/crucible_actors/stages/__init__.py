@@ -1,0 +1,1 @@
+"""Built-in stages: validate, data_checks, guardrails, bench, report."""
