@@ -69,4 +69,5 @@ def encode(message: Message) -> bytes:
 
 def decode(data: bytes) -> Message:
     """Decode bytes produced by :func:`encode`."""
-    return _decoder.decode(data)
+    message: Message = _decoder.decode(data)
+    return message

@@ -17,6 +17,7 @@ budget (``Experiment.max_restarts``); a ``temporary`` stage never is.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import random
@@ -45,7 +46,7 @@ from ._restart import RestartIntensity
 from ._stage import StageInfo, stage_info
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -92,6 +93,25 @@ class RunObserver:
 
     async def run_finished(self, handle: RunHandle, final: bytes | None) -> None:
         """The run reached a terminal status (``final``: the last Context, if any)."""
+
+
+@contextlib.contextmanager
+def unwrap_fatal() -> Iterator[None]:
+    """Re-raise a KeyboardInterrupt or SystemExit found in an exception group bare.
+
+    Task groups wrap whatever their tasks raise; an interrupt or exit requested by a stage
+    must reach the caller as itself (never retried, never swallowed).
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        fatal, _ = group.split((KeyboardInterrupt, SystemExit))
+        if fatal is None:
+            raise
+        leaf: BaseException = fatal
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise leaf from None
 
 
 def _class_names(exc: BaseException) -> set[str]:
@@ -383,6 +403,24 @@ class RunSupervisor:
         send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
         send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
         actor = _StageActor(handle, send_reply)
+        try:
+            with unwrap_fatal():
+                await self._drive(actor, send_cmd, recv_cmd, send_reply, recv_reply, run_span)
+        finally:
+            for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
+                stream.close()
+        return self.snapshot
+
+    async def _drive(
+        self,
+        actor: _StageActor,
+        send_cmd: MemoryObjectSendStream[msg.Message],
+        recv_cmd: MemoryObjectReceiveStream[msg.Message],
+        send_reply: MemoryObjectSendStream[msg.Message],
+        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        run_span: Any,
+    ) -> None:
+        handle = self.handle
         failure: Exception | None = None
         # The body's errors are kept out of the task group: a task group would wrap them
         # in an ExceptionGroup, and a failed run must raise a plain StageFailed.
@@ -399,12 +437,9 @@ class RunSupervisor:
             except Exception as exc:
                 failure = exc
             finally:
-                send_cmd.close()
-                recv_reply.close()
                 tg.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        return self.snapshot
 
     async def _run_stage(
         self,
@@ -607,11 +642,11 @@ class RunSupervisor:
         send_cmd: MemoryObjectSendStream[msg.Message],
         recv_reply: MemoryObjectReceiveStream[msg.Message],
         command: msg.RunStage,
-        timeout: float | None,
+        deadline_after: float | None,
     ) -> msg.Message | None:
         """Send ``command`` to the actor and wait for its reply; None on timeout."""
         gen = command.generation
-        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+        with anyio.move_on_after(deadline_after if deadline_after is not None else math.inf):
             await send_cmd.send(command)
             while True:
                 reply = await recv_reply.receive()

@@ -25,7 +25,7 @@ from ._errors import CrucibleError
 from ._execute import check_validate_mode
 from ._handle import RunHandle
 from ._registry import Registry
-from ._run import RunObserver, RunSupervisor
+from ._run import RunObserver, RunSupervisor, unwrap_fatal
 from ._runner import coerce_experiment
 
 if TYPE_CHECKING:
@@ -262,30 +262,31 @@ async def open_runtime(
     reg = registry if registry is not None else Registry.default()
     recorder = make_recorder(tracer_provider)
     async with _open_store_adapter(store) as adapter:
-        async with anyio.create_task_group() as tg:
-            rt = Runtime(
-                tg,
-                registry=reg,
-                observer_factory=adapter.observer if adapter is not None else None,
-                max_concurrent_runs=max_concurrent_runs,
-                recorder=recorder,
-                shutdown_grace=shutdown_grace,
-                keep_finished=keep_finished,
-            )
-            rt.store = adapter.store if adapter is not None else None  # type: ignore[attr-defined]
-            if adapter is not None:
-                await adapter.recover(rt, on_start)
-            body_error: Exception | None = None
-            try:
-                yield rt
-            except Exception as exc:
-                # Raised by the caller's block: re-raised as is after the task group
-                # closes, instead of wrapped in an ExceptionGroup.
-                body_error = exc
-            finally:
-                await rt._shutdown()
-        if body_error is not None:
-            raise body_error
+        with unwrap_fatal():
+            async with anyio.create_task_group() as tg:
+                rt = Runtime(
+                    tg,
+                    registry=reg,
+                    observer_factory=adapter.observer if adapter is not None else None,
+                    max_concurrent_runs=max_concurrent_runs,
+                    recorder=recorder,
+                    shutdown_grace=shutdown_grace,
+                    keep_finished=keep_finished,
+                )
+                rt.store = adapter.store if adapter is not None else None  # type: ignore[attr-defined]
+                if adapter is not None:
+                    await adapter.recover(rt, on_start)
+                body_error: Exception | None = None
+                try:
+                    yield rt
+                except Exception as exc:
+                    # Raised by the caller's block: re-raised as is after the task group
+                    # closes, instead of wrapped in an ExceptionGroup.
+                    body_error = exc
+                finally:
+                    await rt._shutdown()
+            if body_error is not None:
+                raise body_error
 
 
 @asynccontextmanager
