@@ -175,17 +175,37 @@ class _StageActor:
 
     async def serve(self, commands: MemoryObjectReceiveStream[msg.Message]) -> None:
         _current_run.set(self._handle)
-        async with commands:
-            async for command in commands:
+        with commands:
+            while True:
+                # Fast path: take a queued command without the extra checkpoint that
+                # ``receive()`` always performs; block only when the queue is empty.
+                try:
+                    command = commands.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        command = await commands.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 if not isinstance(command, msg.RunStage):
                     continue
                 if command.generation <= self._cancelled_upto:
                     continue
-                with anyio.CancelScope() as scope:
-                    self._scope, self._gen = scope, command.generation
+                if self.stages[command.index][3].timeout is None:
+                    # No timeout: nothing abandons this attempt but the run's own
+                    # cancellation, so no per-attempt cancel scope is needed.
                     reply = await self._attempt(command)
-                self._scope = None
-                if not scope.cancelled_caught:
+                else:
+                    with anyio.CancelScope() as scope:
+                        self._scope, self._gen = scope, command.generation
+                        reply = await self._attempt(command)
+                    self._scope = None
+                    if scope.cancelled_caught:
+                        continue
+                try:
+                    self._replies.send_nowait(reply)
+                except anyio.WouldBlock:
                     await self._replies.send(reply)
 
     async def _attempt(self, command: msg.RunStage) -> msg.Message:
@@ -274,6 +294,7 @@ class RunSupervisor:
         index: int | None = None,
         attempt: int | None = None,
         data: Mapping[str, Any] | None = None,
+        now: float | None = None,
     ) -> None:
         self._seq += 1
         self.handle._emit(
@@ -281,7 +302,7 @@ class RunSupervisor:
                 self._seq,
                 type_,
                 self.handle.run_id,
-                anyio.current_time(),
+                anyio.current_time() if now is None else now,
                 self.wall(),
                 stage,
                 index,
@@ -521,7 +542,7 @@ class RunSupervisor:
             started = anyio.current_time()
             record = AttemptRecord(index, label, attempt, "running", started)
             handle.attempts.append(record)
-            self._event("stage_started", label, index, attempt)
+            self._event("stage_started", label, index, attempt, now=started)
             self._telemetry(tel.STAGE_START, label, attempt)
             attempt_span = (
                 rec.start_attempt(stage_span, handle.run_id, handle.experiment.id, label, attempt)
@@ -552,7 +573,9 @@ class RunSupervisor:
             if isinstance(reply, msg.StageDone):
                 self.snapshot = reply.context
                 record.status = "completed"
-                self._event("stage_completed", label, index, attempt, {"duration": now - started})
+                self._event(
+                    "stage_completed", label, index, attempt, {"duration": now - started}, now=now
+                )
                 self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
                 if attempt_span is not None and rec is not None:
                     rec.ok(attempt_span)
@@ -646,10 +669,30 @@ class RunSupervisor:
     ) -> msg.Message | None:
         """Send ``command`` to the actor and wait for its reply; None on timeout."""
         gen = command.generation
-        with anyio.move_on_after(deadline_after if deadline_after is not None else math.inf):
-            await send_cmd.send(command)
-            while True:
-                reply = await recv_reply.receive()
-                if getattr(reply, "generation", None) == gen:
-                    return reply
+        if deadline_after is None:
+            await _send(send_cmd, command)
+            return await _receive_generation(recv_reply, gen)
+        with anyio.move_on_after(deadline_after):
+            await _send(send_cmd, command)
+            return await _receive_generation(recv_reply, gen)
         return None
+
+
+async def _send(stream: MemoryObjectSendStream[msg.Message], message: msg.Message) -> None:
+    try:
+        stream.send_nowait(message)
+    except anyio.WouldBlock:
+        await stream.send(message)
+
+
+async def _receive_generation(
+    stream: MemoryObjectReceiveStream[msg.Message], generation: int
+) -> msg.Message:
+    """Return the next reply for ``generation``, dropping late replies of older attempts."""
+    while True:
+        try:
+            reply = stream.receive_nowait()
+        except anyio.WouldBlock:
+            reply = await stream.receive()
+        if getattr(reply, "generation", None) == generation:
+            return reply
