@@ -45,7 +45,7 @@ _TERMINAL = frozenset(
 )
 
 
-class RunEvent(msgspec.Struct, frozen=True):
+class RunEvent(msgspec.Struct, frozen=True, gc=False):
     """One thing that happened in a run.
 
     ``type`` is one of ``run_started``, ``stage_started``, ``stage_completed``,
@@ -65,7 +65,7 @@ class RunEvent(msgspec.Struct, frozen=True):
     data: dict[str, Any] = {}
 
 
-class AttemptRecord(msgspec.Struct):
+class AttemptRecord(msgspec.Struct, gc=False):
     """One attempt at one stage (mutable while the attempt runs)."""
 
     index: int

@@ -20,7 +20,7 @@ import msgspec.structs
 __all__ = ["Cancel", "Message", "RunStage", "StageDone", "StageFailed", "decode", "encode"]
 
 
-class RunStage(msgspec.Struct, tag="run_stage", frozen=True):
+class RunStage(msgspec.Struct, tag="run_stage", frozen=True, gc=False):
     """Run stage ``index`` on the Context in ``context`` as attempt ``generation``."""
 
     generation: int
@@ -29,13 +29,13 @@ class RunStage(msgspec.Struct, tag="run_stage", frozen=True):
     attempt: int = 1
 
 
-class Cancel(msgspec.Struct, tag="cancel", frozen=True):
+class Cancel(msgspec.Struct, tag="cancel", frozen=True, gc=False):
     """Abandon the attempt numbered ``generation``."""
 
     generation: int
 
 
-class StageDone(msgspec.Struct, tag="stage_done", frozen=True):
+class StageDone(msgspec.Struct, tag="stage_done", frozen=True, gc=False):
     """Attempt ``generation`` succeeded; ``context`` is the resulting Context."""
 
     generation: int

@@ -379,7 +379,8 @@ class RunSupervisor:
             await self._notify_finished(None)
         else:
             assert final is not None
-            ctx = decode_context(final)
+            # Share the submitted Experiment instead of keeping a decoded copy per run.
+            ctx = msgspec.structs.replace(decode_context(final), experiment=handle.experiment)
             self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed")
             await self._notify_finished(final)
         finally:

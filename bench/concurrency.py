@@ -1,0 +1,152 @@
+"""Many concurrent runs in one process: throughput, memory per run and GC share, as JSON lines.
+
+Runs N (default 10,000) concurrent 5-stage runs whose stages each ``await anyio.sleep(0)``
+through ``Runtime.submit``, and, in the same process, N bare anyio tasks of the same
+shape (5 awaits of ``anyio.sleep(0)``). Reports runs/s, peak RSS growth, memory per run
+(peak traced Python allocations / N, via tracemalloc in a separate pass), the share of
+wall time spent in garbage collection, and failures. Each backend runs in a fresh
+subprocess so peak RSS is not shared between them.
+
+Usage: ``python bench/concurrency.py [--runs N] [--backend trio|asyncio]``.
+Targets: zero failures, >= 0.5x the bare anyio throughput, <= 3x its memory per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+import crucible_actors as ca
+from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef
+
+STAGES = 5
+
+
+@ca.stage("yield")
+async def yield_stage(ctx: Context, opts: Any) -> Context:
+    await anyio.sleep(0)
+    return ctx
+
+
+EXPERIMENT = Experiment(id="bench", pipeline=[StageDef(name="yield") for _ in range(STAGES)])
+
+
+async def bare_run(done: list[int]) -> None:
+    for _ in range(STAGES):
+        await anyio.sleep(0)
+    done.append(1)
+
+
+def _gc_timer() -> tuple[Callable[[str, dict[str, Any]], None], list[float]]:
+    total = [0.0]
+    start = [0.0]
+
+    def cb(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            start[0] = time.perf_counter()
+        else:
+            total[0] += time.perf_counter() - start[0]
+
+    return cb, total
+
+
+async def runtime_batch(n: int) -> tuple[float, int]:
+    reg = Registry()
+    reg.register(yield_stage)
+    t0 = time.perf_counter()
+    async with ca.open_runtime(registry=reg, keep_finished=n) as rt:
+        handles = [await rt.submit(EXPERIMENT) for _ in range(n)]
+        await rt.wait_idle()
+    elapsed = time.perf_counter() - t0
+    failures = sum(1 for h in handles if h.status is not RunStatus.COMPLETED)
+    return elapsed, failures
+
+
+async def bare_batch(n: int) -> tuple[float, int]:
+    done: list[int] = []
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(bare_run, done)
+    return time.perf_counter() - t0, n - len(done)
+
+
+def measure(
+    name: str, fn: Callable[[int], Awaitable[tuple[float, int]]], n: int, backend: str
+) -> dict[str, Any]:
+    gc.collect()
+    cb, gc_total = _gc_timer()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.callbacks.append(cb)
+    try:
+        elapsed, failures = anyio.run(fn, n, backend=backend)
+    finally:
+        gc.callbacks.remove(cb)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    tracemalloc.start()
+    anyio.run(fn, n, backend=backend)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "path": name,
+        "runs": n,
+        "failures": failures,
+        "seconds": round(elapsed, 3),
+        "runs_per_s": round(n / elapsed, 1),
+        "peak_rss_growth_mib": round((rss1 - rss0) / 1024, 1),
+        "bytes_per_run": round(peak / n),
+        "gc_share": round(gc_total[0] / elapsed, 4),
+    }
+
+
+def child(backend: str, n: int) -> None:
+    bare = measure("bare_anyio", bare_batch, n, backend)
+    rt = measure("runtime_submit", runtime_batch, n, backend)
+    for line in (bare, rt):
+        print(json.dumps({"bench": "concurrency", "backend": backend, **line}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "concurrency",
+                "backend": backend,
+                "path": "ratios",
+                "throughput_vs_bare": round(rt["runs_per_s"] / bare["runs_per_s"], 3),
+                "memory_per_run_vs_bare": round(rt["bytes_per_run"] / bare["bytes_per_run"], 2),
+                "target_throughput_vs_bare": 0.5,
+                "target_memory_vs_bare": 3.0,
+                "failures": rt["failures"],
+            }
+        ),
+        flush=True,
+    )
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--backend", choices=("trio", "asyncio"), default=None)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.backend, args.runs)
+        return
+    for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
+        subprocess.run(
+            [sys.executable, __file__, "--child", "--backend", backend, "--runs", str(args.runs)],
+            check=True,
+        )
+
+
+if __name__ == "__main__":
+    cli()
