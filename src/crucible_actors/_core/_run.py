@@ -41,9 +41,10 @@ from ._errors import (
 )
 from ._execute import ValidateMode, invoke_stage, prepare_options, resolve_stage
 from ._handle import AttemptRecord, RunEvent, RunHandle, RunStatus
-from ._ir import Backoff, StageDef
+from ._ir import Backoff, StageDef, stage_ref
 from ._restart import RestartIntensity
 from ._stage import StageInfo, stage_info
+from ._worker import invoke_in_process, invoke_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -209,7 +210,7 @@ class _StageActor:
                     await self._replies.send(reply)
 
     async def _attempt(self, command: msg.RunStage) -> msg.Message:
-        info, opts, label, _ = self.stages[command.index]
+        info, opts, label, stage_def = self.stages[command.index]
         handle = self._handle
         try:
             ctx = decode_context(command.context)
@@ -224,7 +225,14 @@ class _StageActor:
             )
             if ctx.trace is not None:
                 ctx = _trace(ctx, "stage_start", label, f"Starting stage {label}")
-            result = await invoke_stage(info, label, ctx, opts)
+            if stage_def.isolation == "inline" or (
+                stage_def.isolation == "thread" and not info.is_async
+            ):
+                result = await invoke_stage(info, label, ctx, opts)
+            elif stage_def.isolation == "thread":
+                result = await invoke_in_thread(info.stage, label, ctx, opts)
+            else:
+                result = await invoke_in_process(stage_ref(info.stage), label, ctx, opts)
             result = result.mark_stage_complete(label)
             if result.trace is not None:
                 result = _trace(result, "stage_complete", label, f"Completed stage {label}")
