@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import crucible_actors as ca
 from crucible_actors import Experiment, Registry, StageDef, StageFailed, StageTimeout
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STAGES = textwrap.dedent(
     """

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -16,6 +15,9 @@ from opentelemetry.trace import StatusCode
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage, telemetry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 
 @pytest.fixture

@@ -14,15 +14,17 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 import msgspec
 
-from ._context import Context
 from ._encoding import decode_context, encode_context, sanitize
 from ._errors import CrucibleError
+
+if TYPE_CHECKING:
+    from ._context import Context
 
 __all__ = ["invoke_in_process", "invoke_in_thread"]
 
@@ -74,7 +76,8 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
     async with await anyio.open_process(
         [sys.executable, "-m", "crucible_actors._core._worker"], env=env
     ) as proc:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         await proc.stdin.send(request)
         await proc.stdin.aclose()
         chunks = [chunk async for chunk in proc.stdout]
