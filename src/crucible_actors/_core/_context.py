@@ -33,7 +33,7 @@ __all__ = ["Context"]
 _replace = msgspec.structs.replace
 
 
-class Context(msgspec.Struct, frozen=True):
+class Context(msgspec.Struct, frozen=True, omit_defaults=True):
     """Runtime state of one run: metrics, outputs, artifacts, assigns and the trace.
 
     Build one with :meth:`Context.new`; stages receive one and return a new one.
@@ -142,11 +142,13 @@ class Context(msgspec.Struct, frozen=True):
     # -- stage tracking ------------------------------------------------------------
 
     def mark_stage_complete(self, name: str) -> Context:
-        """Return a Context with ``name`` appended to ``assigns["completed_stages"]`` once."""
+        """Return a Context with ``name`` appended to ``assigns["completed_stages"]`` once.
+
+        Marking a stage that is already complete returns an equal copy.
+        """
         done = list(self.assigns.get("completed_stages", ()))
-        if name in done:
-            return self
-        done.append(name)
+        if name not in done:
+            done.append(name)
         return _replace(self, assigns={**self.assigns, "completed_stages": done})
 
     def stage_completed(self, name: str) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from ._context import Context
 from ._errors import EncodeError, MessageError
@@ -19,17 +20,40 @@ from ._ir import stage_ref
 __all__ = [
     "context_to_json",
     "decode_context",
+    "enc_hook",
     "encode_context",
     "sanitize",
 ]
 
 
-def _enc_hook(obj: Any) -> Any:
+def _is_stage_like(obj: Any) -> bool:
+    """Whether ``obj`` is what ``StageDef.stage`` accepts: a stage class or object.
+
+    Stage subclasses and ``@stage`` functions carry ``__crucible_stage__``; a plug-in
+    that only follows the protocol is recognised by its callable ``run``.
+    """
     if getattr(obj, "__crucible_stage__", False) or getattr(
         getattr(obj, "__wrapped__", None), "__crucible_stage__", False
     ):
+        return True
+    return callable(getattr(obj, "run", None))
+
+
+def enc_hook(obj: Any) -> Any:
+    """Encode a stage class or object as its ``"module:qualname"`` reference.
+
+    Pass it as ``enc_hook=`` to a msgspec encoder to encode an Experiment whose
+    ``StageDef.stage`` holds a Python object.
+
+    Raises:
+        NotImplementedError: ``obj`` is not a stage (msgspec reports it as unsupported).
+    """
+    if _is_stage_like(obj):
         return stage_ref(obj)
     raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
+_enc_hook = enc_hook
 
 
 _msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
@@ -44,7 +68,12 @@ def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
         return None
     except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
         detail = str(exc)
-    if isinstance(value, Mapping):
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            found = _find_bad(getattr(value, name), f"{path}.{name}")
+            if found is not None:
+                return found
+    elif isinstance(value, Mapping):
         for k, v in value.items():
             found = _find_bad(v, f"{path}[{k!r}]")
             if found is not None:
@@ -60,6 +89,22 @@ def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
     return (path, value, detail)
 
 
+def _portable(ctx: Context) -> Context:
+    """Return ``ctx`` with every ``StageDef.stage`` object replaced by its reference.
+
+    Whatever object a pipeline names as its stage (even one that is not a stage, which
+    fails later with a message saying so) must not make the Context unencodable.
+    """
+    pipeline = ctx.experiment.pipeline
+    if all(s.stage is None or isinstance(s.stage, str) for s in pipeline):
+        return ctx
+    refs = [
+        s if s.stage is None or isinstance(s.stage, str) else replace(s, stage=stage_ref(s.stage))
+        for s in pipeline
+    ]
+    return replace(ctx, experiment=replace(ctx.experiment, pipeline=refs))
+
+
 def encode_context(ctx: Context) -> bytes:
     """Encode ``ctx`` to msgpack bytes.
 
@@ -67,10 +112,12 @@ def encode_context(ctx: Context) -> bytes:
         EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
             ``assigns['model']``.
     """
+    ctx = _portable(ctx)
     try:
         return _msgpack_encoder.encode(ctx)
     except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
-        for field in ("assigns", "metrics", "outputs", "artifacts", "telemetry_context"):
+        fields = ("assigns", "metrics", "outputs", "artifacts", "telemetry_context")
+        for field in (*fields, "trace", "experiment"):
             found = _find_bad(getattr(ctx, field), field)
             if found is not None:
                 raise EncodeError(*found) from exc

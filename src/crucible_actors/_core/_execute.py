@@ -6,6 +6,7 @@ call :func:`invoke_stage`; the run supervisor calls :func:`resolve_stage` once p
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,10 +15,11 @@ import anyio.to_thread
 
 from ._context import Context
 from ._errors import InvalidOptions
+from ._ir import stage_ref
 from ._stage import Stage, StageInfo, coerce_stage, stage_info
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ._ir import StageDef
     from ._registry import Registry
@@ -48,8 +50,9 @@ def resolve_stage(stage_def: StageDef, registry: Registry) -> Stage:
         UnknownStage: the name is not registered.
         ImportError, TypeError: an explicit ``stage`` reference does not load or is not a stage.
     """
-    if stage_def.stage is not None:
-        return coerce_stage(stage_def.stage, where=str(stage_def.stage))
+    if stage_def.stage is not None and stage_def.stage != "":
+        where = stage_def.stage if isinstance(stage_def.stage, str) else stage_ref(stage_def.stage)
+        return coerce_stage(stage_def.stage, where=where)
     assert stage_def.name is not None  # StageDef guarantees name or stage
     return registry.resolve(stage_def.name)
 
@@ -85,13 +88,25 @@ async def invoke_stage(info: StageInfo, label: str, ctx: Context, opts: Any) -> 
         TypeError: the stage returned something other than a Context.
         Exception: whatever the stage raised.
     """
+    result: object
     if info.is_async:
         result = await info.stage.run(ctx, opts)  # type: ignore[misc]
     else:
-        result = await anyio.to_thread.run_sync(info.stage.run, ctx, opts, abandon_on_cancel=True)
+        # Boxed: trio refuses a thread function whose result is a coroutine, but a plain
+        # ``def run`` may hand back an awaitable (``return self._arun(...)``, an async
+        # callable object); that is finished here, on the loop.
+        (result,) = await anyio.to_thread.run_sync(
+            _call_boxed, info.stage.run, ctx, opts, abandon_on_cancel=True
+        )
+        if inspect.isawaitable(result):
+            result = await result
     if not isinstance(result, Context):
         raise TypeError(
             f"stage {label!r} returned {type(result).__name__}, expected a Context; "
             "return the (new) Context from run()"
         )
     return result
+
+
+def _call_boxed(fn: Callable[[Context, Any], object], ctx: Context, opts: Any) -> tuple[object]:
+    return (fn(ctx, opts),)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +58,7 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return base
 
 
-class BackendRef(msgspec.Struct, frozen=True):
+class BackendRef(msgspec.Struct, frozen=True, omit_defaults=True):
     """Which model backend an experiment talks to (opaque to the runtime)."""
 
     id: str
@@ -69,7 +70,7 @@ class BackendRef(msgspec.Struct, frozen=True):
     fallback: Any = None
 
 
-class DatasetRef(msgspec.Struct, frozen=True):
+class DatasetRef(msgspec.Struct, frozen=True, omit_defaults=True):
     """Which dataset an experiment reads (opaque to the runtime)."""
 
     name: str
@@ -81,7 +82,7 @@ class DatasetRef(msgspec.Struct, frozen=True):
     schema: Any = None
 
 
-class OutputSpec(msgspec.Struct, frozen=True):
+class OutputSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     """One report the ``report`` stage renders.
 
     ``formats`` are any of ``markdown json html csv``; ``sink`` is ``file`` or ``stdout``.
@@ -95,7 +96,7 @@ class OutputSpec(msgspec.Struct, frozen=True):
     options: dict[str, Any] = {}
 
 
-class StatsConfig(msgspec.Struct, frozen=True):
+class StatsConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     """Statistical-testing defaults that the ``bench`` stage falls back to."""
 
     tests: list[str] = msgspec.field(default_factory=lambda: ["ttest", "bootstrap"])
@@ -111,7 +112,7 @@ class StatsConfig(msgspec.Struct, frozen=True):
             msgspec.structs.force_setattr(self, "options", {})
 
 
-class ReliabilityConfig(msgspec.Struct, frozen=True):
+class ReliabilityConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     """Reliability settings; only ``stats`` is interpreted by the built-in stages."""
 
     stats: StatsConfig | None = None
@@ -125,7 +126,7 @@ class ReliabilityConfig(msgspec.Struct, frozen=True):
     feedback: dict[str, Any] | None = None
 
 
-class StageDef(msgspec.Struct, frozen=True):
+class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     """One step of a pipeline, with its options and supervision policy.
 
     ``name`` is looked up in the registry unless ``stage`` is set (a Stage class or
@@ -155,8 +156,12 @@ class StageDef(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         if self.options is None:
             msgspec.structs.force_setattr(self, "options", {})
-        if self.name is None and self.stage is None:
-            raise InvalidExperiment("Stage definition missing both name and stage")
+        no_stage = self.stage is None or (isinstance(self.stage, str) and not self.stage)
+        if not self.name and no_stage:
+            raise InvalidExperiment(
+                "a stage definition needs a name (a registered stage) or a stage "
+                "(a Stage class or object, or a 'package.module:attr' reference)"
+            )
         if self.timeout is not None and self.timeout <= 0:
             raise InvalidExperiment(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_restarts < 0:
@@ -165,12 +170,12 @@ class StageDef(msgspec.Struct, frozen=True):
     @property
     def label(self) -> str:
         """The name used in errors, events and records: ``name``, else the stage's own."""
-        if self.name is not None:
+        if self.name:
             return self.name
         return stage_ref_name(self.stage)
 
 
-class Experiment(msgspec.Struct, frozen=True):
+class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
     """A named pipeline of stages plus descriptive metadata.
 
     ``max_restarts``/``max_seconds`` form the run-wide restart budget counted across all
@@ -201,6 +206,27 @@ class Experiment(msgspec.Struct, frozen=True):
             raise InvalidExperiment(
                 f"experiment {self.id!r} has an empty pipeline; add at least one stage"
             )
+        if not all(type(s) is StageDef for s in self.pipeline):
+            msgspec.structs.force_setattr(self, "pipeline", _coerce_pipeline(self.pipeline))
+
+
+def _coerce_pipeline(pipeline: list[Any]) -> list[StageDef]:
+    """Accept mappings in a pipeline built in Python (``pipeline=[{"name": "a"}]``)."""
+    out: list[StageDef] = []
+    for i, entry in enumerate(pipeline):
+        if isinstance(entry, StageDef):
+            out.append(entry)
+        elif isinstance(entry, Mapping):
+            try:
+                out.append(msgspec.convert(dict(entry), StageDef, strict=False))
+            except msgspec.ValidationError as exc:  # also wraps StageDef.__post_init__ errors
+                detail = describe_validation_error(exc, root=f"pipeline[{i}]")
+                raise InvalidExperiment(detail) from exc
+        else:
+            raise InvalidExperiment(
+                f"pipeline[{i}]: expected a StageDef or a mapping, got {type(entry).__name__}"
+            )
+    return out
 
 
 def stage_ref_name(obj: object) -> str:
@@ -227,11 +253,16 @@ _MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S
 _EXPECTED = re.compile(r"^Expected `(?P<exp>[^`]+)`, got `(?P<got>[^`]+)`$")
 
 
-def describe_validation_error(exc: msgspec.ValidationError) -> str:
-    """Turn msgspec's ``Expected `int`, got `str` - at `$.a[0]` `` into ``a[0]: expected int, got str``."""
+def describe_validation_error(exc: msgspec.ValidationError, *, root: str = "") -> str:
+    """Turn msgspec's message into ours, naming the field path first.
+
+    ``Expected `int`, got `str` - at `$.a[0]` `` becomes ``a[0]: expected int, got str``;
+    ``root`` is prefixed to the path (``root="pipeline[1]"`` gives ``pipeline[1].a[0]``).
+    """
     m = _MSGSPEC_PATH.match(str(exc))
     assert m is not None  # the pattern matches any string
-    msg, path = m.group("msg"), (m.group("path") or "").lstrip(".")
+    msg, path = m.group("msg"), m.group("path") or ""
+    path = root + path if root else path.lstrip(".")
     msg = msg.removeprefix("invalid experiment: ")
     e = _EXPECTED.match(msg)
     if e:
@@ -244,22 +275,21 @@ def describe_validation_error(exc: msgspec.ValidationError) -> str:
     return f"{path}: {msg}" if path else msg
 
 
+_SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+
+
 def _detect_format(name: str | None, data: bytes) -> str:
     if name:
-        suffix = Path(name).suffix.lower()
-        if suffix == ".toml":
-            return "toml"
-        if suffix == ".json":
-            return "json"
-        if suffix in (".yaml", ".yml"):
-            return "yaml"
+        fmt = _SUFFIXES.get(Path(name).suffix.lower())
+        if fmt is not None:
+            return fmt
     stripped = data.lstrip()
     if stripped[:1] in (b"{", b"["):
         return "json"
     return "toml"
 
 
-def _parse(data: bytes, fmt: str, source: str) -> object:
+def _parse(data: bytes, fmt: str, source: str, *, guessed: bool = False) -> object:
     try:
         if fmt == "json":
             return msgspec.json.decode(data)
@@ -272,7 +302,8 @@ def _parse(data: bytes, fmt: str, source: str) -> object:
                 raise MissingDependency("pyyaml", "YAML experiment files", extra="yaml") from exc
             return msgspec.yaml.decode(data)
     except msgspec.DecodeError as exc:
-        raise InvalidExperiment(f"not valid {fmt.upper()}: {exc}", source=source) from exc
+        hint = " (format guessed from the content; pass format= to name it)" if guessed else ""
+        raise InvalidExperiment(f"not valid {fmt.upper()}{hint}: {exc}", source=source) from exc
     raise InvalidExperiment(
         f"unknown format {fmt!r}; expected one of 'toml', 'json', 'yaml'", source=source
     )
@@ -314,7 +345,7 @@ def load_experiment(path_or_bytes: str | Path | bytes, format: str | None = None
             data = Path(path_or_bytes).read_bytes()
         except OSError as exc:
             raise InvalidExperiment(f"cannot read file: {exc.strerror}", source=source) from exc
-    fmt = (
-        format.lower() if format else _detect_format(None if source == "<bytes>" else source, data)
-    )
-    return experiment_from_mapping(_parse(data, fmt, source), source=source)
+    name = None if isinstance(path_or_bytes, bytes) else source
+    fmt = format.lower() if format else _detect_format(name, data)
+    guessed = format is None and (name is None or Path(name).suffix.lower() not in _SUFFIXES)
+    return experiment_from_mapping(_parse(data, fmt, source, guessed=guessed), source=source)

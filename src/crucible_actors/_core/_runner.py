@@ -54,8 +54,10 @@ async def run_async(
         RunCancelled: the run was cancelled from elsewhere (not by cancelling this call,
             which propagates the cancellation as usual).
     """
+    from ._execute import check_validate_mode
     from ._runtime import open_runtime
 
+    check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
     async with open_runtime(registry=registry, store=store) as rt:
         handle = await rt.submit(
@@ -66,7 +68,9 @@ async def run_async(
             enable_trace=enable_trace,
             persist=persist,
         )
-        return await handle.result()
+        await handle.wait()
+    # Raised outside the runtime's task group, so a failure is a plain StageFailed.
+    return await handle.result()
 
 
 def run(

@@ -52,9 +52,10 @@ class Stage:
             )
         from ._schema import schema_from_struct
 
-        return schema_from_struct(
-            self.name or type(self).__name__, self.description or self.name, self.Options
-        )
+        name = self.name or type(self).__name__
+        own_doc = inspect.cleandoc(type(self).__dict__.get("__doc__") or "")
+        description = self.description or own_doc.split("\n")[0] or name
+        return schema_from_struct(name, description, self.Options)
 
     def run(self, ctx: Context, opts: Any) -> StageResult:
         """Run the stage on ``ctx`` with ``opts`` and return the new Context."""
@@ -174,12 +175,13 @@ def coerce_stage(obj: Any, *, where: str) -> Stage:
     """Return a stage instance for a Stage class, a stage object, or a ref string."""
     if isinstance(obj, str):
         return load_stage_ref(obj)
-    if isinstance(obj, type):
-        if not callable(getattr(obj, "run", None)):
-            raise TypeError(f"{where} does not implement run")
-        obj = obj()
     if not callable(getattr(obj, "run", None)):
-        raise TypeError(f"{where} does not implement run")
+        raise TypeError(
+            f"{where} is not a stage: it has no run() method; subclass "
+            "crucible_actors.Stage or decorate a function with @crucible_actors.stage"
+        )
+    if isinstance(obj, type):
+        obj = obj()
     return obj  # type: ignore[no-any-return]
 
 

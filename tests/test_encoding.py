@@ -1,0 +1,193 @@
+"""Encoding Contexts to bytes: lossless round trips, stage references, and clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from tests.strategies import contexts
+
+from crucible_actors import Context, CrucibleError, EncodeError, Experiment, Stage, StageDef, stage
+from crucible_actors._core._encoding import (
+    context_to_json,
+    decode_context,
+    enc_hook,
+    encode_context,
+)
+from crucible_actors._core._errors import MessageError
+from crucible_actors._core._stage import load_stage_ref
+
+EXP = Experiment(id="e", pipeline=[StageDef(name="s")])
+
+
+class SubclassStage(Stage):
+    """A Stage subclass."""
+
+    name = "subclass_stage"
+    description = "passes the context through"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description}
+
+    def run(self, ctx: Context, opts: Any) -> Context:
+        return ctx
+
+
+class ProtocolStage:
+    """A stage that follows the protocol without importing crucible_actors.Stage."""
+
+    name = "protocol_stage"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": "protocol only"}
+
+    def run(self, ctx: Context, opts: Any) -> Context:
+        return ctx
+
+
+@stage("function_stage", description="a function stage")
+def function_stage(ctx: Context, opts: Any) -> Context:
+    return ctx
+
+
+class Opaque:
+    """A value msgspec cannot encode."""
+
+
+# --- round trips --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@given(contexts())
+def test_context_round_trips_through_encode_context(ctx: Context) -> None:
+    assert decode_context(encode_context(ctx)) == ctx
+
+
+@pytest.mark.slow
+@given(contexts())
+def test_context_round_trips_through_msgspec_msgpack(ctx: Context) -> None:
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(ctx), type=Context) == ctx
+
+
+@pytest.mark.slow
+@given(contexts())
+def test_context_round_trips_through_msgspec_json(ctx: Context) -> None:
+    assert msgspec.json.decode(msgspec.json.encode(ctx), type=Context) == ctx
+
+
+def test_round_trip_turns_tuples_and_structs_into_lists_and_dicts() -> None:
+    class Point(msgspec.Struct):
+        x: int
+        y: int
+
+    ctx = Context.new(EXP).assign(pair=(1, 2), point=Point(1, 2))
+    assert decode_context(encode_context(ctx)).assigns == {
+        "pair": [1, 2],
+        "point": {"x": 1, "y": 2},
+    }
+
+
+# --- stage objects in StageDef.stage ------------------------------------------------------
+
+STAGE_OBJECTS = {
+    "subclass-class": (SubclassStage, "SubclassStage"),
+    "subclass-instance": (SubclassStage(), "SubclassStage"),
+    "protocol-class": (ProtocolStage, "ProtocolStage"),
+    "protocol-instance": (ProtocolStage(), "ProtocolStage"),
+    "function": (function_stage, "function_stage"),
+}
+
+
+@pytest.mark.parametrize(("obj", "qualname"), list(STAGE_OBJECTS.values()), ids=list(STAGE_OBJECTS))
+def test_context_carrying_a_stage_object_encodes_it_as_its_reference(
+    obj: object, qualname: str
+) -> None:
+    exp = Experiment(id="e", pipeline=[StageDef(stage=obj)])
+    ctx = Context.new(exp)
+    ref = f"{__name__}:{qualname}"
+    assert decode_context(encode_context(ctx)).experiment.pipeline[0].stage == ref
+    as_json = msgspec.json.decode(msgspec.json.encode(ctx, enc_hook=enc_hook), type=Context)
+    assert as_json.experiment.pipeline[0].stage == ref
+
+
+@pytest.mark.parametrize(("obj", "qualname"), list(STAGE_OBJECTS.values()), ids=list(STAGE_OBJECTS))
+def test_encoded_stage_reference_loads_the_same_stage_back(obj: object, qualname: str) -> None:
+    exp = Experiment(id="e", pipeline=[StageDef(stage=obj)])
+    ref = decode_context(encode_context(Context.new(exp))).experiment.pipeline[0].stage
+    loaded = load_stage_ref(ref)
+    if qualname == "function_stage":
+        assert loaded is function_stage
+    else:
+        assert type(loaded).__qualname__ == qualname
+
+
+def test_any_object_given_as_stage_def_stage_encodes_as_its_reference() -> None:
+    def not_a_stage(ctx: Context, opts: Any) -> Context:
+        return ctx
+
+    exp = Experiment(id="e", pipeline=[StageDef(name="s", stage=not_a_stage)])
+    decoded = decode_context(encode_context(Context.new(exp)))
+    assert decoded.experiment.pipeline[0].stage == f"{__name__}:{not_a_stage.__qualname__}"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_unencodable_assign_raises_encode_error_naming_the_key() -> None:
+    ctx = Context.new(EXP).assign("model", Opaque())
+    with pytest.raises(EncodeError) as info:
+        encode_context(ctx)
+    err = info.value
+    assert err.path == "assigns['model']"
+    assert err.value_type == "Opaque"
+    assert str(err).startswith("cannot encode assigns['model']: value of type Opaque")
+    assert isinstance(err, MessageError)
+    assert isinstance(err, CrucibleError)
+
+
+def test_encode_error_names_the_innermost_bad_value() -> None:
+    ctx = Context.new(EXP).put_metric("curve", {"points": [1, 2, Opaque()]})
+    with pytest.raises(EncodeError) as info:
+        encode_context(ctx)
+    assert info.value.path == "metrics['curve']['points'][2]"
+
+
+@pytest.mark.parametrize(
+    ("ctx", "path"),
+    [
+        (Context.new(EXP).add_output(Opaque()), "outputs[0]"),
+        (Context.new(EXP).put_artifact("a", Opaque()), "artifacts['a']"),
+        (
+            Context.new(
+                Experiment(id="e", pipeline=[StageDef(name="s", options={"fn": Opaque()})])
+            ),
+            "experiment.pipeline[0].options['fn']",
+        ),
+    ],
+    ids=["outputs", "artifacts", "stage-options"],
+)
+def test_encode_error_path_covers_every_field(ctx: Context, path: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        encode_context(ctx)
+    assert info.value.path == path
+
+
+def test_a_non_stage_object_is_not_silently_turned_into_a_reference() -> None:
+    with pytest.raises(EncodeError, match=r"assigns\['thing'\]"):
+        encode_context(Context.new(EXP).assign(thing=Opaque))
+
+
+def test_decoding_garbage_raises_message_error() -> None:
+    with pytest.raises(MessageError, match="cannot decode a Context from 3 bytes"):
+        decode_context(b"\x01\x02\x03")
+
+
+def test_context_to_json_never_fails_and_writes_unknown_values_as_repr() -> None:
+    ctx = Context.new(EXP, run_id="r").assign(thing=Opaque(), n=1)
+    data = msgspec.json.decode(context_to_json(ctx))
+    assert data["run_id"] == "r"
+    assert data["assigns"]["n"] == 1
+    assert data["assigns"]["thing"].startswith("<")
+    assert "Opaque" in data["assigns"]["thing"]
