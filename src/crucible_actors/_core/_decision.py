@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import msgspec.structs
 
-__all__ = ["TraceChain", "TraceEvent"]
+__all__ = ["EVENT_TYPES", "TraceChain", "TraceEvent", "append_event", "check_event", "new_chain"]
 
 
 class TraceEvent(msgspec.Struct, frozen=True):
@@ -87,3 +87,75 @@ def append_event(
         experiment_id=experiment_id,
     )
     return msgspec.structs.replace(chain, events=[*chain.events, event])
+
+
+#: The event types a trace accepts: crucible_trace's reasoning, training, metrics,
+#: checkpoint, deployment, feedback and stage events, the framework's pipeline events
+#: (``stage_start``, ``stage_complete``, ``stage_failed``, ``alternative_considered``,
+#: ``decision_made``) and the supervised runtime's ``stage_restart`` and ``stage_timeout``.
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        # reasoning (crucible_trace)
+        "hypothesis_formed",
+        "alternative_rejected",
+        "constraint_evaluated",
+        "pattern_applied",
+        "ambiguity_flagged",
+        "confidence_updated",
+        # training lifecycle
+        "training_started",
+        "training_completed",
+        "epoch_started",
+        "epoch_completed",
+        "batch_processed",
+        # metrics
+        "loss_computed",
+        "metric_recorded",
+        "gradient_computed",
+        # checkpoints
+        "checkpoint_saved",
+        "checkpoint_loaded",
+        "early_stopped",
+        # deployment
+        "deployment_started",
+        "model_loaded",
+        "inference_completed",
+        "deployment_completed",
+        # RL / feedback
+        "reward_received",
+        "policy_updated",
+        "experience_sampled",
+        # stage events (crucible_trace spelling)
+        "stage_started",
+        "stage_completed",
+        # pipeline events (the framework's trace integration)
+        "stage_start",
+        "stage_complete",
+        "stage_failed",
+        "alternative_considered",
+        "decision_made",
+        # supervision
+        "stage_restart",
+        "stage_timeout",
+    }
+)
+
+
+def check_event(type: str, confidence: float) -> float:
+    """Return ``confidence`` as a float after checking ``type`` and ``confidence``.
+
+    Raises:
+        ValueError: ``type`` is not in :data:`EVENT_TYPES`, or ``confidence`` is not a
+            number in [0, 1] (NaN and booleans included); the message names the value.
+    """
+    if type not in EVENT_TYPES:
+        raise ValueError(
+            f"unknown trace event type {type!r}; expected one of: {', '.join(sorted(EVENT_TYPES))}"
+        )
+    if (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, int | float)
+        or not 0.0 <= confidence <= 1.0
+    ):
+        raise ValueError(f"confidence must be a number between 0.0 and 1.0, got {confidence!r}")
+    return float(confidence)

@@ -5,7 +5,7 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
     CrucibleError
       InvalidExperiment, SchemaError, InvalidOptions     bad definitions and options
       UnknownStage, DuplicateStage                       registry
-      StageFailed (cause chained: StageTimeout, ...)     a run that failed, with the pre-stage Context
+      StageFailed (cause chained: StageTimeout, ...)     a failed run, with the pre-stage Context
       StageTimeout                                       one attempt ran past its timeout
       RestartIntensityExceeded                           supervision gave up
       RunCancelled                                       a run ended because it was cancelled

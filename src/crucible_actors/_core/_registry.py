@@ -8,8 +8,10 @@ imported on first use, so a broken plug-in only fails when it is asked for.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import tomllib
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,8 +28,20 @@ log = logging.getLogger("crucible_actors")
 
 ENTRY_POINT_GROUP = "crucible_actors.stages"
 
+#: The registry of the run whose stage is executing (set by the stage actor), so stages
+#: such as ``validate`` check names against the registry the run actually uses.
+current_registry: contextvars.ContextVar[Registry | None] = contextvars.ContextVar(
+    "crucible_current_registry", default=None
+)
+
 #: Built-in stages, by name, as import references (filled in as they are implemented).
-BUILTIN_STAGES: dict[str, str] = {}
+BUILTIN_STAGES: dict[str, str] = {
+    "validate": "crucible_actors.stages.validate:ValidateStage",
+    "data_checks": "crucible_actors.stages.data_checks:DataChecksStage",
+    "guardrails": "crucible_actors.stages.guardrails:GuardrailsStage",
+    "bench": "crucible_actors.stages.bench:BenchStage",
+    "report": "crucible_actors.stages.report:ReportStage",
+}
 
 
 def _check_stage(stage_obj: Any, name: str) -> dict[str, Any]:
@@ -39,13 +53,22 @@ def _check_stage(stage_obj: Any, name: str) -> dict[str, Any]:
     describe = getattr(stage_obj, "describe", None)
     if not callable(describe):
         raise SchemaError(name, f"{type(stage_obj).__qualname__} does not implement describe()")
-    schema = describe()
-    if not isinstance(schema, dict):
+    try:
+        schema = describe()
+    except SchemaError:
+        raise
+    except Exception as exc:
+        raise SchemaError(name, f"describe() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(schema, Mapping):
         raise SchemaError(name, f"describe() returned {type(schema).__name__}, expected dict")
-    errors = validate_schema(normalize_schema(schema))
+    try:
+        normalized = normalize_schema(schema)
+    except TypeError as exc:
+        raise SchemaError(name, str(exc)) from exc
+    errors = validate_schema(normalized)
     if errors:
         raise SchemaError(name, errors)
-    return normalize_schema(schema)
+    return normalized
 
 
 class Registry:
@@ -123,7 +146,13 @@ class Registry:
         if entry is None:
             raise UnknownStage(name, known=self.names())
         if isinstance(entry, str):
-            obj = coerce_stage(entry, where=entry)
+            try:
+                obj = coerce_stage(entry, where=entry)
+            except ImportError as exc:
+                raise ImportError(
+                    f"stage {name!r} is registered as {entry!r}, which cannot be imported: "
+                    f"{exc}; install the plug-in or fix the reference"
+                ) from exc
             self._entries[name] = obj
             return obj
         return entry

@@ -42,6 +42,7 @@ from ._errors import (
 from ._execute import ValidateMode, invoke_stage, prepare_options, resolve_stage
 from ._handle import AttemptRecord, RunEvent, RunHandle, RunStatus
 from ._ir import Backoff, StageDef, stage_ref
+from ._registry import current_registry
 from ._restart import RestartIntensity
 from ._stage import StageInfo, stage_info
 from ._worker import invoke_in_process, invoke_in_thread
@@ -158,10 +159,24 @@ def _describe_error(exc: BaseException) -> str:
 class _StageActor:
     """Runs stage attempts for one run, one at a time, each in its own cancel scope."""
 
-    __slots__ = ("_cancelled_upto", "_gen", "_handle", "_replies", "_scope", "stages")
+    __slots__ = (
+        "_cancelled_upto",
+        "_gen",
+        "_handle",
+        "_registry",
+        "_replies",
+        "_scope",
+        "stages",
+    )
 
-    def __init__(self, handle: RunHandle, replies: MemoryObjectSendStream[msg.Message]) -> None:
+    def __init__(
+        self,
+        handle: RunHandle,
+        replies: MemoryObjectSendStream[msg.Message],
+        registry: Registry,
+    ) -> None:
         self._handle = handle
+        self._registry = registry
         self._replies = replies
         self._scope: anyio.CancelScope | None = None
         self._gen = 0
@@ -176,6 +191,7 @@ class _StageActor:
 
     async def serve(self, commands: MemoryObjectReceiveStream[msg.Message]) -> None:
         _current_run.set(self._handle)
+        current_registry.set(self._registry)
         with commands:
             while True:
                 # Fast path: take a queued command without the extra checkpoint that
@@ -224,7 +240,7 @@ class _StageActor:
                 },
             )
             if ctx.trace is not None:
-                ctx = _trace(ctx, "stage_start", label, f"Starting stage {label}")
+                ctx = _trace(ctx, "stage_start", label, f"Starting stage: {label}")
             if stage_def.isolation == "inline" or (
                 stage_def.isolation == "thread" and not info.is_async
             ):
@@ -235,7 +251,13 @@ class _StageActor:
                 result = await invoke_in_process(stage_ref(info.stage), label, ctx, opts)
             result = result.mark_stage_complete(label)
             if result.trace is not None:
-                result = _trace(result, "stage_complete", label, f"Completed stage {label}")
+                result = _trace(
+                    result,
+                    "stage_complete",
+                    label,
+                    f"Completed stage: {label}",
+                    reasoning=f"Stage {label} completed successfully",
+                )
             return msg.StageDone(command.generation, command.index, encode_context(result))
         except Exception as exc:
             return msg.StageFailed(
@@ -253,7 +275,7 @@ def _trace(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -> Con
         ctx.trace,
         kind,
         decision,
-        kw.pop("reasoning", f"Pipeline stage {stage}"),
+        kw.pop("reasoning", f"Pipeline executing stage {stage}"),
         stage_id=stage,
         experiment_id=ctx.experiment_id,
         **kw,
@@ -432,7 +454,7 @@ class RunSupervisor:
         handle = self.handle
         send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
         send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
-        actor = _StageActor(handle, send_reply)
+        actor = _StageActor(handle, send_reply, self.registry)
         try:
             with unwrap_fatal():
                 await self._drive(actor, send_cmd, recv_cmd, send_reply, recv_reply, run_span)
@@ -514,13 +536,13 @@ class RunSupervisor:
     ) -> None:
         ctx = decode_context(self.snapshot)
         if ctx.trace is not None:
-            ctx = _trace(ctx, "stage_start", label, f"Starting stage {label}")
+            ctx = _trace(ctx, "stage_start", label, f"Starting stage: {label}")
             ctx = _trace(
                 ctx,
                 "stage_failed",
                 label,
-                f"Stage {label} failed",
-                reasoning=_describe_error(reason),
+                f"Failed stage: {label}",
+                reasoning=f"Stage {label} failed with error: {reason!r}",
                 confidence=0.0,
             )
         if stage_span is not None and self.recorder is not None:

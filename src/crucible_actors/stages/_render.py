@@ -1,0 +1,611 @@
+"""Renderers of the ``report`` stage: a Context to Markdown, JSON, HTML or CSV text.
+
+Pure functions, no IO. All four read the same summary of the run (:func:`stage_rows`, the
+metrics, the ``bench`` metric), so the formats agree with each other:
+
+- Markdown: headings and tables for the run, the stages, the metrics and the bench results;
+- JSON: the run as data, made JSON-safe first (tuples, sets, enums, datetimes, odd
+  objects and non-string keys never make it fail);
+- HTML: one self-contained page (inline CSS and SVG, no script, nothing fetched) with
+  every value escaped;
+- CSV: ``metric,value`` rows with nested keys and list indices joined by dots.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from .._core._encoding import sanitize
+
+if TYPE_CHECKING:
+    from .._core._context import Context
+
+__all__ = [
+    "EXTENSIONS",
+    "RENDERERS",
+    "flatten",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "render_markdown",
+    "stage_rows",
+]
+
+_MAX_CELL = 200
+
+
+# --- the shared summary ------------------------------------------------------------------
+
+
+def _stage_durations(ctx: Context) -> dict[str, float]:
+    """Return seconds per stage from the trace's start/complete events (empty without one)."""
+    if ctx.trace is None:
+        return {}
+    started: dict[str, Any] = {}
+    durations: dict[str, float] = {}
+    for event in ctx.trace.events:
+        if event.stage_id is None:
+            continue
+        if event.type in ("stage_start", "stage_started"):
+            started[event.stage_id] = event.timestamp
+        elif event.type in ("stage_complete", "stage_completed", "stage_failed"):
+            begin = started.get(event.stage_id)
+            if begin is not None:
+                try:
+                    durations[event.stage_id] = (event.timestamp - begin).total_seconds()
+                except TypeError:  # naive and aware timestamps mixed in a hand-built trace
+                    continue
+    return durations
+
+
+def stage_rows(ctx: Context) -> list[dict[str, Any]]:
+    """Return ``{"index", "stage", "status", "duration"}`` for each StageDef, in order.
+
+    ``status`` is ``completed``, ``skipped``, ``running`` (the stage executing now, i.e.
+    the report itself inside a run) or ``pending``; ``duration`` is in seconds when the run
+    was traced, else None.
+    """
+    completed = set(ctx.completed_stages())
+    skipped = set(ctx.assigns.get("skipped_stages", ()))
+    current = ctx.telemetry_context.get("stage")
+    durations = _stage_durations(ctx)
+    rows = []
+    for index, stage_def in enumerate(ctx.experiment.pipeline, 1):
+        label = stage_def.label
+        if label in completed:
+            status = "completed"
+        elif label in skipped or not stage_def.enabled:
+            status = "skipped"
+        elif label == current:
+            status = "running"
+        else:
+            status = "pending"
+        rows.append(
+            {"index": index, "stage": label, "status": status, "duration": durations.get(label)}
+        )
+    return rows
+
+
+def _duration_text(seconds: float | None) -> str:
+    return f"{seconds:.3f} s" if seconds is not None else "-"
+
+
+def _bench(ctx: Context) -> Mapping[str, Any] | None:
+    bench = ctx.metrics.get("bench")
+    if isinstance(bench, Mapping) and isinstance(bench.get("results"), Mapping):
+        return bench
+    return None
+
+
+def _plain_metrics(ctx: Context) -> dict[str, Any]:
+    """The metrics without the ``bench`` result, which has its own section."""
+    bench = _bench(ctx)
+    return {k: v for k, v in ctx.metrics.items() if not (k == "bench" and bench is not None)}
+
+
+def flatten(value: Any, prefix: str = "", *, lists: bool = False) -> list[tuple[str, Any]]:
+    """Return ``(dotted key, leaf)`` pairs; lists are leaves unless ``lists`` is true.
+
+    An empty mapping or list is a leaf, except at the top, where it gives no pairs.
+    """
+    if not prefix and isinstance(value, Mapping | list | tuple) and not value:
+        return []
+    if isinstance(value, Mapping) and value:
+        out: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            out += flatten(item, f"{prefix}.{key}" if prefix else str(key), lists=lists)
+        return out
+    if lists and isinstance(value, list | tuple) and value:
+        out = []
+        for index, item in enumerate(value):
+            out += flatten(item, f"{prefix}.{index}" if prefix else str(index), lists=lists)
+        return out
+    return [(prefix, value)]
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _compact_json(value: Any) -> str:
+    try:
+        return msgspec.json.encode(_json_safe(value)).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return repr(value)
+
+
+def _cell(value: Any) -> str:
+    """Return a short human-readable rendering of a metric value."""
+    if value is None or isinstance(value, bool | int | float):
+        text = _num(value, 6)
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, list | tuple) and all(
+        v is None or isinstance(v, bool | int | float | str) for v in value
+    ):
+        shown = ", ".join(_num(v, 6) if not isinstance(v, str) else v for v in value[:10])
+        more = f", ... ({len(value)} items)" if len(value) > 10 else ""
+        text = f"[{shown}{more}]"
+    else:
+        text = _compact_json(value)
+    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 3] + "..."
+
+
+def _str_keys(value: Any) -> Any:
+    """Copy containers, turning keys JSON cannot hold (tuples, objects) into strings."""
+    if isinstance(value, Mapping):
+        return {
+            (k if isinstance(k, str | int | float) and not isinstance(k, bool) else str(k)): (
+                _str_keys(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_str_keys(v) for v in value]
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """Return a JSON-encodable copy of ``value``; never raises for odd values."""
+    try:
+        return sanitize(_str_keys(value))
+    except (TypeError, ValueError, msgspec.EncodeError):
+        # A value msgspec cannot even walk (e.g. a Struct holding a dict with tuple keys):
+        # keep the report, show the value as text.
+        return repr(value)
+
+
+# --- bench -----------------------------------------------------------------------------
+
+
+def _group_points(bench: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    stats = bench.get("group_stats")
+    if isinstance(stats, Mapping) and stats:
+        return [(str(name), s) for name, s in stats.items() if isinstance(s, Mapping)]
+    results = bench["results"]
+    if "group" in results and "mean" in results:
+        return [(str(results["group"]), results)]
+    return []
+
+
+def _ci_text(ci: Any) -> str:
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        return f"[{_num(ci[0])}, {_num(ci[1])}]"
+    return "-"
+
+
+def _test_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    tests = results.get("test_results")
+    if not isinstance(tests, Mapping):
+        return []
+    rows = []
+    for name, entry in tests.items():
+        if not isinstance(entry, Mapping):
+            continue
+        if "skipped" in entry:
+            rows.append([str(name), "-", "-", "-", "-", f"skipped: {entry['skipped']}"])
+            continue
+        rows.append(
+            [
+                str(name),
+                _num(entry.get("statistic")),
+                _num(entry.get("p_value")),
+                _num(entry.get("p_value_adjusted")) if "p_value_adjusted" in entry else "-",
+                "yes" if entry.get("significant") else "no",
+                str(entry.get("interpretation", "")),
+            ]
+        )
+    return rows
+
+
+_TEST_HEADER: Final = [
+    "Test",
+    "Statistic",
+    "p-value",
+    "Adjusted p",
+    "Significant",
+    "Interpretation",
+]
+_GROUP_HEADER: Final = ["Group", "n", "Mean", "Std", "Confidence interval"]
+
+
+def _group_rows(bench: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [
+            name,
+            _num(s.get("n")),
+            _num(s.get("mean")),
+            _num(s.get("std")),
+            _ci_text(s.get("confidence_interval")),
+        ]
+        for name, s in _group_points(bench)
+    ]
+
+
+def _effect_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    effect = results.get("effect_size")
+    if not isinstance(effect, Mapping):
+        return []
+    return [[str(k), v if isinstance(v, str) else _num(v)] for k, v in effect.items()]
+
+
+def _bench_summary(bench: Mapping[str, Any]) -> str:
+    tests = bench.get("tests_run")
+    names = ", ".join(map(str, tests)) if isinstance(tests, list | tuple) else str(tests)
+    parts = [f"tests: {names}", f"alpha: {_num(bench.get('alpha'))}"]
+    if "correction" in bench:
+        parts.append(f"correction: {bench['correction']}")
+    return "; ".join(parts)
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def _md(value: Any) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _title(ctx: Context) -> str:
+    return ctx.experiment.name or ctx.experiment_id
+
+
+def render_markdown(ctx: Context) -> str:
+    """Render the run as Markdown: summary, stages, metrics and bench tables."""
+    rows = stage_rows(ctx)
+    done = sum(1 for r in rows if r["status"] == "completed")
+    lines = [f"# Experiment {_md(_title(ctx))}", ""]
+    if ctx.experiment.description:
+        lines += [_md(ctx.experiment.description), ""]
+    lines += _md_table(
+        ["Field", "Value"],
+        [
+            ["Experiment", ctx.experiment_id],
+            ["Run", ctx.run_id],
+            ["Stages completed", f"{done} of {len(rows)}"],
+        ],
+    )
+    lines += ["", "## Stages", ""]
+    timed = any(r["duration"] is not None for r in rows)
+    header = ["#", "Stage", "Status", *(["Duration"] if timed else [])]
+    stage_table = [
+        [
+            str(r["index"]),
+            r["stage"],
+            r["status"],
+            *([_duration_text(r["duration"])] if timed else []),
+        ]
+        for r in rows
+    ]
+    lines += _md_table(header, stage_table)
+    lines += ["", "## Metrics", ""]
+    metrics = flatten(_plain_metrics(ctx))
+    if metrics:
+        lines += _md_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
+    else:
+        lines.append("No metrics recorded.")
+    lines.append("")
+    bench = _bench(ctx)
+    if bench is not None:
+        lines += ["## Bench results", "", _md(_bench_summary(bench)), ""]
+        results = bench["results"]
+        if results.get("no_data"):
+            lines += ["No data available for analysis.", ""]
+        group_rows = _group_rows(bench)
+        if group_rows:
+            lines += ["### Groups", "", *_md_table(_GROUP_HEADER, group_rows), ""]
+        if "tests_skipped" in results:
+            lines += [_md(results["tests_skipped"]), ""]
+        test_rows = _test_rows(results)
+        if test_rows:
+            lines += ["### Tests", "", *_md_table(_TEST_HEADER, test_rows), ""]
+        effect_rows = _effect_rows(results)
+        if effect_rows:
+            lines += ["### Effect size", "", *_md_table(["Measure", "Value"], effect_rows), ""]
+    lines += ["## Outputs", "", f"{len(ctx.outputs)} output(s) recorded before this report."]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# --- json ------------------------------------------------------------------------------------
+
+
+def render_json(ctx: Context) -> str:
+    """Render the run as indented JSON; odd values are made JSON-safe, never fatal."""
+    document = {
+        "experiment_id": ctx.experiment_id,
+        "run_id": ctx.run_id,
+        "experiment": {
+            "id": ctx.experiment.id,
+            "name": ctx.experiment.name,
+            "description": ctx.experiment.description,
+        },
+        "stages": stage_rows(ctx),
+        "metrics": {str(k): _json_safe(v) for k, v in ctx.metrics.items()},
+        "outputs": [_json_safe(item) for item in ctx.outputs],
+        "artifacts": {str(k): _json_safe(v) for k, v in ctx.artifacts.items()},
+    }
+    return msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
+
+
+# --- csv -------------------------------------------------------------------------------------
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float | int | str):
+        return str(value) if not isinstance(value, float) else repr(value)
+    if isinstance(value, Mapping | list | tuple):  # only empty ones reach here
+        return _compact_json(value)
+    return str(_json_safe(value))
+
+
+def render_csv(ctx: Context) -> str:
+    """Render the metrics as ``metric,value`` rows, nested keys and indices dotted."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["metric", "value"])
+    for key, value in flatten(_json_safe(ctx.metrics), lists=True):
+        writer.writerow([key, _csv_value(value)])
+    return buffer.getvalue()
+
+
+# --- html ------------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    klass = f' class="{cls}"' if cls else ""
+    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def svg_means(points: list[tuple[str, Mapping[str, Any]]]) -> str:
+    """Return an inline SVG plotting each group's mean with its confidence interval."""
+    marks = []
+    for name, s in points:
+        mean = _finite(s.get("mean"))
+        if mean is None:
+            continue
+        ci = s.get("confidence_interval")
+        lo = hi = None
+        if isinstance(ci, list | tuple) and len(ci) == 2:
+            lo, hi = _finite(ci[0]), _finite(ci[1])
+        marks.append((name, mean, lo, hi))
+    if not marks:
+        return ""
+    values = [v for _, m, lo, hi in marks for v in (m, lo, hi) if v is not None]
+    vmin, vmax = min(values), max(values)
+    if vmax == vmin:
+        vmin, vmax = vmin - (abs(vmin) or 1.0) * 0.5, vmax + (abs(vmax) or 1.0) * 0.5
+    pad = (vmax - vmin) * 0.1
+    vmin, vmax = vmin - pad, vmax + pad
+    n = len(marks)
+    width, height = max(320, 90 + 130 * n), 270
+    left, right, top, bottom = 70, width - 20, 16, height - 46
+
+    def y(v: float) -> float:
+        return bottom - (v - vmin) / (vmax - vmin) * (bottom - top)
+
+    label = "Group means with confidence intervals"
+    parts = [
+        f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{label}"><title>{label}</title>',
+    ]
+    for step in range(5):
+        value = vmin + (vmax - vmin) * step / 4
+        ty = y(value)
+        parts.append(
+            f'<line class="grid" x1="{left}" y1="{ty:.1f}" x2="{right}" y2="{ty:.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">'
+            f"{_e(_num(value, 3))}</text>"
+        )
+    parts.append(
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>'
+        f'<line class="axis" x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/>'
+    )
+    slot = (right - left) / n
+    for i, (name, mean, lo, hi) in enumerate(marks):
+        cx = left + slot * (i + 0.5)
+        if lo is not None and hi is not None:
+            parts.append(
+                f'<line class="ci" x1="{cx:.1f}" y1="{y(lo):.1f}" x2="{cx:.1f}" y2="{y(hi):.1f}"/>'
+                f'<line class="ci" x1="{cx - 9:.1f}" y1="{y(lo):.1f}" x2="{cx + 9:.1f}" '
+                f'y2="{y(lo):.1f}"/><line class="ci" x1="{cx - 9:.1f}" y1="{y(hi):.1f}" '
+                f'x2="{cx + 9:.1f}" y2="{y(hi):.1f}"/>'
+            )
+        tip = f"{name}: mean {_num(mean)}, CI {_ci_text([lo, hi]) if lo is not None else '-'}"
+        short = name if len(name) <= 18 else name[:17] + "\u2026"
+        parts.append(
+            f'<circle class="mean" cx="{cx:.1f}" cy="{y(mean):.1f}" r="5"><title>{_e(tip)}'
+            f'</title></circle><text class="label" x="{cx:.1f}" y="{bottom + 18}" '
+            f'text-anchor="middle">{_e(short)}</text>'
+            f'<text class="value" x="{cx:.1f}" y="{bottom + 34}" text-anchor="middle">'
+            f"{_e(_num(mean))}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS: Final = """
+* { box-sizing: border-box; }
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0;
+  background: #f4f6f8; color: #2c3e50; line-height: 1.5; }
+main { max-width: 1100px; margin: 0 auto; padding: 20px; }
+header, section { background: #fff; border-radius: 8px; padding: 18px 24px; margin-bottom: 18px;
+  box-shadow: 0 1px 3px rgba(0,0,0,.1); }
+h1 { margin: 0 0 6px; } h2 { margin: 0 0 12px; border-bottom: 2px solid #3498db;
+  padding-bottom: 6px; } h3 { margin: 16px 0 8px; }
+.muted { color: #7f8c8d; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px;
+  margin-top: 12px; }
+.card { background: #f8f9fa; border-left: 4px solid #3498db; padding: 8px 12px;
+  border-radius: 4px; overflow-wrap: anywhere; }
+.card .label { color: #7f8c8d; font-size: .85em; } .card .value { font-weight: 600; }
+table { border-collapse: collapse; width: 100%; font-size: .92em; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e1e4e8;
+  vertical-align: top; overflow-wrap: anywhere; }
+th { background: #f8f9fa; }
+ol.timeline { list-style: none; margin: 0; padding: 0; }
+ol.timeline li { display: grid; grid-template-columns: 2.5em 1fr 8em 7em; gap: 8px;
+  align-items: center; padding: 6px 8px; border-left: 4px solid #bdc3c7; margin-bottom: 6px;
+  background: #f8f9fa; border-radius: 4px; }
+ol.timeline li.completed { border-left-color: #2e7d32; }
+ol.timeline li.running { border-left-color: #1565c0; }
+ol.timeline li.skipped { border-left-color: #f57f17; }
+.badge { display: inline-block; padding: 1px 10px; border-radius: 10px; font-size: .8em;
+  font-weight: 600; text-align: center; background: #eceff1; }
+.badge.completed { background: #c8e6c9; color: #2e7d32; }
+.badge.running { background: #bbdefb; color: #1565c0; }
+.badge.skipped { background: #fff9c4; color: #f57f17; }
+.duration { font-family: Menlo, Consolas, monospace; color: #7f8c8d; text-align: right; }
+svg.plot { display: block; margin: 10px 0; background: #fff; }
+svg.plot .axis { stroke: #7f8c8d; stroke-width: 1; }
+svg.plot .grid { stroke: #eceff1; stroke-width: 1; }
+svg.plot .ci { stroke: #1565c0; stroke-width: 2; }
+svg.plot .mean { fill: #c62828; }
+svg.plot text { font-size: 11px; fill: #2c3e50; } svg.plot .tick, svg.plot .value { fill: #7f8c8d; }
+"""
+
+
+def _bench_html(bench: Mapping[str, Any]) -> str:
+    results = bench["results"]
+    parts = ["<section><h2>Bench results</h2>", f'<p class="muted">{_e(_bench_summary(bench))}</p>']
+    if results.get("no_data"):
+        parts.append("<p>No data available for analysis.</p>")
+    points = _group_points(bench)
+    if points:
+        parts.append("<h3>Groups</h3>")
+        parts.append(_html_table(_GROUP_HEADER, _group_rows(bench)))
+        parts.append(f"<figure>{svg_means(points)}</figure>")
+    if "tests_skipped" in results:
+        parts.append(f"<p>{_e(results['tests_skipped'])}</p>")
+    test_rows = _test_rows(results)
+    if test_rows:
+        parts += ["<h3>Tests</h3>", _html_table(_TEST_HEADER, test_rows)]
+    effect_rows = _effect_rows(results)
+    if effect_rows:
+        parts += ["<h3>Effect size</h3>", _html_table(["Measure", "Value"], effect_rows)]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html(ctx: Context) -> str:
+    """Render the run as one self-contained HTML page; every value is escaped."""
+    rows = stage_rows(ctx)
+    done = sum(1 for r in rows if r["status"] == "completed")
+    title = _title(ctx)
+    cards = [
+        ("Experiment", ctx.experiment_id),
+        ("Run", ctx.run_id),
+        ("Stages completed", f"{done} of {len(rows)}"),
+        ("Metrics", str(len(ctx.metrics))),
+    ]
+    cards_html = "".join(
+        f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
+        for k, v in cards
+    )
+    timeline = "".join(
+        f'<li class="{_e(r["status"])}"><span class="muted">{r["index"]}</span>'
+        f"<span>{_e(r['stage'])}</span>"
+        f'<span class="badge {_e(r["status"])}">{_e(r["status"])}</span>'
+        f'<span class="duration">{_duration_text(r["duration"])}</span></li>'
+        for r in rows
+    )
+    metrics = flatten(_plain_metrics(ctx))
+    metrics_html = (
+        _html_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
+        if metrics
+        else "<p>No metrics recorded.</p>"
+    )
+    bench = _bench(ctx)
+    description = (
+        f'<p class="muted">{_e(ctx.experiment.description)}</p>'
+        if ctx.experiment.description
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)} - Report</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<main>
+<header><h1>Experiment {_e(title)}</h1>{description}<div class="cards">{cards_html}</div></header>
+<section><h2>Stage timeline</h2><ol class="timeline">{timeline}</ol></section>
+<section><h2>Metrics</h2>{metrics_html}</section>
+{_bench_html(bench) if bench is not None else ""}
+<section><h2>Outputs</h2><p>{len(ctx.outputs)} output(s) recorded before this report.</p></section>
+</main>
+</body>
+</html>
+"""
+
+
+RENDERERS: Final[dict[str, Callable[[Context], str]]] = {
+    "markdown": render_markdown,
+    "json": render_json,
+    "html": render_html,
+    "csv": render_csv,
+}
+
+#: File extension per format.
+EXTENSIONS: Final = {"markdown": "md", "json": "json", "html": "html", "csv": "csv"}
