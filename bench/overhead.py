@@ -17,14 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 STAGES = 5
 

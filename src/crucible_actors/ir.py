@@ -1,7 +1,7 @@
 """The experiment IR: :class:`Experiment`, :class:`StageDef` and friends, and the loader."""
 
-from ._core._ir import Backoff as Backoff
 from ._core._ir import BackendRef as BackendRef
+from ._core._ir import Backoff as Backoff
 from ._core._ir import DatasetRef as DatasetRef
 from ._core._ir import Experiment as Experiment
 from ._core._ir import OutputSpec as OutputSpec
@@ -11,8 +11,8 @@ from ._core._ir import StatsConfig as StatsConfig
 from ._core._ir import load_experiment as load_experiment
 
 __all__ = [
-    "Backoff",
     "BackendRef",
+    "Backoff",
     "DatasetRef",
     "Experiment",
     "OutputSpec",

@@ -1,0 +1,392 @@
+"""Persisted runs per second: the runtime with a store, against raw SQLite baselines.
+
+Every figure is a 5-stage pipeline whose stages do no work, so what is measured is the
+cost of persisting a run: the run row, a durable Context checkpoint before every stage
+and after the last (the completed attempt commits with the checkpoint that follows
+it), and the outcome. That is 7 commits per run, all with ``synchronous=FULL`` in WAL
+mode on SQLite.
+
+Measured, in one process, on one backend (default trio):
+
+- ``runtime`` on SQLite with group commit and with one transaction per write
+  (``max_batch=1``), and on PostgreSQL when a server answers
+  (``CRUCIBLE_TEST_POSTGRES_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``,
+  in a scratch schema that is dropped afterwards); each with 1 and 100 concurrent runs;
+- baseline (a) ``raw_sqlite_batched``: the same rows inserted by plain ``sqlite3`` in a
+  loop, 100 runs per transaction: SQLite's own batched insert rate;
+- baseline (b) ``bare_anyio_group_commit``: bare anyio tasks of the same shape (5 stages,
+  7 awaited writes per run) feeding one minimal group-committing ``sqlite3`` writer
+  thread with the same rows, with 1 and 100 concurrent runs;
+- ``raw_sqlite_commit_per_write``: plain ``sqlite3`` committing each of the 7 writes of
+  a run on its own (a commit at every stage boundary), one run after another.
+
+Ratios printed (targets from the design): runtime with group commit at 100 concurrent
+runs over baseline (b) at 100 (target >= 0.6); runtime at 1 concurrent run, which
+commits at every stage boundary, over the raw commit-per-write loop (target >= 0.7);
+and, for information, runtime at 100 over baseline (a).
+
+Prints one JSON object per line. Usage:
+``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--no-postgres]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+import crucible_actors as ca
+from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors._core._encoding import encode_context
+from crucible_actors.store import open_sqlite_store, open_store
+
+STAGES = 5
+PG_URL = os.environ.get("CRUCIBLE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@ca.stage("noop")
+async def noop(ctx: Context, opts: Any) -> Context:
+    return ctx
+
+
+EXPERIMENT = Experiment(id="bench", pipeline=[StageDef(name="noop") for _ in range(STAGES)])
+
+
+def registry() -> Registry:
+    reg = Registry()
+    reg.register(noop)
+    return reg
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps({"bench": "store", **fields}), flush=True)
+
+
+# -- the rows one run writes, as plain parameters -----------------------------------------
+
+NOW = datetime.now(UTC).isoformat(timespec="microseconds")
+DEFINITION = json.dumps({"id": "bench", "pipeline": [{"name": "noop"}] * STAGES})
+
+
+def snapshots() -> list[bytes]:
+    ctx = Context.new(EXPERIMENT, run_id=str(uuid.uuid4()))
+    out = [encode_context(ctx)]
+    for _ in range(STAGES):
+        ctx = ctx.mark_stage_complete("noop")
+        out.append(encode_context(ctx))
+    return out
+
+
+SNAPSHOTS = snapshots()
+
+Write = list[tuple[str, tuple[Any, ...]]]
+
+EXP_SQL = (
+    "INSERT INTO experiments (id, definition, owner, tags, metadata, created_at, updated_at)"
+    " VALUES (?, ?, NULL, '[]', '{}', ?, ?) ON CONFLICT (id) DO UPDATE SET"
+    " definition = excluded.definition, updated_at = excluded.updated_at"
+)
+RUN_SQL = (
+    "INSERT INTO runs (id, experiment_id, status, metrics, outputs, metadata, failure,"
+    " started_at, finished_at, owner_id) VALUES (?, 'bench', 'running', '{}', '[]',"
+    " '{\"resumed_from\": 0}', NULL, ?, NULL, 'bench') ON CONFLICT (id) DO NOTHING"
+)
+CP_SQL = (
+    "INSERT INTO checkpoints (run_id, stage_index, context, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (run_id, stage_index) DO UPDATE SET context = excluded.context"
+)
+ATTEMPT_SQL = (
+    "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
+    " finished_at, duration, error) VALUES (?, ?, 1, 'noop', 'completed', ?, ?, 0.0001, NULL)"
+    " ON CONFLICT (run_id, stage_index, attempt) DO UPDATE SET status = excluded.status"
+)
+FINISH_SQL = (
+    "UPDATE runs SET status = 'completed', metrics = '{}', outputs = '[]',"
+    " metadata = '{\"resumed_from\": 0}', failure = NULL, finished_at = ? WHERE id = ?"
+    " AND owner_id IS 'bench'"
+)
+
+
+def run_writes(run_id: str) -> list[Write]:
+    """The 7 writes of one run, grouped as the runtime groups them."""
+    writes: list[Write] = [
+        [
+            (EXP_SQL, ("bench", DEFINITION, NOW, NOW)),
+            (RUN_SQL, (run_id, NOW)),
+            (CP_SQL, (run_id, 0, SNAPSHOTS[0], NOW)),
+        ]
+    ]
+    for k in range(STAGES):
+        writes.append(
+            [
+                (ATTEMPT_SQL, (run_id, k, NOW, NOW)),
+                (CP_SQL, (run_id, k + 1, SNAPSHOTS[k + 1], NOW)),
+            ]
+        )
+    writes.append(
+        [
+            (FINISH_SQL, (NOW, run_id)),
+            ("DELETE FROM artifacts WHERE run_id = ?", (run_id,)),
+            ("DELETE FROM trace_events WHERE run_id = ?", (run_id,)),
+        ]
+    )
+    return writes
+
+
+def fresh_db(root: Path) -> Path:
+    """Create a migrated, empty database file (through the store, then closed)."""
+    path = root / f"{uuid.uuid4().hex}.db"
+
+    async def create() -> None:
+        async with open_sqlite_store(path):
+            pass
+
+    anyio.run(create)
+    return path
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+# -- baselines ------------------------------------------------------------------------
+
+
+def raw_batched(path: Path, runs: int, per_commit: int = 100) -> float:
+    """Baseline (a): the same rows, plain sqlite3, ``per_commit`` runs per transaction."""
+    rows = [w for i in range(runs) for w in run_writes(f"raw-{i}")]
+    per_run = len(rows) // runs
+    with closing(raw_connection(path)) as conn:
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), per_commit * per_run):
+            conn.execute("BEGIN IMMEDIATE")
+            for write in rows[start : start + per_commit * per_run]:
+                for sql, params in write:
+                    conn.execute(sql, params)
+            conn.execute("COMMIT")
+        return runs / (time.perf_counter() - t0)
+
+
+def raw_commit_per_write(path: Path, runs: int) -> float:
+    """The same rows, plain sqlite3, one transaction per write, one run after another."""
+    rows = [run_writes(f"loop-{i}") for i in range(runs)]
+    with closing(raw_connection(path)) as conn:
+        t0 = time.perf_counter()
+        for writes in rows:
+            for write in writes:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, params in write:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+        return runs / (time.perf_counter() - t0)
+
+
+class MiniWriter:
+    """The least a group-committing writer can be: a queue, a thread, one commit a batch."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.send, self.recv = anyio.create_memory_object_stream[tuple[Write, anyio.Event]](1024)
+        self.limiter = anyio.CapacityLimiter(1)
+
+    async def write(self, write: Write) -> None:
+        done = anyio.Event()
+        await self.send.send((write, done))
+        await done.wait()
+
+    def _commit(self, batch: list[tuple[Write, anyio.Event]]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        for write, _ in batch:
+            for sql, params in write:
+                self.conn.execute(sql, params)
+        self.conn.execute("COMMIT")
+
+    async def run(self) -> None:
+        async for first in self.recv:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self.recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await anyio.to_thread.run_sync(self._commit, batch, limiter=self.limiter)
+            for _, done in batch:
+                done.set()
+
+
+async def bare_anyio(path: Path, runs: int, concurrency: int) -> float:
+    """Baseline (b): bare anyio runs of the same shape feeding one group-commit writer."""
+    todo = [run_writes(f"bare-{i}") for i in range(runs)]
+    with closing(raw_connection(path)) as conn:
+        writer = MiniWriter(conn)
+
+        async def worker() -> None:
+            while todo:
+                writes = todo.pop()
+                await writer.write(writes[0])
+                for write in writes[1:]:
+                    await anyio.lowlevel.checkpoint()  # the "stage"
+                    await writer.write(write)
+
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            async with anyio.create_task_group() as workers:
+                for _ in range(concurrency):
+                    workers.start_soon(worker)
+            writer.send.close()
+        return runs / (time.perf_counter() - t0)
+
+
+# -- the runtime ------------------------------------------------------------------------
+
+
+async def runtime_rate(store: Any, runs: int, concurrency: int) -> float:
+    """Persisted runs per second through ``open_runtime(store=...)``."""
+    reg = registry()
+    async with ca.open_runtime(
+        store=store, registry=reg, max_concurrent_runs=concurrency, keep_finished=100
+    ) as rt:
+        for _ in range(min(20, runs)):  # warm up: imports, prepared statements, caches
+            await rt.submit(EXPERIMENT)
+        await rt.wait_idle()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            await rt.submit(EXPERIMENT)
+        await rt.wait_idle()
+        elapsed = time.perf_counter() - t0
+        failed = {k: v for k, v in rt.statistics().by_status.items() if k != "completed"}
+    if failed:
+        raise SystemExit(f"runs did not complete: {failed}")
+    return runs / elapsed
+
+
+async def sqlite_runtime(root: Path, runs: int, concurrency: int, max_batch: int) -> dict[str, Any]:
+    path = await anyio.to_thread.run_sync(fresh_db, root)
+    async with open_sqlite_store(path, max_batch=max_batch) as store:
+        rate = await runtime_rate(store, runs, concurrency)
+        return {"runs_per_s": round(rate, 1), "commits": store.batches, "writes": store.writes}
+
+
+def pg_available() -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+async def pg_runtime(runs: int, concurrency: int) -> dict[str, Any]:
+    import psycopg
+
+    schema = f"crucible_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{sep}options=-c%20search_path%3D{schema}"
+    try:
+        async with open_store(url, migrate=True) as store:
+            rate = await runtime_rate(store, runs, concurrency)
+            return {
+                "runs_per_s": round(rate, 1),
+                "commits": store.batches,  # type: ignore[attr-defined]
+                "writes": store.writes,  # type: ignore[attr-defined]
+            }
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    parser.add_argument("--runs", type=int, default=3000, help="runs at 100 concurrent")
+    parser.add_argument("--serial-runs", type=int, default=400, help="runs at 1 concurrent")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    backend = args.backend
+    counts = {1: args.serial_runs, 100: args.runs}
+
+    with tempfile.TemporaryDirectory(prefix="crucible-bench-") as tmp:
+        root = Path(tmp)
+        results: dict[tuple[str, int], float] = {}
+
+        rate = raw_batched(fresh_db(root), counts[100])
+        results["raw_sqlite_batched", 0] = rate
+        emit(name="raw_sqlite_batched", runs=counts[100], runs_per_s=round(rate, 1))
+        rate = raw_commit_per_write(fresh_db(root), counts[1])
+        results["raw_sqlite_commit_per_write", 1] = rate
+        emit(name="raw_sqlite_commit_per_write", runs=counts[1], runs_per_s=round(rate, 1))
+
+        for conc, runs in counts.items():
+            rate = anyio.run(bare_anyio, fresh_db(root), runs, conc, backend=backend)
+            results["bare_anyio_group_commit", conc] = rate
+            emit(
+                name="bare_anyio_group_commit",
+                backend=backend,
+                concurrency=conc,
+                runs=runs,
+                runs_per_s=round(rate, 1),
+            )
+        for label, max_batch in (("group_commit", 512), ("transaction_per_write", 1)):
+            for conc, runs in counts.items():
+                fig = anyio.run(sqlite_runtime, root, runs, conc, max_batch, backend=backend)
+                results[f"runtime_sqlite_{label}", conc] = fig["runs_per_s"]
+                emit(
+                    name=f"runtime_sqlite_{label}",
+                    backend=backend,
+                    concurrency=conc,
+                    runs=runs,
+                    **fig,
+                )
+        if not args.no_postgres and pg_available():
+            for conc, runs in counts.items():
+                fig = anyio.run(pg_runtime, runs, conc, backend=backend)
+                emit(name="runtime_postgres", backend=backend, concurrency=conc, runs=runs, **fig)
+        elif not args.no_postgres:
+            emit(name="runtime_postgres", skipped=f"no PostgreSQL server at {PG_URL}")
+
+        group100 = results["runtime_sqlite_group_commit", 100]
+        emit(
+            name="ratio_runtime_vs_bare_anyio_group_commit",
+            concurrency=100,
+            value=round(group100 / results["bare_anyio_group_commit", 100], 3),
+            target=0.6,
+        )
+        emit(
+            name="ratio_runtime_commit_per_stage_vs_raw_loop",
+            concurrency=1,
+            value=round(
+                results["runtime_sqlite_group_commit", 1]
+                / results["raw_sqlite_commit_per_write", 1],
+                3,
+            ),
+            target=0.7,
+        )
+        emit(
+            name="ratio_runtime_vs_raw_sqlite_batched",
+            concurrency=100,
+            value=round(group100 / results["raw_sqlite_batched", 0], 3),
+        )
+
+
+if __name__ == "__main__":
+    main()

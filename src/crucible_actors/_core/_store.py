@@ -1,0 +1,310 @@
+"""The Store port: what the runtime persists and how the CLI and ``serve`` read it back.
+
+A store keeps experiments, runs (``id`` is the run's ``run_id``), stage attempts, Context
+checkpoints, artifacts and trace events, plus the *owner* rows that say which runtime
+process is executing which run. :mod:`crucible_actors._core._persist` turns a run's life
+into calls on this protocol; the adapters in :mod:`crucible_actors.store` (memory,
+SQLite, PostgreSQL) implement it, and a host may pass its own.
+
+Every method is async and must work under trio and asyncio. Each write method is one
+atomic transaction and returns only once it is durable, so an acknowledged write is
+never lost. Records are msgspec Structs whose free-form values (``metrics``,
+``outputs``, ``metadata``, ``definition``) are already JSON-safe: the persistence layer
+runs them through :func:`~crucible_actors._core._encoding.sanitize` first. Timestamps are
+timezone-aware UTC datetimes.
+
+Errors: every method raises a :class:`~crucible_actors.errors.StoreError` subclass on
+failure (:class:`StoreUnavailable` for an unreachable server or a full disk,
+:class:`StoreCorrupt` for data the store did not write); ``get_run`` raises
+:class:`RunNotFound`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "RUN_STATUSES",
+    "ArtifactRecord",
+    "Checkpoint",
+    "ExperimentRecord",
+    "OwnerRecord",
+    "RunRecord",
+    "StageAttempt",
+    "Store",
+    "TraceEventRecord",
+]
+
+#: The values of ``RunRecord.status``, as stored.
+RUN_STATUSES: Final = ("pending", "running", "completed", "failed", "cancelled", "interrupted")
+
+
+class ExperimentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An experiment definition as stored (upserted by ``id`` each time it runs).
+
+    ``definition`` is the JSON-safe Experiment; stage objects appear in it as their
+    ``"module:qualname"`` reference strings.
+    """
+
+    id: str
+    definition: dict[str, Any]
+    owner: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One run. ``status`` is one of :data:`RUN_STATUSES`.
+
+    ``failure`` holds ``stage``, ``reason_type``, ``message`` and ``attempts`` for a run
+    that failed (or ``stage``/``reason_type``/``message`` for one cancelled or
+    interrupted). ``owner_id`` names the runtime process executing (or last executing)
+    the run; recovery compares it to the live owners.
+    """
+
+    id: str
+    experiment_id: str
+    status: str
+    metrics: dict[str, Any] = {}
+    outputs: list[Any] = []
+    metadata: dict[str, Any] = {}
+    failure: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    owner_id: str | None = None
+
+
+class StageAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt at one stage; ``status``: completed, failed, timeout or cancelled."""
+
+    run_id: str
+    index: int
+    stage: str
+    attempt: int
+    status: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration: float | None = None
+    error: str | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The msgpack Context of run ``run_id`` before stage ``index``.
+
+    ``index == len(pipeline)`` is the Context after the last stage.
+    """
+
+    run_id: str
+    index: int
+    data: bytes
+    created_at: datetime
+
+
+class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A file or object a run produced, from the final Context's ``artifacts``.
+
+    ``key`` is the entry's key in ``Context.artifacts`` (several records may share a
+    ``name``, e.g. one report in several formats).
+    """
+
+    run_id: str
+    name: str
+    type: str | None = None
+    location: str
+    format: str | None = None
+    metadata: dict[str, Any] = {}
+    key: str = ""
+
+
+class TraceEventRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision-trace event of a run; ``seq`` counts from 1 in trace order.
+
+    ``event`` is the whole JSON-safe :class:`~crucible_actors._core._decision.TraceEvent`.
+    """
+
+    run_id: str
+    seq: int
+    type: str
+    stage_id: str | None = None
+    timestamp: datetime | None = None
+    event: dict[str, Any] = {}
+
+
+class OwnerRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A runtime process that executes runs, kept alive by its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class Store(Protocol):
+    """Persistence for runs; see the module docstring for the shared contract.
+
+    ``local`` is True when every process using the store runs on one host (SQLite,
+    memory): recovery may then also treat an owner whose process id is gone as dead.
+    """
+
+    @property
+    def name(self) -> str:
+        """A printable name of the store (its URL without secrets)."""
+        ...
+
+    @property
+    def local(self) -> bool:
+        """Whether all users of this store share one host."""
+        ...
+
+    # -- writes: each one transaction, durable when it returns ----------------------
+
+    async def start_run(
+        self,
+        run: RunRecord,
+        *,
+        experiment: ExperimentRecord,
+        checkpoint: Checkpoint | None = None,
+        resume: bool = False,
+    ) -> None:
+        """Upsert ``experiment``, record ``run`` as running and save ``checkpoint``.
+
+        With ``resume`` the existing row is updated (status, owner; ``started_at`` and
+        the earlier attempts are kept). Without it the run must be new.
+
+        Raises:
+            StoreError: ``resume`` is false and a run with this id already exists.
+        """
+        ...
+
+    async def save_checkpoint(
+        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
+    ) -> None:
+        """Save (or replace) the checkpoint of ``checkpoint.run_id`` at its index.
+
+        ``attempts`` are saved in the same transaction (as by :meth:`record_attempt`):
+        the attempt that produced a checkpoint commits with it, at one cost.
+        """
+        ...
+
+    async def record_attempt(self, attempt: StageAttempt) -> None:
+        """Save (or replace) one stage attempt."""
+        ...
+
+    async def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        artifacts: Sequence[ArtifactRecord],
+        events: Sequence[TraceEventRecord],
+        attempts: Sequence[StageAttempt] = (),
+    ) -> None:
+        """Store the outcome of ``run`` and replace its artifacts and trace events.
+
+        Updates status, metrics, outputs, metadata, failure and ``finished_at``, and
+        saves ``attempts`` as :meth:`record_attempt` does. The update only applies while
+        ``run.owner_id`` still owns the run (a process that lost its run to another
+        cannot overwrite it).
+
+        Raises:
+            RunNotFound: no such run.
+            StoreError: another owner has taken the run over.
+        """
+        ...
+
+    async def claim_run(
+        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
+    ) -> bool:
+        """Atomically take run ``run_id`` over if it still has ``status`` and ``owner_id``.
+
+        On success the run is ``running`` and owned by ``new_owner_id``, and True is
+        returned; False means another process changed it first.
+        """
+        ...
+
+    async def mark_interrupted(
+        self,
+        run_id: str,
+        *,
+        owner_id: str | None,
+        finished_at: datetime,
+        failure: dict[str, Any] | None = None,
+    ) -> bool:
+        """Atomically mark a ``running`` run owned by ``owner_id`` as ``interrupted``."""
+        ...
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        """Insert (or replace) an owner row."""
+        ...
+
+    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
+        """Set the owner's ``heartbeat_at``; False when its row no longer exists."""
+        ...
+
+    async def remove_owner(self, owner_id: str) -> None:
+        """Delete the owner row (its runs become orphans if any still run)."""
+        ...
+
+    # -- queries --------------------------------------------------------------------
+
+    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
+        """Return the experiment, or None when it was never stored."""
+        ...
+
+    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
+        """Return experiments, most recently updated first."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """Return the run.
+
+        Raises:
+            RunNotFound: no run has this id.
+        """
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        experiment_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """Return runs newest first (insertion order), filtered, at most ``limit``.
+
+        ``before`` is a run id: the page holds the runs stored before it, so passing
+        the last id of one page fetches the next.
+
+        Raises:
+            RunNotFound: ``before`` names no run.
+        """
+        ...
+
+    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
+        """Return the run's attempts ordered by stage index, then attempt."""
+        ...
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """Return the run's artifacts in the order the Context listed them."""
+        ...
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        """Return the run's checkpoint with the highest index, or None."""
+        ...
+
+    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
+        """Return the run's trace events in order; ``after`` skips those with ``seq <= after``."""
+        ...
+
+    async def list_owners(self) -> list[OwnerRecord]:
+        """Return every registered owner."""
+        ...

@@ -1,0 +1,318 @@
+"""``crucible-actors runs list|show|resume``: read and resume the runs in a store.
+
+The store is ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded
+``sqlite:///./.crucible/crucible.db``. Human output is a table; ``--json`` prints one
+JSON document whose shape is stable for scripts:
+
+- ``runs list --json``: ``{"store", "runs": [run...], "next_before"}``; pass
+  ``next_before`` as ``--before`` to fetch the next (older) page, null on the last one.
+- ``runs show --json``: ``{"store", "run", "stages": [...], "attempts": [...],
+  "artifacts": [...], "checkpoint": {"index", "created_at"} | null}``.
+- ``runs resume --json``: ``{"store", "run_id", "resumed_from", "status", "failure"}``.
+
+Run records carry ``id``, ``experiment_id``, ``status``, ``metrics``, ``outputs``,
+``metadata``, ``failure``, ``started_at``, ``finished_at`` (ISO 8601) and ``owner_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._core._encoding import sanitize
+from .._core._store import RUN_STATUSES
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from .._core._store import RunRecord, StageAttempt
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``runs`` command and its subcommands."""
+    runs = sub.add_parser("runs", help="list, inspect and resume stored runs")
+    cmds = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
+    cmds.required = True
+
+    p = cmds.add_parser("list", help="list runs, newest first")
+    p.add_argument("--experiment", metavar="ID", help="only runs of this experiment")
+    p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N runs")
+    p.add_argument("--before", metavar="RUN_ID", help="only runs stored before this one")
+    _common(p)
+    p.set_defaults(func=cmd_list)
+
+    p = cmds.add_parser("show", help="show one run: stages, attempts, metrics, artifacts")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _common(p)
+    p.set_defaults(func=cmd_show)
+
+    p = cmds.add_parser("resume", help="resume a run from its last checkpoint")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _common(p)
+    p.set_defaults(func=cmd_resume)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
+    )
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def store_url(arg: str | None) -> str:
+    """Return ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded default."""
+    from ..store import default_store_url
+
+    return arg or default_store_url()
+
+
+# -- formatting ----------------------------------------------------------------------
+
+
+def _when(ts: datetime | None) -> str:
+    return "-" if ts is None else ts.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _elapsed(run: RunRecord) -> float | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return (run.finished_at - run.started_at).total_seconds()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _failure_text(failure: dict[str, Any] | None) -> str:
+    if not failure:
+        return ""
+    where = f"stage {failure['stage']!r}: " if failure.get("stage") else ""
+    tries = failure.get("attempts")
+    after = f" (after {tries} attempt{'s' if tries != 1 else ''})" if tries else ""
+    return f"{where}{failure.get('reason_type')}: {failure.get('message')}{after}"
+
+
+def _json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(sanitize(doc), indent=2, sort_keys=True) + "\n")
+
+
+def _stages(attempts: list[StageAttempt]) -> list[dict[str, Any]]:
+    stages: dict[int, dict[str, Any]] = {}
+    for a in attempts:
+        entry = stages.setdefault(
+            a.index,
+            {
+                "index": a.index,
+                "stage": a.stage,
+                "attempts": 0,
+                "status": a.status,
+                "duration": 0.0,
+            },
+        )
+        entry["attempts"] += 1
+        entry["status"] = a.status
+        entry["duration"] += a.duration or 0.0
+    return [stages[i] for i in sorted(stages)]
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print a page of runs, newest first."""
+    from ..store import open_store
+
+    url = store_url(args.store)
+
+    async def main() -> list[RunRecord]:
+        async with open_store(url) as store:
+            return await store.list_runs(
+                experiment_id=args.experiment,
+                status=args.status,
+                limit=args.limit,
+                before=args.before,
+            )
+
+    runs = anyio.run(main, backend="trio")
+    next_before = runs[-1].id if len(runs) == args.limit else None
+    if args.json:
+        _json({"store": url, "runs": runs, "next_before": next_before})
+        return 0
+    if not runs:
+        print(f"no runs in {url}")
+        return 0
+    rows = [
+        [
+            r.id,
+            r.experiment_id,
+            r.status,
+            _when(r.started_at),
+            _seconds(_elapsed(r)),
+            (r.failure or {}).get("stage") or "",
+        ]
+        for r in runs
+    ]
+    print(
+        _table(["RUN ID", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "FAILED AT"], rows)
+    )
+    if next_before is not None:
+        print(f"(more: --before {next_before})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one run with its stages, attempts, metrics, failure and artifacts."""
+    from ..store import open_store
+
+    url = store_url(args.store)
+
+    async def main() -> tuple[Any, ...]:
+        async with open_store(url) as store:
+            run = await store.get_run(args.run_id)
+            return (
+                run,
+                await store.list_attempts(run.id),
+                await store.list_artifacts(run.id),
+                await store.load_checkpoint(run.id),
+                await store.get_experiment(run.experiment_id),
+            )
+
+    run, attempts, artifacts, checkpoint, experiment = anyio.run(main, backend="trio")
+    cp = (
+        None
+        if checkpoint is None
+        else {"index": checkpoint.index, "created_at": checkpoint.created_at}
+    )
+    if args.json:
+        _json(
+            {
+                "store": url,
+                "run": run,
+                "stages": _stages(attempts),
+                "attempts": attempts,
+                "artifacts": artifacts,
+                "checkpoint": cp,
+            }
+        )
+        return 0
+    out = [
+        f"run {run.id}",
+        f"  experiment  {run.experiment_id}",
+        f"  status      {run.status}",
+        f"  started     {_when(run.started_at)} UTC",
+        f"  finished    {_when(run.finished_at)}{' UTC' if run.finished_at else ''}",
+        f"  duration    {_seconds(_elapsed(run))}",
+    ]
+    if run.failure:
+        out.append(f"  failure     {_failure_text(run.failure)}")
+    if checkpoint is not None:
+        total = len((experiment.definition if experiment else {}).get("pipeline", ()))
+        where = (
+            "after the last stage"
+            if total and checkpoint.index >= total
+            else f"before stage {checkpoint.index}"
+        )
+        out.append(f"  checkpoint  {where}")
+    if attempts:
+        out.append("stages:")
+        rows = [
+            [
+                str(a.index),
+                a.stage,
+                str(a.attempt),
+                a.status,
+                _seconds(a.duration),
+                a.error or "",
+            ]
+            for a in attempts
+        ]
+        table = _table(["#", "STAGE", "ATTEMPT", "STATUS", "DURATION", "ERROR"], rows)
+        out.extend("  " + line for line in table.splitlines())
+    if run.metrics:
+        out.append("metrics:")
+        for key, value in run.metrics.items():
+            text = json.dumps(value, sort_keys=True)
+            out.append(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}")
+    if artifacts:
+        out.append("artifacts:")
+        rows = [[a.name, a.type or "", a.format or "", a.location] for a in artifacts]
+        table = _table(["NAME", "TYPE", "FORMAT", "LOCATION"], rows)
+        out.extend("  " + line for line in table.splitlines())
+    print("\n".join(out))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume a run from its last checkpoint and wait for it; 0 when it completes."""
+    from .._core._persist import open_persistence
+    from .._core._registry import Registry
+    from .._core._runtime import open_runtime
+
+    url = store_url(args.store)
+    # Stored definitions name stages as "module:attr"; import them from here.
+    sys.path.insert(0, os.getcwd())
+    registry = Registry.default()
+
+    async def main() -> tuple[Any, Any]:
+        async with (
+            open_persistence(url) as persistence,
+            open_runtime(registry=registry, store=persistence, on_start="ignore") as rt,
+        ):
+            handle = await persistence.resume_run(rt, args.run_id)
+            if not args.json:
+                print(f"resuming run {handle.run_id} before stage {handle.resumed_from}")
+            await handle.wait()
+            return handle, handle._failure_summary()
+
+    handle, failure = anyio.run(main, backend="trio")
+    if args.json:
+        _json(
+            {
+                "store": url,
+                "run_id": handle.run_id,
+                "resumed_from": handle.resumed_from,
+                "status": handle.status.value,
+                "failure": failure,
+            }
+        )
+    else:
+        print(f"run {handle.run_id}: {handle.status.value}")
+        if failure:
+            print(f"  failure  {_failure_text(failure)}")
+    return 0 if handle.status.value == "completed" else 1

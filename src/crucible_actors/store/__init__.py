@@ -1,0 +1,130 @@
+"""Stores: where runs are persisted. ``open_store(url)`` picks the adapter by URL scheme.
+
+- ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``: the embedded default,
+  one file, created and migrated on open (:mod:`._sqlite`);
+- ``sqlite://:memory:``: a private in-memory SQLite database;
+- ``postgresql://user@host/db``: a shared PostgreSQL database, migrated with
+  ``crucible-actors db migrate`` (needs ``pip install 'crucible-actors[postgres]'``);
+- ``memory://``: a :class:`MemoryStore`.
+
+Pass a store (or a URL) as ``open_runtime(store=...)`` or ``run(..., store=...)``.
+:func:`default_store_url` is what the CLI and ``serve`` use when given none.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .._core._errors import StoreUnavailable
+from .._core._persist import Persistence as Persistence
+from .._core._persist import RecoveryReport as RecoveryReport
+from .._core._persist import open_persistence as open_persistence
+from .._core._store import RUN_STATUSES as RUN_STATUSES
+from .._core._store import ArtifactRecord as ArtifactRecord
+from .._core._store import Checkpoint as Checkpoint
+from .._core._store import ExperimentRecord as ExperimentRecord
+from .._core._store import OwnerRecord as OwnerRecord
+from .._core._store import RunRecord as RunRecord
+from .._core._store import StageAttempt as StageAttempt
+from .._core._store import Store as Store
+from .._core._store import TraceEventRecord as TraceEventRecord
+from ._memory import MemoryStore as MemoryStore
+from ._sql import redact_url
+from ._sqlite import SQLiteStore as SQLiteStore
+from ._sqlite import open_sqlite_store as open_sqlite_store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "RUN_STATUSES",
+    "ArtifactRecord",
+    "Checkpoint",
+    "ExperimentRecord",
+    "MemoryStore",
+    "OwnerRecord",
+    "Persistence",
+    "RecoveryReport",
+    "RunRecord",
+    "SQLiteStore",
+    "StageAttempt",
+    "Store",
+    "TraceEventRecord",
+    "default_store_url",
+    "open_persistence",
+    "open_sqlite_store",
+    "open_store",
+]
+
+#: The store used when neither ``--store`` nor ``CRUCIBLE_STORE_URL`` names one.
+DEFAULT_STORE_URL = "sqlite:///./.crucible/crucible.db"
+
+_SQLITE_OPTIONS = {"max_batch": int, "busy_timeout": float}
+
+
+def default_store_url() -> str:
+    """Return ``$CRUCIBLE_STORE_URL``, else ``sqlite:///./.crucible/crucible.db``."""
+    return os.environ.get("CRUCIBLE_STORE_URL") or DEFAULT_STORE_URL
+
+
+def _sqlite_target(url: str) -> tuple[str, dict[str, Any]]:
+    rest = url.removeprefix("sqlite://")
+    path, _, query = rest.partition("?")
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _SQLITE_OPTIONS:
+            raise StoreUnavailable(
+                f"unknown SQLite URL option {key!r}; known: {', '.join(_SQLITE_OPTIONS)}",
+                store=url,
+            )
+        try:
+            options[key] = _SQLITE_OPTIONS[key](value)
+        except ValueError as exc:
+            raise StoreUnavailable(
+                f"bad value for SQLite URL option {key!r}: {value!r}", store=url
+            ) from exc
+    if path in (":memory:", "/:memory:"):
+        return ":memory:", options
+    if not path.startswith("/") or path == "/":
+        raise StoreUnavailable(
+            "a SQLite URL needs a path: sqlite:///relative.db or sqlite:////absolute.db",
+            store=url,
+        )
+    return unquote(path[1:]), options
+
+
+@asynccontextmanager
+async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]:
+    """Open the store named by ``url`` and close it on exit.
+
+    SQLite databases are created and migrated on open; PostgreSQL ones only with
+    ``migrate=True`` (what ``crucible-actors db migrate`` does).
+
+    Raises:
+        StoreUnavailable: an unknown scheme, or the store cannot be reached or opened.
+        StoreCorrupt: the SQLite file is not a crucible-actors database.
+        MissingDependency: the PostgreSQL extra is not installed.
+    """
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme == "sqlite":
+        path, options = _sqlite_target(url)
+        async with open_sqlite_store(path, **options) as store:
+            yield store
+    elif scheme in ("postgresql", "postgres"):
+        from ._postgres import open_postgres_store
+
+        async with open_postgres_store(url, migrate=migrate) as pg:
+            yield pg
+    elif scheme == "memory":
+        yield MemoryStore(url)
+    else:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise StoreUnavailable(
+            f"unknown store URL ({shown}); use sqlite:///path.db, sqlite://:memory:, "
+            "postgresql://user@host/database or memory://",
+            store=redact_url(url),
+        )

@@ -1,0 +1,270 @@
+"""MemoryStore: the Store contract in plain dicts, for tests and throwaway runs.
+
+It passes the same contract suite as the SQL stores. Nothing survives the process, and
+every "write" is trivially durable. Each method yields to the event loop once, so
+callers see the same scheduling points as with a real store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio.lowlevel
+import msgspec
+
+from .._core._errors import RunNotFound, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from .._core._store import (
+        ArtifactRecord,
+        Checkpoint,
+        ExperimentRecord,
+        OwnerRecord,
+        RunRecord,
+        StageAttempt,
+        TraceEventRecord,
+    )
+
+__all__ = ["MemoryStore"]
+
+_replace = msgspec.structs.replace
+
+
+class MemoryStore:
+    """A Store kept in memory; pass it as ``open_runtime(store=MemoryStore())``."""
+
+    local = True
+
+    def __init__(self, name: str = "memory://") -> None:
+        self._name = name
+        self._experiments: dict[str, ExperimentRecord] = {}
+        self._runs: dict[str, RunRecord] = {}
+        self._seq: dict[str, int] = {}
+        self._next_seq = 0
+        self._attempts: dict[str, dict[tuple[int, int], StageAttempt]] = {}
+        self._checkpoints: dict[str, dict[int, Checkpoint]] = {}
+        self._artifacts: dict[str, list[ArtifactRecord]] = {}
+        self._events: dict[str, list[TraceEventRecord]] = {}
+        self._owners: dict[str, OwnerRecord] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore {self._name} runs={len(self._runs)}>"
+
+    @property
+    def name(self) -> str:
+        """The store's name (``memory://`` unless given)."""
+        return self._name
+
+    # -- writes -------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        run: RunRecord,
+        *,
+        experiment: ExperimentRecord,
+        checkpoint: Checkpoint | None = None,
+        resume: bool = False,
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        existing = self._runs.get(run.id)
+        if existing is not None and not resume:
+            raise StoreError(
+                f"a run with id {run.id!r} already exists; resume it with "
+                f"'crucible-actors runs resume {run.id}' or choose another run_id",
+                store=self._name,
+            )
+        old = self._experiments.get(experiment.id)
+        if old is not None:
+            experiment = _replace(experiment, created_at=old.created_at)
+        self._experiments[experiment.id] = experiment
+        if existing is not None:
+            self._runs[run.id] = _replace(
+                existing,
+                status=run.status,
+                owner_id=run.owner_id,
+                metadata=run.metadata,
+                failure=None,
+                finished_at=None,
+            )
+        else:
+            self._runs[run.id] = run
+            self._next_seq += 1
+            self._seq[run.id] = self._next_seq
+        if checkpoint is not None:
+            self._checkpoints.setdefault(run.id, {})[checkpoint.index] = checkpoint
+
+    async def save_checkpoint(
+        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        for attempt in attempts:
+            self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = (
+                attempt
+            )
+        self._checkpoints.setdefault(checkpoint.run_id, {})[checkpoint.index] = checkpoint
+
+    async def record_attempt(self, attempt: StageAttempt) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = attempt
+
+    async def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        artifacts: Sequence[ArtifactRecord],
+        events: Sequence[TraceEventRecord],
+        attempts: Sequence[StageAttempt] = (),
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        existing = self._runs.get(run.id)
+        if existing is None:
+            raise RunNotFound(run.id, store=self._name)
+        if existing.owner_id != run.owner_id:
+            raise StoreError(
+                f"run {run.id!r} is now owned by runtime {existing.owner_id!r}, which took "
+                "it over; not overwriting its outcome",
+                store=self._name,
+            )
+        self._runs[run.id] = _replace(
+            existing,
+            status=run.status,
+            metrics=run.metrics,
+            outputs=run.outputs,
+            metadata=run.metadata,
+            failure=run.failure,
+            finished_at=run.finished_at,
+        )
+        for attempt in attempts:
+            self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = (
+                attempt
+            )
+        self._artifacts[run.id] = list(artifacts)
+        self._events[run.id] = list(events)
+
+    async def claim_run(
+        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
+    ) -> bool:
+        await anyio.lowlevel.checkpoint()
+        run = self._runs.get(run_id)
+        if run is None or run.status != status or run.owner_id != owner_id:
+            return False
+        self._runs[run_id] = _replace(run, status="running", owner_id=new_owner_id)
+        return True
+
+    async def mark_interrupted(
+        self,
+        run_id: str,
+        *,
+        owner_id: str | None,
+        finished_at: datetime,
+        failure: dict[str, Any] | None = None,
+    ) -> bool:
+        await anyio.lowlevel.checkpoint()
+        run = self._runs.get(run_id)
+        if run is None or run.status != "running" or run.owner_id != owner_id:
+            return False
+        self._runs[run_id] = _replace(
+            run, status="interrupted", finished_at=finished_at, failure=failure
+        )
+        return True
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        await anyio.lowlevel.checkpoint()
+        old = self._owners.get(owner.id)
+        self._owners[owner.id] = (
+            owner if old is None else _replace(old, heartbeat_at=owner.heartbeat_at)
+        )
+
+    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
+        await anyio.lowlevel.checkpoint()
+        owner = self._owners.get(owner_id)
+        if owner is None:
+            return False
+        self._owners[owner_id] = _replace(owner, heartbeat_at=at)
+        return True
+
+    async def remove_owner(self, owner_id: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        self._owners.pop(owner_id, None)
+
+    # -- queries --------------------------------------------------------------------
+
+    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
+        await anyio.lowlevel.checkpoint()
+        return self._experiments.get(experiment_id)
+
+    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
+        await anyio.lowlevel.checkpoint()
+        found = sorted(self._experiments.values(), key=lambda e: e.id)
+        found.sort(key=lambda e: e.updated_at, reverse=True)
+        return found[:limit]
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        await anyio.lowlevel.checkpoint()
+        run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFound(run_id, store=self._name)
+        return run
+
+    async def list_runs(
+        self,
+        *,
+        experiment_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        await anyio.lowlevel.checkpoint()
+        bound = None
+        if before is not None:
+            if before not in self._seq:
+                raise RunNotFound(before, store=self._name)
+            bound = self._seq[before]
+        out: list[RunRecord] = []
+        for run_id in sorted(self._seq, key=self._seq.__getitem__, reverse=True):
+            if bound is not None and self._seq[run_id] >= bound:
+                continue
+            run = self._runs[run_id]
+            if experiment_id is not None and run.experiment_id != experiment_id:
+                continue
+            if status is not None and run.status != status:
+                continue
+            out.append(run)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
+        await anyio.lowlevel.checkpoint()
+        attempts = self._attempts.get(run_id, {})
+        return [attempts[k] for k in sorted(attempts)]
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        await anyio.lowlevel.checkpoint()
+        return list(self._artifacts.get(run_id, ()))
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        await anyio.lowlevel.checkpoint()
+        checkpoints = self._checkpoints.get(run_id)
+        if not checkpoints:
+            return None
+        return checkpoints[max(checkpoints)]
+
+    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
+        await anyio.lowlevel.checkpoint()
+        floor = after if after is not None else 0
+        return [e for e in self._events.get(run_id, ()) if e.seq > floor]
+
+    async def list_owners(self) -> list[OwnerRecord]:
+        await anyio.lowlevel.checkpoint()
+        return [self._owners[k] for k in sorted(self._owners)]
+
+    schema_version = 0
+
+    async def migrate(self) -> list[str]:
+        """Do nothing: a memory store has no schema. Returns no migration names."""
+        await anyio.lowlevel.checkpoint()
+        return []

@@ -1,0 +1,461 @@
+"""The PostgreSQL store: one history shared by a team, several processes or hosts.
+
+Driver: psycopg 3's *sync* API, called from worker threads through ``anyio.to_thread``,
+with a ``psycopg_pool.ConnectionPool``. asyncpg and psycopg's async API both need an
+asyncio event loop, so they cannot serve a runtime on trio; a sync driver in threads
+works the same under either anyio backend, and the pool keeps the connections warm.
+
+Writes go through the same group-commit writer as SQLite (one task, one thread at a
+time): the writes queued while one transaction commits share the next one, so many
+concurrent runs pay one commit per batch. Reads take pooled connections in parallel.
+Every write is acknowledged only after ``COMMIT`` returned, i.e. after the server made
+it durable under its own ``synchronous_commit`` setting (``on`` by default).
+
+The schema is versioned by the files in ``migrations/postgresql`` (the same version
+numbers as SQLite) and recorded in ``crucible_schema_migrations``; they are applied by
+``crucible-actors db migrate --store URL`` (or ``open_store(url, migrate=True)``), under
+an advisory lock so concurrent migrators do not collide. Opening a store whose schema is
+behind raises :class:`StoreUnavailable` naming that command.
+
+Several processes may share one database: run ids are primary keys, and takeovers of
+orphaned runs are conditional updates (``... WHERE owner_id = old``), so a run is never
+duplicated or resumed twice. Hosts' clocks must agree within the heartbeat staleness
+window, since heartbeats carry wall-clock time.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import asynccontextmanager, contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from .._core._errors import MissingDependency, StoreError, StoreUnavailable
+from . import _sql
+from ._sql import redact_url
+from ._writer import GroupCommitWriter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+    from datetime import datetime
+
+    from .._core._store import (
+        ArtifactRecord,
+        Checkpoint,
+        ExperimentRecord,
+        OwnerRecord,
+        RunRecord,
+        StageAttempt,
+        TraceEventRecord,
+    )
+
+__all__ = ["PostgresStore", "open_postgres_store"]
+
+# pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
+_MIGRATION_LOCK = 0x6372756369626C65
+
+
+def _drivers() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise MissingDependency("psycopg", "the PostgreSQL store", extra="postgres") from exc
+    return psycopg, psycopg_pool
+
+
+def wrap_pg_error(exc: BaseException, store: str) -> StoreError:
+    """Return the StoreError subclass that reports the psycopg error ``exc``."""
+    if isinstance(exc, StoreError):
+        return exc
+    psycopg, psycopg_pool = _drivers()
+    err: StoreError
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        err = StoreUnavailable(f"no database connection available in time ({exc})", store=store)
+    elif isinstance(exc, psycopg.errors.DiskFull):
+        err = StoreUnavailable(f"the server's disk is full ({exc})", store=store)
+    elif isinstance(exc, psycopg.errors.UndefinedTable):
+        err = StoreUnavailable(
+            f"the crucible-actors tables are missing ({exc}); "
+            f"run: crucible-actors db migrate --store {store}",
+            store=store,
+        )
+    elif isinstance(exc, psycopg.OperationalError):
+        err = StoreUnavailable(f"cannot use the server: {exc}".strip(), store=store)
+    else:
+        err = StoreError(f"{type(exc).__name__}: {exc}", store=store)
+    err.__cause__ = exc
+    return err
+
+
+@cache
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _PgTx(_sql.Tx):
+    __slots__ = ("conn",)
+    owner_match = "owner_id IS NOT DISTINCT FROM ?"
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(_pg_sql(sql), params)
+            rowcount: int = cur.rowcount
+            return rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(_pg_sql(sql), rows)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(_pg_sql(sql), params)
+            rows: list[tuple[Any, ...]] = cur.fetchall()
+            return rows
+
+    def ts_in(self, value: datetime | None) -> Any:
+        return value  # timestamptz; psycopg adapts aware datetimes
+
+
+class _PgWriter(GroupCommitWriter[_PgTx]):
+    def __init__(self, pool: Any, *, store: str, max_batch: int) -> None:
+        super().__init__(store=store, max_batch=max_batch)
+        self.pool = pool
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PgTx]:
+        with self.pool.connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    def wrap_error(self, exc: Exception) -> StoreError:
+        return wrap_pg_error(exc, self.store)
+
+
+def _schema_version(conn: Any) -> int:
+    row = conn.execute("SELECT to_regclass('crucible_schema_migrations')").fetchone()
+    if row[0] is None:
+        return 0
+    version: int = conn.execute(
+        "SELECT coalesce(max(version), 0) FROM crucible_schema_migrations"
+    ).fetchone()[0]
+    return version
+
+
+def migrate_postgres(conn: Any, store: str) -> tuple[int, list[str]]:
+    """Apply the missing migrations in one transaction under an advisory lock.
+
+    Returns the version reached and the names of the migrations applied.
+
+    Raises:
+        StoreError: the schema is newer than this version of crucible-actors.
+    """
+    steps = _sql.migrations("postgresql")
+    latest = steps[-1].version
+    applied: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS crucible_schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        version = _schema_version(conn)
+        if version > latest:
+            raise StoreError(
+                f"the database schema is version {version}, newer than this crucible-actors "
+                f"supports ({latest}); upgrade crucible-actors",
+                store=store,
+            )
+        for step in steps:
+            if step.version > version:
+                conn.execute(step.sql)
+                conn.execute(
+                    "INSERT INTO crucible_schema_migrations (version, name) VALUES (%s, %s)",
+                    (step.version, step.name),
+                )
+                version = step.version
+                applied.append(f"{step.version:04d}_{step.name}")
+    return version, applied
+
+
+class PostgresStore:
+    """A :class:`~crucible_actors._core._store.Store` in a PostgreSQL database.
+
+    Obtain one with :func:`open_postgres_store` (or ``open_store("postgresql://...")``).
+    """
+
+    local = False
+
+    def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:
+        self._name = name
+        self._pool = pool
+        self._writer = writer
+        self._read_limiter = anyio.CapacityLimiter(readers)
+        self.schema_version = 0
+        self.applied: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._name}>"
+
+    @property
+    def name(self) -> str:
+        """The store URL, password redacted."""
+        return self._name
+
+    @property
+    def batches(self) -> int:
+        """How many write transactions the writer committed (or tried)."""
+        return self._writer.batches
+
+    @property
+    def writes(self) -> int:
+        """How many writes those transactions carried."""
+        return self._writer.writes
+
+    def _read_sync(self, fn: Callable[[_sql.Tx], Any]) -> Any:
+        with self._pool.connection() as conn:
+            return fn(_PgTx(conn))
+
+    async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
+        psycopg, psycopg_pool = _drivers()
+        try:
+            return await anyio.to_thread.run_sync(self._read_sync, fn, limiter=self._read_limiter)
+        except StoreError:
+            raise
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise wrap_pg_error(exc, self._name) from exc
+
+    # -- writes -------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        run: RunRecord,
+        *,
+        experiment: ExperimentRecord,
+        checkpoint: Checkpoint | None = None,
+        resume: bool = False,
+    ) -> None:
+        name = self._name
+        await self._writer.submit(
+            lambda tx: _sql.start_run(tx, run, experiment, checkpoint, resume, name)
+        )
+
+    async def save_checkpoint(
+        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
+    ) -> None:
+        await self._writer.submit(lambda tx: _sql.save_checkpoint_with(tx, checkpoint, attempts))
+
+    async def record_attempt(self, attempt: StageAttempt) -> None:
+        await self._writer.submit(lambda tx: _sql.record_attempt(tx, attempt))
+
+    async def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        artifacts: Sequence[ArtifactRecord],
+        events: Sequence[TraceEventRecord],
+        attempts: Sequence[StageAttempt] = (),
+    ) -> None:
+        name = self._name
+        await self._writer.submit(
+            lambda tx: _sql.finish_run(tx, run, artifacts, events, attempts, name)
+        )
+
+    async def claim_run(
+        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
+    ) -> bool:
+        claimed: bool = await self._writer.submit(
+            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+        )
+        return claimed
+
+    async def mark_interrupted(
+        self,
+        run_id: str,
+        *,
+        owner_id: str | None,
+        finished_at: datetime,
+        failure: dict[str, Any] | None = None,
+    ) -> bool:
+        done: bool = await self._writer.submit(
+            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+        )
+        return done
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
+
+    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
+        alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
+        return alive
+
+    async def remove_owner(self, owner_id: str) -> None:
+        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
+
+    async def migrate(self) -> list[str]:
+        """Apply the missing migrations now; return the names of those applied."""
+        name = self._name
+
+        def run() -> list[str]:
+            with self._pool.connection() as conn:
+                self.schema_version, applied = migrate_postgres(conn, name)
+                return applied
+
+        psycopg, _ = _drivers()
+        try:
+            applied: list[str] = await anyio.to_thread.run_sync(run)
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, name) from exc
+        self.applied.extend(applied)
+        return applied
+
+    # -- queries --------------------------------------------------------------------
+
+    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
+        found: ExperimentRecord | None = await self._read(
+            lambda tx: _sql.get_experiment(tx, experiment_id)
+        )
+        return found
+
+    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
+        found: list[ExperimentRecord] = await self._read(
+            lambda tx: _sql.list_experiments(tx, limit)
+        )
+        return found
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        name = self._name
+        found: RunRecord = await self._read(lambda tx: _sql.get_run(tx, run_id, name))
+        return found
+
+    async def list_runs(
+        self,
+        *,
+        experiment_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        name = self._name
+        found: list[RunRecord] = await self._read(
+            lambda tx: _sql.list_runs(tx, experiment_id, status, limit, before, name)
+        )
+        return found
+
+    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
+        found: list[StageAttempt] = await self._read(lambda tx: _sql.list_attempts(tx, run_id))
+        return found
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        found: list[ArtifactRecord] = await self._read(lambda tx: _sql.list_artifacts(tx, run_id))
+        return found
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        found: Checkpoint | None = await self._read(lambda tx: _sql.load_checkpoint(tx, run_id))
+        return found
+
+    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
+        found: list[TraceEventRecord] = await self._read(
+            lambda tx: _sql.list_events(tx, run_id, after)
+        )
+        return found
+
+    async def list_owners(self) -> list[OwnerRecord]:
+        found: list[OwnerRecord] = await self._read(_sql.list_owners)
+        return found
+
+
+@asynccontextmanager
+async def open_postgres_store(
+    url: str,
+    *,
+    migrate: bool = False,
+    connect_timeout: float = 5.0,
+    pool_size: int = 8,
+    max_batch: int = 512,
+) -> AsyncIterator[PostgresStore]:
+    """Open the PostgreSQL store at ``url`` (a libpq URL or conninfo string).
+
+    ``migrate`` applies missing migrations first; otherwise the schema must be current.
+    ``connect_timeout`` bounds connecting (libpq rounds it up to 2 s at least) and
+    waiting for a pooled connection; ``pool_size`` connections serve one writer and
+    ``pool_size - 1`` parallel readers.
+
+    Raises:
+        MissingDependency: psycopg is not installed.
+        StoreUnavailable: the server does not answer in time, refuses the login, or the
+            schema is missing or behind (run ``crucible-actors db migrate``).
+        StoreError: the schema is newer than this version supports.
+    """
+    psycopg, psycopg_pool = _drivers()
+    name = redact_url(url)
+    timeout = max(2, math.ceil(connect_timeout))
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    connect_kwargs: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in params:
+        connect_kwargs["connect_timeout"] = timeout
+
+    def probe() -> tuple[int, list[str]]:
+        # A direct connection first: it fails fast with the server's own reason, where
+        # a pool would retry silently until its timeout.
+        with psycopg.connect(url, **connect_kwargs) as conn:
+            if migrate:
+                return migrate_postgres(conn, name)
+            return _schema_version(conn), []
+
+    try:
+        version, applied = await anyio.to_thread.run_sync(probe)
+    except psycopg.Error as exc:
+        raise wrap_pg_error(exc, name) from exc
+    latest = _sql.migrations("postgresql")[-1].version
+    if version < latest:
+        raise StoreUnavailable(
+            f"the database schema is at version {version} but this crucible-actors needs "
+            f"{latest}; run: crucible-actors db migrate --store {name}",
+            store=name,
+        )
+    if version > latest:
+        raise StoreError(
+            f"the database schema is version {version}, newer than this crucible-actors "
+            f"supports ({latest}); upgrade crucible-actors",
+            store=name,
+        )
+    size = max(2, pool_size)
+    pool = psycopg_pool.ConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        kwargs=connect_kwargs,
+        timeout=connect_timeout,
+        open=False,
+        name="crucible-actors",
+    )
+    try:
+        await anyio.to_thread.run_sync(lambda: pool.open(wait=True, timeout=connect_timeout))
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        await anyio.to_thread.run_sync(pool.close)
+        raise wrap_pg_error(exc, name) from exc
+    writer = _PgWriter(pool, store=name, max_batch=max_batch)
+    store = PostgresStore(name, pool, writer, size - 1)
+    store.schema_version, store.applied = version, applied
+    body_error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run, name="crucible postgres writer")
+            try:
+                yield store
+            except Exception as exc:
+                body_error = exc  # re-raised as is, not wrapped in an ExceptionGroup
+            finally:
+                writer.close()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(pool.close)
+    if body_error is not None:
+        raise body_error

@@ -1,0 +1,503 @@
+"""The SQL both relational stores share: one statement set, two dialects.
+
+Each function runs inside one transaction given as a :class:`Tx`, which the SQLite and
+PostgreSQL adapters implement over their DB-API connections. Statements are written with
+``?`` placeholders; a dialect may rewrite them (PostgreSQL uses ``%s``). JSON columns are
+``TEXT`` on SQLite and ``jsonb`` on PostgreSQL, timestamps ISO 8601 text and
+``timestamptz``, checkpoints ``BLOB`` and ``bytea``.
+
+Migrations live in ``migrations/<dialect>/NNNN_name.sql``; both dialects carry the same
+version numbers.
+"""
+
+from __future__ import annotations
+
+import abc
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+
+from .._core._errors import RunNotFound, StoreError
+from .._core._store import (
+    ArtifactRecord,
+    Checkpoint,
+    ExperimentRecord,
+    OwnerRecord,
+    RunRecord,
+    StageAttempt,
+    TraceEventRecord,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["Migration", "Tx", "migrations", "redact_url"]
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}"))
+
+
+class Migration(msgspec.Struct, frozen=True):
+    """One versioned schema change."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations(dialect: str) -> list[Migration]:
+    """Return the migrations of ``dialect`` (``sqlite`` or ``postgresql``) in order."""
+    root = resources.files("crucible_actors.store").joinpath("migrations", dialect)
+    found = []
+    for entry in root.iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, rest = entry.name.partition("_")
+            found.append(
+                Migration(int(number), rest.removesuffix(".sql"), entry.read_text("utf-8"))
+            )
+    return sorted(found, key=lambda m: m.version)
+
+
+class Tx(abc.ABC):
+    """A transaction on a SQL database, and the dialect's value conversions."""
+
+    #: SQL matching ``owner_id`` against a parameter that may be NULL.
+    owner_match = "owner_id IS ?"
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return the number of rows it changed."""
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+
+    @abc.abstractmethod
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+
+    def json_in(self, value: Any) -> Any:
+        """Return a parameter for a JSON column (JSON text by default)."""
+        return None if value is None else _json_encode(value).decode()
+
+    def json_out(self, raw: Any) -> Any:
+        """Return the Python value of a JSON column."""
+        if isinstance(raw, str | bytes):
+            return _json_decode(raw)
+        return raw
+
+    def ts_in(self, value: datetime | None) -> Any:
+        """Return a parameter for a timestamp column (ISO 8601 text by default)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        # Fixed width, in UTC, so the text sorts in time order.
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def ts_out(self, raw: Any) -> datetime | None:
+        """Return the aware datetime of a timestamp column."""
+        if raw is None:
+            return None
+        value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+        assert isinstance(value, datetime)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# -- writes ---------------------------------------------------------------------------
+
+_RUN_COLS = (
+    "id, experiment_id, status, metrics, outputs, metadata, failure, "
+    "started_at, finished_at, owner_id"
+)
+
+
+def start_run(
+    tx: Tx,
+    run: RunRecord,
+    experiment: ExperimentRecord,
+    checkpoint: Checkpoint | None,
+    resume: bool,
+    store: str,
+) -> None:
+    tx.execute(
+        "INSERT INTO experiments (id, definition, owner, tags, metadata, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+        " definition = excluded.definition, owner = excluded.owner, tags = excluded.tags,"
+        " metadata = excluded.metadata, updated_at = excluded.updated_at",
+        (
+            experiment.id,
+            tx.json_in(experiment.definition),
+            experiment.owner,
+            tx.json_in(experiment.tags),
+            tx.json_in(experiment.metadata),
+            tx.ts_in(experiment.created_at),
+            tx.ts_in(experiment.updated_at),
+        ),
+    )
+    changed = 0
+    if resume:
+        changed = tx.execute(
+            "UPDATE runs SET status = ?, owner_id = ?, metadata = ?, failure = NULL,"
+            " finished_at = NULL WHERE id = ?",
+            (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
+        )
+    if not changed:
+        changed = tx.execute(
+            f"INSERT INTO runs ({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING",
+            _run_params(tx, run),
+        )
+        if not changed:
+            raise StoreError(
+                f"a run with id {run.id!r} already exists; resume it with "
+                f"'crucible-actors runs resume {run.id}' or choose another run_id",
+                store=store,
+            )
+    if checkpoint is not None:
+        save_checkpoint(tx, checkpoint)
+
+
+def _run_params(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
+    return (
+        run.id,
+        run.experiment_id,
+        run.status,
+        tx.json_in(run.metrics),
+        tx.json_in(run.outputs),
+        tx.json_in(run.metadata),
+        tx.json_in(run.failure),
+        tx.ts_in(run.started_at),
+        tx.ts_in(run.finished_at),
+        run.owner_id,
+    )
+
+
+def save_checkpoint(tx: Tx, cp: Checkpoint) -> None:
+    tx.execute(
+        "INSERT INTO checkpoints (run_id, stage_index, context, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (run_id, stage_index) DO UPDATE SET"
+        " context = excluded.context, created_at = excluded.created_at",
+        (cp.run_id, cp.index, cp.data, tx.ts_in(cp.created_at)),
+    )
+
+
+def record_attempt(tx: Tx, a: StageAttempt) -> None:
+    tx.execute(
+        "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
+        " finished_at, duration, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (run_id, stage_index, attempt) DO UPDATE SET"
+        " stage = excluded.stage, status = excluded.status, started_at = excluded.started_at,"
+        " finished_at = excluded.finished_at, duration = excluded.duration,"
+        " error = excluded.error",
+        (
+            a.run_id,
+            a.index,
+            a.attempt,
+            a.stage,
+            a.status,
+            tx.ts_in(a.started_at),
+            tx.ts_in(a.finished_at),
+            a.duration,
+            a.error,
+        ),
+    )
+
+
+def save_checkpoint_with(tx: Tx, cp: Checkpoint, attempts: Sequence[StageAttempt]) -> None:
+    for attempt in attempts:
+        record_attempt(tx, attempt)
+    save_checkpoint(tx, cp)
+
+
+def finish_run(
+    tx: Tx,
+    run: RunRecord,
+    artifacts: Sequence[ArtifactRecord],
+    events: Sequence[TraceEventRecord],
+    attempts: Sequence[StageAttempt],
+    store: str,
+) -> None:
+    for attempt in attempts:
+        record_attempt(tx, attempt)
+    changed = tx.execute(
+        "UPDATE runs SET status = ?, metrics = ?, outputs = ?, metadata = ?, failure = ?,"
+        f" finished_at = ? WHERE id = ? AND {tx.owner_match}",
+        (
+            run.status,
+            tx.json_in(run.metrics),
+            tx.json_in(run.outputs),
+            tx.json_in(run.metadata),
+            tx.json_in(run.failure),
+            tx.ts_in(run.finished_at),
+            run.id,
+            run.owner_id,
+        ),
+    )
+    if not changed:
+        rows = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run.id,))
+        if not rows:
+            raise RunNotFound(run.id, store=store)
+        raise StoreError(
+            f"run {run.id!r} is now owned by runtime {rows[0][0]!r}, which took it over; "
+            "not overwriting its outcome",
+            store=store,
+        )
+    tx.execute("DELETE FROM artifacts WHERE run_id = ?", (run.id,))
+    if artifacts:
+        tx.executemany(
+            "INSERT INTO artifacts (run_id, position, key, name, type, location, format,"
+            " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.run_id, i, a.key, a.name, a.type, a.location, a.format, tx.json_in(a.metadata))
+                for i, a in enumerate(artifacts)
+            ],
+        )
+    tx.execute("DELETE FROM trace_events WHERE run_id = ?", (run.id,))
+    if events:
+        tx.executemany(
+            "INSERT INTO trace_events (run_id, seq, type, stage_id, timestamp, event)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (e.run_id, e.seq, e.type, e.stage_id, tx.ts_in(e.timestamp), tx.json_in(e.event))
+                for e in events
+            ],
+        )
+
+
+def claim_run(tx: Tx, run_id: str, status: str, owner_id: str | None, new_owner_id: str) -> bool:
+    return (
+        tx.execute(
+            f"UPDATE runs SET status = 'running', owner_id = ? WHERE id = ? AND status = ?"
+            f" AND {tx.owner_match}",
+            (new_owner_id, run_id, status, owner_id),
+        )
+        == 1
+    )
+
+
+def mark_interrupted(
+    tx: Tx,
+    run_id: str,
+    owner_id: str | None,
+    finished_at: datetime,
+    failure: dict[str, Any] | None,
+) -> bool:
+    return (
+        tx.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?, failure = ?"
+            f" WHERE id = ? AND status = 'running' AND {tx.owner_match}",
+            (tx.ts_in(finished_at), tx.json_in(failure), run_id, owner_id),
+        )
+        == 1
+    )
+
+
+def register_owner(tx: Tx, owner: OwnerRecord) -> None:
+    tx.execute(
+        "INSERT INTO owners (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        (
+            owner.id,
+            owner.host,
+            owner.pid,
+            tx.ts_in(owner.started_at),
+            tx.ts_in(owner.heartbeat_at),
+        ),
+    )
+
+
+def heartbeat(tx: Tx, owner_id: str, at: datetime) -> bool:
+    return (
+        tx.execute("UPDATE owners SET heartbeat_at = ? WHERE id = ?", (tx.ts_in(at), owner_id)) == 1
+    )
+
+
+def remove_owner(tx: Tx, owner_id: str) -> None:
+    tx.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+
+
+# -- queries --------------------------------------------------------------------------
+
+
+def _experiment(tx: Tx, row: tuple[Any, ...]) -> ExperimentRecord:
+    created, updated = tx.ts_out(row[5]), tx.ts_out(row[6])
+    assert created is not None
+    assert updated is not None
+    return ExperimentRecord(
+        id=row[0],
+        definition=tx.json_out(row[1]),
+        owner=row[2],
+        tags=tx.json_out(row[3]),
+        metadata=tx.json_out(row[4]),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+_EXP_COLS = "id, definition, owner, tags, metadata, created_at, updated_at"
+
+
+def get_experiment(tx: Tx, experiment_id: str) -> ExperimentRecord | None:
+    rows = tx.fetchall(f"SELECT {_EXP_COLS} FROM experiments WHERE id = ?", (experiment_id,))
+    return _experiment(tx, rows[0]) if rows else None
+
+
+def list_experiments(tx: Tx, limit: int) -> list[ExperimentRecord]:
+    rows = tx.fetchall(
+        f"SELECT {_EXP_COLS} FROM experiments ORDER BY updated_at DESC, id LIMIT ?", (limit,)
+    )
+    return [_experiment(tx, r) for r in rows]
+
+
+def _run(tx: Tx, row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        experiment_id=row[1],
+        status=row[2],
+        metrics=tx.json_out(row[3]),
+        outputs=tx.json_out(row[4]),
+        metadata=tx.json_out(row[5]),
+        failure=tx.json_out(row[6]),
+        started_at=tx.ts_out(row[7]),
+        finished_at=tx.ts_out(row[8]),
+        owner_id=row[9],
+    )
+
+
+def get_run(tx: Tx, run_id: str, store: str) -> RunRecord:
+    rows = tx.fetchall(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+    if not rows:
+        raise RunNotFound(run_id, store=store)
+    return _run(tx, rows[0])
+
+
+def list_runs(
+    tx: Tx,
+    experiment_id: str | None,
+    status: str | None,
+    limit: int,
+    before: str | None,
+    store: str,
+) -> list[RunRecord]:
+    where: list[str] = []
+    params: list[Any] = []
+    if before is not None:
+        seq = tx.fetchall("SELECT seq FROM runs WHERE id = ?", (before,))
+        if not seq:
+            raise RunNotFound(before, store=store)
+        where.append("seq < ?")
+        params.append(seq[0][0])
+    if experiment_id is not None:
+        where.append("experiment_id = ?")
+        params.append(experiment_id)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    params.append(limit)
+    rows = tx.fetchall(f"SELECT {_RUN_COLS} FROM runs{clause} ORDER BY seq DESC LIMIT ?", params)
+    return [_run(tx, r) for r in rows]
+
+
+def list_attempts(tx: Tx, run_id: str) -> list[StageAttempt]:
+    rows = tx.fetchall(
+        "SELECT run_id, stage_index, attempt, stage, status, started_at, finished_at, duration,"
+        " error FROM stage_attempts WHERE run_id = ? ORDER BY stage_index, attempt",
+        (run_id,),
+    )
+    out = []
+    for r in rows:
+        started = tx.ts_out(r[5])
+        assert started is not None
+        out.append(
+            StageAttempt(
+                run_id=r[0],
+                index=r[1],
+                attempt=r[2],
+                stage=r[3],
+                status=r[4],
+                started_at=started,
+                finished_at=tx.ts_out(r[6]),
+                duration=r[7],
+                error=r[8],
+            )
+        )
+    return out
+
+
+def list_artifacts(tx: Tx, run_id: str) -> list[ArtifactRecord]:
+    rows = tx.fetchall(
+        "SELECT run_id, key, name, type, location, format, metadata FROM artifacts"
+        " WHERE run_id = ? ORDER BY position",
+        (run_id,),
+    )
+    return [
+        ArtifactRecord(
+            run_id=r[0],
+            key=r[1],
+            name=r[2],
+            type=r[3],
+            location=r[4],
+            format=r[5],
+            metadata=tx.json_out(r[6]),
+        )
+        for r in rows
+    ]
+
+
+def load_checkpoint(tx: Tx, run_id: str) -> Checkpoint | None:
+    rows = tx.fetchall(
+        "SELECT run_id, stage_index, context, created_at FROM checkpoints WHERE run_id = ?"
+        " ORDER BY stage_index DESC LIMIT 1",
+        (run_id,),
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    created = tx.ts_out(r[3])
+    assert created is not None
+    return Checkpoint(run_id=r[0], index=r[1], data=bytes(r[2]), created_at=created)
+
+
+def list_events(tx: Tx, run_id: str, after: int | None) -> list[TraceEventRecord]:
+    rows = tx.fetchall(
+        "SELECT run_id, seq, type, stage_id, timestamp, event FROM trace_events"
+        " WHERE run_id = ? AND seq > ? ORDER BY seq",
+        (run_id, after if after is not None else 0),
+    )
+    return [
+        TraceEventRecord(
+            run_id=r[0],
+            seq=r[1],
+            type=r[2],
+            stage_id=r[3],
+            timestamp=tx.ts_out(r[4]),
+            event=tx.json_out(r[5]),
+        )
+        for r in rows
+    ]
+
+
+def list_owners(tx: Tx) -> list[OwnerRecord]:
+    rows = tx.fetchall("SELECT id, host, pid, started_at, heartbeat_at FROM owners ORDER BY id")
+    out = []
+    for r in rows:
+        started, beat = tx.ts_out(r[3]), tx.ts_out(r[4])
+        assert started is not None
+        assert beat is not None
+        out.append(OwnerRecord(id=r[0], host=r[1], pid=r[2], started_at=started, heartbeat_at=beat))
+    return out

@@ -1,0 +1,154 @@
+"""The group-commit writer: one task per database that commits queued writes in batches.
+
+Callers :meth:`~GroupCommitWriter.submit` a write (a function of a transaction) and
+wait. The writer task takes every write queued so far (up to ``max_batch``), runs the
+batch in ONE transaction in a worker thread (``anyio.to_thread`` with a
+``CapacityLimiter(1)``, so the database connection is only ever used by one thread at a
+time), commits, and only then wakes the callers. Under load, the writes that queue up
+while one batch commits share the next commit, so many concurrent runs pay one commit
+(and one fsync) per batch rather than per row, while a write that returns to its caller
+is always committed.
+
+If the batch fails, each of its writes is retried alone in its own transaction, so one
+bad write (a duplicate run id, say) fails only its own caller. The queue is a bounded
+memory stream: when the database falls behind, callers wait to enqueue (backpressure).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._core._errors import StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ["GroupCommitWriter"]
+
+T = TypeVar("T")
+TxT = TypeVar("TxT")
+
+
+class _Write:
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitWriter(abc.ABC, Generic[TxT]):
+    """Queue writes and commit them in batches from one worker thread at a time.
+
+    Subclasses provide :meth:`transaction` (open a transaction, commit on a clean exit,
+    roll back on an error) and :meth:`wrap_error` (turn a driver error into a
+    :class:`StoreError`). Start :meth:`run` in a task group and call :meth:`close` to let
+    it drain the queue and stop.
+    """
+
+    def __init__(self, *, store: str, max_batch: int = 512, queue_size: int = 1024) -> None:
+        self.store = store
+        self.max_batch = max(1, max_batch)
+        self.limiter = anyio.CapacityLimiter(1)
+        self._send: MemoryObjectSendStream[_Write]
+        self._recv: MemoryObjectReceiveStream[_Write]
+        self._send, self._recv = anyio.create_memory_object_stream[_Write](queue_size)
+        self.batches = 0
+        self.writes = 0
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[TxT]:
+        """Open a transaction (runs in the worker thread)."""
+
+    @abc.abstractmethod
+    def wrap_error(self, exc: Exception) -> StoreError:
+        """Return the StoreError that reports driver error ``exc``."""
+
+    async def submit(self, fn: Callable[[TxT], T]) -> T:
+        """Queue ``fn(tx)`` and return its result once its transaction has committed.
+
+        Raises:
+            StoreError: the write (or its commit) failed, or the store is closed.
+        """
+        write = _Write(fn)
+        try:
+            await self._send.send(write)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise StoreUnavailable("the store is closed", store=self.store) from exc
+        await write.done.wait()
+        if write.error is not None:
+            raise write.error
+        result: T = write.result
+        return result
+
+    def close(self) -> None:
+        """Stop accepting writes; :meth:`run` returns after committing those queued."""
+        self._send.close()
+
+    async def run(self) -> None:
+        """Commit queued writes until :meth:`close`; fail what is left if cancelled."""
+        batch: list[_Write] = []
+        try:
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                try:
+                    await anyio.to_thread.run_sync(self._execute, batch, limiter=self.limiter)
+                finally:
+                    for write in batch:
+                        write.done.set()
+                batch = []
+        finally:
+            # Cancelled (or crashed): no caller may wait forever for a write that will
+            # never run. No await between here and closing the stream, so no write can
+            # slip in unseen.
+            self._send.close()
+            while True:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            self._recv.close()
+            for write in batch:
+                if not write.done.is_set():
+                    write.error = StoreUnavailable(
+                        "the store closed before the write ran", store=self.store
+                    )
+                    write.done.set()
+
+    def _execute(self, batch: list[_Write]) -> None:
+        """Run ``batch`` in one transaction; on failure retry each write alone."""
+        self.batches += 1
+        self.writes += len(batch)
+        try:
+            with self.transaction() as tx:
+                for write in batch:
+                    write.result = write.fn(tx)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = self._error(exc)
+                return
+        for write in batch:
+            write.result = None
+            try:
+                with self.transaction() as tx:
+                    write.result = write.fn(tx)
+            except Exception as exc:
+                write.error = self._error(exc)
+
+    def _error(self, exc: Exception) -> StoreError:
+        return exc if isinstance(exc, StoreError) else self.wrap_error(exc)
