@@ -2,7 +2,7 @@
 
 A :class:`Supervisor` starts its children in order, restarts them by their
 :class:`RestartType` and its :class:`Strategy`, gives up with
-:class:`~crucible_actors._core._errors.RestartIntensityExceeded` after more than
+:class:`~crucible_actors.errors.RestartIntensityExceeded` after more than
 ``max_restarts`` restarts within ``max_seconds``, and stops them in reverse order with each
 child's shutdown grace. It runs in the caller's event loop, on asyncio or trio, and is usable
 on its own. :class:`RestartIntensity` is the pure sliding-window counter behind it, for
