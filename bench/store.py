@@ -2,8 +2,8 @@
 
 Every figure is a 5-stage pipeline whose stages do no work, so what is measured is the
 cost of persisting a run: the run row, a durable Context checkpoint before every stage
-and after the last (the completed attempt commits with the checkpoint that follows
-it), and the outcome. That is 7 commits per run, all with ``synchronous=FULL`` in WAL
+(each completed attempt commits with the checkpoint that follows it) and the outcome
+with the final Context. That is 6 commits per run, all with ``synchronous=FULL`` in WAL
 mode on SQLite.
 
 Measured, in one process, on one backend (default trio):
@@ -15,15 +15,18 @@ Measured, in one process, on one backend (default trio):
 - baseline (a) ``raw_sqlite_batched``: the same rows inserted by plain ``sqlite3`` in a
   loop, 100 runs per transaction: SQLite's own batched insert rate;
 - baseline (b) ``bare_anyio_group_commit``: bare anyio tasks of the same shape (5 stages,
-  7 awaited writes per run) feeding one minimal group-committing ``sqlite3`` writer
-  thread with the same rows, with 1 and 100 concurrent runs;
-- ``raw_sqlite_commit_per_write``: plain ``sqlite3`` committing each of the 7 writes of
+  6 awaited writes per run) feeding one minimal group-committing ``sqlite3`` writer
+  thread with the same rows, statement by statement, with 1 and 100 concurrent runs;
+- ``raw_sqlite_commit_per_write``: plain ``sqlite3`` committing each of the 6 writes of
   a run on its own (a commit at every stage boundary), one run after another.
+
+Also ``runtime_no_store``: the same runs with no store, the ceiling any store can reach.
 
 Ratios printed (targets from the design): runtime with group commit at 100 concurrent
 runs over baseline (b) at 100 (target >= 0.6); runtime at 1 concurrent run, which
-commits at every stage boundary, over the raw commit-per-write loop (target >= 0.7);
-and, for information, runtime at 100 over baseline (a).
+commits at every stage boundary, over the raw commit-per-write loop (target >= 0.7),
+and the same with 100 concurrent runs and one transaction per write; for information,
+runtime at 100 over baseline (a), and the ceiling: runtime without a store over (b).
 
 Prints one JSON object per line. Usage:
 ``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--no-postgres]``.
@@ -119,7 +122,7 @@ FINISH_SQL = (
 
 
 def run_writes(run_id: str) -> list[Write]:
-    """The 7 writes of one run, grouped as the runtime groups them."""
+    """The 6 writes (commits) of one run, grouped as the runtime groups them."""
     writes: list[Write] = [
         [
             (EXP_SQL, ("bench", DEFINITION, NOW, NOW)),
@@ -127,7 +130,7 @@ def run_writes(run_id: str) -> list[Write]:
             (CP_SQL, (run_id, 0, SNAPSHOTS[0], NOW)),
         ]
     ]
-    for k in range(STAGES):
+    for k in range(STAGES - 1):
         writes.append(
             [
                 (ATTEMPT_SQL, (run_id, k, NOW, NOW)),
@@ -136,6 +139,8 @@ def run_writes(run_id: str) -> list[Write]:
         )
     writes.append(
         [
+            (ATTEMPT_SQL, (run_id, STAGES - 1, NOW, NOW)),
+            (CP_SQL, (run_id, STAGES, SNAPSHOTS[STAGES], NOW)),
             (FINISH_SQL, (NOW, run_id)),
             ("DELETE FROM artifacts WHERE run_id = ?", (run_id,)),
             ("DELETE FROM trace_events WHERE run_id = ?", (run_id,)),
@@ -357,6 +362,16 @@ def main() -> None:
                     runs=runs,
                     **fig,
                 )
+        for conc, runs in counts.items():
+            rate = anyio.run(runtime_rate, None, runs, conc, backend=backend)
+            results["runtime_no_store", conc] = rate
+            emit(
+                name="runtime_no_store",
+                backend=backend,
+                concurrency=conc,
+                runs=runs,
+                runs_per_s=round(rate, 1),
+            )
         if not args.no_postgres and pg_available():
             for conc, runs in counts.items():
                 fig = anyio.run(pg_runtime, runs, conc, backend=backend)
@@ -382,9 +397,25 @@ def main() -> None:
             target=0.7,
         )
         emit(
+            name="ratio_runtime_transaction_per_write_vs_raw_loop",
+            concurrency=100,
+            value=round(
+                results["runtime_sqlite_transaction_per_write", 100]
+                / results["raw_sqlite_commit_per_write", 1],
+                3,
+            ),
+        )
+        emit(
             name="ratio_runtime_vs_raw_sqlite_batched",
             concurrency=100,
             value=round(group100 / results["raw_sqlite_batched", 0], 3),
+        )
+        emit(
+            name="ceiling_runtime_no_store_vs_bare_anyio_group_commit",
+            concurrency=100,
+            value=round(
+                results["runtime_no_store", 100] / results["bare_anyio_group_commit", 100], 3
+            ),
         )
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 import crucible_actors
 from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef, open_runtime, stage
+from crucible_actors._core._persist import artifacts_from_context
 from crucible_actors.errors import StoreError
 from crucible_actors.store import MemoryStore, open_store
 
@@ -268,3 +269,46 @@ async def test_skipped_stage_is_listed_in_run_metadata() -> None:
     cp = await store.load_checkpoint("s1")
     assert cp is not None
     assert cp.index == 2
+
+
+class Blob:
+    def __repr__(self) -> str:
+        return "<blob>"
+
+
+def test_artifact_records_are_json_safe_and_only_files_count() -> None:
+    when = datetime(2024, 1, 2, tzinfo=UTC)
+    ctx = (
+        Context.new(pipeline(collect), run_id="r")
+        .put_artifact(
+            "plot",
+            {
+                "location": "out/plot.png",
+                "format": "png",
+                "dpi": (72, 144),
+                "metadata": {"obj": Blob(), "when": when, "color": Color.RED},
+            },
+        )
+        .put_artifact(
+            "reports",
+            [
+                {"name": "report", "type": "report", "location": "r.md", "format": "markdown"},
+                {"name": "report", "type": "report", "location": "r.json", "format": "json"},
+                {"name": "draft"},
+            ],
+        )
+        .put_artifact("note", "just text")
+    )
+    records = artifacts_from_context(ctx)
+    assert [(r.key, r.name, r.location, r.format) for r in records] == [
+        ("plot", "plot", "out/plot.png", "png"),
+        ("reports", "report", "r.md", "markdown"),
+        ("reports", "report", "r.json", "json"),
+    ]
+    assert records[0].metadata == {
+        "dpi": [72, 144],
+        "obj": "<blob>",
+        "when": "2024-01-02T00:00:00Z",
+        "color": "red",
+    }
+    assert msgspec.json.decode(msgspec.json.encode(records))[0]["metadata"]["obj"] == "<blob>"

@@ -151,3 +151,16 @@ async def test_in_memory_database_reads_its_own_writes() -> None:
         assert store.name == "sqlite://:memory:"
         await store.start_run(run("r1"), experiment=EXP)
         assert [r.id for r in await store.list_runs()] == ["r1"]
+
+
+@pytest.mark.slow
+def test_importing_the_stores_leaves_the_postgres_driver_out() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, crucible_actors, crucible_actors.store; "
+        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -4,11 +4,12 @@
 one from a URL) into a :class:`Persistence`, which :func:`open_runtime` uses in three
 ways:
 
-- ``observer()`` gives each run a :class:`RunObserver` that records the run when it
-  starts, commits the Context snapshot before every stage (and the final Context after
-  the last one), records each stage attempt, and stores the outcome, artifacts and trace
-  events when the run ends. Every write is acknowledged only once durable, so a crash
-  loses at most the stage that was executing.
+- ``observer()`` gives each run a :class:`RunObserver` that records the run (with the
+  initial Context) when it starts, commits the Context snapshot before every stage,
+  records each stage attempt, and stores the outcome with the final Context, the
+  artifacts and the trace events when the run ends: one commit per stage boundary
+  (see :class:`_StoreObserver`). Every write is acknowledged only once durable, so a
+  crash loses at most the stage that was executing, which runs again on resume.
 - ``recover(runtime, on_start)`` finds runs left ``running`` by a dead process and
   resumes each from its last checkpoint (``"resume"``), marks it ``interrupted``
   (``"mark_interrupted"``) or leaves it (``"ignore"``).
@@ -38,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from ._encoding import decode_context, sanitize
+from ._encoding import decode_context
+from ._encoding import sanitize as _sanitize
 from ._errors import CheckpointDecodeError, MessageError, StoreError
 from ._ir import stage_ref_name
 from ._run import RunObserver
@@ -73,6 +75,20 @@ __all__ = [
 ]
 
 log = logging.getLogger("crucible_actors")
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def sanitize(value: Any) -> Any:
+    """Return the JSON-safe form of ``value`` stored in records (tuples become lists).
+
+    :func:`~crucible_actors._core._encoding.sanitize` leaves tuples as tuples, which a
+    JSON column turns into lists; going through JSON once makes every store return the
+    same values.
+    """
+    return _json_decode(_json_encode(_sanitize(value)))
+
 
 _LIST_PAGE = 500
 
@@ -440,15 +456,18 @@ class _StoreObserver(RunObserver):
     stage boundary costs one commit. Should the process die in between, the attempt
     and the checkpoint it led to are lost together and the stage runs again on resume,
     which is consistent. Failed, timed-out and cancelled attempts are written at once.
+    Likewise the final Context (the checkpoint after the last stage) commits with the
+    run's outcome, so a run is never stored completed without it, nor the other way.
     """
 
-    __slots__ = ("_last", "_p", "_pending", "_started")
+    __slots__ = ("_final", "_last", "_p", "_pending", "_started")
 
     def __init__(self, persistence: Persistence) -> None:
         self._p = persistence
         self._started = False
         self._last: tuple[int, bytes] | None = None
         self._pending: list[StageAttempt] = []
+        self._final: Checkpoint | None = None
 
     async def run_started(self, handle: RunHandle, snapshot: bytes) -> None:
         p = self._p
@@ -490,11 +509,15 @@ class _StoreObserver(RunObserver):
         ):
             return
         p = self._p
-        pending, self._pending = self._pending, []
-        await p.store.save_checkpoint(
-            Checkpoint(run_id=handle.run_id, index=index, data=snapshot, created_at=p.now()),
-            attempts=pending,
+        checkpoint = Checkpoint(
+            run_id=handle.run_id, index=index, data=snapshot, created_at=p.now()
         )
+        if index >= len(handle.experiment.pipeline):
+            self._final = checkpoint  # commits with the outcome, in run_finished
+            self._last = (index, snapshot)
+            return
+        pending, self._pending = self._pending, []
+        await p.store.save_checkpoint(checkpoint, attempts=pending)
         self._last = (index, snapshot)
 
     async def attempt_finished(self, handle: RunHandle, record: AttemptRecord) -> None:
@@ -544,11 +567,15 @@ class _StoreObserver(RunObserver):
             artifacts = artifacts_from_context(ctx) if ctx is not None else []
             events = events_from_context(ctx) if ctx is not None else []
             pending, self._pending = self._pending, []
-            await p.store.finish_run(run, artifacts=artifacts, events=events, attempts=pending)
-        except Exception:
+            await p.store.finish_run(
+                run, artifacts=artifacts, events=events, attempts=pending, checkpoint=self._final
+            )
+        except StoreError as exc:
             # The outcome is decided and the handle holds it; a store that fails now
             # leaves the row ``running`` under this owner, and the next start after this
             # process ends marks it interrupted (or resumes it).
+            log.error("could not store the outcome of run %s: %s", handle.run_id, exc)
+        except Exception:
             log.exception("could not store the outcome of run %s", handle.run_id)
 
 

@@ -206,13 +206,15 @@ class Store(Protocol):
         artifacts: Sequence[ArtifactRecord],
         events: Sequence[TraceEventRecord],
         attempts: Sequence[StageAttempt] = (),
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         """Store the outcome of ``run`` and replace its artifacts and trace events.
 
         Updates status, metrics, outputs, metadata, failure and ``finished_at``, and
-        saves ``attempts`` as :meth:`record_attempt` does. The update only applies while
-        ``run.owner_id`` still owns the run (a process that lost its run to another
-        cannot overwrite it).
+        saves ``attempts`` and ``checkpoint`` (the final Context) as
+        :meth:`record_attempt` and :meth:`save_checkpoint` do, in the same transaction.
+        The update only applies while ``run.owner_id`` still owns the run (a process
+        that lost its run to another cannot overwrite it).
 
         Raises:
             RunNotFound: no such run.

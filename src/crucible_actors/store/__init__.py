@@ -32,6 +32,8 @@ from .._core._store import StageAttempt as StageAttempt
 from .._core._store import Store as Store
 from .._core._store import TraceEventRecord as TraceEventRecord
 from ._memory import MemoryStore as MemoryStore
+from ._postgres import PostgresStore as PostgresStore
+from ._postgres import open_postgres_store as open_postgres_store
 from ._sql import redact_url
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._sqlite import open_sqlite_store as open_sqlite_store
@@ -48,6 +50,7 @@ __all__ = [
     "MemoryStore",
     "OwnerRecord",
     "Persistence",
+    "PostgresStore",
     "RecoveryReport",
     "RunRecord",
     "SQLiteStore",
@@ -56,6 +59,7 @@ __all__ = [
     "TraceEventRecord",
     "default_store_url",
     "open_persistence",
+    "open_postgres_store",
     "open_sqlite_store",
     "open_store",
 ]
@@ -115,8 +119,6 @@ async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]
         async with open_sqlite_store(path, **options) as store:
             yield store
     elif scheme in ("postgresql", "postgres"):
-        from ._postgres import open_postgres_store
-
         async with open_postgres_store(url, migrate=migrate) as pg:
             yield pg
     elif scheme == "memory":

@@ -117,6 +117,7 @@ class MemoryStore:
         artifacts: Sequence[ArtifactRecord],
         events: Sequence[TraceEventRecord],
         attempts: Sequence[StageAttempt] = (),
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         await anyio.lowlevel.checkpoint()
         existing = self._runs.get(run.id)
@@ -141,6 +142,8 @@ class MemoryStore:
             self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = (
                 attempt
             )
+        if checkpoint is not None:
+            self._checkpoints.setdefault(run.id, {})[checkpoint.index] = checkpoint
         self._artifacts[run.id] = list(artifacts)
         self._events[run.id] = list(events)
 

@@ -36,21 +36,13 @@ import anyio.to_thread
 from .._core._errors import MissingDependency, StoreError, StoreUnavailable
 from . import _sql
 from ._sql import redact_url
+from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from datetime import datetime
 
-    from .._core._store import (
-        ArtifactRecord,
-        Checkpoint,
-        ExperimentRecord,
-        OwnerRecord,
-        RunRecord,
-        StageAttempt,
-        TraceEventRecord,
-    )
 
 __all__ = ["PostgresStore", "open_postgres_store"]
 
@@ -122,10 +114,19 @@ class _PgTx(_sql.Tx):
     def ts_in(self, value: datetime | None) -> Any:
         return value  # timestamptz; psycopg adapts aware datetimes
 
+    def owner_match_column(self, left: str, right: str) -> str:
+        return f"{left} IS NOT DISTINCT FROM {right}"
+
+    def cast_json(self, expr: str) -> str:
+        return f"CAST({expr} AS jsonb)"
+
+    def cast_ts(self, expr: str) -> str:
+        return f"CAST({expr} AS timestamptz)"
+
 
 class _PgWriter(GroupCommitWriter[_PgTx]):
     def __init__(self, pool: Any, *, store: str, max_batch: int) -> None:
-        super().__init__(store=store, max_batch=max_batch)
+        super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
         self.pool = pool
 
     @contextmanager
@@ -184,13 +185,14 @@ def migrate_postgres(conn: Any, store: str) -> tuple[int, list[str]]:
     return version, applied
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """A :class:`~crucible_actors._core._store.Store` in a PostgreSQL database.
 
     Obtain one with :func:`open_postgres_store` (or ``open_store("postgresql://...")``).
     """
 
     local = False
+    _writer: _PgWriter
 
     def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:
         self._name = name
@@ -199,24 +201,6 @@ class PostgresStore:
         self._read_limiter = anyio.CapacityLimiter(readers)
         self.schema_version = 0
         self.applied: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"<PostgresStore {self._name}>"
-
-    @property
-    def name(self) -> str:
-        """The store URL, password redacted."""
-        return self._name
-
-    @property
-    def batches(self) -> int:
-        """How many write transactions the writer committed (or tried)."""
-        return self._writer.batches
-
-    @property
-    def writes(self) -> int:
-        """How many writes those transactions carried."""
-        return self._writer.writes
 
     def _read_sync(self, fn: Callable[[_sql.Tx], Any]) -> Any:
         with self._pool.connection() as conn:
@@ -230,73 +214,6 @@ class PostgresStore:
             raise
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise wrap_pg_error(exc, self._name) from exc
-
-    # -- writes -------------------------------------------------------------------
-
-    async def start_run(
-        self,
-        run: RunRecord,
-        *,
-        experiment: ExperimentRecord,
-        checkpoint: Checkpoint | None = None,
-        resume: bool = False,
-    ) -> None:
-        name = self._name
-        await self._writer.submit(
-            lambda tx: _sql.start_run(tx, run, experiment, checkpoint, resume, name)
-        )
-
-    async def save_checkpoint(
-        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
-    ) -> None:
-        await self._writer.submit(lambda tx: _sql.save_checkpoint_with(tx, checkpoint, attempts))
-
-    async def record_attempt(self, attempt: StageAttempt) -> None:
-        await self._writer.submit(lambda tx: _sql.record_attempt(tx, attempt))
-
-    async def finish_run(
-        self,
-        run: RunRecord,
-        *,
-        artifacts: Sequence[ArtifactRecord],
-        events: Sequence[TraceEventRecord],
-        attempts: Sequence[StageAttempt] = (),
-    ) -> None:
-        name = self._name
-        await self._writer.submit(
-            lambda tx: _sql.finish_run(tx, run, artifacts, events, attempts, name)
-        )
-
-    async def claim_run(
-        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
-    ) -> bool:
-        claimed: bool = await self._writer.submit(
-            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
-        )
-        return claimed
-
-    async def mark_interrupted(
-        self,
-        run_id: str,
-        *,
-        owner_id: str | None,
-        finished_at: datetime,
-        failure: dict[str, Any] | None = None,
-    ) -> bool:
-        done: bool = await self._writer.submit(
-            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
-        )
-        return done
-
-    async def register_owner(self, owner: OwnerRecord) -> None:
-        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
-
-    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
-        alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
-        return alive
-
-    async def remove_owner(self, owner_id: str) -> None:
-        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
 
     async def migrate(self) -> list[str]:
         """Apply the missing migrations now; return the names of those applied."""
@@ -314,61 +231,6 @@ class PostgresStore:
             raise wrap_pg_error(exc, name) from exc
         self.applied.extend(applied)
         return applied
-
-    # -- queries --------------------------------------------------------------------
-
-    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
-        found: ExperimentRecord | None = await self._read(
-            lambda tx: _sql.get_experiment(tx, experiment_id)
-        )
-        return found
-
-    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
-        found: list[ExperimentRecord] = await self._read(
-            lambda tx: _sql.list_experiments(tx, limit)
-        )
-        return found
-
-    async def get_run(self, run_id: str) -> RunRecord:
-        name = self._name
-        found: RunRecord = await self._read(lambda tx: _sql.get_run(tx, run_id, name))
-        return found
-
-    async def list_runs(
-        self,
-        *,
-        experiment_id: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[RunRecord]:
-        name = self._name
-        found: list[RunRecord] = await self._read(
-            lambda tx: _sql.list_runs(tx, experiment_id, status, limit, before, name)
-        )
-        return found
-
-    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
-        found: list[StageAttempt] = await self._read(lambda tx: _sql.list_attempts(tx, run_id))
-        return found
-
-    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
-        found: list[ArtifactRecord] = await self._read(lambda tx: _sql.list_artifacts(tx, run_id))
-        return found
-
-    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
-        found: Checkpoint | None = await self._read(lambda tx: _sql.load_checkpoint(tx, run_id))
-        return found
-
-    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
-        found: list[TraceEventRecord] = await self._read(
-            lambda tx: _sql.list_events(tx, run_id, after)
-        )
-        return found
-
-    async def list_owners(self) -> list[OwnerRecord]:
-        found: list[OwnerRecord] = await self._read(_sql.list_owners)
-        return found
 
 
 @asynccontextmanager

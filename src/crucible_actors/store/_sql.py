@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -77,6 +78,18 @@ class Tx(abc.ABC):
     #: SQL matching ``owner_id`` against a parameter that may be NULL.
     owner_match = "owner_id IS ?"
 
+    def owner_match_column(self, left: str, right: str) -> str:
+        """Return SQL comparing two owner columns, NULL matching NULL."""
+        return f"{left} IS {right}"
+
+    def cast_json(self, expr: str) -> str:
+        """Return ``expr`` as a value for a JSON column (a no-op on SQLite)."""
+        return expr
+
+    def cast_ts(self, expr: str) -> str:
+        """Return ``expr`` as a value for a timestamp column (a no-op on SQLite)."""
+        return expr
+
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement and return the number of rows it changed."""
@@ -103,6 +116,8 @@ class Tx(abc.ABC):
         """Return a parameter for a timestamp column (ISO 8601 text by default)."""
         if value is None:
             return None
+        if value.tzinfo is UTC:
+            return value.isoformat(timespec="microseconds")
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         # Fixed width, in UTC, so the text sorts in time order.
@@ -117,7 +132,21 @@ class Tx(abc.ABC):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-# -- writes ---------------------------------------------------------------------------
+# -- writes -------------------------------------------------------------------------
+#
+# A write is *parts* (rows the writer groups with the same kind of rows of the other
+# writes in its batch, and inserts with one multi-row statement per kind) plus, when it
+# needs more, a function run after the parts. Grouping matters under load: every
+# statement costs the writer thread a round trip through the GIL, which the event loop
+# holds while runs are busy, so a batch of N writes costs a handful of statements
+# instead of several per write. Rows of one kind are de-duplicated by key within a
+# batch (the last wins), as PostgreSQL refuses to upsert one row twice in a statement,
+# and sorted by key, so concurrent writers lock shared rows in one order (no deadlock).
+
+#: The kinds of grouped rows, in the order a batch writes them.
+EXPERIMENT, RUN, CHECKPOINT, ATTEMPT, FINISH = range(5)
+
+_CHUNK = 200  # rows per statement: far below SQLite's and PostgreSQL's parameter limits
 
 _RUN_COLS = (
     "id, experiment_id, status, metrics, outputs, metadata, failure, "
@@ -125,50 +154,111 @@ _RUN_COLS = (
 )
 
 
-def start_run(
-    tx: Tx,
-    run: RunRecord,
-    experiment: ExperimentRecord,
-    checkpoint: Checkpoint | None,
-    resume: bool,
-    store: str,
-) -> None:
-    tx.execute(
-        "INSERT INTO experiments (id, definition, owner, tags, metadata, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-        " definition = excluded.definition, owner = excluded.owner, tags = excluded.tags,"
-        " metadata = excluded.metadata, updated_at = excluded.updated_at",
-        (
-            experiment.id,
-            tx.json_in(experiment.definition),
-            experiment.owner,
-            tx.json_in(experiment.tags),
-            tx.json_in(experiment.metadata),
-            tx.ts_in(experiment.created_at),
-            tx.ts_in(experiment.updated_at),
-        ),
-    )
-    changed = 0
-    if resume:
-        changed = tx.execute(
-            "UPDATE runs SET status = ?, owner_id = ?, metadata = ?, failure = NULL,"
-            " finished_at = NULL WHERE id = ?",
-            (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
-        )
-    if not changed:
-        changed = tx.execute(
-            f"INSERT INTO runs ({_RUN_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING",
-            _run_params(tx, run),
-        )
-        if not changed:
-            raise StoreError(
-                f"a run with id {run.id!r} already exists; resume it with "
-                f"'crucible-actors runs resume {run.id}' or choose another run_id",
-                store=store,
+@cache
+def _values(rows: int, width: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * rows)
+
+
+def _many(
+    tx: Tx, head: str, tail: str, rows: Sequence[tuple[Any, ...]], *, returning: bool = False
+) -> list[tuple[Any, ...]]:
+    """Run ``head VALUES (...), (...) tail`` over ``rows`` in chunks; return RETURNING rows."""
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        sql = f"{head} VALUES {_values(len(chunk), len(chunk[0]))} {tail}"
+        params = [value for row in chunk for value in row]
+        if returning:
+            out.extend(tx.fetchall(sql, params))
+        else:
+            tx.execute(sql, params)
+    return out
+
+
+def upsert_experiments(tx: Tx, items: Sequence[ExperimentRecord], store: str) -> None:
+    latest = {e.id: e for e in items}
+    _many(
+        tx,
+        "INSERT INTO experiments (id, definition, owner, tags, metadata, created_at, updated_at)",
+        "ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,"
+        " owner = excluded.owner, tags = excluded.tags, metadata = excluded.metadata,"
+        " updated_at = excluded.updated_at",
+        [
+            (
+                e.id,
+                tx.json_in(e.definition),
+                e.owner,
+                tx.json_in(e.tags),
+                tx.json_in(e.metadata),
+                tx.ts_in(e.created_at),
+                tx.ts_in(e.updated_at),
             )
-    if checkpoint is not None:
-        save_checkpoint(tx, checkpoint)
+            for _, e in sorted(latest.items())
+        ],
+    )
+
+
+def insert_runs(tx: Tx, items: Sequence[RunRecord], store: str) -> None:
+    """Insert new runs.
+
+    Raises:
+        StoreError: a run id already exists (the batch is then retried write by write).
+    """
+    inserted = _many(
+        tx,
+        f"INSERT INTO runs ({_RUN_COLS})",
+        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        [_run_params(tx, run) for run in items],
+        returning=True,
+    )
+    if len(inserted) != len(items):
+        taken = sorted({r.id for r in items} - {row[0] for row in inserted}) or sorted(
+            {r.id for r in items}
+        )
+        raise StoreError(
+            f"a run with id {taken[0]!r} already exists; resume it with "
+            f"'crucible-actors runs resume {taken[0]}' or choose another run_id",
+            store=store,
+        )
+
+
+def upsert_checkpoints(tx: Tx, items: Sequence[Checkpoint], store: str) -> None:
+    latest = {(c.run_id, c.index): c for c in items}
+    _many(
+        tx,
+        "INSERT INTO checkpoints (run_id, stage_index, context, created_at)",
+        "ON CONFLICT (run_id, stage_index) DO UPDATE SET"
+        " context = excluded.context, created_at = excluded.created_at",
+        [(c.run_id, c.index, c.data, tx.ts_in(c.created_at)) for _, c in sorted(latest.items())],
+    )
+
+
+def upsert_attempts(tx: Tx, items: Sequence[StageAttempt], store: str) -> None:
+    latest = {(a.run_id, a.index, a.attempt): a for a in items}
+    _many(
+        tx,
+        "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
+        " finished_at, duration, error)",
+        "ON CONFLICT (run_id, stage_index, attempt) DO UPDATE SET"
+        " stage = excluded.stage, status = excluded.status, started_at = excluded.started_at,"
+        " finished_at = excluded.finished_at, duration = excluded.duration,"
+        " error = excluded.error",
+        [
+            (
+                a.run_id,
+                a.index,
+                a.attempt,
+                a.stage,
+                a.status,
+                tx.ts_in(a.started_at),
+                tx.ts_in(a.finished_at),
+                a.duration,
+                a.error,
+            )
+            for _, a in sorted(latest.items())
+        ],
+    )
 
 
 def _run_params(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
@@ -186,96 +276,109 @@ def _run_params(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
     )
 
 
-def save_checkpoint(tx: Tx, cp: Checkpoint) -> None:
-    tx.execute(
-        "INSERT INTO checkpoints (run_id, stage_index, context, created_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (run_id, stage_index) DO UPDATE SET"
-        " context = excluded.context, created_at = excluded.created_at",
-        (cp.run_id, cp.index, cp.data, tx.ts_in(cp.created_at)),
+def resume_run(tx: Tx, run: RunRecord) -> None:
+    """Mark an existing run running again under ``run.owner_id`` (insert it if missing)."""
+    changed = tx.execute(
+        "UPDATE runs SET status = ?, owner_id = ?, metadata = ?, failure = NULL,"
+        " finished_at = NULL WHERE id = ?",
+        (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
     )
+    if not changed:
+        tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 10)}", _run_params(tx, run))
 
 
-def record_attempt(tx: Tx, a: StageAttempt) -> None:
-    tx.execute(
-        "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
-        " finished_at, duration, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, stage_index, attempt) DO UPDATE SET"
-        " stage = excluded.stage, status = excluded.status, started_at = excluded.started_at,"
-        " finished_at = excluded.finished_at, duration = excluded.duration,"
-        " error = excluded.error",
-        (
-            a.run_id,
-            a.index,
-            a.attempt,
-            a.stage,
-            a.status,
-            tx.ts_in(a.started_at),
-            tx.ts_in(a.finished_at),
-            a.duration,
-            a.error,
-        ),
-    )
-
-
-def save_checkpoint_with(tx: Tx, cp: Checkpoint, attempts: Sequence[StageAttempt]) -> None:
-    for attempt in attempts:
-        record_attempt(tx, attempt)
-    save_checkpoint(tx, cp)
-
-
-def finish_run(
+def finish_runs(
     tx: Tx,
-    run: RunRecord,
-    artifacts: Sequence[ArtifactRecord],
-    events: Sequence[TraceEventRecord],
-    attempts: Sequence[StageAttempt],
+    items: Sequence[tuple[RunRecord, Sequence[ArtifactRecord], Sequence[TraceEventRecord]]],
     store: str,
 ) -> None:
-    for attempt in attempts:
-        record_attempt(tx, attempt)
-    changed = tx.execute(
-        "UPDATE runs SET status = ?, metrics = ?, outputs = ?, metadata = ?, failure = ?,"
-        f" finished_at = ? WHERE id = ? AND {tx.owner_match}",
+    """Store run outcomes, replacing their artifacts and events; fenced by owner.
+
+    Raises:
+        RunNotFound, StoreError: a run is missing or owned by another runtime (checked
+            run by run when the batch is retried write by write).
+    """
+    latest = {run.id: (run, artifacts, events) for run, artifacts, events in items}
+    rows = [
         (
+            run.id,
             run.status,
             tx.json_in(run.metrics),
             tx.json_in(run.outputs),
             tx.json_in(run.metadata),
             tx.json_in(run.failure),
             tx.ts_in(run.finished_at),
-            run.id,
             run.owner_id,
-        ),
-    )
-    if not changed:
-        rows = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run.id,))
-        if not rows:
-            raise RunNotFound(run.id, store=store)
+        )
+        for run, _, _ in latest.values()
+    ]
+    j, t = tx.cast_json, tx.cast_ts
+    same_owner = tx.owner_match_column("runs.owner_id", "v.owner_id")
+    updated: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        found = tx.fetchall(
+            "WITH v (id, status, metrics, outputs, metadata, failure, finished_at, owner_id)"
+            f" AS (VALUES {_values(len(chunk), 8)})"
+            f" UPDATE runs SET status = v.status, metrics = {j('v.metrics')},"
+            f" outputs = {j('v.outputs')}, metadata = {j('v.metadata')},"
+            f" failure = {j('v.failure')}, finished_at = {t('v.finished_at')}"
+            f" FROM v WHERE runs.id = v.id AND {same_owner}"
+            " RETURNING runs.id",
+            [value for row in chunk for value in row],
+        )
+        updated.update(row[0] for row in found)
+    missing = [run_id for run_id in latest if run_id not in updated]
+    if missing:
+        run_id = missing[0]
+        rows_found = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run_id,))
+        if not rows_found:
+            raise RunNotFound(run_id, store=store)
         raise StoreError(
-            f"run {run.id!r} is now owned by runtime {rows[0][0]!r}, which took it over; "
-            "not overwriting its outcome",
+            f"run {run_id!r} is now owned by runtime {rows_found[0][0]!r}, which took it "
+            "over; not overwriting its outcome",
             store=store,
         )
-    tx.execute("DELETE FROM artifacts WHERE run_id = ?", (run.id,))
-    if artifacts:
-        tx.executemany(
-            "INSERT INTO artifacts (run_id, position, key, name, type, location, format,"
-            " metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (a.run_id, i, a.key, a.name, a.type, a.location, a.format, tx.json_in(a.metadata))
-                for i, a in enumerate(artifacts)
-            ],
+    ids = list(latest)
+    for start in range(0, len(ids), _CHUNK):
+        chunk_ids = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk_ids))
+        tx.execute(f"DELETE FROM artifacts WHERE run_id IN ({marks})", chunk_ids)
+        tx.execute(f"DELETE FROM trace_events WHERE run_id IN ({marks})", chunk_ids)
+    artifact_rows = [
+        (a.run_id, i, a.key, a.name, a.type, a.location, a.format, tx.json_in(a.metadata))
+        for _, artifacts, _ in latest.values()
+        for i, a in enumerate(artifacts)
+    ]
+    if artifact_rows:
+        _many(
+            tx,
+            "INSERT INTO artifacts (run_id, position, key, name, type, location, format, metadata)",
+            "",
+            artifact_rows,
         )
-    tx.execute("DELETE FROM trace_events WHERE run_id = ?", (run.id,))
-    if events:
-        tx.executemany(
-            "INSERT INTO trace_events (run_id, seq, type, stage_id, timestamp, event)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (e.run_id, e.seq, e.type, e.stage_id, tx.ts_in(e.timestamp), tx.json_in(e.event))
-                for e in events
-            ],
+    event_rows = [
+        (e.run_id, e.seq, e.type, e.stage_id, tx.ts_in(e.timestamp), tx.json_in(e.event))
+        for _, _, events in latest.values()
+        for e in events
+    ]
+    if event_rows:
+        _many(
+            tx,
+            "INSERT INTO trace_events (run_id, seq, type, stage_id, timestamp, event)",
+            "",
+            event_rows,
         )
+
+
+#: The handler of each kind of grouped rows, by kind.
+GROUP_HANDLERS = (
+    upsert_experiments,
+    insert_runs,
+    upsert_checkpoints,
+    upsert_attempts,
+    finish_runs,
+)
 
 
 def claim_run(tx: Tx, run_id: str, status: str, owner_id: str | None, new_owner_id: str) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,21 +35,12 @@ import anyio.to_thread
 
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
+from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-    from datetime import datetime
 
-    from .._core._store import (
-        ArtifactRecord,
-        Checkpoint,
-        ExperimentRecord,
-        OwnerRecord,
-        RunRecord,
-        StageAttempt,
-        TraceEventRecord,
-    )
 
 __all__ = ["APPLICATION_ID", "SQLiteStore", "open_sqlite_store"]
 
@@ -108,7 +100,7 @@ def _rollback(conn: Any) -> None:
 
 class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
     def __init__(self, conn: Any, *, store: str, max_batch: int) -> None:
-        super().__init__(store=store, max_batch=max_batch)
+        super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
         self.conn = conn
         self.tx = _SQLiteTx(conn)
 
@@ -142,6 +134,26 @@ def _pragma(conn: Any, name: str) -> Any:
     return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
+def _set_wal(conn: Any, busy_ms: int) -> str:
+    """Switch to WAL mode; return the journal mode in force.
+
+    Changing the journal mode needs the database to itself, and SQLite answers "database
+    is locked" at once, without its busy handler, while another connection (another
+    process opening the same new file, say) holds it: retry for up to ``busy_ms``.
+    """
+    for _ in range(max(1, busy_ms // 10)):
+        try:
+            mode = str(_pragma(conn, "journal_mode")).lower()
+            if mode == "wal":
+                return mode
+            return str(_pragma(conn, "journal_mode = WAL")).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.01)  # a worker thread: this does not block the event loop
+    return str(_pragma(conn, "journal_mode = WAL")).lower()
+
+
 def _prepare(conn: Any, store: str, memory: bool, busy_ms: int) -> tuple[int, list[str]]:
     """Check the file is ours, set WAL and FULL sync, migrate; see :func:`migrate_sqlite`."""
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -169,7 +181,7 @@ def _prepare(conn: Any, store: str, memory: bool, busy_ms: int) -> tuple[int, li
             store=store,
         )
     if not memory:
-        mode = str(_pragma(conn, "journal_mode = WAL")).lower()
+        mode = _set_wal(conn, busy_ms)
         if mode != "wal":
             raise StoreUnavailable(
                 f"cannot switch the database to WAL mode (got {mode})", store=store
@@ -220,7 +232,7 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     """A :class:`~crucible_actors._core._store.Store` in one SQLite file.
 
     Obtain one with :func:`open_sqlite_store` (or ``open_store("sqlite:///path.db")``).
@@ -228,6 +240,7 @@ class SQLiteStore:
     """
 
     local = True
+    _writer: _SQLiteWriter
 
     def __init__(
         self, name: str, writer: _SQLiteWriter, read_tx: _SQLiteTx, read_limiter: Any
@@ -239,24 +252,6 @@ class SQLiteStore:
         self.schema_version = 0
         self.applied: list[str] = []
 
-    def __repr__(self) -> str:
-        return f"<SQLiteStore {self._name}>"
-
-    @property
-    def name(self) -> str:
-        """The store URL."""
-        return self._name
-
-    @property
-    def batches(self) -> int:
-        """How many write transactions the writer committed (or tried)."""
-        return self._writer.batches
-
-    @property
-    def writes(self) -> int:
-        """How many writes those transactions carried."""
-        return self._writer.writes
-
     async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
         try:
             return await anyio.to_thread.run_sync(fn, self._read_tx, limiter=self._read_limiter)
@@ -264,128 +259,6 @@ class SQLiteStore:
             raise
         except (sqlite3.Error, OSError) as exc:
             raise wrap_sqlite_error(exc, self._name) from exc
-
-    # -- writes -------------------------------------------------------------------
-
-    async def start_run(
-        self,
-        run: RunRecord,
-        *,
-        experiment: ExperimentRecord,
-        checkpoint: Checkpoint | None = None,
-        resume: bool = False,
-    ) -> None:
-        name = self._name
-        await self._writer.submit(
-            lambda tx: _sql.start_run(tx, run, experiment, checkpoint, resume, name)
-        )
-
-    async def save_checkpoint(
-        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
-    ) -> None:
-        await self._writer.submit(lambda tx: _sql.save_checkpoint_with(tx, checkpoint, attempts))
-
-    async def record_attempt(self, attempt: StageAttempt) -> None:
-        await self._writer.submit(lambda tx: _sql.record_attempt(tx, attempt))
-
-    async def finish_run(
-        self,
-        run: RunRecord,
-        *,
-        artifacts: Sequence[ArtifactRecord],
-        events: Sequence[TraceEventRecord],
-        attempts: Sequence[StageAttempt] = (),
-    ) -> None:
-        name = self._name
-        await self._writer.submit(
-            lambda tx: _sql.finish_run(tx, run, artifacts, events, attempts, name)
-        )
-
-    async def claim_run(
-        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
-    ) -> bool:
-        claimed: bool = await self._writer.submit(
-            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
-        )
-        return claimed
-
-    async def mark_interrupted(
-        self,
-        run_id: str,
-        *,
-        owner_id: str | None,
-        finished_at: datetime,
-        failure: dict[str, Any] | None = None,
-    ) -> bool:
-        done: bool = await self._writer.submit(
-            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
-        )
-        return done
-
-    async def register_owner(self, owner: OwnerRecord) -> None:
-        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
-
-    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
-        alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
-        return alive
-
-    async def remove_owner(self, owner_id: str) -> None:
-        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
-
-    # -- queries --------------------------------------------------------------------
-
-    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
-        found: ExperimentRecord | None = await self._read(
-            lambda tx: _sql.get_experiment(tx, experiment_id)
-        )
-        return found
-
-    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
-        found: list[ExperimentRecord] = await self._read(
-            lambda tx: _sql.list_experiments(tx, limit)
-        )
-        return found
-
-    async def get_run(self, run_id: str) -> RunRecord:
-        name = self._name
-        found: RunRecord = await self._read(lambda tx: _sql.get_run(tx, run_id, name))
-        return found
-
-    async def list_runs(
-        self,
-        *,
-        experiment_id: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[RunRecord]:
-        name = self._name
-        found: list[RunRecord] = await self._read(
-            lambda tx: _sql.list_runs(tx, experiment_id, status, limit, before, name)
-        )
-        return found
-
-    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
-        found: list[StageAttempt] = await self._read(lambda tx: _sql.list_attempts(tx, run_id))
-        return found
-
-    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
-        found: list[ArtifactRecord] = await self._read(lambda tx: _sql.list_artifacts(tx, run_id))
-        return found
-
-    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
-        found: Checkpoint | None = await self._read(lambda tx: _sql.load_checkpoint(tx, run_id))
-        return found
-
-    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
-        found: list[TraceEventRecord] = await self._read(
-            lambda tx: _sql.list_events(tx, run_id, after)
-        )
-        return found
-
-    async def list_owners(self) -> list[OwnerRecord]:
-        found: list[OwnerRecord] = await self._read(_sql.list_owners)
-        return found
 
     async def migrate(self) -> list[str]:
         """Return the migrations applied when the store opened (it migrates on open)."""

@@ -1,17 +1,22 @@
 """The group-commit writer: one task per database that commits queued writes in batches.
 
-Callers :meth:`~GroupCommitWriter.submit` a write (a function of a transaction) and
-wait. The writer task takes every write queued so far (up to ``max_batch``), runs the
-batch in ONE transaction in a worker thread (``anyio.to_thread`` with a
-``CapacityLimiter(1)``, so the database connection is only ever used by one thread at a
-time), commits, and only then wakes the callers. Under load, the writes that queue up
-while one batch commits share the next commit, so many concurrent runs pay one commit
-(and one fsync) per batch rather than per row, while a write that returns to its caller
-is always committed.
+Callers :meth:`~GroupCommitWriter.submit` a write (rows to group with the same kind of
+rows of other writes, and/or a function of a transaction) and wait. The writer task takes
+every write queued so far, runs them in ONE transaction in a worker thread
+(``anyio.to_thread`` with a ``CapacityLimiter(1)``, so the database connection is only
+ever used by one thread at a time), commits, and only then wakes the callers. Under
+load, the writes that queue up while one batch commits share the next commit, so many
+concurrent runs pay one commit (and one fsync) per batch rather than per row, while a
+write that returns to its caller is always committed.
 
-If the batch fails, each of its writes is retried alone in its own transaction, so one
-bad write (a duplicate run id, say) fails only its own caller. The queue is a bounded
-memory stream: when the database falls behind, callers wait to enqueue (backpressure).
+``max_batch`` caps the writes per transaction; ``max_batch=1`` turns group commit off
+(one transaction, and one commit, per write) while still taking every queued write in
+one trip to the worker thread.
+
+If a transaction fails, each of its writes is retried alone in its own transaction, so
+one bad write (a duplicate run id, say) fails only its own caller. The queue is a
+bounded memory stream: when the database falls behind, callers wait to enqueue
+(backpressure).
 """
 
 from __future__ import annotations
@@ -25,23 +30,23 @@ import anyio.to_thread
 from .._core._errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 __all__ = ["GroupCommitWriter"]
 
-T = TypeVar("T")
 TxT = TypeVar("TxT")
 
 
 class _Write:
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("done", "error", "fn", "parts", "result")
 
-    def __init__(self, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], Any] | None, parts: Sequence[tuple[int, Any]]) -> None:
         self.fn = fn
-        self.done = anyio.Event()
+        self.parts = parts
+        self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -51,12 +56,25 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
 
     Subclasses provide :meth:`transaction` (open a transaction, commit on a clean exit,
     roll back on an error) and :meth:`wrap_error` (turn a driver error into a
-    :class:`StoreError`). Start :meth:`run` in a task group and call :meth:`close` to let
-    it drain the queue and stop.
+    :class:`StoreError`). ``handlers[kind](tx, items, store)`` writes the grouped rows of
+    one kind for a whole transaction, in ``kind`` order, before the writes' functions
+    run. Start :meth:`run` in a task group and call :meth:`close` to let it drain the
+    queue and stop.
     """
 
-    def __init__(self, *, store: str, max_batch: int = 512, queue_size: int = 1024) -> None:
+    #: The most writes taken per trip to the worker thread.
+    max_drain = 1024
+
+    def __init__(
+        self,
+        *,
+        store: str,
+        handlers: Sequence[Callable[[TxT, list[Any], str], None]] = (),
+        max_batch: int = 512,
+        queue_size: int = 1024,
+    ) -> None:
         self.store = store
+        self.handlers = tuple(handlers)
         self.max_batch = max(1, max_batch)
         self.limiter = anyio.CapacityLimiter(1)
         self._send: MemoryObjectSendStream[_Write]
@@ -64,6 +82,8 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         self._send, self._recv = anyio.create_memory_object_stream[_Write](queue_size)
         self.batches = 0
         self.writes = 0
+        # Set when the batch being taken now has run: one event per batch, not per write.
+        self._epoch = anyio.Event()
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[TxT]:
@@ -73,22 +93,32 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     def wrap_error(self, exc: Exception) -> StoreError:
         """Return the StoreError that reports driver error ``exc``."""
 
-    async def submit(self, fn: Callable[[TxT], T]) -> T:
-        """Queue ``fn(tx)`` and return its result once its transaction has committed.
+    async def submit(
+        self, fn: Callable[[TxT], Any] | None = None, *, parts: Sequence[tuple[int, Any]] = ()
+    ) -> Any:
+        """Queue a write and return ``fn(tx)`` (or None) once its transaction committed.
+
+        ``parts`` are ``(kind, row)`` pairs written by ``handlers[kind]`` together with
+        the rows of that kind of the other writes in the transaction; ``fn`` runs after
+        them, in the same transaction.
 
         Raises:
             StoreError: the write (or its commit) failed, or the store is closed.
         """
-        write = _Write(fn)
+        write = _Write(fn, parts)
         try:
-            await self._send.send(write)
+            try:
+                self._send.send_nowait(write)  # waiting for the commit is the checkpoint
+            except anyio.WouldBlock:
+                await self._send.send(write)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise StoreUnavailable("the store is closed", store=self.store) from exc
-        await write.done.wait()
+        while not write.done:
+            # A write left over by a full drain waits for the following batch.
+            await self._epoch.wait()
         if write.error is not None:
             raise write.error
-        result: T = write.result
-        return result
+        return write.result
 
     def close(self) -> None:
         """Stop accepting writes; :meth:`run` returns after committing those queued."""
@@ -97,19 +127,22 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     async def run(self) -> None:
         """Commit queued writes until :meth:`close`; fail what is left if cancelled."""
         batch: list[_Write] = []
+        epoch = self._epoch
         try:
             async for first in self._recv:
                 batch = [first]
-                while len(batch) < self.max_batch:
+                while len(batch) < self.max_drain:
                     try:
                         batch.append(self._recv.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
+                epoch, self._epoch = self._epoch, anyio.Event()
                 try:
                     await anyio.to_thread.run_sync(self._execute, batch, limiter=self.limiter)
                 finally:
                     for write in batch:
-                        write.done.set()
+                        write.done = True
+                    epoch.set()
                 batch = []
         finally:
             # Cancelled (or crashed): no caller may wait forever for a write that will
@@ -123,20 +156,27 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
                     break
             self._recv.close()
             for write in batch:
-                if not write.done.is_set():
+                if not write.done:
                     write.error = StoreUnavailable(
                         "the store closed before the write ran", store=self.store
                     )
-                    write.done.set()
+                    write.done = True
+            epoch.set()
+            self._epoch.set()
 
-    def _execute(self, batch: list[_Write]) -> None:
+    def _execute(self, writes: list[_Write]) -> None:
+        """Run ``writes`` in transactions of at most ``max_batch`` writes each."""
+        step = self.max_batch
+        for start in range(0, len(writes), step):
+            self._commit(writes[start : start + step])
+
+    def _commit(self, batch: list[_Write]) -> None:
         """Run ``batch`` in one transaction; on failure retry each write alone."""
         self.batches += 1
         self.writes += len(batch)
         try:
             with self.transaction() as tx:
-                for write in batch:
-                    write.result = write.fn(tx)
+                self._apply(tx, batch)
             return
         except Exception as exc:
             if len(batch) == 1:
@@ -146,9 +186,21 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
             write.result = None
             try:
                 with self.transaction() as tx:
-                    write.result = write.fn(tx)
+                    self._apply(tx, [write])
             except Exception as exc:
                 write.error = self._error(exc)
+
+    def _apply(self, tx: TxT, batch: list[_Write]) -> None:
+        groups: list[list[Any]] = [[] for _ in self.handlers]
+        for write in batch:
+            for kind, item in write.parts:
+                groups[kind].append(item)
+        for handler, items in zip(self.handlers, groups, strict=True):
+            if items:
+                handler(tx, items, self.store)
+        for write in batch:
+            if write.fn is not None:
+                write.result = write.fn(tx)
 
     def _error(self, exc: Exception) -> StoreError:
         return exc if isinstance(exc, StoreError) else self.wrap_error(exc)

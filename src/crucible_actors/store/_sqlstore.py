@@ -1,0 +1,191 @@
+"""SQLStore: the Store contract over the shared SQL, for SQLite and PostgreSQL alike.
+
+Writes go to the adapter's :class:`~crucible_actors.store._writer.GroupCommitWriter`:
+rows that group well (experiments, new runs, checkpoints, attempts) travel as *parts*
+the writer inserts for a whole batch at once; the rest are functions of the
+transaction. Reads go to the adapter's ``_read``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any
+
+from . import _sql
+from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+
+    from .._core._store import (
+        ArtifactRecord,
+        Checkpoint,
+        ExperimentRecord,
+        OwnerRecord,
+        RunRecord,
+        StageAttempt,
+        TraceEventRecord,
+    )
+    from ._writer import GroupCommitWriter
+
+__all__ = ["SQLStore"]
+
+
+class SQLStore(abc.ABC):
+    """Base of the relational stores; subclasses own the connections."""
+
+    local: bool
+    _name: str
+    _writer: GroupCommitWriter[Any]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name}>"
+
+    @property
+    def name(self) -> str:
+        """The store URL (without secrets)."""
+        return self._name
+
+    @property
+    def batches(self) -> int:
+        """How many write transactions the writer committed (or tried)."""
+        return self._writer.batches
+
+    @property
+    def writes(self) -> int:
+        """How many writes those transactions carried."""
+        return self._writer.writes
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
+        """Run the query function ``fn`` on a read connection in a worker thread."""
+
+    # -- writes -------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        run: RunRecord,
+        *,
+        experiment: ExperimentRecord,
+        checkpoint: Checkpoint | None = None,
+        resume: bool = False,
+    ) -> None:
+        parts: list[tuple[int, Any]] = [(EXPERIMENT, experiment)]
+        if not resume:
+            parts.append((RUN, run))
+        if checkpoint is not None:
+            parts.append((CHECKPOINT, checkpoint))
+        fn = (lambda tx: _sql.resume_run(tx, run)) if resume else None
+        await self._writer.submit(fn, parts=parts)
+
+    async def save_checkpoint(
+        self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
+    ) -> None:
+        await self._writer.submit(
+            parts=[*((ATTEMPT, a) for a in attempts), (CHECKPOINT, checkpoint)]
+        )
+
+    async def record_attempt(self, attempt: StageAttempt) -> None:
+        await self._writer.submit(parts=[(ATTEMPT, attempt)])
+
+    async def finish_run(
+        self,
+        run: RunRecord,
+        *,
+        artifacts: Sequence[ArtifactRecord],
+        events: Sequence[TraceEventRecord],
+        attempts: Sequence[StageAttempt] = (),
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        parts: list[tuple[int, Any]] = [(ATTEMPT, a) for a in attempts]
+        if checkpoint is not None:
+            parts.append((CHECKPOINT, checkpoint))
+        parts.append((FINISH, (run, artifacts, events)))
+        await self._writer.submit(parts=parts)
+
+    async def claim_run(
+        self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
+    ) -> bool:
+        claimed: bool = await self._writer.submit(
+            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+        )
+        return claimed
+
+    async def mark_interrupted(
+        self,
+        run_id: str,
+        *,
+        owner_id: str | None,
+        finished_at: datetime,
+        failure: dict[str, Any] | None = None,
+    ) -> bool:
+        done: bool = await self._writer.submit(
+            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+        )
+        return done
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
+
+    async def heartbeat(self, owner_id: str, at: datetime) -> bool:
+        alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
+        return alive
+
+    async def remove_owner(self, owner_id: str) -> None:
+        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
+
+    # -- queries --------------------------------------------------------------------
+
+    async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
+        found: ExperimentRecord | None = await self._read(
+            lambda tx: _sql.get_experiment(tx, experiment_id)
+        )
+        return found
+
+    async def list_experiments(self, *, limit: int = 50) -> list[ExperimentRecord]:
+        found: list[ExperimentRecord] = await self._read(
+            lambda tx: _sql.list_experiments(tx, limit)
+        )
+        return found
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        name = self._name
+        found: RunRecord = await self._read(lambda tx: _sql.get_run(tx, run_id, name))
+        return found
+
+    async def list_runs(
+        self,
+        *,
+        experiment_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        name = self._name
+        found: list[RunRecord] = await self._read(
+            lambda tx: _sql.list_runs(tx, experiment_id, status, limit, before, name)
+        )
+        return found
+
+    async def list_attempts(self, run_id: str) -> list[StageAttempt]:
+        found: list[StageAttempt] = await self._read(lambda tx: _sql.list_attempts(tx, run_id))
+        return found
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        found: list[ArtifactRecord] = await self._read(lambda tx: _sql.list_artifacts(tx, run_id))
+        return found
+
+    async def load_checkpoint(self, run_id: str) -> Checkpoint | None:
+        found: Checkpoint | None = await self._read(lambda tx: _sql.load_checkpoint(tx, run_id))
+        return found
+
+    async def list_events(self, run_id: str, *, after: int | None = None) -> list[TraceEventRecord]:
+        found: list[TraceEventRecord] = await self._read(
+            lambda tx: _sql.list_events(tx, run_id, after)
+        )
+        return found
+
+    async def list_owners(self) -> list[OwnerRecord]:
+        found: list[OwnerRecord] = await self._read(_sql.list_owners)
+        return found
