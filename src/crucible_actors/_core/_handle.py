@@ -179,12 +179,14 @@ class RunHandle:
             self._new_event = None
             waiter.set()
 
-    def _finish(
+    def _set_outcome(
         self, status: RunStatus, context: Context | None, error: BaseException | None
     ) -> None:
         self.status = status
         self._context = context
         self._error = error
+
+    def _mark_done(self) -> None:
         self._done.set()
         waiter = self._new_event
         if waiter is not None:

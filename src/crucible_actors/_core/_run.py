@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import math
 import random
 import time
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from ._context import Context
     from ._registry import Registry
     from ._tracing import SpanRecorder
+
+log = logging.getLogger("crucible_actors")
 
 __all__ = ["RunObserver", "RunSupervisor", "cleanup_scope", "current_run"]
 
@@ -392,37 +395,28 @@ class RunSupervisor:
             if scope.cancelled_caught or (final is None and handle._cancel_requested):
                 raise RunCancelled(handle.run_id, stage=self._current_stage)
         except RunCancelled as exc:
-            self._end(RunStatus.CANCELLED, None, exc, t0, run_span, "run_cancelled")
-            await self._notify_finished(None)
+            await self._end(RunStatus.CANCELLED, None, exc, t0, run_span, "run_cancelled")
         except StageFailed as exc:
-            self._end(RunStatus.FAILED, exc.context, exc, t0, run_span, "run_failed")
-            await self._notify_finished(None)
+            await self._end(RunStatus.FAILED, exc.context, exc, t0, run_span, "run_failed")
         except anyio.get_cancelled_exc_class():
             err = RunCancelled(handle.run_id, stage=self._current_stage)
-            self._end(RunStatus.CANCELLED, None, err, t0, run_span, "run_cancelled")
             with anyio.CancelScope(shield=True):
-                await self._notify_finished(None)
+                await self._end(RunStatus.CANCELLED, None, err, t0, run_span, "run_cancelled")
             raise
         except Exception as exc:  # an internal or store error: the run fails, others go on
             failed = StageFailed(self._current_stage or "<run>", exc, None)
-            self._end(RunStatus.FAILED, None, failed, t0, run_span, "run_failed")
-            await self._notify_finished(None)
+            await self._end(RunStatus.FAILED, None, failed, t0, run_span, "run_failed")
         else:
             assert final is not None
             # Share the submitted Experiment instead of keeping a decoded copy per run.
             ctx = msgspec.structs.replace(decode_context(final), experiment=handle.experiment)
-            self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed")
-            await self._notify_finished(final)
+            await self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed", final)
         finally:
             handle._scope = None
 
-    async def _notify_finished(self, final: bytes | None) -> None:
-        if self.observer is not None:
-            await self.observer.run_finished(self.handle, final)
-
     _current_stage: str | None = None
 
-    def _end(
+    async def _end(
         self,
         status: RunStatus,
         ctx: Context | None,
@@ -430,25 +424,40 @@ class RunSupervisor:
         t0: float,
         run_span: Any,
         event: str,
+        final: bytes | None = None,
     ) -> None:
+        """Record the outcome: store first, then the terminal event and waiters.
+
+        The store is written before ``result()`` returns and before the terminal event,
+        so whoever reacts to either finds the run's final state in the store.
+        """
         handle = self.handle
         now = anyio.current_time()
         handle.finished_at = now
-        data: dict[str, Any] = {"status": status.value, "duration": now - t0}
-        if error is not None:
-            data["error"] = _describe_error(error)
-        self._event(event, data=data)
-        if status is RunStatus.COMPLETED:
-            self._telemetry(tel.RUN_STOP, None, None, now - t0)
-        else:
-            self._telemetry(tel.RUN_EXCEPTION, None, None, now - t0, status=status.value)
-        if run_span is not None and self.recorder is not None:
+        handle._set_outcome(status, ctx, error)
+        try:
+            if self.observer is not None:
+                await self.observer.run_finished(handle, final)
+        except Exception:
+            # The run's own outcome stands; a store that cannot record it must not
+            # take the runtime (and every other run) down with it.
+            log.exception("could not record the outcome of run %s", handle.run_id)
+        finally:
+            data: dict[str, Any] = {"status": status.value, "duration": now - t0}
+            if error is not None:
+                data["error"] = _describe_error(error)
+            self._event(event, data=data)
             if status is RunStatus.COMPLETED:
-                self.recorder.ok(run_span)
+                self._telemetry(tel.RUN_STOP, None, None, now - t0)
             else:
-                self.recorder.fail(run_span, f"run {status.value}: {error}", None)
-            self.recorder.end(run_span)
-        handle._finish(status, ctx, error)
+                self._telemetry(tel.RUN_EXCEPTION, None, None, now - t0, status=status.value)
+            if run_span is not None and self.recorder is not None:
+                if status is RunStatus.COMPLETED:
+                    self.recorder.ok(run_span)
+                else:
+                    self.recorder.fail(run_span, f"run {status.value}: {error}", None)
+                self.recorder.end(run_span)
+            handle._mark_done()
 
     async def _run_stages(self, run_span: Any) -> bytes:
         handle = self.handle
