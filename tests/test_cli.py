@@ -1,0 +1,213 @@
+"""The command line: run, stages and trace export, called through ``cli.main``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crucible_actors.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+STAGES_PY = textwrap.dedent(
+    """
+    import crucible_actors as ca
+
+    @ca.stage("seed", description="Seed the examples")
+    def seed(ctx, opts):
+        return ctx.assign("examples", [{"input": "a", "output": "b"}]).put_metric("n", 1)
+
+    @ca.stage("explode")
+    def explode(ctx, opts):
+        raise RuntimeError("kaboom")
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "cli_stages.py").write_text(STAGES_PY)
+    (tmp_path / "crucible.toml").write_text(
+        '[stages]\nseed = "cli_stages:seed"\nexplode = "cli_stages:explode"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("CRUCIBLE_STORE_URL", raising=False)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_run_prints_a_summary_and_exits_0(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        """
+        id = "cli-demo"
+        [[pipeline]]
+        name = "seed"
+        [[pipeline]]
+        name = "data_checks"
+        """,
+    )
+    assert main(["run", str(exp), "--run-id", "r1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "store: sqlite:///./.crucible/crucible.db"
+    assert "run r1  experiment cli-demo  completed" in out
+    assert "1. seed" in out
+    assert "2. data_checks" in out
+    assert "n: 1" in out
+    assert (project / ".crucible" / "crucible.db").is_file()
+
+
+def test_run_of_a_failing_experiment_exits_1_naming_the_stage(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        """
+        id = "boom"
+        [[pipeline]]
+        name = "seed"
+        [[pipeline]]
+        name = "explode"
+        """,
+    )
+    assert main(["run", str(exp), "--no-persist"]) == 1
+    captured = capsys.readouterr()
+    assert "failed" in captured.out
+    assert "error: stage 'explode' failed after 1 attempt: RuntimeError: kaboom" in captured.err
+
+
+def test_run_of_a_bad_file_exits_2_with_the_field_path(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "bad.json",
+        '{"id": "x", "pipeline": [{"name": "seed"}, {"name": "a", "options": [1]}]}',
+    )
+    assert main(["run", str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline[1].options: expected object, got array" in err
+    assert "bad.json" in err
+
+
+def test_run_json_prints_the_final_context_and_seeds_assigns(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(project / "exp.toml", 'id = "j"\n[[pipeline]]\nname = "data_checks"\n')
+    assigns = project / "assigns.json"
+    assigns.write_text(json.dumps({"examples": [{"input": "q", "output": ""}]}))
+    assert main(["run", str(exp), "--json", "--no-persist", "--assigns", str(assigns)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["experiment_id"] == "j"
+    assert doc["metrics"]["data_checks"]["missing_required"] == 1
+    assert doc["assigns"]["completed_stages"] == ["data_checks"]
+
+
+def test_run_validate_options_error_fails_before_the_stage(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        'id = "v"\n[[pipeline]]\nname = "data_checks"\noptions = { fail_fast = "yes" }\n',
+    )
+    assert main(["run", str(exp), "--no-persist", "--validate-options", "error"]) == 1
+    assert "fail_fast: expected boolean, got 'yes'" in capsys.readouterr().err
+
+
+def test_stages_lists_every_stage_in_the_reference_format(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[:2] == ["Available Stages:", "================="]
+    for name in ("bench", "data_checks", "guardrails", "report", "validate", "seed"):
+        assert any(line.startswith(f"{name} (") for line in lines), name
+    i = lines.index("seed (cli_stages:seed)")
+    assert lines[i + 1 : i + 4] == [
+        "  Description: Seed the examples",
+        "  Required: (none)",
+        "  Optional: (none)",
+    ]
+
+
+def test_stages_detail_shows_options_with_types_and_defaults(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stages", "-n", "data_checks"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Stage: data_checks"
+    assert out[1].startswith("Module: crucible_actors.stages.data_checks:")
+    assert out[2] == "Description:"
+    assert "Required Options: (none)" in out
+    assert "Optional Options:" in out
+    fields = [line for line in out if line.strip().startswith("required_fields")]
+    assert fields
+    assert 'default: ["input", "output"]' in fields[0]
+    assert "list[string]" in fields[0]
+
+
+def test_stages_unknown_name_exits_2_with_a_hint(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stages", "--name", "benhc"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Unknown stage: benhc"
+    assert "Did you mean 'bench'?" in out[1]
+
+
+def test_stages_json_is_machine_readable(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_name = {entry["name"]: entry for entry in doc}
+    assert by_name["validate"]["schema"]["types"]["strict"] == "boolean"
+    assert by_name["validate"]["schema"]["defaults"] == {"strict": False}
+
+
+def test_trace_export_renders_a_stored_trace(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        'id = "t"\nname = "Traced"\n'
+        '[[pipeline]]\nname = "seed"\n[[pipeline]]\nname = "data_checks"\n',
+    )
+    assert main(["run", str(exp), "--trace", "--run-id", "tr1"]) == 0
+    capsys.readouterr()
+    assert main(["trace", "export", "tr1", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    types = [e["type"] for e in doc["events"]]
+    assert types == ["stage_start", "stage_complete", "stage_start", "stage_complete"]
+    out_file = project / "out" / "trace.html"
+    assert main(["trace", "export", "tr1", "--format", "html", "-o", str(out_file)]) == 0
+    html = out_file.read_text()
+    assert "<title>Traced - Trace</title>" in html
+    assert main(["trace", "export", "tr1", "--format", "markdown"]) == 0
+    assert "# Traced - Trace" in capsys.readouterr().out
+
+
+def test_trace_export_of_a_run_without_trace_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(project / "exp.toml", 'id = "t"\n[[pipeline]]\nname = "seed"\n')
+    assert main(["run", str(exp), "--run-id", "plain"]) == 0
+    capsys.readouterr()
+    assert main(["trace", "export", "plain"]) == 2
+    assert "has no decision trace; run it with --trace" in capsys.readouterr().err
+    assert main(["trace", "export", "missing"]) == 2
+    assert "no run with id 'missing'" in capsys.readouterr().err
+
+
+def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
