@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -30,12 +31,13 @@ STAGES_PY = textwrap.dedent(
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "cli_stages.py").write_text(STAGES_PY)
+    (tmp_path / "maincli_stages.py").write_text(STAGES_PY)
     (tmp_path / "crucible.toml").write_text(
-        '[stages]\nseed = "cli_stages:seed"\nexplode = "cli_stages:explode"\n'
+        '[stages]\nseed = "maincli_stages:seed"\nexplode = "maincli_stages:explode"\n'
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "maincli_stages", raising=False)
     monkeypatch.delenv("CRUCIBLE_STORE_URL", raising=False)
     return tmp_path
 
@@ -133,7 +135,7 @@ def test_stages_lists_every_stage_in_the_reference_format(
     assert lines[:2] == ["Available Stages:", "================="]
     for name in ("bench", "data_checks", "guardrails", "report", "validate", "seed"):
         assert any(line.startswith(f"{name} (") for line in lines), name
-    i = lines.index("seed (cli_stages:seed)")
+    i = lines.index("seed (maincli_stages:seed)")
     assert lines[i + 1 : i + 4] == [
         "  Description: Seed the examples",
         "  Required: (none)",
@@ -211,3 +213,59 @@ def test_trace_export_of_a_run_without_trace_exits_2(
 def test_unknown_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["frobnicate"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+HANG_PY = textwrap.dedent(
+    """
+    import pathlib
+    import anyio
+    import crucible_actors as ca
+
+    @ca.stage("hang")
+    async def hang(ctx, opts):
+        pathlib.Path("started").write_text("yes")
+        await anyio.sleep_forever()
+        return ctx
+    """
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_run_and_records_it_as_cancelled(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "hang_stages.py").write_text(HANG_PY)
+    (tmp_path / "exp.toml").write_text('id = "ctrlc"\n[[pipeline]]\nstage = "hang_stages:hang"\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("CRUCIBLE_STORE_URL", None)
+    cli = [sys.executable, "-m", "crucible_actors"]
+    proc = subprocess.Popen(
+        [*cli, "run", "exp.toml", "--run-id", "c1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "started").exists():  # the stage is running
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted: the run was cancelled" in err
+    shown = subprocess.run(
+        [*cli, "runs", "show", "c1", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(shown.stdout)["run"]["status"] == "cancelled"

@@ -79,6 +79,8 @@ class Runtime:
         self._idle = anyio.Event()
         self._idle.set()
         self._closing = False
+        #: The store runs persist to (a Store), or None when nothing is persisted.
+        self.store: Any = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -143,6 +145,11 @@ class Runtime:
         """Wait until no run is active or waiting for admission."""
         while self._active or self._waiting:
             await self._idle.wait()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`submit` admits new runs (False once the runtime is closing)."""
+        return not self._closing
 
     def statistics(self) -> RuntimeStatistics:
         """Return a frozen snapshot of the runtime's counters."""
@@ -261,32 +268,32 @@ async def open_runtime(
 
     reg = registry if registry is not None else Registry.default()
     recorder = make_recorder(tracer_provider)
-    async with _open_store_adapter(store) as adapter:
-        with unwrap_fatal():
-            async with anyio.create_task_group() as tg:
-                rt = Runtime(
-                    tg,
-                    registry=reg,
-                    observer_factory=adapter.observer if adapter is not None else None,
-                    max_concurrent_runs=max_concurrent_runs,
-                    recorder=recorder,
-                    shutdown_grace=shutdown_grace,
-                    keep_finished=keep_finished,
-                )
-                rt.store = adapter.store if adapter is not None else None  # type: ignore[attr-defined]
-                if adapter is not None:
-                    await adapter.recover(rt, on_start)
-                body_error: Exception | None = None
-                try:
-                    yield rt
-                except Exception as exc:
-                    # Raised by the caller's block: re-raised as is after the task group
-                    # closes, instead of wrapped in an ExceptionGroup.
-                    body_error = exc
-                finally:
-                    await rt._shutdown()
-            if body_error is not None:
-                raise body_error
+    # Errors from the caller's block are re-raised as they are once every task group
+    # below has closed (task groups would wrap them in ExceptionGroups); an interrupt or
+    # exit comes out bare too.
+    body_error: Exception | None = None
+    with unwrap_fatal():
+        async with _open_store_adapter(store) as adapter, anyio.create_task_group() as tg:
+            rt = Runtime(
+                tg,
+                registry=reg,
+                observer_factory=adapter.observer if adapter is not None else None,
+                max_concurrent_runs=max_concurrent_runs,
+                recorder=recorder,
+                shutdown_grace=shutdown_grace,
+                keep_finished=keep_finished,
+            )
+            rt.store = adapter.store if adapter is not None else None
+            if adapter is not None:
+                await adapter.recover(rt, on_start)
+            try:
+                yield rt
+            except Exception as exc:
+                body_error = exc
+            finally:
+                await rt._shutdown()
+    if body_error is not None:
+        raise body_error
 
 
 @asynccontextmanager
