@@ -439,3 +439,37 @@ async def test_1000_concurrent_runs_with_seeded_failures_and_hangs_all_end(
                 break
         expected["completed" if ok else "failed"] += 1
     assert counts == expected
+
+
+async def test_a_stage_that_replaces_the_experiment_is_seen_by_later_stages() -> None:
+    import msgspec
+
+    @stage("rename")
+    async def rename(ctx: Context, opts: Any) -> Context:
+        return msgspec.structs.replace(
+            ctx, experiment=msgspec.structs.replace(ctx.experiment, name="renamed")
+        )
+
+    @stage("look")
+    async def look(ctx: Context, opts: Any) -> Context:
+        return ctx.put_metric("name", ctx.experiment.name)
+
+    reg = registry_with(rename, look)
+    ctx = await ca.run_async(exp(StageDef(name="rename"), StageDef(name="look")), registry=reg)
+    assert ctx.get_metric("name") == "renamed"
+    assert ctx.experiment.name == "renamed"
+
+
+async def test_stages_see_the_submitted_experiment_object() -> None:
+    seen: list[Experiment] = []
+
+    @stage("peek")
+    async def peek(ctx: Context, opts: Any) -> Context:
+        seen.append(ctx.experiment)
+        return ctx
+
+    reg = registry_with(peek)
+    experiment = exp(StageDef(name="peek"), StageDef(name="peek"))
+    ctx = await ca.run_async(experiment, registry=reg)
+    assert seen == [experiment, experiment]
+    assert ctx.experiment == experiment

@@ -14,8 +14,9 @@ import msgspec
 from msgspec.structs import replace
 
 from ._context import Context
+from ._decision import TraceChain
 from ._errors import EncodeError, MessageError
-from ._ir import stage_ref
+from ._ir import Experiment, stage_ref
 
 __all__ = [
     "context_to_json",
@@ -153,3 +154,53 @@ def sanitize(value: Any) -> Any:
 def context_to_json(ctx: Context) -> bytes:
     """Encode ``ctx`` as JSON, never failing: unknown values are written as ``repr``."""
     return msgspec.json.encode(sanitize(ctx))
+
+
+class _ContextSansExperiment(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """Context's wire layout with ``experiment`` left as raw bytes (not decoded).
+
+    Must list the same fields as :class:`Context`; used by :func:`decode_context_with`.
+    """
+
+    experiment_id: str
+    run_id: str
+    experiment: msgspec.Raw
+    outputs: list[Any] = []
+    metrics: dict[str, Any] = {}
+    artifacts: dict[str, Any] = {}
+    trace: Any = None
+    telemetry_context: dict[str, Any] = {}
+    assigns: dict[str, Any] = {}
+
+
+_sans_experiment_decoder = msgspec.msgpack.Decoder(_ContextSansExperiment)
+
+
+def decode_context_with(data: bytes, experiment: Experiment) -> Context:
+    """Decode a Context whose experiment is known to be ``experiment``, reusing that object.
+
+    The run supervisor knows which experiment every snapshot of a run carries, so stage
+    attempts skip rebuilding the Experiment tree from bytes (most of a decode's cost and
+    allocations). The bytes stay self-contained for the store and worker processes.
+
+    Raises:
+        MessageError: the bytes are not an encoded Context of this version.
+    """
+    try:
+        lite = _sans_experiment_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MessageError(f"cannot decode a Context from {len(data)} bytes: {exc}") from exc
+    trace = lite.trace
+    if trace is not None:
+        trace = msgspec.convert(trace, TraceChain, strict=False)
+    return Context(
+        lite.experiment_id,
+        lite.run_id,
+        experiment,
+        lite.outputs,
+        lite.metrics,
+        lite.artifacts,
+        trace,
+        lite.telemetry_context,
+        lite.assigns,
+    )

@@ -32,7 +32,7 @@ import msgspec.structs
 from . import _messages as msg
 from . import _telemetry as tel
 from ._decision import append_event
-from ._encoding import decode_context, encode_context
+from ._encoding import decode_context, decode_context_with, encode_context
 from ._errors import (
     CrucibleError,
     RestartIntensityExceeded,
@@ -169,6 +169,7 @@ class _StageActor:
         "_registry",
         "_replies",
         "_scope",
+        "experiment_intact",
         "stages",
     )
 
@@ -180,6 +181,9 @@ class _StageActor:
     ) -> None:
         self._handle = handle
         self._registry = registry
+        # True while every snapshot carries the submitted Experiment unchanged, so
+        # decoding can reuse that object (a stage may replace ctx.experiment).
+        self.experiment_intact = True
         self._replies = replies
         self._scope: anyio.CancelScope | None = None
         self._gen = 0
@@ -232,7 +236,11 @@ class _StageActor:
         info, opts, label, stage_def = self.stages[command.index]
         handle = self._handle
         try:
-            ctx = decode_context(command.context)
+            if self.experiment_intact:
+                ctx = decode_context_with(command.context, handle.experiment)
+            else:
+                ctx = decode_context(command.context)
+            given = ctx.experiment
             ctx = msgspec.structs.replace(
                 ctx,
                 telemetry_context={
@@ -252,6 +260,8 @@ class _StageActor:
                 result = await invoke_in_thread(info.stage, label, ctx, opts)
             else:
                 result = await invoke_in_process(stage_ref(info.stage), label, ctx, opts)
+            if result.experiment is not given:
+                self.experiment_intact = False
             result = result.mark_stage_complete(label)
             if result.trace is not None:
                 result = _trace(
@@ -387,10 +397,15 @@ class RunSupervisor:
         try:
             with anyio.CancelScope() as scope:
                 handle._scope = scope
+                if self.observer is not None:
+                    # Shielded: a cancel arriving while the start is being written would
+                    # leave the row ``running`` with no outcome ever recorded (the observer
+                    # only finishes runs it started), and one requested before it would
+                    # leave an admitted run missing from the store.
+                    with anyio.CancelScope(shield=True):
+                        await self.observer.run_started(handle, self.snapshot)
                 if handle._cancel_requested:
                     scope.cancel()
-                if self.observer is not None:
-                    await self.observer.run_started(handle, self.snapshot)
                 final = await self._run_stages(run_span)
             if scope.cancelled_caught or (final is None and handle._cancel_requested):
                 raise RunCancelled(handle.run_id, stage=self._current_stage)
@@ -409,12 +424,17 @@ class RunSupervisor:
         else:
             assert final is not None
             # Share the submitted Experiment instead of keeping a decoded copy per run.
-            ctx = msgspec.structs.replace(decode_context(final), experiment=handle.experiment)
+            ctx = (
+                decode_context_with(final, handle.experiment)
+                if self._experiment_intact
+                else decode_context(final)
+            )
             await self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed", final)
         finally:
             handle._scope = None
 
     _current_stage: str | None = None
+    _experiment_intact = True
 
     async def _end(
         self,
@@ -468,6 +488,7 @@ class RunSupervisor:
             with unwrap_fatal():
                 await self._drive(actor, send_cmd, recv_cmd, send_reply, recv_reply, run_span)
         finally:
+            self._experiment_intact = actor.experiment_intact
             for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
                 stream.close()
         return self.snapshot
