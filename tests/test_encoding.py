@@ -191,3 +191,14 @@ def test_context_to_json_never_fails_and_writes_unknown_values_as_repr() -> None
     assert data["assigns"]["n"] == 1
     assert data["assigns"]["thing"].startswith("<")
     assert "Opaque" in data["assigns"]["thing"]
+
+
+def test_sanitize_turns_nested_tuples_into_lists() -> None:
+    from crucible_actors._core._encoding import sanitize
+
+    assert sanitize({"a": (1, (2, 3)), "b": [(1, 2)], "c": {"d": ((),)}}) == {
+        "a": [1, [2, 3]],
+        "b": [[1, 2]],
+        "c": {"d": [[]]},
+    }
+    assert type(sanitize((1,))) is list

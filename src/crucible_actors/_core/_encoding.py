@@ -148,7 +148,22 @@ def sanitize(value: Any) -> Any:
     """Return a JSON-safe copy of ``value``: tuples/sets → lists, enums → values,
     datetimes → ISO 8601 strings, bytes → base64, unknown objects → ``repr``.
     """
-    return msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True)
+    return _lists(msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True))
+
+
+def _lists(value: Any) -> Any:
+    # msgspec.to_builtins keeps tuples as tuples; JSON-safe records want lists.
+    if isinstance(value, tuple):
+        return [_lists(v) for v in value]
+    if isinstance(value, list):
+        return (
+            [_lists(v) for v in value]
+            if any(isinstance(v, list | tuple | dict) for v in value)
+            else value
+        )
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
 
 
 def context_to_json(ctx: Context) -> bytes:
