@@ -1,0 +1,212 @@
+"""``crucible-actors serve``: run the HTTP service and dashboard on Hypercorn.
+
+Binds 127.0.0.1:8765 by default. Listening on any other address needs a token
+(``--token-file``): without one the command refuses to start (exit 2), since anyone who
+reaches the port could run experiments. The runtime is opened before the socket is
+bound, on the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedded
+``./.crucible/crucible.db``, and resumes the runs a dead process left running. SIGINT
+or SIGTERM stop the server gracefully; runs still going are then cancelled.
+
+Hypercorn runs on trio by default (its trio worker); ``--backend asyncio`` uses its
+asyncio worker. Needs ``pip install 'crucible-actors[serve]'``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._core._errors import MissingDependency
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["is_loopback", "register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` command."""
+    p = sub.add_parser("serve", help="run the HTTP service and the run dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8765, help="port (default: 8765; 0: any free)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the API token; clients send Authorization: Bearer <token>",
+    )
+    p.add_argument(
+        "--max-concurrent-runs",
+        type=_positive,
+        metavar="N",
+        help="runs executing at once (default: no limit)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_non_negative,
+        default=100,
+        metavar="N",
+        help="submissions that may wait for admission before 429 (default: 100)",
+    )
+    p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    p.set_defaults(func=cmd_serve)
+
+
+def _int(text: str, low: int, high: int, what: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _int(text, 0, 65535, "a port from 0 to 65535")
+
+
+def _positive(text: str) -> int:
+    return _int(text, 1, 1 << 30, "a positive integer")
+
+
+def _non_negative(text: str) -> int:
+    return _int(text, 0, 1 << 30, "an integer >= 0")
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_token(path: str) -> str | None:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read the token file {path}: {exc}", file=sys.stderr)
+        return None
+    if not token or any(c.isspace() for c in token):
+        print(f"error: the token file {path} must hold one token without spaces", file=sys.stderr)
+        return None
+    return token
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 0 after a clean stop, 2 on bad options or start-up."""
+    token: str | None = None
+    if args.token_file:
+        token = _read_token(args.token_file)
+        if token is None:
+            return 2
+    if token is None and not is_loopback(args.host):
+        print(
+            f"error: refusing to listen on {args.host} without a token: anyone who can reach "
+            "it could run experiments. Pass --token-file PATH (clients then send "
+            "'Authorization: Bearer <token>'), or bind 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        import hypercorn  # noqa: F401
+
+        from ..serve import create_app  # noqa: F401  (fails early without starlette)
+    except ImportError as exc:
+        raise MissingDependency(
+            exc.name or "hypercorn", "crucible-actors serve", extra="serve"
+        ) from exc
+    from ..store import default_store_url
+
+    url = args.store or default_store_url()
+    try:
+        anyio.run(partial(_serve, args, url, token), backend=args.backend)
+    except (OSError, BaseExceptionGroup) as exc:
+        found = _os_error(exc)
+        if found is None:
+            raise
+        reason = found.strerror or str(found)
+        print(f"error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """Return the OSError in ``exc`` (maybe wrapped in exception groups), if any."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def _wait_for_signal() -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
+    from hypercorn.config import Config
+
+    from .._core._registry import Registry
+    from .._core._runtime import open_runtime
+    from ..serve import create_app
+    from ..store._sql import redact_url
+
+    host = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
+    config = Config()
+    config.bind = [f"{host}:{args.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5.0
+    async with open_runtime(
+        registry=Registry.default(),
+        store=url,
+        max_concurrent_runs=args.max_concurrent_runs,
+        on_start="resume",
+    ) as rt:
+        # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
+        asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
+        where = redact_url(url)
+
+        def announce(binds: list[str]) -> None:
+            for bind in binds:
+                print(f"crucible-actors serve: {bind} (store: {where}, {args.backend})", flush=True)
+
+        if args.backend == "trio":
+            from hypercorn.trio import serve as trio_serve
+
+            async with anyio.create_task_group() as tg:
+                binds: Any = await tg.start(
+                    partial(trio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
+                )
+                announce(list(binds))
+        else:
+            from hypercorn.asyncio import serve as asyncio_serve
+
+            announce([f"http://{host}:{args.port}"])
+            # In its own task: Hypercorn's asyncio TaskGroup cancels its parent task to
+            # stop, and on Python 3.11 that cancellation can outlive the group; it must
+            # not reach the task that closes the runtime.
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    partial(asyncio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
+                )

@@ -1,0 +1,123 @@
+"""Server-sent events: a run's RunEvents as ``text/event-stream``, resumable by sequence.
+
+Each event is written as ``id: <seq>``, ``event: <type>``, ``data: <RunEvent JSON>``; the
+stream ends after the run's terminal event. A client that reconnects with
+``Last-Event-ID`` (or ``?after=``) gets only the events after that sequence number.
+
+For a run this process executes, events come from its handle, which keeps them all, so a
+late subscriber replays from the first. For any other run they are rebuilt from the
+store (:func:`~._views.synthesize_events`), and a run still going in another process is
+polled until it ends. :class:`EventStream` writes the chunks, adds a comment line as a
+keep-alive while nothing happens, and stops when the client goes away.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from ._views import TERMINAL
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from starlette.types import Receive, Scope, Send
+
+    from .._core._handle import RunHandle
+
+__all__ = ["EventStream", "format_event", "live_events"]
+
+_encode = msgspec.json.Encoder().encode
+
+
+def format_event(seq: int, type_: str, payload: Any) -> bytes:
+    """Return one SSE message; ``payload`` is a RunEvent (Struct or dict)."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type_.encode(), _encode(payload))
+
+
+async def live_events(handle: RunHandle, after: int) -> AsyncIterator[bytes]:
+    """Yield the handle's events with ``seq > after`` until the run has ended."""
+    async for event in handle.events():
+        if event.seq > after:
+            yield format_event(event.seq, event.type, event)
+
+
+async def stored_events(
+    fetch: Callable[[], Any], after: int, poll_interval: float
+) -> AsyncIterator[bytes]:
+    """Yield rebuilt events with ``seq > after``; poll ``fetch`` until the run has ended.
+
+    ``fetch()`` returns ``(status, events)``: the stored status and the events so far.
+    """
+    last = after
+    while True:
+        status, events = await fetch()
+        for event in events:
+            if event["seq"] > last:
+                last = event["seq"]
+                yield format_event(event["seq"], event["type"], event)
+        if status in TERMINAL:
+            return
+        await anyio.sleep(poll_interval)
+
+
+class EventStream:
+    """An ASGI response streaming SSE chunks from ``source`` with keep-alive comments."""
+
+    def __init__(self, source: AsyncIterator[bytes], *, keepalive: float = 15.0) -> None:
+        self.source = source
+        self.keepalive = keepalive
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        lock = anyio.Lock()
+        gone = False
+
+        async def write(chunk: bytes) -> None:
+            nonlocal gone
+            async with lock:
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except OSError:  # ASGI 2.4: the client went away
+                    gone = True
+                    tg.cancel_scope.cancel()
+
+        async def pump() -> None:
+            async with aclosing(self.source) as events:  # type: ignore[type-var]
+                async for chunk in events:
+                    await write(chunk)
+            tg.cancel_scope.cancel()
+
+        async def beat() -> None:
+            while True:
+                await anyio.sleep(self.keepalive)
+                await write(b": keep-alive\n\n")
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    tg.cancel_scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            tg.start_soon(beat)
+            tg.start_soon(watch)
+        if not gone:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,1881 @@
+/* crucible-actors dashboard: plain JavaScript, no build step, no third-party code.
+ *
+ * Routes (hash): #/runs[?status=&experiment=&before=], #/runs/<id>, #/submit.
+ *
+ * Design notes
+ * - Escaping: nothing is ever assigned to innerHTML. Every node is built with h()/svg()
+ *   and every value goes through textContent or setAttribute, so run data (stage names,
+ *   error messages, metric keys) cannot inject markup. URLs from the API go through
+ *   safeUrl(), which only lets http(s) and same-origin relative URLs through.
+ * - Authentication: the first API answer 401 (or 403, a wrong token) opens a dialog; the
+ *   token is kept in sessionStorage and sent as "Authorization: Bearer ...". Links that
+ *   cannot carry a header (artifacts, the HTML trace) are fetched with the header and
+ *   opened as blob: URLs when a token is set.
+ * - Live updates: EventSource cannot send an Authorization header, so the run page reads
+ *   GET /api/runs/{id}/events with fetch() and a ReadableStream and parses the SSE frames
+ *   itself; every event re-fetches the run detail (throttled). If streaming fails, the
+ *   page falls back to polling the detail every 1.5 s. The runs table has no list-wide
+ *   stream to follow, so it polls GET /api/runs every 2 s. Polling pauses while the tab is
+ *   hidden.
+ * - Submitting: TOML is converted to JSON in the browser by parseToml() (tables, arrays of
+ *   tables, dotted keys, all string forms, numbers, booleans, arrays, inline tables; dates
+ *   stay strings) and POSTed as {"experiment": {...}}.
+ */
+(() => {
+  "use strict";
+
+  const TOKEN_KEY = "crucible-actors.token";
+  const DRAFT_KEY = "crucible-actors.draft";
+  const RUN_STATUSES = ["pending", "running", "completed", "failed", "cancelled", "interrupted"];
+  const TERMINAL = new Set(["completed", "failed", "cancelled", "interrupted"]);
+  const TERMINAL_EVENTS = new Set(["run_completed", "run_failed", "run_cancelled"]);
+  const POLL_LIST_MS = 2000;
+  const POLL_RUN_MS = 1500;
+
+  // --- DOM helpers ---------------------------------------------------------------------
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const PROPS = new Set(["value", "checked", "selected", "indeterminate"]);
+
+  function setAttrs(el, attrs) {
+    if (!attrs) return;
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key.startsWith("on") && typeof value === "function") {
+        el.addEventListener(key.slice(2), value);
+      } else if (PROPS.has(key)) {
+        el[key] = value;
+      } else {
+        el.setAttribute(key, value === true ? "" : String(value));
+      }
+    }
+  }
+
+  function append(el, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+
+  /** Create an HTML element; strings among the children become text nodes. */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  /** Create an SVG element. */
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function $(selector, root = document) {
+    return root.querySelector(selector);
+  }
+
+  /** Return url when it is http(s) or same-origin relative, else "#". */
+  function safeUrl(url) {
+    if (typeof url !== "string" || !url) return "#";
+    try {
+      const parsed = new URL(url, document.baseURI);
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? url : "#";
+    } catch {
+      return "#";
+    }
+  }
+
+  // Relative API paths, so a dashboard mounted under a prefix still reaches its API.
+  function apiPath(...parts) {
+    return "api/" + parts.map((p) => encodeURIComponent(String(p))).join("/");
+  }
+
+  // --- formatting ----------------------------------------------------------------------
+
+  const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  const timeFmt = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+  function parseTime(iso) {
+    if (!iso) return null;
+    const t = Date.parse(iso);
+    return Number.isNaN(t) ? null : t;
+  }
+
+  function timeCell(iso) {
+    const t = parseTime(iso);
+    if (t === null) return h("span", { class: "muted" }, "—");
+    return h("time", { datetime: iso, title: iso }, dateFmt.format(t));
+  }
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+    if (seconds < 0) seconds = 0;
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+    const s = Math.round(seconds);
+    if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+    return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+  }
+
+  /** Duration of a run or attempt; still-running ones count up to now. */
+  function elapsed(item) {
+    if (typeof item.duration === "number") return item.duration;
+    const start = parseTime(item.started_at);
+    if (start === null) return null;
+    const end = parseTime(item.finished_at) ?? Date.now();
+    return (end - start) / 1000;
+  }
+
+  function formatNumber(x) {
+    if (Number.isInteger(x)) return String(x);
+    if (!Number.isFinite(x)) return String(x);
+    const abs = Math.abs(x);
+    if (abs !== 0 && (abs < 1e-4 || abs >= 1e7)) return x.toExponential(3);
+    return String(Number(x.toPrecision(5)));
+  }
+
+  function formatValue(value) {
+    if (value === null || value === undefined) return "—";
+    if (typeof value === "number") return formatNumber(value);
+    if (typeof value === "boolean") return value ? "true" : "false";
+    if (typeof value === "string") return value;
+    if (Array.isArray(value)) {
+      const shown = value.slice(0, 8).map((v) => (typeof v === "number" ? formatNumber(v) : JSON.stringify(v)));
+      const more = value.length > 8 ? `, … (${value.length} values)` : "";
+      return `[${shown.join(", ")}${more}]`;
+    }
+    return JSON.stringify(value);
+  }
+
+  function badge(status, extra = "") {
+    const s = String(status || "unknown");
+    return h("span", { class: `badge ${s.replace(/[^a-z_]/gi, "")} ${extra}`.trim() }, s);
+  }
+
+  function isScalar(v) {
+    return v === null || ["string", "number", "boolean"].includes(typeof v);
+  }
+
+  /** Flatten nested objects into [dotted.key, value] rows; arrays of scalars stay whole. */
+  function flatten(value, prefix = "", out = []) {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      const keys = Object.keys(value);
+      if (keys.length === 0 && prefix) out.push([prefix, {}]);
+      for (const key of keys) flatten(value[key], prefix ? `${prefix}.${key}` : key, out);
+    } else if (Array.isArray(value) && !value.every(isScalar)) {
+      if (value.length === 0) out.push([prefix, []]);
+      value.forEach((item, i) => flatten(item, `${prefix}[${i}]`, out));
+    } else {
+      out.push([prefix, value]);
+    }
+    return out;
+  }
+
+  function pretty(value) {
+    return h("pre", null, JSON.stringify(value, null, 2));
+  }
+
+  // --- API -----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body, retryAfter) {
+      const err = body && body.error ? body.error : null;
+      super(err && err.message ? err.message : `HTTP ${status}`);
+      this.status = status;
+      this.type = err ? err.type : null;
+      this.details = err ? err.details : null;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  function getToken() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  let tokenPrompt = null;
+  let tokenDeclined = false;
+
+  /** Ask for the API token (one dialog at a time); resolve true when one was entered. */
+  function askToken(message) {
+    if (tokenPrompt) return tokenPrompt;
+    const dialog = $("#token-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") return Promise.resolve(false);
+    tokenPrompt = new Promise((resolve) => {
+      $("#token-message").textContent = message;
+      const input = $("#token-input");
+      input.value = "";
+      dialog.returnValue = "";
+      dialog.addEventListener(
+        "close",
+        () => {
+          tokenPrompt = null;
+          const token = input.value.trim();
+          input.value = "";
+          if (dialog.returnValue === "save" && token) {
+            sessionStorage.setItem(TOKEN_KEY, token);
+            tokenDeclined = false;
+            updateTokenState();
+            resolve(true);
+          } else {
+            tokenDeclined = true;
+            resolve(false);
+          }
+        },
+        { once: true },
+      );
+      dialog.showModal();
+      input.focus();
+    });
+    return tokenPrompt;
+  }
+
+  async function readError(resp) {
+    try {
+      return await resp.json();
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Call the API. Returns parsed JSON, or the Response itself with raw: true.
+   * Asks for a token on 401/403 (unless the user already declined) and retries.
+   */
+  async function api(path, { method = "GET", body, headers = {}, signal, raw = false } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const hdrs = new Headers(headers);
+      const token = getToken();
+      if (token) hdrs.set("Authorization", `Bearer ${token}`);
+      let payload;
+      if (body !== undefined) {
+        hdrs.set("Content-Type", "application/json");
+        payload = JSON.stringify(body);
+      }
+      const resp = await fetch(path, { method, headers: hdrs, body: payload, signal, cache: "no-store" });
+      if ((resp.status === 401 || resp.status === 403) && attempt < 3 && !tokenDeclined) {
+        const message =
+          resp.status === 403
+            ? "The server refused this token. Enter the API token:"
+            : "This server needs an API token.";
+        if (resp.status === 403) sessionStorage.removeItem(TOKEN_KEY);
+        if (await askToken(message)) continue;
+      }
+      if (!resp.ok) throw new ApiError(resp.status, await readError(resp), resp.headers.get("Retry-After"));
+      if (raw) return resp;
+      if (resp.status === 204) return null;
+      return resp.json();
+    }
+  }
+
+  function updateTokenState() {
+    const state = $("#token-state");
+    if (state) state.hidden = !getToken();
+  }
+
+  /** A panel explaining an API error; offers the token dialog for 401/403. */
+  function errorBox(err, what) {
+    if (err && err.name === "AbortError") return null;
+    const box = h("div", { class: "alert", role: "alert" });
+    if (err instanceof ApiError) {
+      box.append(h("strong", null, `${what}: `), err.message);
+      if (err.type) box.append(" ", h("span", { class: "muted" }, `(${err.type}, HTTP ${err.status})`));
+      if (err.details !== null && err.details !== undefined) box.append(pretty(err.details));
+      if (err.status === 401 || err.status === 403) {
+        box.append(
+          h("p", null,
+            h("button", {
+              type: "button",
+              onclick: async () => {
+                tokenDeclined = false;
+                if (await askToken("Enter the API token:")) route();
+              },
+            }, "Enter API token")),
+        );
+      }
+    } else {
+      box.append(h("strong", null, `${what}: `), String(err && err.message ? err.message : err));
+    }
+    return box;
+  }
+
+  /** Make a link that needs the API token work: fetch with the header, open as a blob. */
+  function authLink(href, text, { download = null, newTab = true } = {}) {
+    const url = safeUrl(href);
+    const a = h("a", { href: url, target: newTab ? "_blank" : null, rel: "noopener" }, text);
+    a.addEventListener("click", async (event) => {
+      if (!getToken() || url === "#") return; // without a token the plain link works
+      event.preventDefault();
+      try {
+        const resp = await api(url, { raw: true });
+        const blobUrl = URL.createObjectURL(await resp.blob());
+        const tmp = h("a", { href: blobUrl, target: "_blank", rel: "noopener" });
+        if (download) tmp.setAttribute("download", download);
+        tmp.click();
+        setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
+      } catch (err) {
+        const box = errorBox(err, `Could not open ${text}`);
+        if (box) a.after(box);
+      }
+    });
+    return a;
+  }
+
+  // --- views and routing ---------------------------------------------------------------
+
+  let current = null; // the live view: { controller, timers }
+
+  /** Start a view; everything registered on it stops when the route changes. */
+  function newView() {
+    const view = {
+      controller: new AbortController(),
+      timers: [],
+      get signal() {
+        return this.controller.signal;
+      },
+      get alive() {
+        return current === this;
+      },
+      /** Run fn now and every ms milliseconds (skipped while the tab is hidden). */
+      poll(fn, ms) {
+        let running = false;
+        const tick = async () => {
+          if (!this.alive || running || document.hidden) return;
+          running = true;
+          try {
+            await fn();
+          } finally {
+            running = false;
+          }
+        };
+        this.timers.push(setInterval(tick, ms));
+        return tick();
+      },
+      stop() {
+        this.controller.abort();
+        this.timers.forEach(clearInterval);
+        this.timers = [];
+      },
+    };
+    if (current) current.stop();
+    current = view;
+    return view;
+  }
+
+  function setNav(section) {
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      if (link.dataset.nav === section) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  function route() {
+    let hash = location.hash;
+    if (!hash.startsWith("#/")) {
+      if (current && hash) return; // an in-page anchor such as the skip link
+      hash = "#/runs";
+    }
+    const [path, query = ""] = hash.slice(1).split("?");
+    const params = new URLSearchParams(query);
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    const main = $("#main");
+    main.replaceChildren();
+    if (parts[0] === "runs" && parts.length === 1) {
+      setNav("runs");
+      viewRuns(main, params);
+    } else if (parts[0] === "runs" && parts.length >= 2) {
+      setNav("runs");
+      viewRun(main, parts.slice(1).join("/"));
+    } else if (parts[0] === "submit") {
+      setNav("submit");
+      viewSubmit(main);
+    } else {
+      setNav("");
+      newView();
+      document.title = "Not found · crucible-actors";
+      main.append(
+        h("h1", null, "Page not found"),
+        h("p", null, "There is no page at ", h("code", null, hash), ". ", h("a", { href: "#/runs" }, "Show the runs"), "."),
+      );
+    }
+  }
+
+  function focusHeading(main) {
+    const heading = $("h1", main);
+    if (heading) {
+      heading.setAttribute("tabindex", "-1");
+      heading.focus({ preventScroll: true });
+    }
+  }
+
+  // --- runs list -----------------------------------------------------------------------
+
+  function runsHash(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    const s = q.toString();
+    return s ? `#/runs?${s}` : "#/runs";
+  }
+
+  function viewRuns(main, params) {
+    const view = newView();
+    const status = params.get("status") || "";
+    const experiment = params.get("experiment") || "";
+    const before = params.get("before") || "";
+    document.title = "Runs · crucible-actors";
+
+    const statusSelect = h(
+      "select",
+      { id: "filter-status", name: "status" },
+      h("option", { value: "" }, "Any status"),
+      RUN_STATUSES.map((s) => h("option", { value: s, selected: s === status }, s)),
+    );
+    const experimentInput = h("input", {
+      id: "filter-experiment",
+      name: "experiment",
+      type: "search",
+      value: experiment,
+      placeholder: "e.g. core-pipeline",
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    const apply = () => {
+      location.hash = runsHash({ status: statusSelect.value, experiment: experimentInput.value.trim() });
+    };
+    statusSelect.addEventListener("change", apply);
+    const form = h(
+      "form",
+      {
+        class: "filters",
+        role: "search",
+        "aria-label": "Filter runs",
+        onsubmit: (e) => {
+          e.preventDefault();
+          apply();
+        },
+      },
+      h("div", { class: "field" }, h("label", { for: "filter-status" }, "Status"), statusSelect),
+      h("div", { class: "field" }, h("label", { for: "filter-experiment" }, "Experiment id"), experimentInput),
+      h("button", { type: "submit" }, "Filter"),
+      status || experiment ? h("a", { href: "#/runs" }, "Clear filters") : null,
+    );
+
+    const live = h("span", { class: "live off", id: "runs-live" }, "Connecting…");
+    const tableHolder = h("div", { class: "table-wrap", id: "runs" });
+    const errorHolder = h("div");
+    main.append(
+      h("div", { class: "toolbar" },
+        h("h1", null, "Runs"),
+        h("span", { class: "spacer" }),
+        live,
+        h("a", { href: "#/submit" }, "Submit an experiment")),
+      h("section", { class: "panel", "aria-labelledby": "runs-heading" },
+        h("h2", { id: "runs-heading", class: "sr-only" }, "Run list"),
+        form,
+        errorHolder,
+        tableHolder),
+    );
+    focusHeading(main);
+
+    let lastKey = null;
+    let durations = []; // [cell, run] of unfinished runs, updated every tick
+
+    async function refresh() {
+      const q = new URLSearchParams({ limit: "50" });
+      if (status) q.set("status", status);
+      if (experiment) q.set("experiment_id", experiment);
+      if (before) q.set("before", before);
+      try {
+        const data = await api(`api/runs?${q}`, { signal: view.signal });
+        if (!view.alive) return;
+        errorHolder.replaceChildren();
+        live.classList.remove("off");
+        live.textContent = `Live · updated ${timeFmt.format(Date.now())}`;
+        const key = JSON.stringify(data);
+        if (key !== lastKey) {
+          lastKey = key;
+          durations = renderRunsTable(tableHolder, data, { status, experiment, before });
+        }
+        for (const [cell, run] of durations) cell.textContent = formatDuration(elapsed(run));
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        live.classList.add("off");
+        live.textContent = "Not updating";
+        errorHolder.replaceChildren(errorBox(err, "Could not load runs") || "");
+      }
+    }
+    view.poll(refresh, POLL_LIST_MS);
+  }
+
+  function renderRunsTable(holder, data, filters) {
+    const runs = Array.isArray(data.runs) ? data.runs : [];
+    const unfinished = [];
+    if (runs.length === 0) {
+      holder.replaceChildren(
+        h("div", { class: "empty" },
+          filters.status || filters.experiment ? "No runs match these filters. " : "No runs yet. ",
+          h("a", { href: "#/submit" }, "Submit an experiment"), "."),
+      );
+      return unfinished;
+    }
+    const rows = runs.map((run) => {
+      const durationCell = h("td", { class: "num" }, formatDuration(elapsed(run)));
+      if (!TERMINAL.has(run.status)) unfinished.push([durationCell, run]);
+      const failure = run.failure
+        ? `${run.failure.stage ? `${run.failure.stage}: ` : ""}${run.failure.message || run.failure.reason_type || ""}`
+        : "";
+      return h("tr", { "data-run-id": run.id, "data-status": run.status },
+        h("td", null, h("a", { class: "run-id", href: `#/runs/${encodeURIComponent(run.id)}` }, run.id)),
+        h("td", null, badge(run.status)),
+        h("td", null, run.experiment_id
+          ? h("a", { href: runsHash({ experiment: run.experiment_id }), title: `Only runs of ${run.experiment_id}` }, run.experiment_id)
+          : "—"),
+        h("td", null, timeCell(run.started_at)),
+        durationCell,
+        h("td", { class: "failure wrap" }, failure));
+    });
+    const table = h("table", { class: "runs-table" },
+      h("caption", { class: "sr-only" }, "Runs, newest first"),
+      h("thead", null, h("tr", null,
+        h("th", { scope: "col" }, "Run"),
+        h("th", { scope: "col" }, "Status"),
+        h("th", { scope: "col" }, "Experiment"),
+        h("th", { scope: "col" }, "Started"),
+        h("th", { scope: "col", class: "num" }, "Duration"),
+        h("th", { scope: "col" }, "Failure"))),
+      h("tbody", null, rows));
+    const pager = h("div", { class: "pager" });
+    if (filters.before) pager.append(h("a", { href: runsHash({ status: filters.status, experiment: filters.experiment }) }, "← Newest runs"));
+    if (data.next) pager.append(h("a", { href: runsHash({ status: filters.status, experiment: filters.experiment, before: data.next }) }, "Older runs →"));
+    holder.replaceChildren(table, pager.childElementCount ? pager : "");
+    return unfinished;
+  }
+
+  // --- run page ------------------------------------------------------------------------
+
+  function viewRun(main, runId) {
+    const view = newView();
+    document.title = `Run ${runId} · crucible-actors`;
+
+    const statusHolder = h("span");
+    const cancelButton = h("button", { type: "button", class: "danger", id: "cancel-run", disabled: true }, "Cancel run");
+    const live = h("span", { class: "live off", id: "run-live" }, "Loading…");
+    const sections = {
+      summary: h("section", { class: "panel", id: "summary", "aria-label": "Summary" }),
+      timeline: h("section", { class: "panel", id: "timeline", "aria-labelledby": "timeline-h" }),
+      metrics: h("section", { class: "panel", id: "metrics", "aria-labelledby": "metrics-h" }),
+      bench: h("section", { class: "panel", id: "bench", "aria-labelledby": "bench-h", hidden: true }),
+      artifacts: h("section", { class: "panel", id: "artifacts", "aria-labelledby": "artifacts-h" }),
+      trace: h("section", { class: "panel", id: "trace", "aria-labelledby": "trace-h" }),
+      events: h("section", { class: "panel", id: "events", "aria-labelledby": "events-h" }),
+      more: h("section", { class: "panel", id: "definition", "aria-labelledby": "more-h" }),
+    };
+    const errorHolder = h("div");
+    const actionMessage = h("div", { role: "status" });
+    main.append(
+      h("p", null, h("a", { href: "#/runs" }, "← All runs")),
+      h("div", { class: "run-head" },
+        h("h1", null, "Run ", h("span", { class: "run-id" }, runId)),
+        statusHolder,
+        h("span", { class: "spacer" }),
+        live,
+        cancelButton),
+      actionMessage,
+      errorHolder,
+      ...Object.values(sections),
+    );
+    focusHeading(main);
+
+    let detail = null;
+    const keys = {};
+    const events = [];
+    let lastSeq = null;
+    let streaming = false;
+    let finished = false;
+
+    /** Re-render a section only when its data changed, so open <details> and focus survive. */
+    function update(name, data, render) {
+      const key = JSON.stringify(data);
+      if (keys[name] === key) return;
+      keys[name] = key;
+      render();
+    }
+
+    async function load() {
+      try {
+        const data = await api(apiPath("runs", runId), { signal: view.signal });
+        if (!view.alive) return;
+        errorHolder.replaceChildren();
+        detail = data;
+        render();
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        if (err instanceof ApiError && err.status === 404) {
+          finished = true;
+          view.stop();
+          main.replaceChildren(
+            h("h1", null, "Run not found"),
+            h("p", null, "There is no run with id ", h("code", null, runId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
+          );
+          return;
+        }
+        errorHolder.replaceChildren(errorBox(err, "Could not load the run") || "");
+      }
+    }
+
+    function render() {
+      const d = detail;
+      finished = TERMINAL.has(d.status);
+      statusHolder.replaceChildren(badge(d.status));
+      statusHolder.dataset.status = d.status;
+      cancelButton.disabled = finished;
+      cancelButton.hidden = finished;
+      if (finished) {
+        live.classList.add("off");
+        live.textContent = `Finished · ${d.status}`;
+      } else {
+        live.classList.remove("off");
+        live.textContent = streaming ? "Live (event stream)" : `Live · updated ${timeFmt.format(Date.now())}`;
+      }
+      update("summary", [d.status, d.experiment_id, d.started_at, d.finished_at, d.duration, d.failure],
+        () => renderSummary(sections.summary, d));
+      update("timeline", [d.stages, d.started_at, d.finished_at, d.status], () => renderTimeline(sections.timeline, d));
+      update("metrics", d.metrics, () => renderMetrics(sections.metrics, sections.bench, d.metrics));
+      update("artifacts", d.artifacts, () => renderArtifacts(sections.artifacts, d));
+      // The trace grows as stages start and end: refetch it when an attempt changes.
+      const progress = (d.stages || []).map((st) => (st.attempts || []).map((a) => a.status).join(",")).join("|");
+      update("trace", [d.has_trace, d.status, progress], () => renderTrace(sections.trace, d, view));
+      update("more", [d.outputs, d.experiment], () => renderMore(sections.more, d));
+    }
+
+    cancelButton.addEventListener("click", async () => {
+      if (!window.confirm(`Cancel run ${runId}?`)) return;
+      cancelButton.disabled = true;
+      try {
+        const result = await api(`${apiPath("runs", runId, "cancel")}`, { method: "POST", signal: view.signal });
+        actionMessage.replaceChildren(h("div", { class: "alert info" }, `Cancellation requested (status: ${result && result.status}).`));
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 409) {
+          actionMessage.replaceChildren(h("div", { class: "alert info" }, "The run had already finished."));
+        } else {
+          actionMessage.replaceChildren(errorBox(err, "Could not cancel the run") || "");
+          cancelButton.disabled = false;
+        }
+      }
+      load();
+    });
+
+    // Event log, fed by the stream.
+    const eventList = h("ol", { class: "event-list", id: "event-list" });
+    const eventNote = h("p", { class: "muted" }, "Waiting for events…");
+    sections.events.append(h("h2", { id: "events-h" }, "Events"), eventNote, eventList);
+
+    function addEvent(ev) {
+      events.push(ev);
+      if (events.length === 1) eventNote.textContent = "Run events in order; times are seconds since the first event.";
+      // "time" is the runtime's monotonic clock, "wall" the wall clock (epoch seconds or ISO).
+      const first = events[0];
+      const offset = typeof ev.time === "number" && typeof first.time === "number" ? ev.time - first.time : null;
+      const wall = typeof ev.wall === "number" ? ev.wall * 1000 : parseTime(ev.wall);
+      eventList.append(
+        h("li", { "data-type": ev.type, "data-seq": ev.seq },
+          h("span", { class: "when", title: wall !== null ? dateFmt.format(wall) : null },
+            offset !== null ? `+${offset.toFixed(3)} s` : `#${ev.seq}`),
+          h("span", { class: "type" }, ev.type),
+          h("span", null,
+            ev.stage ? h("strong", null, ev.stage) : "",
+            ev.stage && ev.attempt ? ` · attempt ${ev.attempt}` : "",
+            ev.data && typeof ev.data === "object" && Object.keys(ev.data).length
+              ? h("span", { class: "muted" }, ` ${summarizeEventData(ev.data)}`)
+              : "")),
+      );
+    }
+
+    let reloadTimer = null;
+    function scheduleLoad() {
+      if (reloadTimer) return;
+      reloadTimer = setTimeout(() => {
+        reloadTimer = null;
+        if (view.alive) load();
+      }, 250);
+    }
+
+    async function follow() {
+      // Replays the stored events, then follows live ones; ends after the terminal event.
+      for (let reconnects = 0; view.alive && reconnects < 5; reconnects++) {
+        const url = apiPath("runs", runId, "events") + (lastSeq !== null ? `?after=${encodeURIComponent(lastSeq)}` : "");
+        let sawTerminal = false;
+        try {
+          await readSse(url, view.signal, (type, data, id) => {
+            if (id !== null) lastSeq = id;
+            if (data && typeof data === "object") addEvent({ ...data, type: data.type || type });
+            if (TERMINAL_EVENTS.has(type)) sawTerminal = true;
+            streaming = true;
+            scheduleLoad();
+          });
+        } catch (err) {
+          if (!view.alive || err.name === "AbortError") return;
+          break; // fall back to polling
+        }
+        if (sawTerminal || finished) return;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      streaming = false;
+      if (view.alive && events.length === 0) eventNote.textContent = "The event stream is unavailable; polling instead.";
+      view.poll(async () => {
+        if (!finished) await load();
+      }, POLL_RUN_MS);
+    }
+
+    // Growing bars of running attempts.
+    view.timers.push(
+      setInterval(() => {
+        if (detail && !finished && !document.hidden) {
+          renderTimeline(sections.timeline, detail);
+          renderSummary(sections.summary, detail);
+        }
+      }, 1000),
+    );
+
+    load().then(() => {
+      if (view.alive && detail) follow();
+    });
+  }
+
+  function summarizeEventData(data) {
+    const parts = [];
+    for (const [k, v] of Object.entries(data)) {
+      if (parts.length >= 4) break;
+      parts.push(`${k}=${isScalar(v) ? formatValue(v) : JSON.stringify(v)}`);
+    }
+    const text = parts.join(" ");
+    return text.length > 160 ? `${text.slice(0, 157)}…` : text;
+  }
+
+  /** Read an SSE endpoint with fetch (so the Authorization header goes along). */
+  async function readSse(url, signal, onEvent) {
+    const resp = await api(url, { raw: true, signal, headers: { Accept: "text/event-stream" } });
+    if (!resp.body) throw new Error("streaming is not supported by this browser");
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      // Normalise line ends, keeping a trailing "\r" whose "\n" may come in the next chunk.
+      const tail = buffer.endsWith("\r") ? "\r" : "";
+      buffer = buffer.slice(0, buffer.length - tail.length).replace(/\r\n?/g, "\n") + tail;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = "message";
+        let id = null;
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let val = colon < 0 ? "" : line.slice(colon + 1);
+          if (val.startsWith(" ")) val = val.slice(1);
+          if (field === "data") data.push(val);
+          else if (field === "event") type = val;
+          else if (field === "id") id = val;
+        }
+        if (data.length === 0) continue;
+        let parsed;
+        try {
+          parsed = JSON.parse(data.join("\n"));
+        } catch {
+          parsed = { data: data.join("\n") };
+        }
+        onEvent(type, parsed, id);
+      }
+    }
+  }
+
+  function renderSummary(section, d) {
+    const facts = [
+      ["Experiment", d.experiment_id ? h("a", { href: runsHash({ experiment: d.experiment_id }) }, d.experiment_id) : "—"],
+      ["Status", d.status],
+      ["Started", timeCell(d.started_at)],
+      ["Finished", timeCell(d.finished_at)],
+      ["Duration", formatDuration(elapsed(d))],
+      ["Stages", String((d.stages || []).length)],
+    ];
+    if (d.experiment && d.experiment.name) facts.splice(1, 0, ["Name", d.experiment.name]);
+    section.replaceChildren(
+      h("dl", { class: "facts" }, facts.map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v)))),
+      d.experiment && d.experiment.description ? h("p", { class: "muted" }, d.experiment.description) : "",
+      d.failure
+        ? h("div", { class: "alert", role: "alert" },
+          h("strong", null, `Failed${d.failure.stage ? ` in stage ${d.failure.stage}` : ""}`),
+          d.failure.attempts ? ` after ${d.failure.attempts} attempt(s)` : "",
+          d.failure.reason_type ? h("span", { class: "muted" }, ` (${d.failure.reason_type})`) : "",
+          d.failure.message ? h("pre", null, d.failure.message) : "")
+        : "",
+    );
+  }
+
+  // --- timeline ------------------------------------------------------------------------
+
+  function niceStep(span, target = 6) {
+    const raw = span / target;
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    const norm = raw / mag;
+    return (norm < 1.5 ? 1 : norm < 3.5 ? 2 : norm < 7.5 ? 5 : 10) * mag;
+  }
+
+  function axisLabel(seconds, step) {
+    if (step < 1) {
+      const ms = seconds * 1000;
+      return `${Number(ms.toPrecision(6))} ms`;
+    }
+    if (step < 60) return `${Number(seconds.toPrecision(6))} s`;
+    return `${Number((seconds / 60).toPrecision(4))} min`;
+  }
+
+  function renderTimeline(section, d) {
+    const stages = Array.isArray(d.stages) ? d.stages : [];
+    const heading = h("h2", { id: "timeline-h" }, "Stage timeline");
+    if (stages.length === 0) {
+      section.replaceChildren(heading, h("p", { class: "muted" }, "No stages recorded yet."));
+      return;
+    }
+    const attempts = stages.flatMap((st) => (st.attempts || []).map((a) => ({ ...a, stage: st })));
+    const starts = attempts.map((a) => parseTime(a.started_at)).filter((t) => t !== null);
+    const now = Date.now();
+    const t0 = parseTime(d.started_at) ?? (starts.length ? Math.min(...starts) : now);
+    const ends = attempts.map((a) => {
+      const start = parseTime(a.started_at);
+      const end = parseTime(a.finished_at);
+      if (end !== null) return end;
+      if (start !== null && typeof a.duration === "number") return start + a.duration * 1000;
+      return TERMINAL.has(d.status) ? start ?? t0 : now;
+    });
+    const t1 = Math.max(parseTime(d.finished_at) ?? 0, ...ends, t0 + 1);
+    const span = (t1 - t0) / 1000;
+
+    const W = 960;
+    const labelW = 190;
+    const rightPad = 24;
+    const rowH = 30;
+    const top = 8;
+    const axisH = 26;
+    const plotW = W - labelW - rightPad;
+    const H = top + stages.length * rowH + axisH;
+    const x = (ms) => labelW + ((ms - t0) / 1000 / span) * plotW;
+
+    const chart = svg("svg", {
+      class: "chart timeline",
+      viewBox: `0 0 ${W} ${H}`,
+      role: "img",
+      "aria-labelledby": "timeline-title",
+    });
+    chart.append(
+      svg("title", { id: "timeline-title" }, `Timeline of ${stages.length} stages over ${formatDuration(span)}; details in the table below`),
+      svg("defs", null,
+        svg("pattern", { id: "tl-hatch", width: 8, height: 8, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" },
+          svg("line", { class: "hatch-line", x1: 0, y1: 0, x2: 0, y2: 8 }))),
+    );
+
+    stages.forEach((st, row) => {
+      if (row % 2 === 0) chart.append(svg("rect", { class: "lane", x: 0, y: top + row * rowH, width: W, height: rowH }));
+    });
+    const step = niceStep(span);
+    for (let t = 0; t <= span + 1e-9; t += step) {
+      const px = labelW + (t / span) * plotW;
+      chart.append(
+        svg("line", { class: "grid", x1: px, x2: px, y1: top, y2: top + stages.length * rowH }),
+        svg("text", { class: "axis", x: px, y: H - 8, "text-anchor": "middle" }, axisLabel(t, step)),
+      );
+    }
+    chart.append(svg("line", { class: "axis-line", x1: labelW, x2: W - rightPad, y1: top + stages.length * rowH, y2: top + stages.length * rowH }));
+
+    stages.forEach((st, row) => {
+      const y = top + row * rowH;
+      const label = st.name.length > 24 ? `${st.name.slice(0, 23)}…` : st.name;
+      chart.append(svg("text", { x: 8, y: y + rowH / 2 + 4 }, svg("title", null, st.name), label));
+      const list = st.attempts || [];
+      if (list.length === 0) {
+        chart.append(svg("text", { class: "axis", x: labelW + 6, y: y + rowH / 2 + 4 }, st.status || "pending"));
+        return;
+      }
+      for (const a of list) {
+        const start = parseTime(a.started_at) ?? t0;
+        let end = parseTime(a.finished_at);
+        if (end === null) end = typeof a.duration === "number" ? start + a.duration * 1000 : TERMINAL.has(d.status) ? start : now;
+        const bx = x(start);
+        const bw = Math.max(4, x(end) - bx);
+        const status = String(a.status || "running").replace(/[^a-z_]/gi, "");
+        const tip = `${st.name} · attempt ${a.attempt} · ${a.status} · ${formatDuration(elapsed(a))}${a.error ? ` · ${a.error}` : ""}`;
+        const g = svg("g", { class: "attempt", "data-stage": st.name, "data-attempt": a.attempt, "data-status": status },
+          svg("title", null, tip),
+          svg("rect", { class: `bar bar-${status}${a.finished_at ? "" : " running-bar"}`, x: bx, y: y + 6, width: bw, height: rowH - 12, rx: 3 }));
+        if (status === "timeout" || status === "failed") {
+          g.append(svg("rect", { class: "bar-hatch", fill: "url(#tl-hatch)", x: bx, y: y + 6, width: bw, height: rowH - 12, rx: 3 }));
+        }
+        if (bw > 34) g.append(svg("text", { class: "in-bar", x: bx + 5, y: y + rowH / 2 + 4 }, `#${a.attempt}`));
+        if (a.attempt > 1) g.append(svg("text", { class: "restart-mark", x: bx - 3, y: y + 5, "text-anchor": "middle" }, "↻"));
+        chart.append(g);
+      }
+    });
+
+    const legend = h("ul", { class: "legend", "aria-label": "Legend" },
+      h("li", { class: "completed" }, "completed"),
+      h("li", { class: "failed" }, "failed"),
+      h("li", { class: "timeout" }, "timed out"),
+      h("li", { class: "running" }, "running"),
+      h("li", { class: "cancelled" }, "cancelled"),
+      h("li", { class: "restart" }, "↻ restart (attempt > 1)"));
+
+    const rows = [];
+    for (const st of stages) {
+      const list = st.attempts || [];
+      if (list.length === 0) {
+        rows.push(h("tr", { "data-stage": st.name },
+          h("td", null, st.index), h("td", null, st.name), h("td", null, "—"), h("td", null, badge(st.status || "pending", "small")),
+          h("td", null, "—"), h("td", { class: "num" }, "—"), h("td", null, "")));
+        continue;
+      }
+      for (const a of list) {
+        rows.push(h("tr", { "data-stage": st.name, "data-attempt": a.attempt },
+          h("td", null, st.index),
+          h("td", null, st.name),
+          h("td", null, a.attempt > 1 ? `${a.attempt} (restart)` : String(a.attempt)),
+          h("td", null, badge(a.status, "small")),
+          h("td", null, timeCell(a.started_at)),
+          h("td", { class: "num" }, formatDuration(elapsed(a))),
+          h("td", { class: "wrap" }, a.error || "")));
+      }
+    }
+    const table = h("table", { class: "attempts-table" },
+      h("caption", { class: "sr-only" }, "Stage attempts"),
+      h("thead", null, h("tr", null,
+        ["#", "Stage", "Attempt", "Status", "Started", "Duration", "Error"].map((c) =>
+          h("th", { scope: "col", class: c === "Duration" ? "num" : null }, c)))),
+      h("tbody", null, rows));
+
+    const open = section.querySelector("details") ? section.querySelector("details").open : false;
+    section.replaceChildren(
+      heading,
+      chart,
+      legend,
+      h("details", { open }, h("summary", null, `Attempts (${attempts.length})`), h("div", { class: "table-wrap" }, table)),
+    );
+  }
+
+  // --- metrics and bench ---------------------------------------------------------------
+
+  /** Return [[metricKey, bench]] for every metric that looks like the bench stage's output. */
+  function findBench(metrics) {
+    const found = [];
+    if (!metrics || typeof metrics !== "object") return found;
+    for (const [key, value] of Object.entries(metrics)) {
+      if (value && typeof value === "object" && !Array.isArray(value) && (value.group_stats || value.results)) {
+        if (benchGroups(value).length) found.push([key, value]);
+      }
+    }
+    return found;
+  }
+
+  /** Groups with a mean and (when known) a confidence interval. */
+  function benchGroups(bench) {
+    const out = [];
+    const stats = bench.group_stats && typeof bench.group_stats === "object" ? bench.group_stats : null;
+    if (stats && Object.keys(stats).length) {
+      for (const [name, g] of Object.entries(stats)) {
+        if (g && typeof g.mean === "number") out.push({ name, mean: g.mean, ci: g.confidence_interval, n: g.n, std: g.std });
+      }
+      return out;
+    }
+    const r = bench.results;
+    if (r && typeof r.group === "string" && typeof r.mean === "number") {
+      out.push({ name: r.group, mean: r.mean, ci: r.confidence_interval, n: r.n, std: r.std });
+    }
+    return out;
+  }
+
+  function renderMetrics(section, benchSection, metrics) {
+    const benches = findBench(metrics);
+    const benchKeys = new Set(benches.map(([k]) => k));
+    const rest = {};
+    for (const [k, v] of Object.entries(metrics || {})) if (!benchKeys.has(k)) rest[k] = v;
+    const rows = flatten(rest);
+    const heading = h("h2", { id: "metrics-h" }, "Metrics");
+    if (rows.length === 0) {
+      section.replaceChildren(heading, h("p", { class: "muted" }, benches.length ? "Only bench results (below)." : "No metrics recorded."));
+    } else {
+      section.replaceChildren(heading, metricsTable(rows, "Metrics, nested keys flattened"));
+    }
+
+    if (benches.length === 0) {
+      benchSection.hidden = true;
+      benchSection.replaceChildren();
+      return;
+    }
+    benchSection.hidden = false;
+    benchSection.replaceChildren(h("h2", { id: "bench-h" }, "Bench results"));
+    for (const [key, bench] of benches) benchSection.append(renderBench(key, bench));
+  }
+
+  function metricsTable(rows, caption) {
+    return h("div", { class: "table-wrap" },
+      h("table", { class: "metrics-table" },
+        h("caption", { class: "sr-only" }, caption),
+        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Key"), h("th", { scope: "col" }, "Value"))),
+        h("tbody", null, rows.map(([k, v]) =>
+          h("tr", { "data-key": k },
+            h("td", { class: "key" }, k),
+            h("td", { class: typeof v === "number" ? "num wrap" : "wrap", title: typeof v === "number" ? String(v) : null }, formatValue(v)))))));
+  }
+
+  function renderBench(key, bench) {
+    const groups = benchGroups(bench);
+    const wrap = h("div", { class: "bench", "data-metric": key });
+    if (key !== "bench") wrap.append(h("h3", null, key));
+    wrap.append(benchChart(key, groups));
+
+    const r = bench.results || {};
+    const tests = r.test_results && typeof r.test_results === "object" ? Object.entries(r.test_results) : [];
+    if (tests.length) {
+      wrap.append(
+        h("h3", null, "Tests",
+          r.groups ? h("span", { class: "muted" }, ` · ${[].concat(r.groups).join(" vs ")}`) : "",
+          typeof (bench.alpha ?? r.alpha) === "number" ? h("span", { class: "muted" }, ` · α = ${bench.alpha ?? r.alpha}`) : "",
+          bench.correction && bench.correction !== "none" ? h("span", { class: "muted" }, ` · correction: ${bench.correction}`) : ""),
+        h("div", { class: "table-wrap" },
+          h("table", { class: "bench-tests" },
+            h("caption", { class: "sr-only" }, "Statistical tests"),
+            h("thead", null, h("tr", null,
+              ["Test", "Statistic", "p", "Significant", "CI", "Effect size", "Interpretation"].map((c) =>
+                h("th", { scope: "col", class: ["Statistic", "p"].includes(c) ? "num" : null }, c)))),
+            h("tbody", null, tests.map(([name, t]) => {
+              if (!t || typeof t !== "object") return h("tr", null, h("td", null, name), h("td", { colspan: 6 }, formatValue(t)));
+              if (t.skipped) return h("tr", null, h("td", null, name), h("td", { colspan: 6, class: "muted" }, `skipped: ${t.skipped}`));
+              const p = t.p_value_adjusted ?? t.p_value;
+              return h("tr", null,
+                h("td", null, t.test || name),
+                h("td", { class: "num" }, formatValue(t.statistic)),
+                h("td", { class: "num", title: t.p_value_adjusted !== undefined ? `raw p = ${t.p_value}` : null }, formatValue(p)),
+                h("td", null, t.significant ? "yes" : "no"),
+                h("td", null, Array.isArray(t.confidence_interval) ? `[${t.confidence_interval.map(formatValue).join(", ")}]` : "—"),
+                h("td", null, effectText(t.effect_size)),
+                h("td", { class: "wrap" }, t.interpretation || ""));
+            })))),
+      );
+    }
+    wrap.append(h("details", null, h("summary", null, "All bench figures"), metricsTable(flatten(bench), "All bench figures")));
+    return wrap;
+  }
+
+  function effectText(effect) {
+    if (effect === null || effect === undefined) return "—";
+    if (typeof effect !== "object") return formatValue(effect);
+    return Object.entries(effect).map(([k, v]) => `${k}: ${formatValue(v)}`).join(", ") || "—";
+  }
+
+  function benchChart(key, groups) {
+    const lows = groups.map((g) => (Array.isArray(g.ci) && typeof g.ci[0] === "number" ? g.ci[0] : g.mean));
+    const highs = groups.map((g) => (Array.isArray(g.ci) && typeof g.ci[1] === "number" ? g.ci[1] : g.mean));
+    let lo = Math.min(...lows);
+    let hi = Math.max(...highs);
+    if (hi - lo < 1e-12) {
+      lo -= Math.abs(lo) * 0.1 || 1;
+      hi += Math.abs(hi) * 0.1 || 1;
+    }
+    const pad = (hi - lo) * 0.08;
+    const step = niceStep(hi - lo + 2 * pad, 5);
+    const dmin = Math.floor((lo - pad) / step) * step;
+    const dmax = Math.ceil((hi + pad) / step) * step;
+
+    const W = 960;
+    const labelW = 170;
+    const valueW = 230;
+    const rowH = 38;
+    const top = 10;
+    const axisH = 28;
+    const plotW = W - labelW - valueW;
+    const H = top + groups.length * rowH + axisH;
+    const x = (v) => labelW + ((v - dmin) / (dmax - dmin)) * plotW;
+    const id = `bench-title-${key.replace(/[^a-z0-9_-]/gi, "")}`;
+
+    const chart = svg("svg", { class: "chart bench-chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": id });
+    chart.append(svg("title", { id }, `Group means with confidence intervals: ${groups
+      .map((g) => `${g.name} ${formatNumber(g.mean)}`).join(", ")}`));
+    groups.forEach((g, row) => {
+      if (row % 2 === 0) chart.append(svg("rect", { class: "lane", x: 0, y: top + row * rowH, width: W, height: rowH }));
+    });
+    const decimals = Math.max(0, -Math.floor(Math.log10(step)));
+    for (let v = dmin; v <= dmax + step / 2; v += step) {
+      const px = x(v);
+      chart.append(
+        svg("line", { class: "grid", x1: px, x2: px, y1: top, y2: top + groups.length * rowH }),
+        svg("text", { class: "axis", x: px, y: H - 8, "text-anchor": "middle" }, v.toFixed(Math.min(decimals, 6))),
+      );
+    }
+    chart.append(svg("line", { class: "axis-line", x1: labelW, x2: labelW + plotW, y1: top + groups.length * rowH, y2: top + groups.length * rowH }));
+    groups.forEach((g, row) => {
+      const cy = top + row * rowH + rowH / 2;
+      const hasCi = Array.isArray(g.ci) && typeof g.ci[0] === "number" && typeof g.ci[1] === "number";
+      const label = g.name.length > 22 ? `${g.name.slice(0, 21)}…` : g.name;
+      const tip = `${g.name}: mean ${formatNumber(g.mean)}${hasCi ? `, CI [${formatNumber(g.ci[0])}, ${formatNumber(g.ci[1])}]` : ""}${g.n ? `, n = ${g.n}` : ""}`;
+      const grp = svg("g", { class: "bench-group", "data-group": g.name }, svg("title", null, tip));
+      grp.append(svg("text", { x: 8, y: cy + 4 }, label));
+      if (hasCi) {
+        grp.append(
+          svg("line", { class: "whisker", x1: x(g.ci[0]), x2: x(g.ci[1]), y1: cy, y2: cy }),
+          svg("line", { class: "whisker", x1: x(g.ci[0]), x2: x(g.ci[0]), y1: cy - 7, y2: cy + 7 }),
+          svg("line", { class: "whisker", x1: x(g.ci[1]), x2: x(g.ci[1]), y1: cy - 7, y2: cy + 7 }),
+        );
+      }
+      grp.append(svg("circle", { class: "mean-dot", cx: x(g.mean), cy, r: 6 }));
+      grp.append(svg("text", { class: "value", x: labelW + plotW + 14, y: cy + 4 },
+        `${formatNumber(g.mean)}${hasCi ? ` [${formatNumber(g.ci[0])}, ${formatNumber(g.ci[1])}]` : ""}${g.n ? `  n=${g.n}` : ""}`));
+      chart.append(grp);
+    });
+    return h("figure", { class: "bench-figure" }, chart,
+      h("figcaption", { class: "muted" }, "Group means (dots) with their confidence intervals (whiskers)."));
+  }
+
+  // --- artifacts, trace, definition ----------------------------------------------------
+
+  function renderArtifacts(section, d) {
+    const list = Array.isArray(d.artifacts) ? d.artifacts : [];
+    const heading = h("h2", { id: "artifacts-h" }, "Artifacts");
+    if (list.length === 0) {
+      section.replaceChildren(heading, h("p", { class: "muted" }, "No artifacts recorded."));
+      return;
+    }
+    section.replaceChildren(heading,
+      h("ul", { class: "artifacts" }, list.map((a) => {
+        const url = a.url || apiPath("runs", d.id, "artifacts", a.name);
+        const meta = [a.type, a.format].filter(Boolean).join(", ");
+        return h("li", null, authLink(url, a.name, { download: a.name }), meta ? h("span", { class: "muted" }, ` (${meta})`) : "");
+      })));
+  }
+
+  function renderTrace(section, d, view) {
+    const heading = h("h2", { id: "trace-h" }, "Decision trace");
+    if (!d.has_trace) {
+      section.replaceChildren(heading, h("p", { class: "muted" }, "This run recorded no decision trace."));
+      return;
+    }
+    const htmlUrl = `${apiPath("runs", d.id, "trace")}?format=html`;
+    const list = h("ol", { class: "trace-list", id: "trace-list" });
+    const frameHolder = h("div");
+    const details = h("details", { id: "trace-details" }, h("summary", null, "Show the full trace page here"), frameHolder);
+    details.addEventListener("toggle", async () => {
+      if (!details.open || frameHolder.childElementCount) return;
+      const frame = h("iframe", { class: "trace-frame", title: `Decision trace of run ${d.id}`, sandbox: "", loading: "lazy" });
+      if (getToken()) {
+        // An iframe cannot send the Authorization header; load the page ourselves.
+        try {
+          const resp = await api(htmlUrl, { raw: true, signal: view.signal });
+          frame.srcdoc = await resp.text();
+        } catch (err) {
+          frameHolder.replaceChildren(errorBox(err, "Could not load the trace") || "");
+          return;
+        }
+      } else {
+        frame.src = htmlUrl;
+      }
+      frameHolder.replaceChildren(frame);
+    });
+    section.replaceChildren(heading,
+      h("p", null, authLink(htmlUrl, "Open the trace page"), h("span", { class: "muted" }, " (self-contained HTML)")),
+      list, details);
+
+    api(`${apiPath("runs", d.id, "trace")}?format=json`, { signal: view.signal })
+      .then((chain) => {
+        if (!view.alive) return;
+        const evs = chain && Array.isArray(chain.events) ? chain.events : [];
+        if (evs.length === 0) {
+          list.replaceWith(h("p", { class: "muted" }, "The trace has no events yet."));
+          return;
+        }
+        const t0 = parseTime(evs[0].timestamp);
+        list.replaceChildren(...evs.map((ev) => {
+          const t = parseTime(ev.timestamp);
+          const offset = t !== null && t0 !== null ? `+${((t - t0) / 1000).toFixed(3)} s` : "";
+          return h("li", { "data-type": ev.type },
+            h("span", { class: "when" }, offset),
+            h("span", { class: "type" }, ev.type),
+            h("span", null,
+              h("span", null, ev.decision || ""),
+              typeof ev.confidence === "number" ? h("span", { class: "conf" }, `confidence ${ev.confidence.toFixed(2)}`) : "",
+              ev.reasoning ? h("div", { class: "reason" }, ev.reasoning) : "",
+              Array.isArray(ev.alternatives) && ev.alternatives.length
+                ? h("div", { class: "reason" }, `Alternatives: ${ev.alternatives.join("; ")}`)
+                : ""));
+        }));
+      })
+      .catch((err) => {
+        if (!view.alive || err.name === "AbortError") return;
+        list.replaceWith(errorBox(err, "Could not load the trace") || "");
+      });
+  }
+
+  function renderMore(section, d) {
+    section.replaceChildren(h("h2", { id: "more-h" }, "Outputs and definition"));
+    const outputs = Array.isArray(d.outputs) ? d.outputs : [];
+    if (outputs.length === 0) section.append(h("p", { class: "muted" }, "No outputs recorded."));
+    outputs.forEach((out, i) => {
+      const name = out && typeof out === "object" && out.name ? String(out.name) : `output ${i + 1}`;
+      const rendered = out && Array.isArray(out.rendered) ? out.rendered.filter((r) => r && typeof r.body === "string") : [];
+      if (rendered.length === 0) {
+        section.append(h("details", null, h("summary", null, `Output: ${name}`), pretty(out)));
+        return;
+      }
+      for (const r of rendered) {
+        section.append(h("details", { class: "output" },
+          h("summary", null, `Output: ${name}${r.format ? ` (${r.format})` : ""}`),
+          h("pre", null, r.body)));
+      }
+    });
+    if (d.experiment) section.append(h("details", null, h("summary", null, "Experiment definition"), pretty(d.experiment)));
+  }
+
+  // --- submit --------------------------------------------------------------------------
+
+  function newIdempotencyKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** Parse the definition text; returns the request body for POST /api/runs. */
+  function parseDefinition(text, format) {
+    const trimmed = text.trim();
+    if (!trimmed) throw new Error("The definition is empty.");
+    const fmt = format === "auto" ? (trimmed.startsWith("{") ? "json" : "toml") : format;
+    let value;
+    if (fmt === "json") {
+      try {
+        value = JSON.parse(trimmed);
+      } catch (err) {
+        throw new Error(`Invalid JSON: ${err.message}`);
+      }
+    } else {
+      value = parseToml(text); // TomlError's message says where
+    }
+    if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error("The definition must be an object/table.");
+    // A full request body ({"experiment": {...}, ...}) passes through unchanged.
+    const isRequest = value.experiment && typeof value.experiment === "object" && !("pipeline" in value);
+    return { format: fmt, body: isRequest ? value : { experiment: value } };
+  }
+
+  /**
+   * Send stage references by name where the server's registry serves that very reference.
+   *
+   * The service never imports code named by a request (422 ImportPathRejected), but
+   * experiment files written for the CLI say e.g. name = "seed", stage = "example_stages:seed".
+   * When GET /api/stages lists a stage with the same reference (under the same name, or
+   * under the only name serving it when the entry has none) the reference is dropped, which
+   * runs the same code. Anything else is sent unchanged, so the server explains the problem.
+   * Returns one note per rewritten entry.
+   */
+  async function resolveStageRefs(experiment, signal) {
+    const notes = [];
+    const key = Array.isArray(experiment.pipeline) ? "pipeline" : Array.isArray(experiment.stages) ? "stages" : null;
+    if (!key) return notes;
+    const entries = experiment[key].filter((e) => e && typeof e === "object" && typeof e.stage === "string" && e.stage);
+    if (entries.length === 0) return notes;
+    let registered;
+    try {
+      const answer = await api("api/stages", { signal });
+      registered = Array.isArray(answer && answer.stages) ? answer.stages : [];
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      return notes; // the submission itself will report the problem
+    }
+    for (const entry of entries) {
+      const matches = registered.filter((st) => st.module === entry.stage);
+      const same = entry.name ? matches.find((st) => st.name === entry.name) : matches.length === 1 ? matches[0] : null;
+      if (!same) continue;
+      notes.push(`${entry.name || same.name}: stage reference ${entry.stage} is the server's registered stage "${same.name}"; sent by name.`);
+      if (!entry.name) entry.name = same.name;
+      delete entry.stage;
+    }
+    return notes;
+  }
+
+  function viewSubmit(main) {
+    const view = newView();
+    document.title = "Submit experiment · crucible-actors";
+
+    const textarea = h("textarea", {
+      id: "definition",
+      name: "definition",
+      rows: 20,
+      spellcheck: "false",
+      autocomplete: "off",
+      "aria-describedby": "definition-hint",
+      placeholder: 'id = "my-experiment"\n\n[[pipeline]]\nname = "validate"\n',
+    });
+    textarea.value = sessionStorage.getItem(DRAFT_KEY) || "";
+    textarea.addEventListener("input", () => sessionStorage.setItem(DRAFT_KEY, textarea.value));
+
+    const fileInput = h("input", { id: "definition-file", type: "file", accept: ".toml,.json,application/json,application/toml,text/plain" });
+    const formatRadios = ["auto", "toml", "json"].map((f) =>
+      h("label", null, h("input", { type: "radio", name: "format", value: f, checked: f === "auto" }), " ",
+        { auto: "Detect", toml: "TOML", json: "JSON" }[f]));
+    const runIdInput = h("input", { id: "run-id", name: "run_id", type: "text", autocomplete: "off", spellcheck: "false", "aria-describedby": "run-id-hint" });
+    const assignsInput = h("textarea", { id: "assigns", name: "assigns", rows: 3, spellcheck: "false", "aria-describedby": "assigns-hint", placeholder: "{}" });
+    const validateSelect = h("select", { id: "validate-options", name: "validate_options", "aria-describedby": "validate-hint" },
+      h("option", { value: "off" }, "off"),
+      h("option", { value: "warn" }, "warn"),
+      h("option", { value: "error" }, "error"));
+    const traceBox = h("input", { id: "record-trace", type: "checkbox", name: "trace", checked: true });
+    const message = h("div", { id: "submit-message", role: "status", "aria-live": "polite" });
+    const preview = h("div", { id: "submit-preview" });
+    const submitButton = h("button", { type: "submit", class: "primary", id: "submit-run" }, "Submit run");
+    const checkButton = h("button", { type: "button", id: "check-definition" }, "Check");
+
+    fileInput.addEventListener("change", async () => {
+      const file = fileInput.files && fileInput.files[0];
+      if (!file) return;
+      textarea.value = await file.text();
+      sessionStorage.setItem(DRAFT_KEY, textarea.value);
+      const ext = file.name.toLowerCase().split(".").pop();
+      const radio = main.querySelector(`input[name="format"][value="${ext === "json" ? "json" : ext === "toml" ? "toml" : "auto"}"]`);
+      if (radio) radio.checked = true;
+      message.replaceChildren(h("div", { class: "alert info" }, `Loaded ${file.name} (${file.size} bytes).`));
+    });
+
+    function currentFormat() {
+      const checked = main.querySelector('input[name="format"]:checked');
+      return checked ? checked.value : "auto";
+    }
+
+    function buildBody() {
+      const { format, body } = parseDefinition(textarea.value, currentFormat());
+      const runId = runIdInput.value.trim();
+      if (runId) body.run_id = runId;
+      const assignsText = assignsInput.value.trim();
+      if (assignsText) {
+        let assigns;
+        try {
+          assigns = JSON.parse(assignsText);
+        } catch (err) {
+          throw new Error(`Assigns are not valid JSON: ${err.message}`);
+        }
+        if (!assigns || typeof assigns !== "object" || Array.isArray(assigns)) throw new Error("Assigns must be a JSON object.");
+        body.assigns = assigns;
+      }
+      if (validateSelect.value !== "off") body.validate_options = validateSelect.value;
+      if (!traceBox.checked) body.trace = false;
+      return { format, body };
+    }
+
+    function showProblem(text) {
+      message.replaceChildren(h("div", { class: "alert", role: "alert" }, text));
+    }
+
+    checkButton.addEventListener("click", async () => {
+      try {
+        const { format, body } = buildBody();
+        const notes = await resolveStageRefs(body.experiment, view.signal);
+        const stages = Array.isArray(body.experiment.pipeline) ? body.experiment.pipeline.length : 0;
+        message.replaceChildren(h("div", { class: "alert info" },
+          `Parsed as ${format.toUpperCase()}: experiment ${JSON.stringify(body.experiment.id ?? "(no id)")} with ${stages} stage(s).`,
+          notes.length ? h("ul", null, notes.map((n) => h("li", null, n))) : ""));
+        preview.replaceChildren(h("details", { open: true }, h("summary", null, "Request body (JSON)"), pretty(body)));
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        preview.replaceChildren();
+        if (err instanceof ApiError) message.replaceChildren(errorBox(err, "Could not check the stages") || "");
+        else showProblem(err.message);
+      }
+    });
+
+    let idempotencyKey = null;
+    let lastBodyKey = null;
+    const form = h("form", {
+      class: "form-grid",
+      id: "submit-form",
+      novalidate: true,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        let body;
+        try {
+          body = buildBody().body;
+        } catch (err) {
+          showProblem(err.message);
+          textarea.focus();
+          return;
+        }
+        submitButton.disabled = true;
+        message.replaceChildren(h("p", { class: "muted" }, "Submitting…"));
+        try {
+          await resolveStageRefs(body.experiment, view.signal);
+        } catch (err) {
+          submitButton.disabled = false;
+          if (!view.alive || err.name === "AbortError") return;
+          message.replaceChildren(errorBox(err, "Could not submit") || "");
+          return;
+        }
+        // The same body keeps its key, so a double click or a retry cannot start two runs.
+        const bodyKey = JSON.stringify(body);
+        if (bodyKey !== lastBodyKey) {
+          lastBodyKey = bodyKey;
+          idempotencyKey = newIdempotencyKey();
+        }
+        try {
+          const result = await api("api/runs", {
+            method: "POST",
+            body,
+            headers: { "Idempotency-Key": idempotencyKey },
+            signal: view.signal,
+          });
+          lastBodyKey = null;
+          location.hash = `#/runs/${encodeURIComponent(result.run_id)}`;
+        } catch (err) {
+          if (!view.alive || err.name === "AbortError") return;
+          if (err instanceof ApiError && err.status === 429) {
+            showProblem(`The server is busy; try again${err.retryAfter ? ` in ${err.retryAfter} s` : " shortly"}.`);
+          } else {
+            if (err instanceof ApiError && err.status === 422) lastBodyKey = null; // a fixed definition gets a new key
+            message.replaceChildren(errorBox(err, "The server rejected the experiment") || "");
+          }
+        } finally {
+          submitButton.disabled = false;
+        }
+      },
+    },
+    h("div", null,
+      h("label", { for: "definition" }, "Experiment definition (TOML or JSON)"),
+      textarea,
+      h("p", { class: "hint", id: "definition-hint" },
+        "Paste an experiment file such as examples/core_pipeline.toml. TOML is converted to JSON in your browser. ",
+        "The server runs registered stages only: a reference like ", h("code", null, "module:name"),
+        " is sent by name when the server registers that very reference.")),
+    h("div", { class: "row" },
+      h("div", null, h("label", { for: "definition-file" }, "…or load a file"), fileInput),
+      h("fieldset", null, h("legend", null, "Format"), formatRadios)),
+    h("div", { class: "row" },
+      h("div", null,
+        h("label", { for: "run-id" }, "Run id (optional)"), runIdInput,
+        h("p", { class: "hint", id: "run-id-hint" }, "Leave empty and the server picks one.")),
+      h("div", null,
+        h("label", { for: "assigns" }, "Assigns (optional JSON object)"), assignsInput,
+        h("p", { class: "hint", id: "assigns-hint" }, "Initial values for the run's Context assigns."))),
+    h("div", { class: "row" },
+      h("div", null,
+        h("label", { for: "validate-options" }, "Option validation"), validateSelect,
+        h("p", { class: "hint", id: "validate-hint" }, "Check stage options against their schemas before each stage: off, warn, or fail the stage (error).")),
+      h("div", { class: "check" }, traceBox, h("label", { for: "record-trace", class: "inline" }, "Record a decision trace"))),
+    h("div", { class: "actions" }, submitButton, checkButton),
+    message,
+    preview);
+
+    main.append(h("h1", null, "Submit an experiment"), h("section", { class: "panel" }, form));
+    focusHeading(main);
+  }
+
+  // --- TOML ----------------------------------------------------------------------------
+
+  class TomlError extends Error {
+    constructor(message, line, column) {
+      super(`TOML: ${message} (line ${line}, column ${column})`);
+      this.name = "TomlError";
+      this.line = line;
+      this.column = column;
+    }
+  }
+
+  /**
+   * Parse a TOML document into plain objects. Covers TOML 1.0 documents as experiments use
+   * them; dates and times are kept as their strings, and integers beyond 2^53 or inf/nan
+   * are rejected because JSON cannot carry them faithfully.
+   */
+  function parseToml(src) {
+    let i = 0;
+    const n = src.length;
+    const root = {};
+    const explicit = new Set(); // tables opened by a [header]
+    const dotted = new Set(); // tables created by dotted keys
+    const frozen = new Set(); // inline tables and value arrays: closed for extension
+    const arraysOfTables = new Set();
+
+    function fail(message, at = i) {
+      const before = src.slice(0, at);
+      const line = before.split("\n").length;
+      const column = at - before.lastIndexOf("\n");
+      throw new TomlError(message, line, column);
+    }
+
+    const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+    function skipWs() {
+      while (i < n && (src[i] === " " || src[i] === "\t")) i++;
+    }
+    function skipComment() {
+      if (src[i] === "#") while (i < n && src[i] !== "\n") i++;
+    }
+    function skipBlank() {
+      // whitespace, newlines and comments (inside arrays, between statements)
+      for (;;) {
+        skipWs();
+        skipComment();
+        if (src[i] === "\n") i++;
+        else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
+        else return;
+      }
+    }
+    function endOfLine() {
+      skipWs();
+      skipComment();
+      if (i >= n) return;
+      if (src[i] === "\n") i++;
+      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
+      else fail(`expected the end of the line, found ${JSON.stringify(src[i])}`);
+    }
+    function expect(text) {
+      if (src.startsWith(text, i)) i += text.length;
+      else fail(`expected ${JSON.stringify(text)}`);
+    }
+
+    function parseSimpleKey() {
+      if (src[i] === '"') {
+        if (src.startsWith('"""', i)) fail("a key cannot be a multi-line string");
+        return parseBasicString();
+      }
+      if (src[i] === "'") {
+        if (src.startsWith("'''", i)) fail("a key cannot be a multi-line string");
+        return parseLiteralString();
+      }
+      const start = i;
+      while (i < n && /[A-Za-z0-9_-]/.test(src[i])) i++;
+      if (i === start) fail(i < n ? `unexpected ${JSON.stringify(src[i])} where a key should be` : "expected a key");
+      return src.slice(start, i);
+    }
+    function parseKey() {
+      const keys = [parseSimpleKey()];
+      for (;;) {
+        skipWs();
+        if (src[i] !== ".") return keys;
+        i++;
+        skipWs();
+        keys.push(parseSimpleKey());
+      }
+    }
+
+    function parseEscape() {
+      const c = src[i++];
+      const simple = { b: "\b", t: "\t", n: "\n", f: "\f", r: "\r", e: "\x1b", '"': '"', "\\": "\\" };
+      if (c in simple) return simple[c];
+      if (c === "u" || c === "U") {
+        const len = c === "u" ? 4 : 8;
+        const hex = src.slice(i, i + len);
+        if (!new RegExp(`^[0-9A-Fa-f]{${len}}$`).test(hex)) fail("invalid unicode escape", i - 2);
+        i += len;
+        const code = parseInt(hex, 16);
+        if (code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) fail("invalid unicode scalar", i - len - 2);
+        return String.fromCodePoint(code);
+      }
+      return fail(`invalid escape "\\${c ?? ""}"`, i - 2);
+    }
+
+    function parseBasicString() {
+      i++; // opening quote
+      let out = "";
+      for (;;) {
+        if (i >= n || src[i] === "\n") fail("unterminated string");
+        const c = src[i];
+        if (c === '"') {
+          i++;
+          return out;
+        }
+        if (c === "\\") {
+          i++;
+          out += parseEscape();
+        } else {
+          out += c;
+          i++;
+        }
+      }
+    }
+    function parseLiteralString() {
+      i++;
+      const end = src.indexOf("'", i);
+      const nl = src.indexOf("\n", i);
+      if (end < 0 || (nl >= 0 && nl < end)) fail("unterminated string");
+      const out = src.slice(i, end);
+      i = end + 1;
+      return out;
+    }
+    function parseMultilineBasic() {
+      i += 3;
+      if (src[i] === "\n") i++;
+      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
+      let out = "";
+      for (;;) {
+        if (i >= n) fail("unterminated multi-line string");
+        if (src.startsWith('"""', i)) {
+          let extra = 0; // up to two quotes may end the content
+          while (src[i + 3 + extra] === '"' && extra < 2) extra++;
+          out += '"'.repeat(extra);
+          i += 3 + extra;
+          return out;
+        }
+        const c = src[i];
+        if (c === "\\") {
+          // a line-ending backslash trims the newline and the following whitespace
+          let j = i + 1;
+          while (src[j] === " " || src[j] === "\t") j++;
+          if (src[j] === "\n" || (src[j] === "\r" && src[j + 1] === "\n")) {
+            i = j;
+            while (i < n && /[ \t\r\n]/.test(src[i])) i++;
+            continue;
+          }
+          i++;
+          out += parseEscape();
+          continue;
+        }
+        if (c === "\r" && src[i + 1] === "\n") {
+          out += "\n";
+          i += 2;
+          continue;
+        }
+        out += c;
+        i++;
+      }
+    }
+    function parseMultilineLiteral() {
+      i += 3;
+      if (src[i] === "\n") i++;
+      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
+      const end = src.indexOf("'''", i);
+      if (end < 0) fail("unterminated multi-line string");
+      let extra = 0;
+      while (src[end + 3 + extra] === "'" && extra < 2) extra++;
+      const out = src.slice(i, end + extra).replace(/\r\n/g, "\n");
+      i = end + 3 + extra;
+      return out;
+    }
+
+    const DATE_RE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?/;
+    const TIME_RE = /^\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?/;
+    const NUM_END = /[\s,\]}#]/;
+
+    function parseNumberOrDate() {
+      const rest = src.slice(i, i + 64);
+      let m = DATE_RE.exec(rest);
+      if (m) {
+        let text = m[0];
+        // "1979-05-27 07:32" only joins date and time when a time really follows the space
+        if (/ $/.test(text)) text = text.trimEnd();
+        i += text.length;
+        return text;
+      }
+      m = TIME_RE.exec(rest);
+      if (m && /^\d{2}:/.test(rest)) {
+        i += m[0].length;
+        return m[0];
+      }
+      let j = i;
+      while (j < n && !NUM_END.test(src[j])) j++;
+      const token = src.slice(i, j);
+      const at = i;
+      i = j;
+      if (/^[+-]?(inf|nan)$/.test(token)) fail(`${token} cannot be sent as JSON`, at);
+      let m2 = /^0x([0-9A-Fa-f](?:_?[0-9A-Fa-f])*)$/.exec(token);
+      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 16), token, at);
+      m2 = /^0o([0-7](?:_?[0-7])*)$/.exec(token);
+      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 8), token, at);
+      m2 = /^0b([01](?:_?[01])*)$/.exec(token);
+      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 2), token, at);
+      if (/^[+-]?(?:0|[1-9](?:_?\d)*)$/.test(token)) return checkedInt(Number(token.replace(/_/g, "")), token, at);
+      if (/^[+-]?(?:0|[1-9](?:_?\d)*)(?:\.\d(?:_?\d)*)?(?:[eE][+-]?\d(?:_?\d)*)?$/.test(token) && /[.eE]/.test(token)) {
+        return Number(token.replace(/_/g, ""));
+      }
+      return fail(token ? `invalid value ${JSON.stringify(token)}` : "expected a value", at);
+    }
+    function checkedInt(value, token, at) {
+      if (!Number.isSafeInteger(value)) fail(`integer ${token} is too large for JSON in a browser`, at);
+      return value;
+    }
+
+    function parseArray() {
+      i++;
+      const out = [];
+      for (;;) {
+        skipBlank();
+        if (src[i] === "]") {
+          i++;
+          break;
+        }
+        if (i >= n) fail("unterminated array");
+        out.push(parseValue());
+        skipBlank();
+        if (src[i] === ",") i++;
+        else if (src[i] === "]") {
+          i++;
+          break;
+        } else fail("expected ',' or ']' in the array");
+      }
+      frozen.add(out);
+      return out;
+    }
+    function parseInlineTable() {
+      i++;
+      const table = {};
+      skipBlank();
+      if (src[i] === "}") {
+        i++;
+        frozen.add(table);
+        return table;
+      }
+      for (;;) {
+        skipBlank();
+        const keys = parseKey();
+        skipWs();
+        expect("=");
+        skipWs();
+        assign(table, keys, parseValue(), true);
+        skipBlank();
+        if (src[i] === ",") {
+          i++;
+          continue;
+        }
+        if (src[i] === "}") {
+          i++;
+          break;
+        }
+        fail("expected ',' or '}' in the inline table");
+      }
+      frozen.add(table);
+      return table;
+    }
+
+    function parseValue() {
+      const c = src[i];
+      if (c === '"') return src.startsWith('"""', i) ? parseMultilineBasic() : parseBasicString();
+      if (c === "'") return src.startsWith("'''", i) ? parseMultilineLiteral() : parseLiteralString();
+      if (c === "[") return parseArray();
+      if (c === "{") return parseInlineTable();
+      if (src.startsWith("true", i) && (i + 4 >= n || NUM_END.test(src[i + 4]))) {
+        i += 4;
+        return true;
+      }
+      if (src.startsWith("false", i) && (i + 5 >= n || NUM_END.test(src[i + 5]))) {
+        i += 5;
+        return false;
+      }
+      if (i >= n || c === "\n") fail("expected a value");
+      return parseNumberOrDate();
+    }
+
+    /** Set table[keys...] = value, creating intermediate (dotted) tables. */
+    function assign(table, keys, value, inline) {
+      let t = table;
+      for (const key of keys.slice(0, -1)) {
+        if (!(key in t)) {
+          t[key] = {};
+          dotted.add(t[key]);
+        } else if (!isObj(t[key]) || frozen.has(t[key]) || (explicit.has(t[key]) && !inline)) {
+          fail(`cannot add keys to ${JSON.stringify(key)}: it is already defined`);
+        }
+        t = t[key];
+      }
+      const last = keys[keys.length - 1];
+      if (last in t) fail(`duplicate key ${JSON.stringify(last)}`);
+      t[last] = value;
+    }
+
+    function walk(keys) {
+      let t = root;
+      for (const key of keys) {
+        if (!(key in t)) t[key] = {};
+        let next = t[key];
+        if (Array.isArray(next)) {
+          if (!arraysOfTables.has(next)) fail(`${JSON.stringify(key)} is an array, not a table`);
+          next = next[next.length - 1];
+        } else if (!isObj(next) || frozen.has(next)) {
+          fail(`${JSON.stringify(key)} is already defined as a value`);
+        }
+        t = next;
+      }
+      return t;
+    }
+
+    function openTable(keys) {
+      const parent = walk(keys.slice(0, -1));
+      const last = keys[keys.length - 1];
+      if (!(last in parent)) {
+        parent[last] = {};
+      } else {
+        const existing = parent[last];
+        if (!isObj(existing) || frozen.has(existing) || explicit.has(existing) || dotted.has(existing)) {
+          fail(`table [${keys.join(".")}] is defined twice`);
+        }
+      }
+      explicit.add(parent[last]);
+      return parent[last];
+    }
+
+    function openArrayTable(keys) {
+      const parent = walk(keys.slice(0, -1));
+      const last = keys[keys.length - 1];
+      if (!(last in parent)) {
+        parent[last] = [];
+        arraysOfTables.add(parent[last]);
+      } else if (!arraysOfTables.has(parent[last])) {
+        fail(`[[${keys.join(".")}]] conflicts with an earlier definition`);
+      }
+      const table = {};
+      parent[last].push(table);
+      return table;
+    }
+
+    if (src.charCodeAt(0) === 0xfeff) i = 1;
+    let table = root;
+    for (;;) {
+      skipBlank();
+      if (i >= n) break;
+      if (src[i] === "[") {
+        const isArray = src[i + 1] === "[";
+        i += isArray ? 2 : 1;
+        skipWs();
+        const keys = parseKey();
+        skipWs();
+        expect(isArray ? "]]" : "]");
+        table = isArray ? openArrayTable(keys) : openTable(keys);
+      } else {
+        const keys = parseKey();
+        skipWs();
+        expect("=");
+        skipWs();
+        assign(table, keys, parseValue(), false);
+      }
+      endOfLine();
+    }
+    return root;
+  }
+
+  // --- start ---------------------------------------------------------------------------
+
+  // For tests and the curious: window.crucibleDashboard.parseToml(text).
+  window.crucibleDashboard = Object.freeze({ parseToml, flatten });
+
+  function start() {
+    updateTokenState();
+    const forget = $("#forget-token");
+    if (forget) {
+      forget.addEventListener("click", () => {
+        sessionStorage.removeItem(TOKEN_KEY);
+        updateTokenState();
+        route();
+      });
+    }
+    window.addEventListener("hashchange", route);
+    route();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,168 @@
+"""``crucible-actors serve`` as a real process: start, serve, stop, refuse, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+import pytest
+
+from crucible_actors.cli import main
+
+from .conftest import start_served
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .conftest import ServeProcess
+
+DEADLINE = 30.0
+
+
+def wait_for_status(base: str, run_id: str, wanted: set[str], **kw: Any) -> dict[str, Any]:
+    """Poll the run until its status is in ``wanted`` (bounded: the server is external)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        detail: dict[str, Any] = httpx.get(f"{base}/api/runs/{run_id}", timeout=5, **kw).json()
+        if detail.get("status") in wanted:
+            return detail
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} did not reach {wanted}: {detail}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_served_app_answers_health_and_runs_an_experiment(served_app: str) -> None:
+    assert httpx.get(f"{served_app}/healthz").json() == {"status": "ok"}
+    body = {"id": "sub", "pipeline": [{"name": "echo", "options": {"value": 2}}, {"name": "sleep"}]}
+    response = httpx.post(f"{served_app}/api/runs", json=body)
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    detail = wait_for_status(served_app, run_id, {"completed", "failed"})
+    assert detail["status"] == "completed"
+    assert detail["metrics"] == {"value": 2, "slept": 0.05}
+    assert httpx.get(f"{served_app}/").status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_events_stream_live_over_http_on_both_backends(tmp_path: Path, backend: str) -> None:
+    served = start_served(tmp_path, "--backend", backend)
+    try:
+        body = {
+            "id": "live",
+            "pipeline": [{"name": "sleep", "options": {"seconds": 0.3}}, {"name": "echo"}],
+        }
+        run_id = httpx.post(f"{served.base_url}/api/runs", json=body).json()["run_id"]
+        events = []
+        with httpx.stream(
+            "GET", f"{served.base_url}/api/runs/{run_id}/events", timeout=DEADLINE
+        ) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(msgspec.json.decode(line[6:])["type"])
+        assert events == [
+            "run_started",
+            "stage_started",
+            "stage_completed",
+            "stage_started",
+            "stage_completed",
+            "run_completed",
+        ]
+        cancel_me = httpx.post(
+            f"{served.base_url}/api/runs",
+            json={"id": "c", "pipeline": [{"name": "sleep", "options": {"seconds": 60}}]},
+        ).json()["run_id"]
+        answer = httpx.post(f"{served.base_url}/api/runs/{cancel_me}/cancel", timeout=DEADLINE)
+        assert answer.status_code == 202
+        assert answer.json()["status"] == "cancelled"
+    finally:
+        assert served.stop() == 0, served.log()
+
+
+@pytest.mark.slow
+def test_a_token_guards_the_api_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-123\n")
+    served = start_served(tmp_path, "--token-file", str(token_file))
+    try:
+        assert httpx.get(f"{served.base_url}/api/runs").status_code == 401
+        wrong = httpx.get(f"{served.base_url}/api/runs", headers={"Authorization": "Bearer no"})
+        assert wrong.status_code == 403
+        right = httpx.get(
+            f"{served.base_url}/api/runs", headers={"Authorization": "Bearer tok-123"}
+        )
+        assert right.status_code == 200
+        assert httpx.get(f"{served.base_url}/healthz").status_code == 200
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=DEADLINE) == 0, served.log()
+
+
+@pytest.mark.slow
+def test_a_restarted_service_resumes_the_runs_of_a_killed_one(tmp_path: Path) -> None:
+    first: ServeProcess = start_served(tmp_path)
+    body = {
+        "id": "long",
+        "pipeline": [
+            {"name": "echo", "options": {"value": 1}},
+            {"name": "sleep", "options": {"seconds": 1.0}},
+        ],
+    }
+    run_id = httpx.post(f"{first.base_url}/api/runs", json=body).json()["run_id"]
+    wait_for_status(first.base_url, run_id, {"running"})
+    deadline = time.monotonic() + DEADLINE
+    while True:  # until the first stage's checkpoint is stored
+        stages = httpx.get(f"{first.base_url}/api/runs/{run_id}").json()["stages"]
+        if stages[1]["status"] == "running":
+            break
+        assert time.monotonic() < deadline, stages
+        time.sleep(0.02)
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait()
+    second = start_served(tmp_path)
+    try:
+        detail = wait_for_status(second.base_url, run_id, {"completed", "failed", "interrupted"})
+        assert detail["status"] == "completed", detail
+        assert detail["metrics"] == {"value": 1, "slept": 1.0}
+    finally:
+        assert second.stop() == 0, second.log()
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to listen on 0.0.0.0 without a token" in err
+    assert "--token-file" in err
+
+
+def test_an_unreadable_or_empty_token_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--token-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    assert main(["serve", "--token-file", str(empty)]) == 2
+    assert "must hold one token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.1.2.3", "[::1]"])
+def test_loopback_addresses(host: str) -> None:
+    from crucible_actors.cli._serve import is_loopback
+
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.1", "example.com", ""])
+def test_non_loopback_addresses(host: str) -> None:
+    from crucible_actors.cli._serve import is_loopback
+
+    assert not is_loopback(host)
