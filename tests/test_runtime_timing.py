@@ -248,3 +248,25 @@ async def test_shutdown_gives_shielded_cleanup_the_grace_period(
     assert log == (["cleanup finished"] if finished else [])
     assert h1.status is RunStatus.CANCELLED
     assert h2.status is RunStatus.CANCELLED
+
+
+async def test_late_result_of_an_abandoned_attempt_is_dropped() -> None:
+    calls = Counter[str]()
+
+    @stage("late")
+    async def late(ctx: Context, opts: Any) -> Context:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                # Misbehaving stage: swallows its cancellation and answers anyway.
+                return ctx.put_metric("late", True)
+        return ctx.put_metric("ok", calls["n"])
+
+    reg = registry_with(late)
+    ctx = await ca.run_async(
+        exp(StageDef(name="late", timeout=1.0, restart="transient")), registry=reg
+    )
+    assert ctx.get_metric("ok") == 2
+    assert not ctx.has_metric("late")
