@@ -203,15 +203,19 @@ class _StageActor:
             while True:
                 # Fast path: take a queued command without the extra checkpoint that
                 # ``receive()`` always performs; block only when the queue is empty.
+                # (The await is kept out of the ``except`` clause: inside it, the
+                # WouldBlock and its traceback would stay alive while the actor waits.)
                 try:
                     command = commands.receive_nowait()
                 except anyio.WouldBlock:
+                    command = None
+                except anyio.EndOfStream:
+                    return
+                if command is None:
                     try:
                         command = await commands.receive()
                     except anyio.EndOfStream:
                         return
-                except anyio.EndOfStream:
-                    return
                 if not isinstance(command, msg.RunStage):
                     continue
                 if command.generation <= self._cancelled_upto:
@@ -229,8 +233,10 @@ class _StageActor:
                         continue
                 try:
                     self._replies.send_nowait(reply)
+                    continue
                 except anyio.WouldBlock:
-                    await self._replies.send(reply)
+                    pass
+                await self._replies.send(reply)
 
     async def _attempt(self, command: msg.RunStage) -> msg.Message:
         info, opts, label, stage_def = self.stages[command.index]
@@ -742,8 +748,10 @@ class RunSupervisor:
 async def _send(stream: MemoryObjectSendStream[msg.Message], message: msg.Message) -> None:
     try:
         stream.send_nowait(message)
+        return
     except anyio.WouldBlock:
-        await stream.send(message)
+        pass
+    await stream.send(message)
 
 
 async def _receive_generation(
@@ -752,8 +760,10 @@ async def _receive_generation(
     """Return the next reply for ``generation``, dropping late replies of older attempts."""
     while True:
         try:
-            reply = stream.receive_nowait()
+            reply: msg.Message | None = stream.receive_nowait()
         except anyio.WouldBlock:
+            reply = None
+        if reply is None:
             reply = await stream.receive()
         if getattr(reply, "generation", None) == generation:
             return reply
