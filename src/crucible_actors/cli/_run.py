@@ -7,7 +7,6 @@ Persists to the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedd
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,13 +18,12 @@ from .._core._handle import RunHandle, RunStatus
 from .._core._ir import load_experiment
 from .._core._registry import Registry
 from ..errors import CrucibleError, InvalidExperiment, StageFailed
+from ._runs import store_url
 
 if TYPE_CHECKING:
     import argparse
 
 __all__ = ["register"]
-
-DEFAULT_STORE_URL = "sqlite:///./.crucible/crucible.db"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,11 +48,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-persist", action="store_true", help="do not record the run")
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.set_defaults(func=cmd_run)
-
-
-def store_url(arg: str | None) -> str:
-    """Return the store URL: ``--store``, else ``CRUCIBLE_STORE_URL``, else the default file."""
-    return arg or os.environ.get("CRUCIBLE_STORE_URL") or DEFAULT_STORE_URL
 
 
 def _load_assigns(path: str) -> dict[str, Any]:

@@ -306,18 +306,9 @@ async def open_postgres_store(
     writer = _PgWriter(pool, store=name, max_batch=max_batch)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
-    body_error: Exception | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run, name="crucible postgres writer")
-            try:
-                yield store
-            except Exception as exc:
-                body_error = exc  # re-raised as is, not wrapped in an ExceptionGroup
-            finally:
-                writer.close()
+        async with writer.running("crucible postgres writer"):
+            yield store
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(pool.close)
-    if body_error is not None:
-        raise body_error

@@ -324,20 +324,11 @@ async def open_sqlite_store(
     else:
         store = SQLiteStore(name, writer, _SQLiteTx(read_conn), anyio.CapacityLimiter(1))
     store.schema_version, store.applied = version
-    body_error: Exception | None = None
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run, name="crucible sqlite writer")
-            try:
-                yield store
-            except Exception as exc:
-                body_error = exc  # re-raised as is, not wrapped in an ExceptionGroup
-            finally:
-                writer.close()
+        async with writer.running("crucible sqlite writer"):
+            yield store
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
                 _close_all, read_conn, write_conn, limiter=writer.limiter
             )
-    if body_error is not None:
-        raise body_error

@@ -22,6 +22,7 @@ bounded memory stream: when the database falls behind, callers wait to enqueue
 from __future__ import annotations
 
 import abc
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -30,7 +31,7 @@ import anyio.to_thread
 from .._core._errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from contextlib import AbstractContextManager
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -123,6 +124,25 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     def close(self) -> None:
         """Stop accepting writes; :meth:`run` returns after committing those queued."""
         self._send.close()
+
+    @asynccontextmanager
+    async def running(self, name: str) -> AsyncIterator[None]:
+        """Run the writer task (called ``name``) while the body runs, then close it.
+
+        Errors raised by the body come out as they are, not wrapped in an
+        ExceptionGroup by the writer's task group.
+        """
+        body_error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.run, name=name)
+            try:
+                yield
+            except Exception as exc:
+                body_error = exc
+            finally:
+                self.close()
+        if body_error is not None:
+            raise body_error
 
     async def run(self) -> None:
         """Commit queued writes until :meth:`close`; fail what is left if cancelled."""
