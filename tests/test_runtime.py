@@ -353,10 +353,12 @@ async def test_admission_waits_when_max_concurrent_runs_is_reached() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(third)
-            while running["now"] < 2:
-                await anyio.lowlevel.checkpoint()
+            # If admission did not wait, the third submit would never show as waiting.
+            with anyio.fail_after(5):
+                while running["now"] < 2 or rt.statistics().waiting < 1:
+                    await anyio.lowlevel.checkpoint()
             assert not admitted.is_set()
-            assert rt.statistics().waiting == 1
+            assert rt.statistics().active == 2
             gate.set()
         await admitted.wait()
         for h in (h1, h2, handles[0]):

@@ -49,13 +49,18 @@ from ._stage import StageInfo, stage_info
 from ._worker import invoke_in_process, invoke_in_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from typing import TypeAlias
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._context import Context
     from ._registry import Registry
     from ._tracing import SpanRecorder
+
+    #: How the supervisor hands a command to the stage actor and gets its reply
+    #: (None: the attempt timed out).
+    _Exchange: TypeAlias = Callable[[msg.RunStage, float | None], Awaitable[msg.Message | None]]
 
 log = logging.getLogger("crucible_actors")
 
@@ -176,8 +181,8 @@ class _StageActor:
     def __init__(
         self,
         handle: RunHandle,
-        replies: MemoryObjectSendStream[msg.Message],
         registry: Registry,
+        replies: MemoryObjectSendStream[msg.Message] | None = None,
     ) -> None:
         self._handle = handle
         self._registry = registry
@@ -189,6 +194,16 @@ class _StageActor:
         self._gen = 0
         self._cancelled_upto = 0
         self.stages: dict[int, tuple[StageInfo, Any, str, StageDef]] = {}
+
+    async def call(self, command: msg.RunStage, limit: float | None) -> msg.Message | None:
+        """Deliver ``command`` by a direct call in the caller's task and return the reply.
+
+        Used when no stage of the run has a timeout: nothing then has to watch an attempt
+        from outside, so the message is handed over without a task switch (the same
+        ``RunStage`` in, ``StageDone``/``StageFailed`` out, the Context as bytes).
+        """
+        assert limit is None, "a timed stage needs the actor task (see RunSupervisor)"
+        return await self._attempt(command)
 
     def cancel_attempt(self, generation: int) -> None:
         """Abandon attempt ``generation`` (also if the actor has not picked it up yet)."""
@@ -231,6 +246,7 @@ class _StageActor:
                     self._scope = None
                     if scope.cancelled_caught:
                         continue
+                assert self._replies is not None
                 try:
                     self._replies.send_nowait(reply)
                     continue
@@ -487,45 +503,60 @@ class RunSupervisor:
 
     async def _run_stages(self, run_span: Any) -> bytes:
         handle = self.handle
-        send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
-        send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
-        actor = _StageActor(handle, send_reply, self.registry)
+        pipeline = handle.experiment.pipeline
+        actor = _StageActor(handle, self.registry)
         try:
-            with unwrap_fatal():
-                await self._drive(actor, send_cmd, recv_cmd, send_reply, recv_reply, run_span)
-        finally:
-            self._experiment_intact = actor.experiment_intact
-            for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
-                stream.close()
-        return self.snapshot
-
-    async def _drive(
-        self,
-        actor: _StageActor,
-        send_cmd: MemoryObjectSendStream[msg.Message],
-        recv_cmd: MemoryObjectReceiveStream[msg.Message],
-        send_reply: MemoryObjectSendStream[msg.Message],
-        recv_reply: MemoryObjectReceiveStream[msg.Message],
-        run_span: Any,
-    ) -> None:
-        handle = self.handle
-        failure: Exception | None = None
-        # The body's errors are kept out of the task group: a task group would wrap them
-        # in an ExceptionGroup, and a failed run must raise a plain StageFailed.
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(actor.serve, recv_cmd)
-            try:
-                pipeline = handle.experiment.pipeline
+            if any(pipeline[i].timeout is not None for i in range(self.start_index, len(pipeline))):
+                await self._drive_actor_task(actor, run_span)
+            else:
+                # No stage can time out, so no attempt ever needs abandoning from outside:
+                # the actor's messages are delivered by a direct call in this task, which
+                # spares every stage two task switches and the run a task group.
+                _current_run.set(handle)
+                current_registry.set(self.registry)
                 for index in range(self.start_index, len(pipeline)):
-                    await self._run_stage(
-                        index, pipeline[index], actor, send_cmd, recv_reply, run_span
-                    )
+                    await self._run_stage(index, pipeline[index], actor, actor.call, run_span)
                 if self.observer is not None:
                     await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
-            except Exception as exc:
-                failure = exc
-            finally:
-                tg.cancel_scope.cancel()
+        finally:
+            self._experiment_intact = actor.experiment_intact
+        return self.snapshot
+
+    async def _drive_actor_task(self, actor: _StageActor, run_span: Any) -> None:
+        """Run the stages with the actor in a task of its own, fed over memory streams.
+
+        A timed attempt is watched from the supervisor's side: at the deadline the
+        supervisor records the timeout and moves on even if the stage is slow to unwind,
+        and the abandoned attempt's late answer is dropped by its generation.
+        """
+        handle = self.handle
+        send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
+        send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
+        actor._replies = send_reply
+        mailbox = _Mailbox(send_cmd, recv_reply)
+        failure: Exception | None = None
+        try:
+            with unwrap_fatal():
+                # The body's errors are kept out of the task group: a task group would
+                # wrap them in an ExceptionGroup, and a failed run must raise a plain
+                # StageFailed.
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(actor.serve, recv_cmd)
+                    try:
+                        pipeline = handle.experiment.pipeline
+                        for index in range(self.start_index, len(pipeline)):
+                            await self._run_stage(
+                                index, pipeline[index], actor, mailbox.call, run_span
+                            )
+                        if self.observer is not None:
+                            await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
+                    except Exception as exc:
+                        failure = exc
+                    finally:
+                        tg.cancel_scope.cancel()
+        finally:
+            for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
+                stream.close()
         if failure is not None:
             raise failure
 
@@ -534,8 +565,7 @@ class RunSupervisor:
         index: int,
         stage_def: StageDef,
         actor: _StageActor,
-        send_cmd: MemoryObjectSendStream[msg.Message],
-        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        exchange: _Exchange,
         run_span: Any,
     ) -> None:
         handle = self.handle
@@ -562,7 +592,7 @@ class RunSupervisor:
                 self._event("stage_failed", label, index, 1, {"error": _describe_error(exc)})
                 self._give_up(label, exc, 1, stage_span, "stage.exhausted")
             actor.stages[index] = (stage_info(stage_obj), opts, label, stage_def)
-            await self._attempts(index, stage_def, label, actor, send_cmd, recv_reply, stage_span)
+            await self._attempts(index, stage_def, label, actor, exchange, stage_span)
         finally:
             if stage_span is not None and rec is not None:
                 rec.end(stage_span)
@@ -594,8 +624,7 @@ class RunSupervisor:
         stage_def: StageDef,
         label: str,
         actor: _StageActor,
-        send_cmd: MemoryObjectSendStream[msg.Message],
-        recv_reply: MemoryObjectReceiveStream[msg.Message],
+        exchange: _Exchange,
         stage_span: Any,
     ) -> None:
         handle = self.handle
@@ -618,11 +647,8 @@ class RunSupervisor:
             )
             reply: msg.Message | None = None
             try:
-                reply = await self._exchange(
-                    send_cmd,
-                    recv_reply,
-                    msg.RunStage(gen, index, self.snapshot, attempt),
-                    stage_def.timeout,
+                reply = await exchange(
+                    msg.RunStage(gen, index, self.snapshot, attempt), stage_def.timeout
                 )
             except anyio.get_cancelled_exc_class():
                 actor.cancel_attempt(gen)
@@ -727,21 +753,29 @@ class RunSupervisor:
             if delay > 0:
                 await anyio.sleep(delay)
 
-    @staticmethod
-    async def _exchange(
+
+class _Mailbox:
+    """The supervisor's end of the streams to an actor task."""
+
+    __slots__ = ("recv_reply", "send_cmd")
+
+    def __init__(
+        self,
         send_cmd: MemoryObjectSendStream[msg.Message],
         recv_reply: MemoryObjectReceiveStream[msg.Message],
-        command: msg.RunStage,
-        deadline_after: float | None,
-    ) -> msg.Message | None:
-        """Send ``command`` to the actor and wait for its reply; None on timeout."""
+    ) -> None:
+        self.send_cmd = send_cmd
+        self.recv_reply = recv_reply
+
+    async def call(self, command: msg.RunStage, limit: float | None) -> msg.Message | None:
+        """Send ``command`` to the actor and wait for its reply; None after ``limit`` seconds."""
         gen = command.generation
-        if deadline_after is None:
-            await _send(send_cmd, command)
-            return await _receive_generation(recv_reply, gen)
-        with anyio.move_on_after(deadline_after):
-            await _send(send_cmd, command)
-            return await _receive_generation(recv_reply, gen)
+        if limit is None:
+            await _send(self.send_cmd, command)
+            return await _receive_generation(self.recv_reply, gen)
+        with anyio.move_on_after(limit):
+            await _send(self.send_cmd, command)
+            return await _receive_generation(self.recv_reply, gen)
         return None
 
 
