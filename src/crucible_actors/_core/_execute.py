@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from ._ir import StageDef
     from ._registry import Registry
 
-__all__ = ["ValidateMode", "check_validate_mode", "invoke_stage", "resolve_stage"]
+__all__ = [
+    "ValidateMode",
+    "check_validate_mode",
+    "checked_result",
+    "invoke_stage",
+    "resolve_stage",
+]
 
 log = logging.getLogger("crucible_actors")
 
@@ -100,6 +106,15 @@ async def invoke_stage(info: StageInfo, label: str, ctx: Context, opts: Any) -> 
         )
         if inspect.isawaitable(result):
             result = await result
+    return checked_result(label, result)
+
+
+def checked_result(label: str, result: object) -> Context:
+    """Return ``result`` if it is a Context.
+
+    Raises:
+        TypeError: a stage returned something else.
+    """
     if not isinstance(result, Context):
         raise TypeError(
             f"stage {label!r} returned {type(result).__name__}, expected a Context; "

@@ -85,6 +85,27 @@ class RunHandle:
     cancelled; ``events()`` iterates the run's :class:`RunEvent` from the first one.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_cancel_requested",
+        "_context",
+        "_done",
+        "_error",
+        "_events",
+        "_final",
+        "_finished",
+        "_new_event",
+        "_scope",
+        "attempts",
+        "experiment",
+        "finished_at",
+        "grace_deadline",
+        "resumed_from",
+        "run_id",
+        "started_at",
+        "status",
+    )
+
     def __init__(self, run_id: str, experiment: Experiment, *, resumed_from: int = 0) -> None:
         self.run_id = run_id
         self.experiment = experiment
@@ -95,10 +116,17 @@ class RunHandle:
         self.resumed_from = resumed_from
         self._events: list[RunEvent] = []
         self._new_event: anyio.Event | None = None
-        self._done = anyio.Event()
+        # Created only when somebody waits: most handles are never awaited before the
+        # run ends, and an event per run is memory and GC work at 10k concurrent runs.
+        self._done: anyio.Event | None = None
+        self._finished = False
         self._context: Context | None = None
+        # A completed run keeps its final Context as the encoded snapshot until somebody
+        # asks for it (``context``/``result()``), then the decoded one.
+        self._final: bytes | None = None
         self._error: BaseException | None = None
-        self._scope: anyio.CancelScope | None = None
+        # The run's task (``cancel()``); None before it is spawned and once it ended.
+        self._scope: anyio.TaskHandle[None] | None = None
         self._cancel_requested = False
         self.grace_deadline: float = float("inf")
 
@@ -113,12 +141,25 @@ class RunHandle:
     @property
     def done(self) -> bool:
         """Whether the run has reached a terminal status."""
-        return self._done.is_set()
+        return self._finished
 
     @property
     def context(self) -> Context | None:
         """The final Context of a completed run (else the pre-stage Context of a failure)."""
+        if self._context is None and self._final is not None:
+            from ._encoding import decode_context_with
+
+            # The snapshot carries the submitted Experiment unless a stage replaced it.
+            self._context = decode_context_with(self._final, self.experiment)
+            self._final = None
         return self._context
+
+    async def _wait_done(self) -> None:
+        if self._finished:
+            return
+        if self._done is None:
+            self._done = anyio.Event()
+        await self._done.wait()
 
     @property
     def error(self) -> BaseException | None:
@@ -132,15 +173,16 @@ class RunHandle:
             StageFailed: the run failed.
             RunCancelled: the run was cancelled.
         """
-        await self._done.wait()
+        await self._wait_done()
         if self._error is not None:
             raise self._error
-        assert self._context is not None
-        return self._context
+        ctx = self.context
+        assert ctx is not None
+        return ctx
 
     async def wait(self) -> RunStatus:
         """Wait for the run to end and return its terminal status (never raises)."""
-        await self._done.wait()
+        await self._wait_done()
         return self.status
 
     async def cancel(self, *, grace: float = 5.0) -> None:
@@ -149,13 +191,13 @@ class RunHandle:
         Stage cleanup that uses :func:`cleanup_scope` gets ``grace`` seconds. Cancelling a
         run that already ended does nothing. Other runs are never affected.
         """
-        if self._done.is_set():
+        if self._finished:
             return
         self._cancel_requested = True
         self.grace_deadline = anyio.current_time() + grace
         if self._scope is not None:
             self._scope.cancel()
-        await self._done.wait()
+        await self._wait_done()
 
     async def events(self) -> AsyncIterator[RunEvent]:
         """Yield every event of the run, from the first, until the run has ended."""
@@ -164,7 +206,7 @@ class RunHandle:
             while i < len(self._events):
                 yield self._events[i]
                 i += 1
-            if self._done.is_set():
+            if self._finished:
                 return
             if self._new_event is None:
                 self._new_event = anyio.Event()
@@ -180,14 +222,21 @@ class RunHandle:
             waiter.set()
 
     def _set_outcome(
-        self, status: RunStatus, context: Context | None, error: BaseException | None
+        self,
+        status: RunStatus,
+        context: Context | None,
+        error: BaseException | None,
+        final: bytes | None = None,
     ) -> None:
         self.status = status
         self._context = context
+        self._final = final if context is None else None
         self._error = error
 
     def _mark_done(self) -> None:
-        self._done.set()
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
         waiter = self._new_event
         if waiter is not None:
             self._new_event = None

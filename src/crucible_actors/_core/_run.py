@@ -17,6 +17,7 @@ budget (``Experiment.max_restarts``); a ``temporary`` stage never is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -40,7 +41,13 @@ from ._errors import (
     StageFailed,
     StageTimeout,
 )
-from ._execute import ValidateMode, invoke_stage, prepare_options, resolve_stage
+from ._execute import (
+    ValidateMode,
+    checked_result,
+    invoke_stage,
+    prepare_options,
+    resolve_stage,
+)
 from ._handle import AttemptRecord, RunEvent, RunHandle, RunStatus
 from ._ir import Backoff, StageDef, stage_ref
 from ._registry import current_registry
@@ -49,7 +56,7 @@ from ._stage import StageInfo, stage_info
 from ._worker import invoke_in_process, invoke_in_thread
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator
     from typing import TypeAlias
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -124,6 +131,18 @@ def unwrap_fatal() -> Iterator[None]:
         raise leaf from None
 
 
+def _loop_clock() -> Callable[[], float]:
+    """Return the running loop's clock: what ``anyio.current_time()`` reads, minus its
+    per-call backend lookup (the run supervisor reads the clock several times a stage).
+    """
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:  # not asyncio: anyio's other backend
+        import trio
+
+        return trio.current_time
+
+
 def _class_names(exc: BaseException) -> set[str]:
     names = {cls.__name__ for cls in type(exc).__mro__}
     if isinstance(exc, BaseExceptionGroup):
@@ -195,16 +214,6 @@ class _StageActor:
         self._cancelled_upto = 0
         self.stages: dict[int, tuple[StageInfo, Any, str, StageDef]] = {}
 
-    async def call(self, command: msg.RunStage, limit: float | None) -> msg.Message | None:
-        """Deliver ``command`` by a direct call in the caller's task and return the reply.
-
-        Used when no stage of the run has a timeout: nothing then has to watch an attempt
-        from outside, so the message is handed over without a task switch (the same
-        ``RunStage`` in, ``StageDone``/``StageFailed`` out, the Context as bytes).
-        """
-        assert limit is None, "a timed stage needs the actor task (see RunSupervisor)"
-        return await self._attempt(command)
-
     def cancel_attempt(self, generation: int) -> None:
         """Abandon attempt ``generation`` (also if the actor has not picked it up yet)."""
         self._cancelled_upto = max(self._cancelled_upto, generation)
@@ -238,11 +247,11 @@ class _StageActor:
                 if self.stages[command.index][3].timeout is None:
                     # No timeout: nothing abandons this attempt but the run's own
                     # cancellation, so no per-attempt cancel scope is needed.
-                    reply = await self._attempt(command)
+                    reply = await self.call(command)
                 else:
                     with anyio.CancelScope() as scope:
                         self._scope, self._gen = scope, command.generation
-                        reply = await self._attempt(command)
+                        reply = await self.call(command)
                     self._scope = None
                     if scope.cancelled_caught:
                         continue
@@ -254,7 +263,16 @@ class _StageActor:
                     pass
                 await self._replies.send(reply)
 
-    async def _attempt(self, command: msg.RunStage) -> msg.Message:
+    async def call(self, command: msg.RunStage, limit: float | None = None) -> msg.Message:
+        """Run the attempt ``command`` describes, in the caller's task; return the reply.
+
+        The actor task calls this for each command it receives. When no stage of the run
+        has a timeout, the run supervisor calls it directly instead: nothing then has to
+        watch an attempt from outside, so the message is handed over without a task
+        switch (the same ``RunStage`` in, ``StageDone``/``StageFailed`` out, the Context
+        as bytes either way).
+        """
+        assert limit is None, "a timed attempt goes through the actor task"
         info, opts, label, stage_def = self.stages[command.index]
         handle = self._handle
         try:
@@ -274,7 +292,9 @@ class _StageActor:
             )
             if ctx.trace is not None:
                 ctx = _trace(ctx, "stage_start", label, f"Starting stage: {label}")
-            if stage_def.isolation == "inline" or (
+            if info.is_async and stage_def.isolation == "inline":
+                result = checked_result(label, await info.stage.run(ctx, opts))  # type: ignore[misc]
+            elif stage_def.isolation == "inline" or (
                 stage_def.isolation == "thread" and not info.is_async
             ):
                 result = await invoke_stage(info, label, ctx, opts)
@@ -333,6 +353,7 @@ class RunSupervisor:
         recorder: SpanRecorder | None = None,
         otel_parent: Any = None,
         wall: Callable[[], float] = time.time,
+        on_exit: Callable[[RunHandle], None] | None = None,
     ) -> None:
         self.handle = handle
         self.registry = registry
@@ -343,9 +364,12 @@ class RunSupervisor:
         self.recorder = recorder
         self.otel_parent = otel_parent
         self.wall = wall
+        self.on_exit = on_exit
+        self._now: Callable[[], float] = anyio.current_time
         self._seq = 0
         self._generation = 0
         self._run_window: RestartIntensity | None = None
+        self._windows: dict[int, RestartIntensity] = {}
         exp = handle.experiment
         if exp.max_restarts is not None:
             self._run_window = RestartIntensity(exp.max_restarts, exp.max_seconds)
@@ -358,21 +382,22 @@ class RunSupervisor:
         stage: str | None = None,
         index: int | None = None,
         attempt: int | None = None,
-        data: Mapping[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> None:
+        """Record a RunEvent; ``data`` is a fresh dict the event takes over."""
         self._seq += 1
         self.handle._emit(
             RunEvent(
                 self._seq,
                 type_,
                 self.handle.run_id,
-                anyio.current_time() if now is None else now,
+                self._now() if now is None else now,
                 self.wall(),
                 stage,
                 index,
                 attempt,
-                dict(data) if data else {},
+                data if data is not None else {},
             )
         )
 
@@ -404,35 +429,38 @@ class RunSupervisor:
     async def execute(self) -> None:
         """Run the pipeline and record the outcome on the handle; never raises Exception.
 
-        Cancellation propagates after the handle is marked cancelled.
+        The run's task handle (``handle._scope``) is what cancels it: cancellation
+        propagates after the handle is marked cancelled.
         """
         handle = self.handle
         exp = handle.experiment
         rec = self.recorder
+        self._now = _loop_clock()
         run_span = rec.start_run(self.otel_parent, handle.run_id, exp.id) if rec else None
-        t0 = anyio.current_time()
+        t0 = self._now()
         handle.started_at = t0
         handle.status = RunStatus.RUNNING
-        self._event("run_started", data={"experiment_id": exp.id})
+        self._event("run_started", data={"experiment_id": exp.id}, now=t0)
         self._telemetry(tel.RUN_START, None, None)
-        final: bytes | None = None
+        actor = self._actor = _StageActor(handle, self.registry)
         try:
-            with anyio.CancelScope() as scope:
-                handle._scope = scope
-                if self.observer is not None:
-                    # Shielded: a cancel arriving while the start is being written would
-                    # leave the row ``running`` with no outcome ever recorded (the observer
-                    # only finishes runs it started), and one requested before it would
-                    # leave an admitted run missing from the store.
-                    with anyio.CancelScope(shield=True):
-                        await self.observer.run_started(handle, self.snapshot)
-                if handle._cancel_requested:
-                    scope.cancel()
-                final = await self._run_stages(run_span)
-            if scope.cancelled_caught or (final is None and handle._cancel_requested):
-                raise RunCancelled(handle.run_id, stage=self._current_stage)
-        except RunCancelled as exc:
-            await self._end(RunStatus.CANCELLED, None, exc, t0, run_span, "run_cancelled")
+            if self.observer is not None:
+                # Shielded: a cancel arriving while the start is being written would
+                # leave the row ``running`` with no outcome ever recorded (the observer
+                # only finishes runs it started), and one requested before it would
+                # leave an admitted run missing from the store.
+                with anyio.CancelScope(shield=True):
+                    await self.observer.run_started(handle, self.snapshot)
+            pipeline = exp.pipeline
+            if any(pipeline[i].timeout is not None for i in range(self.start_index, len(pipeline))):
+                final = await self._drive_actor_task(actor, run_span)
+            else:
+                # No stage can time out, so no attempt ever needs abandoning from outside:
+                # the actor's messages are delivered by a direct call in this task, which
+                # spares every stage two task switches and the run a task group.
+                _current_run.set(handle)
+                current_registry.set(self.registry)
+                final = await self._run_stages(actor, actor.call, run_span)
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, run_span, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -444,19 +472,16 @@ class RunSupervisor:
             failed = StageFailed(self._current_stage or "<run>", exc, None)
             await self._end(RunStatus.FAILED, None, failed, t0, run_span, "run_failed")
         else:
-            assert final is not None
-            # Share the submitted Experiment instead of keeping a decoded copy per run.
-            ctx = (
-                decode_context_with(final, handle.experiment)
-                if self._experiment_intact
-                else decode_context(final)
-            )
+            # The handle decodes the final Context when asked, sharing the submitted
+            # Experiment unless a stage replaced it.
+            ctx = None if actor.experiment_intact else decode_context(final)
             await self._end(RunStatus.COMPLETED, ctx, None, t0, run_span, "run_completed", final)
         finally:
             handle._scope = None
+            if self.on_exit is not None:
+                self.on_exit(handle)
 
     _current_stage: str | None = None
-    _experiment_intact = True
 
     async def _end(
         self,
@@ -474,9 +499,9 @@ class RunSupervisor:
         so whoever reacts to either finds the run's final state in the store.
         """
         handle = self.handle
-        now = anyio.current_time()
+        now = self._now()
         handle.finished_at = now
-        handle._set_outcome(status, ctx, error)
+        handle._set_outcome(status, ctx, error, final)
         try:
             if self.observer is not None:
                 await self.observer.run_finished(handle, final)
@@ -501,40 +526,36 @@ class RunSupervisor:
                 self.recorder.end(run_span)
             handle._mark_done()
 
-    async def _run_stages(self, run_span: Any) -> bytes:
+    async def _run_stages(self, actor: _StageActor, exchange: _Exchange, run_span: Any) -> bytes:
+        """Run the stages from ``start_index`` on; return the final snapshot."""
         handle = self.handle
         pipeline = handle.experiment.pipeline
-        actor = _StageActor(handle, self.registry)
-        try:
-            if any(pipeline[i].timeout is not None for i in range(self.start_index, len(pipeline))):
-                await self._drive_actor_task(actor, run_span)
+        for index in range(self.start_index, len(pipeline)):
+            stage_def = pipeline[index]
+            self._current_stage = stage_def.label
+            if self.observer is not None:
+                await self.observer.checkpoint(handle, index, self.snapshot)
+            if stage_def.enabled:
+                await self._attempts(index, stage_def, actor, exchange, run_span)
             else:
-                # No stage can time out, so no attempt ever needs abandoning from outside:
-                # the actor's messages are delivered by a direct call in this task, which
-                # spares every stage two task switches and the run a task group.
-                _current_run.set(handle)
-                current_registry.set(self.registry)
-                for index in range(self.start_index, len(pipeline)):
-                    await self._run_stage(index, pipeline[index], actor, actor.call, run_span)
-                if self.observer is not None:
-                    await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
-        finally:
-            self._experiment_intact = actor.experiment_intact
+                self._skip(index, stage_def.label)
+        if self.observer is not None:
+            await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
         return self.snapshot
 
-    async def _drive_actor_task(self, actor: _StageActor, run_span: Any) -> None:
+    async def _drive_actor_task(self, actor: _StageActor, run_span: Any) -> bytes:
         """Run the stages with the actor in a task of its own, fed over memory streams.
 
         A timed attempt is watched from the supervisor's side: at the deadline the
         supervisor records the timeout and moves on even if the stage is slow to unwind,
         and the abandoned attempt's late answer is dropped by its generation.
         """
-        handle = self.handle
         send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
         send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
         actor._replies = send_reply
         mailbox = _Mailbox(send_cmd, recv_reply)
         failure: Exception | None = None
+        final = b""
         try:
             with unwrap_fatal():
                 # The body's errors are kept out of the task group: a task group would
@@ -543,13 +564,7 @@ class RunSupervisor:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(actor.serve, recv_cmd)
                     try:
-                        pipeline = handle.experiment.pipeline
-                        for index in range(self.start_index, len(pipeline)):
-                            await self._run_stage(
-                                index, pipeline[index], actor, mailbox.call, run_span
-                            )
-                        if self.observer is not None:
-                            await self.observer.checkpoint(handle, len(pipeline), self.snapshot)
+                        final = await self._run_stages(actor, mailbox.call, run_span)
                     except Exception as exc:
                         failure = exc
                     finally:
@@ -559,43 +574,26 @@ class RunSupervisor:
                 stream.close()
         if failure is not None:
             raise failure
+        return final
 
-    async def _run_stage(
-        self,
-        index: int,
-        stage_def: StageDef,
-        actor: _StageActor,
-        exchange: _Exchange,
-        run_span: Any,
+    def _skip(self, index: int, label: str) -> None:
+        ctx = decode_context(self.snapshot)
+        skipped = [*ctx.assigns.get("skipped_stages", ()), label]
+        self.snapshot = encode_context(ctx.assign("skipped_stages", skipped))
+        self._event("stage_skipped", label, index)
+
+    def _prepare(
+        self, index: int, stage_def: StageDef, actor: _StageActor, stage_span: Any
     ) -> None:
-        handle = self.handle
+        """Resolve the stage and its options for the actor; a failure ends the run."""
         label = stage_def.label
-        self._current_stage = label
-        if self.observer is not None:
-            await self.observer.checkpoint(handle, index, self.snapshot)
-        if not stage_def.enabled:
-            ctx = decode_context(self.snapshot)
-            skipped = [*ctx.assigns.get("skipped_stages", ()), label]
-            self.snapshot = encode_context(ctx.assign("skipped_stages", skipped))
-            self._event("stage_skipped", label, index)
-            return
-        rec = self.recorder
-        exp_id = handle.experiment.id
-        stage_span = rec.start_stage(run_span, handle.run_id, exp_id, label) if rec else None
         try:
-            try:
-                stage_obj = resolve_stage(stage_def, self.registry)
-                opts = prepare_options(
-                    label, stage_obj, stage_def.options or {}, self.validate_mode
-                )
-            except Exception as exc:
-                self._event("stage_failed", label, index, 1, {"error": _describe_error(exc)})
-                self._give_up(label, exc, 1, stage_span, "stage.exhausted")
-            actor.stages[index] = (stage_info(stage_obj), opts, label, stage_def)
-            await self._attempts(index, stage_def, label, actor, exchange, stage_span)
-        finally:
-            if stage_span is not None and rec is not None:
-                rec.end(stage_span)
+            stage_obj = resolve_stage(stage_def, self.registry)
+            opts = prepare_options(label, stage_obj, stage_def.options or {}, self.validate_mode)
+        except Exception as exc:
+            self._event("stage_failed", label, index, 1, {"error": _describe_error(exc)})
+            self._give_up(label, exc, 1, stage_span, "stage.exhausted")
+        actor.stages[index] = (stage_info(stage_obj), opts, label, stage_def)
 
     def _give_up(
         self, label: str, reason: BaseException, attempts: int, stage_span: Any, span_event: str
@@ -622,136 +620,187 @@ class RunSupervisor:
         self,
         index: int,
         stage_def: StageDef,
-        label: str,
         actor: _StageActor,
         exchange: _Exchange,
-        stage_span: Any,
+        run_span: Any,
     ) -> None:
+        """Run the stage's attempts until one succeeds or its policy gives up."""
         handle = self.handle
         rec = self.recorder
-        window: RestartIntensity | None = None
-        attempt = 0
-        while True:
-            attempt += 1
-            self._generation += 1
-            gen = self._generation
-            started = anyio.current_time()
-            record = AttemptRecord(index, label, attempt, "running", started)
-            handle.attempts.append(record)
-            self._event("stage_started", label, index, attempt, now=started)
-            self._telemetry(tel.STAGE_START, label, attempt)
-            attempt_span = (
-                rec.start_attempt(stage_span, handle.run_id, handle.experiment.id, label, attempt)
-                if rec
-                else None
-            )
-            reply: msg.Message | None = None
-            try:
-                reply = await exchange(
-                    msg.RunStage(gen, index, self.snapshot, attempt), stage_def.timeout
+        label = stage_def.label
+        stage_span: Any = (
+            rec.start_stage(run_span, handle.run_id, handle.experiment.id, label) if rec else None
+        )
+        try:
+            self._prepare(index, stage_def, actor, stage_span)
+            now_fn = self._now
+            attempt = 0
+            while True:
+                attempt += 1
+                self._generation += 1
+                gen = self._generation
+                started = now_fn()
+                record = AttemptRecord(index, label, attempt, "running", started)
+                handle.attempts.append(record)
+                self._event("stage_started", label, index, attempt, now=started)
+                self._telemetry(tel.STAGE_START, label, attempt)
+                attempt_span = (
+                    rec.start_attempt(
+                        stage_span, handle.run_id, handle.experiment.id, label, attempt
+                    )
+                    if rec
+                    else None
                 )
-            except anyio.get_cancelled_exc_class():
-                actor.cancel_attempt(gen)
-                record.status, record.finished = "cancelled", anyio.current_time()
-                if attempt_span is not None and rec is not None:
-                    rec.event(attempt_span, "stage.cancelled", {"crucible.attempt": attempt})
-                    rec.fail(attempt_span, f"stage {label!r} attempt {attempt} cancelled")
-                    rec.end(attempt_span)
-                with anyio.CancelScope(shield=True):
+                reply: msg.Message | None = None
+                try:
+                    reply = await exchange(
+                        msg.RunStage(gen, index, self.snapshot, attempt), stage_def.timeout
+                    )
+                except anyio.get_cancelled_exc_class():
+                    actor.cancel_attempt(gen)
+                    record.status, record.finished = "cancelled", now_fn()
+                    if attempt_span is not None and rec is not None:
+                        rec.event(attempt_span, "stage.cancelled", {"crucible.attempt": attempt})
+                        rec.fail(attempt_span, f"stage {label!r} attempt {attempt} cancelled")
+                        rec.end(attempt_span)
+                    with anyio.CancelScope(shield=True):
+                        if self.observer is not None:
+                            await self.observer.attempt_finished(handle, record)
+                    raise
+                now = now_fn()
+                record.finished = now
+                if isinstance(reply, msg.StageDone):
+                    self.snapshot = reply.context
+                    record.status = "completed"
+                    self._event(
+                        "stage_completed",
+                        label,
+                        index,
+                        attempt,
+                        {"duration": now - started},
+                        now=now,
+                    )
+                    self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
+                    if attempt_span is not None and rec is not None:
+                        rec.ok(attempt_span)
+                        rec.end(attempt_span)
                     if self.observer is not None:
                         await self.observer.attempt_finished(handle, record)
-                raise
-            now = anyio.current_time()
-            record.finished = now
-            if isinstance(reply, msg.StageDone):
-                self.snapshot = reply.context
-                record.status = "completed"
-                self._event(
-                    "stage_completed", label, index, attempt, {"duration": now - started}, now=now
+                    return
+                error = self._record_failure(
+                    reply, record, stage_def, actor, gen, now - started, attempt_span
                 )
-                self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
-                if attempt_span is not None and rec is not None:
-                    rec.ok(attempt_span)
-                    rec.end(attempt_span)
                 if self.observer is not None:
                     await self.observer.attempt_finished(handle, record)
-                return
-            error: BaseException
-            if reply is None:
-                assert stage_def.timeout is not None
-                actor.cancel_attempt(gen)
-                error = StageTimeout(label, stage_def.timeout, attempt=attempt)
-                record.status = "timeout"
-                self._event("stage_timeout", label, index, attempt, {"timeout": stage_def.timeout})
-                self._telemetry(tel.STAGE_TIMEOUT, label, attempt, now - started)
-                if attempt_span is not None and rec is not None:
-                    rec.event(attempt_span, "stage.timeout", {"crucible.attempt": attempt})
-            else:
-                assert isinstance(reply, msg.StageFailed)
-                error = (
-                    reply.exception
-                    if reply.exception is not None
-                    else CrucibleError(f"{reply.error_type}: {reply.message}")
-                )
-                record.status = "failed"
-                self._telemetry(
-                    tel.STAGE_EXCEPTION, label, attempt, now - started, error_type=reply.error_type
-                )
-            record.error = _describe_error(error)
-            if attempt_span is not None and rec is not None:
-                rec.fail(attempt_span, record.error, error)
-                rec.end(attempt_span)
-            if self.observer is not None:
-                await self.observer.attempt_finished(handle, record)
+                delay = self._retry_delay(index, stage_def, attempt, error, now, stage_span)
+                if delay > 0:
+                    await anyio.sleep(delay)
+        finally:
+            if stage_span is not None and rec is not None:
+                rec.end(stage_span)
 
-            if not should_retry(stage_def, error):
-                self._event("stage_failed", label, index, attempt, {"error": record.error})
-                self._give_up(label, error, attempt, stage_span, "stage.exhausted")
-            if window is None:
-                window = RestartIntensity(stage_def.max_restarts, stage_def.max_seconds)
-            if not window.record(now):
-                self._event(
-                    "stage_failed",
-                    label,
-                    index,
-                    attempt,
-                    {"error": record.error, "gave_up": "stage restart window"},
-                )
-                self._give_up(label, error, attempt, stage_span, "stage.exhausted")
-            if self._run_window is not None and not self._run_window.record(now):
-                exp = handle.experiment
-                assert exp.max_restarts is not None
-                budget = RestartIntensityExceeded(
-                    exp.max_restarts,
-                    exp.max_seconds,
-                    supervisor=f"run {handle.run_id}",
-                    last_error=error,
-                )
-                self._event(
-                    "stage_failed",
-                    label,
-                    index,
-                    attempt,
-                    {"error": _describe_error(budget), "gave_up": "run restart budget"},
-                )
-                self._give_up(label, budget, attempt, stage_span, "stage.exhausted")
-            delay = _backoff_delay(stage_def.backoff, attempt)
+    def _record_failure(
+        self,
+        reply: msg.Message | None,
+        record: AttemptRecord,
+        stage_def: StageDef,
+        actor: _StageActor,
+        generation: int,
+        duration: float,
+        attempt_span: Any,
+    ) -> BaseException:
+        """Record a failed or timed-out attempt (``reply`` None) and return its error."""
+        rec = self.recorder
+        label, index, attempt = record.stage, record.index, record.attempt
+        error: BaseException
+        if reply is None:
+            assert stage_def.timeout is not None
+            actor.cancel_attempt(generation)
+            error = StageTimeout(label, stage_def.timeout, attempt=attempt)
+            record.status = "timeout"
+            self._event("stage_timeout", label, index, attempt, {"timeout": stage_def.timeout})
+            self._telemetry(tel.STAGE_TIMEOUT, label, attempt, duration)
+            if attempt_span is not None and rec is not None:
+                rec.event(attempt_span, "stage.timeout", {"crucible.attempt": attempt})
+        else:
+            assert isinstance(reply, msg.StageFailed)
+            error = (
+                reply.exception
+                if reply.exception is not None
+                else CrucibleError(f"{reply.error_type}: {reply.message}")
+            )
+            record.status = "failed"
+            self._telemetry(
+                tel.STAGE_EXCEPTION, label, attempt, duration, error_type=reply.error_type
+            )
+        record.error = _describe_error(error)
+        if attempt_span is not None and rec is not None:
+            rec.fail(attempt_span, record.error, error)
+            rec.end(attempt_span)
+        return error
+
+    def _retry_delay(
+        self,
+        index: int,
+        stage_def: StageDef,
+        attempt: int,
+        error: BaseException,
+        now: float,
+        stage_span: Any,
+    ) -> float:
+        """Return the delay before the next attempt, or give up (raise StageFailed).
+
+        Applies the stage's policy, its restart window and the run-wide budget.
+        """
+        handle = self.handle
+        label = stage_def.label
+        described = _describe_error(error)
+        if not should_retry(stage_def, error):
+            self._event("stage_failed", label, index, attempt, {"error": described})
+            self._give_up(label, error, attempt, stage_span, "stage.exhausted")
+        window = self._windows.get(index)
+        if window is None:
+            window = self._windows[index] = RestartIntensity(
+                stage_def.max_restarts, stage_def.max_seconds
+            )
+        if not window.record(now):
             self._event(
-                "stage_restarted",
+                "stage_failed",
                 label,
                 index,
-                attempt + 1,
-                {"after": record.error, "delay": delay},
+                attempt,
+                {"error": described, "gave_up": "stage restart window"},
             )
-            self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
-            if stage_span is not None and rec is not None:
-                rec.event(
-                    stage_span,
-                    "stage.restart",
-                    {"crucible.attempt": attempt + 1, "crucible.delay": delay},
-                )
-            if delay > 0:
-                await anyio.sleep(delay)
+            self._give_up(label, error, attempt, stage_span, "stage.exhausted")
+        if self._run_window is not None and not self._run_window.record(now):
+            exp = handle.experiment
+            assert exp.max_restarts is not None
+            budget = RestartIntensityExceeded(
+                exp.max_restarts,
+                exp.max_seconds,
+                supervisor=f"run {handle.run_id}",
+                last_error=error,
+            )
+            self._event(
+                "stage_failed",
+                label,
+                index,
+                attempt,
+                {"error": _describe_error(budget), "gave_up": "run restart budget"},
+            )
+            self._give_up(label, budget, attempt, stage_span, "stage.exhausted")
+        delay = _backoff_delay(stage_def.backoff, attempt)
+        self._event(
+            "stage_restarted", label, index, attempt + 1, {"after": described, "delay": delay}
+        )
+        self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
+        if stage_span is not None and self.recorder is not None:
+            self.recorder.event(
+                stage_span,
+                "stage.restart",
+                {"crucible.attempt": attempt + 1, "crucible.delay": delay},
+            )
+        return delay
 
 
 class _Mailbox:

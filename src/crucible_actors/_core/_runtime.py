@@ -185,6 +185,7 @@ class Runtime:
             observer=observer,
             recorder=self._recorder,
             otel_parent=self._capture_parent(),
+            on_exit=self._run_exited,
         )
         if self._slots is not None:
             self._waiting += 1
@@ -198,7 +199,8 @@ class Runtime:
         self._by_id[run_id] = handle
         if self._idle.is_set():
             self._idle = anyio.Event()
-        self._tg.start_soon(self._child, supervisor, name=f"run {run_id}")
+        # The task's own cancel scope is the run's: ``RunHandle.cancel`` cancels the task.
+        handle._scope = self._tg.start_soon(supervisor.execute, name=f"run {run_id}")
         return handle
 
     def _capture_parent(self) -> Any:
@@ -208,21 +210,18 @@ class Runtime:
 
         return capture_parent()
 
-    async def _child(self, supervisor: RunSupervisor) -> None:
-        handle = supervisor.handle
-        try:
-            await supervisor.execute()
-        finally:
-            if self._slots is not None:
-                self._slots.release()
-            self._active.pop(handle.run_id, None)
-            self._finished.append(handle)
-            if len(self._by_id) > len(self._active) + (self._finished.maxlen or 0):
-                live = {h.run_id for h in self._finished} | set(self._active)
-                self._by_id = {k: v for k, v in self._by_id.items() if k in live}
-            self._counts[handle.status.value] = self._counts.get(handle.status.value, 0) + 1
-            if not self._active and not self._waiting:
-                self._idle.set()
+    def _run_exited(self, handle: RunHandle) -> None:
+        """Bookkeeping once a run's task is ending (called by its supervisor)."""
+        if self._slots is not None:
+            self._slots.release()
+        self._active.pop(handle.run_id, None)
+        self._finished.append(handle)
+        if len(self._by_id) > len(self._active) + (self._finished.maxlen or 0):
+            live = {h.run_id for h in self._finished} | set(self._active)
+            self._by_id = {k: v for k, v in self._by_id.items() if k in live}
+        self._counts[handle.status.value] = self._counts.get(handle.status.value, 0) + 1
+        if not self._active and not self._waiting:
+            self._idle.set()
 
     async def _shutdown(self) -> None:
         self._closing = True
