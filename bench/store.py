@@ -48,6 +48,8 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import msgspec
+import msgspec.structs
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
@@ -82,11 +84,31 @@ NOW = datetime.now(UTC).isoformat(timespec="microseconds")
 DEFINITION = json.dumps({"id": "bench", "pipeline": [{"name": "noop"}] * STAGES})
 
 
+def new_run_id() -> str:
+    """A run id as the runtime makes them: a random UUID4 string.
+
+    The baselines use the same ids as the runtime so their rows are the same rows: random
+    keys land on scattered B-tree pages, and a commit writes every page it dirtied.
+    """
+    return str(uuid.uuid4())
+
+
 def snapshots() -> list[bytes]:
-    ctx = Context.new(EXPERIMENT, run_id=str(uuid.uuid4()))
+    """The Contexts the runtime checkpoints: before each stage, with the stage's
+    telemetry (attempt, idempotency key) as the runtime leaves it, and after the last."""
+    run_id = new_run_id()
+    ctx = Context.new(EXPERIMENT, run_id=run_id)
     out = [encode_context(ctx)]
-    for _ in range(STAGES):
-        ctx = ctx.mark_stage_complete("noop")
+    for k in range(STAGES):
+        ctx = msgspec.structs.replace(
+            ctx,
+            telemetry_context={
+                **ctx.telemetry_context,
+                "stage": "noop",
+                "attempt": 1,
+                "idempotency_key": f"{run_id}/noop/{k + 1}",
+            },
+        ).mark_stage_complete("noop")
         out.append(encode_context(ctx))
     return out
 
@@ -173,7 +195,7 @@ def raw_connection(path: Path) -> sqlite3.Connection:
 
 def raw_batched(path: Path, runs: int, per_commit: int = 100) -> float:
     """Baseline (a): the same rows, plain sqlite3, ``per_commit`` runs per transaction."""
-    rows = [w for i in range(runs) for w in run_writes(f"raw-{i}")]
+    rows = [w for i in range(runs) for w in run_writes(new_run_id())]
     per_run = len(rows) // runs
     with closing(raw_connection(path)) as conn:
         t0 = time.perf_counter()
@@ -188,7 +210,7 @@ def raw_batched(path: Path, runs: int, per_commit: int = 100) -> float:
 
 def raw_commit_per_write(path: Path, runs: int) -> float:
     """The same rows, plain sqlite3, one transaction per write, one run after another."""
-    rows = [run_writes(f"loop-{i}") for i in range(runs)]
+    rows = [run_writes(new_run_id()) for i in range(runs)]
     with closing(raw_connection(path)) as conn:
         t0 = time.perf_counter()
         for writes in rows:
@@ -235,7 +257,7 @@ class MiniWriter:
 
 async def bare_anyio(path: Path, runs: int, concurrency: int) -> float:
     """Baseline (b): bare anyio runs of the same shape feeding one group-commit writer."""
-    todo = [run_writes(f"bare-{i}") for i in range(runs)]
+    todo = [run_writes(new_run_id()) for i in range(runs)]
     with closing(raw_connection(path)) as conn:
         writer = MiniWriter(conn)
 
