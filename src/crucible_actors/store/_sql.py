@@ -102,6 +102,20 @@ class Tx(abc.ABC):
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
 
+    def insert_rows(self, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Run ``head VALUES (...) tail`` for each of ``rows``; return the rows changed.
+
+        By default as multi-row statements of up to ``_CHUNK`` rows (one round trip per
+        chunk to a server); SQLite, in-process, prefers one prepared statement stepped
+        per row.
+        """
+        changed = 0
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            sql = f"{head} VALUES {_values(len(chunk), len(chunk[0]))} {tail}"
+            changed += self.execute(sql, [value for row in chunk for value in row])
+        return changed
+
     def json_in(self, value: Any) -> Any:
         """Return a parameter for a JSON column (JSON text by default)."""
         return None if value is None else _json_encode(value).decode()
@@ -160,20 +174,9 @@ def _values(rows: int, width: int) -> str:
     return ", ".join([one] * rows)
 
 
-def _many(
-    tx: Tx, head: str, tail: str, rows: Sequence[tuple[Any, ...]], *, returning: bool = False
-) -> list[tuple[Any, ...]]:
-    """Run ``head VALUES (...), (...) tail`` over ``rows`` in chunks; return RETURNING rows."""
-    out: list[tuple[Any, ...]] = []
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        sql = f"{head} VALUES {_values(len(chunk), len(chunk[0]))} {tail}"
-        params = [value for row in chunk for value in row]
-        if returning:
-            out.extend(tx.fetchall(sql, params))
-        else:
-            tx.execute(sql, params)
-    return out
+def _many(tx: Tx, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Run ``head VALUES (...) tail`` for every row; return the rows changed."""
+    return tx.insert_rows(head, tail, rows) if rows else 0
 
 
 def upsert_experiments(tx: Tx, items: Sequence[ExperimentRecord], store: str) -> None:
@@ -208,14 +211,12 @@ def insert_runs(tx: Tx, items: Sequence[RunRecord], store: str) -> None:
     inserted = _many(
         tx,
         f"INSERT INTO runs ({_RUN_COLS})",
-        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        "ON CONFLICT (id) DO NOTHING",
         [_run_params(tx, run) for run in items],
-        returning=True,
     )
-    if len(inserted) != len(items):
-        taken = sorted({r.id for r in items} - {row[0] for row in inserted}) or sorted(
-            {r.id for r in items}
-        )
+    if inserted != len(items):
+        # Which id is taken is only known for one run; a batch is retried write by write.
+        taken = sorted({r.id for r in items})
         raise StoreError(
             f"a run with id {taken[0]!r} already exists; resume it with "
             f"'crucible-actors runs resume {taken[0]}' or choose another run_id",

@@ -87,6 +87,13 @@ class _SQLiteTx(_sql.Tx):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
+    def insert_rows(self, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        # One cached single-row statement stepped per row: a multi-row VALUES list would
+        # be parsed anew for every batch size, which costs more than the steps it saves.
+        sql = f"{head} VALUES {_sql._values(1, len(rows[0]))} {tail}"
+        changed: int = self.conn.executemany(sql, rows).rowcount
+        return changed
+
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self.conn.execute(sql, params).fetchall()
         return rows
