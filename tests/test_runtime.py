@@ -475,3 +475,24 @@ async def test_stages_see_the_submitted_experiment_object() -> None:
     ctx = await ca.run_async(experiment, registry=reg)
     assert seen == [experiment, experiment]
     assert ctx.experiment == experiment
+
+
+@pytest.mark.parametrize("keep", [0, 2])
+async def test_keep_finished_bounds_the_handles_remembered(keep: int) -> None:
+    reg = registry_with(flaky("a", 0, Counter()))
+    async with open_runtime(registry=reg, keep_finished=keep) as rt:
+        handles = []
+        for _ in range(5):
+            handle = await rt.submit(exp(StageDef(name="a")))
+            await handle.wait()
+            handles.append(handle)
+        await rt.wait_idle()
+        assert rt.runs() == handles[len(handles) - keep :]
+        for old in handles[: len(handles) - keep]:
+            assert rt.get(old.run_id) is None
+        for kept in handles[len(handles) - keep :]:
+            assert rt.get(kept.run_id) is kept
+        # A run id seen before may be used again once its run has ended.
+        again = await rt.submit(exp(StageDef(name="a")), run_id=handles[0].run_id)
+        assert rt.get(handles[0].run_id) is again
+        assert await again.wait() is RunStatus.COMPLETED

@@ -8,7 +8,7 @@ from the Context (``StageDef.stage``) encode as their ``"module:qualname"`` refe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from msgspec.structs import replace
@@ -113,16 +113,30 @@ def encode_context(ctx: Context) -> bytes:
         EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
             ``assigns['model']``.
     """
-    ctx = _portable(ctx)
     try:
         return _msgpack_encoder.encode(ctx)
     except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
-        fields = ("assigns", "metrics", "outputs", "artifacts", "telemetry_context")
-        for field in (*fields, "trace", "experiment"):
-            found = _find_bad(getattr(ctx, field), field)
-            if found is not None:
-                raise EncodeError(*found) from exc
-        raise EncodeError("context", ctx, str(exc)) from exc
+        error = exc
+    # Stage classes and objects in the pipeline encode through the hook; anything else
+    # given as a stage is written as its reference (it fails later, saying it is no stage).
+    portable = _portable(ctx)
+    if portable is not ctx:
+        ctx = portable
+        try:
+            return _msgpack_encoder.encode(ctx)
+        except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+            error = exc
+    _raise_unencodable(ctx, error)
+
+
+def _raise_unencodable(ctx: Context, exc: BaseException) -> NoReturn:
+    """Raise the EncodeError naming the first value of ``ctx`` that cannot be encoded."""
+    fields = ("assigns", "metrics", "outputs", "artifacts", "telemetry_context")
+    for field in (*fields, "trace", "experiment"):
+        found = _find_bad(getattr(ctx, field), field)
+        if found is not None:
+            raise EncodeError(*found) from exc
+    raise EncodeError("context", ctx, str(exc)) from exc
 
 
 def decode_context(data: bytes) -> Context:

@@ -194,7 +194,7 @@ class _StageActor:
         "_replies",
         "_scope",
         "experiment_intact",
-        "stages",
+        "stage",
     )
 
     def __init__(
@@ -212,7 +212,8 @@ class _StageActor:
         self._scope: anyio.CancelScope | None = None
         self._gen = 0
         self._cancelled_upto = 0
-        self.stages: dict[int, tuple[StageInfo, Any, str, StageDef]] = {}
+        #: The stage being run: (index, info, converted options, label, definition).
+        self.stage: tuple[int, StageInfo, Any, str, StageDef] | None = None
 
     def cancel_attempt(self, generation: int) -> None:
         """Abandon attempt ``generation`` (also if the actor has not picked it up yet)."""
@@ -244,7 +245,9 @@ class _StageActor:
                     continue
                 if command.generation <= self._cancelled_upto:
                     continue
-                if self.stages[command.index][3].timeout is None:
+                assert self.stage is not None
+                assert self.stage[0] == command.index
+                if self.stage[4].timeout is None:
                     # No timeout: nothing abandons this attempt but the run's own
                     # cancellation, so no per-attempt cancel scope is needed.
                     reply = await self.call(command)
@@ -273,7 +276,9 @@ class _StageActor:
         as bytes either way).
         """
         assert limit is None, "a timed attempt goes through the actor task"
-        info, opts, label, stage_def = self.stages[command.index]
+        assert self.stage is not None
+        assert self.stage[0] == command.index
+        _, info, opts, label, stage_def = self.stage
         handle = self._handle
         try:
             if self.experiment_intact:
@@ -341,6 +346,26 @@ def _trace(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -> Con
 class RunSupervisor:
     """Executes one run: the ordered stages, their restarts, timeouts and checkpoints."""
 
+    __slots__ = (
+        "_actor",
+        "_current_stage",
+        "_generation",
+        "_now",
+        "_run_window",
+        "_seq",
+        "_windows",
+        "handle",
+        "observer",
+        "on_exit",
+        "otel_parent",
+        "recorder",
+        "registry",
+        "snapshot",
+        "start_index",
+        "validate_mode",
+        "wall",
+    )
+
     def __init__(
         self,
         handle: RunHandle,
@@ -369,7 +394,9 @@ class RunSupervisor:
         self._seq = 0
         self._generation = 0
         self._run_window: RestartIntensity | None = None
-        self._windows: dict[int, RestartIntensity] = {}
+        self._windows: dict[int, RestartIntensity] | None = None
+        self._current_stage: str | None = None
+        self._actor: _StageActor | None = None
         exp = handle.experiment
         if exp.max_restarts is not None:
             self._run_window = RestartIntensity(exp.max_restarts, exp.max_seconds)
@@ -460,7 +487,7 @@ class RunSupervisor:
                 # spares every stage two task switches and the run a task group.
                 _current_run.set(handle)
                 current_registry.set(self.registry)
-                final = await self._run_stages(actor, actor.call, run_span)
+                final = await self._run_stages(actor, None, run_span)
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, run_span, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -480,8 +507,6 @@ class RunSupervisor:
             handle._scope = None
             if self.on_exit is not None:
                 self.on_exit(handle)
-
-    _current_stage: str | None = None
 
     async def _end(
         self,
@@ -526,8 +551,14 @@ class RunSupervisor:
                 self.recorder.end(run_span)
             handle._mark_done()
 
-    async def _run_stages(self, actor: _StageActor, exchange: _Exchange, run_span: Any) -> bytes:
-        """Run the stages from ``start_index`` on; return the final snapshot."""
+    async def _run_stages(
+        self, actor: _StageActor, exchange: _Exchange | None, run_span: Any
+    ) -> bytes:
+        """Run the stages from ``start_index`` on; return the final snapshot.
+
+        ``exchange`` delivers each command to the actor task; None calls the actor
+        directly.
+        """
         handle = self.handle
         pipeline = handle.experiment.pipeline
         for index in range(self.start_index, len(pipeline)):
@@ -593,7 +624,7 @@ class RunSupervisor:
         except Exception as exc:
             self._event("stage_failed", label, index, 1, {"error": _describe_error(exc)})
             self._give_up(label, exc, 1, stage_span, "stage.exhausted")
-        actor.stages[index] = (stage_info(stage_obj), opts, label, stage_def)
+        actor.stage = (index, stage_info(stage_obj), opts, label, stage_def)
 
     def _give_up(
         self, label: str, reason: BaseException, attempts: int, stage_span: Any, span_event: str
@@ -621,7 +652,7 @@ class RunSupervisor:
         index: int,
         stage_def: StageDef,
         actor: _StageActor,
-        exchange: _Exchange,
+        exchange: _Exchange | None,
         run_span: Any,
     ) -> None:
         """Run the stage's attempts until one succeeds or its policy gives up."""
@@ -653,9 +684,11 @@ class RunSupervisor:
                 )
                 reply: msg.Message | None = None
                 try:
-                    reply = await exchange(
-                        msg.RunStage(gen, index, self.snapshot, attempt), stage_def.timeout
-                    )
+                    command = msg.RunStage(gen, index, self.snapshot, attempt)
+                    if exchange is None:
+                        reply = await actor.call(command)
+                    else:
+                        reply = await exchange(command, stage_def.timeout)
                 except anyio.get_cancelled_exc_class():
                     actor.cancel_attempt(gen)
                     record.status, record.finished = "cancelled", now_fn()
@@ -758,6 +791,8 @@ class RunSupervisor:
         if not should_retry(stage_def, error):
             self._event("stage_failed", label, index, attempt, {"error": described})
             self._give_up(label, error, attempt, stage_span, "stage.exhausted")
+        if self._windows is None:
+            self._windows = {}
         window = self._windows.get(index)
         if window is None:
             window = self._windows[index] = RestartIntensity(

@@ -79,6 +79,7 @@ class Runtime:
         self._idle = anyio.Event()
         self._idle.set()
         self._closing = False
+        self._on_exit = self._run_exited  # one bound method shared by every run
         #: The store runs persist to (a Store), or None when nothing is persisted.
         self.store: Any = None
 
@@ -185,7 +186,7 @@ class Runtime:
             observer=observer,
             recorder=self._recorder,
             otel_parent=self._capture_parent(),
-            on_exit=self._run_exited,
+            on_exit=self._on_exit,
         )
         if self._slots is not None:
             self._waiting += 1
@@ -215,10 +216,14 @@ class Runtime:
         if self._slots is not None:
             self._slots.release()
         self._active.pop(handle.run_id, None)
-        self._finished.append(handle)
-        if len(self._by_id) > len(self._active) + (self._finished.maxlen or 0):
-            live = {h.run_id for h in self._finished} | set(self._active)
-            self._by_id = {k: v for k, v in self._by_id.items() if k in live}
+        finished = self._finished
+        if finished.maxlen is not None and len(finished) == finished.maxlen:
+            # The oldest finished handle is about to be pushed out: forget its id too,
+            # unless a newer run (a resume) holds it now.
+            oldest = finished[0] if finished.maxlen else handle
+            if self._by_id.get(oldest.run_id) is oldest:
+                del self._by_id[oldest.run_id]
+        finished.append(handle)
         self._counts[handle.status.value] = self._counts.get(handle.status.value, 0) + 1
         if not self._active and not self._waiting:
             self._idle.set()
