@@ -214,8 +214,7 @@ class RunHandle:
 
     # -- used by the run supervisor --------------------------------------------
 
-    def _emit(self, event: RunEvent) -> None:
-        self._events.append(event)
+    def _wake_subscribers(self) -> None:
         waiter = self._new_event
         if waiter is not None:
             self._new_event = None

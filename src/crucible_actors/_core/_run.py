@@ -53,6 +53,7 @@ from ._ir import Backoff, StageDef, stage_ref
 from ._registry import current_registry
 from ._restart import RestartIntensity
 from ._stage import StageInfo, stage_info
+from ._telemetry import _by_event as _tel_handlers
 from ._worker import invoke_in_process, invoke_in_thread
 
 if TYPE_CHECKING:
@@ -414,19 +415,22 @@ class RunSupervisor:
     ) -> None:
         """Record a RunEvent; ``data`` is a fresh dict the event takes over."""
         self._seq += 1
-        self.handle._emit(
+        handle = self.handle
+        handle._events.append(
             RunEvent(
                 self._seq,
                 type_,
-                self.handle.run_id,
+                handle.run_id,
                 self._now() if now is None else now,
                 self.wall(),
                 stage,
                 index,
                 attempt,
-                data if data is not None else {},
+                {} if data is None else data,
             )
         )
+        if handle._new_event is not None:
+            handle._wake_subscribers()
 
     def _telemetry(
         self,
@@ -468,7 +472,8 @@ class RunSupervisor:
         handle.started_at = t0
         handle.status = RunStatus.RUNNING
         self._event("run_started", data={"experiment_id": exp.id}, now=t0)
-        self._telemetry(tel.RUN_START, None, None)
+        if _tel_handlers:  # any telemetry handler attached
+            self._telemetry(tel.RUN_START, None, None)
         actor = self._actor = _StageActor(handle, self.registry)
         try:
             if self.observer is not None:
@@ -539,7 +544,9 @@ class RunSupervisor:
             if error is not None:
                 data["error"] = _describe_error(error)
             self._event(event, data=data)
-            if status is RunStatus.COMPLETED:
+            if not _tel_handlers:  # no handler attached at all
+                pass
+            elif status is RunStatus.COMPLETED:
                 self._telemetry(tel.RUN_STOP, None, None, now - t0)
             else:
                 self._telemetry(tel.RUN_EXCEPTION, None, None, now - t0, status=status.value)
@@ -674,7 +681,8 @@ class RunSupervisor:
                 record = AttemptRecord(index, label, attempt, "running", started)
                 handle.attempts.append(record)
                 self._event("stage_started", label, index, attempt, now=started)
-                self._telemetry(tel.STAGE_START, label, attempt)
+                if _tel_handlers:  # any telemetry handler attached
+                    self._telemetry(tel.STAGE_START, label, attempt)
                 attempt_span = (
                     rec.start_attempt(
                         stage_span, handle.run_id, handle.experiment.id, label, attempt
@@ -713,7 +721,8 @@ class RunSupervisor:
                         {"duration": now - started},
                         now=now,
                     )
-                    self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
+                    if _tel_handlers:  # any telemetry handler attached
+                        self._telemetry(tel.STAGE_STOP, label, attempt, now - started)
                     if attempt_span is not None and rec is not None:
                         rec.ok(attempt_span)
                         rec.end(attempt_span)
@@ -752,7 +761,8 @@ class RunSupervisor:
             error = StageTimeout(label, stage_def.timeout, attempt=attempt)
             record.status = "timeout"
             self._event("stage_timeout", label, index, attempt, {"timeout": stage_def.timeout})
-            self._telemetry(tel.STAGE_TIMEOUT, label, attempt, duration)
+            if _tel_handlers:  # any telemetry handler attached
+                self._telemetry(tel.STAGE_TIMEOUT, label, attempt, duration)
             if attempt_span is not None and rec is not None:
                 rec.event(attempt_span, "stage.timeout", {"crucible.attempt": attempt})
         else:
@@ -763,9 +773,10 @@ class RunSupervisor:
                 else CrucibleError(f"{reply.error_type}: {reply.message}")
             )
             record.status = "failed"
-            self._telemetry(
-                tel.STAGE_EXCEPTION, label, attempt, duration, error_type=reply.error_type
-            )
+            if _tel_handlers:  # any telemetry handler attached
+                self._telemetry(
+                    tel.STAGE_EXCEPTION, label, attempt, duration, error_type=reply.error_type
+                )
         record.error = _describe_error(error)
         if attempt_span is not None and rec is not None:
             rec.fail(attempt_span, record.error, error)
@@ -828,7 +839,8 @@ class RunSupervisor:
         self._event(
             "stage_restarted", label, index, attempt + 1, {"after": described, "delay": delay}
         )
-        self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
+        if _tel_handlers:  # any telemetry handler attached
+            self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
         if stage_span is not None and self.recorder is not None:
             self.recorder.event(
                 stage_span,
