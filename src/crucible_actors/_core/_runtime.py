@@ -10,7 +10,6 @@ cleanup (see :func:`cleanup_scope`) ``shutdown_grace`` seconds.
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from ._encoding import encode_context
 from ._errors import CrucibleError
 from ._execute import check_validate_mode
 from ._handle import RunHandle
+from ._ids import new_run_id
 from ._registry import Registry
 from ._run import RunObserver, RunSupervisor, unwrap_fatal
 from ._runner import coerce_experiment
@@ -109,7 +109,7 @@ class Runtime:
             raise CrucibleError("the runtime is shutting down and accepts no new runs")
         mode = check_validate_mode(validate_options)
         exp = coerce_experiment(experiment)
-        rid = run_id if run_id is not None else str(uuid.uuid4())
+        rid = run_id if run_id is not None else new_run_id()
         if rid in self._active:
             raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
         ctx = Context.new(exp, run_id=rid, assigns=assigns)
