@@ -29,7 +29,9 @@ and the same with 100 concurrent runs and one transaction per write; for informa
 runtime at 100 over baseline (a), and the ceiling: runtime without a store over (b).
 
 Prints one JSON object per line. Usage:
-``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--no-postgres]``.
+``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--rounds N]
+[--no-postgres]``. The SQLite figures are measured ``--rounds`` times (default 3), interleaved,
+and the ratios use the medians (the figures of each round are printed too).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -342,11 +345,32 @@ async def pg_runtime(runs: int, concurrency: int) -> dict[str, Any]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def measure_round(root: Path, counts: dict[int, int], backend: str) -> dict[tuple[str, int], float]:
+    """One round of every SQLite figure: the baselines and the runtime, interleaved."""
+    results: dict[tuple[str, int], float] = {}
+    results["raw_sqlite_batched", 0] = raw_batched(fresh_db(root), counts[100])
+    results["raw_sqlite_commit_per_write", 1] = raw_commit_per_write(fresh_db(root), counts[1])
+    for conc, runs in counts.items():
+        results["bare_anyio_group_commit", conc] = anyio.run(
+            bare_anyio, fresh_db(root), runs, conc, backend=backend
+        )
+        for label, max_batch in (("group_commit", 512), ("transaction_per_write", 1)):
+            fig = anyio.run(sqlite_runtime, root, runs, conc, max_batch, backend=backend)
+            results[f"runtime_sqlite_{label}", conc] = fig["runs_per_s"]
+        results["runtime_no_store", conc] = anyio.run(
+            runtime_rate, None, runs, conc, backend=backend
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     parser.add_argument("--runs", type=int, default=3000, help="runs at 100 concurrent")
     parser.add_argument("--serial-runs", type=int, default=400, help="runs at 1 concurrent")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the SQLite figures (medians reported)"
+    )
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     backend = args.backend
@@ -354,44 +378,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="crucible-bench-") as tmp:
         root = Path(tmp)
-        results: dict[tuple[str, int], float] = {}
-
-        rate = raw_batched(fresh_db(root), counts[100])
-        results["raw_sqlite_batched", 0] = rate
-        emit(name="raw_sqlite_batched", runs=counts[100], runs_per_s=round(rate, 1))
-        rate = raw_commit_per_write(fresh_db(root), counts[1])
-        results["raw_sqlite_commit_per_write", 1] = rate
-        emit(name="raw_sqlite_commit_per_write", runs=counts[1], runs_per_s=round(rate, 1))
-
-        for conc, runs in counts.items():
-            rate = anyio.run(bare_anyio, fresh_db(root), runs, conc, backend=backend)
-            results["bare_anyio_group_commit", conc] = rate
-            emit(
-                name="bare_anyio_group_commit",
-                backend=backend,
-                concurrency=conc,
-                runs=runs,
-                runs_per_s=round(rate, 1),
-            )
-        for label, max_batch in (("group_commit", 512), ("transaction_per_write", 1)):
-            for conc, runs in counts.items():
-                fig = anyio.run(sqlite_runtime, root, runs, conc, max_batch, backend=backend)
-                results[f"runtime_sqlite_{label}", conc] = fig["runs_per_s"]
+        rounds: list[dict[tuple[str, int], float]] = []
+        for number in range(1, max(1, args.rounds) + 1):
+            got = measure_round(root, counts, backend)
+            rounds.append(got)
+            for (name, conc), rate in got.items():
                 emit(
-                    name=f"runtime_sqlite_{label}",
+                    name=name,
+                    round=number,
                     backend=backend,
-                    concurrency=conc,
-                    runs=runs,
-                    **fig,
+                    concurrency=conc or 100,
+                    runs=counts[conc or 100],
+                    runs_per_s=round(rate, 1),
                 )
-        for conc, runs in counts.items():
-            rate = anyio.run(runtime_rate, None, runs, conc, backend=backend)
-            results["runtime_no_store", conc] = rate
+        results = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        for (name, conc), rate in results.items():
             emit(
-                name="runtime_no_store",
+                name=name,
+                statistic="median",
                 backend=backend,
-                concurrency=conc,
-                runs=runs,
+                concurrency=conc or 100,
                 runs_per_s=round(rate, 1),
             )
         if not args.no_postgres and pg_available():
@@ -401,43 +407,53 @@ def main() -> None:
         elif not args.no_postgres:
             emit(name="runtime_postgres", skipped=f"no PostgreSQL server at {PG_URL}")
 
-        group100 = results["runtime_sqlite_group_commit", 100]
-        emit(
-            name="ratio_runtime_vs_bare_anyio_group_commit",
+        def ratio(name: str, num: tuple[str, int], den: tuple[str, int], **extra: Any) -> None:
+            per_round = [r[num] / r[den] for r in rounds]
+            emit(
+                name=name,
+                value=round(results[num] / results[den], 3),
+                per_round=[round(v, 3) for v in per_round],
+                **extra,
+            )
+
+        ratio(
+            "ratio_runtime_vs_bare_anyio_group_commit",
+            ("runtime_sqlite_group_commit", 100),
+            ("bare_anyio_group_commit", 100),
             concurrency=100,
-            value=round(group100 / results["bare_anyio_group_commit", 100], 3),
             target=0.6,
         )
-        emit(
-            name="ratio_runtime_commit_per_stage_vs_raw_loop",
+        ratio(
+            "ratio_runtime_commit_per_stage_vs_raw_loop",
+            ("runtime_sqlite_group_commit", 1),
+            ("raw_sqlite_commit_per_write", 1),
             concurrency=1,
-            value=round(
-                results["runtime_sqlite_group_commit", 1]
-                / results["raw_sqlite_commit_per_write", 1],
-                3,
-            ),
             target=0.7,
         )
-        emit(
-            name="ratio_runtime_transaction_per_write_vs_raw_loop",
-            concurrency=100,
-            value=round(
-                results["runtime_sqlite_transaction_per_write", 100]
-                / results["raw_sqlite_commit_per_write", 1],
-                3,
-            ),
+        ratio(
+            "ratio_bare_anyio_commit_per_stage_vs_raw_loop",
+            ("bare_anyio_group_commit", 1),
+            ("raw_sqlite_commit_per_write", 1),
+            concurrency=1,
+            note="the same ratio for baseline (b): one thread hop per acknowledged write",
         )
-        emit(
-            name="ratio_runtime_vs_raw_sqlite_batched",
+        ratio(
+            "ratio_runtime_transaction_per_write_vs_raw_loop",
+            ("runtime_sqlite_transaction_per_write", 100),
+            ("raw_sqlite_commit_per_write", 1),
             concurrency=100,
-            value=round(group100 / results["raw_sqlite_batched", 0], 3),
         )
-        emit(
-            name="ceiling_runtime_no_store_vs_bare_anyio_group_commit",
+        ratio(
+            "ratio_runtime_vs_raw_sqlite_batched",
+            ("runtime_sqlite_group_commit", 100),
+            ("raw_sqlite_batched", 0),
             concurrency=100,
-            value=round(
-                results["runtime_no_store", 100] / results["bare_anyio_group_commit", 100], 3
-            ),
+        )
+        ratio(
+            "ceiling_runtime_no_store_vs_bare_anyio_group_commit",
+            ("runtime_no_store", 100),
+            ("bare_anyio_group_commit", 100),
+            concurrency=100,
         )
 
 

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .._core._errors import StoreError, StoreUnavailable
@@ -164,6 +165,11 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
                         write.done = True
                     epoch.set()
                 batch = []
+                # Let the callers just woken run before draining again: most submit their
+                # next write straight away, and it joins this next batch rather than the
+                # one after (two passes: the first may run before some of them).
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                await anyio.lowlevel.cancel_shielded_checkpoint()
         finally:
             # Cancelled (or crashed): no caller may wait forever for a write that will
             # never run. No await between here and closing the stream, so no write can
