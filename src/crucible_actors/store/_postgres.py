@@ -128,6 +128,7 @@ class _PgWriter(GroupCommitWriter[_PgTx]):
     def __init__(self, pool: Any, *, store: str, max_batch: int) -> None:
         super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
         self.pool = pool
+        self.conv = _PgTx(None)  # value conversions only, no connection
 
     @contextmanager
     def transaction(self) -> Iterator[_PgTx]:

@@ -179,44 +179,66 @@ def _many(tx: Tx, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
     return tx.insert_rows(head, tail, rows) if rows else 0
 
 
-def upsert_experiments(tx: Tx, items: Sequence[ExperimentRecord], store: str) -> None:
-    latest = {e.id: e for e in items}
+# Row builders: the grouped parts travel as ready parameter rows, built by the caller on
+# the event loop (``conv`` is a Tx used only for its value conversions), so the writer
+# thread, on which every queued caller waits, only sorts and executes them.
+
+
+def experiment_row(conv: Tx, e: ExperimentRecord) -> tuple[Any, ...]:
+    """The EXPERIMENT part for ``e``."""
+    return (
+        e.id,
+        conv.json_in(e.definition),
+        e.owner,
+        conv.json_in(e.tags),
+        conv.json_in(e.metadata),
+        conv.ts_in(e.created_at),
+        conv.ts_in(e.updated_at),
+    )
+
+
+def checkpoint_row(conv: Tx, c: Checkpoint) -> tuple[Any, ...]:
+    """The CHECKPOINT part for ``c``."""
+    return (c.run_id, c.index, c.data, conv.ts_in(c.created_at))
+
+
+def attempt_row(conv: Tx, a: StageAttempt) -> tuple[Any, ...]:
+    """The ATTEMPT part for ``a``."""
+    return (
+        a.run_id,
+        a.index,
+        a.attempt,
+        a.stage,
+        a.status,
+        conv.ts_in(a.started_at),
+        conv.ts_in(a.finished_at),
+        a.duration,
+        a.error,
+    )
+
+
+def upsert_experiments(tx: Tx, rows: Sequence[tuple[Any, ...]], store: str) -> None:
+    latest = {row[0]: row for row in rows}
     _many(
         tx,
         "INSERT INTO experiments (id, definition, owner, tags, metadata, created_at, updated_at)",
         "ON CONFLICT (id) DO UPDATE SET definition = excluded.definition,"
         " owner = excluded.owner, tags = excluded.tags, metadata = excluded.metadata,"
         " updated_at = excluded.updated_at",
-        [
-            (
-                e.id,
-                tx.json_in(e.definition),
-                e.owner,
-                tx.json_in(e.tags),
-                tx.json_in(e.metadata),
-                tx.ts_in(e.created_at),
-                tx.ts_in(e.updated_at),
-            )
-            for _, e in sorted(latest.items())
-        ],
+        [row for _, row in sorted(latest.items())],
     )
 
 
-def insert_runs(tx: Tx, items: Sequence[RunRecord], store: str) -> None:
-    """Insert new runs.
+def insert_runs(tx: Tx, rows: Sequence[tuple[Any, ...]], store: str) -> None:
+    """Insert new runs (rows from :func:`run_row`).
 
     Raises:
         StoreError: a run id already exists (the batch is then retried write by write).
     """
-    inserted = _many(
-        tx,
-        f"INSERT INTO runs ({_RUN_COLS})",
-        "ON CONFLICT (id) DO NOTHING",
-        [_run_params(tx, run) for run in items],
-    )
-    if inserted != len(items):
+    inserted = _many(tx, f"INSERT INTO runs ({_RUN_COLS})", "ON CONFLICT (id) DO NOTHING", rows)
+    if inserted != len(rows):
         # Which id is taken is only known for one run; a batch is retried write by write.
-        taken = sorted({r.id for r in items})
+        taken = sorted({row[0] for row in rows})
         raise StoreError(
             f"a run with id {taken[0]!r} already exists; resume it with "
             f"'crucible-actors runs resume {taken[0]}' or choose another run_id",
@@ -224,19 +246,19 @@ def insert_runs(tx: Tx, items: Sequence[RunRecord], store: str) -> None:
         )
 
 
-def upsert_checkpoints(tx: Tx, items: Sequence[Checkpoint], store: str) -> None:
-    latest = {(c.run_id, c.index): c for c in items}
+def upsert_checkpoints(tx: Tx, rows: Sequence[tuple[Any, ...]], store: str) -> None:
+    latest = {(row[0], row[1]): row for row in rows}
     _many(
         tx,
         "INSERT INTO checkpoints (run_id, stage_index, context, created_at)",
         "ON CONFLICT (run_id, stage_index) DO UPDATE SET"
         " context = excluded.context, created_at = excluded.created_at",
-        [(c.run_id, c.index, c.data, tx.ts_in(c.created_at)) for _, c in sorted(latest.items())],
+        [row for _, row in sorted(latest.items())],
     )
 
 
-def upsert_attempts(tx: Tx, items: Sequence[StageAttempt], store: str) -> None:
-    latest = {(a.run_id, a.index, a.attempt): a for a in items}
+def upsert_attempts(tx: Tx, rows: Sequence[tuple[Any, ...]], store: str) -> None:
+    latest = {(row[0], row[1], row[2]): row for row in rows}
     _many(
         tx,
         "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
@@ -245,24 +267,12 @@ def upsert_attempts(tx: Tx, items: Sequence[StageAttempt], store: str) -> None:
         " stage = excluded.stage, status = excluded.status, started_at = excluded.started_at,"
         " finished_at = excluded.finished_at, duration = excluded.duration,"
         " error = excluded.error",
-        [
-            (
-                a.run_id,
-                a.index,
-                a.attempt,
-                a.stage,
-                a.status,
-                tx.ts_in(a.started_at),
-                tx.ts_in(a.finished_at),
-                a.duration,
-                a.error,
-            )
-            for _, a in sorted(latest.items())
-        ],
+        [row for _, row in sorted(latest.items())],
     )
 
 
-def _run_params(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
+def run_row(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
+    """The RUN part for ``run`` (also the parameters of a one-run insert)."""
     return (
         run.id,
         run.experiment_id,
@@ -285,7 +295,7 @@ def resume_run(tx: Tx, run: RunRecord) -> None:
         (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
     )
     if not changed:
-        tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 10)}", _run_params(tx, run))
+        tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 10)}", run_row(tx, run))
 
 
 def finish_runs(

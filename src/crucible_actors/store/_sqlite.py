@@ -110,6 +110,7 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
         super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
         self.conn = conn
         self.tx = _SQLiteTx(conn)
+        self.conv = self.tx  # value conversions only: safe to call from the event loop
 
     @contextmanager
     def transaction(self) -> Iterator[_SQLiteTx]:

@@ -71,23 +71,28 @@ class SQLStore(abc.ABC):
         checkpoint: Checkpoint | None = None,
         resume: bool = False,
     ) -> None:
-        parts: list[tuple[int, Any]] = [(EXPERIMENT, experiment)]
+        conv = self._writer.conv
+        parts: list[tuple[int, Any]] = [(EXPERIMENT, _sql.experiment_row(conv, experiment))]
         if not resume:
-            parts.append((RUN, run))
+            parts.append((RUN, _sql.run_row(conv, run)))
         if checkpoint is not None:
-            parts.append((CHECKPOINT, checkpoint))
+            parts.append((CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)))
         fn = (lambda tx: _sql.resume_run(tx, run)) if resume else None
         await self._writer.submit(fn, parts=parts)
 
     async def save_checkpoint(
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
     ) -> None:
+        conv = self._writer.conv
         await self._writer.submit(
-            parts=[*((ATTEMPT, a) for a in attempts), (CHECKPOINT, checkpoint)]
+            parts=[
+                *((ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts),
+                (CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)),
+            ]
         )
 
     async def record_attempt(self, attempt: StageAttempt) -> None:
-        await self._writer.submit(parts=[(ATTEMPT, attempt)])
+        await self._writer.submit(parts=[(ATTEMPT, _sql.attempt_row(self._writer.conv, attempt))])
 
     async def finish_run(
         self,
@@ -98,9 +103,10 @@ class SQLStore(abc.ABC):
         attempts: Sequence[StageAttempt] = (),
         checkpoint: Checkpoint | None = None,
     ) -> None:
-        parts: list[tuple[int, Any]] = [(ATTEMPT, a) for a in attempts]
+        conv = self._writer.conv
+        parts: list[tuple[int, Any]] = [(ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts]
         if checkpoint is not None:
-            parts.append((CHECKPOINT, checkpoint))
+            parts.append((CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)))
         parts.append((FINISH, (run, artifacts, events)))
         await self._writer.submit(parts=parts)
 

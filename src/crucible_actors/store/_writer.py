@@ -76,6 +76,9 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         queue_size: int = 1024,
     ) -> None:
         self.store = store
+        #: Converts record values to this database's parameters (``ts_in``/``json_in``);
+        #: used on the event loop to build the rows of grouped parts. Set by subclasses.
+        self.conv: Any = None
         self.handlers = tuple(handlers)
         self.max_batch = max(1, max_batch)
         self.limiter = anyio.CapacityLimiter(1)
