@@ -2,7 +2,8 @@
 
 Measures a 5-stage pipeline of no-op async stages through ``run_async`` and through
 ``Runtime.submit`` with 1 and 1,000 concurrent runs, in microseconds per stage, against
-two baselines measured in the same process:
+two baselines measured in the same process (``submit_1_timed_stages``: the same with a
+timeout on every stage, so each attempt goes to an actor task over memory streams):
 
 (a) a bare anyio run of 5 awaited no-op coroutines;
 (b) the same with a ``fail_after`` scope and a msgspec msgpack encode+decode of the
@@ -43,6 +44,11 @@ def make_registry() -> Registry:
 
 
 EXPERIMENT = Experiment(id="bench", pipeline=[StageDef(name="noop") for _ in range(STAGES)])
+# The same with a timeout on every stage: each run then talks to its stage actor in a
+# task of its own over memory streams (the supervisor watches the deadline).
+TIMED = Experiment(
+    id="bench_timed", pipeline=[StageDef(name="noop", timeout=60) for _ in range(STAGES)]
+)
 
 
 async def _noop_coro() -> None:
@@ -105,6 +111,12 @@ async def main(runs: int) -> list[dict[str, Any]]:
             await h.result()
 
         t_submit_1 = await timed(runs, one_submit)
+
+        async def one_timed_submit() -> None:
+            h = await rt.submit(TIMED)
+            await h.result()
+
+        t_submit_1_timed = await timed(runs, one_timed_submit)
         conc = 1000
         t_submit_1000 = await timed_concurrent(conc, one_submit)
         bare_1000 = await timed_concurrent(conc, bare_run)
@@ -118,6 +130,7 @@ async def main(runs: int) -> list[dict[str, Any]]:
     for name, total, n, a, b in [
         ("run_async", t_run_async, runs, base_a, base_b),
         ("submit_1", t_submit_1, runs, base_a, base_b),
+        ("submit_1_timed_stages", t_submit_1_timed, runs, base_a, base_b),
         (
             "submit_1000_concurrent",
             t_submit_1000,
