@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import msgspec.structs
 import pytest
 
 import crucible_actors as ca
@@ -41,7 +42,28 @@ def registry_with(*stages: Any) -> Registry:
     return reg
 
 
+#: Set per test by the ``delivery`` fixture: give every stage a (never reached) timeout,
+#: which puts each run's stage actor in a task of its own behind memory streams.
+_ACTOR_TASK = False
+
+
+@pytest.fixture(autouse=True, params=["direct", "actor_task"])
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every scenario both ways a RunStage reaches the stage actor.
+
+    ``direct``: no stage has a timeout, so the supervisor calls the actor in the run's
+    task. ``actor_task``: a timeout on each stage (an hour: never reached here) makes the
+    supervisor talk to an actor task over bounded memory streams.
+    """
+    monkeypatch.setattr(f"{__name__}._ACTOR_TASK", request.param == "actor_task")
+    return str(request.param)
+
+
 def exp(*defs: StageDef, **kw: Any) -> Experiment:
+    if _ACTOR_TASK:
+        defs = tuple(
+            d if d.timeout is not None else msgspec.structs.replace(d, timeout=3600.0) for d in defs
+        )
     return Experiment(id="exp", pipeline=list(defs), **kw)
 
 
@@ -245,7 +267,9 @@ async def bail(ctx, opts):
 
 reg = ca.Registry()
 reg.register(bail)
-exp = ca.Experiment(id="e", pipeline=[ca.StageDef(name="bail", restart="transient")])
+exp = ca.Experiment(
+    id="e", pipeline=[ca.StageDef(name="bail", restart="transient", timeout={timeout})]
+)
 try:
     ca.run(exp, registry=reg, backend=sys.argv[1])
 except ca.StageFailed:
@@ -261,13 +285,14 @@ print("returned normally", flush=True)
     ("exc_name", "expected_code"), [("KeyboardInterrupt", None), ("SystemExit", 3)]
 )
 def test_keyboard_interrupt_and_system_exit_are_not_retried_or_swallowed(
-    tmp_path: Any, backend: str, exc_name: str, expected_code: int | None
+    tmp_path: Any, backend: str, exc_name: str, expected_code: int | None, delivery: str
 ) -> None:
     import subprocess
     import sys
 
     script = tmp_path / "bail.py"
-    script.write_text(_BAIL_SCRIPT.replace("{exc}", exc_name))
+    timeout = "3600.0" if delivery == "actor_task" else "None"
+    script.write_text(_BAIL_SCRIPT.replace("{exc}", exc_name).replace("{timeout}", timeout))
     proc = subprocess.run(
         [sys.executable, str(script), backend], capture_output=True, text=True, timeout=60
     )
@@ -496,3 +521,23 @@ async def test_keep_finished_bounds_the_handles_remembered(keep: int) -> None:
         again = await rt.submit(exp(StageDef(name="a")), run_id=handles[0].run_id)
         assert rt.get(handles[0].run_id) is again
         assert await again.wait() is RunStatus.COMPLETED
+
+
+async def test_stage_runs_in_the_run_task_or_in_an_actor_task(delivery: str) -> None:
+    tasks: list[str] = []
+
+    @stage("where")
+    async def where(ctx: Context, opts: Any) -> Context:
+        tasks.append(anyio.get_current_task().name)
+        return ctx
+
+    async with open_runtime(registry=registry_with(where)) as rt:
+        handle = await rt.submit(exp(StageDef(name="where"), StageDef(name="where")))
+        assert await handle.wait() is RunStatus.COMPLETED
+    run_task = f"run {handle.run_id}"
+    if delivery == "direct":
+        assert tasks == [run_task, run_task]
+    else:
+        assert len(tasks) == 2
+        assert run_task not in tasks
+        assert all("serve" in name for name in tasks)
