@@ -9,6 +9,11 @@ subprocess so peak RSS is not shared between them.
 
 Usage: ``python bench/concurrency.py [--runs N] [--backend trio|asyncio]``.
 Targets: zero failures, >= 0.5x the bare anyio throughput, <= 3x its memory per run.
+
+Also measured, for reference: the same count of tasks of the same shape doing what
+``overhead.py`` calls baseline (b), the floor for a supervised, message-passing stage
+(a ``fail_after`` scope and a Context decode and encode per stage), with its ratio to
+the bare runs and the runtime's ratio to it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import anyio
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef
+from crucible_actors._core._encoding import decode_context_with, encode_context
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -46,6 +52,19 @@ EXPERIMENT = Experiment(id="bench", pipeline=[StageDef(name="yield") for _ in ra
 async def bare_run(done: list[int]) -> None:
     for _ in range(STAGES):
         await anyio.sleep(0)  # noqa: ASYNC115 - the benchmark shape the issue fixes
+    done.append(1)
+
+
+async def floor_run(done: list[int]) -> None:
+    """The same shape with what overhead.py calls baseline (b), the floor for a
+    supervised, message-passing stage: a ``fail_after`` scope and a msgpack decode and
+    encode of the Context around each stage's await."""
+    snapshot = encode_context(Context.new(EXPERIMENT, run_id="floor"))
+    for _ in range(STAGES):
+        with anyio.fail_after(60):
+            ctx = decode_context_with(snapshot, EXPERIMENT)
+            await anyio.sleep(0)  # noqa: ASYNC115 - the benchmark shape the issue fixes
+            snapshot = encode_context(ctx)
     done.append(1)
 
 
@@ -74,13 +93,21 @@ async def runtime_batch(n: int) -> tuple[float, int]:
     return elapsed, failures
 
 
-async def bare_batch(n: int) -> tuple[float, int]:
+async def _tasks_batch(n: int, fn: Callable[[list[int]], Awaitable[None]]) -> tuple[float, int]:
     done: list[int] = []
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(n):
-            tg.start_soon(bare_run, done)
+            tg.start_soon(fn, done)
     return time.perf_counter() - t0, n - len(done)
+
+
+async def bare_batch(n: int) -> tuple[float, int]:
+    return await _tasks_batch(n, bare_run)
+
+
+async def floor_batch(n: int) -> tuple[float, int]:
+    return await _tasks_batch(n, floor_run)
 
 
 def measure(
@@ -114,8 +141,9 @@ def measure(
 
 def child(backend: str, n: int) -> None:
     bare = measure("bare_anyio", bare_batch, n, backend)
+    floor = measure("floor_b_tasks", floor_batch, n, backend)
     rt = measure("runtime_submit", runtime_batch, n, backend)
-    for line in (bare, rt):
+    for line in (bare, floor, rt):
         print(json.dumps({"bench": "concurrency", "backend": backend, **line}), flush=True)
     print(
         json.dumps(
@@ -127,6 +155,8 @@ def child(backend: str, n: int) -> None:
                 "memory_per_run_vs_bare": round(rt["bytes_per_run"] / bare["bytes_per_run"], 2),
                 "target_throughput_vs_bare": 0.5,
                 "target_memory_vs_bare": 3.0,
+                "floor_b_throughput_vs_bare": round(floor["runs_per_s"] / bare["runs_per_s"], 3),
+                "throughput_vs_floor_b": round(rt["runs_per_s"] / floor["runs_per_s"], 3),
                 "failures": rt["failures"],
             }
         ),
