@@ -541,3 +541,20 @@ async def test_stage_runs_in_the_run_task_or_in_an_actor_task(delivery: str) -> 
         assert len(tasks) == 2
         assert run_task not in tasks
         assert all("serve" in name for name in tasks)
+
+
+async def test_a_run_cancelled_before_it_starts_runs_no_stage() -> None:
+    ran: list[int] = []
+
+    @stage("quick")
+    async def quick(ctx: Context, opts: Any) -> Context:
+        ran.append(1)  # never awaits: nothing inside the stage could deliver a cancel
+        return ctx
+
+    async with open_runtime(registry=registry_with(quick)) as rt:
+        handle = await rt.submit(exp(StageDef(name="quick"), StageDef(name="quick")))
+        await handle.cancel()
+        assert handle.status is RunStatus.CANCELLED
+        with pytest.raises(RunCancelled):
+            await handle.result()
+    assert ran == []

@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import msgspec.structs
 
@@ -569,6 +570,11 @@ class RunSupervisor:
         handle = self.handle
         pipeline = handle.experiment.pipeline
         for index in range(self.start_index, len(pipeline)):
+            if handle._cancel_requested:
+                # Cancelled while it could not be interrupted (before the run's first
+                # await, or in a shielded write): the run's cancelled scope raises here,
+                # so a stage that never awaits does not run after a cancel.
+                await anyio.lowlevel.checkpoint()
             stage_def = pipeline[index]
             self._current_stage = stage_def.label
             if self.observer is not None:
