@@ -205,12 +205,15 @@ class _ContextSansExperiment(msgspec.Struct, frozen=True, omit_defaults=True, gc
 _sans_experiment_decoder = msgspec.msgpack.Decoder(_ContextSansExperiment)
 
 
-def decode_context_with(data: bytes, experiment: Experiment) -> Context:
+def decode_context_with(
+    data: bytes, experiment: Experiment, telemetry: Mapping[str, Any] | None = None
+) -> Context:
     """Decode a Context whose experiment is known to be ``experiment``, reusing that object.
 
     The run supervisor knows which experiment every snapshot of a run carries, so stage
     attempts skip rebuilding the Experiment tree from bytes (most of a decode's cost and
     allocations). The bytes stay self-contained for the store and worker processes.
+    ``telemetry`` entries, if given, are merged into ``telemetry_context``.
 
     Raises:
         MessageError: the bytes are not an encoded Context of this version.
@@ -230,6 +233,6 @@ def decode_context_with(data: bytes, experiment: Experiment) -> Context:
         lite.metrics,
         lite.artifacts,
         trace,
-        lite.telemetry_context,
+        {**lite.telemetry_context, **telemetry} if telemetry else lite.telemetry_context,
         lite.assigns,
     )

@@ -283,20 +283,19 @@ class _StageActor:
         _, info, opts, label, stage_def = self.stage
         handle = self._handle
         try:
+            telemetry = {
+                "stage": label,
+                "attempt": command.attempt,
+                "idempotency_key": f"{handle.run_id}/{label}/{command.generation}",
+            }
             if self.experiment_intact:
-                ctx = decode_context_with(command.context, handle.experiment)
+                ctx = decode_context_with(command.context, handle.experiment, telemetry)
             else:
                 ctx = decode_context(command.context)
+                ctx = msgspec.structs.replace(
+                    ctx, telemetry_context={**ctx.telemetry_context, **telemetry}
+                )
             given = ctx.experiment
-            ctx = msgspec.structs.replace(
-                ctx,
-                telemetry_context={
-                    **ctx.telemetry_context,
-                    "stage": label,
-                    "attempt": command.attempt,
-                    "idempotency_key": f"{handle.run_id}/{label}/{command.generation}",
-                },
-            )
             if ctx.trace is not None:
                 ctx = _trace(ctx, "stage_start", label, f"Starting stage: {label}")
             if info.is_async and stage_def.isolation == "inline":
