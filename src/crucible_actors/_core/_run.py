@@ -348,7 +348,6 @@ class RunSupervisor:
     """Executes one run: the ordered stages, their restarts, timeouts and checkpoints."""
 
     __slots__ = (
-        "_actor",
         "_current_stage",
         "_generation",
         "_now",
@@ -397,7 +396,6 @@ class RunSupervisor:
         self._run_window: RestartIntensity | None = None
         self._windows: dict[int, RestartIntensity] | None = None
         self._current_stage: str | None = None
-        self._actor: _StageActor | None = None
         exp = handle.experiment
         if exp.max_restarts is not None:
             self._run_window = RestartIntensity(exp.max_restarts, exp.max_seconds)
@@ -474,7 +472,7 @@ class RunSupervisor:
         self._event("run_started", data={"experiment_id": exp.id}, now=t0)
         if _tel_handlers:  # any telemetry handler attached
             self._telemetry(tel.RUN_START, None, None)
-        actor = self._actor = _StageActor(handle, self.registry)
+        actor = _StageActor(handle, self.registry)
         try:
             if self.observer is not None:
                 # Shielded: a cancel arriving while the start is being written would
