@@ -7,7 +7,8 @@ shape (5 awaits of ``anyio.sleep(0)``). Reports runs/s, peak RSS growth, memory 
 wall time spent in garbage collection, and failures. Each backend runs in a fresh
 subprocess so peak RSS is not shared between them.
 
-Usage: ``python bench/concurrency.py [--runs N] [--backend trio|asyncio]``.
+Usage: ``python bench/concurrency.py [--runs N] [--rounds N] [--backend trio|asyncio]``;
+each figure is measured ``--rounds`` times (default 3) and the ratios use the medians.
 Targets: zero failures, >= 0.5x the bare anyio throughput, <= 3x its memory per run.
 
 Also measured, for reference: the same count of tasks of the same shape doing what
@@ -22,6 +23,7 @@ import argparse
 import gc
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -139,25 +141,49 @@ def measure(
     }
 
 
-def child(backend: str, n: int) -> None:
-    bare = measure("bare_anyio", bare_batch, n, backend)
-    floor = measure("floor_b_tasks", floor_batch, n, backend)
-    rt = measure("runtime_submit", runtime_batch, n, backend)
-    for line in (bare, floor, rt):
-        print(json.dumps({"bench": "concurrency", "backend": backend, **line}), flush=True)
+def child(backend: str, n: int, rounds: int) -> None:
+    samples: dict[str, list[dict[str, Any]]] = {"bare": [], "floor": [], "runtime": []}
+    for number in range(1, max(1, rounds) + 1):
+        for key, name, fn in (
+            ("bare", "bare_anyio", bare_batch),
+            ("floor", "floor_b_tasks", floor_batch),
+            ("runtime", "runtime_submit", runtime_batch),
+        ):
+            line = measure(name, fn, n, backend)
+            samples[key].append(line)
+            print(
+                json.dumps({"bench": "concurrency", "backend": backend, "round": number, **line}),
+                flush=True,
+            )
+
+    def med(key: str, field: str) -> float:
+        return float(statistics.median(line[field] for line in samples[key]))
+
     print(
         json.dumps(
             {
                 "bench": "concurrency",
                 "backend": backend,
                 "path": "ratios",
-                "throughput_vs_bare": round(rt["runs_per_s"] / bare["runs_per_s"], 3),
-                "memory_per_run_vs_bare": round(rt["bytes_per_run"] / bare["bytes_per_run"], 2),
+                "statistic": f"median of {len(samples['bare'])} rounds",
+                "runtime_runs_per_s": med("runtime", "runs_per_s"),
+                "bare_runs_per_s": med("bare", "runs_per_s"),
+                "throughput_vs_bare": round(
+                    med("runtime", "runs_per_s") / med("bare", "runs_per_s"), 3
+                ),
+                "memory_per_run_vs_bare": round(
+                    med("runtime", "bytes_per_run") / med("bare", "bytes_per_run"), 2
+                ),
                 "target_throughput_vs_bare": 0.5,
                 "target_memory_vs_bare": 3.0,
-                "floor_b_throughput_vs_bare": round(floor["runs_per_s"] / bare["runs_per_s"], 3),
-                "throughput_vs_floor_b": round(rt["runs_per_s"] / floor["runs_per_s"], 3),
-                "failures": rt["failures"],
+                "floor_b_throughput_vs_bare": round(
+                    med("floor", "runs_per_s") / med("bare", "runs_per_s"), 3
+                ),
+                "throughput_vs_floor_b": round(
+                    med("runtime", "runs_per_s") / med("floor", "runs_per_s"), 3
+                ),
+                "runtime_gc_share": med("runtime", "gc_share"),
+                "failures": sum(int(line["failures"]) for line in samples["runtime"]),
             }
         ),
         flush=True,
@@ -168,14 +194,25 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--backend", choices=("trio", "asyncio"), default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.backend, args.runs)
+        child(args.backend, args.runs, args.rounds)
         return
     for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
         subprocess.run(
-            [sys.executable, __file__, "--child", "--backend", backend, "--runs", str(args.runs)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--backend",
+                backend,
+                "--runs",
+                str(args.runs),
+                "--rounds",
+                str(args.rounds),
+            ],
             check=True,
         )
 
