@@ -401,3 +401,31 @@ async def test_one_bad_write_fails_alone(store: Store) -> None:
             tg.start_soon(one, run_id)
     assert results == {"a": "ok", "dup": "error", "b": "ok", "c": "ok"}
     assert len(await store.list_runs()) == 4
+
+
+async def test_a_refused_finish_fails_alone_among_concurrent_finishes(store: Store) -> None:
+    # Finished together, the outcomes share one batch where the store batches writes; the
+    # fenced one must fail on its own and the others still be stored.
+    await start(store, "fenced", owner="old")
+    assert await store.claim_run("fenced", status="running", owner_id="old", new_owner_id="new")
+    for i in range(3):
+        await start(store, f"ok{i}")
+    errors: dict[str, BaseException] = {}
+
+    async def finish(run_id: str, owner: str | None = None) -> None:
+        try:
+            kw = {} if owner is None else {"owner": owner}
+            await store.finish_run(outcome(run_id, **kw), artifacts=[], events=[])
+        except StoreError as exc:
+            errors[run_id] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(finish, "ok0")
+        tg.start_soon(finish, "fenced", "old")
+        tg.start_soon(finish, "ok1")
+        tg.start_soon(finish, "ok2")
+    assert list(errors) == ["fenced"]
+    assert "owned by runtime 'new'" in str(errors["fenced"])
+    assert (await store.get_run("fenced")).status == "running"
+    for i in range(3):
+        assert (await store.get_run(f"ok{i}")).status == "completed"

@@ -101,9 +101,11 @@ class _PgTx(_sql.Tx):
             rowcount: int = cur.rowcount
             return rowcount
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         with self.conn.cursor() as cur:
             cur.executemany(_pg_sql(sql), rows)
+            changed: int = cur.rowcount
+            return changed
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.conn.cursor() as cur:

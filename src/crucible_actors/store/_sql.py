@@ -94,9 +94,14 @@ class Tx(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement and return the number of rows it changed."""
 
+    #: Whether one statement stepped once per row beats a multi-row statement: true for
+    #: SQLite in-process (a multi-row statement is parsed anew for every size), false
+    #: for a server, where every statement is a round trip.
+    per_row_statements = False
+
     @abc.abstractmethod
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row."""
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement once per parameter row; return the rows changed in all."""
 
     @abc.abstractmethod
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -105,10 +110,11 @@ class Tx(abc.ABC):
     def insert_rows(self, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """Run ``head VALUES (...) tail`` for each of ``rows``; return the rows changed.
 
-        By default as multi-row statements of up to ``_CHUNK`` rows (one round trip per
-        chunk to a server); SQLite, in-process, prefers one prepared statement stepped
-        per row.
+        One statement stepped per row where :attr:`per_row_statements`, else multi-row
+        statements of up to ``_CHUNK`` rows (one round trip per chunk to a server).
         """
+        if self.per_row_statements:
+            return self.executemany(f"{head} VALUES {_values(1, len(rows[0]))} {tail}", rows)
         changed = 0
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
@@ -323,22 +329,7 @@ def finish_runs(
         )
         for run, _, _ in latest.values()
     ]
-    j, t = tx.cast_json, tx.cast_ts
-    same_owner = tx.owner_match_column("runs.owner_id", "v.owner_id")
-    updated: set[str] = set()
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        found = tx.fetchall(
-            "WITH v (id, status, metrics, outputs, metadata, failure, finished_at, owner_id)"
-            f" AS (VALUES {_values(len(chunk), 8)})"
-            f" UPDATE runs SET status = v.status, metrics = {j('v.metrics')},"
-            f" outputs = {j('v.outputs')}, metadata = {j('v.metadata')},"
-            f" failure = {j('v.failure')}, finished_at = {t('v.finished_at')}"
-            f" FROM v WHERE runs.id = v.id AND {same_owner}"
-            " RETURNING runs.id",
-            [value for row in chunk for value in row],
-        )
-        updated.update(row[0] for row in found)
+    updated = _update_finished(tx, rows)
     missing = [run_id for run_id in latest if run_id not in updated]
     if missing:
         run_id = missing[0]
@@ -351,11 +342,14 @@ def finish_runs(
             store=store,
         )
     ids = list(latest)
-    for start in range(0, len(ids), _CHUNK):
-        chunk_ids = ids[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk_ids))
-        tx.execute(f"DELETE FROM artifacts WHERE run_id IN ({marks})", chunk_ids)
-        tx.execute(f"DELETE FROM trace_events WHERE run_id IN ({marks})", chunk_ids)
+    for table in ("artifacts", "trace_events"):
+        if tx.per_row_statements:
+            tx.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(i,) for i in ids])
+            continue
+        for start in range(0, len(ids), _CHUNK):
+            chunk_ids = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk_ids))
+            tx.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk_ids)
     artifact_rows = [
         (a.run_id, i, a.key, a.name, a.type, a.location, a.format, tx.json_in(a.metadata))
         for _, artifacts, _ in latest.values()
@@ -380,6 +374,45 @@ def finish_runs(
             "",
             event_rows,
         )
+
+
+def _update_finished(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+    """Write the outcome rows of finished runs; return the ids the owner fence let through.
+
+    ``rows``: (id, status, metrics, outputs, metadata, failure, finished_at, owner_id).
+    """
+    if tx.per_row_statements:
+        sql = (
+            "UPDATE runs SET status = ?, metrics = ?, outputs = ?, metadata = ?, failure = ?,"
+            f" finished_at = ? WHERE id = ? AND {tx.owner_match}"
+        )
+        changed = tx.executemany(sql, [(*row[1:7], row[0], row[7]) for row in rows])
+        if changed == len(rows):
+            return {row[0] for row in rows}
+        return {  # some were fenced off or missing: find out which (the batch fails)
+            row[0]
+            for row in rows
+            if tx.fetchall(
+                f"SELECT 1 FROM runs WHERE id = ? AND {tx.owner_match}", (row[0], row[7])
+            )
+        }
+    j, t = tx.cast_json, tx.cast_ts
+    same_owner = tx.owner_match_column("runs.owner_id", "v.owner_id")
+    updated: set[str] = set()
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        found = tx.fetchall(
+            "WITH v (id, status, metrics, outputs, metadata, failure, finished_at, owner_id)"
+            f" AS (VALUES {_values(len(chunk), 8)})"
+            f" UPDATE runs SET status = v.status, metrics = {j('v.metrics')},"
+            f" outputs = {j('v.outputs')}, metadata = {j('v.metadata')},"
+            f" failure = {j('v.failure')}, finished_at = {t('v.finished_at')}"
+            f" FROM v WHERE runs.id = v.id AND {same_owner}"
+            " RETURNING runs.id",
+            [value for row in chunk for value in row],
+        )
+        updated.update(row[0] for row in found)
+    return updated
 
 
 #: The handler of each kind of grouped rows, by kind.

@@ -76,6 +76,7 @@ def wrap_sqlite_error(exc: BaseException, store: str) -> StoreError:
 
 class _SQLiteTx(_sql.Tx):
     __slots__ = ("conn",)
+    per_row_statements = True
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -84,13 +85,7 @@ class _SQLiteTx(_sql.Tx):
         rowcount: int = self.conn.execute(sql, params).rowcount
         return rowcount
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-    def insert_rows(self, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
-        # One cached single-row statement stepped per row: a multi-row VALUES list would
-        # be parsed anew for every batch size, which costs more than the steps it saves.
-        sql = f"{head} VALUES {_sql._values(1, len(rows[0]))} {tail}"
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         changed: int = self.conn.executemany(sql, rows).rowcount
         return changed
 
