@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -164,3 +164,23 @@ def test_importing_the_stores_leaves_the_postgres_driver_out() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC),  # no fraction of a second
+        datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, 0),  # naive: taken as UTC
+        datetime(2024, 5, 1, 14, 0, 0, 1, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_timestamps_are_fixed_width_utc_text_that_sorts_in_time_order(value: datetime) -> None:
+    from crucible_actors.store._sqlite import _SQLiteTx
+
+    text = _SQLiteTx(None).ts_in(value)
+    as_utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    assert text == as_utc.isoformat(timespec="microseconds")
+    assert len(text) == len("2024-05-01T12:00:00.000000+00:00")
+    later = _SQLiteTx(None).ts_in(as_utc + timedelta(microseconds=1))
+    assert text < later

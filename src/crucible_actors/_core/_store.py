@@ -82,7 +82,7 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     owner_id: str | None = None
 
 
-class StageAttempt(msgspec.Struct, frozen=True, kw_only=True):
+class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One attempt at one stage; ``status``: completed, failed, timeout or cancelled."""
 
     run_id: str
@@ -96,7 +96,7 @@ class StageAttempt(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
-class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The msgpack Context of run ``run_id`` before stage ``index``.
 
     ``index == len(pipeline)`` is the Context after the last stage.
