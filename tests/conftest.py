@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from tests.delivery import MODES, state
 
 
 def _wants_anyio(collector: pytest.Module | pytest.Class, obj: object) -> bool:
@@ -38,3 +39,10 @@ def pytest_pycollect_makeitem(
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     backend: str = request.param
     return backend
+
+
+@pytest.fixture(params=MODES)
+def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test both ways a RunStage reaches its stage actor (see tests/delivery.py)."""
+    monkeypatch.setitem(state, "mode", request.param)
+    return str(request.param)

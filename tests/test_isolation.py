@@ -7,6 +7,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.delivery import staged
 
 import crucible_actors as ca
 from crucible_actors import Experiment, Registry, StageDef, StageFailed, StageTimeout
@@ -49,10 +50,11 @@ def stage_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("delivery")
 async def test_process_isolated_stage_runs_in_another_process(stage_module: Registry) -> None:
     import os
 
-    exp = Experiment(id="iso", pipeline=[StageDef(name="pid", isolation="process")])
+    exp = Experiment(id="iso", pipeline=staged([StageDef(name="pid", isolation="process")]))
     ctx = await ca.run_async(exp, registry=stage_module, assigns={"x": 1})
     assert ctx.get_metric("pid") != os.getpid()
     assert ctx.completed_stages() == ["pid"]
@@ -60,10 +62,11 @@ async def test_process_isolated_stage_runs_in_another_process(stage_module: Regi
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("delivery")
 async def test_process_isolated_stage_error_is_reported_as_the_original_type(
     stage_module: Registry,
 ) -> None:
-    exp = Experiment(id="iso", pipeline=[StageDef(name="crash", isolation="process")])
+    exp = Experiment(id="iso", pipeline=staged([StageDef(name="crash", isolation="process")]))
     with pytest.raises(StageFailed) as info:
         await ca.run_async(exp, registry=stage_module)
     assert isinstance(info.value.reason, KeyError)

@@ -8,8 +8,8 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import msgspec.structs
 import pytest
+from tests.delivery import staged
 
 import crucible_actors as ca
 from crucible_actors import (
@@ -25,6 +25,8 @@ from crucible_actors import (
     open_runtime,
     stage,
 )
+
+pytestmark = pytest.mark.usefixtures("delivery")
 
 
 class Boom(RuntimeError):
@@ -42,29 +44,8 @@ def registry_with(*stages: Any) -> Registry:
     return reg
 
 
-#: Set per test by the ``delivery`` fixture: give every stage a (never reached) timeout,
-#: which puts each run's stage actor in a task of its own behind memory streams.
-_ACTOR_TASK = False
-
-
-@pytest.fixture(autouse=True, params=["direct", "actor_task"])
-def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run every scenario both ways a RunStage reaches the stage actor.
-
-    ``direct``: no stage has a timeout, so the supervisor calls the actor in the run's
-    task. ``actor_task``: a timeout on each stage (an hour: never reached here) makes the
-    supervisor talk to an actor task over bounded memory streams.
-    """
-    monkeypatch.setattr(f"{__name__}._ACTOR_TASK", request.param == "actor_task")
-    return str(request.param)
-
-
 def exp(*defs: StageDef, **kw: Any) -> Experiment:
-    if _ACTOR_TASK:
-        defs = tuple(
-            d if d.timeout is not None else msgspec.structs.replace(d, timeout=3600.0) for d in defs
-        )
-    return Experiment(id="exp", pipeline=list(defs), **kw)
+    return Experiment(id="exp", pipeline=staged(defs), **kw)
 
 
 def flaky(name: str, failures: int, calls: Counter[str], exc: type[Exception] = Boom) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from tests.delivery import staged
 from trio.testing import MockClock
 
 import crucible_actors as ca
@@ -25,6 +26,8 @@ from crucible_actors import (
     open_runtime,
     stage,
 )
+
+pytestmark = pytest.mark.usefixtures("delivery")
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ def registry_with(*stages: Any) -> Registry:
 
 
 def exp(*defs: StageDef, **kw: Any) -> Experiment:
-    return Experiment(id="exp", pipeline=list(defs), **kw)
+    return Experiment(id="exp", pipeline=staged(defs), **kw)
 
 
 async def test_hanging_attempt_times_out_and_the_restart_succeeds() -> None:
