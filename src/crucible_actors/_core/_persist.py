@@ -87,6 +87,8 @@ def sanitize(value: Any) -> Any:
     JSON column turns into lists; going through JSON once makes every store return the
     same values.
     """
+    if not value and isinstance(value, dict | list | tuple):
+        return {} if isinstance(value, dict) else []  # the common empty metrics/outputs
     return _json_decode(_json_encode(_sanitize(value)))
 
 
@@ -260,7 +262,7 @@ class Persistence:
         )
         self.last_recovery = RecoveryReport()
         self._resuming: set[str] = set()
-        self._definitions: dict[int, tuple[Experiment, dict[str, Any]]] = {}
+        self._definitions: dict[int, tuple[Experiment, tuple[dict[str, Any], list[Any], Any]]] = {}
 
     def observer(self) -> RunObserver:
         """Return a fresh observer for one run."""
@@ -424,15 +426,20 @@ class Persistence:
             return True
         return False
 
-    def _definition(self, exp: Experiment) -> dict[str, Any]:
+    def _experiment_fields(self, exp: Experiment) -> tuple[dict[str, Any], list[Any], Any]:
+        """The experiment record's definition, tags and metadata, made once per object.
+
+        Runs of one experiment then hand the store the same objects each time (which a
+        store may use to encode them once too).
+        """
         hit = self._definitions.get(id(exp))
         if hit is not None and hit[0] is exp:
             return hit[1]
-        definition: dict[str, Any] = sanitize(exp)
+        fields = (sanitize(exp), list(exp.tags), sanitize(exp.metadata))
         if len(self._definitions) > 256:
             self._definitions.clear()
-        self._definitions[id(exp)] = (exp, definition)
-        return definition
+        self._definitions[id(exp)] = (exp, fields)
+        return fields
 
     async def _heartbeat(self) -> None:
         while True:
@@ -474,12 +481,13 @@ class _StoreObserver(RunObserver):
         now = p.now()
         exp = handle.experiment
         resume = p._take_resuming(handle.run_id) or handle.resumed_from > 0
+        definition, tags, metadata = p._experiment_fields(exp)
         experiment = ExperimentRecord(
             id=exp.id,
-            definition=p._definition(exp),
+            definition=definition,
             owner=exp.owner,
-            tags=list(exp.tags),
-            metadata=sanitize(exp.metadata),
+            tags=tags,
+            metadata=metadata,
             created_at=now,
             updated_at=now,
         )

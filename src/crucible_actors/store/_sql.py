@@ -191,11 +191,11 @@ def _many(tx: Tx, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> int:
 # thread, on which every queued caller waits, only sorts and executes them.
 
 
-def experiment_row(conv: Tx, e: ExperimentRecord, definition: Any = None) -> tuple[Any, ...]:
-    """The EXPERIMENT part for ``e`` (``definition``: its ``json_in`` if already known)."""
+def experiment_row(conv: Tx, e: ExperimentRecord) -> tuple[Any, ...]:
+    """The EXPERIMENT part for ``e``."""
     return (
         e.id,
-        conv.json_in(e.definition) if definition is None else definition,
+        conv.json_in(e.definition),
         e.owner,
         conv.json_in(e.tags),
         conv.json_in(e.metadata),

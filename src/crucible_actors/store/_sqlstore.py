@@ -38,7 +38,6 @@ class SQLStore(abc.ABC):
     local: bool
     _name: str
     _writer: GroupCommitWriter[Any]
-    _definition_memo: dict[int, tuple[Any, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name}>"
@@ -64,24 +63,6 @@ class SQLStore(abc.ABC):
 
     # -- writes -------------------------------------------------------------------
 
-    def _definition_param(self, experiment: ExperimentRecord) -> Any:
-        """The definition column's parameter, encoded once per definition object.
-
-        Runs of one experiment share its definition dict, so each new run does not
-        encode the same definition again.
-        """
-        memo = self._definition_memo
-        if memo is None:
-            memo = self._definition_memo = {}
-        hit = memo.get(id(experiment.definition))
-        if hit is not None and hit[0] is experiment.definition:
-            return hit[1]
-        if len(memo) >= 256:
-            memo.clear()
-        param = self._writer.conv.json_in(experiment.definition)
-        memo[id(experiment.definition)] = (experiment.definition, param)
-        return param
-
     async def start_run(
         self,
         run: RunRecord,
@@ -91,9 +72,7 @@ class SQLStore(abc.ABC):
         resume: bool = False,
     ) -> None:
         conv = self._writer.conv
-        parts: list[tuple[int, Any]] = [
-            (EXPERIMENT, _sql.experiment_row(conv, experiment, self._definition_param(experiment)))
-        ]
+        parts: list[tuple[int, Any]] = [(EXPERIMENT, _sql.experiment_row(conv, experiment))]
         if not resume:
             parts.append((RUN, _sql.run_row(conv, run)))
         if checkpoint is not None:
