@@ -236,10 +236,7 @@ class RunHandle:
         self._finished = True
         if self._done is not None:
             self._done.set()
-        waiter = self._new_event
-        if waiter is not None:
-            self._new_event = None
-            waiter.set()
+        self._wake_subscribers()
 
     def _failure_summary(self) -> dict[str, Any] | None:
         err = self._error

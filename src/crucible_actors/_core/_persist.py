@@ -429,8 +429,8 @@ class Persistence:
     def _experiment_fields(self, exp: Experiment) -> tuple[dict[str, Any], list[Any], Any]:
         """The experiment record's definition, tags and metadata, made once per object.
 
-        Runs of one experiment then hand the store the same objects each time (which a
-        store may use to encode them once too).
+        Runs of one experiment then reuse them instead of sanitizing the same values
+        again for every run.
         """
         hit = self._definitions.get(id(exp))
         if hit is not None and hit[0] is exp:

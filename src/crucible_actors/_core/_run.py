@@ -274,7 +274,7 @@ class _StageActor:
                     pass
                 await self._replies.send(reply)
 
-    async def call(self, command: msg.RunStage, limit: float | None = None) -> msg.Message:
+    async def call(self, command: msg.RunStage) -> msg.Message:
         """Run the attempt ``command`` describes, in the caller's task; return the reply.
 
         The actor task calls this for each command it receives. When no stage of the run
@@ -283,7 +283,6 @@ class _StageActor:
         switch (the same ``RunStage`` in, ``StageDone``/``StageFailed`` out, the Context
         as bytes either way).
         """
-        assert limit is None, "a timed attempt goes through the actor task"
         assert self.stage is not None
         assert self.stage[0] == command.index
         _, info, opts, label, stage_def = self.stage
@@ -548,10 +547,9 @@ class RunSupervisor:
             if error is not None:
                 data["error"] = _describe_error(error)
             self._event(event, data=data)
-            if not _tel_handlers:  # no handler attached at all
-                pass
-            elif status is RunStatus.COMPLETED:
-                self._telemetry(tel.RUN_STOP, None, None, now - t0)
+            if status is RunStatus.COMPLETED:
+                if _tel_handlers:  # any telemetry handler attached
+                    self._telemetry(tel.RUN_STOP, None, None, now - t0)
             else:
                 self._telemetry(tel.RUN_EXCEPTION, None, None, now - t0, status=status.value)
             if run_span is not None and self.recorder is not None:
@@ -770,8 +768,7 @@ class RunSupervisor:
             error = StageTimeout(label, stage_def.timeout, attempt=attempt)
             record.status = "timeout"
             self._event("stage_timeout", label, index, attempt, {"timeout": stage_def.timeout})
-            if _tel_handlers:  # any telemetry handler attached
-                self._telemetry(tel.STAGE_TIMEOUT, label, attempt, duration)
+            self._telemetry(tel.STAGE_TIMEOUT, label, attempt, duration)
             if attempt_span is not None and rec is not None:
                 rec.event(attempt_span, "stage.timeout", {"crucible.attempt": attempt})
         else:
@@ -782,10 +779,9 @@ class RunSupervisor:
                 else CrucibleError(f"{reply.error_type}: {reply.message}")
             )
             record.status = "failed"
-            if _tel_handlers:  # any telemetry handler attached
-                self._telemetry(
-                    tel.STAGE_EXCEPTION, label, attempt, duration, error_type=reply.error_type
-                )
+            self._telemetry(
+                tel.STAGE_EXCEPTION, label, attempt, duration, error_type=reply.error_type
+            )
         record.error = _describe_error(error)
         if attempt_span is not None and rec is not None:
             rec.fail(attempt_span, record.error, error)
@@ -848,8 +844,7 @@ class RunSupervisor:
         self._event(
             "stage_restarted", label, index, attempt + 1, {"after": described, "delay": delay}
         )
-        if _tel_handlers:  # any telemetry handler attached
-            self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
+        self._telemetry(tel.STAGE_RESTART, label, attempt + 1)
         if stage_span is not None and self.recorder is not None:
             self.recorder.event(
                 stage_span,

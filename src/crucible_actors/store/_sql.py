@@ -155,11 +155,11 @@ class Tx(abc.ABC):
 
 # -- writes -------------------------------------------------------------------------
 #
-# A write is *parts* (rows the writer groups with the same kind of rows of the other
-# writes in its batch, and inserts with one multi-row statement per kind) plus, when it
-# needs more, a function run after the parts. Grouping matters under load: every
-# statement costs the writer thread a round trip through the GIL, which the event loop
-# holds while runs are busy, so a batch of N writes costs a handful of statements
+# A write is *parts* (parameter rows the writer groups with the same kind of rows of the
+# other writes in its batch, and writes with one statement per kind: multi-row on
+# PostgreSQL, one prepared statement stepped per row on SQLite, see
+# ``Tx.per_row_statements``) plus, when it needs more, a function run after the parts.
+# Grouping matters under load: a batch of N writes costs a handful of statements
 # instead of several per write. Rows of one kind are de-duplicated by key within a
 # batch (the last wins), as PostgreSQL refuses to upsert one row twice in a statement,
 # and sorted by key, so concurrent writers lock shared rows in one order (no deadlock).
