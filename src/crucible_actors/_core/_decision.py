@@ -1,7 +1,11 @@
 """Data types of the decision trace carried in ``Context.trace``.
 
-The helpers that create and query traces live in :mod:`crucible_actors.trace`; these
-Structs are here so the Context can be encoded and decoded without importing them.
+A :class:`TraceChain` of :class:`TraceEvent` values, the event types a trace accepts
+and the two pure operations on a chain (:func:`new_chain`, :func:`append_event`). The
+Context (:mod:`._context`) and the encoder (:mod:`._encoding`) need only these types;
+the Context-level emitters build on them in :mod:`._trace_emit`, the queries read them
+in :mod:`._trace_query`, and :mod:`crucible_actors.trace` re-exports all of it beside
+the JSON, HTML and Markdown exporters.
 """
 
 from __future__ import annotations
