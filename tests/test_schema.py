@@ -19,11 +19,11 @@ from crucible_actors._core._schema import (
     PRIMITIVE_TYPES,
     format_type_spec,
     normalize_schema,
-    schema_from_struct,
     valid_type_spec,
-    validate_options,
     validate_schema,
 )
+from crucible_actors._core._schema_options import validate_options
+from crucible_actors._core._schema_struct import schema_from_struct
 
 
 class Point(msgspec.Struct):

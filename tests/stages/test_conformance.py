@@ -10,7 +10,8 @@ import anyio.to_thread
 import pytest
 
 from crucible_actors import Context, Experiment, Registry, StageDef
-from crucible_actors._core._schema import validate_options, validate_schema
+from crucible_actors._core._schema import validate_schema
+from crucible_actors._core._schema_options import validate_options
 from crucible_actors._core._stage import stage_info
 
 if TYPE_CHECKING:

@@ -74,7 +74,7 @@ def prepare_options(
     """
     info = stage_info(stage_obj)
     if mode != "off":
-        from ._schema import validate_options
+        from ._schema_options import validate_options
 
         errors = validate_options(options, stage_obj.describe())
         if errors:

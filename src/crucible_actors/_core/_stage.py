@@ -50,7 +50,7 @@ class Stage:
                 self.name or type(self).__name__,
                 f"{type(self).__qualname__} implements neither describe() nor an Options Struct",
             )
-        from ._schema import schema_from_struct
+        from ._schema_struct import schema_from_struct
 
         name = self.name or type(self).__name__
         own_doc = inspect.cleandoc(type(self).__dict__.get("__doc__") or "")
