@@ -395,3 +395,50 @@ async def test_run_without_trace_ignores_emitted_decisions() -> None:
     ctx = await crucible_actors.run_async(exp, registry=registry)
     assert ctx.trace is None
     assert tr.event_count(ctx) == 0
+
+
+# --- the public surface --------------------------------------------------------------------
+
+
+TRACE_API = [
+    "EVENT_TYPES",
+    "TraceChain",
+    "TraceEvent",
+    "confidence_stats",
+    "emit_decision",
+    "emit_event",
+    "emit_stage_complete",
+    "emit_stage_failed",
+    "emit_stage_start",
+    "event_count",
+    "export_html",
+    "export_html_chain",
+    "export_json",
+    "export_json_chain",
+    "export_markdown",
+    "export_markdown_chain",
+    "filter_events",
+    "init_trace",
+    "last_event",
+    "load_trace",
+    "save_trace",
+    "tracing_enabled",
+]
+
+
+def test_trace_package_exports_the_documented_names() -> None:
+    assert tr.__all__ == TRACE_API
+    namespace: dict[str, object] = {}
+    exec(f"from crucible_actors.trace import {', '.join(TRACE_API)}", namespace)
+    assert all(namespace[name] is getattr(tr, name) for name in TRACE_API)
+
+
+@pytest.mark.parametrize("name", [n for n in TRACE_API if n != "EVENT_TYPES"])
+def test_every_trace_function_is_documented_and_defined_outside_the_package_init(
+    name: str,
+) -> None:
+    obj = getattr(tr, name)
+    assert (obj.__doc__ or "").strip(), f"{name} has no docstring"
+    # The package only re-exports: the logic lives in _core and the exporter modules.
+    assert obj.__module__ != "crucible_actors.trace"
+    assert obj.__module__.startswith(("crucible_actors._core.", "crucible_actors.trace._"))
