@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crucible_actors import Experiment, StageDef, open_runtime, stage
+from crucible_actors import Experiment, Registry, StageDef, open_runtime, stage
 from crucible_actors._core import _persist
 from crucible_actors.errors import StoreUnavailable
 from crucible_actors.store import MemoryStore, open_persistence
@@ -15,7 +15,7 @@ from crucible_actors.store import MemoryStore, open_persistence
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from crucible_actors import Context, Registry
+    from crucible_actors import Context
 
 
 @stage("nothing")
@@ -49,9 +49,7 @@ async def test_a_url_without_any_opener_fails_saying_how_to_fix_it(
 
 
 async def test_open_runtime_opens_a_store_url_with_the_default_opener() -> None:
-    from crucible_actors import Registry
-
-    reg: Registry = Registry()
+    reg = Registry()
     reg.register(nothing)
     async with open_runtime(registry=reg, store="memory://") as rt:
         assert isinstance(rt.store, MemoryStore)
