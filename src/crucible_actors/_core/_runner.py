@@ -8,29 +8,23 @@ carrying the Context from before the failing stage.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._ir import Experiment, experiment_from_mapping, load_experiment
+from ._execute import check_validate_mode
+from ._runtime import coerce_experiment, open_runtime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from ._context import Context
+    from ._executor import Executor
+    from ._ir import Experiment
     from ._registry import Registry
 
 __all__ = ["coerce_experiment", "run", "run_async"]
-
-
-def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
-    """Accept an Experiment, a JSON-like mapping, or a path to an experiment file."""
-    if isinstance(experiment, Experiment):
-        return experiment
-    if isinstance(experiment, str | Path):
-        return load_experiment(experiment)
-    return experiment_from_mapping(dict(experiment))
 
 
 async def run_async(
@@ -43,10 +37,12 @@ async def run_async(
     enable_trace: bool = False,
     store: Any = None,
     persist: bool = True,
+    executors: Mapping[str, Executor] | None = None,
 ) -> Context:
     """Run ``experiment`` inside the caller's trio or asyncio loop and return the final Context.
 
-    Uses a private runtime for this one run (see :func:`open_runtime` to share one).
+    Uses a private runtime for this one run (see :func:`open_runtime` to share one);
+    ``executors`` is passed to it (executors by isolation name over the default ones).
 
     Raises:
         ValueError: ``validate_options`` is not ``"off"``, ``"warn"`` or ``"error"``.
@@ -54,12 +50,9 @@ async def run_async(
         RunCancelled: the run was cancelled from elsewhere (not by cancelling this call,
             which propagates the cancellation as usual).
     """
-    from ._execute import check_validate_mode
-    from ._runtime import open_runtime
-
     check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
-    async with open_runtime(registry=registry, store=store) as rt:
+    async with open_runtime(registry=registry, store=store, executors=executors) as rt:
         handle = await rt.submit(
             exp,
             run_id=run_id,
@@ -83,6 +76,7 @@ def run(
     enable_trace: bool = False,
     store: Any = None,
     persist: bool = True,
+    executors: Mapping[str, Executor] | None = None,
     backend: str = "trio",
 ) -> Context:
     """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).
@@ -101,6 +95,7 @@ def run(
             enable_trace=enable_trace,
             store=store,
             persist=persist,
+            executors=executors,
         )
 
     return anyio.run(main, backend=backend)
