@@ -166,6 +166,8 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
             raise InvalidExperiment(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_restarts < 0:
             raise InvalidExperiment(f"max_restarts must be >= 0, got {self.max_restarts!r}")
+        if self.isolation == "process" and self.options:
+            _check_no_plugin_objects(self.label, self.options, "")
 
     @property
     def label(self) -> str:
@@ -237,6 +239,31 @@ def stage_ref_name(obj: object) -> str:
     if isinstance(name, str) and name:
         return name
     return stage_ref(obj)
+
+
+def is_plugin_object(value: object) -> bool:
+    """Whether an option value is a Python function, class or callable object.
+
+    Such options (a bench ``data_source``, a guardrails ``adapter``) work for stages in the
+    driver process; they cross a process boundary only as ``"pkg.mod:attr"`` strings.
+    """
+    return isinstance(value, type) or callable(value)
+
+
+def _check_no_plugin_objects(label: str, value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_no_plugin_objects(label, v, f"{path}[{k!r}]")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_no_plugin_objects(label, v, f"{path}[{i}]")
+    elif is_plugin_object(value):
+        raise InvalidExperiment(
+            f"stage {label!r}: options{path} holds the "
+            f"Python object {stage_ref(value)}, which cannot cross into the worker process of "
+            'an isolation="process" stage; pass its "pkg.mod:attr" reference string instead '
+            f"(e.g. {stage_ref(value)!r}), or run the stage inline or in a thread"
+        )
 
 
 def stage_ref(obj: object) -> str:
