@@ -61,6 +61,7 @@ import httpx
 
 HERE = Path(__file__).resolve()
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
+RUN_ENDED = {"run_completed", "run_failed", "run_cancelled", "run_interrupted"}
 STAGES = 5
 
 STAGES_PY = textwrap.dedent(
@@ -637,10 +638,11 @@ async def serve_kill_trial(
                 if pending:
                     await anyio.sleep(0.2)
             after_kill.update(statuses.values())
-            missed = duplicated = 0
+            missed = duplicated = cut_mid_run = 0
             for run_id in followed:
                 events = seen[run_id]
                 last = events[-1][0] if events else None
+                cut_mid_run += not events or events[-1][1] not in RUN_ENDED
                 if statuses.get(run_id) in TERMINAL:
                     await follow(client, server.base, run_id, last, events)
                 full: list[Any] = []
@@ -662,6 +664,7 @@ async def serve_kill_trial(
         "lost": after_kill.get("lost", 0),
         "non_terminal": sum(v for k, v in after_kill.items() if k not in TERMINAL),
         "followed": len(followed),
+        "followed_cut_mid_run": cut_mid_run,
         "events_missed": missed,
         "events_duplicated": duplicated,
         "server_tracebacks": errors,
@@ -713,6 +716,7 @@ def scenario_faults(args: argparse.Namespace, scratch: Path) -> None:
         outcomes_asyncio=asyncio_r["outcomes"],
         same_outcomes=trio_r["outcomes"] == asyncio_r["outcomes"],
         lost=trio_r["unexpected"] + asyncio_r["unexpected"],
+        unexpected_outcomes=trio_r["unexpected"] + asyncio_r["unexpected"],
         duplicated_completed_stages=None,
         non_terminal=trio_r["non_terminal"] + asyncio_r["non_terminal"],
         leaked_tasks=trio_r["leaked_tasks"] + asyncio_r["leaked_tasks"],
@@ -777,7 +781,7 @@ async def idempotency_trial(scratch: Path, submissions: int, backend: str) -> di
         "responses_without_run_id": sum(1 for _, r in answers if r is None),
         "runs_stored": len(stored),
         "conflict_status": conflict.status_code,
-        "conflict_type": conflict.json().get("type"),
+        "conflict_type": conflict.json().get("error", {}).get("type"),
         "server_tracebacks": errors,
     }
 
