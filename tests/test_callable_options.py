@@ -99,9 +99,7 @@ def test_process_isolated_stage_refuses_a_function_before_the_run() -> None:
         StageDef(name="bench", options={"data_source": scores}, isolation="process")
     message = str(info.value)
     assert "stage 'bench': options['data_source'] holds the Python object" in message
-    assert "tests.test_callable_options:scores" in message or "test_callable_options:scores" in (
-        message
-    )
+    assert "test_callable_options:scores" in message
     assert '"pkg.mod:attr" reference string' in message
 
 
