@@ -57,9 +57,9 @@ async def resumed_events(
     A client that followed the run before its process died reconnects with
     ``Last-Event-ID`` and gets what came next, the stage that was in flight restarting.
     """
-    for event in history:
-        if event["seq"] > after:
-            yield format_event(event["seq"], event["type"], event)
+    for earlier in history:
+        if earlier["seq"] > after:
+            yield format_event(earlier["seq"], earlier["type"], earlier)
     offset = len(history) - 1
     async for event in handle.events():
         if event.type == "run_started":
