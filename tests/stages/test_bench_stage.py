@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import statistics
 import sys
 import textwrap
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from crucible_actors import (
 )
 from crucible_actors.stages import BenchStage
 from crucible_actors.stages._stats import analyze
-from crucible_actors.stages.bench import BenchOptions
+from crucible_actors.stages.bench import MISSING_GROUP, BenchOptions
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,14 +103,48 @@ async def test_outputs_are_grouped_by_prompt_with_the_first_numeric_score() -> N
         {"prompt": "p2", "score": True, "accuracy": 0.6},
         {"prompt": "p2", "score": 0.4},
         {"prompt": None, "score": 9.0},
-        {"score": 9.0},
+        {"score": 8.0},
         {"prompt": "p2", "score": "high"},
         "not a dict",
     ]
     bench = await _run(_ctx(outputs=outputs))
-    assert bench["results"]["sample_sizes"] == {"p1": 3, "p2": 2}
+    assert bench["results"]["sample_sizes"] == {"nil": 2, "p1": 3, "p2": 2}
+    assert bench["group_stats"]["nil"]["mean"] == 8.5
     assert bench["group_stats"]["p1"]["mean"] == pytest.approx((0.5 + 0.7 + 1.5) / 3)
     assert bench["group_stats"]["p2"]["mean"] == pytest.approx((0.6 + 0.4) / 2)
+
+
+async def test_unlabelled_scores_are_one_group_as_in_the_reference() -> None:
+    scores = [0.5, 0.6, 0.7, 0.8, 0.9]
+    bench = await _run(_ctx(outputs=[{"score": s} for s in scores]))
+    results = bench["results"]
+    assert results["group"] == MISSING_GROUP
+    assert results["n"] == 5
+    assert results["mean"] == pytest.approx(0.7)
+    assert results["std"] == pytest.approx(statistics.stdev(scores))
+    lo, hi = results["confidence_interval"]
+    assert lo < 0.7 < hi
+    assert results["tests_skipped"] == "Single group - no comparison tests possible"
+    assert bench["group_stats"][MISSING_GROUP]["n"] == 5
+
+
+async def test_items_without_a_number_are_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outputs = [{"prompt": "a", "score": 1.0}, {"prompt": "a", "score": 2.0}, {"prompt": "a"}]
+    outputs += [{"prompt": "b", "text": "x"}, "not a dict"]
+    with caplog.at_level(logging.WARNING, logger="crucible_actors"):
+        bench = await _run(_ctx(outputs=outputs))
+    assert bench["results"]["n"] == 2
+    assert "skipped 3 of 5 output(s) with no numeric 'score' or 'accuracy' or 'loss'" in (
+        caplog.text
+    )
+
+
+async def test_no_warning_when_every_item_has_a_number(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="crucible_actors"):
+        await _run(_ctx(outputs=[{"prompt": "a", "score": 1.0}, {"prompt": "a", "score": 2.0}]))
+    assert "skipped" not in caplog.text
 
 
 async def test_group_by_and_score_key_choose_the_fields() -> None:

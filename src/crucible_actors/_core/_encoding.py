@@ -7,7 +7,7 @@ from the Context (``StageDef.stage``) encode as their ``"module:qualname"`` refe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 import msgspec
@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from ._context import Context
 from ._decision import TraceChain
 from ._errors import EncodeError, MessageError
-from ._ir import Experiment, stage_ref
+from ._ir import Experiment, StageDef, is_plugin_object, stage_ref
 
 __all__ = [
     "context_to_json",
@@ -91,19 +91,51 @@ def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
     return (path, value, detail)
 
 
+def _portable_options(options: Any) -> Any:
+    """Return ``options`` with callables and classes replaced by their references."""
+    if isinstance(options, dict):
+        return {k: _portable_options(v) for k, v in options.items()}
+    if isinstance(options, list | tuple):
+        return [_portable_options(v) for v in options]
+    if is_plugin_object(options):
+        return stage_ref(options)
+    return options
+
+
+def _portable_stage(stage_def: StageDef) -> StageDef:
+    stage = stage_def.stage
+    if stage is not None and not isinstance(stage, str):
+        stage_def = replace(stage_def, stage=stage_ref(stage))
+    if stage_def.options and any(is_plugin_object(v) for v in _walk(stage_def.options)):
+        stage_def = replace(stage_def, options=_portable_options(stage_def.options))
+    return stage_def
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _walk(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _walk(v)
+    else:
+        yield value
+
+
 def _portable(ctx: Context) -> Context:
-    """Return ``ctx`` with every ``StageDef.stage`` object replaced by its reference.
+    """Return ``ctx`` with Python objects in the pipeline replaced by their references.
 
     Whatever object a pipeline names as its stage (even one that is not a stage, which
-    fails later with a message saying so) must not make the Context unencodable.
+    fails later with a message saying so) must not make the Context unencodable; nor must
+    a function or class given as an option (a bench ``data_source``, a guardrails
+    ``adapter``). In-process attempts get the live objects: the run decodes its snapshots
+    with the experiment it was given (:func:`decode_context_with`); only a Context decoded
+    afresh (a resume in another process) sees the ``"module:qualname"`` strings.
     """
     pipeline = ctx.experiment.pipeline
-    if all(s.stage is None or isinstance(s.stage, str) for s in pipeline):
+    refs = [_portable_stage(s) for s in pipeline]
+    if all(a is b for a, b in zip(refs, pipeline, strict=True)):
         return ctx
-    refs = [
-        s if s.stage is None or isinstance(s.stage, str) else replace(s, stage=stage_ref(s.stage))
-        for s in pipeline
-    ]
     return replace(ctx, experiment=replace(ctx.experiment, pipeline=refs))
 
 
@@ -119,7 +151,7 @@ def encode_context(ctx: Context) -> bytes:
     except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
         error = exc
     # Stage classes and objects in the pipeline encode through the hook; anything else
-    # given as a stage is written as its reference (it fails later, saying it is no stage).
+    # given as a stage, and callables given as options, are written as their references.
     portable = _portable(ctx)
     if portable is not ctx:
         ctx = portable

@@ -50,6 +50,14 @@ class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     multiplier: float = 2.0
     jitter: bool = True
 
+    def __post_init__(self) -> None:
+        # ``not x >= 0`` also rejects NaN, which every comparison would let through.
+        for field, value in (("initial", self.initial), ("max", self.max)):
+            if not value >= 0:
+                raise InvalidExperiment(f"{field} must be >= 0 seconds, got {value!r}")
+        if not self.multiplier > 0:
+            raise InvalidExperiment(f"multiplier must be > 0, got {self.multiplier!r}")
+
     def delay(self, retry: int, rand: float = 1.0) -> float:
         """Return the wait before retry number ``retry`` (1-based); ``rand`` in [0, 1]."""
         base = min(self.max, self.initial * self.multiplier ** max(0, retry - 1))
@@ -162,10 +170,18 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
                 "a stage definition needs a name (a registered stage) or a stage "
                 "(a Stage class or object, or a 'package.module:attr' reference)"
             )
-        if self.timeout is not None and self.timeout <= 0:
+        # ``not x > 0`` rather than ``x <= 0``: NaN must be rejected too.
+        if self.timeout is not None and not self.timeout > 0:
             raise InvalidExperiment(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_restarts < 0:
             raise InvalidExperiment(f"max_restarts must be >= 0, got {self.max_restarts!r}")
+        if not self.max_seconds > 0:
+            raise InvalidExperiment(f"max_seconds must be > 0 seconds, got {self.max_seconds!r}")
+        backoff = self.backoff
+        if isinstance(backoff, int | float) and not backoff >= 0:
+            raise InvalidExperiment(f"backoff must be >= 0 seconds, got {backoff!r}")
+        if self.isolation == "process" and self.options:
+            _check_no_plugin_objects(self.label, self.options, "")
 
     @property
     def label(self) -> str:
@@ -206,6 +222,10 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
             raise InvalidExperiment(
                 f"experiment {self.id!r} has an empty pipeline; add at least one stage"
             )
+        if self.max_restarts is not None and self.max_restarts < 0:
+            raise InvalidExperiment(f"max_restarts must be >= 0, got {self.max_restarts!r}")
+        if not self.max_seconds > 0:
+            raise InvalidExperiment(f"max_seconds must be > 0 seconds, got {self.max_seconds!r}")
         if not all(type(s) is StageDef for s in self.pipeline):
             msgspec.structs.force_setattr(self, "pipeline", _coerce_pipeline(self.pipeline))
 
@@ -237,6 +257,31 @@ def stage_ref_name(obj: object) -> str:
     if isinstance(name, str) and name:
         return name
     return stage_ref(obj)
+
+
+def is_plugin_object(value: object) -> bool:
+    """Whether an option value is a Python function, class or callable object.
+
+    Such options (a bench ``data_source``, a guardrails ``adapter``) work for stages in the
+    driver process; they cross a process boundary only as ``"pkg.mod:attr"`` strings.
+    """
+    return isinstance(value, type) or callable(value)
+
+
+def _check_no_plugin_objects(label: str, value: Any, path: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_no_plugin_objects(label, v, f"{path}[{k!r}]")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_no_plugin_objects(label, v, f"{path}[{i}]")
+    elif is_plugin_object(value):
+        raise InvalidExperiment(
+            f"stage {label!r}: options{path} holds the "
+            f"Python object {stage_ref(value)}, which cannot cross into the worker process of "
+            'an isolation="process" stage; pass its "pkg.mod:attr" reference string instead '
+            f"(e.g. {stage_ref(value)!r}), or run the stage inline or in a thread"
+        )
 
 
 def stage_ref(obj: object) -> str:
@@ -304,6 +349,11 @@ def _parse(data: bytes, fmt: str, source: str, *, guessed: bool = False) -> obje
     except msgspec.DecodeError as exc:
         hint = " (format guessed from the content; pass format= to name it)" if guessed else ""
         raise InvalidExperiment(f"not valid {fmt.upper()}{hint}: {exc}", source=source) from exc
+    except RecursionError as exc:  # msgspec's JSON and tomllib recurse per nesting level
+        raise InvalidExperiment(
+            f"not valid {fmt.upper()}: nested too deeply to parse; flatten the structure",
+            source=source,
+        ) from exc
     raise InvalidExperiment(
         f"unknown format {fmt!r}; expected one of 'toml', 'json', 'yaml'", source=source
     )
@@ -318,11 +368,48 @@ def experiment_from_mapping(raw: object, *, source: str = "<experiment>") -> Exp
     if "stages" in raw and "pipeline" not in raw:
         raw = {("pipeline" if k == "stages" else k): v for k, v in raw.items()}
     try:
-        return msgspec.convert(raw, Experiment, strict=False)
+        exp = msgspec.convert(raw, Experiment, strict=False)
     except InvalidExperiment as exc:
         raise InvalidExperiment(exc.errors, source=source) from exc
     except msgspec.ValidationError as exc:
         raise InvalidExperiment(describe_validation_error(exc), source=source) from exc
+    except RecursionError as exc:
+        raise InvalidExperiment(
+            "nested too deeply to load; flatten the structure", source=source
+        ) from exc
+    bad = _find_wide_int(raw)
+    if bad is not None:
+        raise InvalidExperiment(bad, source=source)
+    return exp
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _find_wide_int(raw: object) -> str | None:
+    """Return ``"path: ..."`` for the first int that msgpack cannot carry, else None.
+
+    A run's Context carries the experiment as msgpack, whose integers are 64-bit: such a
+    file would load and then fail every run at submission. Iterative (files may nest deep).
+    """
+    stack: list[tuple[str, object]] = [("", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not _INT_MIN <= value <= _INT_MAX
+        ):
+            shown = str(value) if len(str(value)) <= 30 else f"{str(value)[:27]}..."
+            return (
+                f"{path}: integer {shown} is out of range; integers must fit in 64 bits "
+                "(-2**63 .. 2**64-1), write larger numbers as floats or strings"
+            )
+    return None
 
 
 def load_experiment(path_or_bytes: str | Path | bytes, format: str | None = None) -> Experiment:

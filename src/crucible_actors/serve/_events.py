@@ -5,10 +5,11 @@ stream ends after the run's terminal event. A client that reconnects with
 ``Last-Event-ID`` (or ``?after=``) gets only the events after that sequence number.
 
 For a run this process executes, events come from its handle, which keeps them all, so a
-late subscriber replays from the first. For any other run they are rebuilt from the
-store (:func:`~._views.synthesize_events`), and a run still going in another process is
-polled until it ends. :class:`EventStream` writes the chunks, adds a comment line as a
-keep-alive while nothing happens, and stops when the client goes away.
+late subscriber replays from the first; a run this process resumed after another one died
+continues that process's numbering (:func:`resumed_events`). For any other run they are
+rebuilt from the store (:func:`~._views.synthesize_events`), and a run still going in
+another process is polled until it ends. :class:`EventStream` writes the chunks, adds a
+comment line as a keep-alive while nothing happens, and stops when the client goes away.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from .._core._handle import RunHandle
 
-__all__ = ["EventStream", "format_event", "live_events"]
+__all__ = ["EventStream", "format_event", "live_events", "resumed_events"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -43,6 +44,29 @@ async def live_events(handle: RunHandle, after: int) -> AsyncIterator[bytes]:
     async for event in handle.events():
         if event.seq > after:
             yield format_event(event.seq, event.type, event)
+
+
+async def resumed_events(
+    handle: RunHandle, history: list[dict[str, Any]], after: int
+) -> AsyncIterator[bytes]:
+    """Yield a resumed run's events numbered as one stream across its processes.
+
+    ``history`` is the run's start and the stages finished before the resume, rebuilt from
+    the store (numbered from 1, as the process that ran them numbered them); the handle's
+    own events follow, without its second ``run_started``, renumbered after ``history``.
+    A client that followed the run before its process died reconnects with
+    ``Last-Event-ID`` and gets what came next, the stage that was in flight restarting.
+    """
+    for earlier in history:
+        if earlier["seq"] > after:
+            yield format_event(earlier["seq"], earlier["type"], earlier)
+    offset = len(history) - 1
+    async for event in handle.events():
+        if event.type == "run_started":
+            continue
+        seq = event.seq + offset
+        if seq > after:
+            yield format_event(seq, event.type, msgspec.structs.replace(event, seq=seq))
 
 
 async def stored_events(

@@ -24,7 +24,7 @@ from .._core._ir import experiment_from_mapping, stage_ref
 from .._core._persist import artifacts_from_context, decode_checkpoint, sanitize
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
-from ._events import live_events, stored_events
+from ._events import live_events, resumed_events, stored_events
 from ._metrics import Metrics
 from ._submit import IdempotencyKeys, Limits, Submission, derive_run_id
 from ._views import (
@@ -419,7 +419,18 @@ class Service:
         """Return the SSE chunks of ``run_id`` after sequence ``after`` (404 when unknown)."""
         handle, record = await self._found(run_id)
         if handle is not None:
-            return live_events(handle, after)
+            if handle.resumed_from == 0 or record is None or self.store is None:
+                return live_events(handle, after)
+            # Resumed: the stages finished before the resume only exist in the store.
+            earlier = [
+                a for a in await self.store.list_attempts(run_id) if a.index < handle.resumed_from
+            ]
+            history = synthesize_events(
+                msgspec.structs.replace(record, status="running"),
+                earlier,
+                pipeline_of(handle.experiment)[: handle.resumed_from],
+            )
+            return resumed_events(handle, history, after)
         store = self.store
         assert store is not None
         assert record is not None

@@ -11,7 +11,10 @@ Where the groups come from (``data_source``):
 
 - ``"outputs"`` (default): the dict items of ``ctx.outputs``, grouped by ``group_by``
   (default ``prompt``); an item's value is ``score_key``, or by default the first numeric
-  of ``score``, ``accuracy``, ``loss``. Items without the group key or a number are skipped.
+  of ``score``, ``accuracy``, ``loss``. Items without the group key (or with ``None``
+  there) form one group of their own, named ``"nil"`` after the reference's ``nil`` key, so
+  unlabelled scores still get ``n``, ``mean``, ``std`` and a confidence interval. Items with
+  no number are skipped, and a warning on the ``crucible_actors`` logger counts them.
 - ``"metrics"``: the metrics named in ``keys``, each a list of numbers; by default every
   metric that is a non-empty list of numbers.
 - a callable ``(ctx) -> {group: [numbers]}`` (sync or async) or a ``"pkg.mod:attr"``
@@ -25,6 +28,7 @@ Settings resolve as stage option, then ``experiment.reliability.stats`` (``seed`
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,7 +46,9 @@ if TYPE_CHECKING:
     from .._core._context import Context
     from .._core._ir import StatsConfig
 
-__all__ = ["BenchOptions", "BenchStage"]
+__all__ = ["MISSING_GROUP", "BenchOptions", "BenchStage"]
+
+log = logging.getLogger("crucible_actors")
 
 TestName = Literal[
     "ttest", "paired_ttest", "wilcoxon", "mann_whitney", "bootstrap", "anova", "kruskal_wallis"
@@ -55,6 +61,8 @@ DEFAULT_CORRECTION = "none"
 DEFAULT_BOOTSTRAP_ITERATIONS = 10_000
 DEFAULT_CONFIDENCE_LEVEL = 0.95
 SCORE_KEYS = ("score", "accuracy", "loss")
+MISSING_GROUP = "nil"
+"""The group of ``outputs`` items that have no ``group_by`` key (the reference's ``nil``)."""
 
 
 def _check_unit_interval(name: str, value: float | None) -> None:
@@ -167,15 +175,32 @@ def _is_number_list(value: object) -> bool:
 def groups_from_outputs(
     outputs: Sequence[Any], group_by: str, score_key: str | None
 ) -> dict[str, list[float]]:
-    """Group the numeric scores of the dict items of ``outputs`` by ``group_by``."""
+    """Group the numeric scores of the dict items of ``outputs`` by ``group_by``.
+
+    An item without ``group_by`` (or with ``None`` there) joins the :data:`MISSING_GROUP`
+    group; items that are not dicts or hold no number are skipped, with a logged warning.
+    """
     groups: dict[str, list[float]] = {}
+    keys = (score_key,) if score_key is not None else SCORE_KEYS
+    skipped = 0
     for item in outputs:
-        if not isinstance(item, Mapping) or item.get(group_by) is None:
+        if not isinstance(item, Mapping):
+            skipped += 1
             continue
-        keys = (score_key,) if score_key is not None else SCORE_KEYS
         score = next((item[k] for k in keys if _is_number(item.get(k))), None)
-        if score is not None:
-            groups.setdefault(str(item[group_by]), []).append(float(score))
+        if score is None:
+            skipped += 1
+            continue
+        label = item.get(group_by)
+        groups.setdefault(MISSING_GROUP if label is None else str(label), []).append(float(score))
+    if skipped:
+        log.warning(
+            "bench: skipped %d of %d output(s) with no numeric %s; give score_key to choose "
+            "the field",
+            skipped,
+            len(outputs),
+            " or ".join(repr(k) for k in keys),
+        )
     return groups
 
 
