@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -39,17 +39,21 @@ log = logging.getLogger("crucible_actors")
 
 
 class GuardrailsOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of the ``guardrails`` stage.
+    """Options of the ``guardrails`` stage (each field's ``Meta`` says what it does).
 
-    ``adapter``: an adapter object, class or function, or a ``"pkg.mod:attr"`` reference;
-    None reads the project config (``crucible.toml`` or ``pyproject.toml``), then falls
-    back to the no-op adapter.
-    ``fail_on_violation``: fail the stage with :class:`GuardrailViolation` when the adapter
-    reports anything.
+    ``adapter`` may also be an adapter object, class or function given from Python.
     """
 
-    adapter: Any = None
-    fail_on_violation: bool = False
+    adapter: Annotated[
+        Any,
+        msgspec.Meta(
+            description="a 'pkg.mod:attr' adapter (scan(examples, opts) -> violations); "
+            "unset: [guardrails] adapter of crucible.toml / pyproject.toml, else no-op"
+        ),
+    ] = None
+    fail_on_violation: Annotated[
+        bool, msgspec.Meta(description="fail the stage when the adapter reports a violation")
+    ] = False
 
     def __post_init__(self) -> None:
         check_ref_or_callable("adapter", self.adapter, allow_objects=True)
