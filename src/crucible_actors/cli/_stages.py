@@ -72,10 +72,10 @@ def allowed_values(spec: object) -> list[object] | None:
         case ("union", [list() as members]):
             found: list[object] = []
             for member in members:
-                values = allowed_values(member)
-                if values is None:
+                member_values = allowed_values(member)
+                if member_values is None:
                     return None
-                found += [v for v in values if v not in found]
+                found += [v for v in member_values if v not in found]
             return found
     return None
 
