@@ -430,3 +430,18 @@ def test_runs_list_and_show_on_a_terminal_are_tables(
     assert capsys.readouterr().out == ""
     assert main(["runs", "show", "stored", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["run"]["id"] == "stored"
+
+
+def test_runs_resume_in_a_pipe_prints_the_resumed_stages_as_they_run(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = experiment_file(project, "seed", "flaky")
+    assert main(["run", str(exp), "--run-id", "again"]) == 1  # flaky fails its first try
+    capsys.readouterr()
+    assert main(["runs", "resume", "again"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "resuming run again before stage 1"
+    assert "[1/2] seed: started" not in lines
+    assert "[2/2] flaky: started" in lines
+    assert any(line.startswith("[2/2] flaky: completed in ") for line in lines)
+    assert lines[-1] == "run again: completed"

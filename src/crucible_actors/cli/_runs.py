@@ -384,6 +384,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .._core._persist import open_persistence
     from .._core._registry import Registry
     from .._core._runtime import open_runtime
+    from ._progress import LiveProgress, PlainProgress, RunProgress
 
     url = store_url(args.store)
     # Stored definitions name stages as "module:attr"; import them from here.
@@ -397,7 +398,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
         ):
             handle = await persistence.resume_run(rt, args.run_id)
             if not args.json:
-                print(f"resuming run {handle.run_id} before stage {handle.resumed_from}")
+                console = stdout_console()
+                text = f"resuming run {handle.run_id} before stage {handle.resumed_from}"
+                progress = RunProgress(
+                    handle.experiment, handle.run_id, resumed_from=handle.resumed_from
+                )
+                view: LiveProgress | PlainProgress
+                if fancy(console):
+                    console.print(text)
+                    view = LiveProgress(progress, console)
+                else:
+                    print(text, flush=True)
+                    view = PlainProgress(progress)
+                with view:
+                    async for event in handle.events():
+                        view.update(event)
             await handle.wait()
             return handle, handle._failure_summary()
 
