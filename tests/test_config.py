@@ -90,22 +90,27 @@ def test_an_explicit_start_directory_is_searched_upward(project: Path, tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "message", "where"),
     [
-        ("[tool.crucible\n", "cannot read"),
-        ('[tool]\ncrucible = "x"\n', r"\[tool.crucible\] must be a table"),
-        ('[tool.crucible]\nstages = "x"\n', r"\[tool.crucible.stages\] must be a table"),
-        ("[tool.crucible.stages]\necho = 3\n", r"\[tool.crucible.stages\] echo must be a"),
+        ("[tool.crucible\n", "cannot read", "pyproject.toml"),
+        ('[tool]\ncrucible = "x"\n', r"\[tool.crucible\] must be a table", "pyproject.toml"),
+        (
+            '[tool.crucible]\nstages = "x"\n',
+            r"\[tool.crucible.stages\] must be a table",
+            "pyproject.toml",
+        ),
+        ("[tool.crucible.stages]\necho = 3\n", r"\[tool.crucible.stages\] echo must be a", "echo"),
     ],
     ids=["not-toml", "tool-crucible-not-a-table", "stages-not-a-table", "not-a-string"],
 )
 def test_a_malformed_pyproject_is_reported_naming_the_file_and_table(
-    project: Path, text: str, message: str
+    project: Path, text: str, message: str, where: str
 ) -> None:
     (project / "pyproject.toml").write_text(text)
     with pytest.raises(SchemaError, match=message) as info:
         Registry.default()
     assert str(project / "pyproject.toml") in str(info.value)
+    assert info.value.stage == where
 
 
 def test_a_broken_nearer_file_is_reported_not_skipped(project: Path) -> None:

@@ -23,11 +23,15 @@ PYPROJECT_FILE: Final = "pyproject.toml"
 
 
 class ConfigFileError(ValueError):
-    """A configuration file was found but cannot be read or parsed; the message names it.
+    """A configuration file was found but cannot be read or parsed; ``path`` names it.
 
     Callers turn it into their own error (the registry's :class:`SchemaError`, the
     ``guardrails`` stage's :class:`InvalidOptions`).
     """
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ConfigFile:
@@ -59,7 +63,9 @@ class ConfigFile:
         """
         value = self.data.get(name, {})
         if not isinstance(value, dict):
-            raise ConfigFileError(f"{self.path}: {self.table_name(name)} must be a table")
+            raise ConfigFileError(
+                f"{self.path}: {self.table_name(name)} must be a table", path=self.path
+            )
         return value
 
 
@@ -67,7 +73,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigFileError(f"cannot read {path}: {exc}") from exc
+        raise ConfigFileError(f"cannot read {path}: {exc}", path=path) from exc
 
 
 def find_config(start: str | Path | None = None) -> ConfigFile | None:
@@ -90,6 +96,8 @@ def find_config(start: str | Path | None = None) -> ConfigFile | None:
             if section is None:
                 continue
             if not isinstance(section, dict):
-                raise ConfigFileError(f"{candidate}: [tool.crucible] must be a table")
+                raise ConfigFileError(
+                    f"{candidate}: [tool.crucible] must be a table", path=candidate
+                )
             return ConfigFile(candidate, section, "tool.crucible.")
     return None

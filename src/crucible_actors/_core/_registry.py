@@ -3,8 +3,8 @@
 :meth:`Registry.default` holds the built-in stages, stages advertised under the
 entry-point group ``crucible_actors.stages``, and the ``[stages]`` table of the project
 configuration (``crucible.toml`` or ``[tool.crucible]`` in ``pyproject.toml``, the nearest
-at or above the working directory; see :mod:`._config`). Stages given as reference strings are
-imported on first use, so a broken plug-in only fails when it is asked for.
+at or above the working directory; see :mod:`._config`). Stages given as reference
+strings are imported on first use, so a broken plug-in only fails when it is asked for.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Registry:
             config = find_config(cwd)
             stages = config.table("stages") if config is not None else {}
         except ConfigFileError as exc:
-            raise SchemaError("crucible.toml", str(exc)) from exc
+            raise SchemaError(exc.path.name, str(exc)) from exc
         for name, ref in stages.items():
             if not isinstance(ref, str):
                 assert config is not None
