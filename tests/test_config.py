@@ -148,3 +148,19 @@ async def test_guardrails_bad_adapter_in_pyproject_names_the_table(project: Path
         f"{project / 'pyproject.toml'}: [tool.crucible.guardrails] adapter must be a "
         "'pkg.mod:attr' string"
     )
+
+
+def test_cli_run_finds_tool_crucible_above_the_experiment_file(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crucible_actors.cli import main
+
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "demo"\n\n[tool.crucible.stages]\nlocal_echo = "{PLUGIN_REF}"\n'
+    )
+    experiments = project / "experiments" / "nested"
+    experiments.mkdir(parents=True)
+    exp = experiments / "exp.toml"
+    exp.write_text('id = "cfg"\n[[pipeline]]\nname = "local_echo"\n')
+    assert main(["run", str(exp), "--no-persist", "--run-id", "cfg1"]) == 0
+    assert "run cfg1  experiment cfg  completed" in capsys.readouterr().out
