@@ -19,6 +19,7 @@ HEAVY_MODULES = [
     "starlette",
     "ray",
     "yaml",
+    "rich",
 ]
 
 

@@ -66,6 +66,7 @@ from ._core._runtime import open_runtime as open_runtime
 from ._core._stage import Stage as Stage
 from ._core._stage import stage as stage
 
+# The one place the version is written: pyproject.toml reads it (tool.hatch.version).
 __version__ = "0.1.0"
 
 __all__ = [

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import jsonschema
+import pytest
+from openapi_spec_validator import validate as validate_openapi
 from starlette.routing import Mount, Route
+
+from crucible_actors.serve._openapi import openapi_document
 
 from .test_events import parse_sse
 
@@ -17,45 +22,18 @@ if TYPE_CHECKING:
 
     from .conftest import Served
 
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-
 
 def validate(value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str = "$") -> list[str]:
-    """Check ``value`` against the JSON Schema subset the document uses; return problems."""
-    if "$ref" in schema:
-        name = schema["$ref"].removeprefix("#/components/schemas/")
-        return validate(value, doc["components"]["schemas"][name], doc, at)
-    errors: list[str] = []
-    for part in schema.get("allOf", []):
-        errors += validate(value, part, doc, at)
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_TYPES[k](value) for k in kinds):
-            return [*errors, f"{at}: expected {kinds}, got {value!r}"]
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{at}: {value!r} not in {schema['enum']}")
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{at}: expected {schema['const']!r}, got {value!r}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                errors.append(f"{at}: missing {key!r}")
-        for key, sub in schema.get("properties", {}).items():
-            if key in value:
-                errors += validate(value[key], sub, doc, f"{at}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += validate(item, schema["items"], doc, f"{at}[{i}]")
-    return errors
+    """Check ``value`` against ``schema`` (JSON Schema 2020-12, OpenAPI 3.1's dialect).
+
+    ``$ref`` s point into ``doc``'s components; returns the problems found, by path.
+    """
+    root = {**schema, "components": doc["components"]}
+    validator = jsonschema.Draft202012Validator(root)
+    return [
+        f"{at}{''.join(f'[{p!r}]' for p in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(value)
+    ]
 
 
 def app_routes(app: Any) -> set[tuple[str, str]]:
@@ -209,3 +187,79 @@ async def test_the_document_declares_bearer_auth_only_with_a_token(
             "get",
             await s.client.get("/api/runs", headers={"Authorization": "Bearer x"}),
         )
+
+
+@pytest.mark.parametrize("token", [False, True])
+def test_the_document_is_valid_openapi_3_1(token: bool) -> None:
+    validate_openapi(openapi_document(version="1.2.3", token=token))
+
+
+def test_the_request_body_describes_the_experiment_field_by_field() -> None:
+    import msgspec
+
+    from crucible_actors import Backoff, Experiment, StageDef
+
+    schemas = openapi_document(version="x", token=False)["components"]["schemas"]
+    body = schemas["Submission"]
+    assert {"$ref": "#/components/schemas/SubmissionEnvelope"} in body["oneOf"]
+    envelope = schemas["SubmissionEnvelope"]
+    assert envelope["required"] == ["experiment"]
+    assert envelope["properties"]["experiment"] == {"$ref": "#/components/schemas/Experiment"}
+    assert envelope["properties"]["validate_options"]["anyOf"][0]["enum"] == [
+        "error",
+        "off",
+        "warn",
+    ]
+    # Every field of the IR Structs is there, under its encoded name, with its default.
+    for struct in (Experiment, StageDef, Backoff):
+        component = schemas[struct.__name__]
+        fields = msgspec.structs.fields(struct)
+        assert list(component["properties"]) == [f.encode_name for f in fields]
+        assert component.get("required", []) == [f.encode_name for f in fields if f.required]
+    stage = schemas["StageDef"]["properties"]
+    assert stage["restart"] == {"enum": ["temporary", "transient"], "default": "temporary"}
+    assert stage["max_restarts"] == {"type": "integer", "default": 3}
+    assert schemas["Experiment"]["properties"]["pipeline"]["items"] == {
+        "$ref": "#/components/schemas/StageDef"
+    }
+    assert "refuses a non-empty value" in stage["stage"]["description"]
+
+
+_GOOD = {"id": "doc-ok", "pipeline": [{"name": "echo", "restart": "transient", "timeout": 5}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "admitted"),
+    [
+        ({"experiment": _GOOD}, True),
+        ({"experiment": _GOOD, "assigns": {"x": 1}, "validate_options": "warn"}, True),
+        ({**_GOOD, "trace": False}, True),
+        ({"experiment": _GOOD, "bogus": 1}, False),
+        ({"experiment": {**_GOOD, "pipeline": [{"name": "echo", "restart": "sometimes"}]}}, False),
+        ({"experiment": {**_GOOD, "pipeline": [{"name": "echo", "backoff": "slow"}]}}, False),
+        ({"experiment": {"pipeline": [{"name": "echo"}]}}, False),
+        ({"experiment": _GOOD, "validate_options": "loud"}, False),
+        ({"experiment": _GOOD, "trace": "yes"}, False),
+    ],
+    ids=[
+        "envelope",
+        "envelope-options",
+        "inline",
+        "unknown-envelope-key",
+        "bad-restart",
+        "bad-backoff",
+        "no-id",
+        "bad-mode",
+        "bad-trace",
+    ],
+)
+async def test_the_request_schema_and_the_service_agree(
+    served: Served, body: dict[str, Any], admitted: bool
+) -> None:
+    doc = (await served.client.get("/api/openapi.json")).json()
+    problems = validate(body, doc["components"]["schemas"]["Submission"], doc)
+    response = await served.client.post("/api/runs", json=body)
+    assert (response.status_code == 202) is admitted, response.text
+    assert (not problems) is admitted, problems
+    if admitted:
+        await served.wait(response.json()["run_id"])

@@ -341,9 +341,7 @@ def load(ctx: Context, opts: Any) -> Context:
     return ctx.put_metric("accuracy", 0.91).put_metric("pairs", (1, 2))
 
 
-async def test_report_in_a_run_marks_earlier_stages_complete_and_itself_running(
-    tmp_path: Path,
-) -> None:
+async def test_report_in_a_run_counts_its_own_stage_as_completed(tmp_path: Path) -> None:
     registry = Registry()
     registry.register(ReportStage)
     registry.register(load)
@@ -364,14 +362,45 @@ async def test_report_in_a_run_marks_earlier_stages_complete_and_itself_running(
         "summary.markdown",
     ]
     data = json.loads((tmp_path / "exp-r9-summary.json").read_text())
-    assert [(s["stage"], s["status"]) for s in data["stages"]] == [
-        ("load", "completed"),
-        ("skipped", "skipped"),
-        ("report", "running"),
+    assert [(s["stage"], s["status"], s["this_stage"]) for s in data["stages"]] == [
+        ("load", "completed", False),
+        ("skipped", "skipped", False),
+        ("report", "completed", True),
     ]
     assert isinstance(data["stages"][0]["duration"], float)
     assert data["metrics"] == {"accuracy": 0.91, "pairs": [1, 2]}
     assert ctx.completed_stages() == ["load", "report"]
+    markdown = (tmp_path / "exp-r9-summary.md").read_text().splitlines()
+    assert "| Stages completed | 2 of 3 (1 skipped) |" in markdown
+    assert any(line.startswith("| 3 | report | completed (this stage) |") for line in markdown)
+    page = (tmp_path / "exp-r9-summary.html").read_text()
+    assert '<span class="badge completed">completed (this stage)</span>' in page
+    assert "running" not in page
+
+
+async def test_report_as_the_last_of_five_stages_says_five_of_five(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry = Registry()
+    registry.register(ReportStage)
+    for name in ("a", "b", "c", "d"):
+        registry.register(stage(name)(lambda ctx, opts: ctx))
+    exp = Experiment(
+        id="five",
+        pipeline=[*(StageDef(name=n) for n in "abcd"), StageDef(name="report")],
+        outputs=[OutputSpec(name="summary", formats=["markdown"], sink="stdout")],
+    )
+    await crucible_actors.run_async(exp, registry=registry, run_id="r5")
+    lines = capsys.readouterr().out.splitlines()
+    assert "| Stages completed | 5 of 5 |" in lines
+    assert "| 5 | report | completed (this stage) |" in lines
+    assert [line for line in lines if "running" in line or "pending" in line] == []
+
+
+def test_report_outside_a_run_lists_later_stages_as_pending() -> None:
+    rows = render_markdown(_ctx([])).splitlines()
+    assert "| 3 | report | pending |" in rows
+    assert "| Stages completed | 2 of 3 |" in rows
 
 
 def test_reports_without_metrics_say_so() -> None:

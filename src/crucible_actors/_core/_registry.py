@@ -1,26 +1,27 @@
 """The stage registry: names to stages, an explicit object rather than global state.
 
 :meth:`Registry.default` holds the built-in stages, stages advertised under the
-entry-point group ``crucible_actors.stages``, and the ``[stages]`` table of
-``crucible.toml`` in the working directory. Stages given as reference strings are
-imported on first use, so a broken plug-in only fails when it is asked for.
+entry-point group ``crucible_actors.stages``, and the ``[stages]`` table of the project
+configuration (``crucible.toml`` or ``[tool.crucible]`` in ``pyproject.toml``, the nearest
+at or above the working directory; see :mod:`._config`). Stages given as reference
+strings are imported on first use, so a broken plug-in only fails when it is asked for.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import tomllib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._config import ConfigFileError, find_config
 from ._errors import DuplicateStage, SchemaError, UnknownStage
 from ._stage import Stage, coerce_stage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 __all__ = ["BUILTIN_STAGES", "ENTRY_POINT_GROUP", "Registry"]
 
@@ -84,31 +85,34 @@ class Registry:
 
     @classmethod
     def default(cls, *, cwd: str | Path | None = None) -> Registry:
-        """Return a registry with the built-ins, entry-point stages and ``crucible.toml``.
+        """Return a registry with the built-ins, entry-point stages and the project config.
+
+        The config is the nearest ``crucible.toml`` or ``pyproject.toml`` with a
+        ``[tool.crucible]`` table at or above ``cwd`` (default: the working directory);
+        its ``stages`` table maps names to ``"pkg.mod:attr"`` references.
 
         Raises:
-            SchemaError: ``crucible.toml`` exists but its ``[stages]`` table is malformed.
+            SchemaError: the config file is unreadable or its stages table is malformed.
         """
         reg = cls()
         for name, ref in BUILTIN_STAGES.items():
             reg._entries[name] = ref
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             reg._entries[ep.name] = ep.value
-        toml_path = Path(cwd or Path.cwd()) / "crucible.toml"
-        if toml_path.is_file():
-            try:
-                config = tomllib.loads(toml_path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SchemaError("crucible.toml", f"cannot read {toml_path}: {exc}") from exc
-            stages = config.get("stages", {})
-            if not isinstance(stages, dict):
-                raise SchemaError("crucible.toml", f"{toml_path}: [stages] must be a table")
-            for name, ref in stages.items():
-                if not isinstance(ref, str):
-                    raise SchemaError(
-                        name, f"{toml_path}: [stages] {name} must be a 'pkg.mod:attr' string"
-                    )
-                reg._entries[name] = ref
+        try:
+            config = find_config(cwd)
+            stages = config.table("stages") if config is not None else {}
+        except ConfigFileError as exc:
+            raise SchemaError(exc.path.name, str(exc)) from exc
+        for name, ref in stages.items():
+            if not isinstance(ref, str):
+                assert config is not None
+                raise SchemaError(
+                    name,
+                    f"{config.path}: {config.table_name('stages')} {name} must be a "
+                    "'pkg.mod:attr' string",
+                )
+            reg._entries[name] = ref
         return reg
 
     def register(self, stage: Any, name: str | None = None, *, replace: bool = False) -> Stage:

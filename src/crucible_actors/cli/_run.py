@@ -1,7 +1,11 @@
-"""``crucible-actors run FILE``: run one experiment file and print a summary.
+"""``crucible-actors run FILE``: run one experiment file, show its progress, then a summary.
 
 Persists to the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedded
 ``./.crucible/crucible.db`` (printed once at the top), unless ``--no-persist``.
+
+Progress comes from the run's events (:mod:`._progress`): a live table on a terminal,
+one plain line per event in a pipe, a file or with ``--no-progress``. ``--json`` prints
+only the final Context.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from .._core._handle import RunHandle, RunStatus
 from .._core._ir import load_experiment
 from .._core._registry import Registry
 from ..errors import CrucibleError, InvalidExperiment, StageFailed
+from ._console import fancy, stdout_console
+from ._progress import LiveProgress, PlainProgress, RunProgress, fmt_seconds
 from ._runs import store_url
 
 if TYPE_CHECKING:
     import argparse
+
+    from rich.console import Console
 
 __all__ = ["register"]
 
@@ -40,6 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--run-id", help="run id (default: a new UUID4)")
     p.add_argument("--trace", action="store_true", help="record a decision trace")
     p.add_argument("--json", action="store_true", help="print the final Context as JSON")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live display on a terminal: plain lines, as in a pipe",
+    )
     p.add_argument(
         "--store",
         metavar="URL",
@@ -66,12 +79,6 @@ def _load_assigns(path: str) -> dict[str, Any]:
     return value
 
 
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
 def _print_summary(handle: RunHandle) -> None:
     out = sys.stdout
     print(
@@ -96,17 +103,34 @@ def _print_summary(handle: RunHandle) -> None:
         tries = f"  ({len(recs)} attempts)" if len(recs) > 1 else ""
         err = f"  {last.error}" if last.error and last.status != "completed" else ""
         print(
-            f"  {index + 1}. {label:<20} {last.status:<10} {_fmt_seconds(total)}{tries}{err}",
+            f"  {index + 1}. {label:<20} {last.status:<10} {fmt_seconds(total)}{tries}{err}",
             file=out,
         )
     ctx = handle.context
     if ctx is not None and ctx.metrics:
         print("metrics:", file=out)
         for key, value in ctx.metrics.items():
-            text = json.dumps(sanitize(value), sort_keys=True)
-            if len(text) > 100:
-                text = text[:97] + "..."
-            print(f"  {key}: {text}", file=out)
+            print(f"  {key}: {_metric_text(value)}", file=out)
+
+
+def _metric_text(value: Any, limit: int = 100) -> str:
+    text = json.dumps(sanitize(value), sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _print_rich_summary(console: Console, handle: RunHandle) -> None:
+    """The terminal's summary: the live table stays on screen; add the metrics below it."""
+    from rich.table import Table
+    from rich.text import Text
+
+    ctx = handle.context
+    if ctx is not None and ctx.metrics:
+        table = Table(title="metrics", title_justify="left", header_style="bold")
+        table.add_column("Metric")
+        table.add_column("Value", overflow="fold")
+        for key, value in ctx.metrics.items():
+            table.add_row(Text(str(key)), Text(_metric_text(value, 200)))
+        console.print(table)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -117,8 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(exp_path.resolve().parent))
     assigns = _load_assigns(args.assigns) if args.assigns else None
     url = None if args.no_persist else store_url(args.store)
+    console = stdout_console()
+    live = not args.json and fancy(console, plain=args.no_progress)
     if url is not None and not args.json:
-        print(f"store: {url}")
+        if live:
+            console.print(f"store: {url}", style="dim")
+        else:
+            print(f"store: {url}", flush=True)
 
     registry = Registry.default(cwd=exp_path.resolve().parent)
 
@@ -133,6 +162,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 validate_options=args.validate_options,
                 enable_trace=args.trace,
             )
+            if args.json:
+                await handle.wait()
+                return handle
+            progress = RunProgress(experiment, handle.run_id, resumed_from=handle.resumed_from)
+            view: LiveProgress | PlainProgress = (
+                LiveProgress(progress, console) if live else PlainProgress(progress)
+            )
+            with view:
+                async for event in handle.events():
+                    view.update(event)
             await handle.wait()
             return handle
 
@@ -147,6 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx = handle.context
         if ctx is not None:
             sys.stdout.write(context_to_json(ctx).decode() + "\n")
+    elif live:
+        _print_rich_summary(console, handle)
     else:
         _print_summary(handle)
     if handle.status is RunStatus.COMPLETED:

@@ -2,7 +2,10 @@
 
 The store is ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded
 ``sqlite:///./.crucible/crucible.db``. Human output is a table; ``--json`` prints one
-JSON document whose shape is stable for scripts:
+JSON document whose shape is stable for scripts. The human output is a rich table on a
+terminal and plain aligned columns in a pipe or a file (:mod:`._console`).
+
+The ``--json`` documents:
 
 - ``runs list --json``: ``{"store", "runs": [run...], "next_before"}``; pass
   ``next_before`` as ``--before`` to fetch the next (older) page, null on the last one.
@@ -25,13 +28,16 @@ import anyio
 
 from .._core._encoding import sanitize
 from .._core._store import RUN_STATUSES
+from ._console import fancy, stdout_console
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
     from datetime import datetime
 
-    from .._core._store import RunRecord, StageAttempt
+    from rich.console import Console
+
+    from .._core._store import ArtifactRecord, RunRecord, StageAttempt
 
 __all__ = ["register"]
 
@@ -128,6 +134,42 @@ def _failure_text(failure: dict[str, Any] | None) -> str:
     return f"{where}{failure.get('reason_type')}: {failure.get('message')}{after}"
 
 
+_STATUS_STYLES = {
+    "completed": "green",
+    "failed": "bold red",
+    "timeout": "bold red",
+    "cancelled": "yellow",
+    "interrupted": "yellow",
+    "running": "bold cyan",
+    "pending": "dim",
+}
+
+
+def _rich_table(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    status_column: int | None = None,
+) -> None:
+    """Print ``rows`` as a rich table; the cells are text, never markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(
+            *(
+                Text(cell, style=_STATUS_STYLES.get(cell, "") if i == status_column else "")
+                for i, cell in enumerate(row)
+            )
+        )
+    console.print(table)
+
+
 def _json(doc: Any) -> None:
     sys.stdout.write(json.dumps(sanitize(doc), indent=2, sort_keys=True) + "\n")
 
@@ -188,9 +230,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         ]
         for r in runs
     ]
-    print(
-        _table(["RUN ID", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "FAILED AT"], rows)
-    )
+    headers = ["RUN ID", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "FAILED AT"]
+    console = stdout_console()
+    if fancy(console):
+        _rich_table(
+            console,
+            ["Run id", "Experiment", "Status", "Started (UTC)", "Duration", "Failed at"],
+            rows,
+            title=f"runs in {url}",
+            status_column=2,
+        )
+        if next_before is not None:
+            console.print(f"more: --before {next_before}", style="dim")
+        return 0
+    print(_table(headers, rows))
     if next_before is not None:
         print(f"(more: --before {next_before})")
     return 0
@@ -231,6 +284,18 @@ def cmd_show(args: argparse.Namespace) -> int:
             }
         )
         return 0
+    where = None
+    if checkpoint is not None:
+        total = len((experiment.definition if experiment else {}).get("pipeline", ()))
+        where = (
+            "after the last stage"
+            if total and checkpoint.index >= total
+            else f"before stage {checkpoint.index}"
+        )
+    console = stdout_console()
+    if fancy(console):
+        _show_rich(console, run, attempts, artifacts, where)
+        return 0
     out = [
         f"run {run.id}",
         f"  experiment  {run.experiment_id}",
@@ -241,41 +306,77 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     if run.failure:
         out.append(f"  failure     {_failure_text(run.failure)}")
-    if checkpoint is not None:
-        total = len((experiment.definition if experiment else {}).get("pipeline", ()))
-        where = (
-            "after the last stage"
-            if total and checkpoint.index >= total
-            else f"before stage {checkpoint.index}"
-        )
+    if where is not None:
         out.append(f"  checkpoint  {where}")
     if attempts:
         out.append("stages:")
-        rows = [
-            [
-                str(a.index),
-                a.stage,
-                str(a.attempt),
-                a.status,
-                _seconds(a.duration),
-                a.error or "",
-            ]
-            for a in attempts
-        ]
-        table = _table(["#", "STAGE", "ATTEMPT", "STATUS", "DURATION", "ERROR"], rows)
+        table = _table(_ATTEMPT_HEADERS, _attempt_rows(attempts))
         out.extend("  " + line for line in table.splitlines())
     if run.metrics:
         out.append("metrics:")
         for key, value in run.metrics.items():
-            text = json.dumps(value, sort_keys=True)
-            out.append(f"  {key}: {text if len(text) <= 100 else text[:97] + '...'}")
+            out.append(f"  {key}: {_metric_text(value)}")
     if artifacts:
         out.append("artifacts:")
-        rows = [[a.name, a.type or "", a.format or "", a.location] for a in artifacts]
-        table = _table(["NAME", "TYPE", "FORMAT", "LOCATION"], rows)
+        table = _table(_ARTIFACT_HEADERS, _artifact_rows(artifacts))
         out.extend("  " + line for line in table.splitlines())
     print("\n".join(out))
     return 0
+
+
+_ATTEMPT_HEADERS = ["#", "STAGE", "ATTEMPT", "STATUS", "DURATION", "ERROR"]
+_ARTIFACT_HEADERS = ["NAME", "TYPE", "FORMAT", "LOCATION"]
+
+
+def _attempt_rows(attempts: Sequence[StageAttempt]) -> list[list[str]]:
+    return [
+        [str(a.index), a.stage, str(a.attempt), a.status, _seconds(a.duration), a.error or ""]
+        for a in attempts
+    ]
+
+
+def _artifact_rows(artifacts: Sequence[ArtifactRecord]) -> list[list[str]]:
+    return [[a.name, a.type or "", a.format or "", a.location] for a in artifacts]
+
+
+def _metric_text(value: Any, limit: int = 100) -> str:
+    text = json.dumps(sanitize(value), sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show_rich(
+    console: Console,
+    run: RunRecord,
+    attempts: Sequence[StageAttempt],
+    artifacts: Sequence[ArtifactRecord],
+    checkpoint: str | None,
+) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim")
+    facts.add_column()
+    facts.add_row("run", Text(run.id, style="bold"))
+    facts.add_row("experiment", Text(run.experiment_id))
+    facts.add_row("status", Text(run.status, style=_STATUS_STYLES.get(run.status, "")))
+    facts.add_row("started", f"{_when(run.started_at)} UTC")
+    facts.add_row("finished", f"{_when(run.finished_at)}{' UTC' if run.finished_at else ''}")
+    facts.add_row("duration", _seconds(_elapsed(run)))
+    if run.failure:
+        facts.add_row("failure", Text(_failure_text(run.failure), style="red"))
+    if checkpoint is not None:
+        facts.add_row("checkpoint", checkpoint)
+    console.print(facts)
+    if attempts:
+        headers = [h.capitalize() for h in _ATTEMPT_HEADERS]
+        _rich_table(console, headers, _attempt_rows(attempts), title="stages", status_column=3)
+    if run.metrics:
+        rows = [[str(k), _metric_text(v, 200)] for k, v in run.metrics.items()]
+        _rich_table(console, ["Metric", "Value"], rows, title="metrics")
+    if artifacts:
+        headers = [h.capitalize() for h in _ARTIFACT_HEADERS]
+        _rich_table(console, headers, _artifact_rows(artifacts), title="artifacts")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -283,6 +384,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from .._core._persist import open_persistence
     from .._core._registry import Registry
     from .._core._runtime import open_runtime
+    from ._progress import LiveProgress, PlainProgress, RunProgress
 
     url = store_url(args.store)
     # Stored definitions name stages as "module:attr"; import them from here.
@@ -296,7 +398,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
         ):
             handle = await persistence.resume_run(rt, args.run_id)
             if not args.json:
-                print(f"resuming run {handle.run_id} before stage {handle.resumed_from}")
+                console = stdout_console()
+                text = f"resuming run {handle.run_id} before stage {handle.resumed_from}"
+                progress = RunProgress(
+                    handle.experiment, handle.run_id, resumed_from=handle.resumed_from
+                )
+                view: LiveProgress | PlainProgress
+                if fancy(console):
+                    console.print(text)
+                    view = LiveProgress(progress, console)
+                else:
+                    print(text, flush=True)
+                    view = PlainProgress(progress)
+                with view:
+                    async for event in handle.events():
+                        view.update(event)
             await handle.wait()
             return handle, handle._failure_summary()
 

@@ -1,172 +1,266 @@
-"""The OpenAPI 3.1 document of the service, written by hand next to ``docs/http-api.md``.
+"""The OpenAPI 3.1 document of the service, next to ``docs/http-api.md``.
+
+The paths are written here; the schemas are generated with
+``msgspec.json.schema_components``: the request from the IR Structs the service decodes
+(:class:`Experiment`, :class:`StageDef`, :class:`Backoff`, ...), so a submitted
+experiment is described field by field with the same types and defaults the decoder
+applies, and the answers from the response Structs below (and the runtime's own
+:class:`RunEvent`). The response Structs document the JSON the views build; they are
+not used to encode it.
 
 ``tests/serve/test_openapi.py`` keeps it honest: every route of the app appears here
-with the same methods, and the answers of the implementation validate against the
-schemas declared for them.
+with the same methods, the document is valid OpenAPI 3.1, and the answers of the
+implementation validate against the schemas declared for them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Literal, get_args
 
-__all__ = ["openapi_document"]
+import msgspec
 
-_STR = {"type": "string"}
-_NSTR = {"type": ["string", "null"]}
-_NNUM = {"type": ["number", "null"]}
-_INT = {"type": "integer"}
-_NINT = {"type": ["integer", "null"]}
-_STATUS = {
-    "type": "string",
-    "enum": ["pending", "running", "completed", "failed", "cancelled", "interrupted"],
-}
+from .._core._handle import RunEvent
+from .._core._ir import Experiment
+
+__all__ = ["openapi_document", "schema_components"]
+
+Status = Literal["pending", "running", "completed", "failed", "cancelled", "interrupted"]
+AttemptStatus = Literal["running", "completed", "failed", "timeout", "cancelled"]
+StageStatus = Literal[
+    "pending", "running", "completed", "failed", "timeout", "cancelled", "skipped", "not_run"
+]
+#: ``RunEvent.type`` values, plus ``run_interrupted`` for runs read back from the store.
+EVENT_TYPES = [
+    "run_started",
+    "stage_started",
+    "stage_completed",
+    "stage_failed",
+    "stage_restarted",
+    "stage_timeout",
+    "stage_skipped",
+    "run_completed",
+    "run_failed",
+    "run_cancelled",
+    "run_interrupted",
+]
+
+
+class SubmissionOptions(msgspec.Struct, kw_only=True):
+    """How to run a submitted experiment (the envelope keys of ``POST /api/runs``)."""
+
+    assigns: dict[str, Any] | None = None
+    run_id: str | None = None
+    validate_options: Literal["off", "warn", "error"] | None = None
+    trace: bool = True
+
+
+class SubmissionEnvelope(SubmissionOptions, kw_only=True, forbid_unknown_fields=True):
+    """A submission with the experiment under ``experiment`` and the envelope beside it."""
+
+    experiment: Experiment
+
+
+class ErrorBody(msgspec.Struct):
+    """What went wrong: a stable ``type``, a message, and structured ``details`` (or null).
+
+    ``details.errors`` lists ``{"stage", "message"}`` for invalid submissions.
+    """
+
+    type: str
+    message: str
+    details: dict[str, Any] | None
+
+
+class Error(msgspec.Struct):
+    """Every error answer."""
+
+    error: ErrorBody
+
+
+class Links(msgspec.Struct):
+    """Where to follow, cancel and trace a run."""
+
+    self_: str = msgspec.field(name="self")
+    events: str
+    cancel: str
+    trace: str
+
+
+class Accepted(msgspec.Struct):
+    """A submission the service admitted."""
+
+    run_id: str
+    status: Status
+    links: Links
+
+
+class CancelAnswer(msgspec.Struct):
+    """The state of a run after a cancel request."""
+
+    run_id: str
+    status: Status
+
+
+class Failure(msgspec.Struct):
+    """Why a run did not complete; ``attempts`` is set when a stage gave up."""
+
+    stage: str | None
+    reason_type: str
+    message: str
+    attempts: int | None = None
+
+
+class RunSummary(msgspec.Struct):
+    """One run in a list; times are ISO 8601 (UTC), ``duration`` seconds."""
+
+    id: str
+    experiment_id: str
+    status: Status
+    started_at: str | None
+    finished_at: str | None
+    duration: float | None
+    failure: Failure | None
+
+
+class RunList(msgspec.Struct):
+    """A page of runs, newest first; pass ``next`` as ``before`` for the next page."""
+
+    runs: list[RunSummary]
+    next: str | None
+
+
+class Attempt(msgspec.Struct):
+    """One attempt at a stage."""
+
+    attempt: int
+    status: AttemptStatus
+    started_at: str | None
+    finished_at: str | None
+    duration: float | None
+    error: str | None
+
+
+class Stage(msgspec.Struct):
+    """One stage of a run, with its attempts."""
+
+    index: int
+    name: str | None
+    status: StageStatus
+    attempts: list[Attempt]
+
+
+class Artifact(msgspec.Struct):
+    """A file the run recorded, served at ``url``."""
+
+    name: str
+    type: str | None
+    format: str | None
+    url: str
+
+
+class RunDetail(RunSummary):
+    """One run: the summary plus its stages, results, artifacts and definition."""
+
+    stages: list[Stage]
+    metrics: dict[str, Any]
+    outputs: list[Any]
+    artifacts: list[Artifact]
+    has_trace: bool
+    experiment: Experiment | None
+
+
+class StageEntry(msgspec.Struct):
+    """A registered stage and its option schema (``crucible-actors stages --json``)."""
+
+    name: str
+    module: str
+    schema: dict[str, Any]
+
+
+class StageList(msgspec.Struct):
+    """The stages the service runs; a submission may name only these."""
+
+    stages: list[StageEntry]
+
+
+class Health(msgspec.Struct):
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+class Ready(msgspec.Struct):
+    """The store answers and the runtime accepts runs."""
+
+    status: Literal["ready"]
+    store: str
+    runtime: str
+
+
+_RESPONSES = (
+    Error,
+    Accepted,
+    CancelAnswer,
+    RunList,
+    RunDetail,
+    RunEvent,
+    StageList,
+    Health,
+    Ready,
+)
+
+
+@functools.cache
+def schema_components() -> dict[str, Any]:
+    """Return ``components.schemas``: the request and response schemas, generated once.
+
+    The dict is shared between calls: encode it, do not change it.
+
+    ``Submission`` (the request body) is either a :class:`SubmissionEnvelope` or an
+    :class:`Experiment` with the :class:`SubmissionOptions` keys alongside.
+    """
+    _, components = msgspec.json.schema_components(
+        (SubmissionEnvelope, SubmissionOptions, Experiment, *_RESPONSES),
+        ref_template="#/components/schemas/{name}",
+    )
+    # What the Structs cannot say about the service.
+    stage = components["StageDef"]["properties"]["stage"]
+    stage["description"] = (
+        "A Stage object or 'package.module:attr' reference, for Python callers. The HTTP "
+        "service refuses a non-empty value (422 ImportPathRejected): name a registered "
+        "stage (GET /api/stages) in `name` instead."
+    )
+    components["Experiment"]["properties"]["pipeline"]["description"] = (
+        "The stages, in order; `stages` is accepted as an alias."
+    )
+    components["RunEvent"]["properties"]["type"]["enum"] = EVENT_TYPES
+    components["RunDetail"]["properties"]["experiment"]["description"] = (
+        "The definition the run executes, as stored."
+    )
+    components["Submission"] = {
+        "description": "An experiment, either under `experiment` or inline, with the "
+        "optional keys `assigns`, `run_id`, `validate_options` and `trace` alongside.",
+        "oneOf": [
+            {"$ref": "#/components/schemas/SubmissionEnvelope"},
+            {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Experiment"},
+                    {"$ref": "#/components/schemas/SubmissionOptions"},
+                ],
+                "not": {"required": ["experiment"]},
+            },
+        ],
+    }
+    return components
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
-
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": _obj(
-        ["error"],
-        error=_obj(["type", "message", "details"], type=_STR, message=_STR, details={}),
-    ),
-    "Links": _obj(
-        ["self", "events", "cancel", "trace"], self=_STR, events=_STR, cancel=_STR, trace=_STR
-    ),
-    "Submission": {
-        "type": "object",
-        "description": "An experiment, either under `experiment` or inline, with the "
-        "optional keys `assigns`, `run_id`, `validate_options` and `trace` alongside.",
-        "properties": {
-            "experiment": {"type": "object"},
-            "assigns": {"type": ["object", "null"]},
-            "run_id": _NSTR,
-            "validate_options": {"enum": ["off", "warn", "error", None]},
-            "trace": {"type": "boolean"},
-            "id": _STR,
-            "pipeline": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-    "Accepted": _obj(
-        ["run_id", "status", "links"], run_id=_STR, status=_STATUS, links=_ref("Links")
-    ),
-    "CancelAnswer": _obj(["run_id", "status"], run_id=_STR, status=_STATUS),
-    "Failure": {
-        "type": ["object", "null"],
-        "properties": {
-            "stage": _NSTR,
-            "reason_type": _STR,
-            "message": _STR,
-            "attempts": _NINT,
-        },
-    },
-    "RunSummary": _obj(
-        ["id", "experiment_id", "status", "started_at", "finished_at", "duration", "failure"],
-        id=_STR,
-        experiment_id=_STR,
-        status=_STATUS,
-        started_at=_NSTR,
-        finished_at=_NSTR,
-        duration=_NNUM,
-        failure=_ref("Failure"),
-    ),
-    "RunList": _obj(
-        ["runs", "next"], runs={"type": "array", "items": _ref("RunSummary")}, next=_NSTR
-    ),
-    "Attempt": _obj(
-        ["attempt", "status", "started_at", "finished_at", "duration", "error"],
-        attempt=_INT,
-        status={
-            "type": "string",
-            "enum": ["running", "completed", "failed", "timeout", "cancelled"],
-        },
-        started_at=_NSTR,
-        finished_at=_NSTR,
-        duration=_NNUM,
-        error=_NSTR,
-    ),
-    "Stage": _obj(
-        ["index", "name", "status", "attempts"],
-        index=_INT,
-        name=_NSTR,
-        status={
-            "type": "string",
-            "enum": [
-                "pending",
-                "running",
-                "completed",
-                "failed",
-                "timeout",
-                "cancelled",
-                "skipped",
-                "not_run",
-            ],
-        },
-        attempts={"type": "array", "items": _ref("Attempt")},
-    ),
-    "Artifact": _obj(
-        ["name", "type", "format", "url"], name=_STR, type=_NSTR, format=_NSTR, url=_STR
-    ),
-    "RunDetail": {
-        "allOf": [
-            _ref("RunSummary"),
-            _obj(
-                ["stages", "metrics", "outputs", "artifacts", "has_trace", "experiment"],
-                stages={"type": "array", "items": _ref("Stage")},
-                metrics={"type": "object"},
-                outputs={"type": "array"},
-                artifacts={"type": "array", "items": _ref("Artifact")},
-                has_trace={"type": "boolean"},
-                experiment={"type": ["object", "null"]},
-            ),
-        ]
-    },
-    "RunEvent": _obj(
-        ["seq", "type", "run_id", "time", "wall", "stage", "index", "attempt", "data"],
-        seq=_INT,
-        type={
-            "type": "string",
-            "enum": [
-                "run_started",
-                "stage_started",
-                "stage_completed",
-                "stage_failed",
-                "stage_restarted",
-                "stage_timeout",
-                "stage_skipped",
-                "run_completed",
-                "run_failed",
-                "run_cancelled",
-                "run_interrupted",
-            ],
-        },
-        run_id=_STR,
-        time={"type": "number"},
-        wall={"type": "number"},
-        stage=_NSTR,
-        index=_NINT,
-        attempt=_NINT,
-        data={"type": "object"},
-    ),
-    "StageList": _obj(
-        ["stages"],
-        stages={
-            "type": "array",
-            "items": _obj(
-                ["name", "module", "schema"], name=_STR, module=_STR, schema={"type": "object"}
-            ),
-        },
-    ),
-    "Health": _obj(["status"], status={"const": "ok"}),
-    "Ready": _obj(
-        ["status", "store", "runtime"], status={"const": "ready"}, store=_STR, runtime=_STR
-    ),
-}
+_STR = {"type": "string"}
+_STATUS = {"enum": list(get_args(Status))}
 
 
 def _json(schema: str, description: str) -> dict[str, Any]:
@@ -370,7 +464,7 @@ def openapi_document(*, version: str, token: bool) -> dict[str, Any]:
             "description": "Submit, follow and inspect experiment runs. See docs/http-api.md.",
         },
         "paths": _paths(),
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": schema_components()},
     }
     if token:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

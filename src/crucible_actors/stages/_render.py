@@ -66,11 +66,13 @@ def _stage_durations(ctx: Context) -> dict[str, float]:
 
 
 def stage_rows(ctx: Context) -> list[dict[str, Any]]:
-    """Return ``{"index", "stage", "status", "duration"}`` for each StageDef, in order.
+    """Return ``{"index", "stage", "status", "duration", "this_stage"}`` per StageDef, in order.
 
-    ``status`` is ``completed``, ``skipped``, ``running`` (the stage executing now, i.e.
-    the report itself inside a run) or ``pending``; ``duration`` is in seconds when the run
-    was traced, else None.
+    ``status`` is ``completed``, ``skipped`` or ``pending``; ``duration`` is in seconds when
+    the run was traced, else None. Inside a run the stage rendering the report (the one in
+    ``ctx.telemetry_context["stage"]``) is ``completed`` with ``this_stage`` true: the
+    report is its last act, and a report that cannot be delivered fails that stage, so a
+    delivered report never describes its own stage as still running.
     """
     completed = set(ctx.completed_stages())
     skipped = set(ctx.assigns.get("skipped_stages", ()))
@@ -79,18 +81,33 @@ def stage_rows(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for index, stage_def in enumerate(ctx.experiment.pipeline, 1):
         label = stage_def.label
-        if label in completed:
+        if label in completed or label == current:
             status = "completed"
         elif label in skipped or not stage_def.enabled:
             status = "skipped"
-        elif label == current:
-            status = "running"
         else:
             status = "pending"
         rows.append(
-            {"index": index, "stage": label, "status": status, "duration": durations.get(label)}
+            {
+                "index": index,
+                "stage": label,
+                "status": status,
+                "duration": durations.get(label),
+                "this_stage": label == current,
+            }
         )
     return rows
+
+
+def _completed_text(rows: list[dict[str, Any]]) -> str:
+    """Return ``"5 of 5"``, with ``" (1 skipped)"`` when stages were skipped."""
+    done = sum(1 for r in rows if r["status"] == "completed")
+    skipped = sum(1 for r in rows if r["status"] == "skipped")
+    return f"{done} of {len(rows)}" + (f" ({skipped} skipped)" if skipped else "")
+
+
+def _status_text(row: Mapping[str, Any]) -> str:
+    return f"{row['status']} (this stage)" if row["this_stage"] else str(row["status"])
 
 
 def _duration_text(seconds: float | None) -> str:
@@ -296,7 +313,6 @@ def _title(ctx: Context) -> str:
 def render_markdown(ctx: Context) -> str:
     """Render the run as Markdown: summary, stages, metrics and bench tables."""
     rows = stage_rows(ctx)
-    done = sum(1 for r in rows if r["status"] == "completed")
     lines = [f"# Experiment {_md(_title(ctx))}", ""]
     if ctx.experiment.description:
         lines += [_md(ctx.experiment.description), ""]
@@ -305,7 +321,7 @@ def render_markdown(ctx: Context) -> str:
         [
             ["Experiment", ctx.experiment_id],
             ["Run", ctx.run_id],
-            ["Stages completed", f"{done} of {len(rows)}"],
+            ["Stages completed", _completed_text(rows)],
         ],
     )
     lines += ["", "## Stages", ""]
@@ -315,7 +331,7 @@ def render_markdown(ctx: Context) -> str:
         [
             str(r["index"]),
             r["stage"],
-            r["status"],
+            _status_text(r),
             *([_duration_text(r["duration"])] if timed else []),
         ]
         for r in rows
@@ -506,12 +522,10 @@ ol.timeline li { display: grid; grid-template-columns: 2.5em 1fr 8em 7em; gap: 8
   align-items: center; padding: 6px 8px; border-left: 4px solid #bdc3c7; margin-bottom: 6px;
   background: #f8f9fa; border-radius: 4px; }
 ol.timeline li.completed { border-left-color: #2e7d32; }
-ol.timeline li.running { border-left-color: #1565c0; }
 ol.timeline li.skipped { border-left-color: #f57f17; }
 .badge { display: inline-block; padding: 1px 10px; border-radius: 10px; font-size: .8em;
   font-weight: 600; text-align: center; background: #eceff1; }
 .badge.completed { background: #c8e6c9; color: #2e7d32; }
-.badge.running { background: #bbdefb; color: #1565c0; }
 .badge.skipped { background: #fff9c4; color: #f57f17; }
 .duration { font-family: Menlo, Consolas, monospace; color: #7f8c8d; text-align: right; }
 svg.plot { display: block; margin: 10px 0; background: #fff; }
@@ -548,12 +562,11 @@ def _bench_html(bench: Mapping[str, Any]) -> str:
 def render_html(ctx: Context) -> str:
     """Render the run as one self-contained HTML page; every value is escaped."""
     rows = stage_rows(ctx)
-    done = sum(1 for r in rows if r["status"] == "completed")
     title = _title(ctx)
     cards = [
         ("Experiment", ctx.experiment_id),
         ("Run", ctx.run_id),
-        ("Stages completed", f"{done} of {len(rows)}"),
+        ("Stages completed", _completed_text(rows)),
         ("Metrics", str(len(ctx.metrics))),
     ]
     cards_html = "".join(
@@ -563,7 +576,7 @@ def render_html(ctx: Context) -> str:
     timeline = "".join(
         f'<li class="{_e(r["status"])}"><span class="muted">{r["index"]}</span>'
         f"<span>{_e(r['stage'])}</span>"
-        f'<span class="badge {_e(r["status"])}">{_e(r["status"])}</span>'
+        f'<span class="badge {_e(r["status"])}">{_e(_status_text(r))}</span>'
         f'<span class="duration">{_duration_text(r["duration"])}</span></li>'
         for r in rows
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio.to_thread
 import msgspec
@@ -30,17 +30,26 @@ log = logging.getLogger("crucible_actors")
 
 
 class DataChecksOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of the ``data_checks`` stage.
+    """Options of the ``data_checks`` stage (each field's ``Meta`` says what it does).
 
-    ``required_fields``: keys every example must have, not None and not ``""``.
-    ``fail_fast``: fail the stage with :class:`DataChecksFailed` when any example has an
-    issue. ``checker``: a callable or ``"pkg.mod:attr"`` replacing the built-in check; it
-    receives the examples and the options as a dict and returns the list of issues.
+    ``checker`` receives the examples and the options as a dict and returns the list of
+    issues (dicts).
     """
 
-    required_fields: list[str] = msgspec.field(default_factory=lambda: ["input", "output"])
-    fail_fast: bool = False
-    checker: Any = None
+    required_fields: Annotated[
+        list[str],
+        msgspec.Meta(description='keys every example must have, not null and not ""'),
+    ] = msgspec.field(default_factory=lambda: ["input", "output"])
+    fail_fast: Annotated[
+        bool, msgspec.Meta(description="fail the stage when any example has an issue")
+    ] = False
+    checker: Annotated[
+        Any,
+        msgspec.Meta(
+            description="a 'pkg.mod:attr' callable (examples, opts) -> issues replacing "
+            "the built-in check"
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         check_ref_or_callable("checker", self.checker)

@@ -3,8 +3,9 @@
 An adapter is an object with ``scan(examples, opts) -> list[violation dict]`` (sync or
 async), a class with that method (instantiated with no arguments), a plain function
 taking ``(examples, opts)``, or a ``"pkg.mod:attr"`` reference to any of these. Without
-the ``adapter`` option the stage uses ``[guardrails] adapter`` from ``crucible.toml`` in
-the working directory, else :class:`~crucible_actors.stages.NoopAdapter`. Shipped
+the ``adapter`` option the stage uses ``[guardrails] adapter`` from the project config
+(``crucible.toml``, or ``[tool.crucible.guardrails]`` in ``pyproject.toml``, the nearest at
+or above the working directory), else :class:`~crucible_actors.stages.NoopAdapter`. Shipped
 adapters live in :mod:`crucible_actors.stages._patterns` (:class:`PatternScanner`).
 """
 
@@ -12,16 +13,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import anyio.to_thread
 import msgspec
 import msgspec.structs
 
+from .._core._config import ConfigFileError, find_config
 from .._core._errors import GuardrailViolation, InvalidOptions
 from .._core._stage import Stage
 from ._patterns import NoopAdapter
@@ -29,6 +29,7 @@ from ._plugins import call_plugin, check_ref_or_callable, describe_plugin, load_
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from .._core._context import Context
 
@@ -36,47 +37,49 @@ __all__ = ["GuardrailsOptions", "GuardrailsStage"]
 
 log = logging.getLogger("crucible_actors")
 
-CONFIG_FILE = "crucible.toml"
-
 
 class GuardrailsOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of the ``guardrails`` stage.
+    """Options of the ``guardrails`` stage (each field's ``Meta`` says what it does).
 
-    ``adapter``: an adapter object, class or function, or a ``"pkg.mod:attr"`` reference;
-    None reads ``crucible.toml``, then falls back to the no-op adapter.
-    ``fail_on_violation``: fail the stage with :class:`GuardrailViolation` when the adapter
-    reports anything.
+    ``adapter`` may also be an adapter object, class or function given from Python.
     """
 
-    adapter: Any = None
-    fail_on_violation: bool = False
+    adapter: Annotated[
+        Any,
+        msgspec.Meta(
+            description="a 'pkg.mod:attr' adapter (scan(examples, opts) -> violations); "
+            "unset: [guardrails] adapter of crucible.toml / pyproject.toml, else no-op"
+        ),
+    ] = None
+    fail_on_violation: Annotated[
+        bool, msgspec.Meta(description="fail the stage when the adapter reports a violation")
+    ] = False
 
     def __post_init__(self) -> None:
         check_ref_or_callable("adapter", self.adapter, allow_objects=True)
 
 
 async def configured_adapter(cwd: str | Path | None = None) -> str | None:
-    """Return ``[guardrails] adapter`` from ``crucible.toml`` in ``cwd``, or None.
+    """Return ``adapter`` of the config's ``guardrails`` table at or above ``cwd``, or None.
 
     Raises:
-        InvalidOptions: the file is unreadable TOML or the entry is not a reference string.
+        InvalidOptions: the config file is unreadable TOML, its guardrails table is not a
+            table, or the entry is not a reference string.
     """
-    path = anyio.Path(Path(cwd) if cwd is not None else Path.cwd()) / CONFIG_FILE
-    if not await path.is_file():
-        return None
     try:
-        config = tomllib.loads(await path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidOptions("guardrails", f"cannot read {path}: {exc}") from exc
-    section = config.get("guardrails", {})
-    if not isinstance(section, dict):
-        raise InvalidOptions("guardrails", f"{path}: [guardrails] must be a table")
+        config = await anyio.to_thread.run_sync(find_config, cwd)
+        section = config.table("guardrails") if config is not None else {}
+    except ConfigFileError as exc:
+        raise InvalidOptions("guardrails", str(exc)) from exc
     ref = section.get("adapter")
     if ref is None:
         return None
     if not isinstance(ref, str):
+        assert config is not None
         raise InvalidOptions(
-            "guardrails", f"{path}: [guardrails] adapter must be a 'pkg.mod:attr' string"
+            "guardrails",
+            f"{config.path}: {config.table_name('guardrails')} adapter must be a "
+            "'pkg.mod:attr' string",
         )
     return ref
 

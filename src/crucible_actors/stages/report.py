@@ -22,7 +22,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import msgspec
 import msgspec.structs
@@ -44,12 +44,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class ReportOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of the ``report`` stage.
+    """Options of the ``report`` stage (each field's ``Meta`` description says what it does)."""
 
-    ``output_dir``: where ``file`` sinks write when the spec has no ``dir`` option.
-    """
-
-    output_dir: str = DEFAULT_DIR
+    output_dir: Annotated[
+        str,
+        msgspec.Meta(
+            description="directory the file sinks write to when the output has no dir option"
+        ),
+    ] = DEFAULT_DIR
 
 
 def _safe(part: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
@@ -40,13 +40,14 @@ log = logging.getLogger("crucible_actors")
 
 
 class ValidateOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """Options of the ``validate`` stage.
+    """Options of the ``validate`` stage (each field's ``Meta`` says what it does)."""
 
-    ``strict``: fail with :class:`ValidationFailed` when any problem is found, instead of
-    recording warnings.
-    """
-
-    strict: bool = False
+    strict: Annotated[
+        bool,
+        msgspec.Meta(
+            description="fail with ValidationFailed on any problem instead of recording warnings"
+        ),
+    ] = False
 
 
 def _registry_for_run() -> Registry:
