@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._ir import Experiment
+    from ._sweep import SweepHandle
 
 __all__ = ["Runtime", "RuntimeStatistics", "open_runtime"]
 
@@ -94,10 +95,12 @@ class Runtime:
         validate_options: str = "off",
         enable_trace: bool = False,
         persist: bool = True,
+        telemetry: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Admit a run of ``experiment`` and return its handle once it is admitted.
 
-        Waits while ``max_concurrent_runs`` runs are executing.
+        Waits while ``max_concurrent_runs`` runs are executing. ``telemetry`` seeds
+        ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there).
 
         Raises:
             ValueError: bad ``validate_options`` or a ``run_id`` already in use.
@@ -113,10 +116,18 @@ class Runtime:
         if rid in self._active:
             raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
         ctx = Context.new(exp, run_id=rid, assigns=assigns)
+        if telemetry:
+            ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
         if enable_trace:
             ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
         snapshot = encode_context(ctx)
         return await self._admit(exp, rid, mode, snapshot, 0, persist)
+
+    async def submit_sweep(self, experiment: Any, **options: Any) -> SweepHandle:
+        """Start every run of ``experiment.sweep``; see :func:`._sweep.submit_sweep`."""
+        from ._sweep import submit_sweep
+
+        return await submit_sweep(self, self._tg, experiment, **options)
 
     async def resume(
         self,
