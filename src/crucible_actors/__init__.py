@@ -54,6 +54,7 @@ from ._core._ir import OutputSpec as OutputSpec
 from ._core._ir import ReliabilityConfig as ReliabilityConfig
 from ._core._ir import StageDef as StageDef
 from ._core._ir import StatsConfig as StatsConfig
+from ._core._ir import Sweep as Sweep
 from ._core._ir import load_experiment as load_experiment
 from ._core._registry import Registry as Registry
 from ._core._run import cleanup_scope as cleanup_scope
@@ -63,6 +64,7 @@ from ._core._runtime import Runtime as Runtime
 from ._core._runtime import open_runtime as open_runtime
 from ._core._stage import Stage as Stage
 from ._core._stage import stage as stage
+from ._core._sweep import SweepHandle as SweepHandle
 
 __version__ = "0.1.0"
 
@@ -93,6 +95,8 @@ __all__ = [
     "StageFailed",
     "StageTimeout",
     "StatsConfig",
+    "Sweep",
+    "SweepHandle",
     "UnknownStage",
     "cleanup_scope",
     "load_experiment",
