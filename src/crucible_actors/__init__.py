@@ -65,12 +65,16 @@ from ._core._runtime import open_runtime as open_runtime
 from ._core._stage import Stage as Stage
 from ._core._stage import stage as stage
 from ._core._sweep import SweepHandle as SweepHandle
+from .comparison import Comparison as Comparison
+from .comparison import compare as compare
+from .comparison import compare_sweep as compare_sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendRef",
     "Backoff",
+    "Comparison",
     "Context",
     "CrucibleError",
     "DatasetRef",
@@ -99,6 +103,8 @@ __all__ = [
     "SweepHandle",
     "UnknownStage",
     "cleanup_scope",
+    "compare",
+    "compare_sweep",
     "load_experiment",
     "open_runtime",
     "run",
