@@ -342,6 +342,8 @@ async def submit_sweep(
             sweep=_json_safe(
                 {
                     "parameters": sweep.parameters,
+                    # The order of the paths, which a jsonb column does not keep.
+                    "paths": list(sweep.parameters),
                     "mode": sweep.mode,
                     "repeats": sweep.repeats,
                     "seed": sweep.seed,

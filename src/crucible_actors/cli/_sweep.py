@@ -55,11 +55,14 @@ def _metric_text(metrics: dict[str, Any], limit: int = 3) -> str:
 
 
 def _rows(
-    points: Sequence[SweepPointRecord], runs: dict[str, RunRecord | None]
+    points: Sequence[SweepPointRecord],
+    runs: dict[str, RunRecord | None],
+    paths: list[str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     from ._runs import _elapsed, _seconds
 
-    paths = list(points[0].parameters) if points else []
+    if paths is None:
+        paths = list(points[0].parameters) if points else []
     headers = ["#", *(p.rsplit(".", 1)[-1].upper() for p in paths), "SEED", "STATUS"]
     headers += ["DURATION", "RUN ID", "METRICS"]
     rows = []
@@ -152,7 +155,9 @@ def list_sweep(args: argparse.Namespace, url: str) -> int:
         f"sweep {record.id}  experiment {record.experiment_id}  {record.status}  "
         f"{done}/{record.runs} runs completed"
     )
-    _print(*_rows(points, runs))
+    from ..comparison._compare import _paths
+
+    _print(*_rows(points, runs, _paths(record.sweep, points)))
     return 0
 
 

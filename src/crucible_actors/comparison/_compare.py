@@ -568,6 +568,14 @@ async def compare(
     )
 
 
+def _paths(sweep: dict[str, Any], points: Sequence[Any]) -> list[str]:
+    """The sweep's option paths in the order given (a jsonb column reorders dict keys)."""
+    given = sweep.get("paths")
+    if isinstance(given, list) and all(isinstance(p, str) for p in given):
+        return given
+    return list(points[0].parameters) if points else []
+
+
 def _point_label(params: dict[str, Any], paths: list[str]) -> str:
     short = {p: p.rsplit(".", 1)[-1] for p in paths}
     if len(set(short.values())) < len(paths):
@@ -601,7 +609,7 @@ async def compare_sweep(
     if record is None:
         raise ComparisonError(f"no sweep {sweep_id!r} in {store.name}")
     points = await store.list_sweep_points(sweep_id)
-    paths = list(points[0].parameters) if points else []
+    paths = _paths(record.sweep, points)
     by_point: dict[int, list[Any]] = {}
     for p in points:
         by_point.setdefault(p.point, []).append(p)
