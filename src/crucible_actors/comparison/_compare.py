@@ -23,9 +23,11 @@ the best point.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import msgspec
 
 from .._core._errors import CrucibleError, RunNotFound
@@ -508,6 +510,13 @@ def _overall(
     return f"Against the baseline {base.label}: " + "; ".join(parts) + "."
 
 
+async def _build_in_thread(sides: list[_Side], **options: Any) -> Comparison:
+    # The tests and the bootstrap are CPU work: keep the event loop free, as the bench
+    # stage does.
+    result: Comparison = await anyio.to_thread.run_sync(functools.partial(_build, sides, **options))
+    return result
+
+
 async def _get_runs(store: Any, run_ids: Sequence[str]) -> list[RunRecord]:
     runs = []
     for run_id in run_ids:
@@ -553,7 +562,7 @@ async def compare(
         raise ComparisonError(f"comparing needs at least 2 distinct runs; got {len(ids)}")
     runs = await _get_runs(store, ids)
     sides = [_Side(label, [r]) for label, r in zip(_labels(runs), runs, strict=True)]
-    return _build(
+    return await _build_in_thread(
         sides,
         metric=metric,
         pair_by=pair_by,
@@ -635,7 +644,7 @@ async def compare_sweep(
             f"sweep {sweep_id} has {len(sides)} point(s) whose runs all completed; "
             "comparing needs at least 2"
         )
-    result = _build(
+    result = await _build_in_thread(
         sides,
         metric=metric,
         pair_by=pair_by,
