@@ -131,7 +131,7 @@ async def test_verdict_says_which_is_better_or_that_it_may_be_noise(store: Store
     assert better.comparisons[0].better == "better"
     assert re.search(
         r"^better vs base: mean 0\.\d+ vs 0\.\d+ \(\+0\.\d+, 95% CI \[[-\d.e]+, [-\d.e]+\]\); "
-        r"Extremely significant \(p < 0\.001\) by the Welch's t-test; effect size large "
+        r"Extremely significant \(p < 0\.001\) by Welch's t-test; effect size large "
         r"\(d = [\d.]+, 95% CI \[[\d.]+, [\d.]+\]\)\. better is better than base\.$",
         better.verdict,
     )

@@ -203,10 +203,10 @@ def _ci_text(ci: list[float | None] | None, level: float) -> str:
 
 
 _TEST_NAMES = {
-    "paired_ttest": "paired t-test",
-    "wilcoxon": "Wilcoxon signed-rank test",
+    "paired_ttest": "the paired t-test",
+    "wilcoxon": "the Wilcoxon signed-rank test",
     "ttest": "Welch's t-test",
-    "mann_whitney": "Mann-Whitney U test",
+    "mann_whitney": "the Mann-Whitney U test",
 }
 
 
@@ -240,7 +240,7 @@ def _verdict(
         tail = f"{better} is better than {worse}."
     else:
         tail = "The difference may be noise."
-    return f"{head}; {p_text} by the {_TEST_NAMES[test]}{adjusted}; {eff}. {tail}", better
+    return f"{head}; {p_text} by {_TEST_NAMES[test]}{adjusted}; {eff}. {tail}", better
 
 
 def _analyze_groups(
