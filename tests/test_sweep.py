@@ -313,3 +313,21 @@ async def test_bad_sweep_runs_nothing_and_records_nothing(tmp_path: Path) -> Non
             assert rt.statistics().submitted == 0
         assert await store.list_sweeps() == []
         assert await store.list_runs() == []
+
+
+async def test_a_store_that_cannot_record_sweeps_is_refused_before_any_run() -> None:
+    from crucible_actors.store import MemoryStore
+
+    class OldStore(MemoryStore):
+        record_sweep = None  # a host's store written before sweeps existed
+
+    store = OldStore()
+    exp = Experiment(
+        id="sw", pipeline=[StageDef(name="call_model")], sweep={"call_model.model": ["a"]}
+    )
+    async with ca.open_runtime(registry=registry(), store=store) as rt:
+        with pytest.raises(ca.CrucibleError, match="cannot record sweeps .* pass persist=False"):
+            await rt.submit_sweep(exp)
+        handle = await rt.submit_sweep(exp, persist=False)
+        assert await handle.wait() == {"completed": 1}
+    assert await store.list_runs() == []

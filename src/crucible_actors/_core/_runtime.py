@@ -123,11 +123,36 @@ class Runtime:
         snapshot = encode_context(ctx)
         return await self._admit(exp, rid, mode, snapshot, 0, persist)
 
-    async def submit_sweep(self, experiment: Any, **options: Any) -> SweepHandle:
-        """Start every run of ``experiment.sweep``; see :func:`._sweep.submit_sweep`."""
+    async def submit_sweep(
+        self,
+        experiment: Experiment | Mapping[str, Any] | str | Path,
+        *,
+        sweep_id: str | None = None,
+        assigns: Mapping[str, Any] | None = None,
+        validate_options: str = "off",
+        enable_trace: bool = False,
+        persist: bool = True,
+        max_concurrent: int | None = None,
+        confirm_large: bool = False,
+    ) -> SweepHandle:
+        """Check and record ``experiment.sweep``, start its runs, and return their handle.
+
+        See :func:`crucible_actors._core._sweep.submit_sweep` for the options and errors.
+        """
         from ._sweep import submit_sweep
 
-        return await submit_sweep(self, self._tg, experiment, **options)
+        return await submit_sweep(
+            self,
+            self._tg,
+            coerce_experiment(experiment),
+            sweep_id=sweep_id,
+            assigns=assigns,
+            validate_options=validate_options,
+            enable_trace=enable_trace,
+            persist=persist,
+            max_concurrent=max_concurrent,
+            confirm_large=confirm_large,
+        )
 
     async def resume(
         self,

@@ -122,9 +122,10 @@ def check_sweep_options(experiment: Experiment, registry: Registry) -> None:
         InvalidExperiment: listing every path whose stage cannot be resolved, whose option
             the stage's schema does not declare, or whose value has the wrong type.
     """
-    from ._execute import resolve_stage
+    from ._ir import stage_ref
     from ._registry import _check_stage
     from ._schema import validate_options
+    from ._stage import coerce_stage
 
     sweep = experiment.sweep
     if sweep is None:
@@ -136,7 +137,12 @@ def check_sweep_options(experiment: Experiment, registry: Registry) -> None:
         if label in schemas:
             continue
         try:
-            schemas[label] = _check_stage(resolve_stage(sd, registry), label)
+            if sd.stage is not None and sd.stage != "":
+                where = sd.stage if isinstance(sd.stage, str) else stage_ref(sd.stage)
+                schemas[label] = _check_stage(coerce_stage(sd.stage, where=where), label)
+            else:
+                assert sd.name is not None  # StageDef guarantees a name or a stage
+                schemas[label] = registry.schema(sd.name)
         except (CrucibleError, ImportError, TypeError) as exc:
             schemas[label] = None
             if any(p.partition(".")[0] == label for p in sweep.parameters):
@@ -334,6 +340,11 @@ async def submit_sweep(
     points = plan(exp)
     handle = SweepHandle(sid, exp, points)
     store = runtime.store if persist else None
+    if store is not None and not callable(getattr(store, "record_sweep", None)):
+        raise CrucibleError(
+            f"the store {getattr(store, 'name', store)!r} cannot record sweeps (it has no "
+            "record_sweep method; see the Store protocol); upgrade it or pass persist=False"
+        )
     if store is not None:
         now = datetime.now(UTC)
         record = SweepRecord(

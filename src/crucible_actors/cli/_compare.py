@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._errors import InvalidExperiment
-
 if TYPE_CHECKING:
     import argparse
 
@@ -64,10 +62,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ._runs import store_url
 
     if bool(args.sweep) == bool(args.run_ids):
-        raise InvalidExperiment(
-            "compare needs either two or more RUN_IDs or --sweep ID (not both)",
-            source="compare",
+        print(
+            "error: compare needs either two or more RUN_IDs or --sweep ID (not both)",
+            file=sys.stderr,
         )
+        return 2
     url = store_url(args.store)
     options: dict[str, Any] = {
         "metric": args.metric,
