@@ -326,7 +326,7 @@ async def test_a_store_that_cannot_record_sweeps_is_refused_before_any_run() -> 
         id="sw", pipeline=[StageDef(name="call_model")], sweep={"call_model.model": ["a"]}
     )
     async with ca.open_runtime(registry=registry(), store=store) as rt:
-        with pytest.raises(ca.CrucibleError, match="cannot record sweeps .* pass persist=False"):
+        with pytest.raises(ca.CrucibleError, match=r"cannot record sweeps .* pass persist=False"):
             await rt.submit_sweep(exp)
         handle = await rt.submit_sweep(exp, persist=False)
         assert await handle.wait() == {"completed": 1}
