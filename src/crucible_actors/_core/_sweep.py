@@ -207,14 +207,14 @@ class SweepHandle:
         self._handles: list[RunHandle | None] = [None] * len(points)
         self._errors: dict[int, Exception] = {}
         self._submitted = 0
-        self._finished = 0
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] | None = None  # set once every run has ended
         self._done = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._cancelled = False
 
     def __repr__(self) -> str:
-        return f"<SweepHandle {self.sweep_id} {self._finished}/{len(self.points)} finished>"
+        done = self.statistics().finished
+        return f"<SweepHandle {self.sweep_id} {done}/{len(self.points)} finished>"
 
     @property
     def done(self) -> bool:
@@ -235,16 +235,18 @@ class SweepHandle:
 
     def statistics(self) -> SweepStatistics:
         """Return a frozen snapshot of the sweep's progress."""
+        counts = self._counts if self._counts is not None else self._tally(final=False)
         return SweepStatistics(
             total=len(self.points),
             submitted=self._submitted,
-            finished=self._finished,
-            by_status=dict(self._counts),
+            finished=sum(n for status, n in counts.items() if status not in _LIVE),
+            by_status=dict(counts),
         )
 
     async def wait(self) -> dict[str, int]:
         """Wait until every run has ended; return how many ended in each status."""
         await self._done.wait()
+        assert self._counts is not None
         return dict(self._counts)
 
     async def cancel(self) -> None:
@@ -265,32 +267,34 @@ class SweepHandle:
             return "running"
         if self._cancelled:
             return "cancelled"
+        assert self._counts is not None
         ok = self._counts.get("completed", 0) == len(self.points)
         return "completed" if ok else "failed"
 
     # -- internals -------------------------------------------------------------------
 
-    def _count(self, status: str) -> None:
-        self._finished += 1
-        self._counts[status] = self._counts.get(status, 0) + 1
-
-    def _settle(self) -> None:
-        """Recount from the runs themselves once feeding ended, and mark the sweep done.
-
-        Points never submitted (after a cancel) count as cancelled.
-        """
+    def _tally(self, *, final: bool) -> dict[str, int]:
+        """Count the runs by status; points not submitted are ``cancelled`` once final."""
         counts: dict[str, int] = {}
         for i, run in enumerate(self._handles):
             if i in self._errors:
                 status = "failed"
             elif run is None:
+                if not final:
+                    continue
                 status = "cancelled"
             else:
                 status = run.status.value
             counts[status] = counts.get(status, 0) + 1
-        self._counts = counts
-        self._finished = len(self.points)
+        return counts
+
+    def _settle(self) -> None:
+        """Take the final counts once feeding and waiting ended; mark the sweep done."""
+        self._counts = self._tally(final=True)
         self._done.set()
+
+
+_LIVE: Final = ("pending", "running")
 
 
 async def submit_sweep(
@@ -415,18 +419,17 @@ async def _feed(
 ) -> None:
     slots = anyio.Semaphore(max_concurrent) if max_concurrent else None
 
-    async def watch(run: RunHandle) -> None:
+    async def release_when_done(run: RunHandle) -> None:
+        assert slots is not None
         try:
-            status = await run.wait()
+            await run.wait()
         finally:
-            if slots is not None:
-                slots.release()
-        handle._count(status.value)
+            slots.release()
 
     try:
         async with anyio.create_task_group() as tg:
-            # Only the feeding loop is cancelled by SweepHandle.cancel; the watchers stay
-            # until their runs (cancelled one by one) have ended.
+            # Only this loop is cancelled by SweepHandle.cancel: the runs it started are
+            # cancelled one by one and still waited for below.
             with anyio.CancelScope() as scope:
                 handle._scope = scope
                 for point in handle.points:
@@ -447,14 +450,17 @@ async def _feed(
                         if slots is not None:
                             slots.release()
                         handle._errors[point.index] = exc
-                        handle._count("failed")
                         log.error(
                             "sweep %s: run %d not submitted: %s", handle.sweep_id, point.index, exc
                         )
                         continue
                     handle._handles[point.index] = run
                     handle._submitted += 1
-                    tg.start_soon(watch, run)
+                    if slots is not None:  # a slot frees when its run ends
+                        tg.start_soon(release_when_done, run)
+        # Without a bound nothing waits per run: the runs are awaited in order here.
+        for run in handle.runs():
+            await run.wait()
     finally:
         with anyio.CancelScope(shield=True):
             handle._settle()
