@@ -231,3 +231,14 @@ async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     assert page.count('class="diff"') == 1
     with pytest.raises(ValueError, match="unknown format 'pdf'"):
         render(result, "pdf")
+
+
+async def test_a_store_url_is_opened_for_the_call(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/u.db"
+    async with open_store(url) as opened:
+        await stored_run(opened, "a", sample(14, 10))
+        await stored_run(opened, "b", sample(15, 10, shift=0.3))
+    result = await ca.compare(url, ["a", "b"])
+    assert result.comparisons[0].better == "b"
+    with pytest.raises(ComparisonError, match="no sweep 'nope'"):
+        await ca.compare_sweep(url, "nope")

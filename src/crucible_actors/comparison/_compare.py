@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -34,7 +35,7 @@ from .._core._errors import CrucibleError, RunNotFound
 from .._core._store import RunRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
 __all__ = ["Comparison", "ComparisonError", "GroupSummary", "PairComparison", "compare"]
 
@@ -517,6 +518,18 @@ async def _build_in_thread(sides: list[_Side], **options: Any) -> Comparison:
     return result
 
 
+@asynccontextmanager
+async def _opened(store: Any) -> AsyncIterator[Any]:
+    """Yield ``store``, opening it first when given as a URL."""
+    if isinstance(store, str):
+        from ..store import open_store
+
+        async with open_store(store) as opened:
+            yield opened
+    else:
+        yield store
+
+
 async def _get_runs(store: Any, run_ids: Sequence[str]) -> list[RunRecord]:
     runs = []
     for run_id in run_ids:
@@ -544,6 +557,7 @@ async def compare(
 ) -> Comparison:
     """Compare stored runs; the first is the baseline every other run is tested against.
 
+    ``store`` is a Store or a store URL (opened for the call).
     ``metric`` names the per-example score field of the outputs (default: the one numeric
     field every output shares, ``score`` if present); ``pair_by`` a field identifying the
     example, to pair the runs on. ``correction`` (``holm``, ``bonferroni``, ``fdr_bh``,
@@ -560,7 +574,8 @@ async def compare(
     ids = list(dict.fromkeys(run_ids))
     if len(ids) < 2:
         raise ComparisonError(f"comparing needs at least 2 distinct runs; got {len(ids)}")
-    runs = await _get_runs(store, ids)
+    async with _opened(store) as opened:
+        runs = await _get_runs(opened, ids)
     sides = [_Side(label, [r]) for label, r in zip(_labels(runs), runs, strict=True)]
     return await _build_in_thread(
         sides,
@@ -575,6 +590,36 @@ async def compare(
         higher_is_better=higher_is_better,
         sweep_id=None,
     )
+
+
+async def _sweep_sides(store: Any, sweep_id: str) -> tuple[list[_Side], int]:
+    """The complete points of a sweep as sides, and how many points were incomplete."""
+    record = await store.get_sweep(sweep_id)
+    if record is None:
+        raise ComparisonError(f"no sweep {sweep_id!r} in {store.name}")
+    points = await store.list_sweep_points(sweep_id)
+    paths = _paths(record.sweep, points)
+    by_point: dict[int, list[Any]] = {}
+    for p in points:
+        by_point.setdefault(p.point, []).append(p)
+    sides: list[_Side] = []
+    incomplete = 0
+    for _, members in sorted(by_point.items()):
+        runs = []
+        for p in members:
+            try:
+                run = await store.get_run(p.run_id)
+            except RunNotFound:
+                run = None
+            if run is None or run.status != "completed":
+                break
+            runs.append(run)
+        else:
+            params = members[0].parameters
+            sides.append(_Side(_point_label(params, paths), runs, params))
+            continue
+        incomplete += 1
+    return sides, incomplete
 
 
 def _paths(sweep: dict[str, Any], points: Sequence[Any]) -> list[str]:
@@ -614,31 +659,8 @@ async def compare_sweep(
     Raises:
         ComparisonError: no such sweep, or fewer than 2 complete points.
     """
-    record = await store.get_sweep(sweep_id)
-    if record is None:
-        raise ComparisonError(f"no sweep {sweep_id!r} in {store.name}")
-    points = await store.list_sweep_points(sweep_id)
-    paths = _paths(record.sweep, points)
-    by_point: dict[int, list[Any]] = {}
-    for p in points:
-        by_point.setdefault(p.point, []).append(p)
-    sides: list[_Side] = []
-    incomplete = 0
-    for _, members in sorted(by_point.items()):
-        runs = []
-        for p in members:
-            try:
-                run = await store.get_run(p.run_id)
-            except RunNotFound:
-                run = None
-            if run is None or run.status != "completed":
-                break
-            runs.append(run)
-        else:
-            params = members[0].parameters
-            sides.append(_Side(_point_label(params, paths), runs, params))
-            continue
-        incomplete += 1
+    async with _opened(store) as opened:
+        sides, incomplete = await _sweep_sides(opened, sweep_id)
     if len(sides) < 2:
         raise ComparisonError(
             f"sweep {sweep_id} has {len(sides)} point(s) whose runs all completed; "
