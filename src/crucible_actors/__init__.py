@@ -57,6 +57,7 @@ from ._core._ir import OutputSpec as OutputSpec
 from ._core._ir import ReliabilityConfig as ReliabilityConfig
 from ._core._ir import StageDef as StageDef
 from ._core._ir import StatsConfig as StatsConfig
+from ._core._ir import Sweep as Sweep
 from ._core._ir import load_experiment as load_experiment
 from ._core._registry import Registry as Registry
 from ._core._runner import run as run
@@ -65,6 +66,10 @@ from ._core._runtime import Runtime as Runtime
 from ._core._runtime import open_runtime as open_runtime
 from ._core._stage import Stage as Stage
 from ._core._stage import stage as stage
+from ._core._sweep import SweepHandle as SweepHandle
+from .comparison import Comparison as Comparison
+from .comparison import compare as compare
+from .comparison import compare_sweep as compare_sweep
 
 # The one place the version is written: pyproject.toml reads it (tool.hatch.version).
 __version__ = "0.1.0"
@@ -72,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendRef",
     "Backoff",
+    "Comparison",
     "Context",
     "CrucibleError",
     "DatasetRef",
@@ -96,8 +102,12 @@ __all__ = [
     "StageFailed",
     "StageTimeout",
     "StatsConfig",
+    "Sweep",
+    "SweepHandle",
     "UnknownStage",
     "cleanup_scope",
+    "compare",
+    "compare_sweep",
     "load_experiment",
     "open_runtime",
     "run",

@@ -8,6 +8,7 @@ from ._core._ir import OutputSpec as OutputSpec
 from ._core._ir import ReliabilityConfig as ReliabilityConfig
 from ._core._ir import StageDef as StageDef
 from ._core._ir import StatsConfig as StatsConfig
+from ._core._ir import Sweep as Sweep
 from ._core._ir import load_experiment as load_experiment
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ReliabilityConfig",
     "StageDef",
     "StatsConfig",
+    "Sweep",
     "load_experiment",
 ]

@@ -157,6 +157,10 @@ async def test_answers_validate_against_the_declared_schemas(
         assert page["next"] is not None
         check("/api/runs", "get", await c.get("/api/runs", params={"limit": 1000}))
         check("/api/stages", "get", await c.get("/api/stages"))
+        check("/api/compare", "get", await c.get("/api/compare"))
+        check("/api/compare", "get", await c.get("/api/compare?runs=nope,nada"))
+        runs = f"{ok['run_id']},{failed['run_id']}"
+        check("/api/compare", "get", await c.get(f"/api/compare?runs={runs}"))
         check("/api/openapi.json", "get", await c.get("/api/openapi.json"))
         check("/healthz", "get", await c.get("/healthz"))
         check("/readyz", "get", await c.get("/readyz"))

@@ -10,6 +10,7 @@ TOML, JSON or YAML with :func:`load_experiment`.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -30,12 +31,14 @@ __all__ = [
     "ReliabilityConfig",
     "StageDef",
     "StatsConfig",
+    "Sweep",
     "load_experiment",
 ]
 
 ExperimentType = Literal["evaluation", "training", "comparison", "ablation"]
 RestartKind = Literal["temporary", "transient"]
 Isolation = Literal["inline", "thread", "process"]
+SweepMode = Literal["grid", "zip"]
 
 
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -191,6 +194,40 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
         return stage_ref_name(self.stage)
 
 
+class Sweep(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A set of runs of one experiment over option values (the ``[sweep]`` table).
+
+    ``parameters`` maps option paths (``"stage.option"``, the stage named by its label in
+    the pipeline; ``"stage.a.b"`` sets ``options["a"]["b"]``) to the values to try.
+    ``mode="grid"`` runs the product of all value lists, ``"zip"`` the i-th value of
+    every list together (the lists must then be of equal length). Each point runs
+    ``repeats`` times; repeat ``r`` of point ``i`` gets the seed
+    ``seed + i * repeats + r`` in ``ctx.telemetry_context["seed"]``.
+
+    In a file the parameters sit beside ``mode``/``repeats``/``seed``, as quoted dotted
+    keys or nested tables::
+
+        [sweep]
+        mode = "grid"
+        repeats = 3
+        "call_model.temperature" = [0.0, 0.7]
+        call_model.model = ["a", "b"]
+    """
+
+    parameters: dict[str, list[Any]]
+    mode: SweepMode = "grid"
+    repeats: int = 1
+    seed: int = 0
+
+    @property
+    def size(self) -> int:
+        """The number of points (runs without repeats): the grid's product or a list's length."""
+        lengths = [len(v) for v in self.parameters.values()]
+        if self.mode == "zip":
+            return lengths[0] if lengths else 0
+        return math.prod(lengths)
+
+
 class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
     """A named pipeline of stages plus descriptive metadata.
 
@@ -216,6 +253,7 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
     updated_at: datetime | None = None
     max_restarts: int | None = None
     max_seconds: float = 60.0
+    sweep: Sweep | None = None
 
     def __post_init__(self) -> None:
         if not self.pipeline:
@@ -228,6 +266,107 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
             raise InvalidExperiment(f"max_seconds must be > 0 seconds, got {self.max_seconds!r}")
         if not all(type(s) is StageDef for s in self.pipeline):
             msgspec.structs.force_setattr(self, "pipeline", _coerce_pipeline(self.pipeline))
+        if self.sweep is not None:
+            if type(self.sweep) is not Sweep:  # a mapping given in Python
+                msgspec.structs.force_setattr(self, "sweep", coerce_sweep(self.sweep))
+            assert isinstance(self.sweep, Sweep)
+            check_sweep(self.sweep, self.pipeline)
+
+
+_SWEEP_SETTINGS = ("mode", "repeats", "seed")
+
+
+def _flatten_paths(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten_paths(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = value
+
+
+def coerce_sweep(raw: Any) -> Sweep:
+    """Build a :class:`Sweep` from its file form or from ``{"parameters": ...}``.
+
+    Keys other than ``mode``/``repeats``/``seed`` (and ``parameters``) are option paths;
+    nested tables are flattened into dotted paths.
+
+    Raises:
+        InvalidExperiment: the table is malformed; the message names the path under
+            ``sweep``.
+    """
+    if isinstance(raw, Sweep):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidExperiment(f"sweep: expected a table/object, got {type(raw).__name__}")
+    settings = {k: raw[k] for k in _SWEEP_SETTINGS if k in raw}
+    params: dict[str, Any] = {}
+    given = raw.get("parameters")
+    if given is not None:
+        if not isinstance(given, Mapping):
+            raise InvalidExperiment(
+                f"sweep.parameters: expected a table/object, got {type(given).__name__}"
+            )
+        _flatten_paths("", given, params)
+    for key, value in raw.items():
+        if key not in _SWEEP_SETTINGS and key != "parameters":
+            _flatten_paths(str(key), value, params)
+    wrong = [
+        f"sweep.{path}: expected a list of values, got {type(v).__name__}"
+        for path, v in params.items()
+        if not isinstance(v, list | tuple)
+    ]
+    if wrong:
+        raise InvalidExperiment(wrong)
+    try:
+        return msgspec.convert({**settings, "parameters": params}, Sweep, strict=False)
+    except msgspec.ValidationError as exc:
+        detail = describe_validation_error(exc, root="sweep")
+        raise InvalidExperiment(detail.replace("sweep.parameters.", "sweep.")) from exc
+
+
+def check_sweep(sweep: Sweep, pipeline: list[StageDef]) -> None:
+    """Check a sweep against the pipeline it varies (the registry is checked at submit).
+
+    Raises:
+        InvalidExperiment: no parameters, an empty value list, a path naming no stage of
+            the pipeline, zip lists of unequal length, or ``repeats < 1``.
+    """
+    errors: list[str] = []
+    labels = [sd.label for sd in pipeline]
+    if not sweep.parameters:
+        errors.append(
+            'sweep: no parameters; add option paths and values, e.g. "stage.option" = [1, 2]'
+        )
+    if sweep.repeats < 1:
+        errors.append(f"sweep.repeats: must be >= 1, got {sweep.repeats!r}")
+    for path, values in sweep.parameters.items():
+        stage, _, option = path.partition(".")
+        if not option:
+            errors.append(
+                f"sweep.{path}: an option path is 'stage.option'; got {path!r} with no option"
+            )
+        elif stage not in labels:
+            hint = _closest(stage, labels)
+            errors.append(
+                f"sweep.{path}: no stage named {stage!r} in the pipeline"
+                + (f"; did you mean {hint!r}?" if hint else f" (stages: {', '.join(labels)})")
+            )
+        if not values:
+            errors.append(f"sweep.{path}: empty value list; give at least one value")
+    if sweep.mode == "zip":
+        lengths = {path: len(v) for path, v in sweep.parameters.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{p} has {n}" for p, n in lengths.items())
+            errors.append(f"sweep: mode 'zip' needs value lists of equal length; {shown}")
+    if errors:
+        raise InvalidExperiment(errors)
+
+
+def _closest(name: str, names: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, names, n=1)
+    return found[0] if found else None
 
 
 def _coerce_pipeline(pipeline: list[Any]) -> list[StageDef]:
@@ -367,6 +506,11 @@ def experiment_from_mapping(raw: object, *, source: str = "<experiment>") -> Exp
         )
     if "stages" in raw and "pipeline" not in raw:
         raw = {("pipeline" if k == "stages" else k): v for k, v in raw.items()}
+    if raw.get("sweep") is not None:
+        try:
+            raw = {**raw, "sweep": msgspec.to_builtins(coerce_sweep(raw["sweep"]))}
+        except InvalidExperiment as exc:
+            raise InvalidExperiment(exc.errors, source=source) from exc
     try:
         exp = msgspec.convert(raw, Experiment, strict=False)
     except InvalidExperiment as exc:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from ._executor import Executor
     from ._instruments import RunObserver
+    from ._sweep import SweepHandle
 
 __all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
 
@@ -108,10 +109,12 @@ class Runtime:
         validate_options: str = "off",
         enable_trace: bool = False,
         persist: bool = True,
+        telemetry: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Admit a run of ``experiment`` and return its handle once it is admitted.
 
-        Waits while ``max_concurrent_runs`` runs are executing.
+        Waits while ``max_concurrent_runs`` runs are executing. ``telemetry`` seeds
+        ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there).
 
         Raises:
             ValueError: bad ``validate_options`` or a ``run_id`` already in use.
@@ -127,10 +130,43 @@ class Runtime:
         if rid in self._active:
             raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
         ctx = Context.new(exp, run_id=rid, assigns=assigns)
+        if telemetry:
+            ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
         if enable_trace:
             ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
         snapshot = encode_context(ctx)
         return await self._admit(exp, rid, mode, snapshot, 0, persist)
+
+    async def submit_sweep(
+        self,
+        experiment: Experiment | Mapping[str, Any] | str | Path,
+        *,
+        sweep_id: str | None = None,
+        assigns: Mapping[str, Any] | None = None,
+        validate_options: str = "off",
+        enable_trace: bool = False,
+        persist: bool = True,
+        max_concurrent: int | None = None,
+        confirm_large: bool = False,
+    ) -> SweepHandle:
+        """Check and record ``experiment.sweep``, start its runs, and return their handle.
+
+        See :func:`crucible_actors._core._sweep.submit_sweep` for the options and errors.
+        """
+        from ._sweep import submit_sweep
+
+        return await submit_sweep(
+            self,
+            self._tg,
+            coerce_experiment(experiment),
+            sweep_id=sweep_id,
+            assigns=assigns,
+            validate_options=validate_options,
+            enable_trace=enable_trace,
+            persist=persist,
+            max_concurrent=max_concurrent,
+            confirm_large=confirm_large,
+        )
 
     async def resume(
         self,

@@ -38,6 +38,8 @@ __all__ = [
     "RunRecord",
     "StageAttempt",
     "Store",
+    "SweepPointRecord",
+    "SweepRecord",
     "TraceEventRecord",
 ]
 
@@ -148,6 +150,38 @@ class OwnerRecord(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_at: datetime
 
 
+class SweepRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One sweep: ``sweep`` is the JSON-safe ``Experiment.sweep``, ``runs`` how many it has.
+
+    ``status`` is ``running`` until the last run ended, then ``completed`` (every run
+    completed), ``failed`` or ``cancelled``.
+    """
+
+    id: str
+    experiment_id: str
+    sweep: dict[str, Any]
+    runs: int
+    status: str = "running"
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class SweepPointRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One run of a sweep: repeat ``repeat`` of point ``point``, at position ``index``.
+
+    ``parameters`` maps option paths to this point's values; ``seed`` is the run's
+    ``ctx.telemetry_context["seed"]``.
+    """
+
+    sweep_id: str
+    index: int
+    point: int
+    repeat: int
+    run_id: str
+    parameters: dict[str, Any]
+    seed: int
+
+
 class Store(Protocol):
     """Persistence for runs; see the module docstring for the shared contract.
 
@@ -255,6 +289,22 @@ class Store(Protocol):
         """Delete the owner row (its runs become orphans if any still run)."""
         ...
 
+    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+        """Store a new sweep and all its points (run ids known before the runs start).
+
+        Raises:
+            StoreError: a sweep with this id already exists.
+        """
+        ...
+
+    async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
+        """Set the sweep's final ``status`` and ``finished_at``.
+
+        Raises:
+            StoreError: no such sweep.
+        """
+        ...
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -309,4 +359,18 @@ class Store(Protocol):
 
     async def list_owners(self) -> list[OwnerRecord]:
         """Return every registered owner."""
+        ...
+
+    async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        """Return the sweep, or None when no sweep has this id."""
+        ...
+
+    async def list_sweeps(
+        self, *, experiment_id: str | None = None, limit: int = 50
+    ) -> list[SweepRecord]:
+        """Return sweeps, newest first, at most ``limit``."""
+        ...
+
+    async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
+        """Return the sweep's points ordered by ``index`` (empty for an unknown sweep)."""
         ...

@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-persist", action="store_true", help="do not record the run")
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    from ._sweep import add_run_options
+
+    add_run_options(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -150,6 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"store: {url}", flush=True)
 
     registry = Registry.default(cwd=exp_path.resolve().parent)
+    if experiment.sweep is not None:
+        from ._sweep import run_sweep
+
+        return run_sweep(args, experiment, registry, url, assigns)
 
     async def main() -> RunHandle:
         from .._core._runtime import open_runtime

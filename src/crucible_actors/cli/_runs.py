@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N runs")
     p.add_argument("--before", metavar="RUN_ID", help="only runs stored before this one")
+    p.add_argument("--sweep", metavar="ID", help="the runs of this sweep, in point order")
     _common(p)
     p.set_defaults(func=cmd_list)
 
@@ -201,6 +202,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..store import open_store
 
     url = store_url(args.store)
+    if args.sweep:
+        from ._sweep import list_sweep
+
+        return list_sweep(args, url)
 
     async def main() -> list[RunRecord]:
         async with open_store(url) as store:

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from .._core._errors import CrucibleError
 from ..trace import export_html_chain, export_json_chain
+from ._compare import compare_endpoint
 from ._errors import ApiError, api_error_from, error_response, json_response
 from ._events import EventStream
 from ._metrics import CONTENT_TYPE
@@ -149,6 +150,7 @@ def create_app(
             Route("/api/runs/{run_id}/trace", routes.trace, methods=["GET"]),
             Route("/api/runs/{run_id}/artifacts/{name}", routes.artifact, methods=["GET"]),
             Route("/api/stages", routes.stages, methods=["GET"]),
+            Route("/api/compare", compare_endpoint(service), methods=["GET"]),
             Route("/api/openapi.json", routes.openapi, methods=["GET"]),
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/readyz", routes.readyz, methods=["GET"]),

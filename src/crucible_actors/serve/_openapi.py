@@ -392,6 +392,31 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json("StageList", "the registered stages")},
             }
         },
+        "/api/compare": {
+            "get": {
+                "operationId": "compareRuns",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": _STR}
+                    for n in ("runs", "sweep", "metric", "pair_by", "correction", "alpha")
+                ]
+                + [
+                    {"name": "lower_is_better", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "format", "in": "query", "schema": {"enum": ["json", "html"]}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the comparison (crucible_actors.comparison.Comparison)",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/html": {"schema": _STR},
+                        },
+                    },
+                    "404": _err("unknown run or sweep"),
+                    "422": _err("bad parameters, or runs that cannot be compared"),
+                    "503": _err("no store"),
+                },
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "operationId": "openapi",

@@ -30,6 +30,8 @@ from .._core._store import OwnerRecord as OwnerRecord
 from .._core._store import RunRecord as RunRecord
 from .._core._store import StageAttempt as StageAttempt
 from .._core._store import Store as Store
+from .._core._store import SweepPointRecord as SweepPointRecord
+from .._core._store import SweepRecord as SweepRecord
 from .._core._store import TraceEventRecord as TraceEventRecord
 from ._memory import MemoryStore as MemoryStore
 from ._postgres import PostgresStore as PostgresStore
@@ -56,6 +58,8 @@ __all__ = [
     "SQLiteStore",
     "StageAttempt",
     "Store",
+    "SweepPointRecord",
+    "SweepRecord",
     "TraceEventRecord",
     "default_store_url",
     "open_persistence",

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         OwnerRecord,
         RunRecord,
         StageAttempt,
+        SweepPointRecord,
+        SweepRecord,
         TraceEventRecord,
     )
 
@@ -49,6 +51,8 @@ class MemoryStore:
         self._artifacts: dict[str, list[ArtifactRecord]] = {}
         self._events: dict[str, list[TraceEventRecord]] = {}
         self._owners: dict[str, OwnerRecord] = {}
+        self._sweeps: dict[str, SweepRecord] = {}  # insertion order is the store order
+        self._sweep_points: dict[str, list[SweepPointRecord]] = {}
 
     def __repr__(self) -> str:
         return f"<MemoryStore {self._name} runs={len(self._runs)}>"
@@ -193,6 +197,23 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         self._owners.pop(owner_id, None)
 
+    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+        await anyio.lowlevel.checkpoint()
+        if sweep.id in self._sweeps:
+            raise StoreError(
+                f"a sweep with id {sweep.id!r} already exists; choose another sweep_id",
+                store=self._name,
+            )
+        self._sweeps[sweep.id] = sweep
+        self._sweep_points[sweep.id] = sorted(points, key=lambda p: p.index)
+
+    async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
+        await anyio.lowlevel.checkpoint()
+        sweep = self._sweeps.get(sweep_id)
+        if sweep is None:
+            raise StoreError(f"no sweep with id {sweep_id!r} to finish", store=self._name)
+        self._sweeps[sweep_id] = _replace(sweep, status=status, finished_at=finished_at)
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -264,6 +285,25 @@ class MemoryStore:
     async def list_owners(self) -> list[OwnerRecord]:
         await anyio.lowlevel.checkpoint()
         return [self._owners[k] for k in sorted(self._owners)]
+
+    async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        await anyio.lowlevel.checkpoint()
+        return self._sweeps.get(sweep_id)
+
+    async def list_sweeps(
+        self, *, experiment_id: str | None = None, limit: int = 50
+    ) -> list[SweepRecord]:
+        await anyio.lowlevel.checkpoint()
+        found = [
+            s
+            for s in reversed(self._sweeps.values())
+            if experiment_id is None or s.experiment_id == experiment_id
+        ]
+        return found[:limit]
+
+    async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
+        await anyio.lowlevel.checkpoint()
+        return list(self._sweep_points.get(sweep_id, ()))
 
     schema_version = 0
 

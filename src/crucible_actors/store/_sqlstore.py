@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
-from . import _sql
+from . import _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
         OwnerRecord,
         RunRecord,
         StageAttempt,
+        SweepPointRecord,
+        SweepRecord,
         TraceEventRecord,
     )
     from ._writer import GroupCommitWriter
@@ -141,6 +143,16 @@ class SQLStore(abc.ABC):
     async def remove_owner(self, owner_id: str) -> None:
         await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
 
+    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+        name = self._name
+        await self._writer.submit(lambda tx: _sweeps.record_sweep(tx, sweep, points, name))
+
+    async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
+        name = self._name
+        await self._writer.submit(
+            lambda tx: _sweeps.finish_sweep(tx, sweep_id, status, finished_at, name)
+        )
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -194,4 +206,22 @@ class SQLStore(abc.ABC):
 
     async def list_owners(self) -> list[OwnerRecord]:
         found: list[OwnerRecord] = await self._read(_sql.list_owners)
+        return found
+
+    async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
+        found: SweepRecord | None = await self._read(lambda tx: _sweeps.get_sweep(tx, sweep_id))
+        return found
+
+    async def list_sweeps(
+        self, *, experiment_id: str | None = None, limit: int = 50
+    ) -> list[SweepRecord]:
+        found: list[SweepRecord] = await self._read(
+            lambda tx: _sweeps.list_sweeps(tx, experiment_id, limit)
+        )
+        return found
+
+    async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
+        found: list[SweepPointRecord] = await self._read(
+            lambda tx: _sweeps.list_sweep_points(tx, sweep_id)
+        )
         return found

@@ -392,6 +392,9 @@
     } else if (parts[0] === "submit") {
       setNav("submit");
       viewSubmit(main);
+    } else if (parts[0] === "compare") {
+      setNav("runs");
+      viewCompare(main, params);
     } else {
       setNav("");
       newView();
@@ -471,6 +474,7 @@
         h("h1", null, "Runs"),
         h("span", { class: "spacer" }),
         live,
+        compareButton(),
         h("a", { href: "#/submit" }, "Submit an experiment")),
       h("section", { class: "panel", "aria-labelledby": "runs-heading" },
         h("h2", { id: "runs-heading", class: "sr-only" }, "Run list"),
@@ -528,6 +532,7 @@
         ? `${run.failure.stage ? `${run.failure.stage}: ` : ""}${run.failure.message || run.failure.reason_type || ""}`
         : "";
       return h("tr", { "data-run-id": run.id, "data-status": run.status },
+        h("td", null, selectBox(run)),
         h("td", null, h("a", { class: "run-id", href: `#/runs/${encodeURIComponent(run.id)}` }, run.id)),
         h("td", null, badge(run.status)),
         h("td", null, run.experiment_id
@@ -540,6 +545,7 @@
     const table = h("table", { class: "runs-table" },
       h("caption", { class: "sr-only" }, "Runs, newest first"),
       h("thead", null, h("tr", null,
+        h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Select to compare")),
         h("th", { scope: "col" }, "Run"),
         h("th", { scope: "col" }, "Status"),
         h("th", { scope: "col" }, "Experiment"),
@@ -552,6 +558,120 @@
     if (data.next) pager.append(h("a", { href: runsHash({ status: filters.status, experiment: filters.experiment, before: data.next }) }, "Older runs →"));
     holder.replaceChildren(table, pager.childElementCount ? pager : "");
     return unfinished;
+  }
+
+  // --- compare -------------------------------------------------------------------------
+  //
+  // Runs ticked in the runs table (kept across refreshes and pages, for this tab) are
+  // compared on #/compare?runs=A,B[,C...] (or #/compare?sweep=ID): the page fetches
+  // GET /api/compare?format=html, the same self-contained page as
+  // "crucible-actors compare --format html", and shows it in a sandboxed frame.
+
+  const selectedRuns = new Set();
+
+  function compareHash(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    return `#/compare?${q}`;
+  }
+
+  function updateCompareButton() {
+    const button = $("#compare-selected");
+    if (!button) return;
+    const n = selectedRuns.size;
+    button.disabled = n < 2;
+    button.textContent = n ? `Compare selected (${n})` : "Compare selected";
+  }
+
+  function compareButton() {
+    const button = h("button", {
+      type: "button",
+      id: "compare-selected",
+      title: "Tick two runs or more; the first ticked is the baseline",
+      onclick: () => {
+        if (selectedRuns.size >= 2) location.hash = compareHash({ runs: [...selectedRuns].join(",") });
+      },
+    });
+    queueMicrotask(updateCompareButton);
+    return button;
+  }
+
+  function selectBox(run) {
+    const box = h("input", {
+      type: "checkbox",
+      class: "select-run",
+      "aria-label": `Select run ${run.id} to compare`,
+      checked: selectedRuns.has(run.id),
+      disabled: run.status !== "completed" && !selectedRuns.has(run.id),
+    });
+    box.addEventListener("change", () => {
+      if (box.checked) selectedRuns.add(run.id);
+      else selectedRuns.delete(run.id);
+      updateCompareButton();
+    });
+    return box;
+  }
+
+  function viewCompare(main, params) {
+    const view = newView();
+    const runs = (params.get("runs") || "").split(",").map((r) => r.trim()).filter(Boolean);
+    const sweep = params.get("sweep") || "";
+    document.title = "Compare · crucible-actors";
+    const field = (id, label, value, placeholder) =>
+      h("div", { class: "field" },
+        h("label", { for: id }, label),
+        h("input", { id, name: id, type: "text", value, placeholder, autocomplete: "off", spellcheck: "false" }));
+    const form = h("form", {
+      class: "filters",
+      "aria-label": "Comparison options",
+      onsubmit: (e) => {
+        e.preventDefault();
+        location.hash = compareHash({
+          runs: runs.join(","),
+          sweep,
+          metric: $("#compare-metric").value.trim(),
+          pair_by: $("#compare-pair-by").value.trim(),
+        });
+      },
+    },
+    field("compare-metric", "Score field", params.get("metric") || "", "auto"),
+    field("compare-pair-by", "Pair examples by", params.get("pair_by") || "", "e.g. id (unpaired if empty)"),
+    h("button", { type: "submit", id: "compare-run" }, "Compare"));
+    const what = sweep ? `sweep ${sweep}` : `${runs.length} runs`;
+    const holder = h("div", { id: "compare-result" }, h("p", { class: "muted" }, "Comparing…"));
+    main.append(
+      h("div", { class: "toolbar" }, h("h1", null, `Compare ${what}`), h("span", { class: "spacer" }),
+        h("a", { href: "#/runs" }, "Back to the runs")),
+      h("section", { class: "panel" }, form, holder),
+    );
+    focusHeading(main);
+    if (!sweep && runs.length < 2) {
+      holder.replaceChildren(h("p", null, "Tick two runs or more in the ", h("a", { href: "#/runs" }, "runs table"), " to compare them."));
+      return;
+    }
+    const q = new URLSearchParams();
+    if (sweep) q.set("sweep", sweep);
+    else q.set("runs", runs.join(","));
+    for (const key of ["metric", "pair_by"]) if (params.get(key)) q.set(key, params.get(key));
+    (async () => {
+      try {
+        q.set("format", "html");
+        const resp = await api(`api/compare?${q}`, { raw: true, signal: view.signal });
+        const page = await resp.text();
+        if (!view.alive) return;
+        // An empty sandbox: the page is inert (it has no script anyway) and cannot reach this origin.
+        const frame = h("iframe", { id: "compare-frame", title: `Comparison of ${what}`, sandbox: "" });
+        frame.srcdoc = page;
+        frame.style.width = "100%";
+        frame.style.minHeight = "900px";
+        frame.style.border = "0";
+        q.set("format", "json");
+        holder.replaceChildren(frame, h("p", null, authLink(`api/compare?${q}`, "The comparison as JSON")));
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        holder.replaceChildren(errorBox(err, "Could not compare") || "");
+      }
+    })();
   }
 
   // --- run page ------------------------------------------------------------------------

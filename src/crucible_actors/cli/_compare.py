@@ -1,0 +1,96 @@
+"""``crucible-actors compare``: is run B really better than run A, or is it noise?
+
+``compare RUN_A RUN_B [RUN_C ...]`` tests every run against RUN_A; ``compare --sweep ID``
+ranks the points of a sweep and tests each against the best. Per-example scores come
+from the runs' outputs (``--metric``), paired by an example key when ``--pair-by`` is
+given. ``--format`` picks a text table (default), Markdown, JSON or a self-contained
+HTML page; ``-o FILE`` writes it to a file. See :mod:`crucible_actors.comparison`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``compare`` command."""
+    from ..comparison import FORMATS
+
+    p = sub.add_parser(
+        "compare",
+        help="compare stored runs (or the points of a sweep) statistically",
+        description="Compare runs on a per-example score: every run against the first, "
+        "or with --sweep every point against the best.",
+    )
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs; the first is the baseline")
+    p.add_argument("--sweep", metavar="ID", help="compare the points of this sweep")
+    p.add_argument("--metric", metavar="NAME", help="the per-example score field of the outputs")
+    p.add_argument("--pair-by", metavar="FIELD", help="pair examples across runs by this field")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    p.add_argument(
+        "--correction",
+        choices=("holm", "bonferroni", "fdr_bh", "none"),
+        default="holm",
+        help="multiple-comparison correction across the comparisons (holm)",
+    )
+    p.add_argument(
+        "--lower-is-better", action="store_true", help="a lower score is better (e.g. a loss)"
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
+    )
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare the runs; 0 on success, 2 on bad input (unknown run, no scores, ...)."""
+    from ..comparison import compare, compare_sweep, render
+    from ..store import open_store
+    from ._runs import store_url
+
+    if bool(args.sweep) == bool(args.run_ids):
+        print(
+            "error: compare needs either two or more RUN_IDs or --sweep ID (not both)",
+            file=sys.stderr,
+        )
+        return 2
+    url = store_url(args.store)
+    options: dict[str, Any] = {
+        "metric": args.metric,
+        "pair_by": args.pair_by,
+        "alpha": args.alpha,
+        "correction": args.correction,
+        "higher_is_better": not args.lower_is_better,
+    }
+
+    async def main() -> Any:
+        async with open_store(url) as store:
+            if args.sweep:
+                return await compare_sweep(store, args.sweep, **options)
+            return await compare(store, args.run_ids, **options)
+
+    try:
+        result = anyio.run(main, backend="trio")
+    except ValueError as exc:  # an option out of range, from the statistics
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = render(result, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

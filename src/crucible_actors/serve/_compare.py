@@ -1,0 +1,99 @@
+"""``GET /api/compare``: the comparison of stored runs (or a sweep's points) over HTTP.
+
+Query: ``runs`` (run ids, comma-separated or repeated; the first is the baseline) or
+``sweep`` (a sweep id), and optionally ``metric``, ``pair_by``, ``correction``,
+``alpha``, ``lower_is_better`` and ``format`` (``json``, the default, or ``html``: the same
+self-contained page ``crucible-actors compare --format html`` writes, which the
+dashboard's compare view shows). Bad input answers 422 (``ComparisonError``), unknown runs
+and sweeps 404, a service without a store 503.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import HTMLResponse, Response
+
+from ._errors import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.requests import Request
+
+    from ._service import Service
+
+__all__ = ["compare_endpoint"]
+
+_CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
+_MAX_RUNS = 50
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(422, message[:300], type="InvalidParameter")
+
+
+def _options(q: Any) -> dict[str, Any]:
+    correction = q.get("correction") or "holm"
+    if correction not in _CORRECTIONS:
+        raise _bad(f"correction: expected one of {', '.join(_CORRECTIONS)}, got {correction!r}")
+    alpha_text = q.get("alpha") or "0.05"
+    try:
+        alpha = float(alpha_text)
+    except ValueError:
+        alpha = -1.0
+    if not 0 < alpha < 1:
+        raise _bad(f"alpha: expected a number strictly between 0 and 1, got {alpha_text!r}")
+    return {
+        "metric": q.get("metric") or None,
+        "pair_by": q.get("pair_by") or None,
+        "correction": correction,
+        "alpha": alpha,
+        "higher_is_better": (q.get("lower_is_better") or "false").lower() not in ("1", "true"),
+    }
+
+
+def compare_endpoint(service: Service) -> Callable[[Request], Awaitable[Response]]:
+    """Return the handler of ``GET /api/compare`` for ``service``."""
+
+    async def compare(request: Request) -> Response:
+        from ..comparison import ComparisonError, compare, compare_sweep, render
+        from ..comparison._render import render_html
+
+        q = request.query_params
+        fmt = q.get("format") or "json"
+        if fmt not in ("json", "html"):
+            raise _bad(f"format: expected 'json' or 'html', got {fmt!r}")
+        run_ids = [r.strip() for value in q.getlist("runs") for r in value.split(",") if r.strip()]
+        sweep = q.get("sweep") or None
+        if bool(run_ids) == bool(sweep):
+            raise _bad("give either runs (two or more run ids) or sweep (a sweep id)")
+        if len(run_ids) > _MAX_RUNS:
+            raise _bad(f"runs: at most {_MAX_RUNS} runs per comparison, got {len(run_ids)}")
+        options = _options(q)
+        store = service.store
+        if store is None:
+            raise ApiError(
+                503, "comparing runs needs a store; start serve with one", type="NoStore"
+            )
+        if sweep is not None and await store.get_sweep(sweep) is None:
+            raise ApiError(404, f"no sweep {sweep!r}", type="SweepNotFound")
+        try:
+            if sweep is not None:
+                result = await compare_sweep(store, sweep, **options)
+            else:
+                result = await compare(store, run_ids, **options)
+        except ComparisonError as exc:
+            raise ApiError(422, str(exc), type="ComparisonError") from exc
+        except ValueError as exc:  # an option the statistics refuse
+            raise _bad(str(exc)) from exc
+        if fmt == "html":
+            return HTMLResponse(
+                render_html(result),
+                headers={
+                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"
+                },
+            )
+        return Response(render(result, "json"), media_type="application/json")
+
+    return compare
