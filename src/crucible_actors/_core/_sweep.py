@@ -124,7 +124,7 @@ def check_sweep_options(experiment: Experiment, registry: Registry) -> None:
     """
     from ._ir import stage_ref
     from ._registry import _check_stage
-    from ._schema import validate_options
+    from ._schema_options import validate_options
     from ._stage import coerce_stage
 
     sweep = experiment.sweep
