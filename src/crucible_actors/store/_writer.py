@@ -3,23 +3,27 @@
 Callers :meth:`~GroupCommitWriter.submit` a write (rows to group with the same kind of
 rows of other writes, and/or a function of a transaction) and wait. The writer's own
 thread, started with :meth:`~GroupCommitWriter.running` and the only user of the write
-connection, takes every write queued so far, runs them in ONE transaction, commits, and
-only then hands the batch back to the event loop, which wakes the callers. Under load,
-the writes that queue up while one batch commits share the next commit, so many
-concurrent runs pay one commit (and, when the store syncs, one fsync) per batch rather
-than per row, while a write that returns to its caller is always committed.
+connection, runs each batch of writes handed to it in ONE transaction, commits, and
+only then hands the batch back to the event loop, which wakes the callers. A write that
+returns to its caller is therefore always committed.
 
-The thread is woken through a :class:`queue.SimpleQueue` and answers with one callback
-scheduled on the event loop per batch (``run_sync_soon`` of the loop's
-:func:`anyio.lowlevel.current_token`, i.e. ``TrioToken.run_sync_soon`` or
-``loop.call_soon_threadsafe``), which sets the event the callers wait on. A write thus
-costs no ``anyio.to_thread`` round trip (no worker hand-off, no limiter, no thread
-spawned or taken from a pool): on the 2-core machine that halves the latency of an
-acknowledged write at one run in flight (``bench/store.py``).
+Batching happens on the event loop: while the thread commits one batch, new writes
+gather into the next. When a batch comes back with several writes (many runs in
+flight), the next one is handed over only after the callers just woken had their turn
+to submit again (one ``run_sync_soon`` later), so they share its commit: many
+concurrent runs pay one commit (and, when the store syncs, one fsync) per batch rather
+than per row. A lone write to an idle thread is handed over at once.
+
+Hand-overs go through a :class:`queue.SimpleQueue` the thread waits on (one list of
+writes per batch), and the thread answers with one callback scheduled on the event
+loop per batch (``run_sync_soon`` of the loop's :func:`anyio.lowlevel.current_token`:
+``TrioToken.run_sync_soon`` or ``loop.call_soon_threadsafe``) that sets the event the
+callers wait on. No ``anyio.to_thread`` round trip (worker hand-off, limiter) is paid
+per batch, and no thread is spawned or taken from a pool.
 
 ``max_batch`` caps the writes per transaction; ``max_batch=1`` turns group commit off
-(one transaction, and one commit, per write) while still taking every queued write in
-one pass of the thread.
+(one transaction, and one commit, per write) while still handing every queued write to
+the thread at once.
 
 If a transaction fails, each of its writes is retried alone in its own transaction, so
 one bad write (a duplicate run id, say) fails only its own caller. At most
@@ -75,8 +79,8 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     leaving it commits what is queued and stops the thread.
     """
 
-    #: The most writes taken per pass of the writer thread.
-    max_drain = 1024
+    #: Scheduler passes the next batch waits after a batch of several writes came back.
+    flush_passes = 2
 
     def __init__(
         self,
@@ -95,8 +99,14 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         self.queue_size = max(1, queue_size)
         self.batches = 0
         self.writes = 0
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._pending = 0  # submitted and not yet handed back (event-loop side only)
+        # Event-loop side only: the writes gathering for the next batch, how many are
+        # submitted and not yet handed back, whether the thread has a batch, whether a
+        # flush is scheduled (the next batch then waits for it).
+        self._next: list[_Write] = []
+        self._pending = 0
+        self._busy = False
+        self._held = False
+        self._queue: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
         self._open = False
         self._thread: threading.Thread | None = None
         # Set by the hand-back of the next batch; replaced (by a caller, on the loop)
@@ -149,7 +159,9 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
             await anyio.lowlevel.checkpoint()
             raise StoreUnavailable("the store is closed", store=self.store)
         self._pending += 1
-        self._queue.put(write)
+        self._next.append(write)
+        if not (self._busy or self._held):
+            self._dispatch()
         while not write.done:
             # A write left over by a full drain waits for the following batch.
             await self._current_epoch().wait()
@@ -161,6 +173,8 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         """Stop accepting writes; the thread commits those queued, then stops."""
         if self._open:
             self._open = False
+            if self._next:
+                self._dispatch()  # the thread takes batches in order
             self._queue.put(None)
 
     @asynccontextmanager
@@ -183,15 +197,34 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
             with anyio.CancelScope(shield=True):
                 await self._stopped.wait()
 
-    # -- the event loop side of a hand-back ----------------------------------------
+    # -- the event loop side of the hand-overs --------------------------------------
+
+    def _dispatch(self) -> None:
+        batch, self._next = self._next, []
+        self._busy = True
+        self._queue.put(batch)
 
     def _handed_back(self, batch: list[_Write]) -> None:
         """Mark ``batch`` done and wake its callers (runs on the event loop)."""
         for write in batch:
             write.done = True
         self._pending -= len(batch)
+        self._busy = False
         if self._epoch is not None:
             self._epoch.set()
+        if (self._next or len(batch) > 1) and not self._held:
+            # Several runs are writing: let the callers just woken submit their next
+            # writes (they run before a callback scheduled now) so they share a batch.
+            self._held = True
+            self._hand_back(self._flush)
+
+    def _flush(self, passes: int = 1) -> None:
+        if passes < self.flush_passes:
+            self._hand_back(self._flush, passes + 1)
+            return
+        self._held = False
+        if self._next and not self._busy:
+            self._dispatch()
 
     def _hand_back(self, fn: Callable[..., object], *args: Any) -> None:
         token = self._token
@@ -203,24 +236,13 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     # -- the writer thread ------------------------------------------------------------
 
     def _serve(self) -> None:
-        """Take queued writes, run them, hand them back; until the closing sentinel."""
-        get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
-        stop = False
+        """Run each batch handed over and hand it back, until the closing sentinel."""
+        get = self._queue.get
         try:
-            while not stop:
-                first = get()
-                if first is None:
+            while True:
+                batch = get()
+                if batch is None:
                     break
-                batch = [first]
-                while len(batch) < self.max_drain:
-                    try:
-                        write = get_nowait()
-                    except empty:
-                        break
-                    if write is None:
-                        stop = True
-                        break
-                    batch.append(write)
                 try:
                     self._execute(batch)
                 except BaseException as exc:  # a bug: still answer every caller
