@@ -3,8 +3,9 @@
 Every figure is a 5-stage pipeline whose stages do no work, so what is measured is the
 cost of persisting a run: the run row, a durable Context checkpoint before every stage
 (each completed attempt commits with the checkpoint that follows it) and the outcome
-with the final Context. That is 6 commits per run, all with ``synchronous=FULL`` in WAL
-mode on SQLite.
+with the final Context. That is 6 commits per run, in WAL mode on SQLite at the store's
+durability level (``--durability``: ``process``, the default, is ``synchronous=NORMAL``;
+``power`` is ``synchronous=FULL``); every raw baseline uses the same setting.
 
 Measured, in one process, on one backend (default trio):
 
@@ -18,15 +19,28 @@ Measured, in one process, on one backend (default trio):
   6 awaited writes per run) feeding one minimal group-committing ``sqlite3`` writer
   thread with the same rows, statement by statement, with 1 and 100 concurrent runs;
 - ``raw_sqlite_commit_per_write``: plain ``sqlite3`` committing each of the 6 writes of
-  a run on its own (a commit at every stage boundary), one run after another.
+  a run on its own (a commit at every stage boundary), one run after another;
+- baseline (c) ``bare_anyio_writer_thread``: one bare anyio run at a time whose 6 writes
+  are each committed by a minimal dedicated thread (a ``SimpleQueue`` in, one
+  ``run_sync_soon`` out): the floor of commit per stage for any store that keeps the
+  database off the event loop's thread;
+- ``ca_run_sqlite`` / ``ca_run_no_store``: one blocking ``ca.run(...)`` per run (its own
+  loop, store opened, owner registered, orphans looked for, store closed), against the
+  floor ``raw_sqlite_one_run``: plain ``sqlite3`` connecting, setting the same pragmas and
+  committing the same 8 writes (owner, the run's 6, owner removed) per run.
 
 Also ``runtime_no_store``: the same runs with no store, the ceiling any store can reach.
 
-Ratios printed (targets from the design): runtime with group commit at 100 concurrent
-runs over baseline (b) at 100 (target >= 0.6); runtime at 1 concurrent run, which
+Ratios printed (targets from issue 12): runtime with group commit at 100 concurrent
+runs over baseline (b) at 100 (target >= 0.8); runtime at 1 concurrent run, which
 commits at every stage boundary, over the raw commit-per-write loop (target >= 0.7),
-and the same with 100 concurrent runs and one transaction per write; for information,
-runtime at 100 over baseline (a), and the ceiling: runtime without a store over (b).
+and the floor of that ratio, baseline (c) over the raw loop; the same with 100
+concurrent runs and one transaction per write; for information, runtime at 100 over
+baseline (a), and the ceiling: runtime without a store over (b). Then one persisted
+5-stage run, through ``ca.run`` and inside an open runtime: its absolute ms, its ratio
+to its floor (target <= 2: the same runs without a store plus the raw loop writing the
+same rows with the same commits), and to the recorded Dagster (282 ms per 5-op job on
+SQLite) and Prefect (1,091 ms per 5-task flow) figures.
 
 Prints one JSON object per line. Usage:
 ``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--rounds N]
@@ -40,9 +54,11 @@ import argparse
 import inspect
 import json
 import os
+import queue
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import closing
@@ -51,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 import msgspec.structs
@@ -285,6 +302,53 @@ class MiniWriter:
                 done.set()
 
 
+class MiniThreadWriter:
+    """The least a writer on its own thread can be: a SimpleQueue in, run_sync_soon out.
+
+    No batching: one commit per write. It is the floor of an acknowledged write that
+    keeps the database off the event loop's thread, without any ``to_thread`` hop.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.queue: queue.SimpleQueue[tuple[Write, anyio.Event] | None] = queue.SimpleQueue()
+        self.token = anyio.lowlevel.current_token()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        token = self.token
+        while (item := self.queue.get()) is not None:
+            write, done = item
+            self.conn.execute("BEGIN IMMEDIATE")
+            for sql, params in write:
+                self.conn.execute(sql, params)
+            self.conn.execute("COMMIT")
+            token.backend_class.run_sync_soon(done.set, (), token.native_token)
+
+    async def write(self, write: Write) -> None:
+        done = anyio.Event()
+        self.queue.put((write, done))
+        await done.wait()
+
+
+async def bare_anyio_thread(path: Path, runs: int) -> float:
+    """Baseline (c): one bare anyio run at a time, each write committed by its own thread."""
+    todo = [run_writes(new_run_id()) for i in range(runs)]
+    with closing(raw_connection(path)) as conn:
+        writer = MiniThreadWriter(conn)
+        t0 = time.perf_counter()
+        for writes in todo:
+            await writer.write(writes[0])
+            for write in writes[1:]:
+                await anyio.lowlevel.checkpoint()  # the "stage"
+                await writer.write(write)
+        rate = runs / (time.perf_counter() - t0)
+        writer.queue.put(None)
+        await anyio.to_thread.run_sync(writer.thread.join)
+    return rate
+
+
 async def bare_anyio(path: Path, runs: int, concurrency: int) -> float:
     """Baseline (b): bare anyio runs of the same shape feeding one group-commit writer."""
     todo = [run_writes(new_run_id()) for i in range(runs)]
@@ -426,6 +490,9 @@ def measure_round(root: Path, counts: dict[int, int], backend: str) -> dict[tupl
     results: dict[tuple[str, int], float] = {}
     results["raw_sqlite_batched", 0] = raw_batched(fresh_db(root), counts[100])
     results["raw_sqlite_commit_per_write", 1] = raw_commit_per_write(fresh_db(root), counts[1])
+    results["bare_anyio_writer_thread", 1] = anyio.run(
+        bare_anyio_thread, fresh_db(root), counts[1], backend=backend
+    )
     for conc, runs in counts.items():
         results["bare_anyio_group_commit", conc] = anyio.run(
             bare_anyio, fresh_db(root), runs, conc, backend=backend
@@ -526,6 +593,19 @@ def main() -> None:
             ("raw_sqlite_commit_per_write", 1),
             concurrency=1,
             note="the same ratio for baseline (b): one thread hop per acknowledged write",
+        )
+        ratio(
+            "floor_writer_thread_commit_per_stage_vs_raw_loop",
+            ("bare_anyio_writer_thread", 1),
+            ("raw_sqlite_commit_per_write", 1),
+            concurrency=1,
+            note="baseline (c): the floor of commit per stage with the database off the loop",
+        )
+        ratio(
+            "ratio_runtime_commit_per_stage_vs_writer_thread_floor",
+            ("runtime_sqlite_group_commit", 1),
+            ("bare_anyio_writer_thread", 1),
+            concurrency=1,
         )
         ratio(
             "ratio_runtime_transaction_per_write_vs_raw_loop",
