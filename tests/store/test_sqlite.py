@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from crucible_actors.errors import StoreUnavailable
+from crucible_actors.errors import StoreError, StoreUnavailable
 from crucible_actors.store import (
     Checkpoint,
     ExperimentRecord,
@@ -301,3 +301,43 @@ def test_timestamps_are_fixed_width_utc_text_that_sorts_in_time_order(value: dat
     assert len(text) == len("2024-05-01T12:00:00.000000+00:00")
     later = _SQLiteTx(None).ts_in(as_utc + timedelta(microseconds=1))
     assert text < later
+
+
+class DiesOnCommit:
+    """A sqlite3 connection whose next COMMIT raises SystemExit in the writer thread."""
+
+    armed = False
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql == "COMMIT" and DiesOnCommit.armed:
+            DiesOnCommit.armed = False
+            raise SystemExit("the writer thread dies")
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self.conn.executemany(sql, rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def test_a_dead_writer_thread_fails_writes_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_type))
+    DiesOnCommit.armed = False
+    async with open_sqlite_store(tmp_path / "dies.db", connect=DiesOnCommit) as store:
+        await store.start_run(run("r0"), experiment=EXP)
+        DiesOnCommit.armed = True
+        with pytest.raises(StoreError, match="the store writer failed: SystemExit"):
+            await store.start_run(run("r1"), experiment=EXP)
+        # Queued before the loop learnt of the death, or refused after: never a hang.
+        with anyio.fail_after(10), pytest.raises(StoreUnavailable, match=r"stopped|closed"):
+            await store.start_run(run("r2"), experiment=EXP)
+        with anyio.fail_after(10), pytest.raises(StoreUnavailable, match="closed"):
+            await store.start_run(run("r3"), experiment=EXP)
+    assert died == [SystemExit]

@@ -257,8 +257,31 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
                 finally:
                     self._hand_back(self._handed_back, batch)
         finally:
-            assert self._stopped is not None
-            self._hand_back(self._stopped.set)
+            self._hand_back(self._thread_stopped)
+
+    def _thread_stopped(self) -> None:
+        """Refuse new writes, fail any the thread will never take, report the stop.
+
+        Runs on the event loop once the thread has ended: normally after the closing
+        sentinel (nothing is left then), but also if the thread died of an error.
+        """
+        self._open = False
+        left = self._next
+        self._next = []
+        while True:
+            try:
+                batch = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if batch is not None:
+                left.extend(batch)
+        for write in left:
+            write.error = StoreUnavailable(
+                "the store writer stopped before the write ran", store=self.store
+            )
+        self._handed_back(left)
+        assert self._stopped is not None
+        self._stopped.set()
 
     def _execute(self, writes: list[_Write]) -> None:
         """Run ``writes`` in transactions of at most ``max_batch`` writes each."""
