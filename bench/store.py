@@ -43,9 +43,10 @@ same rows with the same commits), and to the recorded Dagster (282 ms per 5-op j
 SQLite) and Prefect (1,091 ms per 5-task flow) figures.
 
 Prints one JSON object per line. Usage:
-``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--rounds N]
-[--no-postgres]``. The SQLite figures are measured ``--rounds`` times (default 3), interleaved,
-and the ratios use the medians (the figures of each round are printed too).
+``python bench/store.py [--backend trio|asyncio] [--durability process|power] [--runs N]
+[--serial-runs N] [--rounds N] [--no-postgres]``. The SQLite figures are measured
+``--rounds`` times (default 3), interleaved, and the ratios use the medians (the figures
+of each round are printed too).
 """
 
 from __future__ import annotations
