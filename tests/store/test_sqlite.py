@@ -341,3 +341,10 @@ async def test_a_dead_writer_thread_fails_writes_instead_of_hanging(
         with anyio.fail_after(10), pytest.raises(StoreUnavailable, match="closed"):
             await store.start_run(run("r3"), experiment=EXP)
     assert died == [SystemExit]
+
+
+async def test_durability_on_a_postgres_url_is_refused_with_the_reason() -> None:
+    with pytest.raises(StoreUnavailable, match="synchronous_commit") as info:
+        async with open_store("postgresql://ada:secret@db.invalid/x?durability=power"):
+            pass
+    assert "secret" not in str(info.value)

@@ -127,6 +127,12 @@ async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]
         async with open_sqlite_store(path, **options) as store:
             yield store
     elif scheme in ("postgresql", "postgres"):
+        if any(key == "durability" for key, _ in parse_qsl(urlsplit(url).query)):
+            raise StoreUnavailable(
+                "durability= is a SQLite store option; a PostgreSQL store is as durable "
+                "as the server's synchronous_commit setting makes it: remove it from the URL",
+                store=redact_url(url),
+            )
         async with open_postgres_store(url, migrate=migrate) as pg:
             yield pg
     elif scheme == "memory":
