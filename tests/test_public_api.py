@@ -19,6 +19,8 @@ HEAVY_MODULES = [
     "starlette",
     "ray",
     "yaml",
+    "mlflow",
+    "prometheus_client",
 ]
 
 
