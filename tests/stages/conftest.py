@@ -27,8 +27,15 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def mlflow_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A ``sqlite:///`` tracking URI of a fresh, migrated MLflow database in ``tmp_path``."""
+def mlflow_uri(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A ``sqlite:///`` tracking URI of a fresh, migrated MLflow database in ``tmp_path``.
+
+    The working directory moves to ``tmp_path`` too: MLflow puts the artifacts of
+    experiments created without an artifact location under ``./mlruns``.
+    """
+    monkeypatch.chdir(tmp_path)
     template: Path = request.getfixturevalue("mlflow_template")
     path = tmp_path / "mlflow.db"
     shutil.copyfile(template, path)

@@ -576,10 +576,11 @@ def _interval(
             method=method,
             rng=_rng(seed),
         )
-    ci = res.confidence_interval
-    return _pair(_f(ci.low), _f(ci.high)) if _f(ci.low) is not None else None, _f(
-        res.standard_error
-    )
+    low, high = _f(res.confidence_interval.low), _f(res.confidence_interval.high)
+    interval: list[float | None] | None = None
+    if low is not None and high is not None:
+        interval = [low, high]
+    return interval, _f(res.standard_error)
 
 
 def _mean_stat(x: FloatArray, axis: int = -1) -> Any:
@@ -781,7 +782,7 @@ def permutation_pvalue(
         ValueError: a bad sample, paired samples of different sizes, an option out of range,
             or ``alternative`` not ``two-sided``, ``less`` or ``greater``.
     """
-    _check_resampling(0.5, n_resamples, seed)
+    _check_resampling(0.95, n_resamples, seed)  # no interval here: only n_resamples and seed
     if alternative not in ("two-sided", "less", "greater"):
         raise ValueError(
             f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}"
