@@ -33,6 +33,7 @@ from crucible_actors.stages.mlflow_log import (
     flatten_params,
     log_handle,
     log_run,
+    open_mlflow_bridge,
 )
 
 if TYPE_CHECKING:
@@ -276,3 +277,36 @@ def test_without_mlflow_the_stage_names_the_extra(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(MissingDependency) as info:
         log_run(ctx)
     assert "pip install 'crucible-actors[mlflow]'" in str(info.value)
+
+
+async def test_the_bridge_logs_every_run_that_ends_with_its_status(mlflow_uri: str) -> None:
+    opened = anyio.Event()
+
+    @stage("gate")
+    async def gate(ctx: Context, opts: Any) -> Context:
+        await opened.wait()
+        return ctx
+
+    reg = _registry()
+    reg.register(gate)
+    opts = MlflowLogOptions(tracking_uri=mlflow_uri, experiment_name="bridged")
+    async with open_runtime(registry=reg) as rt, open_mlflow_bridge(rt, opts):
+        ok = await rt.submit(Experiment(id="a", pipeline=[StageDef(name="scores")]), run_id="ok")
+        bad = await rt.submit(Experiment(id="b", pipeline=[StageDef(name="boom")]), run_id="bad")
+        held = await rt.submit(Experiment(id="c", pipeline=[StageDef(name="gate")]), run_id="held")
+        await ok.wait()
+        await bad.wait()
+        await held.cancel()
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    experiment = client.get_experiment_by_name("bridged")
+    assert experiment is not None
+    runs = {
+        r.data.tags["crucible.run_id"]: r for r in client.search_runs([experiment.experiment_id])
+    }
+    assert {k: r.info.status for k, r in runs.items()} == {
+        "ok": "FINISHED",
+        "bad": "FAILED",
+        "held": "KILLED",
+    }
+    assert runs["ok"].data.metrics["accuracy"] == 0.8
+    assert "crucible.duration_s" in runs["bad"].data.metrics

@@ -28,29 +28,43 @@ The stage logs the run as it stands when the stage runs, with status ``FINISHED`
 last (after ``report``, so the report files are logged). A stage does not know when its
 run started, nor does it run when an earlier stage failed; :func:`log_handle`, called with
 the handle of a finished run, logs the final status and the duration as well, for failed
-and cancelled runs included. The MLflow client does blocking IO: the stage's ``run`` is
+and cancelled runs included; :func:`open_mlflow_bridge` does that for every run of a
+runtime, the runtime-wide option. The MLflow client does blocking IO: the stage's ``run`` is
 sync, so the runtime runs it in a worker thread, and :func:`log_handle` uses one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import anyio.to_thread
 import msgspec
 
+from .._core import _telemetry as tel
 from .._core._errors import MissingDependency, StageFailed
 from .._core._stage import Stage
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.abc import ObjectReceiveStream
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
     from .._core._context import Context
     from .._core._handle import RunHandle
+    from .._core._runtime import Runtime
+
+log = logging.getLogger("crucible_actors")
 
 __all__ = [
     "MlflowLogOptions",
@@ -60,6 +74,7 @@ __all__ = [
     "flatten_params",
     "log_handle",
     "log_run",
+    "open_mlflow_bridge",
 ]
 
 #: MLflow's limits (``mlflow.utils.validation``): param values and keys, batch sizes.
@@ -340,10 +355,11 @@ async def log_handle(handle: RunHandle, options: MlflowLogOptions | None = None)
 
     For a completed run the final Context is logged; for a failed one the Context from
     before the failing stage (``StageFailed.context``) with the error; a cancelled or
-    interrupted run is ``KILLED``. The MLflow client runs in a worker thread.
+    interrupted run is ``KILLED`` (with its definition's params only, when no Context is
+    left). The MLflow client runs in a worker thread.
 
     Raises:
-        ValueError: the run has not finished, or a failed run left no Context.
+        ValueError: the run has not finished.
         MissingDependency: mlflow is not installed.
     """
     if not handle.done:
@@ -356,7 +372,10 @@ async def log_handle(handle: RunHandle, options: MlflowLogOptions | None = None)
     if ctx is None and isinstance(err, StageFailed):
         ctx = err.context
     if ctx is None:
-        raise ValueError(f"run {handle.run_id} ended without a Context to log")
+        # Cancelled or interrupted before a stage finished: the definition is all there is.
+        from .._core._context import Context
+
+        ctx = Context.new(handle.experiment, run_id=handle.run_id)
     duration = None
     if handle.started_at is not None and handle.finished_at is not None:
         duration = handle.finished_at - handle.started_at
@@ -369,6 +388,58 @@ async def log_handle(handle: RunHandle, options: MlflowLogOptions | None = None)
         error=f"{type(err).__name__}: {err}" if err is not None else None,
     )
     return await anyio.to_thread.run_sync(call)
+
+
+@contextlib.asynccontextmanager
+async def open_mlflow_bridge(
+    runtime: Runtime, options: MlflowLogOptions | None = None
+) -> AsyncIterator[None]:
+    """Log every run of ``runtime`` that ends inside the block with :func:`log_handle`.
+
+    A runtime-wide alternative to the stage: failed and cancelled runs are logged too,
+    with their status and duration. Runs are logged one at a time by a task of the block;
+    leaving the block logs the runs that ended before it, then stops (open it inside
+    ``open_runtime`` so it closes first). A run that cannot be logged is reported in the
+    ``crucible_actors`` log and does not stop the bridge.
+
+    Raises:
+        MissingDependency: mlflow is not installed.
+    """
+    _require_mlflow()
+    send: MemoryObjectSendStream[RunHandle]
+    receive: MemoryObjectReceiveStream[RunHandle]
+    send, receive = anyio.create_memory_object_stream(math.inf)
+    handler_id = f"crucible_actors.mlflow_bridge.{uuid.uuid4().hex}"
+
+    def on_end(name: str, measurements: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+        handle = runtime.get(str(metadata.get("run_id")))
+        if handle is not None:
+            with contextlib.suppress(anyio.ClosedResourceError):
+                send.send_nowait(handle)
+
+    tel.attach(handler_id, (tel.RUN_STOP, tel.RUN_EXCEPTION), on_end)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_log_each, receive, options)
+            try:
+                yield
+            finally:
+                tel.detach(handler_id)
+                send.close()
+    finally:
+        tel.detach(handler_id)
+
+
+async def _log_each(
+    receive: ObjectReceiveStream[RunHandle], options: MlflowLogOptions | None
+) -> None:
+    async with receive:
+        async for handle in receive:
+            await handle.wait()
+            try:
+                await log_handle(handle, options)
+            except Exception:
+                log.exception("could not log run %s to MLflow", handle.run_id)
 
 
 class MlflowLogStage(Stage):
