@@ -11,14 +11,16 @@ instrument                                kind             attributes
 ========================================  ===============  =====================================
 ``crucible.stage.duration`` (s)           histogram        ``stage``, ``outcome``: ``completed``,
                                                            ``failed`` or ``timeout``
-``crucible.stage.attempts``               counter          ``stage`` (one per attempt started)
-``crucible.stage.restarts``               counter          ``stage``
-``crucible.stage.timeouts``               counter          ``stage``
-``crucible.runs.active``                  observable       (runs in flight, read when collected)
-                                          up-down counter
+``crucible.stage.attempts``               counter (*)      ``stage`` (one per attempt started)
+``crucible.stage.restarts``               counter (*)      ``stage``
+``crucible.stage.timeouts``               counter (*)      ``stage``
+``crucible.runs.active``                  up-down (*)      (runs in flight)
 ``crucible.run.duration`` (s)             histogram        ``status``
 ``crucible.store.commit.duration`` (s)    histogram        ``store`` (``sqlite``, ``postgresql``)
 ========================================  ===============  =====================================
+
+(*) observable: counted in plain dicts and read when the SDK collects, so the hot path
+makes one OpenTelemetry call per stage attempt (the duration histogram).
 
 In Prometheus these read ``crucible_stage_duration_seconds``, ``crucible_stage_restarts_total``
 and so on. Attributes stay low-cardinality on purpose: no run ids, no experiment ids.
