@@ -344,3 +344,17 @@ async def test_metrics_expose_runs_durations_restarts_and_queue(served: Served) 
     assert sample(text, "crucible_runs_active") == 0
     assert sample(text, "crucible_run_duration_seconds_count", status="failed") == 1
     assert family_type(text, "crucible_stage_duration_seconds") == "histogram"
+
+
+async def test_metrics_time_the_commits_of_the_apps_store(
+    serve: Callable[..., AbstractAsyncContextManager[Served]],
+) -> None:
+    async with serve(store="sqlite") as s:
+        await s.run("echo")
+        text = (await s.client.get("/metrics")).text
+    commits = sample(text, "crucible_store_commit_duration_seconds_count", store="sqlite")
+    assert commits is not None
+    assert commits >= 2  # the run's row, its attempt and checkpoints
+    total = sample(text, "crucible_store_commit_duration_seconds_sum", store="sqlite")
+    assert total is not None
+    assert 0 < total < 10

@@ -5,8 +5,8 @@ exporter on a private ``prometheus_client`` registry, so two apps in one process
 their figures. On it:
 
 - the runtime's instruments (:mod:`crucible_actors.metrics`: stage durations, attempts,
-  restarts, timeouts, runs in flight, run durations, store commit latency), counting only
-  runs of this app's runtime;
+  restarts, timeouts, runs in flight, run durations), counting only runs of this app's
+  runtime, and the commit latency of the process's stores;
 - the service's own: ``crucible.runs`` by status, ``crucible.admission.queue.depth``,
   ``crucible.runs.submitted`` and ``crucible.max_concurrent_runs`` (observed from
   :meth:`Runtime.statistics` when scraped) and ``crucible.submissions.rejected``.
