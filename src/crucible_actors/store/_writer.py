@@ -43,6 +43,7 @@ import anyio
 import anyio.lowlevel
 
 from .._core._errors import StoreError, StoreUnavailable
+from ..metrics import observe_store_commit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -303,7 +304,7 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         self.batches += 1
         self.writes += len(batch)
         try:
-            with self.transaction() as tx:
+            with observe_store_commit(self.store), self.transaction() as tx:
                 self._apply(tx, batch)
             return
         except Exception as exc:
