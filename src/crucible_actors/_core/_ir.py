@@ -35,7 +35,9 @@ __all__ = [
 
 ExperimentType = Literal["evaluation", "training", "comparison", "ablation"]
 RestartKind = Literal["temporary", "transient"]
-Isolation = Literal["inline", "thread", "process"]
+Isolation = Literal["inline", "thread", "process", "ray"]
+#: Resource names Ray knows itself; any other key of ``StageDef.resources`` is a custom one.
+RAY_RESOURCES = ("num_cpus", "num_gpus", "memory")
 
 
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -138,6 +140,11 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     ``max_restarts`` times within ``max_seconds``, waiting ``backoff`` between tries;
     ``retry_on``/``fail_on`` filter by exception class name (matched against the
     exception's class and its bases). ``isolation`` picks where the stage runs.
+
+    Executors (see :mod:`crucible_actors.executors`): a stage class with ``setup()`` keeps
+    ``pool`` set-up workers (process, Ray actors); ``resources`` (``num_cpus``,
+    ``num_gpus``, ``memory`` in bytes, or custom names, each a number >= 0) is what a
+    ``ray`` attempt asks the cluster for.
     """
 
     name: str | None = None
@@ -152,6 +159,8 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     retry_on: list[str] = []
     fail_on: list[str] = []
     isolation: Isolation = "inline"
+    pool: int = 1
+    resources: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
         if self.options is None:
@@ -166,6 +175,8 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
             raise InvalidExperiment(f"timeout must be > 0 seconds, got {self.timeout!r}")
         if self.max_restarts < 0:
             raise InvalidExperiment(f"max_restarts must be >= 0, got {self.max_restarts!r}")
+        if self.pool != 1 or self.resources:
+            _check_executor_fields(self)
 
     @property
     def label(self) -> str:
@@ -173,6 +184,32 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
         if self.name:
             return self.name
         return stage_ref_name(self.stage)
+
+
+def _check_executor_fields(sd: StageDef) -> None:
+    """Check ``pool`` and ``resources``; the message names the stage and the field."""
+    where = f"stage {sd.label!r}"
+    pool = sd.pool
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise InvalidExperiment(
+            f"{where}: pool must be an int >= 1 (the number of set-up workers), got {pool!r}"
+        )
+    if not isinstance(sd.resources, Mapping):
+        raise InvalidExperiment(
+            f"{where}: resources must be a table of name = number, "
+            f"got {type(sd.resources).__name__}"
+        )
+    for key, value in sd.resources.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidExperiment(f"{where}: resources keys must be non-empty names, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidExperiment(
+                f"{where}: resources.{key} must be a number, got {type(value).__name__} {value!r}"
+            )
+        if not value >= 0 or value == float("inf"):  # also rejects NaN
+            raise InvalidExperiment(
+                f"{where}: resources.{key} must be a finite number >= 0, got {value!r}"
+            )
 
 
 class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
