@@ -6,6 +6,8 @@ cancellation, persistence and OpenTelemetry spans. Start with :func:`run` (block
 :func:`run_async` (inside a trio or asyncio loop) or :func:`open_runtime` (many runs).
 """
 
+from . import executors as executors  # registers the inline, thread and process executors
+from ._core._actor import cleanup_scope as cleanup_scope
 from ._core._context import Context as Context
 from ._core._errors import (
     CrucibleError as CrucibleError,
@@ -56,7 +58,6 @@ from ._core._ir import StageDef as StageDef
 from ._core._ir import StatsConfig as StatsConfig
 from ._core._ir import load_experiment as load_experiment
 from ._core._registry import Registry as Registry
-from ._core._run import cleanup_scope as cleanup_scope
 from ._core._runner import run as run
 from ._core._runner import run_async as run_async
 from ._core._runtime import Runtime as Runtime

@@ -24,6 +24,7 @@ __all__ = [
     "enc_hook",
     "encode_context",
     "sanitize",
+    "to_json_safe",
 ]
 
 
@@ -158,11 +159,19 @@ def _repr_hook(obj: Any) -> Any:
         return repr(obj)
 
 
-def sanitize(value: Any) -> Any:
+def to_json_safe(value: Any) -> Any:
     """Return a JSON-safe copy of ``value``: tuples/sets → lists, enums → values,
     datetimes → ISO 8601 strings, bytes → base64, unknown objects → ``repr``.
+
+    Never fails (unknown objects become their ``repr``). Store records use
+    :func:`~crucible_actors._core._records.as_stored_json`, which also normalises the
+    result through JSON so every store returns the same values.
     """
     return _lists(msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True))
+
+
+#: Former name of :func:`to_json_safe`, kept while ``trace``, ``cli`` and ``serve`` move.
+sanitize = to_json_safe
 
 
 def _lists(value: Any) -> Any:
@@ -182,7 +191,7 @@ def _lists(value: Any) -> Any:
 
 def context_to_json(ctx: Context) -> bytes:
     """Encode ``ctx`` as JSON, never failing: unknown values are written as ``repr``."""
-    return msgspec.json.encode(sanitize(ctx))
+    return msgspec.json.encode(to_json_safe(ctx))
 
 
 class _ContextSansExperiment(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

@@ -42,8 +42,8 @@ import msgspec
 from ._encoding import decode_context
 from ._encoding import sanitize as _sanitize
 from ._errors import CheckpointDecodeError, MessageError, StoreError
+from ._instruments import RunObserver
 from ._ir import stage_ref_name
-from ._run import RunObserver
 from ._stage import coerce_stage
 from ._store import (
     ArtifactRecord,

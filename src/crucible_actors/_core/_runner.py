@@ -8,29 +8,22 @@ carrying the Context from before the failing stage.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._ir import Experiment, experiment_from_mapping, load_experiment
+from ._execute import check_validate_mode
+from ._runtime import coerce_experiment, open_runtime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from ._context import Context
+    from ._ir import Experiment
     from ._registry import Registry
 
 __all__ = ["coerce_experiment", "run", "run_async"]
-
-
-def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
-    """Accept an Experiment, a JSON-like mapping, or a path to an experiment file."""
-    if isinstance(experiment, Experiment):
-        return experiment
-    if isinstance(experiment, str | Path):
-        return load_experiment(experiment)
-    return experiment_from_mapping(dict(experiment))
 
 
 async def run_async(
@@ -54,9 +47,6 @@ async def run_async(
         RunCancelled: the run was cancelled from elsewhere (not by cancelling this call,
             which propagates the cancellation as usual).
     """
-    from ._execute import check_validate_mode
-    from ._runtime import open_runtime
-
     check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
     async with open_runtime(registry=registry, store=store) as rt:

@@ -11,7 +11,8 @@ cleanup (see :func:`cleanup_scope`) ``shutdown_grace`` seconds.
 from __future__ import annotations
 
 from collections import deque
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,21 +23,31 @@ from ._decision import new_chain
 from ._encoding import encode_context
 from ._errors import CrucibleError
 from ._execute import check_validate_mode
+from ._executor import ExecutorRegistry, default_executors
 from ._handle import RunHandle
 from ._ids import new_run_id
+from ._ir import Experiment, experiment_from_mapping, load_experiment
 from ._registry import Registry
-from ._run import RunObserver, RunSupervisor, unwrap_fatal
-from ._runner import coerce_experiment
+from ._run import RunSupervisor, unwrap_fatal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
-    from pathlib import Path
 
     from anyio.abc import TaskGroup
 
-    from ._ir import Experiment
+    from ._executor import Executor
+    from ._instruments import RunObserver
 
-__all__ = ["Runtime", "RuntimeStatistics", "open_runtime"]
+__all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
+
+
+def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
+    """Accept an Experiment, a JSON-like mapping, or a path to an experiment file."""
+    if isinstance(experiment, Experiment):
+        return experiment
+    if isinstance(experiment, str | Path):
+        return load_experiment(experiment)
+    return experiment_from_mapping(dict(experiment))
 
 
 class RuntimeStatistics(msgspec.Struct, frozen=True):
@@ -57,6 +68,7 @@ class Runtime:
         task_group: TaskGroup,
         *,
         registry: Registry,
+        executors: ExecutorRegistry | None = None,
         observer_factory: Any = None,
         max_concurrent_runs: int | None,
         recorder: Any,
@@ -65,6 +77,8 @@ class Runtime:
     ) -> None:
         self._tg = task_group
         self.registry = registry
+        #: The executors stages run on, by isolation name.
+        self.executors = executors if executors is not None else default_executors
         self._observer_factory = observer_factory
         self._limit = max_concurrent_runs
         self._slots = anyio.Semaphore(max_concurrent_runs) if max_concurrent_runs else None
@@ -180,6 +194,7 @@ class Runtime:
         supervisor = RunSupervisor(
             handle,
             registry=self.registry,
+            executors=self.executors,
             validate_mode=mode,
             snapshot=snapshot,
             start_index=start_index,
@@ -249,6 +264,7 @@ async def open_runtime(
     shutdown_grace: float = 10.0,
     keep_finished: int = 10_000,
     on_start: str = "mark_interrupted",
+    executors: Mapping[str, Executor] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -257,7 +273,9 @@ async def open_runtime(
     spans on (a globally installed SDK provider does too). On exit, runs still going are
     cancelled in parallel; their :func:`cleanup_scope` blocks get ``shutdown_grace``
     seconds. ``keep_finished`` bounds how many finished handles :meth:`Runtime.runs`
-    remembers.
+    remembers. ``executors`` registers executors by isolation name over the process-wide
+    ones (:mod:`crucible_actors.executors`); those that are async context managers are
+    entered before the first run and exited after the last.
 
     Raises:
         ValueError: ``max_concurrent_runs`` is not positive or ``on_start`` is unknown.
@@ -271,16 +289,22 @@ async def open_runtime(
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
+    execs = default_executors.merged(executors) if executors else default_executors
     recorder = make_recorder(tracer_provider)
     # Errors from the caller's block are re-raised as they are once every task group
     # below has closed (task groups would wrap them in ExceptionGroups); an interrupt or
     # exit comes out bare too.
     body_error: Exception | None = None
     with unwrap_fatal():
-        async with _open_store_adapter(store) as adapter, anyio.create_task_group() as tg:
+        async with (
+            _enter_executors(executors),
+            _open_store_adapter(store) as adapter,
+            anyio.create_task_group() as tg,
+        ):
             rt = Runtime(
                 tg,
                 registry=reg,
+                executors=execs,
                 observer_factory=adapter.observer if adapter is not None else None,
                 max_concurrent_runs=max_concurrent_runs,
                 recorder=recorder,
@@ -298,6 +322,19 @@ async def open_runtime(
                 await rt._shutdown()
     if body_error is not None:
         raise body_error
+
+
+@asynccontextmanager
+async def _enter_executors(executors: Mapping[str, Executor] | None) -> AsyncIterator[None]:
+    """Enter the given executors that are async context managers, exit them in reverse."""
+    if not executors:
+        yield
+        return
+    async with AsyncExitStack() as stack:
+        for executor in executors.values():
+            if hasattr(executor, "__aenter__"):
+                await stack.enter_async_context(executor)  # type: ignore[arg-type]
+        yield
 
 
 @asynccontextmanager

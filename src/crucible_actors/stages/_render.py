@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 
 if TYPE_CHECKING:
     from .._core._context import Context
@@ -185,7 +185,7 @@ def _str_keys(value: Any) -> Any:
 def _json_safe(value: Any) -> Any:
     """Return a JSON-encodable copy of ``value``; never raises for odd values."""
     try:
-        return sanitize(_str_keys(value))
+        return to_json_safe(_str_keys(value))
     except (TypeError, ValueError, msgspec.EncodeError):
         # A value msgspec cannot even walk (e.g. a Struct holding a dict with tuple keys):
         # keep the report, show the value as text.

@@ -1,12 +1,11 @@
-"""Stage attempts in another thread's loop or in a worker process (``StageDef.isolation``).
+"""``isolation="process"``: each attempt runs in a new worker process (spawn per attempt).
 
-``isolation="thread"`` runs an async stage on a fresh event loop in a worker thread, so a
-stage that blocks without awaiting cannot stall the runtime (and is abandoned on
-timeout). ``isolation="process"`` runs the attempt in ``python -m
-crucible_actors._core._worker``: the request (stage reference, options, Context bytes)
-goes in on stdin as msgpack, the reply comes back on stdout; a cancelled or timed-out
-attempt kills the process. The stage must be importable as ``"module:attr"`` in the
-worker (it inherits the parent's ``sys.path``).
+The attempt runs in ``python -m crucible_actors.executors.process``: the request (stage
+reference, options, Context bytes) goes in on stdin as msgpack, the reply comes back on
+stdout; a cancelled or timed-out attempt kills the process. The stage must be importable
+as ``"module:attr"`` in the worker (it inherits the parent's ``sys.path``). A stage's
+exception is re-created in the parent when it pickles; otherwise the attempt fails with
+:class:`WorkerError`.
 """
 
 from __future__ import annotations
@@ -17,16 +16,17 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 import msgspec
 
-from ._encoding import decode_context, encode_context, sanitize
-from ._errors import CrucibleError
+from .._core._encoding import decode_context, encode_context, to_json_safe
+from .._core._errors import CrucibleError
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from .._core import _messages as msg
+    from .._core._context import Context
+    from .._core._executor import AttemptIO, PreparedStage
 
-__all__ = ["invoke_in_process", "invoke_in_thread"]
+__all__ = ["ProcessExecutor", "WorkerError"]
 
 
 class _Request(msgspec.Struct, frozen=True):
@@ -48,17 +48,21 @@ class WorkerError(CrucibleError):
     """A worker process died or answered something unreadable."""
 
 
-async def invoke_in_thread(stage_obj: Any, label: str, ctx: Context, opts: Any) -> Context:
-    """Run an async stage on its own event loop in a worker thread."""
-    from ._execute import invoke_stage
-    from ._stage import stage_info
+class ProcessExecutor:
+    """Runs each attempt in a fresh worker process (see the module docstring)."""
 
-    info = stage_info(stage_obj)
+    __slots__ = ()
 
-    def run_in_thread() -> Context:
-        return anyio.run(invoke_stage, info, label, ctx, opts, backend="trio")
-
-    return await anyio.to_thread.run_sync(run_in_thread, abandon_on_cancel=True)
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.StageDone | msg.StageFailed:
+        """Run the attempt in a new worker process; return its reply."""
+        try:
+            ctx = io.begin(stage, command)
+            result = await invoke_in_process(stage.ref, stage.label, ctx, stage.options)
+            return io.done(stage, command, result)
+        except Exception as exc:
+            return io.failed(command, exc)
 
 
 async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any) -> Context:
@@ -69,12 +73,12 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
         Exception: the stage's own exception, re-created from the worker when it pickles.
     """
     request = msgspec.msgpack.encode(
-        _Request(stage_ref, label, sanitize(opts), encode_context(ctx))
+        _Request(stage_ref, label, to_json_safe(opts), encode_context(ctx))
     )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     async with await anyio.open_process(
-        [sys.executable, "-m", "crucible_actors._core._worker"], env=env
+        [sys.executable, "-m", "crucible_actors.executors.process"], env=env
     ) as proc:
         assert proc.stdin is not None
         assert proc.stdout is not None
@@ -103,8 +107,8 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
 
 
 def _serve_one() -> int:
-    from ._execute import invoke_stage
-    from ._stage import load_stage_ref, stage_info
+    from .._core._execute import invoke_stage
+    from .._core._stage import load_stage_ref, stage_info
 
     request = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=_Request)
     try:

@@ -1,0 +1,235 @@
+"""The executor port: where one stage attempt runs (``StageDef.isolation``).
+
+The run supervisor never knows *how* a stage body runs. For every attempt it hands the
+stage actor a :class:`~crucible_actors._core._messages.RunStage` (the Context snapshot
+as bytes, the attempt's generation, index and number); the actor looks up the
+:class:`Executor` registered under the stage's ``isolation`` name and awaits
+:meth:`Executor.run`, which answers ``StageDone`` (the new Context as bytes) or
+``StageFailed``. The executors themselves live outside ``_core``, in
+:mod:`crucible_actors.executors` (``inline``, ``thread``, ``process``); ``_core`` only
+defines the port and a registry, and the runtime receives the executors it uses when it
+is opened (:func:`~crucible_actors.open_runtime` ``executors=``), falling back to the
+process-wide :data:`default_executors` that :mod:`crucible_actors.executors` fills in
+on import (importing :mod:`crucible_actors` imports it). So ``_core`` imports no
+executor, and a new one (a warm process pool, ``isolation="ray"``) is added by
+registering it, without touching the supervisor.
+
+The contract of :meth:`Executor.run`:
+
+- **In**: the :class:`PreparedStage` (resolved once per stage, before its first attempt:
+  the stage object, its converted options, its ``"module:attr"`` reference and its
+  :class:`~crucible_actors.StageDef`), the ``RunStage`` command, and the
+  :class:`AttemptIO` of the run (the stage actor), whose ``begin`` decodes the snapshot
+  into the attempt's Context (telemetry context and trace start included) and whose
+  ``done``/``failed`` build the reply (stage marked complete, trace, encoding).
+- **Out**: exactly one ``StageDone`` or ``StageFailed`` for ``command.generation``. A
+  stage's exception is never raised out of ``run``; it becomes ``io.failed(command,
+  exc)``. Only cancellation (and ``KeyboardInterrupt``/``SystemExit``) propagates.
+- **Abandon**: an attempt is abandoned by cancelling the task awaiting ``run`` (its
+  timeout's cancel scope, or the run's cancellation). The executor must then give up the
+  attempt's resources before re-raising (kill the worker process, ``ray.cancel``, leave a
+  blocked thread behind) and may take at most the run's grace for it (wrap any await in
+  :func:`~crucible_actors.cleanup_scope`). A late answer of an abandoned attempt is
+  dropped by the actor by its generation, so an executor never has to filter them.
+- **Concurrency**: one executor object serves every run of the runtime concurrently;
+  ``run`` must be reentrant. State belongs to the executor (a pool of workers keyed by
+  :attr:`PreparedStage.ref` gives *stateful stages*: set up once per worker, reused by
+  later attempts of the same stage), never to the ``PreparedStage``.
+- **Lifecycle**: an executor that holds resources (a pool, a cluster connection) is an
+  async context manager; :func:`~crucible_actors.open_runtime` enters every executor it
+  is given that has ``__aenter__`` before the first run and exits it after the last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._errors import CrucibleError
+from ._ir import stage_ref
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from . import _messages as msg
+    from ._context import Context
+    from ._handle import RunHandle
+    from ._ir import StageDef
+    from ._stage import StageInfo
+
+__all__ = [
+    "AttemptIO",
+    "Executor",
+    "ExecutorRegistry",
+    "PreparedStage",
+    "UnknownIsolation",
+    "default_executors",
+]
+
+
+class PreparedStage:
+    """A stage resolved for its attempts: what an executor runs.
+
+    Attributes:
+        index: The stage's position in the pipeline.
+        label: The stage's label (``StageDef.label``).
+        definition: The stage's :class:`~crucible_actors.StageDef` (``isolation``,
+            ``timeout``, raw ``options``...).
+        info: The resolved stage object (``info.stage``) and whether its ``run`` is async.
+        options: The options converted for the stage (its ``Options`` Struct, or the
+            mapping), as an in-process ``run(ctx, options)`` receives them.
+        executor: The executor the attempts run on.
+    """
+
+    __slots__ = ("_ref", "definition", "executor", "index", "info", "label", "options")
+
+    def __init__(
+        self,
+        index: int,
+        label: str,
+        definition: StageDef,
+        info: StageInfo,
+        options: Any,
+        executor: Executor,
+    ) -> None:
+        self.index = index
+        self.label = label
+        self.definition = definition
+        self.info = info
+        self.options = options
+        self.executor = executor
+        self._ref: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """The stage's ``"module:attr"`` reference, for re-importing it in another process.
+
+        Raises:
+            ValueError: the stage is not importable by reference (a lambda, a local).
+        """
+        if self._ref is None:
+            self._ref = stage_ref(self.info.stage)
+        return self._ref
+
+
+class AttemptIO(Protocol):
+    """The run's side of an attempt, given to :meth:`Executor.run` (the stage actor)."""
+
+    @property
+    def handle(self) -> RunHandle:
+        """The handle of the run the attempt belongs to."""
+        ...
+
+    def begin(self, stage: PreparedStage, command: msg.RunStage) -> Context:
+        """Decode ``command.context`` into the attempt's Context (telemetry, trace start).
+
+        Raises:
+            Exception: the snapshot does not decode (answer it with :meth:`failed`).
+        """
+        ...
+
+    def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
+        """Return the reply for a successful attempt whose stage returned ``result``.
+
+        Raises:
+            Exception: ``result`` cannot be encoded (answer it with :meth:`failed`).
+        """
+        ...
+
+    def failed(self, command: msg.RunStage, error: Exception) -> msg.StageFailed:
+        """Return the reply for an attempt that raised ``error``."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs stage attempts somewhere: in the run's task, a thread, a process, a cluster.
+
+    See the module docstring for the full contract (what comes in, what must come out,
+    how an attempt is abandoned, concurrency and lifecycle).
+    """
+
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.StageDone | msg.StageFailed:
+        """Run the attempt ``command`` of ``stage``; return its reply, never its error.
+
+        The usual shape::
+
+            try:
+                ctx = io.begin(stage, command)
+                result = ...  # run stage.info.stage on ctx with stage.options, somewhere
+                return io.done(stage, command, result)
+            except Exception as exc:
+                return io.failed(command, exc)
+        """
+        ...
+
+
+class UnknownIsolation(CrucibleError):
+    """A stage asks for an isolation no executor is registered under."""
+
+
+class ExecutorRegistry(Mapping[str, "Executor"]):
+    """Executors keyed by isolation name (``"inline"``, ``"thread"``, ``"process"``...)."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, executors: Mapping[str, Executor] | None = None) -> None:
+        self._by_name: dict[str, Executor] = dict(executors or {})
+
+    def register(self, name: str, executor: Executor, *, replace: bool = False) -> None:
+        """Register ``executor`` for ``StageDef(isolation=name)``.
+
+        Raises:
+            TypeError: ``executor`` has no async ``run(stage, command, io)``.
+            ValueError: ``name`` is taken and ``replace`` is False.
+        """
+        if not isinstance(executor, Executor):
+            raise TypeError(
+                f"executor for {name!r} must have an async run(stage, command, io) method; "
+                f"got {type(executor).__name__}"
+            )
+        if name in self._by_name and not replace:
+            raise ValueError(
+                f"an executor is already registered for isolation {name!r}; "
+                "pass replace=True to replace it"
+            )
+        self._by_name[name] = executor
+
+    def merged(self, overrides: Mapping[str, Executor] | None) -> ExecutorRegistry:
+        """Return a copy of this registry with ``overrides`` registered over it."""
+        merged = ExecutorRegistry(self._by_name)
+        for name, executor in (overrides or {}).items():
+            merged.register(name, executor, replace=True)
+        return merged
+
+    def lookup(self, name: str, label: str) -> Executor:
+        """Return the executor for ``isolation=name`` of stage ``label``.
+
+        Raises:
+            UnknownIsolation: nothing is registered under ``name``.
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise UnknownIsolation(
+                f"stage {label!r} asks for isolation {name!r}, but no executor is "
+                f"registered under that name (registered: {known}); register one with "
+                "crucible_actors.executors.register() or pass open_runtime(executors=...)"
+            ) from None
+
+    def __getitem__(self, name: str) -> Executor:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+#: The process-wide executors a runtime falls back to; :mod:`crucible_actors.executors`
+#: registers ``inline``, ``thread`` and ``process`` here when it is imported.
+default_executors = ExecutorRegistry()

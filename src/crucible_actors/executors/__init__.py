@@ -1,0 +1,59 @@
+"""Executors: where a stage attempt runs, one per ``StageDef.isolation`` name.
+
+The port they implement, :class:`Executor`, is defined in the core (its docstring is the
+contract); this package holds the implementations and registers them on import:
+
+- ``"inline"``: :class:`InlineExecutor`, in the run's own task (the default);
+- ``"thread"``: :class:`ThreadExecutor`, an async stage on its own loop in a thread;
+- ``"process"``: :class:`ProcessExecutor`, a new worker process per attempt.
+
+Add one with :func:`register` (process-wide), or per runtime with
+``open_runtime(executors={"name": executor})``; a stage selects it with
+``StageDef(isolation="name")``.
+"""
+
+from __future__ import annotations
+
+from .._core._executor import AttemptIO as AttemptIO
+from .._core._executor import Executor as Executor
+from .._core._executor import ExecutorRegistry as ExecutorRegistry
+from .._core._executor import PreparedStage as PreparedStage
+from .._core._executor import UnknownIsolation as UnknownIsolation
+from .._core._executor import default_executors
+from .inline import InlineExecutor as InlineExecutor
+from .process import ProcessExecutor as ProcessExecutor
+from .process import WorkerError as WorkerError
+from .thread import ThreadExecutor as ThreadExecutor
+
+__all__ = [
+    "AttemptIO",
+    "Executor",
+    "ExecutorRegistry",
+    "InlineExecutor",
+    "PreparedStage",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "UnknownIsolation",
+    "WorkerError",
+    "default_executors",
+    "register",
+]
+
+
+def register(name: str, executor: Executor, *, replace: bool = False) -> None:
+    """Register ``executor`` process-wide for stages with ``isolation=name``.
+
+    Raises:
+        TypeError: ``executor`` has no async ``run(stage, command, io)`` method.
+        ValueError: ``name`` is taken and ``replace`` is False.
+    """
+    default_executors.register(name, executor, replace=replace)
+
+
+for _name, _executor in (
+    ("inline", InlineExecutor()),
+    ("thread", ThreadExecutor()),
+    ("process", ProcessExecutor()),
+):
+    if _name not in default_executors:
+        default_executors.register(_name, _executor)

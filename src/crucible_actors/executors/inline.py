@@ -1,0 +1,38 @@
+"""``isolation="inline"``: the attempt runs in the run's own task, on the runtime's loop.
+
+An async ``run`` is awaited directly (no task, no thread: the run hot path); a plain
+``def run`` goes to a worker thread, abandoned rather than waited for on cancellation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._core._execute import checked_result, invoke_stage
+
+if TYPE_CHECKING:
+    from .._core import _messages as msg
+    from .._core._executor import AttemptIO, PreparedStage
+
+__all__ = ["InlineExecutor"]
+
+
+class InlineExecutor:
+    """Runs attempts on the caller's loop (see the module docstring)."""
+
+    __slots__ = ()
+
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.StageDone | msg.StageFailed:
+        """Run the attempt in the calling task; return its reply."""
+        try:
+            ctx = io.begin(stage, command)
+            info = stage.info
+            if info.is_async:
+                result = checked_result(stage.label, await info.stage.run(ctx, stage.options))  # type: ignore[misc]
+            else:
+                result = await invoke_stage(info, stage.label, ctx, stage.options)
+            return io.done(stage, command, result)
+        except Exception as exc:
+            return io.failed(command, exc)

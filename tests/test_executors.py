@@ -1,0 +1,128 @@
+"""The executor port: executors registered by isolation name run the attempts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+import crucible_actors as ca
+from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
+from crucible_actors.executors import (
+    ExecutorRegistry,
+    InlineExecutor,
+    PreparedStage,
+    UnknownIsolation,
+    default_executors,
+)
+
+if TYPE_CHECKING:
+    from crucible_actors._core import _messages as msg
+    from crucible_actors.executors import AttemptIO
+
+
+@ca.stage("inc")
+async def inc(ctx: Context, opts: Any) -> Context:
+    return ctx.put_metric("n", ctx.get_metric("n", 0) + 1)
+
+
+class Recording:
+    """An executor that delegates to inline and records what it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int, str]] = []
+        self.entered = self.exited = False
+
+    async def __aenter__(self) -> Recording:
+        self.entered = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.exited = True
+
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.StageDone | msg.StageFailed:
+        self.seen.append((stage.label, command.index, command.attempt, stage.ref))
+        return await InlineExecutor().run(stage, command, io)
+
+
+def _registry() -> Registry:
+    reg = Registry()
+    reg.register(inc)
+    return reg
+
+
+async def test_the_executor_of_an_isolation_runs_every_attempt_and_is_entered() -> None:
+    rec = Recording()
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc"), StageDef(name="inc")))
+    async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:
+        assert rec.entered
+        handle = await rt.submit(exp)
+        ctx = await handle.result()
+    assert rec.exited
+    assert ctx.get_metric("n") == 2
+    assert rec.seen == [
+        ("inc", 0, 1, f"{__name__}:inc"),
+        ("inc", 1, 1, f"{__name__}:inc"),
+    ]
+    # The override is per runtime: the process-wide executor is still the inline one.
+    assert isinstance(default_executors["inline"], InlineExecutor)
+
+
+async def test_a_timed_stage_reaches_its_executor_through_the_actor_task() -> None:
+    rec = Recording()
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
+    async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:
+        ctx = await (await rt.submit(exp)).result()
+    assert ctx.get_metric("n") == 1
+    assert [s[:3] for s in rec.seen] == [("inc", 0, 1)]
+
+
+async def test_a_stage_whose_isolation_has_no_executor_fails_the_run_saying_so() -> None:
+    empty = ExecutorRegistry()
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
+    async with ca.open_runtime(registry=_registry()) as rt:
+        rt.executors = empty
+        handle = await rt.submit(exp)
+        with pytest.raises(StageFailed) as info:
+            await handle.result()
+    assert isinstance(info.value.reason, UnknownIsolation)
+    assert "no executor is registered" in str(info.value.reason)
+
+
+def test_registering_checks_the_executor_and_refuses_to_replace_silently() -> None:
+    reg = ExecutorRegistry()
+    with pytest.raises(TypeError, match="async run"):
+        reg.register("x", object())  # type: ignore[arg-type]
+    reg.register("x", InlineExecutor())
+    with pytest.raises(ValueError, match="replace=True"):
+        reg.register("x", InlineExecutor())
+    reg.register("x", InlineExecutor(), replace=True)
+    assert list(reg) == ["x"]
+
+
+async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:
+    started = anyio.Event()
+    cancelled = []
+
+    class Hanging:
+        async def run(
+            self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+        ) -> msg.StageDone | msg.StageFailed:
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                cancelled.append(command.generation)
+                raise
+            raise AssertionError("unreachable")
+
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
+    async with ca.open_runtime(registry=_registry(), executors={"inline": Hanging()}) as rt:
+        handle = await rt.submit(exp)
+        await started.wait()
+        await handle.cancel()
+    assert handle.status is ca.RunStatus.CANCELLED
+    assert cancelled == [1]
