@@ -1,0 +1,68 @@
+"""Executor test set-up: stage modules importable by worker processes, one Ray per session.
+
+Worker processes (the warm pool's, Ray's) import stages by their module: the repository
+root goes on ``sys.path`` (the pool hands its ``sys.path`` to the workers it starts) and on
+the ``PYTHONPATH`` of the session's local Ray, so ``tests.executors.*`` modules import
+there. The Ray tests share one local Ray (2 CPUs), started on first use; a test that needs
+Ray stopped (the on-demand start) or a cluster of its own (node loss) shuts it down, and
+the next test that asks for ``ray_local`` starts it again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def importable_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let worker processes import ``tests.executors.*``."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def start_local_ray(ray: Any) -> None:
+    """Start the tests' local Ray (2 CPUs, no dashboard), workers seeing the repository."""
+    path = os.pathsep.join([str(ROOT), *(p for p in sys.path if p)])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+
+
+@pytest.fixture(scope="session")
+def _ray_session() -> Iterator[Any]:
+    import ray
+
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_session: Any) -> Any:
+    """Return the ``ray`` module connected to the session's local Ray (started if needed)."""
+    ray = _ray_session
+    if not ray.is_initialized():
+        start_local_ray(ray)
+    return ray
+
+
+def pid_gone(pid: int) -> bool:
+    """Return whether process ``pid`` has ended (gone, or a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
