@@ -10,15 +10,17 @@ the next test that asks for ``ray_local`` starts it again.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,3 +68,17 @@ def pid_gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 20.0) -> None:
+    """Poll ``condition`` until it holds: for outside events (a worker process started or
+    ended, a file another process wrote) that offer nothing to wait on.
+
+    Raises:
+        TimeoutError: it did not hold within ``within`` seconds.
+    """
+    with anyio.fail_after(within):
+        for _ in itertools.count():
+            if condition():
+                return
+            await anyio.sleep(0.02)

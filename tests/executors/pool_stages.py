@@ -88,7 +88,7 @@ class FlakySetup(ca.Stage):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "description": "d", "required": [], "optional": [], "types": {}}
 
-    async def setup(self) -> None:
+    def setup(self) -> None:
         marker = Path(os.environ["CRUCIBLE_TEST_DIR"], "setup_failed_once")
         if not marker.exists():
             marker.write_text(str(os.getpid()))

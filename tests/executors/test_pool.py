@@ -18,7 +18,7 @@ from crucible_actors.errors import WorkerCrashed
 from crucible_actors.executors import PoolExecutor
 
 from . import pool_stages
-from .conftest import pid_gone
+from .conftest import pid_gone, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,13 +43,6 @@ def _pool(rt: ca.Runtime) -> PoolExecutor:
     executor = rt.executors["process"]
     assert isinstance(executor, PoolExecutor)
     return executor
-
-
-async def _wait_gone(pid: int) -> None:
-    # A killed process's end is an outside event with nothing to wait on but the kernel.
-    with anyio.fail_after(10):
-        while not pid_gone(pid):
-            await anyio.sleep(0.02)
 
 
 async def test_workers_are_reused_across_attempts_and_runs() -> None:
@@ -131,7 +124,7 @@ async def test_a_timed_out_attempt_kills_its_worker_and_the_retry_gets_a_fresh_o
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
-    first, second = handle.attempts
+    first, _ = handle.attempts
     assert first.status == "timeout"
     assert first.finished is not None
     assert first.finished - first.started <= timeout + 1.0
@@ -166,9 +159,7 @@ async def test_cancelling_a_run_kills_the_worker_within_the_grace_period(tmp_pat
     pid_file = tmp_path / "attempt1.pid"
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
         handle = await rt.submit(exp)
-        with anyio.fail_after(20):
-            while not pid_file.exists():  # the stage has started in its worker
-                await anyio.sleep(0.02)
+        await wait_until(pid_file.exists)  # the stage has started in its worker
         with anyio.fail_after(2.0):
             await handle.cancel(grace=1.0)
         assert handle.status is ca.RunStatus.CANCELLED
@@ -182,7 +173,7 @@ async def test_a_dead_idle_worker_is_never_handed_out() -> None:
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
         first = (await (await rt.submit(exp)).result()).get_metric("pid")
         os.kill(first, signal.SIGKILL)
-        await _wait_gone(first)
+        await wait_until(lambda: pid_gone(first))
         handle = await rt.submit(exp)
         ctx = await handle.result()
     assert [a.status for a in handle.attempts] == ["completed"]
@@ -197,9 +188,7 @@ async def test_a_killed_worker_reports_the_signal(tmp_path: Path) -> None:
     pid_file = tmp_path / "attempt1.pid"
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
         handle = await rt.submit(exp)
-        with anyio.fail_after(20):
-            while not pid_file.exists():
-                await anyio.sleep(0.02)
+        await wait_until(pid_file.exists)
         os.kill(int(pid_file.read_text()), signal.SIGKILL)  # what the OOM killer does
         with pytest.raises(StageFailed) as info:
             await handle.result()
