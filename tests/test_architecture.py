@@ -133,3 +133,26 @@ def test_the_walk_sees_lazy_and_module_level_imports() -> None:
     edges = dict(_graph())["crucible_actors._adapters"]
     assert ("crucible_actors.store", False) in edges
     assert ("crucible_actors._core._persist", True) in edges
+
+
+def test_only_the_clock_helper_in_the_core_names_a_backend() -> None:
+    # The core is backend-neutral (anyio); the one helper that caches the running
+    # backend's clock function is the only place allowed to import asyncio or trio.
+    core = PACKAGE / "_core"
+    allowed = {"_clock.py"}
+    bad = []
+    for path in sorted(core.glob("*.py")):
+        if path.name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            bad += [
+                f"{path.name}:{node.lineno} imports {n}"
+                for n in names
+                if n.split(".")[0] in ("asyncio", "trio", "sniffio")
+            ]
+    assert bad == [], "backend imports in _core outside _clock.py:\n" + "\n".join(bad)

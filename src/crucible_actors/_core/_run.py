@@ -212,12 +212,16 @@ class RunSupervisor:
                 await anyio.lowlevel.checkpoint()
             stage_def = pipeline[index]
             self._current_stage = stage_def.label
-            await ins.checkpoint(index, self.snapshot)
+            write = ins.checkpoint(index, self.snapshot)
+            if write is not None:
+                await write
             if stage_def.enabled:
                 await self._attempts(index, stage_def, actor, exchange)
             else:
                 self._skip(index, stage_def.label)
-        await ins.checkpoint(len(pipeline), self.snapshot)
+        write = ins.checkpoint(len(pipeline), self.snapshot)
+        if write is not None:
+            await write
         return self.snapshot
 
     async def _drive_actor_task(self, actor: StageActor) -> bytes:
@@ -327,7 +331,9 @@ class RunSupervisor:
                 now = now_fn()
                 if isinstance(reply, msg.StageDone):
                     self.snapshot = reply.context
-                    await ins.attempt_completed(record, now)
+                    write = ins.attempt_completed(record, now)
+                    if write is not None:
+                        await write
                     return
                 error: BaseException
                 if reply is None:
