@@ -90,3 +90,33 @@ async def test_a_node_killed_mid_attempt_is_a_crash_retried_on_the_other_node(
     assert "WorkerCrashed" in (handle.attempts[0].error or "")
     assert ctx.get_metric("node") != doomed
     assert ctx.get_metric("node") in {n.node_id for n in cluster.worker_nodes}
+
+
+def test_cli_run_sends_ray_stages_to_the_cluster_given_by_ray_address(
+    cluster: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from crucible_actors.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "cluster_stages.py").write_text(
+        "import crucible_actors as ca\n"
+        "@ca.stage('node')\n"
+        "def node(ctx, opts):\n"
+        "    import ray\n"
+        "    return ctx.put_metric('node', ray.get_runtime_context().get_node_id())\n"
+    )
+    exp = tmp_path / "exp.toml"
+    exp.write_text(
+        'id = "remote"\n[[pipeline]]\nstage = "cluster_stages:node"\nisolation = "ray"\n'
+    )
+    code = main(["run", str(exp), "--no-persist", "--json", "--ray-address", cluster.address])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    node = json.loads(out)["metrics"]["node"]
+    assert node in {n.node_id for n in cluster.worker_nodes}
