@@ -87,8 +87,8 @@ class Worker:
             return not readable
         return True
 
-    async def call(self, label: str, request: bytes) -> tuple[bool, bytes]:
-        """Send one request frame and return ``(retire, reply body)``.
+    async def call(self, label: str, request: bytes) -> tuple[bool, bool, bytes]:
+        """Send one request frame and return ``(retire, experiment kept, reply body)``.
 
         Raises:
             WorkerCrashed: the worker died (or closed its pipes) before answering.
@@ -97,8 +97,8 @@ class Worker:
         assert stdin is not None
         try:
             await stdin.send(frame(request))
-            header = await self._reader.receive_exactly(5)
-            size = int.from_bytes(header[:4], "big") - 1
+            header = await self._reader.receive_exactly(6)
+            size = int.from_bytes(header[:4], "big") - 2
             body = await self._reader.receive_exactly(size)
         except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, OSError):
             code = await self._wait_dead()
@@ -110,7 +110,7 @@ class Worker:
             ) from None
         flag = header[4:5]
         assert flag in (KEEP, RETIRE)
-        return flag == RETIRE, body
+        return flag == RETIRE, header[5] == 1, body
 
     async def _wait_dead(self) -> int | None:
         with anyio.move_on_after(_KILL_WAIT, shield=True):

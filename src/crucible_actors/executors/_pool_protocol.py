@@ -2,7 +2,9 @@
 
 Each frame is a 4-byte big-endian length and a msgpack body. The parent sends a
 :class:`Attempt` or :class:`Shutdown`; a worker answers an attempt with one byte,
-:data:`KEEP` or :data:`RETIRE`, and the encoded ``StageDone``/``StageFailed``.
+:data:`KEEP` or :data:`RETIRE`, a second saying whether the stage kept the attempt's
+Experiment object (``b"\x01"``: the driver may decode the result around its own), and the
+encoded ``StageDone``/``StageFailed``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ HEADER = struct.Struct(">I")
 
 
 class Attempt(msgspec.Struct, tag="attempt", frozen=True):
-    """Run ``command`` (a ``RunStage``) of stage ``stage`` with ``options``."""
+    """Run ``command`` (a ``RunStage``) of stage ``stage`` with ``options``.
+
+    ``telemetry``, when set, replaces the snapshot's ``telemetry_context`` (the driver
+    sends the run's snapshot as it is, plus the attempt's telemetry, instead of encoding
+    the attempt's Context again).
+    """
 
     stage: str
     label: str
     options: Any
     command: msg.RunStage
     setup: bool = False
+    telemetry: dict[str, Any] | None = None
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):

@@ -32,22 +32,22 @@ __all__ = ["main"]
 
 async def _serve(in_fd: int, out_fd: int) -> None:
     import trio
-    import trio.lowlevel
 
-    from .._core._encoding import decode_context, encode_context
     from .._core._execute import checked_result
     from .._core._stage import load_stage_ref, stage_info
     from ._lifecycle import run_setup, run_teardown
+    from ._wire import WorkerContexts
 
-    reader = trio.lowlevel.FdStream(in_fd)
-    writer = trio.lowlevel.FdStream(out_fd)
+    # Blocking reads and writes on the loop's own thread: the worker does one thing at a
+    # time, and a blocking read is cheaper than a trip through the loop's poller.
     buffer = bytearray()
-    loaded: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+    loaded: dict[str, tuple[Any, Any]] = {}
     set_up: list[Any] = []
+    contexts = WorkerContexts()
 
-    async def read_exactly(n: int) -> bytes | None:
+    def read_exactly(n: int) -> bytes | None:
         while len(buffer) < n:
-            chunk = await reader.receive_some(max(65536, n - len(buffer)))
+            chunk = os.read(in_fd, max(65536, n - len(buffer)))
             if not chunk:
                 return None
             buffer.extend(chunk)
@@ -55,44 +55,48 @@ async def _serve(in_fd: int, out_fd: int) -> None:
         del buffer[:n]
         return data
 
+    def write_all(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view) :]
+
     try:
         while True:
-            header = await read_exactly(HEADER.size)
+            header = read_exactly(HEADER.size)
             if header is None:
                 break
-            body = await read_exactly(HEADER.unpack(header)[0])
+            body = read_exactly(HEADER.unpack(header)[0])
             if body is None:
                 break
             request = request_decoder.decode(body)
             if isinstance(request, Shutdown):
                 break
             command = request.command
-            flag = KEEP
+            flag, kept = KEEP, b"\x00"
             reply: msg.Message
             try:
                 entry = loaded.get(request.stage)
                 if entry is None:
                     stage_obj = load_stage_ref(request.stage)
-                    entry = loaded[request.stage] = (stage_obj, stage_info(stage_obj), {})
+                    entry = loaded[request.stage] = (stage_obj, stage_info(stage_obj))
                     if request.setup:
                         try:
                             await run_setup(stage_obj)
                         except BaseException:
                             flag = RETIRE
+                            del loaded[request.stage]
                             raise
                         set_up.append(stage_obj)
-                stage_obj, info, options = entry
-                opts = options.get(request.label)
-                if opts is None:
-                    opts = options[request.label] = info.convert_options(
-                        request.label, request.options or {}
-                    )
-                ctx = decode_context(command.context)
+                stage_obj, info = entry
+                opts = info.convert_options(request.label, request.options or {})
+                ctx = contexts.decode(command.context, request.telemetry)
                 result: Any = stage_obj.run(ctx, opts)
                 if inspect.isawaitable(result):
                     result = await result
                 result = checked_result(request.label, result)
-                reply = msg.StageDone(command.generation, command.index, encode_context(result))
+                data, same = contexts.encode(ctx, result)
+                kept = b"\x01" if same else b"\x00"
+                reply = msg.StageDone(command.generation, command.index, data)
             except Exception as exc:
                 try:
                     blob: bytes | None = pickle.dumps(exc)
@@ -105,7 +109,7 @@ async def _serve(in_fd: int, out_fd: int) -> None:
                     str(exc),
                     error_pickle=blob,
                 )
-            await writer.send_all(frame(flag + msg.encode(reply)))
+            write_all(frame(flag + kept + msg.encode(reply)))
             if flag == RETIRE:
                 return
     finally:

@@ -26,14 +26,16 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._core import _messages as msg
-from .._core._encoding import decode_context, encode_context, to_json_safe
+from .._core._encoding import encode_context, to_json_safe
 from .._core._errors import ExecutorError
 from ._pool import WorkerPool
 from ._pool_protocol import Attempt
+from ._wire import decode_result
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .._core._context import Context
     from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
 
 __all__ = ["PoolExecutor", "PoolStatistics"]
@@ -123,21 +125,11 @@ class PoolExecutor:
         """Run the attempt on a pool worker; return its reply."""
         try:
             ctx = io.begin(stage, command)
-            request = _encode(
-                Attempt(
-                    stage.ref,
-                    stage.label,
-                    to_json_safe(stage.options),
-                    msg.RunStage(
-                        command.generation, command.index, encode_context(ctx), command.attempt
-                    ),
-                    setup=stage.info.has_setup,
-                )
-            )
+            request = _encode(attempt_request(stage, command, ctx))
             pool = self._pool_for(stage)
             worker = await pool.acquire()
             try:
-                retire, body = await worker.call(stage.label, request)
+                retire, kept, body = await worker.call(stage.label, request)
             except BaseException:
                 # Crashed, or the attempt was abandoned (timeout, cancel): the worker may
                 # still be running the stage, so it goes.
@@ -149,11 +141,29 @@ class PoolExecutor:
                 pool.release(worker)
             reply = msg.decode(body)
             if isinstance(reply, msg.StageDone):
-                return io.done(stage, command, decode_context(reply.context))
+                return io.done(stage, command, decode_result(reply.context, kept, ctx))
             assert isinstance(reply, msg.StageFailed)
             return io.failed(command, _error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
+
+
+def attempt_request(stage: PreparedStage, command: msg.RunStage, ctx: Context) -> Attempt:
+    """Return what a worker needs for the attempt: the snapshot as it is, when it can be."""
+    if ctx.trace is None:
+        # The attempt's Context is the snapshot plus its telemetry: send the run's bytes.
+        run, telemetry = command, ctx.telemetry_context
+    else:  # the trace gained its stage_start event: encode the Context itself
+        run = msg.RunStage(command.generation, command.index, encode_context(ctx), command.attempt)
+        telemetry = None
+    return Attempt(
+        stage.ref,
+        stage.label,
+        to_json_safe(stage.options),
+        run,
+        setup=stage.info.has_setup,
+        telemetry=telemetry,
+    )
 
 
 def _error_of(label: str, reply: msg.StageFailed) -> Exception:
