@@ -143,7 +143,7 @@ class PoolExecutor:
             if isinstance(reply, msg.StageDone):
                 return io.done(stage, command, decode_result(reply.context, kept, ctx))
             assert isinstance(reply, msg.StageFailed)
-            return io.failed(command, _error_of(stage.label, reply))
+            return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
 
@@ -166,7 +166,7 @@ def attempt_request(stage: PreparedStage, command: msg.RunStage, ctx: Context) -
     )
 
 
-def _error_of(label: str, reply: msg.StageFailed) -> Exception:
+def error_of(label: str, reply: msg.StageFailed) -> Exception:
     """Re-create the stage's exception from the worker's reply (when it unpickles)."""
     if reply.error_pickle is not None:
         try:

@@ -41,9 +41,11 @@ import anyio.to_thread
 import msgspec
 
 from .._core import _messages as msg
-from .._core._encoding import decode_context, encode_context, to_json_safe
 from .._core._errors import ExecutorError, InvalidExperiment, MissingDependency, WorkerCrashed
 from .._core._ir import RAY_RESOURCES
+from ._pool_protocol import Attempt
+from ._wire import WorkerContexts, decode_result
+from .pool import attempt_request, error_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
     from .._core._stage import Stage
 
 __all__ = ["RayExecutor", "ray_address", "ray_request"]
+
+_encode = msgspec.msgpack.Encoder().encode
 
 _ACTOR_RESTARTS = 3
 _CANCEL_WAIT = 5.0
@@ -117,31 +121,36 @@ def ray_request(stage_def: StageDef) -> dict[str, Any]:
 # -- what runs on the Ray workers --------------------------------------------------------
 
 
-def _run_attempt(stage_obj: Stage, label: str, options: Any, command: bytes) -> bytes:
-    """Run one attempt on a Ray worker; return the encoded StageDone/StageFailed."""
+_contexts: WorkerContexts | None = None
+_attempt_decoder = msgspec.msgpack.Decoder(Attempt)
+
+
+def _run_attempt(stage_obj: Stage, request: bytes) -> bytes:
+    """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed."""
+    global _contexts
+    from .._core._execute import checked_result
     from .._core._stage import stage_info
 
-    run = msgspec.msgpack.decode(command, type=msg.RunStage)
+    if _contexts is None:
+        _contexts = WorkerContexts()
+    attempt = _attempt_decoder.decode(request)
+    run = attempt.command
     try:
         info = stage_info(stage_obj)
-        opts = info.convert_options(label, options or {})
-        result = _call(stage_obj, label, decode_context(run.context), opts)
-        return msg.encode(msg.StageDone(run.generation, run.index, encode_context(result)))
+        opts = info.convert_options(attempt.label, attempt.options or {})
+        ctx = _contexts.decode(run.context, attempt.telemetry)
+        result: Any = stage_obj.run(ctx, opts)
+        if inspect.isawaitable(result):
+
+            async def finish() -> Any:
+                return await result
+
+            result = anyio.run(finish, backend="trio")
+        data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
+        reply = msg.encode(msg.StageDone(run.generation, run.index, data))
+        return (b"\x01" if kept else b"\x00") + reply
     except Exception as exc:
-        return msg.encode(_failure(run, exc))
-
-
-def _call(stage_obj: Stage, label: str, ctx: Any, opts: Any) -> Any:
-    from .._core._execute import checked_result
-
-    result: Any = stage_obj.run(ctx, opts)
-    if inspect.isawaitable(result):
-
-        async def finish() -> Any:
-            return await result
-
-        result = anyio.run(finish, backend="trio")
-    return checked_result(label, result)
+        return b"\x00" + msg.encode(_failure(run, exc))
 
 
 def _failure(run: msg.RunStage, exc: Exception) -> msg.StageFailed:
@@ -164,18 +173,18 @@ class _StageActorImpl:
     def pid(self) -> int:
         return os.getpid()
 
-    def attempt(self, label: str, options: Any, command: bytes) -> tuple[bool, bytes]:
-        """Set up on first use, then run the attempt; ``(retire, reply)``."""
+    def attempt(self, request: bytes) -> tuple[bool, bytes]:
+        """Set up on first use, then run the attempt; ``(retire, kept + reply)``."""
         if not self.ready:
             from ._lifecycle import run_setup
 
             try:
                 anyio.run(run_setup, self.stage, backend="trio")
             except Exception as exc:
-                run = msgspec.msgpack.decode(command, type=msg.RunStage)
-                return True, msg.encode(_failure(run, exc))
+                run = _attempt_decoder.decode(request).command
+                return True, b"\x00" + msg.encode(_failure(run, exc))
             self.ready = True
-        return False, _run_attempt(self.stage, label, options, command)
+        return False, _run_attempt(self.stage, request)
 
     def teardown(self) -> None:
         if self.ready:
@@ -445,22 +454,16 @@ class RayExecutor:
             request = ray_request(stage.definition)
             if request:
                 self._check_fits(ray, stage, request)
-            payload = msg.encode(
-                msg.RunStage(
-                    command.generation, command.index, encode_context(ctx), command.attempt
-                )
-            )
-            options = to_json_safe(stage.options)
+            payload = _encode(attempt_request(stage, command, ctx))
             if stage.info.has_setup:
-                reply = await self._on_actor(ray, stage, request, options, payload)
+                body = await self._on_actor(ray, stage, request, payload)
             else:
-                reply = await self._as_task(ray, stage, request, options, payload)
+                body = await self._as_task(ray, stage, request, payload)
+            reply = msg.decode(body[1:])
             if isinstance(reply, msg.StageDone):
-                return io.done(stage, command, decode_context(reply.context))
+                return io.done(stage, command, decode_result(reply.context, body[0] == 1, ctx))
             assert isinstance(reply, msg.StageFailed)
-            from .pool import _error_of
-
-            return io.failed(command, _error_of(stage.label, reply))
+            return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
 
@@ -469,11 +472,10 @@ class RayExecutor:
         ray: Any,
         stage: PreparedStage,
         request: dict[str, Any],
-        options: Any,
         payload: bytes,
-    ) -> msg.Message:
+    ) -> bytes:
         fn = self._task_fn.options(**request) if request else self._task_fn
-        ref = fn.remote(self._ship(ray, stage.info.stage), stage.label, options, payload)
+        ref = fn.remote(self._ship(ray, stage.info.stage), payload)
         try:
             body = await _result(ref)
         except BaseException as exc:
@@ -486,16 +488,16 @@ class RayExecutor:
                 with contextlib.suppress(Exception):
                     await _result(ref)
             raise
-        return msg.decode(body)
+        assert isinstance(body, bytes)
+        return body
 
     async def _on_actor(
         self,
         ray: Any,
         stage: PreparedStage,
         request: dict[str, Any],
-        options: Any,
         payload: bytes,
-    ) -> msg.Message:
+    ) -> bytes:
         stage_obj = stage.info.stage
         key = id(stage_obj)
         entry = self._actor_pools.get(key)
@@ -511,7 +513,7 @@ class RayExecutor:
             pool.factory = lambda: actor_cls.remote(stage_obj)
         actor = await pool.acquire()
         try:
-            retire, body = await _result(actor.attempt.remote(stage.label, options, payload))
+            retire, body = await _result(actor.attempt.remote(payload))
         except BaseException as exc:
             # Abandoned, or its process died mid-attempt: the next attempt gets a fresh
             # actor (Ray's own restarts cover an actor that dies between attempts).
@@ -523,7 +525,8 @@ class RayExecutor:
             pool.discard(ray, actor)
         else:
             pool.release(actor)
-        return msg.decode(body)
+        assert isinstance(body, bytes)
+        return body
 
 
 def _crash(ray: Any, label: str, exc: BaseException, worker: str) -> Exception:
