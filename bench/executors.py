@@ -191,6 +191,7 @@ def bench_ray(backend: str, rounds: int) -> None:
         runtime_env={"env_vars": {"PYTHONPATH": path}},
     )
     try:
+        asyncio.run(bare_ray_chains(ray, 200, 3))  # warm Ray's worker pool up first
         tasks, actors, many = [], [], []
         for _ in range(rounds):
             tasks.append((per_attempt(backend, pipeline("ray"), 10), bare_ray_task(ray, 200)))

@@ -122,6 +122,26 @@ def ray_request(stage_def: StageDef) -> dict[str, Any]:
 
 
 _contexts: WorkerContexts | None = None
+_loop: Any = None
+
+
+def _on_worker_loop(awaitable: Any) -> Any:
+    """Finish ``awaitable`` on this Ray worker's own event loop (made once, kept).
+
+    One asyncio loop per worker process (anyio code runs on it): starting a loop per
+    attempt would cost more than a no-op attempt, and an actor's async ``setup()`` may
+    leave loop-bound state (a client session) that its attempts go on using.
+    """
+    global _loop
+    import asyncio
+
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+
+    async def finish() -> Any:
+        return await awaitable
+
+    return _loop.run_until_complete(finish())
 _attempt_decoder = msgspec.msgpack.Decoder(Attempt)
 
 
@@ -141,16 +161,21 @@ def _run_attempt(stage_obj: Stage, request: bytes) -> bytes:
         ctx = _contexts.decode(run.context, attempt.telemetry)
         result: Any = stage_obj.run(ctx, opts)
         if inspect.isawaitable(result):
-
-            async def finish() -> Any:
-                return await result
-
-            result = anyio.run(finish, backend="trio")
+            result = _on_worker_loop(result)
         data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
         reply = msg.encode(msg.StageDone(run.generation, run.index, data))
         return (b"\x01" if kept else b"\x00") + reply
     except Exception as exc:
         return b"\x00" + msg.encode(_failure(run, exc))
+
+
+def _task_for(stage_obj: Stage) -> Callable[[bytes], bytes]:
+    """Return the function one stage's Ray tasks run (the stage object in its closure)."""
+
+    def crucible_attempt(request: bytes) -> bytes:
+        return _run_attempt(stage_obj, request)
+
+    return crucible_attempt
 
 
 def _failure(run: msg.RunStage, exc: Exception) -> msg.StageFailed:
@@ -179,7 +204,7 @@ class _StageActorImpl:
             from ._lifecycle import run_setup
 
             try:
-                anyio.run(run_setup, self.stage, backend="trio")
+                _on_worker_loop(run_setup(self.stage))
             except Exception as exc:
                 run = _attempt_decoder.decode(request).command
                 return True, b"\x00" + msg.encode(_failure(run, exc))
@@ -190,7 +215,7 @@ class _StageActorImpl:
         if self.ready:
             from ._lifecycle import run_teardown
 
-            anyio.run(run_teardown, self.stage, backend="trio")
+            _on_worker_loop(run_teardown(self.stage))
             self.ready = False
 
 
@@ -283,7 +308,6 @@ class RayExecutor:
         "_serializable",
         "_shipped",
         "_started",
-        "_task_fn",
     )
 
     def __init__(
@@ -299,7 +323,6 @@ class RayExecutor:
         self._ray: Any = None
         self._started = False
         self._connect_lock: anyio.Lock | None = None
-        self._task_fn: Any = None
         self._shipped: dict[int, tuple[Any, Any]] = {}
         self._serializable: dict[int, Any] = {}
         self._actor_pools: dict[int, tuple[Any, _ActorPool]] = {}
@@ -401,7 +424,6 @@ class RayExecutor:
                     options["runtime_env"] = env
                 await anyio.to_thread.run_sync(lambda: ray.init(address=address, **options))
                 self._started = True
-            self._task_fn = ray.remote(max_retries=0)(_run_attempt)
             self._ray = ray
             return ray
 
@@ -418,14 +440,24 @@ class RayExecutor:
 
     # -- attempts -------------------------------------------------------------------
 
-    def _ship(self, ray: Any, stage_obj: Stage) -> Any:
+    def _task_of(self, ray: Any, stage: PreparedStage) -> Any:
+        """Return the stage's Ray remote function (made once per stage object).
+
+        The stage object is in the function's closure, so it reaches the workers the way
+        Ray ships any function: exported once, cached by every worker that runs it, and
+        never part of the per-attempt arguments.
+        """
+        stage_obj = stage.info.stage
         key = id(stage_obj)
         hit = self._shipped.get(key)
         if hit is not None and hit[0] is stage_obj:
             return hit[1]
-        ref = ray.put(stage_obj)
-        self._shipped[key] = (stage_obj, ref)
-        return ref
+        fn = ray.remote(max_retries=0)(_task_for(stage_obj))
+        request = ray_request(stage.definition)
+        if request:
+            fn = fn.options(**request)
+        self._shipped[key] = (stage_obj, fn)
+        return fn
 
     def _check_fits(self, ray: Any, stage: PreparedStage, request: dict[str, Any]) -> None:
         if self._cluster is None:
@@ -474,8 +506,7 @@ class RayExecutor:
         request: dict[str, Any],
         payload: bytes,
     ) -> bytes:
-        fn = self._task_fn.options(**request) if request else self._task_fn
-        ref = fn.remote(self._ship(ray, stage.info.stage), payload)
+        ref = self._task_of(ray, stage).remote(payload)
         try:
             body = await _result(ref)
         except BaseException as exc:
