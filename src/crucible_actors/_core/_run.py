@@ -212,16 +212,14 @@ class RunSupervisor:
                 await anyio.lowlevel.checkpoint()
             stage_def = pipeline[index]
             self._current_stage = stage_def.label
-            write = ins.checkpoint(index, self.snapshot)
-            if write is not None:
-                await write
+            if ins.observer is not None:  # the run persists
+                await ins.checkpoint(index, self.snapshot)
             if stage_def.enabled:
                 await self._attempts(index, stage_def, actor, exchange)
             else:
                 self._skip(index, stage_def.label)
-        write = ins.checkpoint(len(pipeline), self.snapshot)
-        if write is not None:
-            await write
+        if ins.observer is not None:  # the run persists
+            await ins.checkpoint(len(pipeline), self.snapshot)
         return self.snapshot
 
     async def _drive_actor_task(self, actor: StageActor) -> bytes:
@@ -269,7 +267,9 @@ class RunSupervisor:
         try:
             stage_obj = resolve_stage(stage_def, self.registry)
             opts = prepare_options(label, stage_obj, stage_def.options or {}, self.validate_mode)
-            executor = self.executors.lookup(stage_def.isolation, label)
+            executor = self.executors.get(stage_def.isolation)
+            if executor is None:
+                executor = self.executors.lookup(stage_def.isolation, label)  # raises
         except Exception as exc:
             self._give_up(index, label, exc, 1)
         return PreparedStage(index, label, stage_def, stage_info(stage_obj), opts, executor)
@@ -305,7 +305,8 @@ class RunSupervisor:
         """Run the stage's attempts until one succeeds or its policy gives up."""
         ins = self.instruments
         label = stage_def.label
-        ins.stage_entered(label)
+        if ins.recorder is not None:  # spans are on
+            ins.stage_entered(label)
         try:
             stage = actor.stage = self._prepare(index, stage_def)
             executor = stage.executor
@@ -357,4 +358,5 @@ class RunSupervisor:
                 if delay > 0:
                     await anyio.sleep(delay)
         finally:
-            ins.stage_left()
+            if ins.recorder is not None:  # spans are on
+                ins.stage_left()
