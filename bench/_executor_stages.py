@@ -19,8 +19,7 @@ class Loaded(ca.Stage):
     name = "loaded"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "description": "d", "required": [], "optional": [],
-                "types": {}}
+        return {"name": self.name, "description": "d", "required": [], "optional": [], "types": {}}
 
     def setup(self) -> None:
         self.model = object()

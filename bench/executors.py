@@ -40,12 +40,12 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _executor_stages as st  # noqa: E402  (importable by the workers from here)
+import _executor_stages as st
 
-import crucible_actors as ca  # noqa: E402
-from crucible_actors import Context, Experiment, Registry, StageDef  # noqa: E402
-from crucible_actors._core._encoding import encode_context  # noqa: E402
-from crucible_actors.executors import ProcessExecutor  # noqa: E402
+import crucible_actors as ca
+from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors._core._encoding import encode_context
+from crucible_actors.executors import ProcessExecutor
 
 K = 20
 

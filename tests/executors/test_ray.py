@@ -22,12 +22,12 @@ import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors.errors import ExecutorError, InvalidExperiment
 
-from .conftest import pid_gone, wait_until
+from .conftest import pid_gone, require_ray, wait_until
 
 if TYPE_CHECKING:
     from crucible_actors.executors import RayExecutor
 
-pytest.importorskip("ray")  # CI installs the ray extra; this keeps a bare checkout usable
+require_ray()
 
 pytestmark = pytest.mark.slow
 

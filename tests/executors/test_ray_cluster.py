@@ -17,12 +17,12 @@ import pytest
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
 
-from .conftest import wait_until
+from .conftest import require_ray, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytest.importorskip("ray")
+require_ray()
 
 pytestmark = pytest.mark.slow
 
