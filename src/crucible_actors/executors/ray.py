@@ -142,6 +142,8 @@ def _on_worker_loop(awaitable: Any) -> Any:
         return await awaitable
 
     return _loop.run_until_complete(finish())
+
+
 _attempt_decoder = msgspec.msgpack.Decoder(Attempt)
 
 
