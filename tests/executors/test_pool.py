@@ -108,10 +108,11 @@ async def test_worker_crash_is_matched_by_retry_on_and_reported_when_not_retried
 async def test_a_timed_out_attempt_kills_its_worker_and_the_retry_gets_a_fresh_one(
     tmp_path: Path,
 ) -> None:
-    timeout = 1.0
+    timeout = 3.0  # the retry's fresh worker must start within it, on a loaded machine
     exp = Experiment(
         id="e",
         pipeline=[
+            StageDef(name="pid", isolation="process"),  # the pool is warm from here
             StageDef(
                 name="hang_once",
                 isolation="process",
@@ -124,8 +125,8 @@ async def test_a_timed_out_attempt_kills_its_worker_and_the_retry_gets_a_fresh_o
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
-    first, _ = handle.attempts
-    assert first.status == "timeout"
+    first, second = handle.attempts[1:]
+    assert (first.status, second.status) == ("timeout", "completed")
     assert first.finished is not None
     assert first.finished - first.started <= timeout + 1.0
     hung = int((tmp_path / "attempt1.pid").read_text())
@@ -165,7 +166,7 @@ async def test_cancelling_a_run_kills_the_worker_within_the_grace_period(tmp_pat
         assert handle.status is ca.RunStatus.CANCELLED
         pid = int(pid_file.read_text())
         assert pid_gone(pid)
-        assert _pool(rt).statistics().alive == []
+        assert pid not in _pool(rt).statistics().alive  # (a replacement may be starting)
 
 
 async def test_a_dead_idle_worker_is_never_handed_out() -> None:

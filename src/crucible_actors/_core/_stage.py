@@ -32,6 +32,11 @@ class Stage:
     dict (``name``, ``description``, ``required``, ``optional``, ``types`` and optionally
     ``defaults``), or declare ``Options`` as a msgspec Struct, from which ``describe()``
     is derived and into which ``opts`` is converted before ``run`` is called.
+
+    A stateful stage also defines ``setup(self)`` and optionally ``teardown(self)``
+    (each sync or async): ``setup`` runs once per worker before its first attempt (load a
+    model once, score thousands of examples), ``teardown`` when the runtime closes; see
+    :mod:`crucible_actors.executors` and ``StageDef.pool``.
     """
 
     __crucible_stage__: ClassVar[bool] = True

@@ -11,7 +11,7 @@ process still runs (a pidfd on Linux, the exit status elsewhere) and drops it if
 worker that dies during an attempt (``os._exit``, a signal, the OOM killer) ends the
 attempt with :class:`~crucible_actors.errors.WorkerCrashed`; a worker whose attempt is
 cancelled (timeout, run cancelled) is killed at once. Either way the pool starts a fresh
-one for a later attempt. :meth:`WorkerPool.aclose` asks idle workers to tear down their
+process at once, which starts up while the supervisor decides and backs off. :meth:`WorkerPool.aclose` asks idle workers to tear down their
 stateful stages and exit, and kills those that do not within a few seconds.
 """
 
@@ -188,10 +188,17 @@ class WorkerPool:
         self._slots.release()
 
     async def discard(self, worker: Worker) -> None:
-        """Kill and forget a worker (timed out, cancelled, crashed or retiring)."""
+        """Kill and forget a worker (timed out, cancelled, crashed or retiring).
+
+        Its replacement is started right away (shielded): the new interpreter starts up
+        while the supervisor backs off, so a retry does not wait for all of it.
+        """
         self.all.discard(worker)
         try:
             await worker.kill()
+            if not self._closed:
+                with anyio.CancelScope(shield=True):
+                    self._idle.append(await self._start())
         finally:
             self._slots.release()
 

@@ -41,6 +41,7 @@ import anyio.to_thread
 import msgspec
 
 from .._core import _messages as msg
+from .._core._actor import cleanup_scope
 from .._core._errors import ExecutorError, InvalidExperiment, MissingDependency, WorkerCrashed
 from .._core._ir import RAY_RESOURCES
 from ._pool_protocol import Attempt
@@ -517,9 +518,13 @@ class RayExecutor:
             # Abandoned (timeout, cancel): stop the task where it runs.
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
-            with anyio.move_on_after(_CANCEL_WAIT, shield=True):
-                with contextlib.suppress(Exception):
-                    await _result(ref)
+            # Wait (shielded, within the run's grace) until Ray reports the task gone.
+            with (
+                cleanup_scope(),
+                anyio.move_on_after(_CANCEL_WAIT),
+                contextlib.suppress(Exception),
+            ):
+                await _result(ref)
             raise
         assert isinstance(body, bytes)
         return body
