@@ -119,7 +119,7 @@ async def test_a_timed_out_attempt_kills_its_worker_and_the_retry_gets_a_fresh_o
                 timeout=timeout,
                 restart="transient",
                 options={"dir": str(tmp_path)},
-            )
+            ),
         ],
     )
     async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
