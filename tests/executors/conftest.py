@@ -3,7 +3,8 @@
 Worker processes (the warm pool's, Ray's) import stages by their module: the repository
 root goes on ``sys.path`` (the pool hands its ``sys.path`` to the workers it starts) and on
 the ``PYTHONPATH`` of the session's local Ray, so ``tests.executors.*`` modules import
-there. The Ray tests share one local Ray (2 CPUs), started on first use; a test that needs
+there. The Ray tests of a module share one local Ray (2 CPUs), started on first use and
+stopped after the module; a test that needs
 Ray stopped (the on-demand start) or a cluster of its own (node loss) shuts it down, and
 the next test that asks for ``ray_local`` starts it again.
 """
@@ -54,8 +55,10 @@ def start_local_ray(ray: Any) -> None:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _ray_session() -> Iterator[Any]:
+    # Module-scoped: an idle Ray still costs CPU, which the rest of the suite (real-time
+    # tests among them) should not share on a small machine.
     import ray
 
     yield ray
