@@ -1,14 +1,13 @@
-"""Executor test set-up: stage modules importable by worker processes, one Ray per session.
+"""Executor test set-up: stage modules importable by worker processes, one Ray per module.
 
 Worker processes (the warm pool's, Ray's) import stages by their module: the repository
 root goes on ``sys.path`` (the pool hands its ``sys.path`` to the workers it starts) and on
-the ``PYTHONPATH`` of the session's local Ray, so ``tests.executors.*`` modules import
-there. The Ray tests of a module share one local Ray (2 CPUs), started on first use and
-stopped after the module; a test that needs
-Ray stopped (the on-demand start) or a cluster of its own (node loss) shuts it down, and
-the next test that asks for ``ray_local`` starts it again.
+the ``PYTHONPATH`` of the tests' local Ray, so ``tests.executors.*`` modules import there.
+The Ray tests of a module share one local Ray (2 CPUs), started on first use and stopped
+after the module; a test that needs Ray stopped (the on-demand start) or a cluster of its
+own (node loss) shuts it down, and the next test that asks for ``ray_local`` starts it
+again.
 """
-
 from __future__ import annotations
 
 import itertools
