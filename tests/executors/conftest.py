@@ -8,6 +8,7 @@ after the module; a test that needs Ray stopped (the on-demand start) or a clust
 own (node loss) shuts it down, and the next test that asks for ``ray_local`` starts it
 again.
 """
+
 from __future__ import annotations
 
 import itertools
