@@ -11,8 +11,9 @@ process still runs (a pidfd on Linux, the exit status elsewhere) and drops it if
 worker that dies during an attempt (``os._exit``, a signal, the OOM killer) ends the
 attempt with :class:`~crucible_actors.errors.WorkerCrashed`; a worker whose attempt is
 cancelled (timeout, run cancelled) is killed at once. Either way the pool starts a fresh
-process at once, which starts up while the supervisor decides and backs off. :meth:`WorkerPool.aclose` asks idle workers to tear down their
-stateful stages and exit, and kills those that do not within a few seconds.
+process at once, which starts up while the supervisor decides and backs off.
+:meth:`WorkerPool.aclose` asks idle workers to tear down their stateful stages and exit,
+and kills those that do not within a few seconds.
 """
 
 from __future__ import annotations

@@ -201,8 +201,11 @@ class _StageActorImpl:
     def pid(self) -> int:
         return os.getpid()
 
-    def attempt(self, request: bytes) -> tuple[bool, bytes]:
-        """Set up on first use, then run the attempt; ``(retire, kept + reply)``."""
+    def attempt(self, request: bytes) -> bytes:
+        """Set up on first use, then run the attempt; ``retire + kept + reply``.
+
+        Plain bytes (flags as prefix bytes): Ray passes bytes through without pickling.
+        """
         if not self.ready:
             from ._lifecycle import run_setup
 
@@ -210,9 +213,9 @@ class _StageActorImpl:
                 _on_worker_loop(run_setup(self.stage))
             except Exception as exc:
                 run = _attempt_decoder.decode(request).command
-                return True, b"\x00" + msg.encode(_failure(run, exc))
+                return b"\x01\x00" + msg.encode(_failure(run, exc))
             self.ready = True
-        return False, _run_attempt(self.stage, request)
+        return b"\x00" + _run_attempt(self.stage, request)
 
     def teardown(self) -> None:
         if self.ready:
@@ -551,7 +554,7 @@ class RayExecutor:
             pool.factory = lambda: actor_cls.remote(stage_obj)
         actor = await pool.acquire()
         try:
-            retire, body = await _result(actor.attempt.remote(payload))
+            answer = await _result(actor.attempt.remote(payload))
         except BaseException as exc:
             # Abandoned, or its process died mid-attempt: the next attempt gets a fresh
             # actor (Ray's own restarts cover an actor that dies between attempts).
@@ -559,12 +562,12 @@ class RayExecutor:
             if isinstance(exc, ray.exceptions.RayError):
                 raise _crash(ray, stage.label, exc, "Ray actor") from exc
             raise
-        if retire:
+        assert isinstance(answer, bytes)
+        if answer[0] == 1:  # setup() failed: this actor is done
             pool.discard(ray, actor)
         else:
             pool.release(actor)
-        assert isinstance(body, bytes)
-        return body
+        return answer[1:]
 
 
 def _crash(ray: Any, label: str, exc: BaseException, worker: str) -> Exception:
