@@ -96,6 +96,19 @@ class ExitingScorer(Scorer):
         return super().run(ctx, opts)
 
 
+class HangingScorer(Scorer):
+    """A stateful stage whose first attempt hangs (until its actor is killed)."""
+
+    name = "hanging_scorer"
+
+    def run(self, ctx: Context, opts: Any) -> Context:
+        attempt = ctx.telemetry_context["attempt"]
+        _write(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
+        if attempt == 1:
+            time.sleep(60)
+        return super().run(ctx, opts)
+
+
 class Unshippable(ca.Stage):
     """Holds a lock: Ray cannot serialize it."""
 
@@ -113,7 +126,15 @@ class Unshippable(ca.Stage):
 
 def _registry() -> Registry:
     reg = Registry()
-    for stage_obj in (where, async_where, exit_once, hang_once, Scorer, ExitingScorer):
+    for stage_obj in (
+        where,
+        async_where,
+        exit_once,
+        hang_once,
+        Scorer,
+        ExitingScorer,
+        HangingScorer,
+    ):
         reg.register(stage_obj)
     reg.register(Unshippable())
     return reg
@@ -237,6 +258,37 @@ async def test_an_actor_that_dies_mid_attempt_is_a_crash_and_a_fresh_actor_retri
     assert [a.status for a in handle.attempts] == ["failed", "completed"]
     assert "WorkerCrashed" in (handle.attempts[0].error or "")
     assert ctx.get_metric("loaded_by") == ctx.get_metric("pid")
+
+
+async def test_a_timed_out_actor_is_killed_and_a_fresh_actor_takes_the_retry(
+    tmp_path: Path, ray_local: Any
+) -> None:
+    timeout = 4.0  # the fresh actor starts (and sets up) within it
+    exp = Experiment(
+        id="e",
+        pipeline=[
+            StageDef(
+                name="hanging_scorer",
+                isolation="ray",
+                timeout=timeout,
+                restart="transient",
+                options={"dir": str(tmp_path)},
+            )
+        ],
+    )
+    async with ca.open_runtime(registry=_registry()) as rt:
+        handle = await rt.submit(exp)
+        ctx = await handle.result()
+        pools = _ray_executor(rt).statistics()["actor_pools"]
+    first = handle.attempts[0]
+    assert first.status == "timeout"
+    assert first.finished is not None
+    assert first.finished - first.started <= timeout + 1.0
+    hung = int((tmp_path / "attempt1.pid").read_text())
+    await wait_until(lambda: pid_gone(hung), within=10)  # the actor was killed
+    assert ctx.get_metric("pid") != hung
+    assert ctx.get_metric("loaded_by") == ctx.get_metric("pid")  # set up afresh
+    assert pools["HangingScorer"]["created"] == 2
 
 
 @pytest.mark.usefixtures("ray_local")
