@@ -32,6 +32,11 @@ class Stage:
     dict (``name``, ``description``, ``required``, ``optional``, ``types`` and optionally
     ``defaults``), or declare ``Options`` as a msgspec Struct, from which ``describe()``
     is derived and into which ``opts`` is converted before ``run`` is called.
+
+    A stateful stage also defines ``setup(self)`` and optionally ``teardown(self)``
+    (each sync or async): ``setup`` runs once per worker before its first attempt (load a
+    model once, score thousands of examples), ``teardown`` when the runtime closes; see
+    :mod:`crucible_actors.executors` and ``StageDef.pool``.
     """
 
     __crucible_stage__: ClassVar[bool] = True
@@ -188,7 +193,7 @@ def coerce_stage(obj: Any, *, where: str) -> Stage:
 class StageInfo:
     """What the runner needs to know about a stage, computed once per stage object."""
 
-    __slots__ = ("is_async", "name", "options_type", "stage")
+    __slots__ = ("has_setup", "is_async", "name", "options_type", "stage")
 
     def __init__(self, stage_obj: Stage) -> None:
         self.stage = stage_obj
@@ -200,6 +205,8 @@ class StageInfo:
             options if isinstance(options, type) and issubclass(options, msgspec.Struct) else None
         )
         self.name = getattr(stage_obj, "name", "") or type(stage_obj).__name__
+        #: A stateful stage: ``setup()`` runs once per worker before its first attempt.
+        self.has_setup = callable(getattr(stage_obj, "setup", None))
 
     def convert_options(self, label: str, opts: Mapping[str, Any]) -> Any:
         """Return ``opts`` converted into the stage's ``Options`` Struct (or unchanged).

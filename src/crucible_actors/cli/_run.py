@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
     )
     p.add_argument("--no-persist", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
+        "in crucible.toml, else a local Ray started on first use)",
+    )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     from ._sweep import add_run_options
 
@@ -161,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> RunHandle:
         from .._core._runtime import open_runtime
 
-        async with open_runtime(registry=registry, store=url) as rt:
+        async with open_runtime(registry=registry, store=url, ray_address=args.ray_address) as rt:
             handle = await rt.submit(
                 experiment,
                 run_id=args.run_id,
