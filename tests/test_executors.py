@@ -71,7 +71,7 @@ async def test_the_executor_of_an_isolation_runs_every_attempt_and_is_entered() 
     assert isinstance(default_executors["inline"], InlineExecutor)
 
 
-async def test_a_timed_stage_reaches_its_executor_through_the_actor_task() -> None:
+async def test_a_timed_stage_reaches_its_executor_too() -> None:
     rec = Recording()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
     async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:

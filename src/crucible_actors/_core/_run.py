@@ -10,13 +10,13 @@ bytes) or ``StageFailed``. A failed attempt therefore leaves nothing behind, and
 snapshot is also what the store checkpoints, so restart and crash-resume are one
 operation.
 
-How a message reaches the actor depends on the run. When a stage has a timeout, the
-actor runs in a task of its own fed over bounded memory streams, each timed attempt in
-its own cancel scope: the supervisor records the timeout at the deadline and moves on,
-and the abandoned attempt's late answer is dropped by its generation. When no stage has
-one, nothing ever abandons an attempt from outside, so the supervisor awaits the
-executor directly in the run's task (two task switches fewer per stage, and no task
-group per run).
+The supervisor awaits the executor directly in the run's task (no task, no stream per
+run). A stage with a ``timeout`` adds one cancel scope whose deadline is the attempt's
+start plus the timeout: the deadline is enforced where the attempt runs, the timeout is
+recorded once the attempt has unwound (at the deadline, unless the stage resists
+cancellation: see ``_actor.py`` for why no actor task watches it instead), and an answer
+given after the deadline fired is dropped as late. Generations still number the attempts
+(the idempotency key, an executor's bookkeeping).
 
 After a failed attempt the retry policy (``_retry.py``) decides between a delay and
 giving up; every transition is reported in one call to the run's instruments
@@ -41,7 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from . import _messages as msg
-from ._actor import Mailbox, StageActor, enter_run, trace_event
+from ._actor import StageActor, enter_run, trace_event
 from ._clock import loop_clock
 from ._encoding import decode_context, encode_context
 from ._errors import CrucibleError, RunCancelled, StageFailed, StageTimeout
@@ -53,18 +53,13 @@ from ._retry import GiveUp, RunRestarts, describe_error
 from ._stage import stage_info
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
-    from typing import TypeAlias
+    from collections.abc import Callable, Iterator
 
     from ._context import Context
     from ._executor import ExecutorRegistry
     from ._ir import StageDef
     from ._registry import Registry
     from ._tracing import SpanRecorder
-
-    #: How the supervisor hands a command to the stage actor and gets its reply
-    #: (None: the attempt timed out).
-    _Exchange: TypeAlias = Callable[[msg.RunStage, float | None], Awaitable[msg.Message | None]]
 
 __all__ = ["RunObserver", "RunSupervisor", "unwrap_fatal"]
 
@@ -144,18 +139,11 @@ class RunSupervisor:
         t0 = now()
         handle.started_at = t0
         handle.status = RunStatus.RUNNING
-        actor = StageActor(handle, self.registry)
+        actor = StageActor(handle)
         try:
             await ins.run_started(t0, self.snapshot)
-            pipeline = handle.experiment.pipeline
-            if any(pipeline[i].timeout is not None for i in range(self.start_index, len(pipeline))):
-                final = await self._drive_actor_task(actor)
-            else:
-                # No stage can time out, so no attempt ever needs abandoning from outside:
-                # the executor is awaited directly in this task, which spares every stage
-                # two task switches and the run a task group.
-                enter_run(handle, self.registry)
-                final = await self._run_stages(actor, None)
+            enter_run(handle, self.registry)
+            final = await self._run_stages(actor)
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -195,12 +183,8 @@ class RunSupervisor:
         finally:
             handle._mark_done()
 
-    async def _run_stages(self, actor: StageActor, exchange: _Exchange | None) -> bytes:
-        """Run the stages from ``start_index`` on; return the final snapshot.
-
-        ``exchange`` delivers each command to the actor task; None awaits the executor
-        directly.
-        """
+    async def _run_stages(self, actor: StageActor) -> bytes:
+        """Run the stages from ``start_index`` on; return the final snapshot."""
         handle = self.handle
         ins = self.instruments
         pipeline = handle.experiment.pipeline
@@ -214,44 +198,11 @@ class RunSupervisor:
             self._current_stage = stage_def.label
             await ins.checkpoint(index, self.snapshot)
             if stage_def.enabled:
-                await self._attempts(index, stage_def, actor, exchange)
+                await self._attempts(index, stage_def, actor)
             else:
                 self._skip(index, stage_def.label)
         await ins.checkpoint(len(pipeline), self.snapshot)
         return self.snapshot
-
-    async def _drive_actor_task(self, actor: StageActor) -> bytes:
-        """Run the stages with the actor in a task of its own, fed over memory streams.
-
-        A timed attempt is watched from the supervisor's side: at the deadline the
-        supervisor records the timeout and moves on even if the stage is slow to unwind,
-        and the abandoned attempt's late answer is dropped by its generation.
-        """
-        send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
-        send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
-        actor.replies = send_reply
-        mailbox = Mailbox(send_cmd, recv_reply)
-        failure: Exception | None = None
-        final = b""
-        try:
-            with unwrap_fatal():
-                # The body's errors are kept out of the task group: a task group would
-                # wrap them in an ExceptionGroup, and a failed run must raise a plain
-                # StageFailed.
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(actor.serve, recv_cmd)
-                    try:
-                        final = await self._run_stages(actor, mailbox.call)
-                    except Exception as exc:
-                        failure = exc
-                    finally:
-                        tg.cancel_scope.cancel()
-        finally:
-            for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
-                stream.close()
-        if failure is not None:
-            raise failure
-        return final
 
     def _skip(self, index: int, label: str) -> None:
         ctx = decode_context(self.snapshot)
@@ -295,9 +246,7 @@ class RunSupervisor:
             reason
         )
 
-    async def _attempts(
-        self, index: int, stage_def: StageDef, actor: StageActor, exchange: _Exchange | None
-    ) -> None:
+    async def _attempts(self, index: int, stage_def: StageDef, actor: StageActor) -> None:
         """Run the stage's attempts until one succeeds or its policy gives up."""
         ins = self.instruments
         label = stage_def.label
@@ -305,23 +254,29 @@ class RunSupervisor:
         try:
             stage = actor.stage = self._prepare(index, stage_def)
             executor = stage.executor
+            timeout = stage_def.timeout
             now_fn = ins.now
             attempt = 0
             while True:
                 attempt += 1
                 self._generation += 1
                 gen = self._generation
-                record = AttemptRecord(index, label, attempt, "running", now_fn())
+                started = now_fn()
+                record = AttemptRecord(index, label, attempt, "running", started)
                 ins.attempt_started(record)
                 reply: msg.Message | None
                 try:
                     command = msg.RunStage(gen, index, self.snapshot, attempt)
-                    if exchange is None:
+                    if timeout is None:
                         reply = await executor.run(stage, command, actor)
                     else:
-                        reply = await exchange(command, stage_def.timeout)
+                        with anyio.CancelScope(deadline=started + timeout) as scope:
+                            reply = await executor.run(stage, command, actor)
+                        if scope.cancel_called:
+                            # The deadline fired: the attempt timed out, and an answer it
+                            # gave anyway (it swallowed the cancellation) is late.
+                            reply = None
                 except anyio.get_cancelled_exc_class():
-                    actor.cancel_attempt(gen)
                     await ins.attempt_cancelled(record)
                     raise
                 now = now_fn()
@@ -331,10 +286,9 @@ class RunSupervisor:
                     return
                 error: BaseException
                 if reply is None:
-                    assert stage_def.timeout is not None
-                    actor.cancel_attempt(gen)
-                    error = StageTimeout(label, stage_def.timeout, attempt=attempt)
-                    await ins.attempt_failed(record, now, error, timed_out_after=stage_def.timeout)
+                    assert timeout is not None
+                    error = StageTimeout(label, timeout, attempt=attempt)
+                    await ins.attempt_failed(record, now, error, timed_out_after=timeout)
                 else:
                     assert isinstance(reply, msg.StageFailed)
                     error = (
