@@ -102,28 +102,28 @@ def trace_event(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -
 
 
 class StageActor:
-    """The run's side of its stage attempts (decode the snapshot, build the reply)."""
+    """The run's side of its stage attempts (decode the snapshot, build the reply).
 
-    __slots__ = ("_handle", "experiment_intact", "stage")
+    The run supervisor is its run's actor (it subclasses this one), so a run in flight
+    holds one object fewer for the cyclic GC to traverse.
+    """
+
+    __slots__ = ("experiment_intact", "handle", "stage")
 
     def __init__(self, handle: RunHandle) -> None:
-        self._handle = handle
+        #: The run this actor serves.
+        self.handle = handle
         # True while every snapshot carries the submitted Experiment unchanged, so
         # decoding can reuse that object (a stage may replace ctx.experiment).
         self.experiment_intact = True
         #: The stage being run, set by the supervisor before its first attempt.
         self.stage: PreparedStage | None = None
 
-    @property
-    def handle(self) -> RunHandle:
-        """The run this actor serves."""
-        return self._handle
-
     # -- AttemptIO -----------------------------------------------------------------
 
     def begin(self, stage: PreparedStage, command: msg.RunStage) -> Context:
         """Decode the attempt's Context from ``command`` (telemetry context, trace start)."""
-        handle = self._handle
+        handle = self.handle
         label = stage.label
         telemetry = {
             "stage": label,
@@ -144,7 +144,7 @@ class StageActor:
     def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
         """Return the reply for an attempt whose stage returned ``result``."""
         label = stage.label
-        if result.experiment is not self._handle.experiment:
+        if result.experiment is not self.handle.experiment:
             self.experiment_intact = False
         result = result.mark_stage_complete(label)
         if result.trace is not None:

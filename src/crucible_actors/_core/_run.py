@@ -83,14 +83,17 @@ def unwrap_fatal() -> Iterator[None]:
         raise leaf from None
 
 
-class RunSupervisor:
-    """Executes one run: the ordered stages, their restarts, timeouts and checkpoints."""
+class RunSupervisor(StageActor):
+    """Executes one run: the ordered stages, their restarts, timeouts and checkpoints.
+
+    It is also the run's stage actor (the :class:`~._executor.AttemptIO` its executors
+    answer through): one object per run rather than two.
+    """
 
     __slots__ = (
         "_current_stage",
         "_generation",
         "executors",
-        "handle",
         "instruments",
         "on_exit",
         "registry",
@@ -115,7 +118,7 @@ class RunSupervisor:
         wall: Callable[[], float] = time.time,
         on_exit: Callable[[RunHandle], None] | None = None,
     ) -> None:
-        self.handle = handle
+        super().__init__(handle)
         self.registry = registry
         self.executors = executors
         self.validate_mode = validate_mode
@@ -123,7 +126,8 @@ class RunSupervisor:
         self.start_index = start_index
         self.on_exit = on_exit
         self.instruments = RunInstruments(handle, observer, recorder, otel_parent, wall)
-        self.restarts = RunRestarts(handle.experiment, f"run {handle.run_id}")
+        # Created at the first failed attempt: most runs never need one.
+        self.restarts: RunRestarts | None = None
         self._generation = 0
         self._current_stage: str | None = None
 
@@ -139,11 +143,27 @@ class RunSupervisor:
         t0 = now()
         handle.started_at = t0
         handle.status = RunStatus.RUNNING
-        actor = StageActor(handle)
         try:
             await ins.run_started(t0, self.snapshot)
             enter_run(handle, self.registry)
-            final = await self._run_stages(actor)
+            # The stages from ``start_index`` on, inline here rather than in a method of
+            # their own: a blocked run then holds one coroutine fewer.
+            pipeline = handle.experiment.pipeline
+            for index in range(self.start_index, len(pipeline)):
+                if handle._cancel_requested:
+                    # Cancelled while it could not be interrupted (before the run's first
+                    # await, or in a shielded write): the run's cancelled scope raises
+                    # here, so a stage that never awaits does not run after a cancel.
+                    await anyio.lowlevel.checkpoint()
+                stage_def = pipeline[index]
+                self._current_stage = stage_def.label
+                await ins.checkpoint(index, self.snapshot)
+                if stage_def.enabled:
+                    await self._attempts(index, stage_def)
+                else:
+                    self._skip(index, stage_def.label)
+            final = self.snapshot
+            await ins.checkpoint(len(pipeline), final)
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -157,7 +177,7 @@ class RunSupervisor:
         else:
             # The handle decodes the final Context when asked, sharing the submitted
             # Experiment unless a stage replaced it.
-            ctx = None if actor.experiment_intact else decode_context(final)
+            ctx = None if self.experiment_intact else decode_context(final)
             await self._end(RunStatus.COMPLETED, ctx, None, t0, "run_completed", final)
         finally:
             handle._scope = None
@@ -182,27 +202,6 @@ class RunSupervisor:
             await self.instruments.run_finished(status, error, now - t0, event, final)
         finally:
             handle._mark_done()
-
-    async def _run_stages(self, actor: StageActor) -> bytes:
-        """Run the stages from ``start_index`` on; return the final snapshot."""
-        handle = self.handle
-        ins = self.instruments
-        pipeline = handle.experiment.pipeline
-        for index in range(self.start_index, len(pipeline)):
-            if handle._cancel_requested:
-                # Cancelled while it could not be interrupted (before the run's first
-                # await, or in a shielded write): the run's cancelled scope raises here,
-                # so a stage that never awaits does not run after a cancel.
-                await anyio.lowlevel.checkpoint()
-            stage_def = pipeline[index]
-            self._current_stage = stage_def.label
-            await ins.checkpoint(index, self.snapshot)
-            if stage_def.enabled:
-                await self._attempts(index, stage_def, actor)
-            else:
-                self._skip(index, stage_def.label)
-        await ins.checkpoint(len(pipeline), self.snapshot)
-        return self.snapshot
 
     def _skip(self, index: int, label: str) -> None:
         ctx = decode_context(self.snapshot)
@@ -246,13 +245,13 @@ class RunSupervisor:
             reason
         )
 
-    async def _attempts(self, index: int, stage_def: StageDef, actor: StageActor) -> None:
+    async def _attempts(self, index: int, stage_def: StageDef) -> None:
         """Run the stage's attempts until one succeeds or its policy gives up."""
         ins = self.instruments
         label = stage_def.label
         ins.stage_entered(label)
         try:
-            stage = actor.stage = self._prepare(index, stage_def)
+            stage = self.stage = self._prepare(index, stage_def)
             executor = stage.executor
             timeout = stage_def.timeout
             now_fn = ins.now
@@ -268,10 +267,10 @@ class RunSupervisor:
                 try:
                     command = msg.RunStage(gen, index, self.snapshot, attempt)
                     if timeout is None:
-                        reply = await executor.run(stage, command, actor)
+                        reply = await executor.run(stage, command, self)
                     else:
                         with anyio.CancelScope(deadline=started + timeout) as scope:
-                            reply = await executor.run(stage, command, actor)
+                            reply = await executor.run(stage, command, self)
                         if scope.cancel_called:
                             # The deadline fired: the attempt timed out, and an answer it
                             # gave anyway (it swallowed the cancellation) is late.
@@ -297,8 +296,12 @@ class RunSupervisor:
                         else CrucibleError(f"{reply.error_type}: {reply.message}")
                     )
                     await ins.attempt_failed(record, now, error, reply.error_type)
+                restarts = self.restarts
+                if restarts is None:
+                    run = self.handle
+                    restarts = self.restarts = RunRestarts(run.experiment, f"run {run.run_id}")
                 try:
-                    delay = self.restarts.next_delay(index, stage_def, attempt, error, now)
+                    delay = restarts.next_delay(index, stage_def, attempt, error, now)
                 except GiveUp as stop:
                     self._give_up(index, label, stop.reason, attempt, stop.gave_up)
                 ins.stage_restarted(index, label, attempt + 1, describe_error(error), delay)
