@@ -126,3 +126,13 @@ async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:
         await handle.cancel()
     assert handle.status is ca.RunStatus.CANCELLED
     assert cancelled == [1]
+
+
+def test_run_passes_its_executors_to_its_private_runtime() -> None:
+    rec = Recording()
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
+    ctx = ca.run(exp, registry=_registry(), executors={"inline": rec})
+    assert ctx.get_metric("n") == 1
+    assert rec.entered
+    assert rec.exited
+    assert [s[:3] for s in rec.seen] == [("inc", 0, 1)]

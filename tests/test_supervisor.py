@@ -648,8 +648,9 @@ async def test_wait_returns_once_every_child_has_ended_for_good() -> None:
 
 
 async def test_wait_without_children_returns_at_once() -> None:
-    async with Supervisor() as sup:
-        await sup.wait()
+    with anyio.fail_after(5):  # a regression fails here instead of hanging the suite
+        async with Supervisor() as sup:
+            await sup.wait()
 
 
 async def test_statistics_snapshot_names_the_supervisor_and_its_children() -> None:

@@ -6,7 +6,8 @@ cancellation, persistence and OpenTelemetry spans. Start with :func:`run` (block
 :func:`run_async` (inside a trio or asyncio loop) or :func:`open_runtime` (many runs).
 """
 
-from . import executors as executors  # registers the inline, thread and process executors
+from . import _adapters as _adapters  # the default executors and store opener
+from . import executors as executors
 from ._core._actor import cleanup_scope as cleanup_scope
 from ._core._context import Context as Context
 from ._core._errors import (

@@ -14,7 +14,9 @@ started, completed, failed, timed out or was cancelled, a stage restarted or gav
   :class:`~crucible_actors._core._tracing.SpanRecorder`, when spans are on;
 - the run's :class:`RunObserver` (the store), when the run persists.
 
-Observer errors propagate (the supervisor fails the run), except at
+A transition the store must record before the run goes on returns that write for the
+supervisor to await (None when the run does not persist, so the hot path awaits
+nothing). Observer errors propagate (the supervisor fails the run), except at
 :meth:`RunInstruments.run_finished`, where the outcome is decided and a store that
 cannot record it must not take the runtime down.
 """
@@ -33,7 +35,7 @@ from ._retry import describe_error
 from ._telemetry import _by_event as _tel_handlers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._handle import AttemptRecord, RunHandle
     from ._tracing import SpanRecorder
@@ -210,10 +212,14 @@ class RunInstruments:
 
     # -- stages --------------------------------------------------------------------
 
-    async def checkpoint(self, index: int, snapshot: bytes) -> None:
-        """``snapshot`` is the Context before stage ``index`` (or after the last one)."""
+    def checkpoint(self, index: int, snapshot: bytes) -> Awaitable[None] | None:
+        """``snapshot`` is the Context before stage ``index`` (or after the last one).
+
+        Returns the store write to await, or None when the run does not persist.
+        """
         if self.observer is not None:
-            await self.observer.checkpoint(self.handle, index, snapshot)
+            return self.observer.checkpoint(self.handle, index, snapshot)
+        return None
 
     def stage_entered(self, label: str) -> None:
         """The stage ``label`` is about to be prepared and attempted."""
@@ -280,8 +286,12 @@ class RunInstruments:
                 self._stage_span, handle.run_id, handle.experiment.id, label, attempt
             )
 
-    async def attempt_completed(self, record: AttemptRecord, now: float) -> None:
-        """The attempt ``record`` succeeded at ``now``."""
+    def attempt_completed(self, record: AttemptRecord, now: float) -> Awaitable[None] | None:
+        """The attempt ``record`` succeeded at ``now``.
+
+        Returns the store write to await, or None when the run does not persist (the
+        run's hot path then awaits nothing).
+        """
         record.status, record.finished = "completed", now
         duration = now - record.started
         label, attempt = record.stage, record.attempt
@@ -293,7 +303,8 @@ class RunInstruments:
             self.recorder.ok(span)
             self.recorder.end(span)
         if self.observer is not None:
-            await self.observer.attempt_finished(self.handle, record)
+            return self.observer.attempt_finished(self.handle, record)
+        return None
 
     async def attempt_failed(
         self,

@@ -1,9 +1,9 @@
 """Restart decisions: restart types, strategies and the restart-intensity window.
 
-Everything here is pure: no event loop, no clock of its own. :class:`Supervisor` (in
-``_supervisor.py``) and the run supervisor feed :class:`RestartIntensity` the times they
-read from ``anyio.current_time()``, so under trio's ``MockClock`` the window follows virtual
-time exactly.
+Everything here is pure: no event loop, no clock of its own. The user-level
+:class:`~crucible_actors.supervisor.Supervisor` and the run supervisor (``_run.py``,
+``_retry.py``) feed :class:`RestartIntensity` the times they read from the loop's clock,
+so under trio's ``MockClock`` the window follows virtual time exactly.
 
 The rules are OTP's:
 

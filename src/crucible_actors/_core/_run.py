@@ -157,13 +157,17 @@ class RunSupervisor(StageActor):
                     await anyio.lowlevel.checkpoint()
                 stage_def = pipeline[index]
                 self._current_stage = stage_def.label
-                await ins.checkpoint(index, self.snapshot)
+                write = ins.checkpoint(index, self.snapshot)
+                if write is not None:
+                    await write
                 if stage_def.enabled:
                     await self._attempts(index, stage_def)
                 else:
                     self._skip(index, stage_def.label)
             final = self.snapshot
-            await ins.checkpoint(len(pipeline), final)
+            write = ins.checkpoint(len(pipeline), final)
+            if write is not None:
+                await write
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -281,7 +285,9 @@ class RunSupervisor(StageActor):
                 now = now_fn()
                 if isinstance(reply, msg.StageDone):
                     self.snapshot = reply.context
-                    await ins.attempt_completed(record, now)
+                    write = ins.attempt_completed(record, now)
+                    if write is not None:
+                        await write
                     return
                 error: BaseException
                 if reply is None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ._context import Context
+    from ._executor import Executor
     from ._ir import Experiment
     from ._registry import Registry
 
@@ -36,10 +37,12 @@ async def run_async(
     enable_trace: bool = False,
     store: Any = None,
     persist: bool = True,
+    executors: Mapping[str, Executor] | None = None,
 ) -> Context:
     """Run ``experiment`` inside the caller's trio or asyncio loop and return the final Context.
 
-    Uses a private runtime for this one run (see :func:`open_runtime` to share one).
+    Uses a private runtime for this one run (see :func:`open_runtime` to share one);
+    ``executors`` is passed to it (executors by isolation name over the default ones).
 
     Raises:
         ValueError: ``validate_options`` is not ``"off"``, ``"warn"`` or ``"error"``.
@@ -49,7 +52,7 @@ async def run_async(
     """
     check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
-    async with open_runtime(registry=registry, store=store) as rt:
+    async with open_runtime(registry=registry, store=store, executors=executors) as rt:
         handle = await rt.submit(
             exp,
             run_id=run_id,
@@ -73,6 +76,7 @@ def run(
     enable_trace: bool = False,
     store: Any = None,
     persist: bool = True,
+    executors: Mapping[str, Executor] | None = None,
     backend: str = "trio",
 ) -> Context:
     """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).
@@ -91,6 +95,7 @@ def run(
             enable_trace=enable_trace,
             store=store,
             persist=persist,
+            executors=executors,
         )
 
     return anyio.run(main, backend=backend)

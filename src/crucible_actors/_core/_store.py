@@ -2,7 +2,7 @@
 
 A store keeps experiments, runs (``id`` is the run's ``run_id``), stage attempts, Context
 checkpoints, artifacts and trace events, plus the *owner* rows that say which runtime
-process is executing which run. :mod:`crucible_actors._core._persist` turns a run's life
+process is executing which run. The store observer (``_observer.py``) turns a run's life
 into calls on this protocol; the adapters in :mod:`crucible_actors.store` (memory,
 SQLite, PostgreSQL) implement it, and a host may pass its own.
 
@@ -10,7 +10,7 @@ Every method is async and must work under trio and asyncio. Each write method is
 atomic transaction and returns only once it is durable, so an acknowledged write is
 never lost. Records are msgspec Structs whose free-form values (``metrics``,
 ``outputs``, ``metadata``, ``definition``) are already JSON-safe: the persistence layer
-runs them through :func:`~crucible_actors._core._encoding.sanitize` first. Timestamps are
+runs them through :func:`~crucible_actors._core._records.as_stored_json` first. Timestamps are
 timezone-aware UTC datetimes.
 
 Errors: every method raises a :class:`~crucible_actors.errors.StoreError` subclass on

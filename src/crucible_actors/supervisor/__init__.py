@@ -9,15 +9,15 @@ on its own. :class:`RestartIntensity` is the pure sliding-window counter behind 
 supervisors that drive restarts themselves.
 """
 
-from ._core._restart import RestartIntensity as RestartIntensity
-from ._core._restart import RestartStatistics as RestartStatistics
-from ._core._restart import RestartType as RestartType
-from ._core._restart import Strategy as Strategy
-from ._core._supervisor import BRUTAL_KILL as BRUTAL_KILL
-from ._core._supervisor import ChildSpec as ChildSpec
-from ._core._supervisor import ChildState as ChildState
-from ._core._supervisor import Supervisor as Supervisor
-from ._core._supervisor import SupervisorStatistics as SupervisorStatistics
+from .._core._restart import RestartIntensity as RestartIntensity
+from .._core._restart import RestartStatistics as RestartStatistics
+from .._core._restart import RestartType as RestartType
+from .._core._restart import Strategy as Strategy
+from ._supervisor import BRUTAL_KILL as BRUTAL_KILL
+from ._supervisor import ChildSpec as ChildSpec
+from ._supervisor import ChildState as ChildState
+from ._supervisor import Supervisor as Supervisor
+from ._supervisor import SupervisorStatistics as SupervisorStatistics
 
 __all__ = [
     "BRUTAL_KILL",

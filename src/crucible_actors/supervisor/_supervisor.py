@@ -1,9 +1,21 @@
-"""Supervisor: OTP-style supervision of anyio tasks.
+"""Supervisor: OTP-style supervision of anyio tasks, a user-level utility.
+
+Why it lives here and not in ``_core``: the runtime has one supervision tree, Runtime
+(a dynamic supervisor of temporary run children, ``_core/_runtime.py``) → RunSupervisor
+(``rest_for_one`` over the stages of one run, ``_core/_run.py``) → stage actor. Building
+that tree on this generic Supervisor would route every run through a manager task and a
+child wrapper, which the tuned run hot path (a few microseconds per stage, no task per
+untimed stage) cannot afford, and a run is not a set of long-lived children anyway: it
+is one threaded sequence of attempts restarted from a Context snapshot. So the core keeps
+its own tree, and this module is what it offers *users* for their own long-lived tasks
+(pollers, servers, workers beside the runtime), sharing only the restart rules
+(``_core/_restart.py``: restart types, strategies, the intensity window) with the run
+supervisor. There is one concept of supervision in the core; this is a utility on top.
 
 A :class:`Supervisor` is an async context manager that owns a task group of children, each
 described by a :class:`ChildSpec`. It starts them in order, restarts them by their
-:class:`~._restart.RestartType` and its :class:`~._restart.Strategy`, gives up with
-:class:`~._errors.RestartIntensityExceeded` when :class:`~._restart.RestartIntensity` says
+:class:`RestartType` and its :class:`Strategy`, gives up with
+:class:`~crucible_actors.errors.RestartIntensityExceeded` when :class:`RestartIntensity` says
 so, and stops them in reverse order with each child's shutdown grace. The restart rules
 themselves live in ``_restart.py``; this module only feeds them exits and times.
 
@@ -32,8 +44,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 import anyio
 
-from ._errors import RestartIntensityExceeded
-from ._restart import RestartIntensity, RestartStatistics, RestartType, Strategy, should_restart
+from .._core._errors import RestartIntensityExceeded
+from .._core._restart import (
+    RestartIntensity,
+    RestartStatistics,
+    RestartType,
+    Strategy,
+    should_restart,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable

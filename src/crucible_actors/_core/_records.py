@@ -1,0 +1,121 @@
+"""Store records built from a run: JSON-normalised values, artifacts, trace events,
+checkpoints.
+
+Pure functions the store observer (``_observer.py``), recovery (``_recovery.py``) and the
+``serve``/``cli`` adapters share: :func:`as_stored_json` gives every store the same
+values, :func:`artifacts_from_context` and :func:`events_from_context` turn a final
+Context into its records, :func:`decode_checkpoint` reads a checkpoint back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._encoding import decode_context, to_json_safe
+from ._errors import CheckpointDecodeError, MessageError
+from ._store import ArtifactRecord, TraceEventRecord
+
+if TYPE_CHECKING:
+    from ._context import Context
+    from ._store import Checkpoint
+
+__all__ = [
+    "artifacts_from_context",
+    "as_stored_json",
+    "decode_checkpoint",
+    "events_from_context",
+]
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def as_stored_json(value: Any) -> Any:
+    """Return the JSON-safe form of ``value`` stored in records (tuples become lists).
+
+    :func:`~crucible_actors._core._encoding.to_json_safe` leaves tuples as tuples, which a
+    JSON column turns into lists; going through JSON once makes every store return the
+    same values.
+    """
+    if not value and isinstance(value, dict | list | tuple):
+        return {} if isinstance(value, dict) else []  # the common empty metrics/outputs
+    return _json_decode(_json_encode(to_json_safe(value)))
+
+
+def decode_checkpoint(checkpoint: Checkpoint, *, store: str) -> Context:
+    """Decode a stored checkpoint.
+
+    Raises:
+        CheckpointDecodeError: the bytes were written by an incompatible version.
+    """
+    try:
+        return decode_context(checkpoint.data)
+    except MessageError as exc:
+        raise CheckpointDecodeError(
+            f"the checkpoint of run {checkpoint.run_id!r} before stage {checkpoint.index} "
+            f"does not decode ({exc}); it was probably written by an incompatible version "
+            "of crucible-actors, so the run cannot be resumed",
+            store=store,
+        ) from exc
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+def artifacts_from_context(ctx: Context) -> list[ArtifactRecord]:
+    """Return the artifact records of ``ctx``: the ``artifacts`` entries with a location.
+
+    An entry is a dict with ``location`` (and optionally ``name``, ``type``, ``format``,
+    ``metadata``), or a list of such dicts; other entries are not files and are skipped.
+    Keys other than those five go into ``metadata``.
+    """
+    out: list[ArtifactRecord] = []
+    for key, value in ctx.artifacts.items():
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            if not isinstance(entry, dict) or entry.get("location") is None:
+                continue
+            extra = {
+                k: v
+                for k, v in entry.items()
+                if k not in ("name", "type", "location", "format", "metadata")
+            }
+            meta = entry.get("metadata")
+            if isinstance(meta, dict):
+                extra.update(meta)
+            kind, fmt = entry.get("type"), entry.get("format")
+            out.append(
+                ArtifactRecord(
+                    run_id=ctx.run_id,
+                    name=str(entry.get("name") or key),
+                    type=None if kind is None else str(kind),
+                    location=str(entry["location"]),
+                    format=None if fmt is None else str(fmt),
+                    metadata=as_stored_json(extra),
+                    key=str(key),
+                )
+            )
+    return out
+
+
+def events_from_context(ctx: Context) -> list[TraceEventRecord]:
+    """Return the decision-trace events of ``ctx`` as records, ``seq`` from 1."""
+    if ctx.trace is None:
+        return []
+    return [
+        TraceEventRecord(
+            run_id=ctx.run_id,
+            seq=i,
+            type=ev.type,
+            stage_id=ev.stage_id,
+            timestamp=_aware(ev.timestamp),
+            event=as_stored_json(ev),
+        )
+        for i, ev in enumerate(ctx.trace.events, 1)
+    ]

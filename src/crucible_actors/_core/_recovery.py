@@ -1,0 +1,233 @@
+"""Crash recovery and resume: runs left ``running`` by a dead process.
+
+:meth:`Recovery.recover` (called by :func:`open_runtime` with ``on_start``) finds runs
+whose owner is dead (``_owner.py``) and resumes each from its last checkpoint
+(``"resume"``), marks it ``interrupted`` (``"mark_interrupted"``) or leaves it
+(``"ignore"``); :meth:`Recovery.resume_run` resumes one run on request. Runs are
+claimed with a conditional update (``... WHERE owner = old``), so two processes never
+take over the same run. :class:`~crucible_actors._core._persist.Persistence` mixes this
+in; the resumed run is admitted through ``Runtime.resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ._errors import CheckpointDecodeError, StoreError
+from ._ir import stage_ref_name
+from ._owner import owner_is_dead
+from ._records import decode_checkpoint
+from ._stage import coerce_stage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from ._handle import RunHandle
+    from ._ir import Experiment
+    from ._runtime import Runtime
+    from ._store import OwnerRecord, RunRecord, Store
+
+__all__ = ["Recovery", "RecoveryReport"]
+
+log = logging.getLogger("crucible_actors")
+
+_LIST_PAGE = 500
+
+
+def _restore_labels(exp: Experiment) -> Experiment:
+    """Name the stages that were given as objects, as they were named before encoding.
+
+    A stored definition holds a stage object as its ``"module:qualname"`` reference, so
+    an unnamed StageDef would be labelled by that reference after a resume; naming it
+    after the stage keeps attempts and ``completed_stages`` consistent across the resume.
+    A reference that does not import is left alone: the run then fails on it, clearly.
+    """
+    pipeline = list(exp.pipeline)
+    changed = False
+    for i, sd in enumerate(pipeline):
+        if sd.name is None and isinstance(sd.stage, str):
+            try:
+                label = stage_ref_name(coerce_stage(sd.stage, where=sd.stage))
+            except Exception:  # reported, clearly, when the stage runs
+                continue
+            pipeline[i] = msgspec.structs.replace(sd, name=label)
+            changed = True
+    return msgspec.structs.replace(exp, pipeline=pipeline) if changed else exp
+
+
+class RecoveryReport(msgspec.Struct, frozen=True):
+    """What :meth:`Persistence.recover` did with the orphaned runs it found."""
+
+    resumed: list[str] = []
+    interrupted: list[str] = []
+    skipped: list[str] = []
+
+
+class Recovery:
+    """Recovery and resume of orphaned runs (mixed into ``Persistence``)."""
+
+    store: Store
+    owner: OwnerRecord
+    now: Callable[[], datetime]
+    stale_after: float
+    pid_alive: Callable[[int], bool]
+    last_recovery: RecoveryReport
+    _resuming: set[str]
+
+    async def recover(self, runtime: Runtime, on_start: str) -> RecoveryReport:
+        """Handle runs left ``running`` by dead processes, per ``on_start``.
+
+        ``"resume"`` claims each orphan and resumes it from its last checkpoint (a run
+        whose checkpoint no longer decodes is marked interrupted instead, with the
+        reason as its failure); ``"mark_interrupted"`` marks it interrupted;
+        ``"ignore"`` does nothing. Runs of live owners are never touched. Waits while
+        the runtime's ``max_concurrent_runs`` are busy.
+        """
+        if on_start == "ignore":
+            return self.last_recovery
+        store = self.store
+        running: list[RunRecord] = []
+        before: str | None = None
+        while True:
+            page = await store.list_runs(status="running", limit=_LIST_PAGE, before=before)
+            running.extend(page)
+            if len(page) < _LIST_PAGE:
+                break
+            before = page[-1].id
+        # Runs are listed before owners: an owner registers before its first run, so a
+        # live owner of any listed run is in the owner list read afterwards.
+        owners = {o.id: o for o in await store.list_owners()}
+        now = self.now()
+        dead: set[str | None] = set()
+        resumed: list[str] = []
+        interrupted: list[str] = []
+        skipped: list[str] = []
+        for run in running:
+            if run.owner_id == self.owner.id:
+                continue
+            if not owner_is_dead(
+                owners.get(run.owner_id or ""),
+                now=now,
+                stale_after=self.stale_after,
+                host=self.owner.host,
+                local=store.local,
+                pid_alive=self.pid_alive,
+            ):
+                continue
+            dead.add(run.owner_id)
+            if on_start == "resume":
+                if not await store.claim_run(
+                    run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
+                ):
+                    skipped.append(run.id)  # another process claimed it first
+                    continue
+                try:
+                    await self._resume_claimed(runtime, run.id)
+                except CheckpointDecodeError as exc:
+                    log.warning("cannot resume run %s: %s", run.id, exc)
+                    await self._interrupt(run.id, self.owner.id, exc)
+                    interrupted.append(run.id)
+                    continue
+                resumed.append(run.id)
+            elif await self._interrupt(run.id, run.owner_id, None, owners.get(run.owner_id or "")):
+                interrupted.append(run.id)
+            else:
+                skipped.append(run.id)
+        for owner_id in dead:
+            if owner_id is not None and owner_id in owners:
+                await store.remove_owner(owner_id)
+        self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
+        return self.last_recovery
+
+    async def resume_run(self, runtime: Runtime, run_id: str) -> RunHandle:
+        """Resume run ``run_id`` from its last checkpoint and return its handle.
+
+        The run may be failed, cancelled, interrupted, or running under a dead owner; a
+        failed run re-runs the stage that failed.
+
+        Raises:
+            RunNotFound: no such run.
+            StoreError: the run completed, is running in a live process, or another
+                process claimed it first.
+            CheckpointDecodeError: its checkpoint no longer decodes (the run is then
+                marked interrupted with that reason).
+        """
+        store = self.store
+        run = await store.get_run(run_id)
+        if run.status == "completed":
+            raise StoreError(
+                f"run {run_id!r} already completed; nothing to resume", store=store.name
+            )
+        if run.status == "running":
+            owners = {o.id: o for o in await store.list_owners()}
+            owner = owners.get(run.owner_id or "")
+            if run.owner_id == self.owner.id or not owner_is_dead(
+                owner,
+                now=self.now(),
+                stale_after=self.stale_after,
+                host=self.owner.host,
+                local=store.local,
+                pid_alive=self.pid_alive,
+            ):
+                where = f" in process {owner.pid} on {owner.host}" if owner is not None else ""
+                raise StoreError(
+                    f"run {run_id!r} is still running{where}; cancel it there first",
+                    store=store.name,
+                )
+        if not await store.claim_run(
+            run_id, status=run.status, owner_id=run.owner_id, new_owner_id=self.owner.id
+        ):
+            raise StoreError(
+                f"run {run_id!r} was changed by another process while resuming; try again",
+                store=store.name,
+            )
+        try:
+            return await self._resume_claimed(runtime, run_id)
+        except CheckpointDecodeError as exc:
+            await self._interrupt(run_id, self.owner.id, exc)
+            raise
+
+    async def _resume_claimed(self, runtime: Runtime, run_id: str) -> RunHandle:
+        checkpoint = await self.store.load_checkpoint(run_id)
+        if checkpoint is None:
+            raise CheckpointDecodeError(
+                f"run {run_id!r} has no checkpoint to resume from", store=self.store.name
+            )
+        ctx = decode_checkpoint(checkpoint, store=self.store.name)
+        experiment = _restore_labels(ctx.experiment)
+        self._resuming.add(run_id)
+        try:
+            return await runtime.resume(experiment, run_id, checkpoint.data, checkpoint.index)
+        except BaseException:
+            self._resuming.discard(run_id)
+            raise
+
+    async def _interrupt(
+        self,
+        run_id: str,
+        owner_id: str | None,
+        exc: Exception | None,
+        owner: OwnerRecord | None = None,
+    ) -> bool:
+        if exc is not None:
+            failure = {"stage": None, "reason_type": type(exc).__name__, "message": str(exc)}
+        else:
+            who = f"pid {owner.pid} on {owner.host}" if owner is not None else "unknown"
+            failure = {
+                "stage": None,
+                "reason_type": "Interrupted",
+                "message": f"the runtime process running it ({who}) ended before it finished",
+            }
+        return await self.store.mark_interrupted(
+            run_id, owner_id=owner_id, finished_at=self.now(), failure=failure
+        )
+
+    def _take_resuming(self, run_id: str) -> bool:
+        if run_id in self._resuming:
+            self._resuming.discard(run_id)
+            return True
+        return False
