@@ -42,7 +42,7 @@ import anyio.lowlevel
 
 from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
-from ._clock import loop_clock
+from ._clock import deadline_scope_type, loop_clock
 from ._encoding import decode_context, encode_context
 from ._errors import CrucibleError, RunCancelled, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
@@ -55,6 +55,7 @@ from ._stage import stage_info
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._clock import DeadlineScope
     from ._context import Context
     from ._executor import ExecutorRegistry
     from ._ir import StageDef
@@ -93,6 +94,7 @@ class RunSupervisor(StageActor):
     __slots__ = (
         "_current_stage",
         "_generation",
+        "_scope_type",
         "executors",
         "instruments",
         "on_exit",
@@ -130,6 +132,8 @@ class RunSupervisor(StageActor):
         self.restarts: RunRestarts | None = None
         self._generation = 0
         self._current_stage: str | None = None
+        # The cancel scope class of timed attempts (looked up at the first one).
+        self._scope_type: Callable[..., DeadlineScope] | None = None
 
     async def execute(self) -> None:
         """Run the pipeline and record the outcome on the handle; never raises Exception.
@@ -258,6 +262,9 @@ class RunSupervisor(StageActor):
             stage = self.stage = self._prepare(index, stage_def)
             executor = stage.executor
             timeout = stage_def.timeout
+            if timeout is not None and self._scope_type is None:
+                self._scope_type = deadline_scope_type()
+            scope_type = self._scope_type
             now_fn = ins.now
             attempt = 0
             while True:
@@ -273,7 +280,8 @@ class RunSupervisor(StageActor):
                     if timeout is None:
                         reply = await executor.run(stage, command, self)
                     else:
-                        with anyio.CancelScope(deadline=started + timeout) as scope:
+                        assert scope_type is not None
+                        with scope_type(deadline=started + timeout) as scope:
                             reply = await executor.run(stage, command, self)
                         if scope.cancel_called:
                             # The deadline fired: the attempt timed out, and an answer it
