@@ -290,6 +290,12 @@ class RunSupervisor(StageActor):
                 except anyio.get_cancelled_exc_class():
                     await ins.attempt_cancelled(record)
                     raise
+                if reply is not None and reply.generation != gen:
+                    raise CrucibleError(
+                        f"stage {label!r}: executor {type(executor).__name__} answered "
+                        f"attempt {reply.generation} while attempt {gen} was awaited "
+                        "(an executor must answer the RunStage it was given)"
+                    )
                 now = now_fn()
                 if isinstance(reply, msg.StageDone):
                     self.snapshot = reply.context
