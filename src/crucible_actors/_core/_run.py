@@ -150,28 +150,7 @@ class RunSupervisor(StageActor):
         try:
             await ins.run_started(t0, self.snapshot)
             enter_run(handle, self.registry)
-            # The stages from ``start_index`` on, inline here rather than in a method of
-            # their own: a blocked run then holds one coroutine fewer.
-            pipeline = handle.experiment.pipeline
-            for index in range(self.start_index, len(pipeline)):
-                if handle._cancel_requested:
-                    # Cancelled while it could not be interrupted (before the run's first
-                    # await, or in a shielded write): the run's cancelled scope raises
-                    # here, so a stage that never awaits does not run after a cancel.
-                    await anyio.lowlevel.checkpoint()
-                stage_def = pipeline[index]
-                self._current_stage = stage_def.label
-                write = ins.checkpoint(index, self.snapshot)
-                if write is not None:
-                    await write
-                if stage_def.enabled:
-                    await self._attempts(index, stage_def)
-                else:
-                    self._skip(index, stage_def.label)
-            final = self.snapshot
-            write = ins.checkpoint(len(pipeline), final)
-            if write is not None:
-                await write
+            final = await self._run_stages()
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -253,79 +232,120 @@ class RunSupervisor(StageActor):
             reason
         )
 
-    async def _attempts(self, index: int, stage_def: StageDef) -> None:
-        """Run the stage's attempts until one succeeds or its policy gives up."""
+    async def _run_stages(self) -> bytes:
+        """Run the stages from ``start_index`` on, each until an attempt succeeds or its
+        policy gives up; return the final snapshot.
+
+        One coroutine for all stages and attempts: at 10,000 runs in flight, a coroutine
+        per stage is an object per stage that outlives a whole round of the event loop,
+        which the cyclic GC then traverses and promotes.
+        """
+        handle = self.handle
+        ins = self.instruments
+        now_fn = ins.now
+        pipeline = handle.experiment.pipeline
+        for index in range(self.start_index, len(pipeline)):
+            if handle._cancel_requested:
+                # Cancelled while it could not be interrupted (before the run's first
+                # await, or in a shielded write): the run's cancelled scope raises here,
+                # so a stage that never awaits does not run after a cancel.
+                await anyio.lowlevel.checkpoint()
+            stage_def = pipeline[index]
+            label = self._current_stage = stage_def.label
+            write = ins.checkpoint(index, self.snapshot)
+            if write is not None:
+                await write
+            if not stage_def.enabled:
+                self._skip(index, label)
+                continue
+            ins.stage_entered(label)
+            try:
+                stage = self.stage = self._prepare(index, stage_def)
+                executor = stage.executor
+                timeout = stage_def.timeout
+                if timeout is not None and self._scope_type is None:
+                    self._scope_type = deadline_scope_type()
+                scope_type = self._scope_type
+                attempt = 0
+                while True:
+                    attempt += 1
+                    self._generation += 1
+                    gen = self._generation
+                    started = now_fn()
+                    record = AttemptRecord(index, label, attempt, "running", started)
+                    ins.attempt_started(record)
+                    reply: msg.Message | None
+                    try:
+                        command = msg.RunStage(gen, index, self.snapshot, attempt)
+                        if timeout is None:
+                            reply = await executor.run(stage, command, self)
+                        else:
+                            assert scope_type is not None
+                            with scope_type(deadline=started + timeout) as scope:
+                                reply = await executor.run(stage, command, self)
+                            if scope.cancel_called:
+                                # The deadline fired: the attempt timed out, and an answer
+                                # it gave anyway (it swallowed the cancellation) is late.
+                                reply = None
+                    except anyio.get_cancelled_exc_class():
+                        await ins.attempt_cancelled(record)
+                        raise
+                    if reply is not None and reply.generation != gen:
+                        raise CrucibleError(
+                            f"stage {label!r}: executor {type(executor).__name__} answered "
+                            f"attempt {reply.generation} while attempt {gen} was awaited "
+                            "(an executor must answer the RunStage it was given)"
+                        )
+                    now = now_fn()
+                    if isinstance(reply, msg.StageDone):
+                        self.snapshot = reply.context
+                        write = ins.attempt_completed(record, now)
+                        if write is not None:
+                            await write
+                        break
+                    await self._attempt_failed(index, stage_def, record, reply, attempt, now)
+            finally:
+                ins.stage_left()
+        final = self.snapshot
+        write = ins.checkpoint(len(pipeline), final)
+        if write is not None:
+            await write
+        return final
+
+    async def _attempt_failed(
+        self,
+        index: int,
+        stage_def: StageDef,
+        record: AttemptRecord,
+        reply: msg.StageFailed | None,
+        attempt: int,
+        now: float,
+    ) -> None:
+        """Report a failed attempt (``reply`` None: it timed out), then wait out the
+        delay before the next one; raise StageFailed when the policy gives up."""
         ins = self.instruments
         label = stage_def.label
-        ins.stage_entered(label)
+        timeout = stage_def.timeout
+        error: BaseException
+        if reply is None:
+            assert timeout is not None
+            error = StageTimeout(label, timeout, attempt=attempt)
+            await ins.attempt_failed(record, now, error, timed_out_after=timeout)
+        else:
+            error = (
+                reply.exception
+                if reply.exception is not None
+                else CrucibleError(f"{reply.error_type}: {reply.message}")
+            )
+            await ins.attempt_failed(record, now, error, reply.error_type)
+        restarts = self.restarts
+        if restarts is None:
+            run = self.handle
+            restarts = self.restarts = RunRestarts(run.experiment, f"run {run.run_id}")
         try:
-            stage = self.stage = self._prepare(index, stage_def)
-            executor = stage.executor
-            timeout = stage_def.timeout
-            if timeout is not None and self._scope_type is None:
-                self._scope_type = deadline_scope_type()
-            scope_type = self._scope_type
-            now_fn = ins.now
-            attempt = 0
-            while True:
-                attempt += 1
-                self._generation += 1
-                gen = self._generation
-                started = now_fn()
-                record = AttemptRecord(index, label, attempt, "running", started)
-                ins.attempt_started(record)
-                reply: msg.Message | None
-                try:
-                    command = msg.RunStage(gen, index, self.snapshot, attempt)
-                    if timeout is None:
-                        reply = await executor.run(stage, command, self)
-                    else:
-                        assert scope_type is not None
-                        with scope_type(deadline=started + timeout) as scope:
-                            reply = await executor.run(stage, command, self)
-                        if scope.cancel_called:
-                            # The deadline fired: the attempt timed out, and an answer it
-                            # gave anyway (it swallowed the cancellation) is late.
-                            reply = None
-                except anyio.get_cancelled_exc_class():
-                    await ins.attempt_cancelled(record)
-                    raise
-                if reply is not None and reply.generation != gen:
-                    raise CrucibleError(
-                        f"stage {label!r}: executor {type(executor).__name__} answered "
-                        f"attempt {reply.generation} while attempt {gen} was awaited "
-                        "(an executor must answer the RunStage it was given)"
-                    )
-                now = now_fn()
-                if isinstance(reply, msg.StageDone):
-                    self.snapshot = reply.context
-                    write = ins.attempt_completed(record, now)
-                    if write is not None:
-                        await write
-                    return
-                error: BaseException
-                if reply is None:
-                    assert timeout is not None
-                    error = StageTimeout(label, timeout, attempt=attempt)
-                    await ins.attempt_failed(record, now, error, timed_out_after=timeout)
-                else:
-                    assert isinstance(reply, msg.StageFailed)
-                    error = (
-                        reply.exception
-                        if reply.exception is not None
-                        else CrucibleError(f"{reply.error_type}: {reply.message}")
-                    )
-                    await ins.attempt_failed(record, now, error, reply.error_type)
-                restarts = self.restarts
-                if restarts is None:
-                    run = self.handle
-                    restarts = self.restarts = RunRestarts(run.experiment, f"run {run.run_id}")
-                try:
-                    delay = restarts.next_delay(index, stage_def, attempt, error, now)
-                except GiveUp as stop:
-                    self._give_up(index, label, stop.reason, attempt, stop.gave_up)
-                ins.stage_restarted(index, label, attempt + 1, describe_error(error), delay)
-                if delay > 0:
-                    await anyio.sleep(delay)
-        finally:
-            ins.stage_left()
+            delay = restarts.next_delay(index, stage_def, attempt, error, now)
+        except GiveUp as stop:
+            self._give_up(index, label, stop.reason, attempt, stop.gave_up)
+        ins.stage_restarted(index, label, attempt + 1, describe_error(error), delay)
+        if delay > 0:
+            await anyio.sleep(delay)
