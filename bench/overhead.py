@@ -203,7 +203,7 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
         ("timed_transient_stage_marginal", marginal, 1.5),
         ("run_fixed_cost_per_stage_of_5", fixed / STAGES, None),
     ]
-    for name, us, target in parts:
+    for name, us, goal in parts:
         lines.append(
             {
                 "bench": "overhead",
@@ -213,7 +213,7 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
                 "baseline_b_us": base_b,
                 "ratio_vs_a": us / base_a,
                 "ratio_vs_b": us / base_b,
-                "target_ratio_vs_b": target,
+                "target_ratio_vs_b": goal,
             }
         )
     return lines
