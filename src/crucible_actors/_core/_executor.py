@@ -43,14 +43,13 @@ The contract of :meth:`Executor.run`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._errors import CrucibleError
 from ._ir import stage_ref
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Mapping
 
     from . import _messages as msg
     from ._context import Context
@@ -171,13 +170,19 @@ class UnknownIsolation(CrucibleError):
     """A stage asks for an isolation no executor is registered under."""
 
 
-class ExecutorRegistry(Mapping[str, "Executor"]):
-    """Executors keyed by isolation name (``"inline"``, ``"thread"``, ``"process"``...)."""
+class ExecutorRegistry(dict[str, "Executor"]):
+    """Executors keyed by isolation name (``"inline"``, ``"thread"``, ``"process"``...).
 
-    __slots__ = ("_by_name",)
+    A dict (the run supervisor looks an executor up once per stage), filled through
+    :meth:`register`, which checks what it is given.
+    """
+
+    __slots__ = ()
 
     def __init__(self, executors: Mapping[str, Executor] | None = None) -> None:
-        self._by_name: dict[str, Executor] = dict(executors or {})
+        super().__init__()
+        for name, executor in (executors or {}).items():
+            self.register(name, executor)
 
     def register(self, name: str, executor: Executor, *, replace: bool = False) -> None:
         """Register ``executor`` for ``StageDef(isolation=name)``.
@@ -191,16 +196,16 @@ class ExecutorRegistry(Mapping[str, "Executor"]):
                 f"executor for {name!r} must have an async run(stage, command, io) method; "
                 f"got {type(executor).__name__}"
             )
-        if name in self._by_name and not replace:
+        if name in self and not replace:
             raise ValueError(
                 f"an executor is already registered for isolation {name!r}; "
                 "pass replace=True to replace it"
             )
-        self._by_name[name] = executor
+        self[name] = executor
 
     def merged(self, overrides: Mapping[str, Executor] | None) -> ExecutorRegistry:
         """Return a copy of this registry with ``overrides`` registered over it."""
-        merged = ExecutorRegistry(self._by_name)
+        merged = ExecutorRegistry(self)
         for name, executor in (overrides or {}).items():
             merged.register(name, executor, replace=True)
         return merged
@@ -211,24 +216,15 @@ class ExecutorRegistry(Mapping[str, "Executor"]):
         Raises:
             UnknownIsolation: nothing is registered under ``name``.
         """
-        try:
-            return self._by_name[name]
-        except KeyError:
-            known = ", ".join(sorted(self._by_name)) or "none"
+        executor = self.get(name)
+        if executor is None:
+            known = ", ".join(sorted(self)) or "none"
             raise UnknownIsolation(
                 f"stage {label!r} asks for isolation {name!r}, but no executor is "
                 f"registered under that name (registered: {known}); register one with "
                 "crucible_actors.executors.register() or pass open_runtime(executors=...)"
-            ) from None
-
-    def __getitem__(self, name: str) -> Executor:
-        return self._by_name[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
+            )
+        return executor
 
 
 #: The process-wide executors a runtime falls back to; :mod:`crucible_actors.executors`

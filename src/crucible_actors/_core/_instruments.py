@@ -212,17 +212,16 @@ class RunInstruments:
 
     # -- stages --------------------------------------------------------------------
 
-    def checkpoint(self, index: int, snapshot: bytes) -> Awaitable[None] | None:
+    async def checkpoint(self, index: int, snapshot: bytes) -> None:
         """``snapshot`` is the Context before stage ``index`` (or after the last one).
 
-        Returns the store write to await, or None when the run does not persist.
+        The supervisor calls this only when the run persists (``observer`` is set).
         """
         if self.observer is not None:
-            return self.observer.checkpoint(self.handle, index, snapshot)
-        return None
+            await self.observer.checkpoint(self.handle, index, snapshot)
 
     def stage_entered(self, label: str) -> None:
-        """The stage ``label`` is about to be prepared and attempted."""
+        """The stage ``label`` is about to be prepared and attempted (spans only)."""
         rec = self.recorder
         if rec is not None:
             handle = self.handle
@@ -231,7 +230,7 @@ class RunInstruments:
             )
 
     def stage_left(self) -> None:
-        """The stage entered last is done with (succeeded or gave up)."""
+        """The stage entered last is done with, succeeded or gave up (spans only)."""
         if self._stage_span is not None and self.recorder is not None:
             self.recorder.end(self._stage_span)
         self._stage_span = None

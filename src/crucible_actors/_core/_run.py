@@ -202,7 +202,9 @@ class RunSupervisor(StageActor):
         try:
             stage_obj = resolve_stage(stage_def, self.registry)
             opts = prepare_options(label, stage_obj, stage_def.options or {}, self.validate_mode)
-            executor = self.executors.lookup(stage_def.isolation, label)
+            executor = self.executors.get(stage_def.isolation)
+            if executor is None:
+                executor = self.executors.lookup(stage_def.isolation, label)  # raises
         except Exception as exc:
             self._give_up(index, label, exc, 1)
         return PreparedStage(index, label, stage_def, stage_info(stage_obj), opts, executor)
@@ -252,13 +254,13 @@ class RunSupervisor(StageActor):
                 await anyio.lowlevel.checkpoint()
             stage_def = pipeline[index]
             label = self._current_stage = stage_def.label
-            write = ins.checkpoint(index, self.snapshot)
-            if write is not None:
-                await write
+            if ins.observer is not None:  # the run persists
+                await ins.checkpoint(index, self.snapshot)
             if not stage_def.enabled:
                 self._skip(index, label)
                 continue
-            ins.stage_entered(label)
+            if ins.recorder is not None:  # spans are on
+                ins.stage_entered(label)
             try:
                 stage = self.stage = self._prepare(index, stage_def)
                 executor = stage.executor
@@ -305,11 +307,11 @@ class RunSupervisor(StageActor):
                         break
                     await self._attempt_failed(index, stage_def, record, reply, attempt, now)
             finally:
-                ins.stage_left()
+                if ins.recorder is not None:  # spans are on
+                    ins.stage_left()
         final = self.snapshot
-        write = ins.checkpoint(len(pipeline), final)
-        if write is not None:
-            await write
+        if ins.observer is not None:  # the run persists
+            await ins.checkpoint(len(pipeline), final)
         return final
 
     async def _attempt_failed(
