@@ -9,7 +9,7 @@ import msgspec.structs
 import pytest
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors.executors import (
     ExecutorRegistry,
     InlineExecutor,
