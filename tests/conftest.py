@@ -43,6 +43,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=MODES)
 def delivery(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test both ways a RunStage reaches its stage actor (see tests/delivery.py)."""
+    """Run the test with its stages untimed and timed (see tests/delivery.py)."""
     monkeypatch.setitem(state, "mode", request.param)
     return str(request.param)

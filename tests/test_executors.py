@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec.structs
 import pytest
 
 import crucible_actors as ca
@@ -71,7 +72,7 @@ async def test_the_executor_of_an_isolation_runs_every_attempt_and_is_entered() 
     assert isinstance(default_executors["inline"], InlineExecutor)
 
 
-async def test_a_timed_stage_reaches_its_executor_through_the_actor_task() -> None:
+async def test_a_timed_stage_reaches_its_executor_too() -> None:
     rec = Recording()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
     async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:
@@ -136,3 +137,20 @@ def test_run_passes_its_executors_to_its_private_runtime() -> None:
     assert rec.entered
     assert rec.exited
     assert [s[:3] for s in rec.seen] == [("inc", 0, 1)]
+
+
+async def test_an_executor_answering_another_attempt_fails_the_run_saying_so() -> None:
+    class Stale:
+        async def run(
+            self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+        ) -> msg.StageDone | msg.StageFailed:
+            reply = await InlineExecutor().run(stage, command, io)
+            return msgspec.structs.replace(reply, generation=command.generation + 7)
+
+    exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
+    async with ca.open_runtime(registry=_registry(), executors={"inline": Stale()}) as rt:
+        handle = await rt.submit(exp)
+        with pytest.raises(StageFailed) as info:
+            await handle.result()
+    assert "answered attempt 8 while attempt 1 was awaited" in str(info.value.reason)
+    assert "Stale" in str(info.value.reason)

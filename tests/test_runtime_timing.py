@@ -273,3 +273,35 @@ async def test_late_result_of_an_abandoned_attempt_is_dropped() -> None:
     )
     assert ctx.get_metric("ok") == 2
     assert not ctx.has_metric("late")
+
+
+async def test_a_timed_out_attempt_that_unwinds_slowly_leaves_the_next_its_full_timeout() -> None:
+    calls = Counter[str]()
+
+    @stage("slow_unwind")
+    async def slow_unwind(ctx: Context, opts: Any) -> Context:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                with cleanup_scope():  # resists the timeout's cancellation for 3 s
+                    await anyio.sleep(3.0)
+        await anyio.sleep(4.0)
+        return ctx.put_metric("attempt", calls["n"])
+
+    reg = registry_with(slow_unwind)
+    t0 = anyio.current_time()
+    async with open_runtime(registry=reg) as rt:
+        handle = await rt.submit(
+            exp(StageDef(name="slow_unwind", timeout=5.0, restart="transient"))
+        )
+        ctx = await handle.result()
+    # The deadline fires at 5 s; the attempt occupies its stage until its cleanup is done
+    # at 8 s, and only then does the next attempt start, with all of its 5 s: it needs 4.
+    assert ctx.get_metric("attempt") == 2
+    assert [
+        (r.attempt, r.status, r.started - t0, (r.finished or 0.0) - t0) for r in handle.attempts
+    ] == [(1, "timeout", 0.0, 8.0), (2, "completed", 8.0, 12.0)]
+    timeouts = [e for e in handle._events if e.type == "stage_timeout"]
+    assert [e.time - t0 for e in timeouts] == [8.0]

@@ -1,4 +1,4 @@
-"""The stage actor and its mailbox: how a ``RunStage`` reaches an executor and back.
+"""The stage actor: the run's side of every attempt, and how a ``RunStage`` reaches it.
 
 One actor per run. It holds the stage being run (a
 :class:`~crucible_actors._core._executor.PreparedStage`, set by the run supervisor before
@@ -7,12 +7,28 @@ the stage's first attempt) and is the run's
 from the ``RunStage`` snapshot and builds the ``StageDone``/``StageFailed`` reply, while
 the stage's executor decides where the body runs.
 
-A message reaches the actor in one of two ways, chosen per run by the supervisor
-(``_run.py``). When no stage has a timeout, nothing abandons an attempt from outside, so
-the supervisor awaits the executor directly in the run's task (no task, no stream).
-Otherwise the actor :meth:`~_StageActor.serve` s in a task of its own, fed over bounded
-memory streams through a :class:`Mailbox`; each timed attempt runs in its own cancel
-scope, and the late answer of an abandoned attempt is dropped by its generation.
+A message reaches the actor by a direct call in the run's task, timed or not: the run
+supervisor (``_run.py``) awaits the executor, and a stage with a ``timeout`` adds one
+cancel scope with the attempt's deadline around that await. So the deadline is enforced
+where the attempt runs, and an answer the attempt gives once its deadline has fired (a
+stage that swallowed the cancellation) is dropped as late.
+
+Why no actor task of its own for timed stages (the design until issue #12): an actor fed
+over memory streams lets the supervisor record a timeout at the deadline while a stage
+that resists cancellation (a shielded cleanup) is still unwinding. That is all it buys,
+and it bought less than it cost. The actor still serves one attempt at a time, so the
+next attempt, or the run's end, waits for the unwinding anyway, and the next attempt's
+deadline ran while it waited: with a 5 s timeout, a 3 s cleanup and a 4 s retry, the
+actor task timed the retry out at 10 s and needed a third attempt (attempts ``timeout
+0-5, timeout 5-10, completed 10-14``), where the direct call gives ``timeout 0-8,
+completed 8-12``
+(``test_a_timed_out_attempt_that_unwinds_slowly_leaves_the_next_its_full_timeout``). It
+also made a timed stage cost 4-6x an untimed one (``bench/overhead.py``) and held about
+80 more GC-tracked objects per blocked run (two tasks, four streams, a task group). So
+the timeout of an attempt that resists cancellation is recorded once it has unwound, and
+its record shows how long it held the stage; a cooperative attempt (any await, a stage
+in a thread, which is abandoned, or in a process, which is killed) unwinds at the
+deadline.
 
 Also here: the run's context variable (:func:`current_run`) and :func:`cleanup_scope`,
 which stages use from inside an attempt.
@@ -34,14 +50,12 @@ from ._encoding import decode_context, decode_context_with, encode_context
 from ._registry import current_registry
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from ._context import Context
     from ._executor import PreparedStage
     from ._handle import RunHandle
     from ._registry import Registry
 
-__all__ = ["Mailbox", "StageActor", "cleanup_scope", "current_run", "trace_event"]
+__all__ = ["StageActor", "cleanup_scope", "current_run", "enter_run", "trace_event"]
 
 _current_run: contextvars.ContextVar[RunHandle | None] = contextvars.ContextVar(
     "crucible_current_run", default=None
@@ -88,43 +102,28 @@ def trace_event(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -
 
 
 class StageActor:
-    """Runs stage attempts for one run, one at a time, each in its own cancel scope."""
+    """The run's side of its stage attempts (decode the snapshot, build the reply).
 
-    __slots__ = (
-        "_cancelled_upto",
-        "_gen",
-        "_handle",
-        "_registry",
-        "_scope",
-        "experiment_intact",
-        "replies",
-        "stage",
-    )
+    The run supervisor is its run's actor (it subclasses this one), so a run in flight
+    holds one object fewer for the cyclic GC to traverse.
+    """
 
-    def __init__(self, handle: RunHandle, registry: Registry) -> None:
-        self._handle = handle
-        self._registry = registry
+    __slots__ = ("experiment_intact", "handle", "stage")
+
+    def __init__(self, handle: RunHandle) -> None:
+        #: The run this actor serves.
+        self.handle = handle
         # True while every snapshot carries the submitted Experiment unchanged, so
         # decoding can reuse that object (a stage may replace ctx.experiment).
         self.experiment_intact = True
-        #: Where :meth:`serve` sends replies (set when the actor runs in its own task).
-        self.replies: MemoryObjectSendStream[msg.Message] | None = None
-        self._scope: anyio.CancelScope | None = None
-        self._gen = 0
-        self._cancelled_upto = 0
         #: The stage being run, set by the supervisor before its first attempt.
         self.stage: PreparedStage | None = None
-
-    @property
-    def handle(self) -> RunHandle:
-        """The run this actor serves."""
-        return self._handle
 
     # -- AttemptIO -----------------------------------------------------------------
 
     def begin(self, stage: PreparedStage, command: msg.RunStage) -> Context:
         """Decode the attempt's Context from ``command`` (telemetry context, trace start)."""
-        handle = self._handle
+        handle = self.handle
         label = stage.label
         telemetry = {
             "stage": label,
@@ -145,7 +144,7 @@ class StageActor:
     def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
         """Return the reply for an attempt whose stage returned ``result``."""
         label = stage.label
-        if result.experiment is not self._handle.experiment:
+        if result.experiment is not self.handle.experiment:
             self.experiment_intact = False
         result = result.mark_stage_complete(label)
         if result.trace is not None:
@@ -163,106 +162,3 @@ class StageActor:
         return msg.StageFailed(
             command.generation, command.index, type(error).__name__, str(error), exception=error
         )
-
-    # -- the actor task ------------------------------------------------------------
-
-    def cancel_attempt(self, generation: int) -> None:
-        """Abandon attempt ``generation`` (also if the actor has not picked it up yet)."""
-        self._cancelled_upto = max(self._cancelled_upto, generation)
-        if self._gen == generation and self._scope is not None:
-            self._scope.cancel()
-
-    async def serve(self, commands: MemoryObjectReceiveStream[msg.Message]) -> None:
-        """Run the attempts received on ``commands`` until the stream ends."""
-        enter_run(self._handle, self._registry)
-        with commands:
-            while True:
-                # Fast path: take a queued command without the extra checkpoint that
-                # ``receive()`` always performs; block only when the queue is empty.
-                # (The await is kept out of the ``except`` clause: inside it, the
-                # WouldBlock and its traceback would stay alive while the actor waits.)
-                try:
-                    command = commands.receive_nowait()
-                except anyio.WouldBlock:
-                    command = None
-                except anyio.EndOfStream:
-                    return
-                if command is None:
-                    try:
-                        command = await commands.receive()
-                    except anyio.EndOfStream:
-                        return
-                if not isinstance(command, msg.RunStage):
-                    continue
-                if command.generation <= self._cancelled_upto:
-                    continue
-                stage = self.stage
-                assert stage is not None
-                assert stage.index == command.index
-                if stage.definition.timeout is None:
-                    # No timeout: nothing abandons this attempt but the run's own
-                    # cancellation, so no per-attempt cancel scope is needed.
-                    reply = await stage.executor.run(stage, command, self)
-                else:
-                    with anyio.CancelScope() as scope:
-                        self._scope, self._gen = scope, command.generation
-                        reply = await stage.executor.run(stage, command, self)
-                    self._scope = None
-                    if scope.cancelled_caught:
-                        continue
-                assert self.replies is not None
-                try:
-                    self.replies.send_nowait(reply)
-                    continue
-                except anyio.WouldBlock:
-                    pass
-                await self.replies.send(reply)
-
-
-class Mailbox:
-    """The supervisor's end of the streams to an actor task."""
-
-    __slots__ = ("recv_reply", "send_cmd")
-
-    def __init__(
-        self,
-        send_cmd: MemoryObjectSendStream[msg.Message],
-        recv_reply: MemoryObjectReceiveStream[msg.Message],
-    ) -> None:
-        self.send_cmd = send_cmd
-        self.recv_reply = recv_reply
-
-    async def call(self, command: msg.RunStage, limit: float | None) -> msg.Message | None:
-        """Send ``command`` to the actor and wait for its reply; None after ``limit`` seconds."""
-        gen = command.generation
-        if limit is None:
-            await _send(self.send_cmd, command)
-            return await _receive_generation(self.recv_reply, gen)
-        with anyio.move_on_after(limit):
-            await _send(self.send_cmd, command)
-            return await _receive_generation(self.recv_reply, gen)
-        return None
-
-
-async def _send(stream: MemoryObjectSendStream[msg.Message], message: msg.Message) -> None:
-    try:
-        stream.send_nowait(message)
-        return
-    except anyio.WouldBlock:
-        pass
-    await stream.send(message)
-
-
-async def _receive_generation(
-    stream: MemoryObjectReceiveStream[msg.Message], generation: int
-) -> msg.Message:
-    """Return the next reply for ``generation``, dropping late replies of older attempts."""
-    while True:
-        try:
-            reply: msg.Message | None = stream.receive_nowait()
-        except anyio.WouldBlock:
-            reply = None
-        if reply is None:
-            reply = await stream.receive()
-        if getattr(reply, "generation", None) == generation:
-            return reply

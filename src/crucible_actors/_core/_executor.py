@@ -29,8 +29,9 @@ The contract of :meth:`Executor.run`:
   timeout's cancel scope, or the run's cancellation). The executor must then give up the
   attempt's resources before re-raising (kill the worker process, ``ray.cancel``, leave a
   blocked thread behind) and may take at most the run's grace for it (wrap any await in
-  :func:`~crucible_actors.cleanup_scope`). A late answer of an abandoned attempt is
-  dropped by the actor by its generation, so an executor never has to filter them.
+  :func:`~crucible_actors.cleanup_scope`). An answer given after the attempt's
+  deadline fired is dropped by the supervisor as late, so an executor never has to
+  filter them.
 - **Concurrency**: one executor object serves every run of the runtime concurrently;
   ``run`` must be reentrant. State belongs to the executor (a pool of workers keyed by
   :attr:`PreparedStage.ref` gives *stateful stages*: set up once per worker, reused by

@@ -3,8 +3,8 @@
 Commands take the imperative (``RunStage``, ``Cancel``), replies the past tense
 (``StageDone``, ``StageFailed``). The Context always travels as msgpack bytes, so the
 same messages cross into a worker process unchanged. ``generation`` numbers each
-attempt: a reply whose generation is not the one awaited (a late answer from an
-abandoned attempt) is dropped.
+attempt (the idempotency key has it): a reply must carry the generation of the attempt
+it answers, and one given after that attempt's deadline fired is dropped as late.
 
 ``StageFailed.exception`` carries the live exception object inside one process and is
 never encoded; across a process boundary ``error_pickle`` carries it instead.

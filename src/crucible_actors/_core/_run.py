@@ -10,13 +10,13 @@ bytes) or ``StageFailed``. A failed attempt therefore leaves nothing behind, and
 snapshot is also what the store checkpoints, so restart and crash-resume are one
 operation.
 
-How a message reaches the actor depends on the run. When a stage has a timeout, the
-actor runs in a task of its own fed over bounded memory streams, each timed attempt in
-its own cancel scope: the supervisor records the timeout at the deadline and moves on,
-and the abandoned attempt's late answer is dropped by its generation. When no stage has
-one, nothing ever abandons an attempt from outside, so the supervisor awaits the
-executor directly in the run's task (two task switches fewer per stage, and no task
-group per run).
+The supervisor awaits the executor directly in the run's task (no task, no stream per
+run). A stage with a ``timeout`` adds one cancel scope whose deadline is the attempt's
+start plus the timeout: the deadline is enforced where the attempt runs, the timeout is
+recorded once the attempt has unwound (at the deadline, unless the stage resists
+cancellation: see ``_actor.py`` for why no actor task watches it instead), and an answer
+given after the deadline fired is dropped as late. Generations still number the attempts
+(the idempotency key, an executor's bookkeeping).
 
 After a failed attempt the retry policy (``_retry.py``) decides between a delay and
 giving up; every transition is reported in one call to the run's instruments
@@ -41,8 +41,8 @@ import anyio
 import anyio.lowlevel
 
 from . import _messages as msg
-from ._actor import Mailbox, StageActor, enter_run, trace_event
-from ._clock import loop_clock
+from ._actor import StageActor, enter_run, trace_event
+from ._clock import deadline_scope_type, loop_clock
 from ._encoding import decode_context, encode_context
 from ._errors import CrucibleError, RunCancelled, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
@@ -53,18 +53,14 @@ from ._retry import GiveUp, RunRestarts, describe_error
 from ._stage import stage_info
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
-    from typing import TypeAlias
+    from collections.abc import Callable, Iterator
 
+    from ._clock import DeadlineScope
     from ._context import Context
     from ._executor import ExecutorRegistry
     from ._ir import StageDef
     from ._registry import Registry
     from ._tracing import SpanRecorder
-
-    #: How the supervisor hands a command to the stage actor and gets its reply
-    #: (None: the attempt timed out).
-    _Exchange: TypeAlias = Callable[[msg.RunStage, float | None], Awaitable[msg.Message | None]]
 
 __all__ = ["RunObserver", "RunSupervisor", "unwrap_fatal"]
 
@@ -88,14 +84,18 @@ def unwrap_fatal() -> Iterator[None]:
         raise leaf from None
 
 
-class RunSupervisor:
-    """Executes one run: the ordered stages, their restarts, timeouts and checkpoints."""
+class RunSupervisor(StageActor):
+    """Executes one run: the ordered stages, their restarts, timeouts and checkpoints.
+
+    It is also the run's stage actor (the :class:`~._executor.AttemptIO` its executors
+    answer through): one object per run rather than two.
+    """
 
     __slots__ = (
         "_current_stage",
         "_generation",
+        "_scope_type",
         "executors",
-        "handle",
         "instruments",
         "on_exit",
         "registry",
@@ -120,7 +120,7 @@ class RunSupervisor:
         wall: Callable[[], float] = time.time,
         on_exit: Callable[[RunHandle], None] | None = None,
     ) -> None:
-        self.handle = handle
+        super().__init__(handle)
         self.registry = registry
         self.executors = executors
         self.validate_mode = validate_mode
@@ -128,9 +128,12 @@ class RunSupervisor:
         self.start_index = start_index
         self.on_exit = on_exit
         self.instruments = RunInstruments(handle, observer, recorder, otel_parent, wall)
-        self.restarts = RunRestarts(handle.experiment, f"run {handle.run_id}")
+        # Created at the first failed attempt: most runs never need one.
+        self.restarts: RunRestarts | None = None
         self._generation = 0
         self._current_stage: str | None = None
+        # The cancel scope class of timed attempts (looked up at the first one).
+        self._scope_type: Callable[..., DeadlineScope] | None = None
 
     async def execute(self) -> None:
         """Run the pipeline and record the outcome on the handle; never raises Exception.
@@ -144,18 +147,10 @@ class RunSupervisor:
         t0 = now()
         handle.started_at = t0
         handle.status = RunStatus.RUNNING
-        actor = StageActor(handle, self.registry)
         try:
             await ins.run_started(t0, self.snapshot)
-            pipeline = handle.experiment.pipeline
-            if any(pipeline[i].timeout is not None for i in range(self.start_index, len(pipeline))):
-                final = await self._drive_actor_task(actor)
-            else:
-                # No stage can time out, so no attempt ever needs abandoning from outside:
-                # the executor is awaited directly in this task, which spares every stage
-                # two task switches and the run a task group.
-                enter_run(handle, self.registry)
-                final = await self._run_stages(actor, None)
+            enter_run(handle, self.registry)
+            final = await self._run_stages()
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
@@ -169,7 +164,7 @@ class RunSupervisor:
         else:
             # The handle decodes the final Context when asked, sharing the submitted
             # Experiment unless a stage replaced it.
-            ctx = None if actor.experiment_intact else decode_context(final)
+            ctx = None if self.experiment_intact else decode_context(final)
             await self._end(RunStatus.COMPLETED, ctx, None, t0, "run_completed", final)
         finally:
             handle._scope = None
@@ -194,66 +189,6 @@ class RunSupervisor:
             await self.instruments.run_finished(status, error, now - t0, event, final)
         finally:
             handle._mark_done()
-
-    async def _run_stages(self, actor: StageActor, exchange: _Exchange | None) -> bytes:
-        """Run the stages from ``start_index`` on; return the final snapshot.
-
-        ``exchange`` delivers each command to the actor task; None awaits the executor
-        directly.
-        """
-        handle = self.handle
-        ins = self.instruments
-        pipeline = handle.experiment.pipeline
-        for index in range(self.start_index, len(pipeline)):
-            if handle._cancel_requested:
-                # Cancelled while it could not be interrupted (before the run's first
-                # await, or in a shielded write): the run's cancelled scope raises here,
-                # so a stage that never awaits does not run after a cancel.
-                await anyio.lowlevel.checkpoint()
-            stage_def = pipeline[index]
-            self._current_stage = stage_def.label
-            if ins.observer is not None:  # the run persists
-                await ins.checkpoint(index, self.snapshot)
-            if stage_def.enabled:
-                await self._attempts(index, stage_def, actor, exchange)
-            else:
-                self._skip(index, stage_def.label)
-        if ins.observer is not None:  # the run persists
-            await ins.checkpoint(len(pipeline), self.snapshot)
-        return self.snapshot
-
-    async def _drive_actor_task(self, actor: StageActor) -> bytes:
-        """Run the stages with the actor in a task of its own, fed over memory streams.
-
-        A timed attempt is watched from the supervisor's side: at the deadline the
-        supervisor records the timeout and moves on even if the stage is slow to unwind,
-        and the abandoned attempt's late answer is dropped by its generation.
-        """
-        send_cmd, recv_cmd = anyio.create_memory_object_stream[msg.Message](1)
-        send_reply, recv_reply = anyio.create_memory_object_stream[msg.Message](1)
-        actor.replies = send_reply
-        mailbox = Mailbox(send_cmd, recv_reply)
-        failure: Exception | None = None
-        final = b""
-        try:
-            with unwrap_fatal():
-                # The body's errors are kept out of the task group: a task group would
-                # wrap them in an ExceptionGroup, and a failed run must raise a plain
-                # StageFailed.
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(actor.serve, recv_cmd)
-                    try:
-                        final = await self._run_stages(actor, mailbox.call)
-                    except Exception as exc:
-                        failure = exc
-                    finally:
-                        tg.cancel_scope.cancel()
-        finally:
-            for stream in (send_cmd, recv_cmd, send_reply, recv_reply):
-                stream.close()
-        if failure is not None:
-            raise failure
-        return final
 
     def _skip(self, index: int, label: str) -> None:
         ctx = decode_context(self.snapshot)
@@ -299,64 +234,120 @@ class RunSupervisor:
             reason
         )
 
-    async def _attempts(
-        self, index: int, stage_def: StageDef, actor: StageActor, exchange: _Exchange | None
+    async def _run_stages(self) -> bytes:
+        """Run the stages from ``start_index`` on, each until an attempt succeeds or its
+        policy gives up; return the final snapshot.
+
+        One coroutine for all stages and attempts: at 10,000 runs in flight, a coroutine
+        per stage is an object per stage that outlives a whole round of the event loop,
+        which the cyclic GC then traverses and promotes.
+        """
+        handle = self.handle
+        ins = self.instruments
+        now_fn = ins.now
+        pipeline = handle.experiment.pipeline
+        for index in range(self.start_index, len(pipeline)):
+            if handle._cancel_requested:
+                # Cancelled while it could not be interrupted (before the run's first
+                # await, or in a shielded write): the run's cancelled scope raises here,
+                # so a stage that never awaits does not run after a cancel.
+                await anyio.lowlevel.checkpoint()
+            stage_def = pipeline[index]
+            label = self._current_stage = stage_def.label
+            if ins.observer is not None:  # the run persists
+                await ins.checkpoint(index, self.snapshot)
+            if not stage_def.enabled:
+                self._skip(index, label)
+                continue
+            if ins.recorder is not None:  # spans are on
+                ins.stage_entered(label)
+            try:
+                stage = self.stage = self._prepare(index, stage_def)
+                executor = stage.executor
+                timeout = stage_def.timeout
+                if timeout is not None and self._scope_type is None:
+                    self._scope_type = deadline_scope_type()
+                scope_type = self._scope_type
+                attempt = 0
+                while True:
+                    attempt += 1
+                    self._generation += 1
+                    gen = self._generation
+                    started = now_fn()
+                    record = AttemptRecord(index, label, attempt, "running", started)
+                    ins.attempt_started(record)
+                    reply: msg.Message | None
+                    try:
+                        command = msg.RunStage(gen, index, self.snapshot, attempt)
+                        if timeout is None:
+                            reply = await executor.run(stage, command, self)
+                        else:
+                            assert scope_type is not None
+                            with scope_type(deadline=started + timeout) as scope:
+                                reply = await executor.run(stage, command, self)
+                            if scope.cancel_called:
+                                # The deadline fired: the attempt timed out, and an answer
+                                # it gave anyway (it swallowed the cancellation) is late.
+                                reply = None
+                    except anyio.get_cancelled_exc_class():
+                        await ins.attempt_cancelled(record)
+                        raise
+                    if reply is not None and reply.generation != gen:
+                        raise CrucibleError(
+                            f"stage {label!r}: executor {type(executor).__name__} answered "
+                            f"attempt {reply.generation} while attempt {gen} was awaited "
+                            "(an executor must answer the RunStage it was given)"
+                        )
+                    now = now_fn()
+                    if isinstance(reply, msg.StageDone):
+                        self.snapshot = reply.context
+                        write = ins.attempt_completed(record, now)
+                        if write is not None:
+                            await write
+                        break
+                    await self._attempt_failed(index, stage_def, record, reply, attempt, now)
+            finally:
+                if ins.recorder is not None:  # spans are on
+                    ins.stage_left()
+        final = self.snapshot
+        if ins.observer is not None:  # the run persists
+            await ins.checkpoint(len(pipeline), final)
+        return final
+
+    async def _attempt_failed(
+        self,
+        index: int,
+        stage_def: StageDef,
+        record: AttemptRecord,
+        reply: msg.StageFailed | None,
+        attempt: int,
+        now: float,
     ) -> None:
-        """Run the stage's attempts until one succeeds or its policy gives up."""
+        """Report a failed attempt (``reply`` None: it timed out), then wait out the
+        delay before the next one; raise StageFailed when the policy gives up."""
         ins = self.instruments
         label = stage_def.label
-        if ins.recorder is not None:  # spans are on
-            ins.stage_entered(label)
+        timeout = stage_def.timeout
+        error: BaseException
+        if reply is None:
+            assert timeout is not None
+            error = StageTimeout(label, timeout, attempt=attempt)
+            await ins.attempt_failed(record, now, error, timed_out_after=timeout)
+        else:
+            error = (
+                reply.exception
+                if reply.exception is not None
+                else CrucibleError(f"{reply.error_type}: {reply.message}")
+            )
+            await ins.attempt_failed(record, now, error, reply.error_type)
+        restarts = self.restarts
+        if restarts is None:
+            run = self.handle
+            restarts = self.restarts = RunRestarts(run.experiment, f"run {run.run_id}")
         try:
-            stage = actor.stage = self._prepare(index, stage_def)
-            executor = stage.executor
-            now_fn = ins.now
-            attempt = 0
-            while True:
-                attempt += 1
-                self._generation += 1
-                gen = self._generation
-                record = AttemptRecord(index, label, attempt, "running", now_fn())
-                ins.attempt_started(record)
-                reply: msg.Message | None
-                try:
-                    command = msg.RunStage(gen, index, self.snapshot, attempt)
-                    if exchange is None:
-                        reply = await executor.run(stage, command, actor)
-                    else:
-                        reply = await exchange(command, stage_def.timeout)
-                except anyio.get_cancelled_exc_class():
-                    actor.cancel_attempt(gen)
-                    await ins.attempt_cancelled(record)
-                    raise
-                now = now_fn()
-                if isinstance(reply, msg.StageDone):
-                    self.snapshot = reply.context
-                    write = ins.attempt_completed(record, now)
-                    if write is not None:
-                        await write
-                    return
-                error: BaseException
-                if reply is None:
-                    assert stage_def.timeout is not None
-                    actor.cancel_attempt(gen)
-                    error = StageTimeout(label, stage_def.timeout, attempt=attempt)
-                    await ins.attempt_failed(record, now, error, timed_out_after=stage_def.timeout)
-                else:
-                    assert isinstance(reply, msg.StageFailed)
-                    error = (
-                        reply.exception
-                        if reply.exception is not None
-                        else CrucibleError(f"{reply.error_type}: {reply.message}")
-                    )
-                    await ins.attempt_failed(record, now, error, reply.error_type)
-                try:
-                    delay = self.restarts.next_delay(index, stage_def, attempt, error, now)
-                except GiveUp as stop:
-                    self._give_up(index, label, stop.reason, attempt, stop.gave_up)
-                ins.stage_restarted(index, label, attempt + 1, describe_error(error), delay)
-                if delay > 0:
-                    await anyio.sleep(delay)
-        finally:
-            if ins.recorder is not None:  # spans are on
-                ins.stage_left()
+            delay = restarts.next_delay(index, stage_def, attempt, error, now)
+        except GiveUp as stop:
+            self._give_up(index, label, stop.reason, attempt, stop.gave_up)
+        ins.stage_restarted(index, label, attempt + 1, describe_error(error), delay)
+        if delay > 0:
+            await anyio.sleep(delay)
