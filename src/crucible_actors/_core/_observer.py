@@ -117,6 +117,7 @@ class StoreObserver(RunObserver):
             finished_at=now,
             duration=duration,
             error=record.error,
+            cache_hit=record.cache_hit,
         )
         if record.status == "completed":
             self._pending.append(attempt)
