@@ -191,6 +191,7 @@ def run_sweep(
                 max_concurrent=args.max_concurrent,
                 confirm_large=args.yes,
                 persist=url is not None,
+                cache=not getattr(args, "no_cache", False),
             )
             if not args.json:
                 limit = args.max_concurrent or "all"

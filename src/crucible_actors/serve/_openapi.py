@@ -39,6 +39,7 @@ EVENT_TYPES = [
     "stage_restarted",
     "stage_timeout",
     "stage_skipped",
+    "stage_cached",
     "run_completed",
     "run_failed",
     "run_cancelled",

@@ -301,6 +301,10 @@ def synthesize_events(
             continue
         for n, a in enumerate(tries):
             wall = ts(a.started_at, wall)
+            if a.cache_hit:  # the stage's result came from the cache: it did not run
+                wall = ts(a.finished_at, wall)
+                add("stage_cached", wall, a.stage, index, a.attempt, {"duration": a.duration})
+                continue
             add("stage_started", wall, a.stage, index, a.attempt)
             end = ts(a.finished_at, wall)
             last = n == len(tries) - 1
