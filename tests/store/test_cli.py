@@ -298,7 +298,11 @@ def test_db_migrate_on_postgres_then_the_store_opens(
     assert main(["runs", "list", "--store", pg_url]) == 2
     assert "db migrate" in capsys.readouterr().err
     doc = cli_json(capsys, "db", "migrate", "--store", pg_url, "--json")
-    assert doc == {"store": pg_url, "applied": ["0001_initial", "0002_sweeps", "0003_cache"], "version": 3}
+    assert doc == {
+        "store": pg_url,
+        "applied": ["0001_initial", "0002_sweeps", "0003_cache"],
+        "version": 3,
+    }
     assert main(["db", "migrate", "--store", pg_url]) == 0
     assert "already at version 3" in capsys.readouterr().out
     assert main(["runs", "list", "--store", pg_url]) == 0
