@@ -252,6 +252,10 @@ def run_sweep(
         )
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"sweep {handle.sweep_id}: {handle.status} ({summary})")
+        done = [a for run in handle.runs() for a in run.attempts if a.status == "completed"]
+        hits = sum(a.cache_hit for a in done)
+        if hits:
+            print(f"cache: {hits} of {len(done)} stages taken from the cache (--no-cache: none)")
         if url is not None:
             print(f"compare the points: crucible-actors compare --sweep {handle.sweep_id}")
     return 0 if handle.status == "completed" else 1
