@@ -3,8 +3,9 @@
 Every figure is a 5-stage pipeline whose stages do no work, so what is measured is the
 cost of persisting a run: the run row, a durable Context checkpoint before every stage
 (each completed attempt commits with the checkpoint that follows it) and the outcome
-with the final Context. That is 6 commits per run, all with ``synchronous=FULL`` in WAL
-mode on SQLite.
+with the final Context. That is 6 commits per run, in WAL mode on SQLite at the store's
+durability level (``--durability``: ``process``, the default, is ``synchronous=NORMAL``;
+``power`` is ``synchronous=FULL``); every raw baseline uses the same setting.
 
 Measured, in one process, on one backend (default trio):
 
@@ -18,30 +19,47 @@ Measured, in one process, on one backend (default trio):
   6 awaited writes per run) feeding one minimal group-committing ``sqlite3`` writer
   thread with the same rows, statement by statement, with 1 and 100 concurrent runs;
 - ``raw_sqlite_commit_per_write``: plain ``sqlite3`` committing each of the 6 writes of
-  a run on its own (a commit at every stage boundary), one run after another.
+  a run on its own (a commit at every stage boundary), one run after another;
+- baseline (c) ``bare_anyio_writer_thread``: one bare anyio run at a time whose 6 writes
+  are each committed by a minimal dedicated thread (a ``SimpleQueue`` in, one
+  ``run_sync_soon`` out): the floor of commit per stage for any store that keeps the
+  database off the event loop's thread;
+- ``ca_run_sqlite`` / ``ca_run_no_store``: one blocking ``ca.run(...)`` per run (its own
+  loop, store opened, owner registered, orphans looked for, store closed), against the
+  floor ``raw_sqlite_one_run``: plain ``sqlite3`` connecting, setting the same pragmas and
+  committing the same 8 writes (owner, the run's 6, owner removed) per run.
 
 Also ``runtime_no_store``: the same runs with no store, the ceiling any store can reach.
 
-Ratios printed (targets from the design): runtime with group commit at 100 concurrent
-runs over baseline (b) at 100 (target >= 0.6); runtime at 1 concurrent run, which
+Ratios printed (targets from issue 12): runtime with group commit at 100 concurrent
+runs over baseline (b) at 100 (target >= 0.8); runtime at 1 concurrent run, which
 commits at every stage boundary, over the raw commit-per-write loop (target >= 0.7),
-and the same with 100 concurrent runs and one transaction per write; for information,
-runtime at 100 over baseline (a), and the ceiling: runtime without a store over (b).
+and the floor of that ratio, baseline (c) over the raw loop; the same with 100
+concurrent runs and one transaction per write; for information, runtime at 100 over
+baseline (a), and the ceiling: runtime without a store over (b). Then one persisted
+5-stage run, through ``ca.run`` and inside an open runtime: its absolute ms, its ratio
+to its floor (target <= 2: the same runs without a store plus the raw loop writing the
+same rows with the same commits), and to the recorded Dagster (282 ms per 5-op job on
+SQLite) and Prefect (1,091 ms per 5-task flow) figures.
 
 Prints one JSON object per line. Usage:
-``python bench/store.py [--backend trio|asyncio] [--runs N] [--serial-runs N] [--rounds N]
-[--no-postgres]``. The SQLite figures are measured ``--rounds`` times (default 3), interleaved,
-and the ratios use the medians (the figures of each round are printed too).
+``python bench/store.py [--backend trio|asyncio] [--durability process|power] [--runs N]
+[--serial-runs N] [--rounds N] [--no-postgres]``. The SQLite figures are measured
+``--rounds`` times (default 3), interleaved, and the ratios use the medians (the figures
+of each round are printed too).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import queue
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import closing
@@ -50,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 import msgspec.structs
@@ -60,6 +79,9 @@ from crucible_actors._core._encoding import encode_context
 from crucible_actors.store import open_sqlite_store, open_store
 
 STAGES = 5
+#: Recorded peer figures (issue 12): Dagster on SQLite per 5-op job, Prefect per 5-task flow.
+DAGSTER_MS = 282.0
+PREFECT_MS = 1091.0
 PG_URL = os.environ.get("CRUCIBLE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -78,7 +100,7 @@ def registry() -> Registry:
 
 
 def emit(**fields: Any) -> None:
-    print(json.dumps({"bench": "store", **fields}), flush=True)
+    print(json.dumps({"bench": "store", "durability": DURABILITY, **fields}), flush=True)
 
 
 # -- the rows one run writes, as plain parameters -----------------------------------------
@@ -186,11 +208,34 @@ def fresh_db(root: Path) -> Path:
     return path
 
 
+#: ``PRAGMA synchronous`` of each durability level (WAL mode for both).
+SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
+#: The durability level of every figure; set from ``--durability`` in :func:`main`.
+DURABILITY = "process"
+
+
 def raw_connection(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[DURABILITY]}")
     return conn
+
+
+def store_options() -> dict[str, Any]:
+    """``open_sqlite_store`` keywords selecting :data:`DURABILITY`.
+
+    A store without durability levels (before they existed) always synced like
+    ``"power"``; ``main`` refuses ``--durability process`` for it.
+    """
+    if "durability" in inspect.signature(open_sqlite_store).parameters:
+        return {"durability": DURABILITY}
+    return {}
+
+
+def store_url(path: Path) -> str:
+    """The ``sqlite:///`` URL of ``path`` at :data:`DURABILITY` (what ``ca.run`` opens)."""
+    query = f"?durability={DURABILITY}" if store_options() else ""
+    return f"sqlite:///{path}{query}"
 
 
 # -- baselines ------------------------------------------------------------------------
@@ -258,6 +303,53 @@ class MiniWriter:
                 done.set()
 
 
+class MiniThreadWriter:
+    """The least a writer on its own thread can be: a SimpleQueue in, run_sync_soon out.
+
+    No batching: one commit per write. It is the floor of an acknowledged write that
+    keeps the database off the event loop's thread, without any ``to_thread`` hop.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.queue: queue.SimpleQueue[tuple[Write, anyio.Event] | None] = queue.SimpleQueue()
+        self.token = anyio.lowlevel.current_token()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        token = self.token
+        while (item := self.queue.get()) is not None:
+            write, done = item
+            self.conn.execute("BEGIN IMMEDIATE")
+            for sql, params in write:
+                self.conn.execute(sql, params)
+            self.conn.execute("COMMIT")
+            token.backend_class.run_sync_soon(done.set, (), token.native_token)
+
+    async def write(self, write: Write) -> None:
+        done = anyio.Event()
+        self.queue.put((write, done))
+        await done.wait()
+
+
+async def bare_anyio_thread(path: Path, runs: int) -> float:
+    """Baseline (c): one bare anyio run at a time, each write committed by its own thread."""
+    todo = [run_writes(new_run_id()) for i in range(runs)]
+    with closing(raw_connection(path)) as conn:
+        writer = MiniThreadWriter(conn)
+        t0 = time.perf_counter()
+        for writes in todo:
+            await writer.write(writes[0])
+            for write in writes[1:]:
+                await anyio.lowlevel.checkpoint()  # the "stage"
+                await writer.write(write)
+        rate = runs / (time.perf_counter() - t0)
+        writer.queue.put(None)
+        await anyio.to_thread.run_sync(writer.thread.join)
+    return rate
+
+
 async def bare_anyio(path: Path, runs: int, concurrency: int) -> float:
     """Baseline (b): bare anyio runs of the same shape feeding one group-commit writer."""
     todo = [run_writes(new_run_id()) for i in range(runs)]
@@ -307,9 +399,58 @@ async def runtime_rate(store: Any, runs: int, concurrency: int) -> float:
 
 async def sqlite_runtime(root: Path, runs: int, concurrency: int, max_batch: int) -> dict[str, Any]:
     path = await anyio.to_thread.run_sync(fresh_db, root)
-    async with open_sqlite_store(path, max_batch=max_batch) as store:
+    async with open_sqlite_store(path, max_batch=max_batch, **store_options()) as store:
         rate = await runtime_rate(store, runs, concurrency)
         return {"runs_per_s": round(rate, 1), "commits": store.batches, "writes": store.writes}
+
+
+OWNER_SQL = (
+    "INSERT INTO owners (id, host, pid, started_at, heartbeat_at) VALUES (?, 'bench', 1, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+)
+
+
+def raw_one_run(path: Path, runs: int) -> float:
+    """Floor of ``ca.run`` with a store: what one call writes, in plain sqlite3.
+
+    Per run: connect and set WAL and the durability's ``synchronous``, register an owner,
+    the run's 6 writes, remove the owner: 8 commits, each its own transaction.
+    """
+    rows = [run_writes(new_run_id()) for i in range(runs)]
+    t0 = time.perf_counter()
+    for writes in rows:
+        owner = uuid.uuid4().hex
+        with closing(raw_connection(path)) as conn:
+            for write in [
+                [(OWNER_SQL, (owner, NOW, NOW))],
+                *writes,
+                [("DELETE FROM owners WHERE id = ?", (owner,))],
+            ]:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, params in write:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+    return runs / (time.perf_counter() - t0)
+
+
+#: The figures measured with ``max(10, serial_runs // 10)`` runs (a loop and a store per run).
+ONE_RUN = ("raw_sqlite_one_run", "ca_run_sqlite", "ca_run_no_store")
+
+
+def ca_run_rate(path: Path | None, runs: int, backend: str) -> float:
+    """Runs per second of ``ca.run(experiment, store=...)``, one blocking call per run.
+
+    Each call starts its own event loop, opens the store, registers its owner, looks for
+    orphans, runs, and closes it all again: what a researcher at a shell pays per run.
+    ``path=None`` runs without a store.
+    """
+    reg = registry()
+    url = store_url(path) if path is not None else None
+    ca.run(EXPERIMENT, registry=reg, store=url, backend=backend)  # warm up
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        ca.run(EXPERIMENT, registry=reg, store=url, backend=backend)
+    return runs / (time.perf_counter() - t0)
 
 
 def pg_available() -> bool:
@@ -350,6 +491,9 @@ def measure_round(root: Path, counts: dict[int, int], backend: str) -> dict[tupl
     results: dict[tuple[str, int], float] = {}
     results["raw_sqlite_batched", 0] = raw_batched(fresh_db(root), counts[100])
     results["raw_sqlite_commit_per_write", 1] = raw_commit_per_write(fresh_db(root), counts[1])
+    results["bare_anyio_writer_thread", 1] = anyio.run(
+        bare_anyio_thread, fresh_db(root), counts[1], backend=backend
+    )
     for conc, runs in counts.items():
         results["bare_anyio_group_commit", conc] = anyio.run(
             bare_anyio, fresh_db(root), runs, conc, backend=backend
@@ -360,6 +504,10 @@ def measure_round(root: Path, counts: dict[int, int], backend: str) -> dict[tupl
         results["runtime_no_store", conc] = anyio.run(
             runtime_rate, None, runs, conc, backend=backend
         )
+    one = max(10, counts[1] // 10)
+    results["raw_sqlite_one_run", 1] = raw_one_run(fresh_db(root), one)
+    results["ca_run_sqlite", 1] = ca_run_rate(fresh_db(root), one, backend)
+    results["ca_run_no_store", 1] = ca_run_rate(None, one, backend)
     return results
 
 
@@ -372,8 +520,18 @@ def main() -> None:
         "--rounds", type=int, default=3, help="rounds of the SQLite figures (medians reported)"
     )
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--durability",
+        choices=tuple(SYNCHRONOUS),
+        default="process",
+        help="the SQLite store's durability level, and the baselines' synchronous setting",
+    )
     args = parser.parse_args()
     backend = args.backend
+    global DURABILITY
+    DURABILITY = args.durability
+    if DURABILITY != "power" and not store_options():
+        raise SystemExit("this store has no durability levels: it syncs as --durability power")
     counts = {1: args.serial_runs, 100: args.runs}
 
     with tempfile.TemporaryDirectory(prefix="crucible-bench-") as tmp:
@@ -388,7 +546,7 @@ def main() -> None:
                     round=number,
                     backend=backend,
                     concurrency=conc or 100,
-                    runs=counts[conc or 100],
+                    runs=max(10, counts[1] // 10) if name in ONE_RUN else counts[conc or 100],
                     runs_per_s=round(rate, 1),
                 )
         results = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
@@ -421,7 +579,7 @@ def main() -> None:
             ("runtime_sqlite_group_commit", 100),
             ("bare_anyio_group_commit", 100),
             concurrency=100,
-            target=0.6,
+            target=0.8,
         )
         ratio(
             "ratio_runtime_commit_per_stage_vs_raw_loop",
@@ -436,6 +594,19 @@ def main() -> None:
             ("raw_sqlite_commit_per_write", 1),
             concurrency=1,
             note="the same ratio for baseline (b): one thread hop per acknowledged write",
+        )
+        ratio(
+            "floor_writer_thread_commit_per_stage_vs_raw_loop",
+            ("bare_anyio_writer_thread", 1),
+            ("raw_sqlite_commit_per_write", 1),
+            concurrency=1,
+            note="baseline (c): the floor of commit per stage with the database off the loop",
+        )
+        ratio(
+            "ratio_runtime_commit_per_stage_vs_writer_thread_floor",
+            ("runtime_sqlite_group_commit", 1),
+            ("bare_anyio_writer_thread", 1),
+            concurrency=1,
         )
         ratio(
             "ratio_runtime_transaction_per_write_vs_raw_loop",
@@ -454,6 +625,43 @@ def main() -> None:
             ("runtime_no_store", 100),
             ("bare_anyio_group_commit", 100),
             concurrency=100,
+        )
+
+        def one_run(name: str, run: str, floor_parts: tuple[str, str], what: str) -> None:
+            """Emit one persisted run: absolute ms, over its floor and over the peers."""
+
+            def ms(key: str, r: dict[tuple[str, int], float] = results) -> float:
+                return 1000.0 / r[key, 1]
+
+            floor = ms(floor_parts[0]) + ms(floor_parts[1])
+            per_round = [
+                ms(run, r) / (ms(floor_parts[0], r) + ms(floor_parts[1], r)) for r in rounds
+            ]
+            emit(
+                name=name,
+                what=what,
+                backend=backend,
+                ms=round(ms(run), 3),
+                floor_ms=round(floor, 3),
+                floor=f"{floor_parts[0]} + {floor_parts[1]}",
+                ratio_to_floor=round(ms(run) / floor, 3),
+                per_round=[round(v, 3) for v in per_round],
+                target=2.0,
+                ratio_to_dagster_282ms=round(ms(run) / DAGSTER_MS, 5),
+                ratio_to_prefect_1091ms=round(ms(run) / PREFECT_MS, 5),
+            )
+
+        one_run(
+            "one_persisted_run_ca_run",
+            "ca_run_sqlite",
+            ("ca_run_no_store", "raw_sqlite_one_run"),
+            "ca.run(experiment, store=sqlite URL): own loop, store opened and closed",
+        )
+        one_run(
+            "one_persisted_run_in_runtime",
+            "runtime_sqlite_group_commit",
+            ("runtime_no_store", "raw_sqlite_commit_per_write"),
+            "one run in flight in an open runtime (its store already open)",
         )
 
 

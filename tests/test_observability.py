@@ -195,3 +195,19 @@ def test_attaching_a_taken_handler_id_is_an_error() -> None:
             telemetry.attach("dup", ["x"], lambda *a: None)
     finally:
         telemetry.detach("dup")
+
+
+async def test_spans_name_the_instrumentation_scope_with_its_version(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    from importlib.metadata import version
+
+    provider, exporter = spans
+    async with open_runtime(registry=flaky_registry(0), tracer_provider=provider) as rt:
+        handle = await rt.submit(Experiment(id="e", pipeline=[StageDef(name="flaky")]))
+        await handle.result()
+    scopes = {
+        (s.instrumentation_scope.name, s.instrumentation_scope.version)
+        for s in exporter.get_finished_spans()
+    }
+    assert scopes == {("crucible_actors", version("crucible-actors"))}

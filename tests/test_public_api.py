@@ -20,6 +20,8 @@ HEAVY_MODULES = [
     "ray",
     "yaml",
     "rich",
+    "mlflow",
+    "prometheus_client",
 ]
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.prometheus import family_type, sample
 
 from crucible_actors import RunStatus
 
@@ -325,15 +326,35 @@ async def test_metrics_expose_runs_durations_restarts_and_queue(served: Served) 
     await served.run("echo")
     await served.run("echo", {"name": "fail", "restart": "transient", "max_restarts": 2})
     await served.runtime.wait_idle()
-    text = (await served.client.get("/metrics")).text
-    assert 'crucible_runs{status="completed"} 1' in text
-    assert 'crucible_runs{status="failed"} 1' in text
-    assert "crucible_admission_queue_depth 0" in text
-    assert 'crucible_stage_duration_seconds_count{stage="echo",outcome="completed"} 2' in text
-    assert 'crucible_stage_duration_seconds_count{stage="fail",outcome="failed"} 3' in text
-    assert (
-        'crucible_stage_duration_seconds_bucket{stage="echo",outcome="completed",le="+Inf"} 2'
-        in text
-    )
-    assert 'crucible_stage_restarts_total{stage="fail"} 2' in text
-    assert "# TYPE crucible_stage_duration_seconds histogram" in text
+    response = await served.client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    assert sample(text, "crucible_runs", status="completed") == 1
+    assert sample(text, "crucible_runs", status="failed") == 1
+    assert sample(text, "crucible_admission_queue_depth") == 0
+    assert sample(text, "crucible_runs_submitted_total") == 2
+    count = "crucible_stage_duration_seconds_count"
+    assert sample(text, count, stage="echo", outcome="completed") == 2
+    assert sample(text, count, stage="fail", outcome="failed") == 3
+    bucket = "crucible_stage_duration_seconds_bucket"
+    assert sample(text, bucket, stage="echo", outcome="completed", le="+Inf") == 2
+    assert sample(text, bucket, stage="echo", outcome="completed", le="300.0") == 2
+    assert sample(text, "crucible_stage_restarts_total", stage="fail") == 2
+    assert sample(text, "crucible_stage_attempts_total", stage="fail") == 3
+    assert sample(text, "crucible_runs_active") == 0
+    assert sample(text, "crucible_run_duration_seconds_count", status="failed") == 1
+    assert family_type(text, "crucible_stage_duration_seconds") == "histogram"
+
+
+async def test_metrics_time_the_commits_of_the_apps_store(
+    serve: Callable[..., AbstractAsyncContextManager[Served]],
+) -> None:
+    async with serve(store="sqlite") as s:
+        await s.run("echo")
+        text = (await s.client.get("/metrics")).text
+    commits = sample(text, "crucible_store_commit_duration_seconds_count", store="sqlite")
+    assert commits is not None
+    assert commits >= 2  # the run's row, its attempt and checkpoints
+    total = sample(text, "crucible_store_commit_duration_seconds_sum", store="sqlite")
+    assert total is not None
+    assert 0 < total < 10

@@ -8,6 +8,7 @@ signs of t statistics and intervals are flipped.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import sys
@@ -438,54 +439,142 @@ def test_mann_whitney_with_ties_matches_scipy() -> None:
 
 
 # --------------------------------------------------------------------------- bootstrap
+# The bootstrap entry is scipy's: a BCa interval (scipy.stats.bootstrap) and a permutation
+# p-value (scipy.stats.permutation_test). Until #15 it was a percentile interval with a
+# p-value inverting it; the figures changed with the method, and are checked below against
+# scipy called directly and, at small n, against exact permutation p-values by enumeration.
 
 
-def test_bootstrap_is_reproducible_with_a_seed() -> None:
+def _diff(x: Any, y: Any, axis: int = -1) -> Any:
+    return np.mean(y, axis=axis) - np.mean(x, axis=axis)
+
+
+def _exact_permutation_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p of mean(b) - mean(a) over every split of the pooled values."""
+    pooled = a + b
+    observed = np.mean(b) - np.mean(a)
+    diffs = []
+    for idx in itertools.combinations(range(len(pooled)), len(b)):
+        chosen = set(idx)
+        bb = [pooled[i] for i in idx]
+        aa = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        diffs.append(np.mean(bb) - np.mean(aa))
+    d = np.asarray(diffs)
+    eps = 1e-12 * max(1.0, abs(observed))
+    less = np.mean(d <= observed + eps)
+    greater = np.mean(d >= observed - eps)
+    return float(min(1.0, 2 * min(less, greater)))
+
+
+def test_bootstrap_is_reproducible_and_records_its_seed() -> None:
     first = _two(SLEEP, "bootstrap", seed=7, bootstrap_iterations=2000)
     again = _two(SLEEP, "bootstrap", seed=7, bootstrap_iterations=2000)
     other = _two(SLEEP, "bootstrap", seed=8, bootstrap_iterations=2000)
     assert first == again
     assert first["confidence_interval"] != other["confidence_interval"]
+    assert (first["seed"], other["seed"]) == (7, 8)
     assert first["iterations"] == 2000
-    assert first["method"] == "percentile"
+    assert (first["method"], first["p_value_method"]) == ("BCa", "permutation")
     assert first["statistic"] == pytest.approx(1.58)
 
 
-def test_bootstrap_interval_agrees_with_scipy_percentile_bootstrap() -> None:
+def test_bootstrap_without_a_seed_uses_the_recorded_default() -> None:
+    unseeded = _two(SLEEP, "bootstrap", bootstrap_iterations=1000)
+    assert unseeded["seed"] == _stats.DEFAULT_SEED
+    assert unseeded == _two(SLEEP, "bootstrap", bootstrap_iterations=1000, seed=_stats.DEFAULT_SEED)
+
+
+def test_bootstrap_interval_is_scipys_bca_interval() -> None:
     entry = _two(SLEEP, "bootstrap", seed=1, confidence_level=0.9)
     ref = stats.bootstrap(
         (SLEEP_1, SLEEP_2),
-        lambda x, y, axis: np.mean(y, axis=axis) - np.mean(x, axis=axis),
-        method="percentile",
+        _diff,
+        method="BCa",
         confidence_level=0.9,
         n_resamples=10_000,
-        rng=np.random.default_rng(2),
-    ).confidence_interval
-    # Independent Monte Carlo runs: agree to within a few percent of the interval width.
-    width = ref.high - ref.low
-    assert entry["confidence_interval"] == pytest.approx([ref.low, ref.high], abs=0.05 * width)
-    lo1, hi1 = entry["group1_ci"]
+        rng=np.random.default_rng(1),
+    )
+    ci = ref.confidence_interval
+    assert entry["confidence_interval"] == pytest.approx([ci.low, ci.high], rel=1e-12)
+    assert entry["standard_error"] == pytest.approx(ref.standard_error, rel=1e-12)
+    g1 = stats.bootstrap(
+        (SLEEP_1,), np.mean, confidence_level=0.9, n_resamples=10_000, rng=np.random.default_rng(1)
+    )
+    assert entry["group1_ci"] == pytest.approx(list(g1.confidence_interval), rel=1e-12)
     lo2, hi2 = entry["group2_ci"]
-    assert lo1 < np.mean(SLEEP_1) < hi1
     assert lo2 < np.mean(SLEEP_2) < hi2
+
+
+def test_bca_interval_differs_from_percentile_on_skewed_data() -> None:
+    # Skewed samples (a long right tail): BCa shifts the interval relative to the percentile
+    # one, which is why it is the default at small n.
+    a = [0.1, 0.2, 0.15, 0.3, 0.12, 0.18, 0.22, 0.11]
+    b = [0.2, 0.25, 0.3, 0.22, 2.5, 0.28, 0.21, 3.1]
+    bca = _stats.mean_difference_interval(a, b, seed=5)
+    pct = _stats.mean_difference_interval(a, b, seed=5, method="percentile")
+    assert (bca["method"], pct["method"]) == ("BCa", "percentile")
+    assert bca["confidence_interval"] != pytest.approx(pct["confidence_interval"], rel=1e-3)
+    ref = stats.bootstrap(
+        (a, b), _diff, method="percentile", n_resamples=10_000, rng=np.random.default_rng(5)
+    )
+    assert pct["confidence_interval"] == pytest.approx(list(ref.confidence_interval), rel=1e-12)
 
 
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        (SLEEP_1, SLEEP_2),
         ([1.0, 2.0, 3.0, 4.0, 5.0], [1.5, 2.5, 2.0, 4.5, 4.0]),
         ([1.0, 1.2, 0.9, 1.1, 1.0], [3.0, 3.1, 2.9, 3.2, 3.0]),
+        ([0.70, 0.72, 0.69, 0.71], [0.80, 0.79, 0.70, 0.81, 0.78]),
     ],
 )
-def test_bootstrap_p_agrees_with_its_interval(a: list[float], b: list[float]) -> None:
-    entry = _two({"a": a, "b": b}, "bootstrap", seed=3, alpha=0.05, confidence_level=0.95)
-    lo, hi = entry["confidence_interval"]
-    excludes_zero = lo > 0 or hi < 0
-    p = entry["p_value"]
-    assert 0 < p <= 1
-    if abs(p - 0.05) > 0.005:  # away from the Monte Carlo boundary
-        assert entry["significant"] is excludes_zero
+def test_bootstrap_p_is_the_exact_permutation_p_at_small_n(a: list[float], b: list[float]) -> None:
+    entry = _two({"a": a, "b": b}, "bootstrap", seed=3)
+    assert entry["permutation_exact"] is True
+    assert entry["p_value"] == pytest.approx(_exact_permutation_p(a, b), rel=1e-9)
+
+
+def test_bootstrap_p_matches_scipy_permutation_test_when_randomized() -> None:
+    entry = _two(SLEEP, "bootstrap", seed=11, bootstrap_iterations=5000)
+    assert entry["permutation_exact"] is False  # C(20, 10) = 184756 splits > 5000
+    ref = stats.permutation_test(
+        (SLEEP_1, SLEEP_2), _diff, n_resamples=5000, rng=np.random.default_rng(11)
+    )
+    assert entry["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
+    assert 0.05 < entry["p_value"] < 0.12  # Welch's p is 0.079 on the same data
+
+
+def _hedges_g_along(x: Any, y: Any, axis: int = -1) -> Any:
+    # the BCa jackknife leaves one value out, so the sizes come from the arrays
+    n1, n2 = x.shape[axis], y.shape[axis]
+    v1, v2 = np.var(x, axis=axis, ddof=1), np.var(y, axis=axis, ddof=1)
+    pooled = np.sqrt(((n1 - 1) * v1 + (n2 - 1) * v2) / (n1 + n2 - 2))
+    d = (np.mean(y, axis=axis) - np.mean(x, axis=axis)) / pooled
+    return d * (1 - 3 / (4 * (n1 + n2) - 9))
+
+
+def test_bootstrap_effect_size_has_a_bca_interval_of_hedges_g() -> None:
+    entry = _two(SLEEP, "bootstrap", seed=2)
+    effect = entry["effect_size"]
+    assert effect["hedges_g"] == pytest.approx(hedges_g(SLEEP_1, SLEEP_2))
+    lo, hi = effect["hedges_g_ci"]
+    assert lo < effect["hedges_g"] < hi
+    ref = stats.bootstrap(
+        (SLEEP_1, SLEEP_2), _hedges_g_along, n_resamples=10_000, rng=np.random.default_rng(2)
+    )
+    assert [lo, hi] == pytest.approx(list(ref.confidence_interval), rel=1e-12)
+
+
+def test_bootstrap_on_constant_groups_has_no_interval() -> None:
+    entry = _two({"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}, "bootstrap", seed=0)
+    assert entry["confidence_interval"] is None
+    assert entry["group1_ci"] is None
+    assert entry["effect_size"]["hedges_g_ci"] is None
+    # every split of {1, 1, 1, 2, 2, 2} is at most as extreme as the observed one
+    assert entry["p_value"] == pytest.approx(2 / 20)
+    same = _two({"a": [3.0, 3.0], "b": [3.0, 3.0]}, "bootstrap", seed=0)
+    assert same["p_value"] == 1.0
+    assert same["significant"] is False
 
 
 # --------------------------------------------------------------------------- multi-group

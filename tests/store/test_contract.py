@@ -429,3 +429,112 @@ async def test_a_refused_finish_fails_alone_among_concurrent_finishes(store: Sto
     assert (await store.get_run("fenced")).status == "running"
     for i in range(3):
         assert (await store.get_run(f"ok{i}")).status == "completed"
+
+
+# -- combined writes: what one run's persistence commits at once ----------------------
+
+
+def done(run_id: str, index: int) -> StageAttempt:
+    return StageAttempt(
+        run_id=run_id,
+        index=index,
+        stage=f"s{index}",
+        attempt=1,
+        status="completed",
+        started_at=at(index),
+        finished_at=at(index + 0.5),
+        duration=0.5,
+    )
+
+
+async def test_a_checkpoint_commits_with_the_attempts_that_led_to_it(store: Store) -> None:
+    await start(store, "r1")
+    await store.save_checkpoint(checkpoint("r1", 1, b"after s0"), attempts=[done("r1", 0)])
+    cp = await store.load_checkpoint("r1")
+    assert cp is not None
+    assert (cp.index, cp.data) == (1, b"after s0")
+    assert [(a.index, a.status, a.duration) for a in await store.list_attempts("r1")] == [
+        (0, "completed", 0.5)
+    ]
+
+
+async def test_a_finish_commits_the_last_attempt_and_the_final_context(store: Store) -> None:
+    await start(store, "r1")
+    await store.save_checkpoint(checkpoint("r1", 1), attempts=[done("r1", 0)])
+    await store.finish_run(
+        outcome("r1"),
+        artifacts=[],
+        events=[],
+        attempts=[done("r1", 1)],
+        checkpoint=checkpoint("r1", 2, b"final"),
+    )
+    assert (await store.get_run("r1")).status == "completed"
+    assert [a.index for a in await store.list_attempts("r1")] == [0, 1]
+    cp = await store.load_checkpoint("r1")
+    assert cp is not None
+    assert (cp.index, cp.data) == (2, b"final")
+
+
+async def test_a_refused_finish_saves_neither_its_attempts_nor_its_final_context(
+    store: Store,
+) -> None:
+    await start(store, "r1", owner="old")
+    assert await store.claim_run("r1", status="running", owner_id="old", new_owner_id="new")
+    with pytest.raises(StoreError, match="owned by runtime 'new'"):
+        await store.finish_run(
+            outcome("r1", owner="old"),
+            artifacts=[],
+            events=[],
+            attempts=[done("r1", 0)],
+            checkpoint=checkpoint("r1", 1, b"stale"),
+        )
+    assert await store.list_attempts("r1") == []
+    cp = await store.load_checkpoint("r1")
+    assert cp is not None
+    assert cp.index == 0
+
+
+async def test_a_refused_start_saves_no_checkpoint(store: Store) -> None:
+    await start(store, "r1")
+    with pytest.raises(StoreError, match="already exists"):
+        await store.start_run(
+            new_run("r1", owner="o2"), experiment=experiment(), checkpoint=checkpoint("r1", 3)
+        )
+    cp = await store.load_checkpoint("r1")
+    assert cp is not None
+    assert cp.index == 0
+
+
+async def test_100_concurrent_runs_of_combined_writes_lose_nothing(store: Store) -> None:
+    # The shape of a persisted 5-stage run: start with the first checkpoint, each later
+    # checkpoint with the attempt before it, the finish with the last attempt and the
+    # final Context; 100 runs at once, as group commit batches them.
+    async def one(i: int) -> None:
+        run_id = f"r{i:03}"
+        await start(store, run_id)
+        for k in range(1, 5):
+            await store.save_checkpoint(checkpoint(run_id, k), attempts=[done(run_id, k - 1)])
+        await store.finish_run(
+            outcome(run_id),
+            artifacts=[],
+            events=[event(run_id, 1)],
+            attempts=[done(run_id, 4)],
+            checkpoint=checkpoint(run_id, 5, run_id.encode()),
+        )
+
+    async with anyio.create_task_group() as tg:
+        for i in range(100):
+            tg.start_soon(one, i)
+    runs = []
+    before = None
+    while page := await store.list_runs(limit=40, before=before):
+        runs.extend(page)
+        before = page[-1].id
+    assert {r.status for r in runs} == {"completed"}
+    assert len(runs) == 100
+    for run_id in ("r000", "r057", "r099"):
+        assert [a.index for a in await store.list_attempts(run_id)] == [0, 1, 2, 3, 4]
+        cp = await store.load_checkpoint(run_id)
+        assert cp is not None
+        assert (cp.index, cp.data) == (5, run_id.encode())
+        assert [e.seq for e in await store.list_events(run_id)] == [1]

@@ -94,10 +94,11 @@ CHILD = """
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["process", "power", pytest.param("postgres", marks=pytest.mark.postgres)])
 def crash_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/crash.db"
+    """A store URL: SQLite at each durability level, or PostgreSQL."""
+    if request.param in ("process", "power"):
+        return f"sqlite:///{tmp_path}/crash.db?durability={request.param}"
     url: str = request.getfixturevalue("pg_url")
     return url
 

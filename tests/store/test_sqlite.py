@@ -1,17 +1,19 @@
-"""SQLite specifics: URLs, migrations, WAL and FULL sync, group commit, acknowledged writes."""
+"""SQLite specifics: URLs, migrations, WAL and durability levels, group commit, acknowledgement."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from crucible_actors.errors import StoreUnavailable
+from crucible_actors.errors import StoreError, StoreUnavailable
 from crucible_actors.store import (
     Checkpoint,
     ExperimentRecord,
@@ -70,6 +72,8 @@ async def test_absolute_url_and_options(tmp_path: Path) -> None:
         ("sqlite:///", "needs a path"),
         ("sqlite:///x.db?nope=1", "unknown SQLite URL option 'nope'"),
         ("sqlite:///x.db?max_batch=many", "bad value"),
+        ("sqlite:///x.db?durability=disk", "bad value for SQLite URL option 'durability'.*'power'"),
+        ("sqlite:///x.db?durability=", "unknown SQLite durability ''"),
     ],
 )
 async def test_bad_sqlite_urls_are_refused(url: str, message: str) -> None:
@@ -84,14 +88,46 @@ async def test_new_file_is_migrated_marked_as_ours_and_in_wal_mode(tmp_path: Pat
         assert store.applied == ["0001_initial", "0002_sweeps", "0003_cache"]
         assert store.schema_version == 3
         assert await store.migrate() == ["0001_initial", "0002_sweeps", "0003_cache"]
-        # The writer connection syncs the WAL at every commit.
-        assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        # The default durability: no fsync per commit (synchronous=NORMAL is 1).
+        assert store.durability == "process"
+        assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     with closing(raw(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     async with open_sqlite_store(path) as store:
         assert store.applied == []
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("process", 1), ("power", 2)])
+async def test_durability_level_from_the_url_sets_the_writers_sync(
+    tmp_path: Path, durability: str, synchronous: int
+) -> None:
+    url = f"sqlite:///{tmp_path}/d.db?durability={durability}&max_batch=8"
+    async with open_store(url) as store:
+        assert isinstance(store, SQLiteStore)
+        assert store.durability == durability
+        conn = store._writer.conn
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        await store.start_run(run("r1"), experiment=EXP)
+        assert (await store.get_run("r1")).status == "running"
+
+
+async def test_durability_level_from_the_constructor(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "p.db", durability="power") as store:
+        assert store.durability == "power"
+        assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("durability", ["FULL", "normal", "Power", ""])
+async def test_unknown_durability_is_refused_before_the_file_is_created(
+    tmp_path: Path, durability: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"unknown SQLite durability '{durability}'.*'process'"):
+        async with open_sqlite_store(tmp_path / "x.db", durability=durability):
+            pass
+    assert not (tmp_path / "x.db").exists()
 
 
 async def test_data_survives_reopening(tmp_path: Path) -> None:
@@ -153,6 +189,87 @@ async def test_in_memory_database_reads_its_own_writes() -> None:
         assert [r.id for r in await store.list_runs()] == ["r1"]
 
 
+async def test_in_memory_reads_never_see_a_batch_halfway(tmp_path: Path) -> None:
+    # One connection serves reads and writes: a read between the rows of a committing
+    # batch would see some of its runs and not others (or fail mid-transaction).
+    async with open_store("sqlite://:memory:") as store:
+        seen: list[int] = []
+
+        async def reader() -> None:
+            for _ in range(30):
+                seen.append(len(await store.list_runs(limit=1000)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            for i in range(300):
+                tg.start_soon(partial(store.start_run, run(f"r{i}"), experiment=EXP))
+        assert seen == sorted(seen)
+        assert store.batches < 300 // 4
+        assert len(await store.list_runs(limit=1000)) == 300
+
+
+class GatedCommits:
+    """A sqlite3 connection whose COMMITs wait (in the writer thread) until ``gate`` is set."""
+
+    def __init__(self, path: str, gate: threading.Event) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.gate = gate
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql == "COMMIT":
+            self.gate.wait(30)
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self.conn.executemany(sql, rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def test_writes_queued_when_the_store_closes_are_committed_and_answered(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "close.db"
+    gate = threading.Event()
+    gate.set()  # opening the store commits its migration
+    queued: list[str] = []
+    answered: list[str] = []
+    closing_now = anyio.Event()
+
+    async def write(store: SQLiteStore, i: int) -> None:
+        queued.append(f"r{i}")
+        await store.start_run(run(f"r{i}"), experiment=EXP)
+        answered.append(f"r{i}")
+
+    async def open_gate_once_closing() -> None:
+        await closing_now.wait()
+        await anyio.lowlevel.checkpoint()
+        gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(open_gate_once_closing)
+        async with open_sqlite_store(path, connect=lambda p: GatedCommits(p, gate)) as store:
+            gate.clear()
+            for i in range(50):
+                tg.start_soon(write, store, i)
+            while len(queued) < 50:
+                await anyio.lowlevel.checkpoint()
+            assert answered == []  # the first batch cannot commit yet
+            closing_now.set()
+        # Leaving the store waited for every queued write to commit and be answered.
+        assert sorted(answered) == sorted(queued)
+    async with open_sqlite_store(path) as store:
+        assert len(await store.list_runs(limit=100)) == 50
+
+
+async def test_a_closed_store_refuses_writes(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "c.db") as store:
+        pass
+    with pytest.raises(StoreUnavailable, match="the store is closed"):
+        await store.start_run(run("r1"), experiment=EXP)
+
+
 @pytest.mark.slow
 def test_importing_the_stores_leaves_the_postgres_driver_out() -> None:
     import subprocess
@@ -184,3 +301,50 @@ def test_timestamps_are_fixed_width_utc_text_that_sorts_in_time_order(value: dat
     assert len(text) == len("2024-05-01T12:00:00.000000+00:00")
     later = _SQLiteTx(None).ts_in(as_utc + timedelta(microseconds=1))
     assert text < later
+
+
+class DiesOnCommit:
+    """A sqlite3 connection whose next COMMIT raises SystemExit in the writer thread."""
+
+    armed = False
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql == "COMMIT" and DiesOnCommit.armed:
+            DiesOnCommit.armed = False
+            raise SystemExit("the writer thread dies")
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        return self.conn.executemany(sql, rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def test_a_dead_writer_thread_fails_writes_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_type))
+    DiesOnCommit.armed = False
+    async with open_sqlite_store(tmp_path / "dies.db", connect=DiesOnCommit) as store:
+        await store.start_run(run("r0"), experiment=EXP)
+        DiesOnCommit.armed = True
+        with pytest.raises(StoreError, match="the store writer failed: SystemExit"):
+            await store.start_run(run("r1"), experiment=EXP)
+        # Queued before the loop learnt of the death, or refused after: never a hang.
+        with anyio.fail_after(10), pytest.raises(StoreUnavailable, match=r"stopped|closed"):
+            await store.start_run(run("r2"), experiment=EXP)
+        with anyio.fail_after(10), pytest.raises(StoreUnavailable, match="closed"):
+            await store.start_run(run("r3"), experiment=EXP)
+    assert died == [SystemExit]
+
+
+async def test_durability_on_a_postgres_url_is_refused_with_the_reason() -> None:
+    with pytest.raises(StoreUnavailable, match="synchronous_commit") as info:
+        async with open_store("postgresql://ada:secret@db.invalid/x?durability=power"):
+            pass
+    assert "secret" not in str(info.value)

@@ -42,6 +42,7 @@ BUILTIN_STAGES: dict[str, str] = {
     "guardrails": "crucible_actors.stages.guardrails:GuardrailsStage",
     "bench": "crucible_actors.stages.bench:BenchStage",
     "report": "crucible_actors.stages.report:ReportStage",
+    "mlflow_log": "crucible_actors.stages.mlflow_log:MlflowLogStage",
 }
 
 

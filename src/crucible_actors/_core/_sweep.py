@@ -324,9 +324,7 @@ async def submit_sweep(
         ValueError: ``max_concurrent`` is not positive.
         StoreError: the store could not record the sweep.
     """
-    from ._runner import coerce_experiment
-
-    exp = coerce_experiment(experiment)
+    exp = experiment
     sweep = exp.sweep
     if sweep is None:
         raise InvalidExperiment(

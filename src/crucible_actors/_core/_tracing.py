@@ -34,7 +34,17 @@ def make_recorder(tracer_provider: TracerProvider | None) -> SpanRecorder | None
         if type(glob).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
             return None
         provider = glob
-    return SpanRecorder(provider.get_tracer("crucible_actors"))
+    return SpanRecorder(provider.get_tracer("crucible_actors", _version()))
+
+
+def _version() -> str | None:
+    """Return the installed crucible-actors version (the tracer's instrumentation scope)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crucible-actors")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return None
 
 
 def capture_parent() -> Any:

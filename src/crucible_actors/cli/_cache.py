@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._runs import _common, _json, _positive, _table, _when, store_url
+from ._format import _positive, _table
+from ._runs import _common, _json, _when, store_url
 
 if TYPE_CHECKING:
     import argparse

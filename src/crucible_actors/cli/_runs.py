@@ -29,6 +29,7 @@ import anyio
 from .._core._encoding import sanitize
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
+from ._format import _elapsed, _positive, _seconds, _table
 
 if TYPE_CHECKING:
     import argparse
@@ -77,18 +78,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def store_url(arg: str | None) -> str:
     """Return ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded default."""
     from ..store import default_store_url
@@ -101,29 +90,6 @@ def store_url(arg: str | None) -> str:
 
 def _when(ts: datetime | None) -> str:
     return "-" if ts is None else ts.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def _elapsed(run: RunRecord) -> float | None:
-    if run.started_at is None or run.finished_at is None:
-        return None
-    return (run.finished_at - run.started_at).total_seconds()
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [headers, *rows]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
 
 
 def _failure_text(failure: dict[str, Any] | None) -> str:

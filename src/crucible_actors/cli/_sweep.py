@@ -30,7 +30,7 @@ __all__ = ["add_run_options", "list_sweep", "run_sweep"]
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Add the sweep options of ``run``: ``--max-concurrent`` and ``--yes``."""
-    from ._runs import _positive
+    from ._format import _positive
 
     p.add_argument(
         "--max-concurrent",
@@ -59,7 +59,7 @@ def _rows(
     runs: dict[str, RunRecord | None],
     paths: list[str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
-    from ._runs import _elapsed, _seconds
+    from ._format import _elapsed, _seconds
 
     if paths is None:
         paths = list(points[0].parameters) if points else []
@@ -107,7 +107,7 @@ def _doc(
 
 
 def _print(headers: list[str], rows: list[list[str]]) -> None:
-    from ._runs import _table
+    from ._format import _table
 
     print(_table(headers, rows))
 

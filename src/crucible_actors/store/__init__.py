@@ -1,7 +1,9 @@
 """Stores: where runs are persisted. ``open_store(url)`` picks the adapter by URL scheme.
 
 - ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``: the embedded default,
-  one file, created and migrated on open (:mod:`._sqlite`);
+  one file, created and migrated on open (:mod:`._sqlite`); ``?durability=power`` makes
+  every commit survive a power loss (the default, ``process``, survives the process
+  being killed), ``?max_batch=N`` and ``?busy_timeout=S`` tune the writer;
 - ``sqlite://:memory:``: a private in-memory SQLite database;
 - ``postgresql://user@host/db``: a shared PostgreSQL database, migrated with
   ``crucible-actors db migrate`` (needs ``pip install 'crucible-actors[postgres]'``);
@@ -39,10 +41,11 @@ from ._postgres import PostgresStore as PostgresStore
 from ._postgres import open_postgres_store as open_postgres_store
 from ._sql import redact_url
 from ._sqlite import SQLiteStore as SQLiteStore
+from ._sqlite import check_durability
 from ._sqlite import open_sqlite_store as open_sqlite_store
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -73,7 +76,11 @@ __all__ = [
 #: The store used when neither ``--store`` nor ``CRUCIBLE_STORE_URL`` names one.
 DEFAULT_STORE_URL = "sqlite:///./.crucible/crucible.db"
 
-_SQLITE_OPTIONS = {"max_batch": int, "busy_timeout": float}
+_SQLITE_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "max_batch": int,
+    "busy_timeout": float,
+    "durability": check_durability,
+}
 
 
 def default_store_url() -> str:
@@ -94,8 +101,9 @@ def _sqlite_target(url: str) -> tuple[str, dict[str, Any]]:
         try:
             options[key] = _SQLITE_OPTIONS[key](value)
         except ValueError as exc:
+            hint = f" ({exc})" if key == "durability" else ""
             raise StoreUnavailable(
-                f"bad value for SQLite URL option {key!r}: {value!r}", store=url
+                f"bad value for SQLite URL option {key!r}: {value!r}{hint}", store=url
             ) from exc
     if path in (":memory:", "/:memory:"):
         return ":memory:", options
@@ -125,6 +133,12 @@ async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]
         async with open_sqlite_store(path, **options) as store:
             yield store
     elif scheme in ("postgresql", "postgres"):
+        if any(key == "durability" for key, _ in parse_qsl(urlsplit(url).query)):
+            raise StoreUnavailable(
+                "durability= is a SQLite store option; a PostgreSQL store is as durable "
+                "as the server's synchronous_commit setting makes it: remove it from the URL",
+                store=redact_url(url),
+            )
         async with open_postgres_store(url, migrate=migrate) as pg:
             yield pg
     elif scheme == "memory":

@@ -1,17 +1,25 @@
 """The embedded SQLite store: one file, WAL mode, group commit, trio and asyncio alike.
 
-aiosqlite needs an asyncio loop, so this adapter drives stdlib :mod:`sqlite3` through
-``anyio.to_thread`` instead, which works on both anyio backends. All writes go through
-ONE writer task per database (:class:`~crucible_actors.store._writer.GroupCommitWriter`)
-owning ONE connection, used from one worker thread at a time (``CapacityLimiter(1)``);
-writes queued while a batch commits share the next transaction. Reads use a second
-connection (WAL lets it read while the writer writes); an in-memory database has only
-the one connection, so reads take turns with the writer there.
+aiosqlite needs an asyncio loop, so this adapter drives stdlib :mod:`sqlite3` from
+threads instead, which works on both anyio backends. All writes go through ONE writer
+per database (:class:`~crucible_actors.store._writer.GroupCommitWriter`) owning ONE
+connection, used only by the writer's own thread; writes queued while a batch commits
+share the next transaction. Reads use a second connection through ``anyio.to_thread``
+(WAL lets it read while the writer writes); an in-memory database has only the one
+connection, so its reads run on the writer thread, between transactions.
 
-Durability: the writer connection runs with ``PRAGMA synchronous=FULL`` in WAL mode, so
-every commit syncs the write-ahead log before the writes in it are acknowledged. Every
-acknowledged write — checkpoints included — therefore survives a process crash and a
-power loss; group commit keeps that to one sync per batch rather than one per row.
+Durability (``durability=``, or ``?durability=`` in the URL), always in WAL mode:
+
+- ``"process"`` (the default): ``PRAGMA synchronous=NORMAL``. A commit appends to the
+  write-ahead log with ``write()`` and is acknowledged without an fsync; the log is
+  synced at WAL checkpoints. Every acknowledged write survives the process being
+  killed (SIGKILL, OOM, a crash: the operating system still holds the written log),
+  which is what crash-resume needs; a power loss or an OS crash may roll back the last
+  commits (never corrupting the file), and their runs then resume from an earlier
+  checkpoint.
+- ``"power"``: ``PRAGMA synchronous=FULL``. Every commit syncs the log before the writes
+  in it are acknowledged, so they also survive a power loss; group commit keeps that to
+  one sync per batch rather than one per row.
 
 Schema migrations are the versioned files in ``migrations/sqlite``; the database's
 ``PRAGMA user_version`` records the version applied, and opening a store applies the
@@ -42,10 +50,28 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 
-__all__ = ["APPLICATION_ID", "SQLiteStore", "open_sqlite_store"]
+__all__ = ["APPLICATION_ID", "DURABILITY_LEVELS", "SQLiteStore", "open_sqlite_store"]
 
 #: ``PRAGMA application_id`` of a crucible-actors database ("CRC1").
 APPLICATION_ID = 0x43524331
+
+#: The durability levels of the SQLite store and the ``PRAGMA synchronous`` of each.
+DURABILITY_LEVELS = {"process": "NORMAL", "power": "FULL"}
+
+
+def check_durability(durability: object) -> str:
+    """Return ``durability`` if it is one of :data:`DURABILITY_LEVELS`.
+
+    Raises:
+        ValueError: it is not, naming the levels and what each survives.
+    """
+    if isinstance(durability, str) and durability in DURABILITY_LEVELS:
+        return durability
+    raise ValueError(
+        f"unknown SQLite durability {durability!r}; use 'process' (survives the process "
+        "being killed, no fsync per commit; the default) or 'power' (also survives a "
+        "power loss, one fsync per commit)"
+    )
 
 
 def wrap_sqlite_error(exc: BaseException, store: str) -> StoreError:
@@ -157,8 +183,10 @@ def _set_wal(conn: Any, busy_ms: int) -> str:
     return str(_pragma(conn, "journal_mode = WAL")).lower()
 
 
-def _prepare(conn: Any, store: str, memory: bool, busy_ms: int) -> tuple[int, list[str]]:
-    """Check the file is ours, set WAL and FULL sync, migrate; see :func:`migrate_sqlite`."""
+def _prepare(
+    conn: Any, store: str, memory: bool, busy_ms: int, synchronous: str = "NORMAL"
+) -> tuple[int, list[str]]:
+    """Check the file is ours, set WAL and ``synchronous``, migrate (:func:`migrate_sqlite`)."""
     conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     # One read transaction, so all three come from the same snapshot: another process
     # may be creating the schema right now.
@@ -189,7 +217,7 @@ def _prepare(conn: Any, store: str, memory: bool, busy_ms: int) -> tuple[int, li
             raise StoreUnavailable(
                 f"cannot switch the database to WAL mode (got {mode})", store=store
             )
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     return migrate_sqlite(conn, store)
 
 
@@ -239,25 +267,36 @@ class SQLiteStore(SQLStore):
     """A :class:`~crucible_actors._core._store.Store` in one SQLite file.
 
     Obtain one with :func:`open_sqlite_store` (or ``open_store("sqlite:///path.db")``).
-    ``batches`` and ``writes`` count the commits and the writes they carried.
+    ``batches`` and ``writes`` count the commits and the writes they carried;
+    ``durability`` is the level it was opened with (``"process"`` or ``"power"``).
     """
 
     local = True
     _writer: _SQLiteWriter
 
     def __init__(
-        self, name: str, writer: _SQLiteWriter, read_tx: _SQLiteTx, read_limiter: Any
+        self,
+        name: str,
+        writer: _SQLiteWriter,
+        read_tx: _SQLiteTx | None,
+        *,
+        durability: str = "process",
     ) -> None:
         self._name = name
         self._writer = writer
-        self._read_tx = read_tx
-        self._read_limiter = read_limiter
+        self._read_tx = read_tx  # None: one connection only; reads go to the writer
+        self._read_limiter = anyio.CapacityLimiter(1)
+        self.durability = check_durability(durability)
         self.schema_version = 0
         self.applied: list[str] = []
 
     async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
+        read_tx = self._read_tx
         try:
-            return await anyio.to_thread.run_sync(fn, self._read_tx, limiter=self._read_limiter)
+            if read_tx is None:
+                tx = self._writer.tx
+                return await self._writer.call(lambda: fn(tx))
+            return await anyio.to_thread.run_sync(fn, read_tx, limiter=self._read_limiter)
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as exc:
@@ -282,6 +321,7 @@ async def open_sqlite_store(
     connect: Callable[[str], Any] | None = None,
     max_batch: int = 512,
     busy_timeout: float = 10.0,
+    durability: str = "process",
 ) -> AsyncIterator[SQLiteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.
 
@@ -290,12 +330,17 @@ async def open_sqlite_store(
     ``isolation_level=None``, usable from any thread); tests use it to inject faults.
     ``max_batch`` caps the writes per transaction (1 turns group commit off).
     ``busy_timeout`` is how long a write waits for another process's lock.
+    ``durability`` is ``"process"`` (WAL with ``synchronous=NORMAL``: an acknowledged
+    write survives the process being killed, and commits need no fsync) or ``"power"``
+    (``synchronous=FULL``: it also survives a power loss); see the module docstring.
 
     Raises:
+        ValueError: ``durability`` is not ``"process"`` or ``"power"``.
         StoreCorrupt: the file is not a SQLite database, or not one of ours.
         StoreUnavailable: the file cannot be opened or created.
         StoreError: the schema is newer than this version supports.
     """
+    synchronous = DURABILITY_LEVELS[check_durability(durability)]
     raw = os.fspath(path)
     memory = raw == ":memory:"
     name = "sqlite://:memory:" if memory else f"sqlite:///{raw}"
@@ -307,7 +352,7 @@ async def open_sqlite_store(
         write = read = None
         try:
             write = opener(raw)
-            version = _prepare(write, name, memory, int(busy_timeout * 1000))
+            version = _prepare(write, name, memory, int(busy_timeout * 1000), synchronous)
             if not memory:
                 read = opener(raw)
                 read.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -322,16 +367,15 @@ async def open_sqlite_store(
     except (sqlite3.Error, OSError) as exc:
         raise wrap_sqlite_error(exc, name) from exc
     writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch)
-    if read_conn is None:
-        store = SQLiteStore(name, writer, writer.tx, writer.limiter)
-    else:
-        store = SQLiteStore(name, writer, _SQLiteTx(read_conn), anyio.CapacityLimiter(1))
+    read_tx = None if read_conn is None else _SQLiteTx(read_conn)
+    store = SQLiteStore(name, writer, read_tx, durability=durability)
     store.schema_version, store.applied = version
     try:
         async with writer.running("crucible sqlite writer"):
             yield store
     finally:
+        # The writer thread has stopped: nothing uses the write connection any more.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
-                _close_all, read_conn, write_conn, limiter=writer.limiter
+                _close_all, read_conn, write_conn, limiter=store._read_limiter
             )
