@@ -6,8 +6,10 @@ of the cache itself, on every store, is in ``tests/store/test_cache_contract.py`
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import textwrap
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -147,6 +149,19 @@ async def test_a_cached_stage_runs_once_and_later_runs_replay_its_result(url: st
         run = await store.get_run(second.run_id)
         assert run.status == "completed"
         assert run.metrics == {"total": 9, "seed": None, "tally": 3}
+    # No checkpoint commit after a hit (a resume finds the same hit again): the second run
+    # wrote the initial Context and the final one only.
+    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+
+        def indexes(run_id: str) -> list[int]:
+            rows = conn.execute(
+                "SELECT stage_index FROM checkpoints WHERE run_id = ? ORDER BY stage_index",
+                (run_id,),
+            )
+            return [r[0] for r in rows]
+
+        assert indexes(first.run_id) == [0, 1, 2, 3]
+        assert indexes(second.run_id) == [0, 3]
 
 
 async def test_the_key_follows_options_version_input_and_seed_not_run_ids(url: str) -> None:
