@@ -128,7 +128,10 @@ def test_a_sweep_run_again_says_how_much_came_from_the_cache(
     assert not any(line.startswith("cache:") for line in first)
     assert main(["run", "sweep.toml", "--max-concurrent", "4"]) == 0
     second = capsys.readouterr().out.splitlines()
-    assert "cache: 24 of 24 stages taken from the cache (--no-cache: none)" in second
+    assert (
+        "cache: 24 of 24 stages replayed from the stage result cache (--no-cache computes them)"
+        in second
+    )
     metrics = [line.split()[-1] for line in first[3:15]]
     assert metrics == [line.split()[-1] for line in second[3:15]]
     assert main(["run", "sweep.toml", "--no-cache"]) == 0

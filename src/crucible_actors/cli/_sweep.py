@@ -255,7 +255,10 @@ def run_sweep(
         done = [a for run in handle.runs() for a in run.attempts if a.status == "completed"]
         hits = sum(a.cache_hit for a in done)
         if hits:
-            print(f"cache: {hits} of {len(done)} stages taken from the cache (--no-cache: none)")
+            print(
+                f"cache: {hits} of {len(done)} stages replayed from the stage result cache"
+                " (--no-cache computes them)"
+            )
         if url is not None:
             print(f"compare the points: crucible-actors compare --sweep {handle.sweep_id}")
     return 0 if handle.status == "completed" else 1
