@@ -132,7 +132,7 @@ class RunList(msgspec.Struct):
 
 
 class Attempt(msgspec.Struct):
-    """One attempt at a stage."""
+    """One attempt at a stage; ``cache_hit``: its result came from the stage result cache."""
 
     attempt: int
     status: AttemptStatus
@@ -140,6 +140,7 @@ class Attempt(msgspec.Struct):
     finished_at: str | None
     duration: float | None
     error: str | None
+    cache_hit: bool = False
 
 
 class Stage(msgspec.Struct):

@@ -148,6 +148,7 @@ def attempt_from_store(attempt: StageAttempt) -> dict[str, Any]:
         "finished_at": iso(attempt.finished_at),
         "duration": attempt.duration,
         "error": attempt.error,
+        "cache_hit": attempt.cache_hit,
     }
 
 
@@ -161,6 +162,7 @@ def attempt_from_handle(handle: RunHandle, record: AttemptRecord) -> dict[str, A
         "finished_at": _iso_wall(_wall_of(handle, record.finished)),
         "duration": duration,
         "error": record.error,
+        "cache_hit": record.cache_hit,
     }
 
 
