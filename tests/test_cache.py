@@ -178,15 +178,23 @@ async def test_the_key_follows_options_version_input_and_seed_not_run_ids(url: s
     _, ctx = await run_once(url, reg, Experiment(id="c", pipeline=pipeline(factor=4)))
     assert calls.n["score"] == 2
     assert ctx.metrics["total"] == 12
+    # Options changed in place between two runs of one Experiment object: a new key.
+    mutable = Experiment(id="c", pipeline=pipeline(factor=5))
+    await run_once(url, reg, mutable)
+    assert mutable.pipeline[1].options is not None
+    mutable.pipeline[1].options["factor"] = 6
+    _, ctx = await run_once(url, reg, mutable)
+    assert ctx.metrics["total"] == 18
+    assert calls.n["score"] == 4
     # Another input Context (assigns seeded differently) misses.
     await run_once(url, reg, base, assigns={"extra": 1})
-    assert calls.n["score"] == 3
+    assert calls.n["score"] == 5
     # The seed is an input: repeats of a sweep differ by it.
     _, seeded = await run_once(url, reg, base, telemetry={"seed": 7})
-    assert calls.n["score"] == 4
+    assert calls.n["score"] == 6
     assert seeded.metrics["seed"] == 7
     await run_once(url, reg, base, telemetry={"seed": 7, "sweep_point": 3})
-    assert calls.n["score"] == 4
+    assert calls.n["score"] == 6
     # A stage's declared version: the same name, options and input, another version.
     v2 = Experiment(
         id="c",
@@ -198,7 +206,7 @@ async def test_the_key_follows_options_version_input_and_seed_not_run_ids(url: s
     # The experiment's description is part of the input (only the pipeline, sweep,
     # cache settings, restart budget and timestamps are left out).
     await run_once(url, reg, Experiment(id="c", pipeline=pipeline(factor=3), description="new"))
-    assert calls.n["score"] == 5
+    assert calls.n["score"] == 7
     assert calls.n["load"] == 4  # base, other assigns, seed 7, the new description
 
 

@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ._executor import PreparedStage
-    from ._ir import StageDef
     from ._stage import Stage
 
 __all__ = [
@@ -236,13 +235,12 @@ class StageCache:
     (``get_cached_result``, ``put_cached_result``...).
     """
 
-    __slots__ = ("_parts", "_plans", "now", "store")
+    __slots__ = ("_plans", "now", "store")
 
     def __init__(self, store: Any, *, now: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.now = now or (lambda: datetime.now(UTC))
         self._plans: dict[int, tuple[Experiment, RunCache | None]] = {}
-        self._parts: dict[int, tuple[StageDef, object, bytes | None]] = {}
 
     def for_run(self, experiment: Experiment) -> RunCache | None:
         """Return the cache of a run of ``experiment``, or None when no stage is cached.
@@ -262,18 +260,6 @@ class StageCache:
             self._plans.clear()
         self._plans[id(experiment)] = (experiment, plan)
         return plan
-
-    def stage_part(self, stage: PreparedStage) -> bytes | None:
-        """The stage's part of its key (memoized per StageDef and stage object)."""
-        sd = stage.definition
-        hit = self._parts.get(id(sd))
-        if hit is not None and hit[0] is sd and hit[1] is stage.info.stage:
-            return hit[2]
-        part = _stage_part(stage)
-        if len(self._parts) > 4096:
-            self._parts.clear()
-        self._parts[id(sd)] = (sd, stage.info.stage, part)
-        return part
 
 
 class RunCache:
@@ -295,7 +281,8 @@ class RunCache:
         """
         if not stage_cacheable(stage.info.stage):
             return None
-        part = self.cache.stage_part(stage)
+        # Not memoized: options are plain dicts a caller may change between runs.
+        part = _stage_part(stage)
         if part is None:
             return None
         before = _raw_fields.decode(snapshot)
