@@ -511,3 +511,13 @@ async def test_a_process_isolated_stage_uses_the_same_cache(
     handle, ctx3 = await run_once(url, reg, inline)
     assert handle.attempts[0].cache_hit
     assert ctx3.metrics == ctx1.metrics
+
+
+def test_the_built_in_stages_with_side_effects_are_not_cacheable() -> None:
+    reg = Registry.default()
+    not_cacheable = {
+        name
+        for name in ("validate", "data_checks", "guardrails", "bench", "report", "mlflow_log")
+        if getattr(reg.resolve(name), "cacheable", True) is False
+    }
+    assert not_cacheable == {"validate", "report", "mlflow_log"}
