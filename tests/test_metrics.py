@@ -15,6 +15,7 @@ from trio.testing import MockClock
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, metrics, open_runtime, stage
+from crucible_actors._core import _metrics
 from crucible_actors._core import _telemetry as tel
 
 if TYPE_CHECKING:
@@ -84,20 +85,20 @@ def registry(failures: int = 0) -> tuple[Registry, anyio.Event, anyio.Event]:
 
 def test_instrumenting_attaches_one_handler_and_closing_removes_it() -> None:
     # Other tests' apps may still hold weak handlers; compare with what was there.
-    before, observers = set(tel.list_handlers()), set(metrics._commit_observers)
+    before, observers = set(tel.list_handlers()), set(_metrics._commit_observers)
     with metrics.instrument(MeterProvider()) as recorder:
         [added] = set(tel.list_handlers()) - before
         assert added == recorder.handler_id
         assert added.startswith("crucible_actors.metrics.")
-        assert set(metrics._commit_observers) == observers | {recorder}
+        assert set(_metrics._commit_observers) == observers | {recorder}
     assert set(tel.list_handlers()) == before
-    assert set(metrics._commit_observers) == observers
+    assert set(_metrics._commit_observers) == observers
 
 
 @pytest.mark.slow
 def test_a_fresh_process_listens_to_nothing() -> None:
     code = (
-        "import crucible_actors, crucible_actors.metrics as m, crucible_actors.store\n"
+        "import crucible_actors, crucible_actors._core._metrics as m, crucible_actors.store\n"
         "from crucible_actors._core import _telemetry as tel\n"
         "assert not tel.list_handlers() and not m._commit_observers\n"
         "import sys; assert not [n for n in sys.modules if n.startswith('opentelemetry.sdk')]\n"
@@ -182,7 +183,7 @@ async def test_store_commits_are_timed_per_backend(
     point = commits[(("store", "sqlite"),)]
     assert point.count >= 2  # the run, its stage attempt and checkpoints
     assert 0 < point.sum < 10
-    assert list(point.explicit_bounds) == list(metrics.COMMIT_BUCKETS)
+    assert list(point.explicit_bounds) == list(_metrics.COMMIT_BUCKETS)
 
 
 def test_a_failed_transaction_is_not_timed() -> None:
@@ -215,3 +216,25 @@ class TestVirtualTime:
         assert point.count == 2
         assert point.sum == pytest.approx(10.0)  # two attempts of exactly 5 virtual seconds
         assert value(reader, "crucible.stage.restarts", stage="hang") == 1
+
+
+async def test_open_runtime_meter_provider_counts_only_that_runtimes_runs() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    reg, _, _ = registry()
+    exp = Experiment(id="m", pipeline=[StageDef(name="ok")])
+    try:
+        async with open_runtime(registry=reg) as other:
+            async with open_runtime(registry=reg, meter_provider=provider) as rt:
+                for i in range(3):
+                    await (await rt.submit(exp, run_id=f"ours-{i}")).wait()
+                await (await other.submit(exp, run_id="theirs")).wait()
+                assert value(reader, "crucible.stage.attempts", stage="ok") == 3
+                done = value(reader, "crucible.stage.duration", stage="ok", outcome="completed")
+                assert done == 3
+            # Closed with its runtime: runs after that are not recorded.
+            await (await other.submit(exp, run_id="later")).wait()
+        assert value(reader, "crucible.stage.attempts", stage="ok") == 3
+        assert not tel.handlers_for(tel.STAGE_STOP)
+    finally:
+        provider.shutdown()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._cache import StageCache
     from ._executor import Executor
     from ._instruments import RunObserver
+    from ._metrics import RuntimeMetrics
     from ._sweep import SweepHandle
 
 __all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
@@ -313,6 +314,7 @@ async def open_runtime(
     keep_finished: int = 10_000,
     on_start: str = "mark_interrupted",
     executors: Mapping[str, Executor] | None = None,
+    meter_provider: Any = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -323,7 +325,9 @@ async def open_runtime(
     seconds. ``keep_finished`` bounds how many finished handles :meth:`Runtime.runs`
     remembers. ``executors`` registers executors by isolation name over the process-wide
     ones (:mod:`crucible_actors.executors`); those that are async context managers are
-    entered before the first run and exited after the last.
+    entered before the first run and exited after the last. ``meter_provider`` records
+    this runtime's runs as OpenTelemetry metrics (:mod:`crucible_actors.metrics`) until
+    the runtime closes.
 
     Raises:
         ValueError: ``max_concurrent_runs`` is not positive or ``on_start`` is unknown.
@@ -364,16 +368,33 @@ async def open_runtime(
                 from ._cache import StageCache
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
-            if adapter is not None:
-                await adapter.recover(rt, on_start)
+            metrics = _record_metrics(meter_provider, rt)
             try:
-                yield rt
-            except Exception as exc:
-                body_error = exc
+                if adapter is not None:
+                    await adapter.recover(rt, on_start)
+                try:
+                    yield rt
+                except Exception as exc:
+                    body_error = exc
+                finally:
+                    await rt._shutdown()
             finally:
-                await rt._shutdown()
+                if metrics is not None:
+                    metrics.close()
     if body_error is not None:
         raise body_error
+
+
+def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:
+    """Attach metrics on ``meter_provider`` counting only ``rt``'s runs (None: no provider)."""
+    if meter_provider is None:
+        return None
+    from ._metrics import RuntimeMetrics
+
+    def ours(metadata: Mapping[str, Any]) -> bool:
+        return rt.get(str(metadata.get("run_id"))) is not None
+
+    return RuntimeMetrics(meter_provider, accept=ours).attach()
 
 
 @asynccontextmanager

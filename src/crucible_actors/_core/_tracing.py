@@ -34,10 +34,10 @@ def make_recorder(tracer_provider: TracerProvider | None) -> SpanRecorder | None
         if type(glob).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
             return None
         provider = glob
-    return SpanRecorder(provider.get_tracer("crucible_actors", _version()))
+    return SpanRecorder(provider.get_tracer("crucible_actors", package_version()))
 
 
-def _version() -> str | None:
+def package_version() -> str | None:
     """Return the installed crucible-actors version (the tracer's instrumentation scope)."""
     from importlib.metadata import PackageNotFoundError, version
 

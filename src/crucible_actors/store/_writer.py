@@ -43,7 +43,7 @@ import anyio
 import anyio.lowlevel
 
 from .._core._errors import StoreError, StoreUnavailable
-from ..metrics import observe_store_commit
+from .._core._metrics import observe_store_commit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
