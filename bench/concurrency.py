@@ -22,7 +22,9 @@ for bare anyio tasks, with the object types that make the difference.
 Also measured, for reference: the same count of tasks of the same shape doing what
 ``overhead.py`` calls baseline (b), the floor for a supervised, message-passing stage
 (a ``fail_after`` scope and a Context decode and encode per stage), with its ratio to
-the bare runs and the runtime's ratio to it.
+the bare runs and the runtime's ratio to it; and ``snapshot_tasks``, tasks passing the
+Context as a snapshot the way an untimed run does (decode before each stage's await,
+mark complete and encode after it, no scope), which is what message passing alone costs.
 """
 
 from __future__ import annotations
@@ -125,6 +127,21 @@ async def floor_batch(n: int) -> tuple[float, int]:
     return await _tasks_batch(n, floor_run)
 
 
+async def snapshot_run(done: list[int]) -> None:
+    """The same shape passing the Context as a snapshot the way an untimed run does:
+    decoded before each stage's await, marked complete and encoded after it, no scope."""
+    snapshot = encode_context(Context.new(EXPERIMENT, run_id="snapshot"))
+    for _ in range(STAGES):
+        ctx = decode_context_with(snapshot, EXPERIMENT)
+        await anyio.sleep(0)  # noqa: ASYNC115 - the benchmark shape the issue fixes
+        snapshot = encode_context(ctx.mark_stage_complete("yield"))
+    done.append(1)
+
+
+async def snapshot_batch(n: int) -> tuple[float, int]:
+    return await _tasks_batch(n, snapshot_run)
+
+
 def measure(
     name: str, fn: Callable[[int], Awaitable[tuple[float, int]]], n: int, backend: str
 ) -> dict[str, Any]:
@@ -216,11 +233,17 @@ async def census(n: int) -> list[dict[str, Any]]:
 def child(backend: str, n: int, rounds: int) -> None:
     for line in anyio.run(census, min(n, 2000), backend=backend):
         print(json.dumps({"bench": "concurrency", "backend": backend, **line}), flush=True)
-    samples: dict[str, list[dict[str, Any]]] = {"bare": [], "floor": [], "runtime": []}
+    samples: dict[str, list[dict[str, Any]]] = {
+        "bare": [],
+        "floor": [],
+        "snapshot": [],
+        "runtime": [],
+    }
     for number in range(1, max(1, rounds) + 1):
         for key, name, fn in (
             ("bare", "bare_anyio", bare_batch),
             ("floor", "floor_b_tasks", floor_batch),
+            ("snapshot", "snapshot_tasks", snapshot_batch),
             ("runtime", "runtime_submit", runtime_batch),
         ):
             line = measure(name, fn, n, backend)
@@ -256,6 +279,10 @@ def child(backend: str, n: int, rounds: int) -> None:
                 "throughput_vs_floor_b": round(
                     med("runtime", "runs_per_s") / med("floor", "runs_per_s"), 3
                 ),
+                "snapshot_throughput_vs_bare": round(
+                    med("snapshot", "runs_per_s") / med("bare", "runs_per_s"), 3
+                ),
+                "snapshot_gc_share": med("snapshot", "gc_share"),
                 "runtime_gc_share": med("runtime", "gc_share"),
                 "bare_gc_share": med("bare", "gc_share"),
                 "target_gc_share": 0.3,

@@ -23,8 +23,10 @@ actor task timed the retry out at 10 s and needed a third attempt (attempts ``ti
 0-5, timeout 5-10, completed 10-14``), where the direct call gives ``timeout 0-8,
 completed 8-12``
 (``test_a_timed_out_attempt_that_unwinds_slowly_leaves_the_next_its_full_timeout``). It
-also made a timed stage cost 4-6x an untimed one (``bench/overhead.py``) and held about
-80 more GC-tracked objects per blocked run (two tasks, four streams, a task group). So
+also made a timed run cost 3.4-3.9x an untimed one per stage (``bench/overhead.py``,
+``submit_1_timed_transient`` against ``submit_1``; now 1.5-1.7x, a stage's own share
+1.2-1.5x baseline (b)) and held 40-80 more GC-tracked objects per blocked run (two
+tasks, four streams, a task group; now 6-7 more, the cancel scope). So
 the timeout of an attempt that resists cancellation is recorded once it has unwound, and
 its record shows how long it held the stage; a cooperative attempt (any await, a stage
 in a thread, which is abandoned, or in a process, which is killed) unwinds at the
