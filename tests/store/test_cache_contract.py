@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import pytest
 
-from crucible_actors.store import CachedResult, Checkpoint, StageAttempt
+import crucible_actors as ca
+from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors.store import CachedResult, Checkpoint, StageAttempt, open_store
 
 from .test_contract import start
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from crucible_actors.store import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -116,3 +121,52 @@ async def test_attempts_record_whether_they_were_cache_hits(store: Store) -> Non
     await store.record_attempt(attempt(1, False))
     found = await store.list_attempts("r1")
     assert [(a.stage, a.cache_hit) for a in found] == [("s0", True), ("s1", False)]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a database two store objects can share: a SQLite file, or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+async def test_two_runtimes_on_one_database_share_results_and_store_a_key_once(
+    shared_url: str,
+) -> None:
+    """Each runtime has its own store object (its own connections), as two processes do."""
+    inside = 0
+    both_inside = anyio.Event()
+
+    @ca.stage("model")
+    async def model(ctx: Context, opts: Any) -> Context:
+        nonlocal inside
+        inside += 1
+        if inside == 2:
+            both_inside.set()
+        await both_inside.wait()  # both runs miss before either stores
+        return ctx.add_output({"id": "q1", "score": 0.5}).put_metric("n", 1)
+
+    reg = Registry()
+    reg.register(model)
+    exp = Experiment(id="shared", pipeline=[StageDef(name="model", cache=True)])
+    async with (
+        open_store(shared_url, migrate=True) as one,
+        open_store(shared_url, migrate=True) as two,
+        ca.open_runtime(registry=reg, store=one) as rt1,
+        ca.open_runtime(registry=reg, store=two) as rt2,
+    ):
+        runs = [await rt1.submit(exp), await rt2.submit(exp)]
+        results = [await r.result() for r in runs]
+        assert [r.metrics for r in results] == [{"n": 1}, {"n": 1}]
+        assert inside == 2
+        stored = await one.list_cached_results()
+        assert len(stored) == 1
+        assert stored[0].run_id in {r.run_id for r in runs}
+        # A third run on either runtime is a hit, from the other's result or its own.
+        third = await rt2.submit(exp)
+        ctx = await third.result()
+        assert inside == 2
+        assert ctx.outputs == [{"id": "q1", "score": 0.5}]
+        assert [a.cache_hit for a in await two.list_attempts(third.run_id)] == [True]
