@@ -521,3 +521,14 @@ def test_the_built_in_stages_with_side_effects_are_not_cacheable() -> None:
         if getattr(reg.resolve(name), "cacheable", True) is False
     }
     assert not_cacheable == {"validate", "report", "mlflow_log"}
+
+
+async def test_run_async_uses_the_cache_of_its_store_unless_told_not_to(url: str) -> None:
+    calls = Calls()
+    reg = stages(calls)
+    exp = Experiment(id="ra", pipeline=pipeline())
+    first = await ca.run_async(exp, registry=reg, store=url)
+    again = await ca.run_async(exp, registry=reg, store=url)
+    await ca.run_async(exp, registry=reg, store=url, cache=False)
+    assert again.metrics == first.metrics
+    assert calls.n == {"load": 2, "score": 2, "tally": 3}
