@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.strategies import contexts, json_values
 
 import crucible_actors as ca
 from crucible_actors import CacheConfig, Context, Experiment, Registry, StageDef
@@ -326,6 +329,41 @@ def test_a_result_holds_only_the_fields_the_stage_changed() -> None:
     assert result_of(before, encode_context(other)) is None
     with pytest.raises(ValueError, match="not a result's"):
         apply_result(before, msgspec.msgpack.encode({"run_id": "evil"}))
+
+
+_edits = st.fixed_dictionaries(
+    {},
+    optional={
+        "outputs": st.lists(json_values, max_size=3),
+        "metrics": st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+        "artifacts": st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+        "assigns": st.dictionaries(st.text(max_size=4), json_values, max_size=3),
+        "run_id": st.text(min_size=1, max_size=8),
+        "telemetry_context": st.dictionaries(st.text(max_size=4), json_values, max_size=2),
+    },
+)
+
+
+@given(contexts(), _edits)
+def test_applying_a_result_to_its_input_gives_the_output_fields(
+    before_ctx: Context, edits: dict[str, Any]
+) -> None:
+    """For any input and any change of the result fields (and of volatile ones, which a
+    result does not carry), a hit reproduces the output's result fields exactly."""
+    after_ctx = msgspec.structs.replace(before_ctx, **edits)
+    before = msgspec.msgpack.decode(encode_context(before_ctx), type=dict[str, msgspec.Raw])
+    result = result_of(before, encode_context(after_ctx))
+    assert result is not None
+    applied = msgspec.msgpack.decode(apply_result(before, result), type=Context)
+    expected = msgspec.msgpack.decode(encode_context(after_ctx), type=Context)
+    original = msgspec.msgpack.decode(encode_context(before_ctx), type=Context)
+    for field in RESULT_FIELDS:
+        assert getattr(applied, field) == getattr(expected, field)
+    # Everything else is the input's (the run's own): run id, telemetry, trace.
+    assert applied.run_id == original.run_id
+    assert applied.telemetry_context == original.telemetry_context
+    assert applied.trace == original.trace
+    assert applied.experiment == original.experiment
 
 
 async def test_a_stage_that_replaces_the_experiment_is_not_cached(url: str) -> None:
