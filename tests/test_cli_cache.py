@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from crucible_actors import Experiment, RunEvent, StageDef
 from crucible_actors.cli import main
+from crucible_actors.cli._progress import PlainProgress, RunProgress, render_progress
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -144,3 +148,29 @@ def test_cache_list_of_an_empty_store_and_a_missing_subcommand(
     assert main(["cache", "list", "--store", "memory://"]) == 0
     assert "no cached results" in capsys.readouterr().out
     assert main(["cache"]) == 2
+
+
+def test_progress_shows_a_cached_stage_as_done_with_its_source_run() -> None:
+    exp = Experiment(id="e", pipeline=[StageDef(name="load"), StageDef(name="score")])
+    out = io.StringIO()
+    view = PlainProgress(RunProgress(exp, "r"), out)
+    data = {"key": "k" * 64, "source_run": "r0", "duration": 0.0004}
+    for event in [
+        RunEvent(1, "run_started", "r", 1.0, 1001.0),
+        RunEvent(2, "stage_cached", "r", 2.0, 1002.0, "load", 0, 1, data),
+        RunEvent(3, "stage_started", "r", 3.0, 1003.0, "score", 1, 1),
+        RunEvent(4, "stage_completed", "r", 4.0, 1004.0, "score", 1, 1, {"duration": 1.0}),
+        RunEvent(5, "run_completed", "r", 5.0, 1005.0, data={"status": "completed"}),
+    ]:
+        view.update(event)
+    assert out.getvalue().splitlines()[1:3] == [
+        "[1/2] load: cached (computed by run r0)",
+        "[2/2] score: started",
+    ]
+    assert [(r.status, r.duration) for r in view.progress.rows] == [
+        ("cached", 0.0004),
+        ("completed", 1.0),
+    ]
+    console = Console(record=True, width=100, file=io.StringIO())
+    console.print(render_progress(view.progress, now=2000.0))
+    assert "│ 1 │ ✓ │ load  │ cached     │       1 │    0.4 ms │" in console.export_text()
