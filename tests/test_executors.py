@@ -81,16 +81,15 @@ async def test_a_timed_stage_reaches_its_executor_too() -> None:
     assert [s[:3] for s in rec.seen] == [("inc", 0, 1)]
 
 
-async def test_a_stage_whose_isolation_has_no_executor_fails_the_run_saying_so() -> None:
+async def test_a_stage_whose_isolation_has_no_executor_is_refused_before_the_run() -> None:
     empty = ExecutorRegistry()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
     async with ca.open_runtime(registry=_registry()) as rt:
         rt.executors = empty
-        handle = await rt.submit(exp)
-        with pytest.raises(StageFailed) as info:
-            await handle.result()
-    assert isinstance(info.value.reason, UnknownIsolation)
-    assert "no executor is registered" in str(info.value.reason)
+        with pytest.raises(UnknownIsolation, match="no executor is registered") as info:
+            await rt.submit(exp)
+        assert rt.statistics().submitted == 0
+    assert "stage 'inc' asks for isolation 'inline'" in str(info.value)
 
 
 def test_registering_checks_the_executor_and_refuses_to_replace_silently() -> None:

@@ -5,6 +5,7 @@ from ._core._errors import CrucibleError as CrucibleError
 from ._core._errors import DataChecksFailed as DataChecksFailed
 from ._core._errors import DuplicateStage as DuplicateStage
 from ._core._errors import EncodeError as EncodeError
+from ._core._errors import ExecutorError as ExecutorError
 from ._core._errors import GuardrailViolation as GuardrailViolation
 from ._core._errors import InvalidExperiment as InvalidExperiment
 from ._core._errors import InvalidOptions as InvalidOptions
@@ -21,6 +22,7 @@ from ._core._errors import StoreError as StoreError
 from ._core._errors import StoreUnavailable as StoreUnavailable
 from ._core._errors import UnknownStage as UnknownStage
 from ._core._errors import ValidationFailed as ValidationFailed
+from ._core._errors import WorkerCrashed as WorkerCrashed
 
 __all__ = [
     "CheckpointDecodeError",
@@ -28,6 +30,7 @@ __all__ = [
     "DataChecksFailed",
     "DuplicateStage",
     "EncodeError",
+    "ExecutorError",
     "GuardrailViolation",
     "InvalidExperiment",
     "InvalidOptions",
@@ -44,4 +47,5 @@ __all__ = [
     "StoreUnavailable",
     "UnknownStage",
     "ValidationFailed",
+    "WorkerCrashed",
 ]

@@ -11,6 +11,7 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
       RunCancelled                                       a run ended because it was cancelled
       MissingDependency                                  an optional extra is not installed
       StoreError: StoreUnavailable, RunNotFound, ...     persistence
+      ExecutorError: WorkerCrashed                       where an attempt runs (pool, Ray)
       MessageError: EncodeError                          msgspec encode/decode failures
       ValidationFailed, DataChecksFailed,
       GuardrailViolation                                 raised by the built-in stages
@@ -241,6 +242,35 @@ class RunNotFound(StoreError):
     def __init__(self, run_id: str, *, store: str | None = None) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}", store=store)
+
+
+class ExecutorError(CrucibleError):
+    """An executor could not run an attempt (a pool, a cluster connection); ``stage`` names it.
+
+    Unlike a stage's own exception, the stage's code did not fail: the place it ran did.
+    """
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        self.stage = stage
+        super().__init__(message)
+
+
+class WorkerCrashed(ExecutorError):
+    """The worker running an attempt died before answering (``os._exit``, a signal, a lost node).
+
+    ``worker`` names the worker (``pid 1234``, a Ray task or actor), ``cause`` says how it
+    ended (``exit status 1``, ``killed by SIGKILL``, ``node died``). A restart policy matches
+    it by name (``retry_on = ["WorkerCrashed"]``), like any exception class.
+    """
+
+    def __init__(self, stage: str, *, worker: str, cause: str, hint: str = "") -> None:
+        self.worker = worker
+        self.cause = cause
+        more = f"; {hint}" if hint else ""
+        super().__init__(
+            f"stage {stage!r}: its worker ({worker}) died before answering: {cause}{more}",
+            stage=stage,
+        )
 
 
 class MessageError(CrucibleError):

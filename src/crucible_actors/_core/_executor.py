@@ -39,28 +39,40 @@ The contract of :meth:`Executor.run`:
 - **Lifecycle**: an executor that holds resources (a pool, a cluster connection) is an
   async context manager; :func:`~crucible_actors.open_runtime` enters every executor it
   is given that has ``__aenter__`` before the first run and exits it after the last.
+- **Per runtime** (optional): a process-wide executor with ``for_runtime(settings)``
+  is a template: each :func:`~crucible_actors.open_runtime` calls it with the runtime's
+  :class:`ExecutorSettings` and uses (and enters, and exits) the executor it returns, so
+  a warm process pool or a Ray connection belongs to one runtime.
+- **Check** (optional): ``check(stage_def, registry)`` is called for every enabled stage
+  when a run is submitted, before it is admitted; it raises what the executor can tell
+  from the definition alone (a missing extra, a stage it cannot ship), so such a run
+  fails before any stage runs.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import msgspec
+
 from ._errors import CrucibleError
 from ._ir import stage_ref
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from . import _messages as msg
     from ._context import Context
     from ._handle import RunHandle
-    from ._ir import StageDef
+    from ._ir import Experiment, StageDef
+    from ._registry import Registry
     from ._stage import StageInfo
 
 __all__ = [
     "AttemptIO",
     "Executor",
     "ExecutorRegistry",
+    "ExecutorSettings",
     "PreparedStage",
     "UnknownIsolation",
     "default_executors",
@@ -166,6 +178,19 @@ class Executor(Protocol):
         ...
 
 
+class ExecutorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What :func:`~crucible_actors.open_runtime` tells per-runtime executors.
+
+    Attributes:
+        process_workers: Size of the warm process pool (None: the CPU count).
+        ray_address: The Ray cluster to connect to (None: ``RAY_ADDRESS``, then
+            ``[ray] address`` in ``crucible.toml``, then a local Ray started on first use).
+    """
+
+    process_workers: int | None = None
+    ray_address: str | None = None
+
+
 class UnknownIsolation(CrucibleError):
     """A stage asks for an isolation no executor is registered under."""
 
@@ -209,6 +234,40 @@ class ExecutorRegistry(dict[str, "Executor"]):
         for name, executor in (overrides or {}).items():
             merged.register(name, executor, replace=True)
         return merged
+
+    def for_runtime(
+        self, settings: ExecutorSettings, *, skip: Iterable[str] = ()
+    ) -> tuple[ExecutorRegistry, list[Any]]:
+        """Return a copy with every template replaced by its runtime's executor.
+
+        A template is an executor with ``for_runtime(settings)``; names in ``skip`` (about
+        to be overridden) are left alone. The second item lists the executors made for
+        this runtime (the runtime enters and exits them).
+        """
+        bound = ExecutorRegistry(self)
+        made: list[Any] = []
+        skipped = set(skip)
+        for name, executor in self.items():
+            factory = None if name in skipped else getattr(executor, "for_runtime", None)
+            if factory is not None:
+                own = factory(settings)
+                bound.register(name, own, replace=True)
+                made.append(own)
+        return bound, made
+
+    def check(self, experiment: Experiment, registry: Registry) -> None:
+        """Check every enabled stage of ``experiment`` against its executor.
+
+        Raises:
+            UnknownIsolation: a stage names an isolation nothing is registered under.
+            Exception: what an executor's ``check(stage_def, registry)`` raises.
+        """
+        for stage_def in experiment.pipeline:
+            if stage_def.enabled:
+                executor = self.lookup(stage_def.isolation, stage_def.label)
+                check = getattr(executor, "check", None)
+                if check is not None:
+                    check(stage_def, registry)
 
     def lookup(self, name: str, label: str) -> Executor:
         """Return the executor for ``isolation=name`` of stage ``label``.

@@ -38,8 +38,10 @@ __all__ = [
 
 ExperimentType = Literal["evaluation", "training", "comparison", "ablation"]
 RestartKind = Literal["temporary", "transient"]
-Isolation = Literal["inline", "thread", "process"]
+Isolation = Literal["inline", "thread", "process", "ray"]
 SweepMode = Literal["grid", "zip"]
+#: Resource names Ray knows itself; any other key of ``StageDef.resources`` is a custom one.
+RAY_RESOURCES = ("num_cpus", "num_gpus", "memory")
 
 
 class Backoff(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -151,6 +153,11 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     ``retry_on``/``fail_on`` filter by exception class name (matched against the
     exception's class and its bases). ``isolation`` picks where the stage runs.
 
+    Executors (see :mod:`crucible_actors.executors`): a stage class with ``setup()`` keeps
+    ``pool`` set-up workers (process, Ray actors); ``resources`` (``num_cpus``,
+    ``num_gpus``, ``memory`` in bytes, or custom names, each a number >= 0) is what a
+    ``ray`` attempt asks the cluster for.
+
     ``cache`` turns the stage result cache on (True) or off (False) for this stage;
     None (the default) follows the experiment's ``[cache] default``. See
     :mod:`crucible_actors._core._cache` for the key and what a hit replays.
@@ -168,6 +175,8 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     retry_on: list[str] = []
     fail_on: list[str] = []
     isolation: Isolation = "inline"
+    pool: int = 1
+    resources: dict[str, Any] = {}
     cache: bool | None = None
 
     def __post_init__(self) -> None:
@@ -191,6 +200,8 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
             raise InvalidExperiment(f"backoff must be >= 0 seconds, got {backoff!r}")
         if self.isolation == "process" and self.options:
             _check_no_plugin_objects(self.label, self.options, "")
+        if self.pool != 1 or self.resources:
+            _check_executor_fields(self)
 
     @property
     def label(self) -> str:
@@ -243,6 +254,32 @@ class Sweep(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fiel
         if self.mode == "zip":
             return lengths[0] if lengths else 0
         return math.prod(lengths)
+
+
+def _check_executor_fields(sd: StageDef) -> None:
+    """Check ``pool`` and ``resources``; the message names the stage and the field."""
+    where = f"stage {sd.label!r}"
+    pool = sd.pool
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise InvalidExperiment(
+            f"{where}: pool must be an int >= 1 (the number of set-up workers), got {pool!r}"
+        )
+    if not isinstance(sd.resources, Mapping):
+        raise InvalidExperiment(
+            f"{where}: resources must be a table of name = number, "
+            f"got {type(sd.resources).__name__}"
+        )
+    for key, value in sd.resources.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidExperiment(f"{where}: resources keys must be non-empty names, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidExperiment(
+                f"{where}: resources.{key} must be a number, got {type(value).__name__} {value!r}"
+            )
+        if not value >= 0 or value == float("inf"):  # also rejects NaN
+            raise InvalidExperiment(
+                f"{where}: resources.{key} must be a finite number >= 0, got {value!r}"
+            )
 
 
 class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -23,7 +23,7 @@ from ._decision import new_chain
 from ._encoding import encode_context
 from ._errors import CrucibleError
 from ._execute import check_validate_mode
-from ._executor import ExecutorRegistry, default_executors
+from ._executor import ExecutorRegistry, ExecutorSettings, default_executors
 from ._handle import RunHandle
 from ._ids import new_run_id
 from ._ir import Experiment, experiment_from_mapping, load_experiment
@@ -134,6 +134,7 @@ class Runtime:
             raise CrucibleError("the runtime is shutting down and accepts no new runs")
         mode = check_validate_mode(validate_options)
         exp = coerce_experiment(experiment)
+        self.executors.check(exp, self.registry)
         rid = run_id if run_id is not None else new_run_id()
         if rid in self._active:
             raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
@@ -315,6 +316,8 @@ async def open_runtime(
     on_start: str = "mark_interrupted",
     executors: Mapping[str, Executor] | None = None,
     meter_provider: Any = None,
+    process_workers: int | None = None,
+    ray_address: str | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -327,13 +330,19 @@ async def open_runtime(
     ones (:mod:`crucible_actors.executors`); those that are async context managers are
     entered before the first run and exited after the last. ``meter_provider`` records
     this runtime's runs as OpenTelemetry metrics (:mod:`crucible_actors.metrics`) until
-    the runtime closes.
+    the runtime closes. ``process_workers`` sizes the runtime's warm process pool
+    (default: the CPU count); ``ray_address`` names the Ray cluster ``isolation="ray"``
+    stages run on (default: ``RAY_ADDRESS``, ``[ray] address`` in ``crucible.toml``, else
+    a local Ray started on first use and stopped on exit).
 
     Raises:
-        ValueError: ``max_concurrent_runs`` is not positive or ``on_start`` is unknown.
+        ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive, or
+            ``on_start`` is unknown.
     """
     if max_concurrent_runs is not None and max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
+    if process_workers is not None and process_workers < 1:
+        raise ValueError(f"process_workers must be >= 1, got {process_workers!r}")
     if on_start not in ("resume", "mark_interrupted", "ignore"):
         raise ValueError(
             f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
@@ -341,7 +350,10 @@ async def open_runtime(
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
-    execs = default_executors.merged(executors) if executors else default_executors
+    settings = ExecutorSettings(process_workers=process_workers, ray_address=ray_address)
+    execs, own = default_executors.for_runtime(settings, skip=executors or ())
+    if executors:
+        execs = execs.merged(executors)
     recorder = make_recorder(tracer_provider)
     # Errors from the caller's block are re-raised as they are once every task group
     # below has closed (task groups would wrap them in ExceptionGroups); an interrupt or
@@ -349,7 +361,7 @@ async def open_runtime(
     body_error: Exception | None = None
     with unwrap_fatal():
         async with (
-            _enter_executors(executors),
+            _enter_executors([*own, *(executors or {}).values()]),
             _open_store_adapter(store) as adapter,
             anyio.create_task_group() as tg,
         ):
@@ -398,15 +410,15 @@ def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:
 
 
 @asynccontextmanager
-async def _enter_executors(executors: Mapping[str, Executor] | None) -> AsyncIterator[None]:
+async def _enter_executors(executors: list[Any]) -> AsyncIterator[None]:
     """Enter the given executors that are async context managers, exit them in reverse."""
     if not executors:
         yield
         return
     async with AsyncExitStack() as stack:
-        for executor in executors.values():
+        for executor in executors:
             if hasattr(executor, "__aenter__"):
-                await stack.enter_async_context(executor)  # type: ignore[arg-type]
+                await stack.enter_async_context(executor)
         yield
 
 

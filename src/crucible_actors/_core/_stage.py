@@ -33,6 +33,11 @@ class Stage:
     ``defaults``), or declare ``Options`` as a msgspec Struct, from which ``describe()``
     is derived and into which ``opts`` is converted before ``run`` is called.
 
+    A stateful stage also defines ``setup(self)`` and optionally ``teardown(self)``
+    (each sync or async): ``setup`` runs once per worker before its first attempt (load a
+    model once, score thousands of examples), ``teardown`` when the runtime closes; see
+    :mod:`crucible_actors.executors` and ``StageDef.pool``.
+
     Result cache (``StageDef.cache``): ``version`` is part of the cache key, so bump it
     when a change to ``run`` changes its results; ``cacheable = False`` keeps a stage
     with side effects (files written, a model trained, a message sent) out of the cache.
@@ -203,7 +208,7 @@ def coerce_stage(obj: Any, *, where: str) -> Stage:
 class StageInfo:
     """What the runner needs to know about a stage, computed once per stage object."""
 
-    __slots__ = ("is_async", "name", "options_type", "stage")
+    __slots__ = ("has_setup", "is_async", "name", "options_type", "stage")
 
     def __init__(self, stage_obj: Stage) -> None:
         self.stage = stage_obj
@@ -215,6 +220,8 @@ class StageInfo:
             options if isinstance(options, type) and issubclass(options, msgspec.Struct) else None
         )
         self.name = getattr(stage_obj, "name", "") or type(stage_obj).__name__
+        #: A stateful stage: ``setup()`` runs once per worker before its first attempt.
+        self.has_setup = callable(getattr(stage_obj, "setup", None))
 
     def convert_options(self, label: str, opts: Mapping[str, Any]) -> Any:
         """Return ``opts`` converted into the stage's ``Options`` Struct (or unchanged).

@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="run every stage: neither use nor store cached stage results",
     )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
+        "in crucible.toml, else a local Ray started on first use)",
+    )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     from ._sweep import add_run_options
 
@@ -167,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> RunHandle:
         from .._core._runtime import open_runtime
 
-        async with open_runtime(registry=registry, store=url) as rt:
+        async with open_runtime(registry=registry, store=url, ray_address=args.ray_address) as rt:
             handle = await rt.submit(
                 experiment,
                 run_id=args.run_id,

@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="submissions that may wait for admission before 429 (default: 100)",
     )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
+        "in crucible.toml, else a local Ray started on first use)",
+    )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.set_defaults(func=cmd_serve)
 
@@ -182,6 +188,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         store=url,
         max_concurrent_runs=args.max_concurrent_runs,
         on_start="resume",
+        ray_address=args.ray_address,
     ) as rt:
         # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)

@@ -5,7 +5,15 @@ contract); this package holds the implementations and registers them on import:
 
 - ``"inline"``: :class:`InlineExecutor`, in the run's own task (the default);
 - ``"thread"``: :class:`ThreadExecutor`, an async stage on its own loop in a thread;
-- ``"process"``: :class:`ProcessExecutor`, a new worker process per attempt.
+- ``"process"``: :class:`PoolExecutor`, a warm pool of worker processes, one pool per
+  runtime (:class:`ProcessExecutor`, a new process per attempt, stays available);
+- ``"ray"``: :class:`RayExecutor`, Ray tasks, or Ray actor pools for stages with
+  ``setup()`` (extra ``ray``; :mod:`crucible_actors.executors.ray` is the only module
+  that imports ``ray``, and only when a ray stage is submitted).
+
+The inline, thread, process and ray executors registered here are templates: every
+``open_runtime`` gets its own (``for_runtime``), entered before its first run and closed
+after its last, so set-up stages, worker processes and a Ray it started belong to it.
 
 Add one with :func:`register` (process-wide), or per runtime with
 ``open_runtime(executors={"name": executor})``; a stage selects it with
@@ -21,8 +29,11 @@ from .._core._executor import PreparedStage as PreparedStage
 from .._core._executor import UnknownIsolation as UnknownIsolation
 from .._core._executor import default_executors
 from .inline import InlineExecutor as InlineExecutor
+from .pool import PoolExecutor as PoolExecutor
+from .pool import PoolStatistics as PoolStatistics
 from .process import ProcessExecutor as ProcessExecutor
 from .process import WorkerError as WorkerError
+from .ray import RayExecutor as RayExecutor
 from .thread import ThreadExecutor as ThreadExecutor
 
 __all__ = [
@@ -30,8 +41,11 @@ __all__ = [
     "Executor",
     "ExecutorRegistry",
     "InlineExecutor",
+    "PoolExecutor",
+    "PoolStatistics",
     "PreparedStage",
     "ProcessExecutor",
+    "RayExecutor",
     "ThreadExecutor",
     "UnknownIsolation",
     "WorkerError",
@@ -53,7 +67,8 @@ def register(name: str, executor: Executor, *, replace: bool = False) -> None:
 for _name, _executor in (
     ("inline", InlineExecutor()),
     ("thread", ThreadExecutor()),
-    ("process", ProcessExecutor()),
+    ("process", PoolExecutor()),
+    ("ray", RayExecutor()),
 ):
     if _name not in default_executors:
         default_executors.register(_name, _executor)

@@ -2,6 +2,8 @@
 
 An async ``run`` is awaited directly (no task, no thread: the run hot path); a plain
 ``def run`` goes to a worker thread, abandoned rather than waited for on cancellation.
+A stage with ``setup()`` is set up once per runtime, before its first attempt, and torn
+down when the runtime closes (each runtime gets its own executor: :meth:`for_runtime`).
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._core._execute import checked_result, invoke_stage
+from ._lifecycle import LocalSetups
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._core import _messages as msg
-    from .._core._executor import AttemptIO, PreparedStage
+    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
 
 __all__ = ["InlineExecutor"]
 
@@ -20,7 +25,25 @@ __all__ = ["InlineExecutor"]
 class InlineExecutor:
     """Runs attempts on the caller's loop (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_setups",)
+
+    def __init__(self) -> None:
+        self._setups = LocalSetups()
+
+    def for_runtime(self, settings: ExecutorSettings) -> InlineExecutor:
+        """Return a new runtime's own inline executor (its own set-up stages)."""
+        return type(self)()
+
+    async def __aenter__(self) -> InlineExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._setups.teardown_all()
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
@@ -29,6 +52,8 @@ class InlineExecutor:
         try:
             ctx = io.begin(stage, command)
             info = stage.info
+            if info.has_setup:
+                await self._setups.ensure(info.stage)
             if info.is_async:
                 result = checked_result(stage.label, await info.stage.run(ctx, stage.options))  # type: ignore[misc]
             else:

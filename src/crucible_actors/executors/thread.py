@@ -2,7 +2,8 @@
 
 A stage that blocks without awaiting then cannot stall the runtime, and is abandoned
 (its thread left to finish on its own) when the attempt times out or is cancelled. A
-plain ``def run`` already runs in a worker thread, as with ``inline``.
+plain ``def run`` already runs in a worker thread, as with ``inline``. A stage with
+``setup()`` is set up once per runtime, on the runtime's loop, as with ``inline``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import anyio
 import anyio.to_thread
 
 from .._core._execute import invoke_stage
+from ._lifecycle import LocalSetups
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._core import _messages as msg
     from .._core._context import Context
-    from .._core._executor import AttemptIO, PreparedStage
+    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
     from .._core._stage import StageInfo
 
 __all__ = ["ThreadExecutor"]
@@ -26,7 +30,25 @@ __all__ = ["ThreadExecutor"]
 class ThreadExecutor:
     """Runs attempts in worker threads (see the module docstring)."""
 
-    __slots__ = ()
+    __slots__ = ("_setups",)
+
+    def __init__(self) -> None:
+        self._setups = LocalSetups()
+
+    def for_runtime(self, settings: ExecutorSettings) -> ThreadExecutor:
+        """Return a new runtime's own thread executor (its own set-up stages)."""
+        return type(self)()
+
+    async def __aenter__(self) -> ThreadExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._setups.teardown_all()
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
@@ -35,6 +57,8 @@ class ThreadExecutor:
         try:
             ctx = io.begin(stage, command)
             info = stage.info
+            if info.has_setup:  # set up in the runtime's process, once per runtime
+                await self._setups.ensure(info.stage)
             if info.is_async:
                 result = await anyio.to_thread.run_sync(
                     _run_on_own_loop, info, stage.label, ctx, stage.options, abandon_on_cancel=True

@@ -1,0 +1,76 @@
+"""Stateful stages: ``setup()`` once per worker before the first attempt, ``teardown()`` last.
+
+A stage class may define ``setup(self)`` and ``teardown(self)``, each sync or async. Every
+executor honours the same contract for the worker it runs attempts on: the runtime's own
+process (inline and thread: once per runtime), a warm pool worker (once per worker
+process), a Ray actor (once per actor). A setup that raises fails the attempt; the next
+attempt gets a fresh worker, which sets up again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from .._core._stage import Stage
+
+__all__ = ["LocalSetups", "run_setup", "run_teardown"]
+
+log = logging.getLogger("crucible_actors")
+
+
+async def run_setup(stage_obj: Stage) -> None:
+    """Call ``stage_obj.setup()`` (sync or async); its exception propagates."""
+    result: Any = stage_obj.setup()  # type: ignore[attr-defined]
+    if inspect.isawaitable(result):
+        await result
+
+
+async def run_teardown(stage_obj: Stage) -> None:
+    """Call ``stage_obj.teardown()`` if it has one; log (never raise) what it raises."""
+    teardown = getattr(stage_obj, "teardown", None)
+    if not callable(teardown):
+        return
+    try:
+        result: Any = teardown()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("teardown() of stage %r raised", type(stage_obj).__qualname__)
+
+
+class LocalSetups:
+    """The stages set up in this process for one runtime (the inline and thread executors).
+
+    ``ensure`` sets a stage object up the first time it is seen; a failed setup is not
+    remembered, so the next attempt tries again (in-process, the "fresh worker" is a
+    fresh call). ``teardown_all`` runs at the runtime's exit, in reverse setup order.
+    """
+
+    __slots__ = ("_done", "_lock")
+
+    def __init__(self) -> None:
+        self._done: dict[int, Stage] = {}
+        self._lock: anyio.Lock | None = None
+
+    async def ensure(self, stage_obj: Stage) -> None:
+        """Set ``stage_obj`` up unless this runtime already has (one setup at a time)."""
+        key = id(stage_obj)
+        if key in self._done:
+            return
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if key not in self._done:
+                await run_setup(stage_obj)
+                self._done[key] = stage_obj
+
+    async def teardown_all(self) -> None:
+        """Tear down every stage set up here, most recent first."""
+        done, self._done = self._done, {}
+        for stage_obj in reversed(done.values()):
+            await run_teardown(stage_obj)

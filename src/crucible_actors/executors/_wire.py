@@ -1,0 +1,66 @@
+"""How an attempt's Context crosses to a worker and back, cheaply.
+
+The Context travels as the run's own msgpack snapshot. Two costs are avoided per attempt:
+decoding the Experiment again (every snapshot of a run carries the same one, so a worker
+keeps the last few it decoded, keyed by their bytes), and replacing the driver's
+Experiment object by an equal copy (the reply says whether the stage kept the experiment,
+and then the driver decodes the result around its own object, which keeps the run's fast
+decoding path).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import msgspec.structs
+
+from .._core._encoding import decode_context, decode_context_with, encode_context
+from .._core._ir import Experiment
+
+if TYPE_CHECKING:
+    from .._core._context import Context
+
+__all__ = ["WorkerContexts", "decode_result"]
+
+
+class _ExperimentOnly(msgspec.Struct):
+    experiment: msgspec.Raw
+
+
+_experiment_only = msgspec.msgpack.Decoder(_ExperimentOnly)
+_experiment_decoder = msgspec.msgpack.Decoder(Experiment)
+
+
+class WorkerContexts:
+    """A worker's decoder of attempt Contexts, reusing the Experiments it has seen."""
+
+    __slots__ = ("_experiments",)
+
+    def __init__(self) -> None:
+        self._experiments: dict[bytes, Experiment] = {}
+
+    def decode(self, data: bytes, telemetry: dict[str, Any] | None) -> Context:
+        """Decode an attempt's Context; ``telemetry`` (if given) replaces its telemetry."""
+        raw = bytes(_experiment_only.decode(data).experiment)
+        experiment = self._experiments.get(raw)
+        if experiment is None:
+            if len(self._experiments) >= 8:
+                self._experiments.clear()
+            experiment = self._experiments[raw] = _experiment_decoder.decode(raw)
+        ctx = decode_context_with(data, experiment)
+        if telemetry is not None:
+            ctx = msgspec.structs.replace(ctx, telemetry_context=telemetry)
+        return ctx
+
+    @staticmethod
+    def encode(given: Context, result: Context) -> tuple[bytes, bool]:
+        """Encode ``result``; the flag says the stage kept ``given``'s experiment."""
+        return encode_context(result), result.experiment is given.experiment
+
+
+def decode_result(data: bytes, kept: bool, given: Context) -> Context:
+    """Decode a worker's result; with ``kept``, around ``given``'s experiment object."""
+    if kept:
+        return decode_context_with(data, given.experiment)
+    return decode_context(data)

@@ -1,0 +1,580 @@
+"""``isolation="ray"``: attempts run as Ray tasks, or on Ray actors for stateful stages.
+
+The only module of crucible-actors that imports ``ray`` (extra ``ray``), and only once a
+run with a ray stage is submitted. Each runtime has its own :class:`RayExecutor`; where
+the cluster is comes from ``open_runtime(ray_address=...)``, else ``RAY_ADDRESS``, else
+``[ray] address`` in ``crucible.toml`` in the working directory; with none of them a
+local Ray is started on first use (``include_dashboard=False``, workers get the driver's
+``sys.path``) and shut down when the runtime closes. A Ray the program had already
+initialised is used as it is and left running.
+
+What crosses: the stage object is shipped once per stage the way Ray ships functions
+(cloudpickle: a function or class from an importable module goes by reference, so the
+module must be importable on the workers; give ``runtime_env={"working_dir": ...}`` or
+``{"py_modules": [...]}`` to :class:`RayExecutor` for a remote cluster), the options as
+plain data, and each attempt's Context as the same msgpack bytes as everywhere else.
+
+- A stage without ``setup()`` runs each attempt as a task (``max_retries=0``: retries are
+  the supervisor's, by policy) with ``StageDef.resources`` as its request.
+- A stage class with ``setup()`` runs on a pool of ``StageDef.pool`` actors created on
+  first use with those resources; each calls ``setup()`` before its first attempt and
+  ``teardown()`` when the runtime closes; Ray restarts an actor whose process dies
+  (``max_restarts``), and it sets up again.
+- A timeout or a cancel calls ``ray.cancel(ref, force=True)`` on a task, or kills the
+  actor (a new one replaces it); a worker, actor or node lost mid-attempt fails the
+  attempt with :class:`~crucible_actors.errors.WorkerCrashed`, which restart policies
+  match by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from .._core import _messages as msg
+from .._core._actor import cleanup_scope
+from .._core._errors import ExecutorError, InvalidExperiment, MissingDependency, WorkerCrashed
+from .._core._ir import RAY_RESOURCES
+from ._pool_protocol import Attempt
+from ._wire import WorkerContexts, decode_result
+from .pool import attempt_request, error_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
+    from .._core._ir import StageDef
+    from .._core._registry import Registry
+    from .._core._stage import Stage
+
+__all__ = ["RayExecutor", "ray_address", "ray_request"]
+
+_encode = msgspec.msgpack.Encoder().encode
+
+_ACTOR_RESTARTS = 3
+_CANCEL_WAIT = 5.0
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependency("ray", "isolation='ray' stages", extra="ray") from exc
+    return ray
+
+
+def ray_address(explicit: str | None = None, *, cwd: str | Path | None = None) -> str | None:
+    """Return the Ray address a runtime uses: ``explicit``, ``RAY_ADDRESS``, ``crucible.toml``.
+
+    None means: start a local Ray.
+
+    Raises:
+        InvalidExperiment: ``crucible.toml`` has a ``[ray]`` table whose ``address`` is
+            not a string.
+    """
+    if explicit:
+        return explicit
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env
+    path = Path(cwd or Path.cwd()) / "crucible.toml"
+    if not path.is_file():
+        return None
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None  # the registry reports an unreadable crucible.toml
+    section = config.get("ray", {})
+    address = section.get("address") if isinstance(section, dict) else None
+    if address is not None and not isinstance(address, str):
+        raise InvalidExperiment(
+            f"[ray] address must be a string like 'ray://head:10001' or 'auto', "
+            f"got {type(address).__name__}",
+            source=str(path),
+        )
+    return address or None
+
+
+def ray_request(stage_def: StageDef) -> dict[str, Any]:
+    """Return the Ray ``.options(...)`` resource keywords for ``stage_def.resources``."""
+    request: dict[str, Any] = {}
+    custom: dict[str, float] = {}
+    for key, value in stage_def.resources.items():
+        if key in RAY_RESOURCES:
+            request[key] = int(value) if key == "memory" else value
+        else:
+            custom[key] = float(value)
+    if custom:
+        request["resources"] = custom
+    return request
+
+
+# -- what runs on the Ray workers --------------------------------------------------------
+
+
+_contexts: WorkerContexts | None = None
+_loop: Any = None
+
+
+def _on_worker_loop(awaitable: Any) -> Any:
+    """Finish ``awaitable`` on this Ray worker's own event loop (made once, kept).
+
+    One asyncio loop per worker process (anyio code runs on it): starting a loop per
+    attempt would cost more than a no-op attempt, and an actor's async ``setup()`` may
+    leave loop-bound state (a client session) that its attempts go on using.
+    """
+    global _loop
+    import asyncio
+
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+
+    async def finish() -> Any:
+        return await awaitable
+
+    return _loop.run_until_complete(finish())
+
+
+_attempt_decoder = msgspec.msgpack.Decoder(Attempt)
+
+
+def _run_attempt(stage_obj: Stage, request: bytes) -> bytes:
+    """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed."""
+    global _contexts
+    from .._core._execute import checked_result
+    from .._core._stage import stage_info
+
+    if _contexts is None:
+        _contexts = WorkerContexts()
+    attempt = _attempt_decoder.decode(request)
+    run = attempt.command
+    try:
+        info = stage_info(stage_obj)
+        opts = info.convert_options(attempt.label, attempt.options or {})
+        ctx = _contexts.decode(run.context, attempt.telemetry)
+        result: Any = stage_obj.run(ctx, opts)
+        if inspect.isawaitable(result):
+            result = _on_worker_loop(result)
+        data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
+        reply = msg.encode(msg.StageDone(run.generation, run.index, data))
+        return (b"\x01" if kept else b"\x00") + reply
+    except Exception as exc:
+        return b"\x00" + msg.encode(_failure(run, exc))
+
+
+def _task_for(stage_obj: Stage) -> Callable[[bytes], bytes]:
+    """Return the function one stage's Ray tasks run (the stage object in its closure)."""
+
+    def crucible_attempt(request: bytes) -> bytes:
+        return _run_attempt(stage_obj, request)
+
+    return crucible_attempt
+
+
+def _failure(run: msg.RunStage, exc: Exception) -> msg.StageFailed:
+    import pickle
+
+    try:
+        blob: bytes | None = pickle.dumps(exc)
+    except Exception:
+        blob = None
+    return msg.StageFailed(run.generation, run.index, type(exc).__name__, str(exc), blob)
+
+
+class _StageActorImpl:
+    """A Ray actor holding one set-up stage object (a stateful stage's pool member)."""
+
+    def __init__(self, stage_obj: Stage) -> None:
+        self.stage = stage_obj
+        self.ready = False
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def attempt(self, request: bytes) -> bytes:
+        """Set up on first use, then run the attempt; ``retire + kept + reply``.
+
+        Plain bytes (flags as prefix bytes): Ray passes bytes through without pickling.
+        """
+        if not self.ready:
+            from ._lifecycle import run_setup
+
+            try:
+                _on_worker_loop(run_setup(self.stage))
+            except Exception as exc:
+                run = _attempt_decoder.decode(request).command
+                return b"\x01\x00" + msg.encode(_failure(run, exc))
+            self.ready = True
+        return b"\x00" + _run_attempt(self.stage, request)
+
+    def teardown(self) -> None:
+        if self.ready:
+            from ._lifecycle import run_teardown
+
+            _on_worker_loop(run_teardown(self.stage))
+            self.ready = False
+
+
+# -- the driver's side ----------------------------------------------------------------
+
+
+def _wake_soon() -> Callable[[Callable[[], object]], object]:
+    """Return a thread-safe, non-blocking "call this on the running loop" function."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not asyncio: anyio's other backend
+        import trio.lowlevel
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+
+
+async def _result(ref: Any) -> Any:
+    """Wait for a Ray ObjectRef without blocking the loop or holding a thread; return it."""
+    fut = ref.future()
+    if not fut.done():
+        event = anyio.Event()
+        wake = _wake_soon()
+
+        def done(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                wake(event.set)
+
+        fut.add_done_callback(done)
+        await event.wait()
+    return fut.result()
+
+
+class _ActorPool:
+    """Up to ``size`` actors of one stateful stage, created on demand."""
+
+    __slots__ = ("_idle", "_slots", "all", "created", "factory")
+
+    def __init__(self, size: int) -> None:
+        self._slots = anyio.Semaphore(size)
+        self._idle: list[Any] = []
+        self.all: list[Any] = []
+        self.created = 0
+        #: Creates one actor (set on first use, once Ray is connected).
+        self.factory: Callable[[], Any] | None = None
+
+    async def acquire(self) -> Any:
+        await self._slots.acquire()
+        if self._idle:
+            return self._idle.pop()
+        assert self.factory is not None
+        actor = self.factory()
+        self.all.append(actor)
+        self.created += 1
+        return actor
+
+    def release(self, actor: Any) -> None:
+        self._idle.append(actor)
+        self._slots.release()
+
+    def discard(self, ray: Any, actor: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.all.remove(actor)
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+        self._slots.release()
+
+
+class RayExecutor:
+    """Runs attempts on a Ray cluster (see the module docstring).
+
+    Args:
+        address: The cluster (``"auto"``, ``"ray://head:10001"``, ``"host:6379"``); None
+            resolves as :func:`ray_address` does, and starts a local Ray if nothing is set.
+        runtime_env: Passed to ``ray.init`` (``working_dir``, ``py_modules``, ``pip``...).
+            A local Ray started here gets ``env_vars={"PYTHONPATH": <the driver's
+            sys.path>}`` unless this sets its own.
+        init_options: More ``ray.init`` keywords (``num_cpus``, ``namespace``...).
+    """
+
+    __slots__ = (
+        "_actor_pools",
+        "_address",
+        "_cluster",
+        "_connect_lock",
+        "_init_options",
+        "_ray",
+        "_runtime_env",
+        "_serializable",
+        "_shipped",
+        "_started",
+    )
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        runtime_env: Mapping[str, Any] | None = None,
+        init_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._address = address
+        self._runtime_env = dict(runtime_env) if runtime_env is not None else None
+        self._init_options = dict(init_options or {})
+        self._ray: Any = None
+        self._started = False
+        self._connect_lock: anyio.Lock | None = None
+        self._shipped: dict[int, tuple[Any, Any]] = {}
+        self._serializable: dict[int, Any] = {}
+        self._actor_pools: dict[int, tuple[Any, _ActorPool]] = {}
+        self._cluster: dict[str, float] | None = None
+
+    def for_runtime(self, settings: ExecutorSettings) -> RayExecutor:
+        """Return a new runtime's Ray executor (``settings.ray_address`` over this one's)."""
+        return RayExecutor(
+            settings.ray_address or self._address,
+            runtime_env=self._runtime_env,
+            init_options=self._init_options,
+        )
+
+    # -- before a run is admitted ----------------------------------------------------
+
+    def check(self, stage_def: StageDef, registry: Registry) -> None:
+        """Check that a ray stage can run: the extra is installed and Ray can ship it.
+
+        Raises:
+            MissingDependency: ``ray`` is not installed (``pip install
+                'crucible-actors[ray]'``).
+            InvalidExperiment: Ray cannot serialize the stage object.
+        """
+        _import_ray()
+        from .._core._execute import resolve_stage
+
+        stage_obj = resolve_stage(stage_def, registry)
+        key = id(stage_obj)
+        if self._serializable.get(key) is stage_obj:
+            return
+        from ray import cloudpickle
+
+        try:
+            cloudpickle.dumps(stage_obj)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise InvalidExperiment(
+                f"stage {stage_def.label!r}: stage: Ray cannot serialize "
+                f"{type(stage_obj).__qualname__} to ship it to its workers "
+                f"({type(exc).__name__}: {exc}); keep unpicklable state (locks, open files, "
+                "connections) out of the stage object, or create it in setup()"
+            ) from exc
+        self._serializable[key] = stage_obj
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> RayExecutor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Tear down the stateful stages' actors; shut Ray down if this executor started it."""
+        ray = self._ray
+        pools, self._actor_pools = self._actor_pools, {}
+        self._shipped = {}
+        if ray is None:
+            return
+        with anyio.CancelScope(shield=True):
+            actors = [a for _, pool in pools.values() for a in pool.all]
+            if actors:
+                refs = [a.teardown.remote() for a in actors]
+                with anyio.move_on_after(_CANCEL_WAIT):
+                    for ref in refs:
+                        with contextlib.suppress(Exception):
+                            await _result(ref)
+                for actor in actors:
+                    with contextlib.suppress(Exception):
+                        ray.kill(actor, no_restart=True)
+            if self._started:
+                self._started = False
+                self._ray = None
+                await anyio.to_thread.run_sync(ray.shutdown)
+
+    async def _connect(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        if self._connect_lock is None:
+            self._connect_lock = anyio.Lock()
+        async with self._connect_lock:
+            if self._ray is not None:
+                return self._ray
+            ray = _import_ray()
+            if not ray.is_initialized():
+                address = ray_address(self._address)
+                options: dict[str, Any] = {"log_to_driver": True, **self._init_options}
+                env = self._runtime_env
+                if address is None:
+                    options.setdefault("include_dashboard", False)
+                    if env is None:
+                        path = os.pathsep.join(p for p in sys.path if p)
+                        env = {"env_vars": {"PYTHONPATH": path}}
+                if env is not None:
+                    options["runtime_env"] = env
+                await anyio.to_thread.run_sync(lambda: ray.init(address=address, **options))
+                self._started = True
+            self._ray = ray
+            return ray
+
+    def statistics(self) -> dict[str, Any]:
+        """Return the actors each stateful stage has (``created`` counts replacements)."""
+        return {
+            "connected": self._ray is not None,
+            "started_ray": self._started,
+            "actor_pools": {
+                type(stage_obj).__qualname__: {"alive": len(pool.all), "created": pool.created}
+                for stage_obj, pool in self._actor_pools.values()
+            },
+        }
+
+    # -- attempts -------------------------------------------------------------------
+
+    def _task_of(self, ray: Any, stage: PreparedStage) -> Any:
+        """Return the stage's Ray remote function (made once per stage object).
+
+        The stage object is in the function's closure, so it reaches the workers the way
+        Ray ships any function: exported once, cached by every worker that runs it, and
+        never part of the per-attempt arguments.
+        """
+        stage_obj = stage.info.stage
+        key = id(stage_obj)
+        hit = self._shipped.get(key)
+        if hit is not None and hit[0] is stage_obj:
+            return hit[1]
+        fn = ray.remote(max_retries=0)(_task_for(stage_obj))
+        request = ray_request(stage.definition)
+        if request:
+            fn = fn.options(**request)
+        self._shipped[key] = (stage_obj, fn)
+        return fn
+
+    def _check_fits(self, ray: Any, stage: PreparedStage, request: dict[str, Any]) -> None:
+        if self._cluster is None:
+            self._cluster = dict(ray.cluster_resources())
+        total = self._cluster
+        wanted = {k: v for k, v in request.items() if k != "resources"}
+        wanted.update(request.get("resources", {}))
+        for key, amount in wanted.items():
+            name = {"num_cpus": "CPU", "num_gpus": "GPU"}.get(key, key)
+            have = total.get(name, 0.0)
+            if amount > have:
+                raise ExecutorError(
+                    f"stage {stage.label!r}: resources.{key} = {amount:g}, but the Ray "
+                    f"cluster has {have:g} {name} in all; lower the request or add nodes "
+                    "that have it",
+                    stage=stage.label,
+                )
+
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.StageDone | msg.StageFailed:
+        """Run the attempt as a Ray task or on a stage actor; return its reply."""
+        try:
+            ray = await self._connect()
+            ctx = io.begin(stage, command)
+            request = ray_request(stage.definition)
+            if request:
+                self._check_fits(ray, stage, request)
+            payload = _encode(attempt_request(stage, command, ctx))
+            if stage.info.has_setup:
+                body = await self._on_actor(ray, stage, request, payload)
+            else:
+                body = await self._as_task(ray, stage, request, payload)
+            reply = msg.decode(body[1:])
+            if isinstance(reply, msg.StageDone):
+                return io.done(stage, command, decode_result(reply.context, body[0] == 1, ctx))
+            assert isinstance(reply, msg.StageFailed)
+            return io.failed(command, error_of(stage.label, reply))
+        except Exception as exc:
+            return io.failed(command, exc)
+
+    async def _as_task(
+        self,
+        ray: Any,
+        stage: PreparedStage,
+        request: dict[str, Any],
+        payload: bytes,
+    ) -> bytes:
+        ref = self._task_of(ray, stage).remote(payload)
+        try:
+            body = await _result(ref)
+        except BaseException as exc:
+            if isinstance(exc, ray.exceptions.RayError):
+                raise _crash(ray, stage.label, exc, f"Ray task {ref.task_id().hex()}") from exc
+            # Abandoned (timeout, cancel): stop the task where it runs.
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+            # Wait (shielded, within the run's grace) until Ray reports the task gone.
+            with (
+                cleanup_scope(),
+                anyio.move_on_after(_CANCEL_WAIT),
+                contextlib.suppress(Exception),
+            ):
+                await _result(ref)
+            raise
+        assert isinstance(body, bytes)
+        return body
+
+    async def _on_actor(
+        self,
+        ray: Any,
+        stage: PreparedStage,
+        request: dict[str, Any],
+        payload: bytes,
+    ) -> bytes:
+        stage_obj = stage.info.stage
+        key = id(stage_obj)
+        entry = self._actor_pools.get(key)
+        if entry is None or entry[0] is not stage_obj:
+            entry = self._actor_pools[key] = (stage_obj, _ActorPool(stage.definition.pool))
+        pool = entry[1]
+        if pool.factory is None:
+            actor_cls = ray.remote(_StageActorImpl).options(
+                max_restarts=_ACTOR_RESTARTS, max_task_retries=0, **request
+            )
+            # The stage object goes by value (not an object-store ref): a restarted actor
+            # must not depend on an object that may have gone out of scope.
+            pool.factory = lambda: actor_cls.remote(stage_obj)
+        actor = await pool.acquire()
+        try:
+            answer = await _result(actor.attempt.remote(payload))
+        except BaseException as exc:
+            # Abandoned, or its process died mid-attempt: the next attempt gets a fresh
+            # actor (Ray's own restarts cover an actor that dies between attempts).
+            pool.discard(ray, actor)
+            if isinstance(exc, ray.exceptions.RayError):
+                raise _crash(ray, stage.label, exc, "Ray actor") from exc
+            raise
+        assert isinstance(answer, bytes)
+        if answer[0] == 1:  # setup() failed: this actor is done
+            pool.discard(ray, actor)
+        else:
+            pool.release(actor)
+        return answer[1:]
+
+
+def _crash(ray: Any, label: str, exc: BaseException, worker: str) -> Exception:
+    """Turn a Ray system error into WorkerCrashed (a user error into ExecutorError)."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        return ExecutorError(
+            f"stage {label!r}: the Ray task failed outside the stage: {exc}", stage=label
+        )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return WorkerCrashed(label, worker=worker, cause=f"{type(exc).__name__}: {first}")
