@@ -1,7 +1,8 @@
 """Run a sweep from Python, then compare its points (needs the ``bench`` extra: scipy).
 
 ``sweep.toml`` runs a fake model over two models x two temperatures, three seeded repeats
-each, into a throwaway SQLite store; ``compare_sweep`` ranks the points on the
+each, into a throwaway SQLite store, then again (every stage's result now comes from the
+stage result cache); ``compare_sweep`` ranks the points on the
 per-example ``score`` (paired by question ``id``) and tests each against the best. Run
 from anywhere:
 
@@ -32,9 +33,16 @@ async def main(store_url: str) -> int:
         print(f"sweep {sweep.sweep_id}: {sweep.status} {counts}")
         for point, parameters in {p.point: p.parameters for p in sweep.points}.items():
             print(f"  point {point}: {parameters}")
+        # Run again: every stage's result comes from the cache ([cache] default = true).
+        again = await rt.submit_sweep(experiment, max_concurrent=4)
+        await again.wait()
+        attempts = [a for run in again.runs() for a in run.attempts]
+        hits = sum(a.cache_hit for a in attempts)
+        print(f"sweep {again.sweep_id}: {hits} of {len(attempts)} stages from the cache")
         result = await ca.compare_sweep(rt.store, sweep.sweep_id, pair_by="id")
     print(render(result, "table"))
-    return 0 if sweep.status == "completed" and result.ranking[0].startswith("model=large") else 1
+    ok = sweep.status == "completed" and result.ranking[0].startswith("model=large")
+    return 0 if ok and hits == len(attempts) else 1
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from ._core._handle import RunHandle as RunHandle
 from ._core._handle import RunStatus as RunStatus
 from ._core._ir import BackendRef as BackendRef
 from ._core._ir import Backoff as Backoff
+from ._core._ir import CacheConfig as CacheConfig
 from ._core._ir import DatasetRef as DatasetRef
 from ._core._ir import Experiment as Experiment
 from ._core._ir import OutputSpec as OutputSpec
@@ -77,6 +78,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendRef",
     "Backoff",
+    "CacheConfig",
     "Comparison",
     "Context",
     "CrucibleError",

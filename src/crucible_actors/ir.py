@@ -2,6 +2,7 @@
 
 from ._core._ir import BackendRef as BackendRef
 from ._core._ir import Backoff as Backoff
+from ._core._ir import CacheConfig as CacheConfig
 from ._core._ir import DatasetRef as DatasetRef
 from ._core._ir import Experiment as Experiment
 from ._core._ir import OutputSpec as OutputSpec
@@ -14,6 +15,7 @@ from ._core._ir import load_experiment as load_experiment
 __all__ = [
     "BackendRef",
     "Backoff",
+    "CacheConfig",
     "DatasetRef",
     "Experiment",
     "OutputSpec",

@@ -50,7 +50,9 @@ class RunEvent(msgspec.Struct, frozen=True, gc=False):
 
     ``type`` is one of ``run_started``, ``stage_started``, ``stage_completed``,
     ``stage_failed``, ``stage_restarted``, ``stage_timeout``, ``stage_skipped``,
-    ``run_completed``, ``run_failed``, ``run_cancelled``. ``time`` is seconds on the
+    ``stage_cached`` (the stage's result came from the result cache, instead of
+    ``stage_started``/``stage_completed``; ``data`` holds ``key``, ``source_run`` and
+    ``duration``), ``run_completed``, ``run_failed``, ``run_cancelled``. ``time`` is seconds on the
     runtime's clock (``anyio.current_time()``); ``wall`` is Unix time.
     """
 
@@ -66,7 +68,10 @@ class RunEvent(msgspec.Struct, frozen=True, gc=False):
 
 
 class AttemptRecord(msgspec.Struct, gc=False):
-    """One attempt at one stage (mutable while the attempt runs)."""
+    """One attempt at one stage (mutable while the attempt runs).
+
+    ``cache_hit``: the attempt completed with the stage's cached result, without running.
+    """
 
     index: int
     stage: str
@@ -75,6 +80,7 @@ class AttemptRecord(msgspec.Struct, gc=False):
     started: float
     finished: float | None = None
     error: str | None = None
+    cache_hit: bool = False
 
 
 class RunHandle:

@@ -2,7 +2,8 @@
 and the observer in one call.
 
 The run supervisor (``_run.py``) reports what happens to a run, and only that: the run
-started or finished, a stage was entered, left, skipped or checkpointed, an attempt
+started or finished, a stage was entered, left, skipped, checkpointed or served from the
+result cache, an attempt
 started, completed, failed, timed out or was cancelled, a stage restarted or gave up.
 :class:`RunInstruments` turns each report into what the outside sees:
 
@@ -238,6 +239,41 @@ class RunInstruments:
     def stage_skipped(self, index: int, label: str) -> None:
         """The disabled stage ``label`` was skipped."""
         self.event("stage_skipped", label, index)
+
+    def stage_cache_checked(self, key: str) -> None:
+        """The stage entered last is cached under ``key`` and missed (spans only)."""
+        if self._stage_span is not None and self.recorder is not None:
+            self.recorder.attributes(
+                self._stage_span, {"crucible.cache_hit": False, "crucible.cache_key": key}
+            )
+
+    def stage_cached(
+        self, record: AttemptRecord, key: str, source_run: str
+    ) -> Awaitable[None] | None:
+        """The stage of ``record`` took its result from the cache (entry ``key``,
+        computed by run ``source_run``) instead of running.
+
+        Returns the store write to await, or None when the run does not persist.
+        """
+        label, index = record.stage, record.index
+        self.handle.attempts.append(record)
+        duration = (record.finished or record.started) - record.started
+        data = {"key": key, "source_run": source_run, "duration": duration}
+        self.event("stage_cached", label, index, record.attempt, data, record.finished)
+        rec, span = self.recorder, self._stage_span
+        if span is not None and rec is not None:
+            rec.attributes(
+                span,
+                {
+                    "crucible.cache_hit": True,
+                    "crucible.cache_key": key,
+                    "crucible.cache_source_run": source_run,
+                },
+            )
+            rec.ok(span)
+        if self.observer is not None:
+            return self.observer.attempt_finished(self.handle, record)
+        return None
 
     def stage_restarted(
         self, index: int, label: str, attempt: int, after: str, delay: float

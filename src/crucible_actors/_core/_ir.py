@@ -25,6 +25,7 @@ from ._errors import InvalidExperiment, MissingDependency
 __all__ = [
     "BackendRef",
     "Backoff",
+    "CacheConfig",
     "DatasetRef",
     "Experiment",
     "OutputSpec",
@@ -156,6 +157,10 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     ``pool`` set-up workers (process, Ray actors); ``resources`` (``num_cpus``,
     ``num_gpus``, ``memory`` in bytes, or custom names, each a number >= 0) is what a
     ``ray`` attempt asks the cluster for.
+
+    ``cache`` turns the stage result cache on (True) or off (False) for this stage;
+    None (the default) follows the experiment's ``[cache] default``. See
+    :mod:`crucible_actors._core._cache` for the key and what a hit replays.
     """
 
     name: str | None = None
@@ -172,6 +177,7 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     isolation: Isolation = "inline"
     pool: int = 1
     resources: dict[str, Any] = {}
+    cache: bool | None = None
 
     def __post_init__(self) -> None:
         if self.options is None:
@@ -203,6 +209,17 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
         if self.name:
             return self.name
         return stage_ref_name(self.stage)
+
+
+class CacheConfig(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """The stage result cache settings of an experiment (the ``[cache]`` table).
+
+    ``default = true`` caches every stage whose ``StageDef.cache`` is not set (a stage
+    sets ``cache = false`` to opt out); stages whose class says ``cacheable = False``
+    are never cached.
+    """
+
+    default: bool = False
 
 
 class Sweep(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -270,6 +287,7 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
 
     ``max_restarts``/``max_seconds`` form the run-wide restart budget counted across all
     stages (OTP counts restarts per supervisor); ``None`` means no run-wide cap.
+    ``cache`` holds the stage result cache settings (:class:`CacheConfig`).
     """
 
     id: str
@@ -291,6 +309,7 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
     max_restarts: int | None = None
     max_seconds: float = 60.0
     sweep: Sweep | None = None
+    cache: CacheConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.pipeline:
@@ -308,6 +327,22 @@ class Experiment(msgspec.Struct, frozen=True, omit_defaults=True):
                 msgspec.structs.force_setattr(self, "sweep", coerce_sweep(self.sweep))
             assert isinstance(self.sweep, Sweep)
             check_sweep(self.sweep, self.pipeline)
+        if self.cache is not None and type(self.cache) is not CacheConfig:
+            msgspec.structs.force_setattr(self, "cache", _coerce_cache(self.cache))
+
+
+def _coerce_cache(raw: Any) -> CacheConfig:
+    """Build a :class:`CacheConfig` from a mapping given in Python (``cache={"default": True}``).
+
+    Raises:
+        InvalidExperiment: not a table of known settings.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidExperiment(f"cache: expected a table/object, got {type(raw).__name__}")
+    try:
+        return msgspec.convert(dict(raw), CacheConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidExperiment(describe_validation_error(exc, root="cache")) from exc
 
 
 _SWEEP_SETTINGS = ("mode", "repeats", "seed")

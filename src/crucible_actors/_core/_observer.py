@@ -40,9 +40,14 @@ class StoreObserver(RunObserver):
     which is consistent. Failed, timed-out and cancelled attempts are written at once.
     Likewise the final Context (the checkpoint after the last stage) commits with the
     run's outcome, so a run is never stored completed without it, nor the other way.
+
+    The checkpoint after a stage served from the result cache is not written: a resume
+    from the checkpoint before it finds the same cached result again, so the commit
+    would buy nothing (a re-run of a cached sweep would pay one per stage). The hit's
+    attempt record waits in the pending list for the next commit.
     """
 
-    __slots__ = ("_final", "_last", "_p", "_pending", "_started")
+    __slots__ = ("_after_hit", "_final", "_last", "_p", "_pending", "_started")
 
     def __init__(self, persistence: Persistence) -> None:
         self._p = persistence
@@ -50,6 +55,7 @@ class StoreObserver(RunObserver):
         self._last: tuple[int, bytes] | None = None
         self._pending: list[StageAttempt] = []
         self._final: Checkpoint | None = None
+        self._after_hit = False
 
     async def run_started(self, handle: RunHandle, snapshot: bytes) -> None:
         p = self._p
@@ -82,6 +88,10 @@ class StoreObserver(RunObserver):
         self._last = (handle.resumed_from, snapshot)
 
     async def checkpoint(self, handle: RunHandle, index: int, snapshot: bytes) -> None:
+        if self._after_hit:
+            self._after_hit = False
+            if index < len(handle.experiment.pipeline):
+                return  # the stage before was a cache hit: see the class docstring
         last = self._last
         # run_started already committed the snapshot before the first stage.
         if (
@@ -117,9 +127,11 @@ class StoreObserver(RunObserver):
             finished_at=now,
             duration=duration,
             error=record.error,
+            cache_hit=record.cache_hit,
         )
         if record.status == "completed":
             self._pending.append(attempt)
+            self._after_hit = record.cache_hit
         else:
             await p.store.record_attempt(attempt)
 

@@ -43,7 +43,7 @@ import anyio.lowlevel
 from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
 from ._clock import deadline_scope_type, loop_clock
-from ._encoding import decode_context, encode_context
+from ._encoding import decode_context, decode_context_with, encode_context
 from ._errors import CrucibleError, RunCancelled, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
 from ._executor import PreparedStage
@@ -55,6 +55,7 @@ from ._stage import stage_info
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._cache import CacheProbe, RunCache
     from ._clock import DeadlineScope
     from ._context import Context
     from ._executor import ExecutorRegistry
@@ -95,6 +96,7 @@ class RunSupervisor(StageActor):
         "_current_stage",
         "_generation",
         "_scope_type",
+        "cache",
         "executors",
         "instruments",
         "on_exit",
@@ -119,6 +121,7 @@ class RunSupervisor(StageActor):
         otel_parent: Any = None,
         wall: Callable[[], float] = time.time,
         on_exit: Callable[[RunHandle], None] | None = None,
+        cache: RunCache | None = None,
     ) -> None:
         super().__init__(handle)
         self.registry = registry
@@ -127,6 +130,8 @@ class RunSupervisor(StageActor):
         self.snapshot = snapshot
         self.start_index = start_index
         self.on_exit = on_exit
+        #: The stage result cache of this run; None unless one of its stages is cached.
+        self.cache = cache
         self.instruments = RunInstruments(handle, observer, recorder, otel_parent, wall)
         # Created at the first failed attempt: most runs never need one.
         self.restarts: RunRestarts | None = None
@@ -246,6 +251,7 @@ class RunSupervisor(StageActor):
         ins = self.instruments
         now_fn = ins.now
         pipeline = handle.experiment.pipeline
+        cache = self.cache
         for index in range(self.start_index, len(pipeline)):
             if handle._cancel_requested:
                 # Cancelled while it could not be interrupted (before the run's first
@@ -263,6 +269,17 @@ class RunSupervisor(StageActor):
                 ins.stage_entered(label)
             try:
                 stage = self.stage = self._prepare(index, stage_def)
+                probe: CacheProbe | None = None
+                if cache is not None and cache.flags[index]:
+                    # The lookup is here, in the driver, whatever executor the stage
+                    # runs on: every isolation shares one cache.
+                    started = now_fn()
+                    probe = await cache.lookup(stage, self.snapshot)
+                    if probe is not None:
+                        if probe.snapshot is not None:
+                            await self._cache_hit(index, label, probe, started)
+                            continue
+                        ins.stage_cache_checked(probe.key)
                 executor = stage.executor
                 timeout = stage_def.timeout
                 if timeout is not None and self._scope_type is None:
@@ -304,6 +321,9 @@ class RunSupervisor(StageActor):
                         write = ins.attempt_completed(record, now)
                         if write is not None:
                             await write
+                        if probe is not None:
+                            assert cache is not None
+                            await cache.save(stage, probe, reply.context, handle.run_id)
                         break
                     await self._attempt_failed(index, stage_def, record, reply, attempt, now)
             finally:
@@ -313,6 +333,35 @@ class RunSupervisor(StageActor):
         if ins.observer is not None:  # the run persists
             await ins.checkpoint(len(pipeline), final)
         return final
+
+    async def _cache_hit(self, index: int, label: str, probe: CacheProbe, started: float) -> None:
+        """Apply a cached result of stage ``label`` instead of running it, and report it."""
+        snapshot = probe.snapshot
+        hit = probe.hit
+        assert snapshot is not None
+        assert hit is not None
+        if "trace" in probe.before:  # the run records a decision trace: mark the stage
+            if self.experiment_intact:
+                ctx = decode_context_with(snapshot, self.handle.experiment)
+            else:
+                ctx = decode_context(snapshot)
+            ctx = trace_event(ctx, "stage_start", label, f"Starting stage: {label}")
+            ctx = trace_event(
+                ctx,
+                "stage_complete",
+                label,
+                f"Completed stage: {label}",
+                reasoning=f"Stage {label} result taken from the cache (computed by run "
+                f"{hit.run_id})",
+            )
+            snapshot = encode_context(ctx)
+        self.snapshot = snapshot
+        record = AttemptRecord(
+            index, label, 1, "completed", started, self.instruments.now(), cache_hit=True
+        )
+        write = self.instruments.stage_cached(record, probe.key, hit.run_id)
+        if write is not None:
+            await write
 
     async def _attempt_failed(
         self,

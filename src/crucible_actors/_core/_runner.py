@@ -38,11 +38,14 @@ async def run_async(
     store: Any = None,
     persist: bool = True,
     executors: Mapping[str, Executor] | None = None,
+    cache: bool = True,
 ) -> Context:
     """Run ``experiment`` inside the caller's trio or asyncio loop and return the final Context.
 
     Uses a private runtime for this one run (see :func:`open_runtime` to share one);
     ``executors`` is passed to it (executors by isolation name over the default ones).
+    With a ``store``, stages the experiment caches use its result cache unless ``cache``
+    is False (:meth:`Runtime.submit`).
 
     Raises:
         ValueError: ``validate_options`` is not ``"off"``, ``"warn"`` or ``"error"``.
@@ -60,6 +63,7 @@ async def run_async(
             validate_options=validate_options,
             enable_trace=enable_trace,
             persist=persist,
+            cache=cache,
         )
         await handle.wait()
     # Raised outside the runtime's task group, so a failure is a plain StageFailed.
@@ -77,6 +81,7 @@ def run(
     store: Any = None,
     persist: bool = True,
     executors: Mapping[str, Executor] | None = None,
+    cache: bool = True,
     backend: str = "trio",
 ) -> Context:
     """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).
@@ -96,6 +101,7 @@ def run(
             store=store,
             persist=persist,
             executors=executors,
+            cache=cache,
         )
 
     return anyio.run(main, backend=backend)

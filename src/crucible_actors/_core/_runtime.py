@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from ._cache import StageCache
     from ._executor import Executor
     from ._instruments import RunObserver
     from ._metrics import RuntimeMetrics
@@ -98,6 +99,8 @@ class Runtime:
         self._on_exit = self._run_exited  # one bound method shared by every run
         #: The store runs persist to (a Store), or None when nothing is persisted.
         self.store: Any = None
+        #: The stage result cache (in ``store``), or None without a store that has one.
+        self.cache: StageCache | None = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -111,11 +114,15 @@ class Runtime:
         enable_trace: bool = False,
         persist: bool = True,
         telemetry: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> RunHandle:
         """Admit a run of ``experiment`` and return its handle once it is admitted.
 
         Waits while ``max_concurrent_runs`` runs are executing. ``telemetry`` seeds
-        ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there).
+        ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there). With
+        ``cache=False`` the run neither looks up nor stores stage results (the CLI's
+        ``--no-cache``); otherwise the stages its experiment caches use the runtime's
+        store (see :mod:`crucible_actors._core._cache`).
 
         Raises:
             ValueError: bad ``validate_options`` or a ``run_id`` already in use.
@@ -137,7 +144,7 @@ class Runtime:
         if enable_trace:
             ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
         snapshot = encode_context(ctx)
-        return await self._admit(exp, rid, mode, snapshot, 0, persist)
+        return await self._admit(exp, rid, mode, snapshot, 0, persist, cache)
 
     async def submit_sweep(
         self,
@@ -150,10 +157,12 @@ class Runtime:
         persist: bool = True,
         max_concurrent: int | None = None,
         confirm_large: bool = False,
+        cache: bool = True,
     ) -> SweepHandle:
         """Check and record ``experiment.sweep``, start its runs, and return their handle.
 
-        See :func:`crucible_actors._core._sweep.submit_sweep` for the options and errors.
+        See :func:`crucible_actors._core._sweep.submit_sweep` for the options and errors;
+        ``cache`` is :meth:`submit`'s, for every run.
         """
         from ._sweep import submit_sweep
 
@@ -168,6 +177,7 @@ class Runtime:
             persist=persist,
             max_concurrent=max_concurrent,
             confirm_large=confirm_large,
+            cache=cache,
         )
 
     async def resume(
@@ -224,6 +234,7 @@ class Runtime:
         snapshot: bytes,
         start_index: int,
         persist: bool,
+        cache: bool = True,
     ) -> RunHandle:
         handle = RunHandle(run_id, exp, resumed_from=start_index)
         observer: RunObserver | None = None
@@ -240,6 +251,7 @@ class Runtime:
             recorder=self._recorder,
             otel_parent=self._capture_parent(),
             on_exit=self._on_exit,
+            cache=self.cache.for_run(exp) if cache and self.cache is not None else None,
         )
         if self._slots is not None:
             self._waiting += 1
@@ -364,6 +376,10 @@ async def open_runtime(
                 keep_finished=keep_finished,
             )
             rt.store = adapter.store if adapter is not None else None
+            if adapter is not None and callable(getattr(rt.store, "get_cached_result", None)):
+                from ._cache import StageCache
+
+                rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
             try:
                 if adapter is not None:

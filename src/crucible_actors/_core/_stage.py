@@ -37,12 +37,18 @@ class Stage:
     (each sync or async): ``setup`` runs once per worker before its first attempt (load a
     model once, score thousands of examples), ``teardown`` when the runtime closes; see
     :mod:`crucible_actors.executors` and ``StageDef.pool``.
+
+    Result cache (``StageDef.cache``): ``version`` is part of the cache key, so bump it
+    when a change to ``run`` changes its results; ``cacheable = False`` keeps a stage
+    with side effects (files written, a model trained, a message sent) out of the cache.
     """
 
     __crucible_stage__: ClassVar[bool] = True
     name: str = ""
     description: str = ""
     Options: type[msgspec.Struct] | None = None
+    version: str = "1"
+    cacheable: bool = True
 
     def describe(self) -> dict[str, Any]:
         """Return the canonical schema of this stage's options.
@@ -77,6 +83,8 @@ class FunctionStage(Stage):
         description: str,
         options: type[msgspec.Struct] | None,
         schema: Mapping[str, Any] | None,
+        version: str = "1",
+        cacheable: bool = True,
     ) -> None:
         self.__wrapped__ = fn
         self.__module__ = fn.__module__
@@ -87,6 +95,8 @@ class FunctionStage(Stage):
         self.Options = options
         self._schema = dict(schema) if schema is not None else None
         self._fn = fn
+        self.version = version
+        self.cacheable = cacheable
 
     def describe(self) -> dict[str, Any]:
         """Return the schema given to :func:`stage`, or the one derived from ``options``."""
@@ -123,6 +133,8 @@ def stage(
     description: str = "",
     options: type[msgspec.Struct] | None = None,
     schema: Mapping[str, Any] | None = None,
+    version: str = "1",
+    cacheable: bool = True,
 ) -> Callable[[Callable[[Context, Any], StageResult]], FunctionStage]: ...
 
 
@@ -138,18 +150,21 @@ def stage(
     description: str = "",
     options: type[msgspec.Struct] | None = None,
     schema: Mapping[str, Any] | None = None,
+    version: str = "1",
+    cacheable: bool = True,
 ) -> FunctionStage | Callable[[Callable[[Context, Any], StageResult]], FunctionStage]:
     """Turn a function ``(ctx, opts) -> Context`` (sync or async) into a stage.
 
     ``@stage("name", description=..., options=SomeStruct)``; bare ``@stage`` uses the
     function's name. ``schema`` gives a dict schema when ``options`` is not used.
+    ``version`` and ``cacheable`` are the result cache's (see :class:`Stage`).
     """
     if callable(name):
         fn = name
         return FunctionStage(fn, fn.__name__, "", None, None)
 
     def wrap(fn: Callable[[Context, Any], StageResult]) -> FunctionStage:
-        return FunctionStage(fn, name, description, options, schema)
+        return FunctionStage(fn, name, description, options, schema, str(version), cacheable)
 
     return wrap
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RUN_STATUSES",
     "ArtifactRecord",
+    "CachedResult",
     "Checkpoint",
     "ExperimentRecord",
     "OwnerRecord",
@@ -85,7 +86,11 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One attempt at one stage; ``status``: completed, failed, timeout or cancelled."""
+    """One attempt at one stage; ``status``: completed, failed, timeout or cancelled.
+
+    ``cache_hit`` is True for a completed attempt whose result came from the stage
+    result cache (the stage did not run).
+    """
 
     run_id: str
     index: int
@@ -96,6 +101,7 @@ class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     finished_at: datetime | None = None
     duration: float | None = None
     error: str | None = None
+    cache_hit: bool = False
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -180,6 +186,24 @@ class SweepPointRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     run_id: str
     parameters: dict[str, Any]
     seed: int
+
+
+class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One entry of the stage result cache: what stage ``stage`` produced from one input.
+
+    ``key`` is the hex digest the runtime computes from the stage, its ``version``, its
+    options and its input Context (:mod:`crucible_actors._core._cache`); ``result``
+    the msgpack map of the Context fields the stage changed; ``size`` its length in
+    bytes; ``run_id`` the run that computed it. Listings leave ``result`` empty.
+    """
+
+    key: str
+    stage: str
+    version: str
+    result: bytes = b""
+    size: int
+    run_id: str
+    created_at: datetime
 
 
 class Store(Protocol):
@@ -305,6 +329,18 @@ class Store(Protocol):
         """
         ...
 
+    async def put_cached_result(self, result: CachedResult) -> bool:
+        """Store ``result`` unless its key is taken; return whether it was stored.
+
+        Two runtimes that computed the same key store it once: the first write wins and
+        the second returns False (no error).
+        """
+        ...
+
+    async def clear_cached_results(self, *, stage: str | None = None) -> int:
+        """Delete the cached results (of ``stage`` only, if given); return how many."""
+        ...
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -373,4 +409,15 @@ class Store(Protocol):
 
     async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
         """Return the sweep's points ordered by ``index`` (empty for an unknown sweep)."""
+        ...
+
+    async def get_cached_result(self, key: str) -> CachedResult | None:
+        """Return the cached result stored under ``key`` (with its bytes), or None."""
+        ...
+
+    async def list_cached_results(
+        self, *, stage: str | None = None, limit: int = 100
+    ) -> list[CachedResult]:
+        """Return cached results (of ``stage`` only, if given), newest first, without
+        their bytes (``result`` is empty; ``size`` says how long it is)."""
         ...

@@ -309,6 +309,7 @@ async def submit_sweep(
     persist: bool = True,
     max_concurrent: int | None = None,
     confirm_large: bool = False,
+    cache: bool = True,
 ) -> SweepHandle:
     """Check ``experiment.sweep``, record it, and start feeding its points to ``runtime``.
 
@@ -393,6 +394,7 @@ async def submit_sweep(
             "validate_options": validate_options,
             "enable_trace": enable_trace,
             "persist": persist,
+            "cache": cache,
         },
         max_concurrent,
         name=f"sweep {sid}",

@@ -106,6 +106,11 @@ class SpanRecorder:
         span.set_status(Status(StatusCode.ERROR, description))
 
     @staticmethod
+    def attributes(span: Span, attributes: dict[str, Any]) -> None:
+        """Set ``attributes`` on ``span`` (e.g. ``crucible.cache_hit``)."""
+        span.set_attributes(attributes)
+
+    @staticmethod
     def ok(span: Span) -> None:
         """Mark ``span`` as successful."""
         span.set_status(Status(StatusCode.OK))

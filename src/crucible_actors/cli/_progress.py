@@ -42,6 +42,7 @@ _STATUS: Final = {
     "stage_timeout": "timeout",
     "stage_restarted": "restarting",
     "stage_skipped": "skipped",
+    "stage_cached": "cached",
 }
 
 _STYLES: Final = {
@@ -52,6 +53,7 @@ _STYLES: Final = {
     "timeout": "bold red",
     "restarting": "yellow",
     "skipped": "dim",
+    "cached": "green",
     "not run": "dim",
     "cancelled": "yellow",
 }
@@ -63,6 +65,7 @@ _MARKS: Final = {
     "timeout": "⏱",
     "restarting": "↻",
     "skipped": "-",
+    "cached": "✓",
     "not run": "·",
     "cancelled": "✗",
 }
@@ -132,7 +135,7 @@ class RunProgress:
             row.started_wall = event.wall
             row.duration = None
             row.error = None
-        elif event.type == "stage_completed":
+        elif event.type in ("stage_completed", "stage_cached"):
             row.duration = data.get("duration")
         elif event.type == "stage_failed":
             row.error = str(data.get("error", ""))
@@ -206,6 +209,8 @@ class PlainProgress:
                 return f"{where}: restarting (attempt {attempt}) in {data.get('delay', 0):.2f} s"
             case "stage_skipped":
                 return f"{where}: skipped"
+            case "stage_cached":
+                return f"{where}: cached (computed by run {data.get('source_run')})"
         return None
 
 

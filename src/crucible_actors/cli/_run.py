@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-persist", action="store_true", help="do not record the run")
     p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every stage: neither use nor store cached stage results",
+    )
+    p.add_argument(
         "--ray-address",
         metavar="ADDR",
         help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
@@ -111,8 +116,9 @@ def _print_summary(handle: RunHandle) -> None:
         total = sum((r.finished or r.started) - r.started for r in recs)
         tries = f"  ({len(recs)} attempts)" if len(recs) > 1 else ""
         err = f"  {last.error}" if last.error and last.status != "completed" else ""
+        status = "cached" if last.cache_hit else last.status
         print(
-            f"  {index + 1}. {label:<20} {last.status:<10} {fmt_seconds(total)}{tries}{err}",
+            f"  {index + 1}. {label:<20} {status:<10} {fmt_seconds(total)}{tries}{err}",
             file=out,
         )
     ctx = handle.context
@@ -174,6 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 assigns=assigns,
                 validate_options=args.validate_options,
                 enable_trace=args.trace,
+                cache=not args.no_cache,
             )
             if args.json:
                 await handle.wait()

@@ -103,6 +103,7 @@ def _failure_text(failure: dict[str, Any] | None) -> str:
 
 _STATUS_STYLES = {
     "completed": "green",
+    "cached": "green",
     "failed": "bold red",
     "timeout": "bold red",
     "cancelled": "yellow",
@@ -156,6 +157,7 @@ def _stages(attempts: list[StageAttempt]) -> list[dict[str, Any]]:
         )
         entry["attempts"] += 1
         entry["status"] = a.status
+        entry["cache_hit"] = a.cache_hit
         entry["duration"] += a.duration or 0.0
     return [stages[i] for i in sorted(stages)]
 
@@ -301,7 +303,14 @@ _ARTIFACT_HEADERS = ["NAME", "TYPE", "FORMAT", "LOCATION"]
 
 def _attempt_rows(attempts: Sequence[StageAttempt]) -> list[list[str]]:
     return [
-        [str(a.index), a.stage, str(a.attempt), a.status, _seconds(a.duration), a.error or ""]
+        [
+            str(a.index),
+            a.stage,
+            str(a.attempt),
+            "cached" if a.cache_hit else a.status,
+            _seconds(a.duration),
+            a.error or "",
+        ]
         for a in attempts
     ]
 

@@ -191,6 +191,7 @@ def run_sweep(
                 max_concurrent=args.max_concurrent,
                 confirm_large=args.yes,
                 persist=url is not None,
+                cache=not getattr(args, "no_cache", False),
             )
             if not args.json:
                 limit = args.max_concurrent or "all"
@@ -251,6 +252,13 @@ def run_sweep(
         )
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         print(f"sweep {handle.sweep_id}: {handle.status} ({summary})")
+        done = [a for run in handle.runs() for a in run.attempts if a.status == "completed"]
+        hits = sum(a.cache_hit for a in done)
+        if hits:
+            print(
+                f"cache: {hits} of {len(done)} stages replayed from the stage result cache"
+                " (--no-cache computes them)"
+            )
         if url is not None:
             print(f"compare the points: crucible-actors compare --sweep {handle.sweep_id}")
     return 0 if handle.status == "completed" else 1

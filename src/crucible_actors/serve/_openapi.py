@@ -39,6 +39,7 @@ EVENT_TYPES = [
     "stage_restarted",
     "stage_timeout",
     "stage_skipped",
+    "stage_cached",
     "run_completed",
     "run_failed",
     "run_cancelled",
@@ -131,7 +132,7 @@ class RunList(msgspec.Struct):
 
 
 class Attempt(msgspec.Struct):
-    """One attempt at a stage."""
+    """One attempt at a stage; ``cache_hit``: its result came from the stage result cache."""
 
     attempt: int
     status: AttemptStatus
@@ -139,6 +140,7 @@ class Attempt(msgspec.Struct):
     finished_at: str | None
     duration: float | None
     error: str | None
+    cache_hit: bool = False
 
 
 class Stage(msgspec.Struct):

@@ -148,6 +148,7 @@ def attempt_from_store(attempt: StageAttempt) -> dict[str, Any]:
         "finished_at": iso(attempt.finished_at),
         "duration": attempt.duration,
         "error": attempt.error,
+        "cache_hit": attempt.cache_hit,
     }
 
 
@@ -161,6 +162,7 @@ def attempt_from_handle(handle: RunHandle, record: AttemptRecord) -> dict[str, A
         "finished_at": _iso_wall(_wall_of(handle, record.finished)),
         "duration": duration,
         "error": record.error,
+        "cache_hit": record.cache_hit,
     }
 
 
@@ -301,6 +303,10 @@ def synthesize_events(
             continue
         for n, a in enumerate(tries):
             wall = ts(a.started_at, wall)
+            if a.cache_hit:  # the stage's result came from the cache: it did not run
+                wall = ts(a.finished_at, wall)
+                add("stage_cached", wall, a.stage, index, a.attempt, {"duration": a.duration})
+                continue
             add("stage_started", wall, a.stage, index, a.attempt)
             end = ts(a.finished_at, wall)
             last = n == len(tries) - 1

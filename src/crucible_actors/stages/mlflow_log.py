@@ -454,6 +454,8 @@ class MlflowLogStage(Stage):
     name = "mlflow_log"
     description = "Log the run to MLflow: options as params, metrics, bench results, artifacts"
     Options = MlflowLogOptions
+    # Logging to MLflow is the point: a cached result would skip it.
+    cacheable = False
 
     def run(self, ctx: Context, opts: MlflowLogOptions) -> Context:
         """Log ``ctx`` to MLflow and record the MLflow run id in ``assigns``."""

@@ -118,6 +118,8 @@ class ReportStage(Stage):
     name = "report"
     description = "Emits reports for experiment outputs and records artifacts"
     Options = ReportOptions
+    # It writes files (a side effect a cached result would skip).
+    cacheable = False
 
     def run(self, ctx: Context, opts: ReportOptions) -> Context:
         """Render and deliver every output; return the Context with outputs and artifacts."""

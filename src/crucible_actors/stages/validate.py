@@ -217,6 +217,8 @@ class ValidateStage(Stage):
     name = "validate"
     description = "Pre-flight validation of experiment pipeline stages, their options and outputs"
     Options = ValidateOptions
+    # It reads the whole pipeline and the registry, which the cache key leaves out.
+    cacheable = False
 
     def run(self, ctx: Context, opts: ValidateOptions) -> Context:
         """Validate ``ctx.experiment`` with the run's registry; see the class docstring."""

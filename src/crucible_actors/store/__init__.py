@@ -26,6 +26,7 @@ from .._core._persist import RecoveryReport as RecoveryReport
 from .._core._persist import open_persistence as open_persistence
 from .._core._store import RUN_STATUSES as RUN_STATUSES
 from .._core._store import ArtifactRecord as ArtifactRecord
+from .._core._store import CachedResult as CachedResult
 from .._core._store import Checkpoint as Checkpoint
 from .._core._store import ExperimentRecord as ExperimentRecord
 from .._core._store import OwnerRecord as OwnerRecord
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "RUN_STATUSES",
     "ArtifactRecord",
+    "CachedResult",
     "Checkpoint",
     "ExperimentRecord",
     "MemoryStore",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from .._core._store import (
         ArtifactRecord,
+        CachedResult,
         Checkpoint,
         ExperimentRecord,
         OwnerRecord,
@@ -53,6 +54,7 @@ class MemoryStore:
         self._owners: dict[str, OwnerRecord] = {}
         self._sweeps: dict[str, SweepRecord] = {}  # insertion order is the store order
         self._sweep_points: dict[str, list[SweepPointRecord]] = {}
+        self._results: dict[str, CachedResult] = {}  # insertion order is the store order
 
     def __repr__(self) -> str:
         return f"<MemoryStore {self._name} runs={len(self._runs)}>"
@@ -214,6 +216,20 @@ class MemoryStore:
             raise StoreError(f"no sweep with id {sweep_id!r} to finish", store=self._name)
         self._sweeps[sweep_id] = _replace(sweep, status=status, finished_at=finished_at)
 
+    async def put_cached_result(self, result: CachedResult) -> bool:
+        await anyio.lowlevel.checkpoint()
+        if result.key in self._results:
+            return False
+        self._results[result.key] = result
+        return True
+
+    async def clear_cached_results(self, *, stage: str | None = None) -> int:
+        await anyio.lowlevel.checkpoint()
+        gone = [k for k, r in self._results.items() if stage is None or r.stage == stage]
+        for key in gone:
+            del self._results[key]
+        return len(gone)
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -304,6 +320,21 @@ class MemoryStore:
     async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
         await anyio.lowlevel.checkpoint()
         return list(self._sweep_points.get(sweep_id, ()))
+
+    async def get_cached_result(self, key: str) -> CachedResult | None:
+        await anyio.lowlevel.checkpoint()
+        return self._results.get(key)
+
+    async def list_cached_results(
+        self, *, stage: str | None = None, limit: int = 100
+    ) -> list[CachedResult]:
+        await anyio.lowlevel.checkpoint()
+        found = [
+            _replace(r, result=b"")
+            for r in reversed(self._results.values())
+            if stage is None or r.stage == stage
+        ]
+        return found[:limit]
 
     schema_version = 0
 

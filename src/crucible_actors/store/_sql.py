@@ -221,6 +221,7 @@ def attempt_row(conv: Tx, a: StageAttempt) -> tuple[Any, ...]:
         conv.ts_in(a.finished_at),
         a.duration,
         a.error,
+        a.cache_hit,
     )
 
 
@@ -269,11 +270,11 @@ def upsert_attempts(tx: Tx, rows: Sequence[tuple[Any, ...]], store: str) -> None
     _many(
         tx,
         "INSERT INTO stage_attempts (run_id, stage_index, attempt, stage, status, started_at,"
-        " finished_at, duration, error)",
+        " finished_at, duration, error, cache_hit)",
         "ON CONFLICT (run_id, stage_index, attempt) DO UPDATE SET"
         " stage = excluded.stage, status = excluded.status, started_at = excluded.started_at,"
         " finished_at = excluded.finished_at, duration = excluded.duration,"
-        " error = excluded.error",
+        " error = excluded.error, cache_hit = excluded.cache_hit",
         [row for _, row in sorted(latest.items())],
     )
 
@@ -564,7 +565,7 @@ def list_runs(
 def list_attempts(tx: Tx, run_id: str) -> list[StageAttempt]:
     rows = tx.fetchall(
         "SELECT run_id, stage_index, attempt, stage, status, started_at, finished_at, duration,"
-        " error FROM stage_attempts WHERE run_id = ? ORDER BY stage_index, attempt",
+        " error, cache_hit FROM stage_attempts WHERE run_id = ? ORDER BY stage_index, attempt",
         (run_id,),
     )
     out = []
@@ -582,6 +583,7 @@ def list_attempts(tx: Tx, run_id: str) -> list[StageAttempt]:
                 finished_at=tx.ts_out(r[6]),
                 duration=r[7],
                 error=r[8],
+                cache_hit=bool(r[9]),
             )
         )
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
-from . import _sql, _sweeps
+from . import _cache, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from .._core._store import (
         ArtifactRecord,
+        CachedResult,
         Checkpoint,
         ExperimentRecord,
         OwnerRecord,
@@ -153,6 +154,14 @@ class SQLStore(abc.ABC):
             lambda tx: _sweeps.finish_sweep(tx, sweep_id, status, finished_at, name)
         )
 
+    async def put_cached_result(self, result: CachedResult) -> bool:
+        stored: bool = await self._writer.submit(lambda tx: _cache.put_cached_result(tx, result))
+        return stored
+
+    async def clear_cached_results(self, *, stage: str | None = None) -> int:
+        removed: int = await self._writer.submit(lambda tx: _cache.clear_cached_results(tx, stage))
+        return removed
+
     # -- queries --------------------------------------------------------------------
 
     async def get_experiment(self, experiment_id: str) -> ExperimentRecord | None:
@@ -223,5 +232,17 @@ class SQLStore(abc.ABC):
     async def list_sweep_points(self, sweep_id: str) -> list[SweepPointRecord]:
         found: list[SweepPointRecord] = await self._read(
             lambda tx: _sweeps.list_sweep_points(tx, sweep_id)
+        )
+        return found
+
+    async def get_cached_result(self, key: str) -> CachedResult | None:
+        found: CachedResult | None = await self._read(lambda tx: _cache.get_cached_result(tx, key))
+        return found
+
+    async def list_cached_results(
+        self, *, stage: str | None = None, limit: int = 100
+    ) -> list[CachedResult]:
+        found: list[CachedResult] = await self._read(
+            lambda tx: _cache.list_cached_results(tx, stage, limit)
         )
         return found
