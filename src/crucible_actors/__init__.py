@@ -59,7 +59,7 @@ from ._core._ir import ReliabilityConfig as ReliabilityConfig
 from ._core._ir import StageDef as StageDef
 from ._core._ir import StatsConfig as StatsConfig
 from ._core._ir import Sweep as Sweep
-from ._core._ir import load_experiment as load_experiment
+from ._core._ir_load import load_experiment as load_experiment
 from ._core._registry import Registry as Registry
 from ._core._runner import run as run
 from ._core._runner import run_async as run_async

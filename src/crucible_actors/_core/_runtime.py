@@ -26,7 +26,8 @@ from ._execute import check_validate_mode
 from ._executor import ExecutorRegistry, ExecutorSettings, default_executors
 from ._handle import RunHandle
 from ._ids import new_run_id
-from ._ir import Experiment, experiment_from_mapping, load_experiment
+from ._ir import Experiment
+from ._ir_load import experiment_from_mapping, load_experiment
 from ._registry import Registry
 from ._run import RunSupervisor, unwrap_fatal
 

@@ -231,7 +231,7 @@ class StageInfo:
         """
         if self.options_type is None:
             return opts
-        from ._ir import describe_validation_error
+        from ._ir_refs import describe_validation_error
 
         try:
             return msgspec.convert(dict(opts), self.options_type, strict=False)

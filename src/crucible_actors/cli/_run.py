@@ -19,7 +19,7 @@ import anyio
 
 from .._core._encoding import sanitize
 from .._core._handle import RunHandle, RunStatus
-from .._core._ir import load_experiment
+from .._core._ir_load import load_experiment
 from .._core._registry import Registry
 from ..errors import CrucibleError, InvalidExperiment, StageFailed
 from ._console import fancy, stdout_console

@@ -20,7 +20,8 @@ import msgspec
 
 from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError, RunNotFound, StoreError
-from .._core._ir import experiment_from_mapping, stage_ref
+from .._core._ir import stage_ref
+from .._core._ir_load import experiment_from_mapping
 from .._core._persist import artifacts_from_context, decode_checkpoint, sanitize
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from

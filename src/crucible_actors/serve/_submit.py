@@ -24,7 +24,8 @@ import anyio
 import msgspec
 
 from .._core._errors import CrucibleError, InvalidOptions, UnknownStage
-from .._core._ir import Experiment, experiment_from_mapping
+from .._core._ir import Experiment
+from .._core._ir_load import experiment_from_mapping
 from .._core._schema_options import validate_options
 from .._core._stage import stage_info
 from ._errors import ApiError, api_error_from
