@@ -3,10 +3,11 @@
 :class:`StoreObserver` implements the run supervisor's
 :class:`~crucible_actors._core._instruments.RunObserver` hooks for one run, on behalf of
 a :class:`~crucible_actors._core._persist.Persistence` (which owns the store, the clock
-and this process's owner id). It records the run (with the initial Context) when it
-starts, commits the Context snapshot before every stage, records each stage attempt, and
-stores the outcome with the final Context, the artifacts and the trace events when the
-run ends: one commit per stage boundary.
+and this process's owner id). It records the run (with the initial Context, unless
+recovery resumed it from the checkpoint the store already holds) when it starts, commits
+the Context snapshot before every stage, records each stage attempt, and stores the
+outcome with the final Context, the artifacts and the trace events when the run ends:
+one commit per stage boundary.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ class StoreObserver(RunObserver):
         p = self._p
         now = p.now()
         exp = handle.experiment
-        resume = p._take_resuming(handle.run_id) or handle.resumed_from > 0
+        # Recovery resumes from the store's own checkpoint: the store holds these bytes.
+        recovered = p._take_resuming(handle.run_id)
+        resume = recovered or handle.resumed_from > 0
         definition, tags, metadata = p._experiment_fields(exp)
         experiment = ExperimentRecord(
             id=exp.id,
@@ -74,8 +77,12 @@ class StoreObserver(RunObserver):
             started_at=now,
             owner_id=p.owner.id,
         )
-        checkpoint = Checkpoint(
-            run_id=handle.run_id, index=handle.resumed_from, data=snapshot, created_at=now
+        checkpoint = (
+            None
+            if recovered
+            else Checkpoint(
+                run_id=handle.run_id, index=handle.resumed_from, data=snapshot, created_at=now
+            )
         )
         await p.store.start_run(run, experiment=experiment, checkpoint=checkpoint, resume=resume)
         self._started = True
