@@ -106,8 +106,10 @@ class StoreObserver(RunObserver):
             self._final = checkpoint  # commits with the outcome, in run_finished
             self._last = (index, snapshot)
             return
-        pending, self._pending = self._pending, []
-        await p.store.save_checkpoint(checkpoint, attempts=pending)
+        # The attempts stay pending until the write returns: a write cancelled by a
+        # shutdown is retried with them when the interrupted run checkpoints.
+        await p.store.save_checkpoint(checkpoint, attempts=self._pending)
+        self._pending = []
         self._last = (index, snapshot)
 
     async def attempt_finished(self, handle: RunHandle, record: AttemptRecord) -> None:

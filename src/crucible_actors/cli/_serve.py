@@ -4,8 +4,12 @@ Binds 127.0.0.1:8765 by default. Listening on any other address needs a token
 (``--token-file``): without one the command refuses to start (exit 2), since anyone who
 reaches the port could run experiments. The runtime is opened before the socket is
 bound, on the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedded
-``./.crucible/crucible.db``, and resumes the runs a dead process left running. SIGINT
-or SIGTERM stop the server gracefully; runs still going are then cancelled.
+``./.crucible/crucible.db``, and resumes the runs a dead process left running or a
+stopped one interrupted. SIGINT or SIGTERM stop the server gracefully (a rolling restart,
+``kill``, a container stop): runs still going are then stopped as fast as a cancel would
+stop them, but recorded ``interrupted`` with their last checkpoint, and the next ``serve``
+on the same store resumes them without re-running the stages they completed
+(``--on-shutdown cancel`` records them ``cancelled`` instead, never to resume).
 
 Hypercorn runs on trio by default (its trio worker); ``--backend asyncio`` uses its
 asyncio worker. Needs ``pip install 'crucible-actors[serve]'``.
@@ -57,6 +61,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=100,
         metavar="N",
         help="submissions that may wait for admission before 429 (default: 100)",
+    )
+    p.add_argument(
+        "--on-shutdown",
+        choices=("interrupt", "cancel"),
+        default="interrupt",
+        help="what SIGINT/SIGTERM does to runs still going: interrupt (default; the next "
+        "serve on the store resumes them) or cancel",
     )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.set_defaults(func=cmd_serve)
@@ -182,6 +193,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         store=url,
         max_concurrent_runs=args.max_concurrent_runs,
         on_start="resume",
+        on_shutdown=args.on_shutdown,
     ) as rt:
         # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
