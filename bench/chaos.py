@@ -16,8 +16,8 @@ Scenarios (``--only NAME``, repeatable):
   batch (counted in acknowledged submissions plus executed stages); a fresh process opens
   ``open_runtime(on_start="resume")`` and finishes the runs. Repeated ``--trials`` times.
 - ``serve-kill``: ``crucible-actors serve`` on a SQLite file runs ``--serve-runs`` 4-stage
-  runs; SSE clients follow some of them (slower runs, still going when the server stops:
-  its graceful close waits 5 s for open requests); the server is stopped mid-run by SIGTERM (a
+  runs; SSE clients follow some of them (slower runs, still going when the server
+  stops, so their streams cross the stop); the server is stopped mid-run by SIGTERM (a
   rolling restart: the runs still going are stored ``interrupted``), then (second trial)
   killed by SIGKILL, and restarted on the same store. Every run the API acknowledged must
   end completed (resumed by the restart; ``lost`` counts the others, ``cancelled_by_stop``
@@ -608,9 +608,8 @@ async def serve_kill_trial(
     seen: dict[str, list[Any]] = {}
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(runs):
-            # The followed runs are slow: their streams are still open when the server
-            # stops, so a SIGTERM (whose graceful close waits 5 s for open requests)
-            # interrupts them mid-run and their clients reconnect to the resumed runs.
+            # The followed runs are slow: still going when the server stops, so their
+            # clients reconnect to the resumed runs.
             low, high = (0.5, 2.5) if i < followers else (0.05, 0.3)
             pipeline = [
                 {

@@ -199,6 +199,12 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
         where = redact_url(url)
 
+        async def stop_on_signal() -> None:
+            await _wait_for_signal()
+            # Open event streams end now, so the graceful close need not wait (and on
+            # asyncio, cancel) them; the runtime then interrupts the runs still going.
+            asgi.state.service.close_streams()
+
         def announce(binds: list[str]) -> None:
             for bind in binds:
                 print(f"crucible-actors serve: {bind} (store: {where}, {args.backend})", flush=True)
@@ -208,7 +214,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
 
             async with anyio.create_task_group() as tg:
                 binds: Any = await tg.start(
-                    partial(trio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
+                    partial(trio_serve, asgi, config, shutdown_trigger=stop_on_signal)
                 )
                 announce(list(binds))
         else:
@@ -219,6 +225,4 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
             # stop, and on Python 3.11 that cancellation can outlive the group; it must
             # not reach the task that closes the runtime.
             async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    partial(asyncio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
-                )
+                tg.start_soon(partial(asyncio_serve, asgi, config, shutdown_trigger=stop_on_signal))

@@ -237,7 +237,9 @@ class _Routes:
         after_text = request.query_params.get("after") or request.headers.get("last-event-id")
         after = _int_param(after_text, "after", default=0, low=0, high=2**62)
         source = await self.service.events(run_id, after)
-        return EventStream(source, keepalive=self.service.keepalive)
+        return EventStream(
+            source, keepalive=self.service.keepalive, closing=self.service.wait_closing
+        )
 
     async def trace(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
