@@ -6,10 +6,10 @@ whose owner is dead (``_owner.py``) and resumes each from its last checkpoint
 (``"ignore"``). ``"resume"`` also resumes the runs a runtime interrupted when it shut
 down with ``on_shutdown="interrupt"`` (stored ``interrupted`` with a ``RuntimeShutdown``
 failure); the other policies leave those interrupted. :meth:`Recovery.resume_run`
-resumes one run on request. Runs are
-claimed with a conditional update (``... WHERE owner = old``), so two processes never
-take over the same run. :class:`~crucible_actors._core._persist.Persistence` mixes this
-in; the resumed run is admitted through ``Runtime.resume``.
+resumes one run on request. Runs are claimed with a conditional update (``... WHERE
+owner = old``), so two processes never take over the same run.
+:class:`~crucible_actors._core._persist.Persistence` mixes this in; the resumed run is
+admitted through ``Runtime.resume``.
 """
 
 from __future__ import annotations
