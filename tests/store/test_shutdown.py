@@ -160,12 +160,14 @@ async def test_a_run_cancelled_on_request_stays_cancelled_when_the_runtime_inter
     tmp_path: Any,
 ) -> None:
     stages = Stages()
+    started = anyio.Event()
     cleaning = anyio.Event()
     release = anyio.Event()
 
     @stage("slow_cleanup")
     async def slow_cleanup(ctx: Context, opts: Any) -> Context:
         try:
+            started.set()
             await anyio.sleep_forever()
         finally:
             with cleanup_scope():
@@ -193,6 +195,7 @@ async def test_a_run_cancelled_on_request_stays_cancelled_when_the_runtime_inter
         asked = await rt.submit(Experiment(id="x", pipeline=[StageDef(name="slow_cleanup")]))
         other = await rt.submit(Experiment(id="y", pipeline=[StageDef(name="frees")]))
         await stages.entered.wait()
+        await started.wait()  # cancelled before its stage began, it would not clean up
         tg.start_soon(asked.cancel)
         await cleaning.wait()
         assert not asked.done
