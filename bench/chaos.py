@@ -15,11 +15,14 @@ Scenarios (``--only NAME``, repeatable):
   unless ``--no-postgres``) and is SIGKILLed at a seeded point spread uniformly over the
   batch (counted in acknowledged submissions plus executed stages); a fresh process opens
   ``open_runtime(on_start="resume")`` and finishes the runs. Repeated ``--trials`` times.
-- ``serve-kill``: ``crucible-actors serve`` on a SQLite file runs ``--serve-runs`` runs;
-  SSE clients follow some of them; the server is killed mid-run by SIGTERM, then (second
-  trial) by SIGKILL, and restarted on the same store. Every run the API acknowledged
-  must end terminal (resumed to completion, or ``interrupted``/``cancelled``, never left
-  ``running``), and the SSE clients, reconnecting with ``Last-Event-ID``, must have seen
+- ``serve-kill``: ``crucible-actors serve`` on a SQLite file runs ``--serve-runs`` 4-stage
+  runs; SSE clients follow some of them (slower runs, still going when the server
+  stops, so their streams cross the stop); the server is stopped mid-run by SIGTERM (a
+  rolling restart: the runs still going are stored ``interrupted``), then (second trial)
+  killed by SIGKILL, and restarted on the same store. Every run the API acknowledged must
+  end completed (resumed by the restart; ``lost`` counts the others, ``cancelled_by_stop``
+  those the stop cancelled), no stage the store recorded as completed before the restart
+  may run again, and the SSE clients, reconnecting with ``Last-Event-ID``, must have seen
   exactly the run's events: none missed, none twice.
 - ``faults``: ``--fault-runs`` concurrent runs with seeded faults (a stage raising, one
   hanging past its timeout, runs cancelled, ``os._exit`` inside a process-isolated stage,
@@ -110,7 +113,10 @@ STAGES_PY = textwrap.dedent(
     '''
 )
 
-CRUCIBLE_TOML = '[stages]\nstep = "chaos_stages:step"\n'
+SERVE_STAGES = 4
+CRUCIBLE_TOML = "[stages]\n" + "".join(
+    f'{name} = "chaos_stages:step"\n' for name in ["step", *(f"s{k}" for k in range(SERVE_STAGES))]
+)
 
 
 def emit(scenario: str, **fields: Any) -> None:
@@ -597,20 +603,25 @@ async def serve_kill_trial(
 ) -> dict[str, Any]:
     store = f"sqlite:///{scratch}/serve-{sig}.db"
     server = Served(scratch, store, backend)
-    log = str(scratch / f"serve-stages-{sig}.log")
+    log = scratch / f"serve-stages-{sig}.log"
     acked: list[str] = []
     seen: dict[str, list[Any]] = {}
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(runs):
+            # The followed runs are slow: still going when the server stops, so their
+            # clients reconnect to the resumed runs.
+            low, high = (0.5, 2.5) if i < followers else (0.05, 0.3)
             pipeline = [
-                {"name": "step", "options": {"delay": round(rng.uniform(0.05, 0.3), 3)}}
-                for _ in range(4)
+                {
+                    "name": f"s{k}",
+                    "options": {"delay": round(rng.uniform(low, high), 3), "log": str(log)},
+                }
+                for k in range(SERVE_STAGES)
             ]
             body = {"experiment": {"id": f"serve-kill-{i % 4}", "pipeline": pipeline}}
             response = await client.post(f"{server.base}/api/runs", json=body)
             if response.status_code in (200, 202):
                 acked.append(response.json()["run_id"])
-        del log
         followed = acked[:followers]
         async with anyio.create_task_group() as tg:
             for run_id in followed:
@@ -622,8 +633,11 @@ async def serve_kill_trial(
             tg.cancel_scope.deadline = anyio.current_time() + 5
         first_exit = server.proc.returncode
         errors = server.unhandled_errors()
+        before = (await store_state(store, acked))["runs"]
+        at_stop = collections.Counter(before[r][0] or "lost" for r in acked)
         after_kill = collections.Counter()
         server = Served(scratch, store, backend)
+        restarted = server.proc.pid
         try:
             statuses: dict[str, str] = {}
             deadline = anyio.current_time() + 90
@@ -656,12 +670,26 @@ async def serve_kill_trial(
             errors += server.unhandled_errors()
         finally:
             server.signal(signal.SIGINT)
+    after = (await store_state(store, acked))["runs"]
+    rerun = set()
+    for line in log.read_text().splitlines() if log.exists() else []:
+        run_id, stage_name, pid = line.split()
+        if int(pid) == restarted:
+            rerun.add((run_id, stage_name))
+    duplicated_stages = sum(1 for r in acked for s in before[r][1] if (r, s) in rerun)
+    full_metrics = {f"s{k}": 1 for k in range(SERVE_STAGES)}
     return {
         "signal": signal.Signals(sig).name,
         "exit": first_exit,
         "acked": len(acked),
+        "at_stop": dict(sorted(at_stop.items())),
         "statuses": dict(sorted(after_kill.items())),
-        "lost": after_kill.get("lost", 0),
+        "lost": sum(1 for r in acked if after[r][0] != "completed"),
+        "cancelled_by_stop": at_stop.get("cancelled", 0),
+        "wrong_results": sum(
+            1 for r in acked if after[r][0] == "completed" and after[r][2] != full_metrics
+        ),
+        "duplicated_completed_stages": duplicated_stages,
         "non_terminal": sum(v for k, v in after_kill.items() if k not in TERMINAL),
         "followed": len(followed),
         "followed_cut_mid_run": cut_mid_run,
@@ -682,7 +710,6 @@ def scenario_serve_kill(args: argparse.Namespace, scratch: Path) -> None:
             "serve_kill_restart",
             trials=1,
             runs=result.pop("acked"),
-            duplicated_completed_stages=None,
             **result,
             wall_s=round(time.perf_counter() - started, 2),
         )

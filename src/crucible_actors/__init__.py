@@ -35,6 +35,9 @@ from ._core._errors import (
     RunCancelled as RunCancelled,
 )
 from ._core._errors import (
+    RuntimeShutdown as RuntimeShutdown,
+)
+from ._core._errors import (
     SchemaError as SchemaError,
 )
 from ._core._errors import (
@@ -98,6 +101,7 @@ __all__ = [
     "RunHandle",
     "RunStatus",
     "Runtime",
+    "RuntimeShutdown",
     "SchemaError",
     "Stage",
     "StageDef",

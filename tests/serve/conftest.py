@@ -224,8 +224,9 @@ def start_served(tmp_path: Path, *args: str, ready_timeout: float = 30.0) -> Ser
     """Start ``crucible-actors serve`` in ``tmp_path`` and wait until /healthz answers.
 
     The process uses ``tmp_path/serve.db`` as its store and registers the stages of
-    ``serve_stages.py`` (``echo need fail sleep write``) through ``crucible.toml``;
-    ``args`` are appended to the command line. Polls /healthz with a bounded deadline.
+    ``serve_stages.py`` (``echo need fail sleep write tally await_file``) through
+    ``crucible.toml``; ``args`` are appended to the command line. Polls /healthz with a
+    bounded deadline.
     """
     (tmp_path / "serve_stages.py").write_text((HERE / "serve_stages.py").read_text())
     (tmp_path / "crucible.toml").write_text(serve_stages.CRUCIBLE_TOML)

@@ -20,6 +20,8 @@ need = "serve_stages:Need"
 fail = "serve_stages:Fail"
 sleep = "serve_stages:Sleep"
 write = "serve_stages:Write"
+tally = "serve_stages:Tally"
+await_file = "serve_stages:AwaitFile"
 """
 
 
@@ -91,6 +93,36 @@ class Write(Stage):
         await path.write_text(opts.text)
         entry = {"name": "out", "type": "text", "format": "txt", "location": str(path)}
         return ctx.put_artifact("out", entry)
+
+
+class Tally(Stage):
+    """Append ``<run_id> <mark>`` to the file ``path`` each time it runs (counts executions)."""
+
+    name = "tally"
+
+    class Options(msgspec.Struct):
+        path: str
+        mark: str = ""
+
+    async def run(self, ctx: Context, opts: Any) -> Context:
+        async with await anyio.open_file(opts.path, "a") as f:
+            await f.write(f"{ctx.run_id} {opts.mark}\n")
+        return ctx.put_metric(f"tally_{opts.mark}", 1)
+
+
+class AwaitFile(Stage):
+    """Wait until the file ``path`` exists (a gate a test opens across processes)."""
+
+    name = "await_file"
+
+    class Options(msgspec.Struct):
+        path: str
+
+    async def run(self, ctx: Context, opts: Any) -> Context:
+        # The test process creates the file: no in-process event can signal across.
+        while not await anyio.Path(opts.path).exists():  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+        return ctx
 
 
 class Gate(Stage):

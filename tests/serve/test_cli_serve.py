@@ -166,3 +166,75 @@ def test_non_loopback_addresses(host: str) -> None:
     from crucible_actors.cli._serve import is_loopback
 
     assert not is_loopback(host)
+
+
+def stored_runs(db: Path, run_ids: list[str]) -> dict[str, Any]:
+    """Read the runs from the service's SQLite file while no service is running."""
+    import anyio
+
+    from crucible_actors.store import open_store
+
+    async def read() -> dict[str, Any]:
+        async with open_store(f"sqlite:///{db}") as store:
+            return {r: await store.get_run(r) for r in run_ids}
+
+    return anyio.run(read)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("backend", "on_shutdown"),
+    [("trio", None), ("asyncio", None), ("trio", "cancel")],
+)
+def test_sigterm_interrupts_runs_and_the_restarted_service_resumes_them(
+    tmp_path: Path, backend: str, on_shutdown: str | None
+) -> None:
+    tally, go = tmp_path / "tally.log", tmp_path / "go"
+    flags = ["--backend", backend, *(["--on-shutdown", on_shutdown] if on_shutdown else [])]
+    first = start_served(tmp_path, *flags)
+    body = {
+        "id": "rolling",
+        "pipeline": [
+            {"name": "tally", "options": {"path": str(tally), "mark": "a"}},
+            {"name": "await_file", "options": {"path": str(go)}},
+            {"name": "tally", "options": {"path": str(tally), "mark": "b"}},
+        ],
+    }
+    try:
+        run_ids = [httpx.post(f"{first.base_url}/api/runs", json=body).json()["run_id"]]
+        run_ids += [httpx.post(f"{first.base_url}/api/runs", json=body).json()["run_id"]]
+        for run_id in run_ids:  # each one waiting in its second stage, the first one stored
+            deadline = time.monotonic() + DEADLINE
+            while (
+                httpx.get(f"{first.base_url}/api/runs/{run_id}").json()["stages"][1]["status"]
+                != "running"
+            ):
+                assert time.monotonic() < deadline, first.log()
+                time.sleep(0.02)
+    finally:
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(timeout=DEADLINE) == 0, first.log()
+    assert "Traceback" not in first.log(), first.log()
+    stopped = stored_runs(tmp_path / "serve.db", run_ids)
+    expected = "cancelled" if on_shutdown == "cancel" else "interrupted"
+    assert {r.status for r in stopped.values()} == {expected}
+    assert {r.failure["reason_type"] for r in stopped.values()} == (
+        {"RunCancelled"} if on_shutdown == "cancel" else {"RuntimeShutdown"}
+    )
+    go.touch()
+    second = start_served(tmp_path, *flags)
+    try:
+        for run_id in run_ids:
+            detail = wait_for_status(second.base_url, run_id, {"completed", "cancelled", "failed"})
+            if on_shutdown == "cancel":
+                assert detail["status"] == "cancelled", detail
+                continue
+            assert detail["status"] == "completed", detail
+            assert detail["metrics"] == {"tally_a": 1, "tally_b": 1}
+            assert [len(s["attempts"]) for s in detail["stages"]] == [1, 1, 1]
+    finally:
+        assert second.stop() == 0, second.log()
+    lines = tally.read_text().splitlines()
+    for run_id in run_ids:  # the first stage ran once, before the stop
+        done = ["a"] if on_shutdown == "cancel" else ["a", "b"]
+        assert [line.split()[1] for line in lines if line.split()[0] == run_id] == done

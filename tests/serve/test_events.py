@@ -102,6 +102,30 @@ async def test_a_stream_opened_while_the_run_executes_follows_it_to_the_end(serv
     ]
 
 
+async def test_closing_the_streams_ends_them_before_the_run_ends(
+    served: Served,
+) -> None:
+    # What `serve` does when it starts to stop: the graceful close need not wait for them.
+    response = await served.submit("gate", "echo")
+    run_id = response.json()["run_id"]
+    body: list[str] = []
+
+    async def follow() -> None:
+        body.append((await served.client.get(f"/api/runs/{run_id}/events")).text)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow)
+        await served.gate.entered.wait()
+        await anyio.wait_all_tasks_blocked()
+        app_service = served.app.state.service
+        app_service.close_streams()
+    cut = parse_sse(body[0])
+    assert [m["event"] for m in cut] == ["run_started", "stage_started"]
+    served.gate.opened.set()  # the run itself goes on
+    await served.wait(run_id)
+    assert (await served.client.get(f"/api/runs/{run_id}")).json()["status"] == "completed"
+
+
 @pytest.mark.parametrize("how", ["header", "query"])
 async def test_resume_after_a_sequence_number(served: Served, how: str) -> None:
     run_id = await served.run(*PIPELINE)

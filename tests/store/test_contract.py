@@ -123,6 +123,17 @@ async def test_resumed_start_updates_status_and_owner_and_keeps_started_at(store
     assert run.metadata == {"resumed_from": 2}
 
 
+async def test_resumed_start_without_a_checkpoint_keeps_the_stored_ones(store: Store) -> None:
+    # Recovery resumes from the store's own checkpoint and does not write it again.
+    await start(store, "r1")
+    await store.save_checkpoint(checkpoint("r1", 2, b"\x81\xa1y\x02"))
+    await store.start_run(
+        new_run("r1", owner="o2"), experiment=experiment(), checkpoint=None, resume=True
+    )
+    assert await store.load_checkpoint("r1") == checkpoint("r1", 2, b"\x81\xa1y\x02")
+    assert (await store.get_run("r1")).owner_id == "o2"
+
+
 async def test_resumed_start_of_an_unknown_run_creates_it(store: Store) -> None:
     await store.start_run(new_run("r9"), experiment=experiment(), resume=True)
     assert (await store.get_run("r9")).status == "running"

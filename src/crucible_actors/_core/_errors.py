@@ -9,6 +9,7 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
       StageTimeout                                       one attempt ran past its timeout
       RestartIntensityExceeded                           supervision gave up
       RunCancelled                                       a run ended because it was cancelled
+      RuntimeShutdown                                    a run interrupted by its runtime closing
       MissingDependency                                  an optional extra is not installed
       StoreError: StoreUnavailable, RunNotFound, ...     persistence
       ExecutorError: WorkerCrashed                       where an attempt runs (pool, Ray)
@@ -193,13 +194,39 @@ class RestartIntensityExceeded(CrucibleError):
 
 
 class RunCancelled(CrucibleError):
-    """A run was cancelled (handle, HTTP, Ctrl-C or runtime shutdown) before it finished."""
+    """A run was cancelled (handle, HTTP, Ctrl-C or runtime shutdown) before it finished.
+
+    A run the runtime stopped while closing with ``on_shutdown="interrupt"`` ends with
+    :class:`RuntimeShutdown` instead (recorded ``interrupted``, resumable).
+    """
 
     def __init__(self, run_id: str, *, stage: str | None = None) -> None:
         self.run_id = run_id
         self.stage = stage
         at = f" during stage {stage!r}" if stage else ""
         super().__init__(f"run {run_id} was cancelled{at}")
+
+
+class RuntimeShutdown(CrucibleError):
+    """A run was interrupted because its runtime shut down, and can be resumed.
+
+    Raised by ``RunHandle.result()`` for a run that was still going when
+    :func:`open_runtime` exited with ``on_shutdown="interrupt"`` (what ``crucible-actors
+    serve`` uses). The run stopped as fast as a cancelled one, but unlike
+    :class:`RunCancelled` nobody asked for it to end: it is recorded ``interrupted`` with
+    its last checkpoint, and the next ``open_runtime(on_start="resume")`` on the store (or
+    ``crucible-actors runs resume RUN_ID``) continues it before ``stage``.
+    """
+
+    def __init__(self, run_id: str, *, stage: str | None = None) -> None:
+        self.run_id = run_id
+        self.stage = stage
+        at = f" during stage {stage!r}" if stage else ""
+        super().__init__(
+            f"run {run_id} was interrupted{at} because its runtime shut down; it resumes "
+            "from its last checkpoint on the next open_runtime(on_start='resume') on the "
+            f"same store, or with 'crucible-actors runs resume {run_id}'"
+        )
 
 
 class MissingDependency(CrucibleError):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from ._errors import RunCancelled, StageFailed
+from ._errors import RunCancelled, RuntimeShutdown, StageFailed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,8 +52,9 @@ class RunEvent(msgspec.Struct, frozen=True, gc=False):
     ``stage_failed``, ``stage_restarted``, ``stage_timeout``, ``stage_skipped``,
     ``stage_cached`` (the stage's result came from the result cache, instead of
     ``stage_started``/``stage_completed``; ``data`` holds ``key``, ``source_run`` and
-    ``duration``), ``run_completed``, ``run_failed``, ``run_cancelled``. ``time`` is seconds on the
-    runtime's clock (``anyio.current_time()``); ``wall`` is Unix time.
+    ``duration``), ``run_completed``, ``run_failed``, ``run_cancelled``,
+    ``run_interrupted`` (the runtime shut down with ``on_shutdown="interrupt"``).
+    ``time`` is seconds on the runtime's clock (``anyio.current_time()``); ``wall`` is Unix time.
     """
 
     seq: int
@@ -87,7 +88,8 @@ class RunHandle:
     """Follow, await or cancel one submitted run.
 
     ``status`` is a :class:`RunStatus`; ``await result()`` returns the final Context or
-    raises :class:`StageFailed` / :class:`RunCancelled`; ``await cancel()`` ends the run as
+    raises :class:`StageFailed` / :class:`RunCancelled` / :class:`RuntimeShutdown`;
+    ``await cancel()`` ends the run as
     cancelled; ``events()`` iterates the run's :class:`RunEvent` from the first one.
     """
 
@@ -100,6 +102,7 @@ class RunHandle:
         "_events",
         "_final",
         "_finished",
+        "_interrupt",
         "_new_event",
         "_scope",
         "attempts",
@@ -134,6 +137,9 @@ class RunHandle:
         # The run's task (``cancel()``); None before it is spawned and once it ended.
         self._scope: anyio.TaskHandle[None] | None = None
         self._cancel_requested = False
+        # Set by the runtime's shutdown with on_shutdown="interrupt": the cancellation
+        # that follows ends the run interrupted (resumable), not cancelled.
+        self._interrupt = False
         self.grace_deadline: float = float("inf")
 
     def __repr__(self) -> str:
@@ -178,6 +184,8 @@ class RunHandle:
         Raises:
             StageFailed: the run failed.
             RunCancelled: the run was cancelled.
+            RuntimeShutdown: the runtime shut down with ``on_shutdown="interrupt"``
+                while the run was going (it is ``interrupted`` and can be resumed).
         """
         await self._wait_done()
         if self._error is not None:
@@ -200,6 +208,7 @@ class RunHandle:
         if self._finished:
             return
         self._cancel_requested = True
+        self._interrupt = False  # asked for: cancelled, even while the runtime shuts down
         self.grace_deadline = anyio.current_time() + grace
         if self._scope is not None:
             self._scope.cancel()
@@ -255,4 +264,6 @@ class RunHandle:
             }
         if isinstance(err, RunCancelled):
             return {"stage": err.stage, "reason_type": "RunCancelled", "message": str(err)}
+        if isinstance(err, RuntimeShutdown):
+            return {"stage": err.stage, "reason_type": "RuntimeShutdown", "message": str(err)}
         return None

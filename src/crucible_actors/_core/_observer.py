@@ -3,10 +3,11 @@
 :class:`StoreObserver` implements the run supervisor's
 :class:`~crucible_actors._core._instruments.RunObserver` hooks for one run, on behalf of
 a :class:`~crucible_actors._core._persist.Persistence` (which owns the store, the clock
-and this process's owner id). It records the run (with the initial Context) when it
-starts, commits the Context snapshot before every stage, records each stage attempt, and
-stores the outcome with the final Context, the artifacts and the trace events when the
-run ends: one commit per stage boundary.
+and this process's owner id). It records the run (with the initial Context, unless
+recovery resumed it from the checkpoint the store already holds) when it starts, commits
+the Context snapshot before every stage, records each stage attempt, and stores the
+outcome with the final Context, the artifacts and the trace events when the run ends:
+one commit per stage boundary.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ class StoreObserver(RunObserver):
         p = self._p
         now = p.now()
         exp = handle.experiment
-        resume = p._take_resuming(handle.run_id) or handle.resumed_from > 0
+        # Recovery resumes from the store's own checkpoint: the store holds these bytes.
+        recovered = p._take_resuming(handle.run_id)
+        resume = recovered or handle.resumed_from > 0
         definition, tags, metadata = p._experiment_fields(exp)
         experiment = ExperimentRecord(
             id=exp.id,
@@ -80,8 +83,12 @@ class StoreObserver(RunObserver):
             started_at=now,
             owner_id=p.owner.id,
         )
-        checkpoint = Checkpoint(
-            run_id=handle.run_id, index=handle.resumed_from, data=snapshot, created_at=now
+        checkpoint = (
+            None
+            if recovered
+            else Checkpoint(
+                run_id=handle.run_id, index=handle.resumed_from, data=snapshot, created_at=now
+            )
         )
         await p.store.start_run(run, experiment=experiment, checkpoint=checkpoint, resume=resume)
         self._started = True
@@ -109,8 +116,10 @@ class StoreObserver(RunObserver):
             self._final = checkpoint  # commits with the outcome, in run_finished
             self._last = (index, snapshot)
             return
-        pending, self._pending = self._pending, []
-        await p.store.save_checkpoint(checkpoint, attempts=pending)
+        # The attempts stay pending until the write returns: a write cancelled by a
+        # shutdown is retried with them when the interrupted run checkpoints.
+        await p.store.save_checkpoint(checkpoint, attempts=self._pending)
+        self._pending = []
         self._last = (index, snapshot)
 
     async def attempt_finished(self, handle: RunHandle, record: AttemptRecord) -> None:

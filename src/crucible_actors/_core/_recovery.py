@@ -1,12 +1,15 @@
-"""Crash recovery and resume: runs left ``running`` by a dead process.
+"""Crash recovery and resume: runs left ``running`` by a dead process, or interrupted.
 
 :meth:`Recovery.recover` (called by :func:`open_runtime` with ``on_start``) finds runs
 whose owner is dead (``_owner.py``) and resumes each from its last checkpoint
 (``"resume"``), marks it ``interrupted`` (``"mark_interrupted"``) or leaves it
-(``"ignore"``); :meth:`Recovery.resume_run` resumes one run on request. Runs are
-claimed with a conditional update (``... WHERE owner = old``), so two processes never
-take over the same run. :class:`~crucible_actors._core._persist.Persistence` mixes this
-in; the resumed run is admitted through ``Runtime.resume``.
+(``"ignore"``). ``"resume"`` also resumes the runs a runtime interrupted when it shut
+down with ``on_shutdown="interrupt"`` (stored ``interrupted`` with a ``RuntimeShutdown``
+failure); the other policies leave those interrupted. :meth:`Recovery.resume_run`
+resumes one run on request. Runs are claimed with a conditional update (``... WHERE
+owner = old``), so two processes never take over the same run.
+:class:`~crucible_actors._core._persist.Persistence` mixes this in; the resumed run is
+admitted through ``Runtime.resume``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,18 @@ log = logging.getLogger("crucible_actors")
 
 _LIST_PAGE = 500
 
+#: ``failure["reason_type"]`` of a run a runtime interrupted when it shut down.
+SHUTDOWN_REASON = "RuntimeShutdown"
+
+
+def interrupted_by_shutdown(run: RunRecord) -> bool:
+    """Whether ``run`` is ``interrupted`` because its runtime shut down (it may resume)."""
+    return (
+        run.status == "interrupted"
+        and isinstance(run.failure, dict)
+        and run.failure.get("reason_type") == SHUTDOWN_REASON
+    )
+
 
 def _restore_labels(exp: Experiment) -> Experiment:
     """Name the stages that were given as objects, as they were named before encoding.
@@ -60,7 +75,7 @@ def _restore_labels(exp: Experiment) -> Experiment:
 
 
 class RecoveryReport(msgspec.Struct, frozen=True):
-    """What :meth:`Persistence.recover` did with the orphaned runs it found."""
+    """What :meth:`Persistence.recover` did with the orphaned (and shut-down) runs it found."""
 
     resumed: list[str] = []
     interrupted: list[str] = []
@@ -83,21 +98,16 @@ class Recovery:
 
         ``"resume"`` claims each orphan and resumes it from its last checkpoint (a run
         whose checkpoint no longer decodes is marked interrupted instead, with the
-        reason as its failure); ``"mark_interrupted"`` marks it interrupted;
-        ``"ignore"`` does nothing. Runs of live owners are never touched. Waits while
-        the runtime's ``max_concurrent_runs`` are busy.
+        reason as its failure), then does the same for the runs a runtime interrupted
+        when it shut down; ``"mark_interrupted"`` marks orphans interrupted;
+        ``"ignore"`` does nothing. Runs of live owners are never touched, and a run
+        another process claims first is skipped. Waits while the runtime's
+        ``max_concurrent_runs`` are busy.
         """
         if on_start == "ignore":
             return self.last_recovery
         store = self.store
-        running: list[RunRecord] = []
-        before: str | None = None
-        while True:
-            page = await store.list_runs(status="running", limit=_LIST_PAGE, before=before)
-            running.extend(page)
-            if len(page) < _LIST_PAGE:
-                break
-            before = page[-1].id
+        running = await self._list_runs("running")
         # Runs are listed before owners: an owner registers before its first run, so a
         # live owner of any listed run is in the owner list read afterwards.
         owners = {o.id: o for o in await store.list_owners()}
@@ -137,11 +147,42 @@ class Recovery:
                 interrupted.append(run.id)
             else:
                 skipped.append(run.id)
+        if on_start == "resume":
+            # Runs a shutdown interrupted. Their runtime is done with them once they are
+            # stored interrupted, so its owner need not be dead; the claim, conditional
+            # on the status and the owner read here, lets one process resume each.
+            for run in await self._list_runs("interrupted"):
+                if not interrupted_by_shutdown(run):
+                    continue
+                if not await store.claim_run(
+                    run.id, status="interrupted", owner_id=run.owner_id, new_owner_id=self.owner.id
+                ):
+                    skipped.append(run.id)
+                    continue
+                try:
+                    await self._resume_claimed(runtime, run.id)
+                except CheckpointDecodeError as exc:
+                    log.warning("cannot resume run %s: %s", run.id, exc)
+                    await self._interrupt(run.id, self.owner.id, exc)
+                    interrupted.append(run.id)
+                    continue
+                resumed.append(run.id)
         for owner_id in dead:
             if owner_id is not None and owner_id in owners:
                 await store.remove_owner(owner_id)
         self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
         return self.last_recovery
+
+    async def _list_runs(self, status: str) -> list[RunRecord]:
+        """Return every run with ``status``, paging through the store."""
+        found: list[RunRecord] = []
+        before: str | None = None
+        while True:
+            page = await self.store.list_runs(status=status, limit=_LIST_PAGE, before=before)
+            found.extend(page)
+            if len(page) < _LIST_PAGE:
+                return found
+            before = page[-1].id
 
     async def resume_run(self, runtime: Runtime, run_id: str) -> RunHandle:
         """Resume run ``run_id`` from its last checkpoint and return its handle.

@@ -22,6 +22,10 @@ After a failed attempt the retry policy (``_retry.py``) decides between a delay 
 giving up; every transition is reported in one call to the run's instruments
 (``_instruments.py``: events, telemetry, spans, the store observer).
 
+A cancelled run ends ``cancelled``; one the runtime stopped while closing with
+``on_shutdown="interrupt"`` ends ``interrupted`` (:class:`RuntimeShutdown`), with the
+snapshot it had reached checkpointed, so a resume continues where it stopped.
+
 Why this is not built on :class:`crucible_actors.supervisor.Supervisor`: a run is not a
 set of long-lived children but one threaded sequence of attempts whose restart state is
 the Context snapshot; it needs ``rest_for_one`` over stages, per-stage windows and a
@@ -34,6 +38,7 @@ user-level utility built on the same restart rules (``_restart.py``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -44,7 +49,7 @@ from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
 from ._clock import deadline_scope_type, loop_clock
 from ._encoding import decode_context, decode_context_with, encode_context
-from ._errors import CrucibleError, RunCancelled, StageFailed, StageTimeout
+from ._errors import CrucibleError, RunCancelled, RuntimeShutdown, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
 from ._executor import PreparedStage
 from ._handle import AttemptRecord, RunHandle, RunStatus
@@ -64,6 +69,8 @@ if TYPE_CHECKING:
     from ._tracing import SpanRecorder
 
 __all__ = ["RunObserver", "RunSupervisor", "unwrap_fatal"]
+
+log = logging.getLogger("crucible_actors")
 
 
 @contextlib.contextmanager
@@ -93,6 +100,7 @@ class RunSupervisor(StageActor):
     """
 
     __slots__ = (
+        "_at",
         "_current_stage",
         "_generation",
         "_scope_type",
@@ -139,6 +147,8 @@ class RunSupervisor(StageActor):
         self._current_stage: str | None = None
         # The cancel scope class of timed attempts (looked up at the first one).
         self._scope_type: Callable[..., DeadlineScope] | None = None
+        #: The index of the stage ``snapshot`` is the Context before (updated with it).
+        self._at = start_index
 
     async def execute(self) -> None:
         """Run the pipeline and record the outcome on the handle; never raises Exception.
@@ -159,9 +169,12 @@ class RunSupervisor(StageActor):
         except StageFailed as exc:
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
-            err = RunCancelled(handle.run_id, stage=self._current_stage)
             with anyio.CancelScope(shield=True):
-                await self._end(RunStatus.CANCELLED, None, err, t0, "run_cancelled")
+                if handle._interrupt:  # the runtime shut down with on_shutdown="interrupt"
+                    await self._interrupted(t0)
+                else:
+                    err = RunCancelled(handle.run_id, stage=self._current_stage)
+                    await self._end(RunStatus.CANCELLED, None, err, t0, "run_cancelled")
             raise
         except Exception as exc:  # an internal or store error: the run fails, others go on
             failed = StageFailed(self._current_stage or "<run>", exc, None)
@@ -175,6 +188,23 @@ class RunSupervisor(StageActor):
             handle._scope = None
             if self.on_exit is not None:
                 self.on_exit(handle)
+
+    async def _interrupted(self, t0: float) -> None:
+        """End the run ``interrupted`` by the runtime's shutdown, resumable where it stopped.
+
+        The latest snapshot is checkpointed first (a no-op unless a stage completed since
+        the last checkpoint), so a resume runs no stage that completed here again.
+        """
+        ins = self.instruments
+        pipeline = self.handle.experiment.pipeline
+        if ins.observer is not None:  # the run persists
+            try:
+                await ins.checkpoint(self._at, self.snapshot)
+            except Exception:  # the previous checkpoint stands: that stage runs again
+                log.exception("could not checkpoint interrupted run %s", self.handle.run_id)
+        at = pipeline[self._at].label if self._at < len(pipeline) else None
+        err = RuntimeShutdown(self.handle.run_id, stage=at)
+        await self._end(RunStatus.INTERRUPTED, None, err, t0, "run_interrupted")
 
     async def _end(
         self,
@@ -199,6 +229,7 @@ class RunSupervisor(StageActor):
         ctx = decode_context(self.snapshot)
         skipped = [*ctx.assigns.get("skipped_stages", ()), label]
         self.snapshot = encode_context(ctx.assign("skipped_stages", skipped))
+        self._at = index + 1
         self.instruments.stage_skipped(index, label)
 
     def _prepare(self, index: int, stage_def: StageDef) -> PreparedStage:
@@ -318,6 +349,7 @@ class RunSupervisor(StageActor):
                     now = now_fn()
                     if isinstance(reply, msg.StageDone):
                         self.snapshot = reply.context
+                        self._at = index + 1
                         write = ins.attempt_completed(record, now)
                         if write is not None:
                             await write
@@ -356,6 +388,7 @@ class RunSupervisor(StageActor):
             )
             snapshot = encode_context(ctx)
         self.snapshot = snapshot
+        self._at = index + 1
         record = AttemptRecord(
             index, label, 1, "completed", started, self.instruments.now(), cache_hit=True
         )

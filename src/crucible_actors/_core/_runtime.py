@@ -5,7 +5,9 @@ and never disturbs its siblings (each run's wrapper catches its own errors, so t
 task group's cancel-all-on-error rule never fires for a run). ``max_concurrent_runs``
 caps how many runs execute at once; :meth:`Runtime.submit` waits for admission.
 Leaving :func:`open_runtime` cancels the runs still going, in parallel, giving stage
-cleanup (see :func:`cleanup_scope`) ``shutdown_grace`` seconds.
+cleanup (see :func:`cleanup_scope`) ``shutdown_grace`` seconds; with
+``on_shutdown="interrupt"`` they end ``interrupted`` instead of ``cancelled``, resumable
+from their last checkpoint by the next ``open_runtime(on_start="resume")`` on the store.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Runtime:
         recorder: Any,
         shutdown_grace: float,
         keep_finished: int,
+        on_shutdown: str = "cancel",
     ) -> None:
         self._tg = task_group
         self.registry = registry
@@ -88,6 +91,7 @@ class Runtime:
         self._slots = anyio.Semaphore(max_concurrent_runs) if max_concurrent_runs else None
         self._recorder = recorder
         self._grace = shutdown_grace
+        self._interrupt_on_shutdown = on_shutdown == "interrupt"
         self._active: dict[str, RunHandle] = {}
         self._finished: deque[RunHandle] = deque(maxlen=keep_finished)
         self._by_id: dict[str, RunHandle] = {}
@@ -297,8 +301,12 @@ class Runtime:
     async def _shutdown(self) -> None:
         self._closing = True
         deadline = anyio.current_time() + self._grace
+        interrupt = self._interrupt_on_shutdown
         for handle in list(self._active.values()):
             if not handle.done:
+                # A run already cancelled on request stays cancelled.
+                if interrupt and not handle._cancel_requested:
+                    handle._interrupt = True
                 handle._cancel_requested = True
                 handle.grace_deadline = deadline
                 if handle._scope is not None:
@@ -319,6 +327,7 @@ async def open_runtime(
     meter_provider: Any = None,
     process_workers: int | None = None,
     ray_address: str | None = None,
+    on_shutdown: str = "cancel",
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -326,19 +335,28 @@ async def open_runtime(
     URL; runs persist only when one is given. ``tracer_provider`` turns OpenTelemetry
     spans on (a globally installed SDK provider does too). On exit, runs still going are
     cancelled in parallel; their :func:`cleanup_scope` blocks get ``shutdown_grace``
-    seconds. ``keep_finished`` bounds how many finished handles :meth:`Runtime.runs`
-    remembers. ``executors`` registers executors by isolation name over the process-wide
-    ones (:mod:`crucible_actors.executors`); those that are async context managers are
-    entered before the first run and exited after the last. ``meter_provider`` records
-    this runtime's runs as OpenTelemetry metrics (:mod:`crucible_actors.metrics`) until
-    the runtime closes. ``process_workers`` sizes the runtime's warm process pool
-    (default: the CPU count); ``ray_address`` names the Ray cluster ``isolation="ray"``
-    stages run on (default: ``RAY_ADDRESS``, ``[ray] address`` in ``crucible.toml``, else
-    a local Ray started on first use and stopped on exit).
+    seconds. ``on_shutdown`` says how those runs end: ``"cancel"`` (the default) records
+    them ``cancelled``; ``"interrupt"`` records them ``interrupted`` with their last
+    checkpoint (their handles raise :class:`RuntimeShutdown`), and the next
+    ``on_start="resume"`` on the same store continues them without re-running the stages
+    they completed. A run cancelled on request stays ``cancelled`` either way.
+    ``on_start`` says what happens, before the runtime is yielded, to the runs a dead
+    process left ``running``: ``"mark_interrupted"`` (the default) marks them
+    ``interrupted``, ``"resume"`` resumes them from their last checkpoint (and the runs a
+    shutdown interrupted too), ``"ignore"`` leaves them. ``keep_finished`` bounds how many
+    finished handles :meth:`Runtime.runs` remembers. ``executors`` registers executors by
+    isolation name over the process-wide ones (:mod:`crucible_actors.executors`); those
+    that are async context managers are entered before the first run and exited after the
+    last.
+    ``meter_provider`` records this runtime's runs as OpenTelemetry metrics
+    (:mod:`crucible_actors.metrics`) until the runtime closes. ``process_workers`` sizes
+    the runtime's warm process pool (default: the CPU count); ``ray_address`` names the Ray
+    cluster ``isolation="ray"`` stages run on (default: ``RAY_ADDRESS``, ``[ray] address``
+    in ``crucible.toml``, else a local Ray started on first use and stopped on exit).
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive, or
-            ``on_start`` is unknown.
+            ``on_start`` or ``on_shutdown`` is unknown.
     """
     if max_concurrent_runs is not None and max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
@@ -348,6 +366,8 @@ async def open_runtime(
         raise ValueError(
             f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
         )
+    if on_shutdown not in ("cancel", "interrupt"):
+        raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
@@ -375,6 +395,7 @@ async def open_runtime(
                 recorder=recorder,
                 shutdown_grace=shutdown_grace,
                 keep_finished=keep_finished,
+                on_shutdown=on_shutdown,
             )
             rt.store = adapter.store if adapter is not None else None
             if adapter is not None and callable(getattr(rt.store, "get_cached_result", None)):

@@ -4,8 +4,12 @@ Binds 127.0.0.1:8765 by default. Listening on any other address needs a token
 (``--token-file``): without one the command refuses to start (exit 2), since anyone who
 reaches the port could run experiments. The runtime is opened before the socket is
 bound, on the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedded
-``./.crucible/crucible.db``, and resumes the runs a dead process left running. SIGINT
-or SIGTERM stop the server gracefully; runs still going are then cancelled.
+``./.crucible/crucible.db``, and resumes the runs a dead process left running or a
+stopped one interrupted. SIGINT or SIGTERM stop the server gracefully (a rolling restart,
+``kill``, a container stop): runs still going are then stopped as fast as a cancel would
+stop them, but recorded ``interrupted`` with their last checkpoint, and the next ``serve``
+on the same store resumes them without re-running the stages they completed
+(``--on-shutdown cancel`` records them ``cancelled`` instead, never to resume).
 
 Hypercorn runs on trio by default (its trio worker); ``--backend asyncio`` uses its
 asyncio worker. Needs ``pip install 'crucible-actors[serve]'``.
@@ -63,6 +67,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="ADDR",
         help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
         "in crucible.toml, else a local Ray started on first use)",
+    )
+    p.add_argument(
+        "--on-shutdown",
+        choices=("interrupt", "cancel"),
+        default="interrupt",
+        help="what SIGINT/SIGTERM does to runs still going: interrupt (default; the next "
+        "serve on the store resumes them) or cancel",
     )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.set_defaults(func=cmd_serve)
@@ -189,10 +200,17 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         max_concurrent_runs=args.max_concurrent_runs,
         on_start="resume",
         ray_address=args.ray_address,
+        on_shutdown=args.on_shutdown,
     ) as rt:
         # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
         where = redact_url(url)
+
+        async def stop_on_signal() -> None:
+            await _wait_for_signal()
+            # Open event streams end now, so the graceful close need not wait (and on
+            # asyncio, cancel) them; the runtime then interrupts the runs still going.
+            asgi.state.service.close_streams()
 
         def announce(binds: list[str]) -> None:
             for bind in binds:
@@ -203,7 +221,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
 
             async with anyio.create_task_group() as tg:
                 binds: Any = await tg.start(
-                    partial(trio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
+                    partial(trio_serve, asgi, config, shutdown_trigger=stop_on_signal)
                 )
                 announce(list(binds))
         else:
@@ -214,6 +232,4 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
             # stop, and on Python 3.11 that cancellation can outlive the group; it must
             # not reach the task that closes the runtime.
             async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    partial(asyncio_serve, asgi, config, shutdown_trigger=_wait_for_signal)
-                )
+                tg.start_soon(partial(asyncio_serve, asgi, config, shutdown_trigger=stop_on_signal))

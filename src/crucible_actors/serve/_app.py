@@ -3,8 +3,8 @@
 The app is plain ASGI, so it can be served by Hypercorn (what the CLI does) or mounted
 inside a host's own ASGI application. Given an open runtime it uses that runtime (and
 its registry and store) and needs no lifespan; without one it opens its own in its
-lifespan, with ``on_start="resume"``, in the server's event loop (trio or asyncio),
-never a second loop.
+lifespan, with ``on_start="resume"`` and ``on_shutdown="interrupt"``, in the server's
+event loop (trio or asyncio), never a second loop.
 
 Middleware, outermost first: Starlette's ``ServerErrorMiddleware``, :class:`_CatchAll`
 (turns any unexpected exception into the JSON 500 without a traceback, and logs it),
@@ -69,6 +69,7 @@ def create_app(
     max_queue: int = 100,
     max_concurrent_runs: int | None = None,
     shutdown_grace: float = 10.0,
+    on_shutdown: str = "interrupt",
     poll_interval: float = 1.0,
 ) -> Starlette:
     """Return the service as an ASGI (Starlette) application.
@@ -77,8 +78,10 @@ def create_app(
     runtime's owner closes it). Without one, the app's lifespan opens a runtime with
     ``registry`` (default :meth:`Registry.default`), ``store`` (a Store or URL; default
     :func:`~crucible_actors.store.default_store_url`), ``max_concurrent_runs`` and
-    ``shutdown_grace``, resuming runs a dead process left running, and closes it on
-    shutdown. With ``token`` every ``/api`` and ``/metrics`` request needs
+    ``shutdown_grace``, resuming runs a dead process left running or a shutdown
+    interrupted, and closes it on shutdown, ending the runs still going per
+    ``on_shutdown`` (``"interrupt"``: resumed by the next start; ``"cancel"``). With
+    ``token`` every ``/api`` and ``/metrics`` request needs
     ``Authorization: Bearer <token>``.
 
     Limits: request bodies over ``max_body`` bytes get 413; JSON nested deeper than
@@ -87,9 +90,11 @@ def create_app(
     ``poll_interval`` paces event streams of runs executed by another process.
 
     Raises:
-        ValueError: a limit is out of range, ``token`` is empty, or ``registry`` /
-            ``store`` contradict the given runtime's.
+        ValueError: a limit is out of range, ``token`` is empty, ``on_shutdown`` is
+            unknown, or ``registry`` / ``store`` contradict the given runtime's.
     """
+    if on_shutdown not in ("interrupt", "cancel"):
+        raise ValueError(f"on_shutdown must be 'interrupt' or 'cancel'; got {on_shutdown!r}")
     if token is not None and not token:
         raise ValueError("token must be a non-empty string (or None for no auth)")
     for name, value in (
@@ -132,6 +137,7 @@ def create_app(
             max_concurrent_runs=max_concurrent_runs,
             shutdown_grace=shutdown_grace,
             on_start="resume",
+            on_shutdown=on_shutdown,
         ) as rt:
             service.bind(rt)
             try:
@@ -231,7 +237,9 @@ class _Routes:
         after_text = request.query_params.get("after") or request.headers.get("last-event-id")
         after = _int_param(after_text, "after", default=0, low=0, high=2**62)
         source = await self.service.events(run_id, after)
-        return EventStream(source, keepalive=self.service.keepalive)
+        return EventStream(
+            source, keepalive=self.service.keepalive, closing=self.service.wait_closing
+        )
 
     async def trace(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -23,7 +23,7 @@ import msgspec
 from ._views import TERMINAL
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from starlette.types import Receive, Scope, Send
 
@@ -91,9 +91,17 @@ async def stored_events(
 class EventStream:
     """An ASGI response streaming SSE chunks from ``source`` with keep-alive comments."""
 
-    def __init__(self, source: AsyncIterator[bytes], *, keepalive: float = 15.0) -> None:
+    def __init__(
+        self,
+        source: AsyncIterator[bytes],
+        *,
+        keepalive: float = 15.0,
+        closing: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.source = source
         self.keepalive = keepalive
+        #: Returns when the server stops: the stream then ends (cleanly) before the run.
+        self.closing = closing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -139,9 +147,15 @@ class EventStream:
                     tg.cancel_scope.cancel()
                     return
 
+        async def close_on_stop(closing: Callable[[], Awaitable[None]]) -> None:
+            await closing()
+            tg.cancel_scope.cancel()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump)
             tg.start_soon(beat)
             tg.start_soon(watch)
+            if self.closing is not None:
+                tg.start_soon(close_on_stop, self.closing)
         if not gone:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

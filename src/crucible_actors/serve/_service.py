@@ -82,6 +82,7 @@ class Service:
         self.metrics = Metrics()
         self.keys = IdempotencyKeys()
         self._inflight: set[str] = set()
+        self._closing: anyio.Event | None = None  # made in the server's loop, when needed
         if runtime is not None:
             self.metrics.attach(runtime)
 
@@ -96,6 +97,23 @@ class Service:
         self.registry = runtime.registry
         self.store = getattr(runtime, "store", None)
         self.metrics.attach(runtime)
+
+    def close_streams(self) -> None:
+        """End every open event stream now, and the ones opened later at once.
+
+        Called when the server starts to stop: a stream would otherwise hold the graceful
+        close until its timeout cancels the connection. Clients see the stream end before
+        the run did and reconnect with ``Last-Event-ID`` once the service is back.
+        """
+        if self._closing is None:
+            self._closing = anyio.Event()
+        self._closing.set()
+
+    async def wait_closing(self) -> None:
+        """Wait until :meth:`close_streams` is called."""
+        if self._closing is None:
+            self._closing = anyio.Event()
+        await self._closing.wait()
 
     @property
     def rt(self) -> Runtime:
