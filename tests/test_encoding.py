@@ -193,12 +193,12 @@ def test_context_to_json_never_fails_and_writes_unknown_values_as_repr() -> None
     assert "Opaque" in data["assigns"]["thing"]
 
 
-def test_sanitize_turns_nested_tuples_into_lists() -> None:
-    from crucible_actors._core._encoding import sanitize
+def test_to_json_safe_turns_nested_tuples_into_lists() -> None:
+    from crucible_actors._core._encoding import to_json_safe
 
-    assert sanitize({"a": (1, (2, 3)), "b": [(1, 2)], "c": {"d": ((),)}}) == {
+    assert to_json_safe({"a": (1, (2, 3)), "b": [(1, 2)], "c": {"d": ((),)}}) == {
         "a": [1, [2, 3]],
         "b": [[1, 2]],
         "c": {"d": [[]]},
     }
-    assert type(sanitize((1,))) is list
+    assert type(to_json_safe((1,))) is list

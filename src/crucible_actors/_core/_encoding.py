@@ -23,7 +23,6 @@ __all__ = [
     "decode_context",
     "enc_hook",
     "encode_context",
-    "sanitize",
     "to_json_safe",
 ]
 
@@ -200,10 +199,6 @@ def to_json_safe(value: Any) -> Any:
     result through JSON so every store returns the same values.
     """
     return _lists(msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True))
-
-
-#: Former name of :func:`to_json_safe`, kept while ``trace``, ``cli`` and ``serve`` move.
-sanitize = to_json_safe
 
 
 def _lists(value: Any) -> Any:

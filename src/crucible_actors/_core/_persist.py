@@ -67,9 +67,6 @@ __all__ = [
 
 log = logging.getLogger("crucible_actors")
 
-#: Former name of :func:`as_stored_json`, kept while ``serve`` and ``cli`` move.
-sanitize = as_stored_json
-
 _default_opener: StoreOpener | None = None
 
 

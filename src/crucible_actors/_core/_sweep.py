@@ -403,9 +403,9 @@ async def submit_sweep(
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
-    from ._encoding import sanitize
+    from ._encoding import to_json_safe
 
-    safe: dict[str, Any] = sanitize(value)
+    safe: dict[str, Any] = to_json_safe(value)
     return safe
 
 

@@ -22,7 +22,7 @@ import msgspec
 import msgspec.structs
 
 from ._decision import append_event, check_event, new_chain
-from ._encoding import sanitize
+from ._encoding import to_json_safe
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -156,7 +156,7 @@ def emit_decision(
 
 def _json_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``metadata`` as plain JSON data, so it round-trips through save and load."""
-    data = msgspec.json.decode(msgspec.json.encode(sanitize(_str_keys(metadata))))
+    data = msgspec.json.decode(msgspec.json.encode(to_json_safe(_str_keys(metadata))))
     return data if isinstance(data, dict) else {}
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 from .._core._handle import RunHandle, RunStatus
 from .._core._ir_load import load_experiment
 from .._core._registry import Registry
@@ -129,7 +129,7 @@ def _print_summary(handle: RunHandle) -> None:
 
 
 def _metric_text(value: Any, limit: int = 100) -> str:
-    text = json.dumps(sanitize(value), sort_keys=True)
+    text = json.dumps(to_json_safe(value), sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
 from ._format import _elapsed, _positive, _seconds, _table
@@ -139,7 +139,7 @@ def _rich_table(
 
 
 def _json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(sanitize(doc), indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(to_json_safe(doc), indent=2, sort_keys=True) + "\n")
 
 
 def _stages(attempts: list[StageAttempt]) -> list[dict[str, Any]]:
@@ -320,7 +320,7 @@ def _artifact_rows(artifacts: Sequence[ArtifactRecord]) -> list[list[str]]:
 
 
 def _metric_text(value: Any, limit: int = 100) -> str:
-    text = json.dumps(sanitize(value), sort_keys=True)
+    text = json.dumps(to_json_safe(value), sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 from .._core._ir import stage_ref
 from .._core._registry import Registry
 from ..schema import format_type_spec
@@ -43,7 +43,7 @@ def _keys(keys: Any) -> str:
 
 
 def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    out = dict(sanitize({k: v for k, v in schema.items() if k != "types"}))
+    out = dict(to_json_safe({k: v for k, v in schema.items() if k != "types"}))
     out["types"] = {k: format_type_spec(v) for k, v in schema.get("types", {}).items()}
     return out
 
@@ -150,14 +150,14 @@ class OptionRow:
     @property
     def default_text(self) -> str:
         """The default as JSON, or ``""`` when the option has none."""
-        return json.dumps(sanitize(self.default)) if self.has_default else ""
+        return json.dumps(to_json_safe(self.default)) if self.has_default else ""
 
     @property
     def allowed_text(self) -> str:
         """The allowed values as JSON, comma-separated, or ``""`` when any value goes."""
         if self.allowed is None:
             return ""
-        return ", ".join(json.dumps(sanitize(v)) for v in self.allowed)
+        return ", ".join(json.dumps(to_json_safe(v)) for v in self.allowed)
 
 
 def option_rows(stage_obj: object, schema: dict[str, Any]) -> list[OptionRow]:

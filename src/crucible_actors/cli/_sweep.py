@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 
 if TYPE_CHECKING:
     import argparse
@@ -42,7 +42,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _value(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(sanitize(v))
+    return v if isinstance(v, str) else json.dumps(to_json_safe(v))
 
 
 def _metric_text(metrics: dict[str, Any], limit: int = 3) -> str:
@@ -147,7 +147,8 @@ def list_sweep(args: argparse.Namespace, url: str) -> int:
     record, points, runs = anyio.run(main, backend="trio")
     if args.json:
         sys.stdout.write(
-            json.dumps(sanitize(_doc(url, record, points, runs)), indent=2, sort_keys=True) + "\n"
+            json.dumps(to_json_safe(_doc(url, record, points, runs)), indent=2, sort_keys=True)
+            + "\n"
         )
         return 0
     done = sum(1 for r in runs.values() if r is not None and r.status == "completed")
@@ -215,7 +216,7 @@ def run_sweep(
             point=p.point,
             repeat=p.repeat,
             run_id=p.run_id,
-            parameters=sanitize(p.parameters),
+            parameters=to_json_safe(p.parameters),
             seed=p.seed,
         )
         for p in handle.points
@@ -231,7 +232,7 @@ def run_sweep(
                 id=run.run_id,
                 experiment_id=experiment.id,
                 status=run.status.value,
-                metrics=sanitize(ctx.metrics) if ctx is not None else {},
+                metrics=to_json_safe(ctx.metrics) if ctx is not None else {},
             )
         )
     counts = handle.statistics().by_status
@@ -242,7 +243,7 @@ def run_sweep(
             points,
             runs,
         )
-        sys.stdout.write(json.dumps(sanitize(doc), indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(to_json_safe(doc), indent=2, sort_keys=True) + "\n")
     else:
         headers, rows = _rows(points, runs)
         drop = headers.index("DURATION")

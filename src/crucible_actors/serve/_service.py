@@ -22,7 +22,7 @@ from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError, RunNotFound, StoreError
 from .._core._ir import stage_ref
 from .._core._ir_load import experiment_from_mapping
-from .._core._persist import artifacts_from_context, decode_checkpoint, sanitize
+from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
@@ -192,11 +192,11 @@ class Service:
                 summary,
                 pipeline=pipeline_of(handle.experiment),
                 attempts=[(r.index, attempt_from_handle(handle, r)) for r in handle.attempts],
-                metrics=sanitize(ctx.metrics) if ctx is not None else {},
-                outputs=sanitize(ctx.outputs) if ctx is not None else [],
+                metrics=as_stored_json(ctx.metrics) if ctx is not None else {},
+                outputs=as_stored_json(ctx.outputs) if ctx is not None else [],
                 artifacts=artifact_views(records, base, run_id),
                 has_trace=trace is not None and bool(trace.events),
-                experiment=sanitize(handle.experiment),
+                experiment=as_stored_json(handle.experiment),
             )
         assert self.store is not None
         stored_attempts = await self.store.list_attempts(run_id)
@@ -217,7 +217,7 @@ class Service:
         definition: dict[str, Any] | None = None
         pipeline: list[tuple[str, bool]] = []
         if experiment is not None:
-            definition = sanitize(experiment)
+            definition = as_stored_json(experiment)
             pipeline = pipeline_of(experiment)
         else:
             definition, pipeline = await self._stored_definition(record.experiment_id)

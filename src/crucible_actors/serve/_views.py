@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .._core._handle import RunStatus
-from .._core._persist import sanitize
+from .._core._records import as_stored_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -135,7 +135,7 @@ def summary_from_handle(handle: RunHandle) -> dict[str, Any]:
         "started_at": _iso_wall(_wall_of(handle, handle.started_at)),
         "finished_at": _iso_wall(_wall_of(handle, finished)),
         "duration": duration,
-        "failure": sanitize(handle._failure_summary()) if status in TERMINAL else None,
+        "failure": as_stored_json(handle._failure_summary()) if status in TERMINAL else None,
     }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 from .._core._trace_query import chain_confidence_stats
 from ._text import confidence_class, duration, iso, offset, type_label
 
@@ -138,7 +138,7 @@ def export_html_chain(chain: TraceChain) -> str:
         if event.spec_reference:
             meta.append(f"<span>Spec: {_e(event.spec_reference)}</span>")
         if event.metadata:
-            encoded = msgspec.json.encode(sanitize(event.metadata)).decode()
+            encoded = msgspec.json.encode(to_json_safe(event.metadata)).decode()
             meta.append(f"<span>Metadata: <code>{_e(encoded)}</code></span>")
         cards.append(
             f'<div class="event" id="event-{_e(event.id)}" data-type="{_e(event.type)}">'

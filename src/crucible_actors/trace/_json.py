@@ -18,7 +18,7 @@ import anyio
 import msgspec
 
 from .._core._decision import TraceChain
-from .._core._encoding import sanitize
+from .._core._encoding import to_json_safe
 
 if TYPE_CHECKING:
     from .._core._context import Context
@@ -33,7 +33,7 @@ def export_json(ctx: Context) -> str | None:
 
 def export_json_chain(chain: TraceChain) -> str:
     """Return ``chain`` as indented JSON (timestamps in ISO 8601); never fails on odd values."""
-    return msgspec.json.format(msgspec.json.encode(sanitize(chain)), indent=2).decode()
+    return msgspec.json.format(msgspec.json.encode(to_json_safe(chain)), indent=2).decode()
 
 
 async def save_trace(ctx: Context, path: str | Path) -> Path:
