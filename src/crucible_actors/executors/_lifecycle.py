@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from .._core._executor import ExecutorSettings
     from .._core._stage import Stage
 
-__all__ = ["LocalSetups", "run_setup", "run_teardown"]
+__all__ = ["LocalExecutor", "LocalSetups", "run_setup", "run_teardown"]
 
 log = logging.getLogger("crucible_actors")
 
@@ -74,3 +78,31 @@ class LocalSetups:
         done, self._done = self._done, {}
         for stage_obj in reversed(done.values()):
             await run_teardown(stage_obj)
+
+
+class LocalExecutor:
+    """What the in-process executors (inline, thread) share: stages set up once per runtime.
+
+    A subclass defines ``run``. Each runtime gets its own instance (:meth:`for_runtime`),
+    so set-up stages are torn down when that runtime closes.
+    """
+
+    __slots__ = ("_setups",)
+
+    def __init__(self) -> None:
+        self._setups = LocalSetups()
+
+    def for_runtime(self, settings: ExecutorSettings) -> Self:
+        """Return a new runtime's own executor of this kind (its own set-up stages)."""
+        return type(self)()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._setups.teardown_all()

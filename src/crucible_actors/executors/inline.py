@@ -11,39 +11,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._core._execute import checked_result, invoke_stage
-from ._lifecycle import LocalSetups
+from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._core import _messages as msg
-    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
+    from .._core._executor import AttemptIO, PreparedStage
 
 __all__ = ["InlineExecutor"]
 
 
-class InlineExecutor:
+class InlineExecutor(LocalExecutor):
     """Runs attempts on the caller's loop (see the module docstring)."""
 
-    __slots__ = ("_setups",)
-
-    def __init__(self) -> None:
-        self._setups = LocalSetups()
-
-    def for_runtime(self, settings: ExecutorSettings) -> InlineExecutor:
-        """Return a new runtime's own inline executor (its own set-up stages)."""
-        return type(self)()
-
-    async def __aenter__(self) -> InlineExecutor:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._setups.teardown_all()
+    __slots__ = ()
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO

@@ -14,41 +14,21 @@ import anyio
 import anyio.to_thread
 
 from .._core._execute import invoke_stage
-from ._lifecycle import LocalSetups
+from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .._core import _messages as msg
     from .._core._context import Context
-    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
+    from .._core._executor import AttemptIO, PreparedStage
     from .._core._stage import StageInfo
 
 __all__ = ["ThreadExecutor"]
 
 
-class ThreadExecutor:
+class ThreadExecutor(LocalExecutor):
     """Runs attempts in worker threads (see the module docstring)."""
 
-    __slots__ = ("_setups",)
-
-    def __init__(self) -> None:
-        self._setups = LocalSetups()
-
-    def for_runtime(self, settings: ExecutorSettings) -> ThreadExecutor:
-        """Return a new runtime's own thread executor (its own set-up stages)."""
-        return type(self)()
-
-    async def __aenter__(self) -> ThreadExecutor:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._setups.teardown_all()
+    __slots__ = ()
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
