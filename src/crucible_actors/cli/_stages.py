@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-__all__ = ["OptionRow", "allowed_values", "option_descriptions", "option_rows", "register"]
+__all__ = [
+    "OptionRow",
+    "allowed_values",
+    "option_descriptions",
+    "option_rows",
+    "pipeline_rows",
+    "register",
+]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +42,61 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stages", help="list registered stages and their options")
     p.add_argument("-n", "--name", help="show the full schema of one stage")
     p.add_argument("--json", action="store_true", help="print the schemas as JSON")
+    p.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="list the stages of an experiment file: where each runs (isolation, pool, "
+        "resources) and its supervision policy",
+    )
     p.set_defaults(func=cmd_stages)
+
+
+def pipeline_rows(path: str) -> list[dict[str, Any]]:
+    """Return one row per stage of the experiment file ``path``: name, where it runs, policy.
+
+    Raises:
+        InvalidExperiment: the file does not load (the message names the file and field).
+    """
+    from .._core._ir_load import load_experiment
+
+    exp = load_experiment(path)
+    rows: list[dict[str, Any]] = []
+    for index, sd in enumerate(exp.pipeline, 1):
+        ref = sd.stage if isinstance(sd.stage, str) or sd.stage is None else stage_ref(sd.stage)
+        rows.append(
+            {
+                "index": index,
+                "label": sd.label,
+                "stage": ref or sd.name,
+                "isolation": sd.isolation,
+                "pool": sd.pool,
+                "resources": dict(sd.resources),
+                "timeout": sd.timeout,
+                "restart": sd.restart,
+                "enabled": sd.enabled,
+            }
+        )
+    return rows
+
+
+def _pipeline_line(row: dict[str, Any]) -> str:
+    parts = [f"{row['index']}. {row['label']}"]
+    if row["stage"] != row["label"]:
+        parts.append(f"({row['stage']})")
+    parts.append(f"isolation={row['isolation']}")
+    if row["pool"] != 1:
+        parts.append(f"pool={row['pool']}")
+    if row["resources"]:
+        parts.append(
+            "resources: " + " ".join(f"{k}={v}" for k, v in sorted(row["resources"].items()))
+        )
+    if row["timeout"] is not None:
+        parts.append(f"timeout={row['timeout']}s")
+    parts.append(f"restart={row['restart']}")
+    if not row["enabled"]:
+        parts.append("(disabled)")
+    return "  ".join(parts)
 
 
 def _keys(keys: Any) -> str:
@@ -284,6 +345,20 @@ def cmd_stages(args: argparse.Namespace, registry: Registry | None = None) -> in
     """Print the stage list or one stage's detail; 2 for an unknown name."""
     reg = registry if registry is not None else Registry.default()
     out = sys.stdout
+    if getattr(args, "file", None) is not None:
+        from .._core._errors import CrucibleError
+
+        try:
+            rows = pipeline_rows(args.file)
+        except (CrucibleError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps({"file": args.file, "stages": rows}, indent=2, sort_keys=True))
+        else:
+            for row in rows:
+                print(_pipeline_line(row), file=out)
+        return 0
     console = None if args.json else stdout_console()
     rich_out = console is not None and fancy(console)
     if args.name is not None:
