@@ -14,7 +14,7 @@ import pickle
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -40,6 +40,9 @@ from crucible_actors.cli import main
 from crucible_actors.errors import BlobCorrupt, BlobMissing, EncodeError, MessageError
 from crucible_actors.store import open_store
 from crucible_actors.store._blobs import DirectoryBlobStore
+
+if TYPE_CHECKING:
+    from crucible_actors._core._ir import Isolation
 
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
@@ -397,7 +400,7 @@ def data_registry() -> Registry:
     return reg
 
 
-def data_experiment(isolation: str = "inline", **check_opts: Any) -> Experiment:
+def data_experiment(isolation: Isolation = "inline", **check_opts: Any) -> Experiment:
     return Experiment(
         id="data",
         pipeline=[
@@ -416,7 +419,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("isolation", ["inline", "thread"])
 async def test_values_survive_every_stage_on_each_executor_and_store(
-    isolation: str, store_url: str
+    isolation: Isolation, store_url: str
 ) -> None:
     final = await ca.run_async(
         data_experiment(isolation), registry=data_registry(), store=store_url
