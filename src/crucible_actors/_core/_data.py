@@ -61,6 +61,8 @@ __all__ = [
     "inline_blobs",
     "is_plain",
     "locate_blob_error",
+    "reset_codec",
+    "set_codec",
     "type_label",
     "use_blob_store",
     "use_codec",
@@ -235,6 +237,19 @@ def use_codec(codec: BlobCodec | None) -> Iterator[None]:
         _current.reset(token)
 
 
+def set_codec(codec: BlobCodec | None) -> contextvars.Token[BlobCodec | None]:
+    """Make ``codec`` current; the cheap form of :func:`use_codec` for hot paths.
+
+    A task that sets it for its whole life need not reset it (its context dies with it).
+    """
+    return _current.set(codec)
+
+
+def reset_codec(token: contextvars.Token[BlobCodec | None]) -> None:
+    """Undo a :func:`set_codec`."""
+    _current.reset(token)
+
+
 def current_codec() -> BlobCodec | None:
     """Return the codec :func:`use_blob_store` made current, or None."""
     return _current.get()
@@ -286,26 +301,49 @@ def all_plain(
 ) -> bool:
     """Whether every user value of a Context is plain (the encoder's hot path).
 
-    One walk over all of them, without depth tracking (a value nested deeper than msgspec
-    recurses fails its encode, and the slow path then names it); at most
-    ``_WALK_BUDGET`` items are visited. Top-level scalars cost one type check each.
+    Top-level scalars cost one type check each and allocate nothing; containers go to
+    :func:`_walk_plain`. Written out rather than looped over the four groups: this runs
+    once per stage, and generator objects cost more than the checks.
     """
     scalars = _SCALARS
-    stack: list[Any] = []
+    stack: list[Any] | None = None
     for v in assigns.values():
         if type(v) not in scalars:
-            stack.extend(v for v in assigns.values() if type(v) not in scalars)
-            break
-    for v in metrics.values():
-        if type(v) not in scalars:
-            stack.extend(v for v in metrics.values() if type(v) not in scalars)
-            break
+            if stack is None:
+                stack = [v]
+            else:
+                stack.append(v)
+    if metrics:
+        for v in metrics.values():
+            if type(v) not in scalars:
+                if stack is None:
+                    stack = [v]
+                else:
+                    stack.append(v)
     if outputs:
-        stack.extend(v for v in outputs if type(v) not in scalars)
+        for v in outputs:
+            if type(v) not in scalars:
+                if stack is None:
+                    stack = [v]
+                else:
+                    stack.append(v)
     if artifacts:
-        stack.extend(v for v in artifacts.values() if type(v) not in scalars)
-    if not stack:
-        return True
+        for v in artifacts.values():
+            if type(v) not in scalars:
+                if stack is None:
+                    stack = [v]
+                else:
+                    stack.append(v)
+    return True if stack is None else _walk_plain(stack)
+
+
+def _walk_plain(stack: list[Any]) -> bool:
+    """Whether the containers on ``stack`` hold only plain values.
+
+    No depth tracking (a value nested deeper than msgspec recurses fails its encode, and
+    the slow path then names it); at most ``_WALK_BUDGET`` items are visited.
+    """
+    scalars = _SCALARS
     budget = _WALK_BUDGET
     push = stack.append
     pop = stack.pop
