@@ -35,6 +35,8 @@ import anyio.to_thread
 
 from .._core._errors import MissingDependency, StoreError, StoreUnavailable
 from . import _sql
+from ._blobs import DirectoryBlobStore
+from ._pg_blobs import PostgresBlobStore, blob_options
 from ._sql import redact_url
 from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
@@ -42,6 +44,8 @@ from ._writer import GroupCommitWriter
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from datetime import datetime
+
+    from .._core._blobs import BlobStore
 
 
 __all__ = ["PostgresStore", "open_postgres_store"]
@@ -196,6 +200,8 @@ class PostgresStore(SQLStore):
 
     local = False
     _writer: _PgWriter
+    #: Where large Context values live: the database, or the ``?blobs=DIR`` directory.
+    blobs: BlobStore
 
     def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:
         self._name = name
@@ -247,6 +253,9 @@ async def open_postgres_store(
 ) -> AsyncIterator[PostgresStore]:
     """Open the PostgreSQL store at ``url`` (a libpq URL or conninfo string).
 
+    Blobs (large Context values) go to the database's ``blobs`` tables, read through a
+    cache directory (``?blob_cache=DIR``, default ``~/.cache/crucible-actors/blobs``), or
+    to a directory every process can reach with ``?blobs=/shared/dir``.
     ``migrate`` applies missing migrations first; otherwise the schema must be current.
     ``connect_timeout`` bounds connecting (libpq rounds it up to 2 s at least) and
     waiting for a pooled connection; ``pool_size`` connections serve one writer and
@@ -260,6 +269,7 @@ async def open_postgres_store(
     """
     psycopg, psycopg_pool = _drivers()
     name = redact_url(url)
+    url, blob_dir, blob_cache = blob_options(url)
     timeout = max(2, math.ceil(connect_timeout))
     params = psycopg.conninfo.conninfo_to_dict(url)
     connect_kwargs: dict[str, Any] = {"autocommit": True}
@@ -309,6 +319,11 @@ async def open_postgres_store(
     writer = _PgWriter(pool, store=name, max_batch=max_batch)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
+    store.blobs = (
+        DirectoryBlobStore(blob_dir, durability="power")
+        if blob_dir is not None
+        else PostgresBlobStore(url, cache_dir=blob_cache, pool=pool)
+    )
     try:
         async with writer.running("crucible postgres writer"):
             yield store
