@@ -11,7 +11,6 @@ import pytest
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
 from crucible_actors.store import open_store
 from crucible_actors.store import _pg_blobs
-from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
 from crucible_actors.store._pg_blobs import PostgresBlobStore, blob_options
 
 if TYPE_CHECKING:
@@ -125,8 +124,7 @@ def test_the_location_reopens_the_store_in_another_process(
     location = blobs.location()
     assert location.startswith("postgresql://")
     assert f"blob_cache={tmp_path}" in location.replace("%2F", "/")
-    reopened = open_blob_store(location)
-    assert isinstance(reopened, PostgresBlobStore)
+    reopened = PostgresBlobStore.from_location(location)
     try:
         assert reopened.cache_dir == blobs.cache_dir
         assert bytes(reopened.open(digest)) == data

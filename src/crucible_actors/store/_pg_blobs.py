@@ -141,6 +141,16 @@ class PostgresBlobStore:
         self._conn_lock = threading.Lock()
         self._verified: set[str] = set()
 
+    @classmethod
+    def from_location(cls, location: str) -> PostgresBlobStore:
+        """Reopen a store from its :meth:`location` (in a worker process, say).
+
+        Raises:
+            StoreUnavailable: ``location`` has a bad ``blob_cache=`` option.
+        """
+        url, _, cache_dir = blob_options(location)
+        return cls(url, cache_dir=cache_dir)
+
     def __repr__(self) -> str:
         return f"PostgresBlobStore({self.name!r}, cache_dir={str(self.cache_dir)!r})"
 

@@ -35,7 +35,6 @@ import anyio.to_thread
 
 from .._core._errors import MissingDependency, StoreError, StoreUnavailable
 from . import _sql
-from ._blobs import DirectoryBlobStore
 from ._pg_blobs import PostgresBlobStore, blob_options
 from ._sql import redact_url
 from ._sqlstore import SQLStore
@@ -319,11 +318,12 @@ async def open_postgres_store(
     writer = _PgWriter(pool, store=name, max_batch=max_batch)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
-    store.blobs = (
-        DirectoryBlobStore(blob_dir, durability="power")
-        if blob_dir is not None
-        else PostgresBlobStore(url, cache_dir=blob_cache, pool=pool)
-    )
+    if blob_dir is not None:
+        from ._blobs import DirectoryBlobStore
+
+        store.blobs = DirectoryBlobStore(blob_dir, durability="power")
+    else:
+        store.blobs = PostgresBlobStore(url, cache_dir=blob_cache, pool=pool)
     try:
         async with writer.running("crucible postgres writer"):
             yield store
