@@ -7,10 +7,10 @@ import threading
 from typing import TYPE_CHECKING
 
 import pytest
+from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
 
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
-from crucible_actors.store import open_store
-from crucible_actors.store import _pg_blobs
+from crucible_actors.store import _pg_blobs, open_store
 from crucible_actors.store._pg_blobs import PostgresBlobStore, blob_options
 
 if TYPE_CHECKING:
@@ -168,9 +168,7 @@ def test_a_damaged_database_copy_raises_blob_corrupt(
         reader.close()
 
 
-def test_delete_frees_the_rows_and_the_cached_file(
-    blobs: PostgresBlobStore, migrated: str
-) -> None:
+def test_delete_frees_the_rows_and_the_cached_file(blobs: PostgresBlobStore, migrated: str) -> None:
     data = b"d" * 1234
     digest = _sha(data)
     blobs.put(digest, [data], len(data))
