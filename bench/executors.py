@@ -255,7 +255,7 @@ async def stage_gaps(
         id=f"data_{isolation}",
         pipeline=[
             StageDef(name="make_data", options={"mb": mb}),
-            *[StageDef(name="stamp", label=f"s{i}", isolation=isolation) for i in range(k)],
+            *[StageDef(name="stamp", isolation=isolation) for i in range(k)],
         ],
     )  # type: ignore[arg-type]
     url = f"sqlite:///{tmp}/{isolation}_{mb}.db"

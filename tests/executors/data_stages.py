@@ -54,3 +54,18 @@ def read_array_then_exit_once(ctx: Context, opts: Any) -> Context:
     if ctx.telemetry_context["attempt"] == 1:
         os._exit(1)
     return ctx.put_metric("sum", total).put_metric("pid", os.getpid())
+
+
+class ArrayReader(ca.Stage):
+    """A stateful stage (its own worker or actor) that reads ``X`` like ``read_array``."""
+
+    name = "array_reader"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "description": "d", "required": [], "optional": [], "types": {}}
+
+    def setup(self) -> None:
+        self.loaded = os.getpid()
+
+    def run(self, ctx: Context, opts: Any) -> Context:
+        return read_array(ctx, opts).put_metric("actor_pid", self.loaded)

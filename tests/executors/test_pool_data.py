@@ -52,7 +52,7 @@ async def test_an_array_reaches_a_process_stage_mapped_read_only_not_through_the
         pipeline=[
             StageDef(name="make_array"),
             StageDef(name="read_array", isolation="process"),
-            StageDef(name="read_array", label="again", isolation="process"),
+            StageDef(name="read_array", isolation="process"),
         ],
     )
     expected = data_stages.big_array()
@@ -119,8 +119,8 @@ async def test_a_memory_store_sends_values_inline_and_stores_large_results() -> 
         pipeline=[
             StageDef(name="make_array", options={"seed": 1}),
             StageDef(name="read_array", isolation="process"),
-            StageDef(name="make_array", label="remake", isolation="process", options={"seed": 2}),
-            StageDef(name="read_array", label="last"),
+            StageDef(name="make_array", isolation="process", options={"seed": 2}),
+            StageDef(name="read_array"),
         ],
     )
     async with ca.open_runtime(registry=_registry(), store="memory://", process_workers=1) as rt:

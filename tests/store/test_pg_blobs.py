@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
 
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
 from crucible_actors.store import _pg_blobs, open_store
+from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
 from crucible_actors.store._pg_blobs import PostgresBlobStore, blob_options
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sha(data: bytes) -> str:
@@ -219,8 +221,42 @@ async def test_the_store_keeps_its_blobs_in_the_database(pg_url: str, tmp_path: 
 async def test_blobs_option_puts_them_in_a_shared_directory(pg_url: str, tmp_path: Path) -> None:
     async with open_store(f"{pg_url}&blobs={tmp_path}/shared", migrate=True) as store:
         assert isinstance(store.blobs, DirectoryBlobStore)
-        assert store.blobs.location() == f"file://{tmp_path}/shared"
+        assert store.blobs.location() == f"file://{tmp_path}/shared?durability=power"
         data = b"b" * 100
         digest = _sha(data)
         store.blobs.put(digest, [data], len(data))
         assert bytes(open_blob_store(store.blobs.location()).open(digest)) == data
+
+
+async def test_a_pool_worker_reads_the_array_through_its_own_cache(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker reopens the store from its location: the database URL and the cache.
+    np = pytest.importorskip("numpy")
+    import crucible_actors as ca
+    from crucible_actors import Experiment, Registry, StageDef
+    from crucible_actors.executors import PoolExecutor
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from tests.executors import data_stages
+
+    reg = Registry()
+    reg.register(data_stages.make_array)
+    reg.register(data_stages.read_array)
+    exp = Experiment(
+        id="e",
+        pipeline=[StageDef(name="make_array"), StageDef(name="read_array", isolation="process")],
+    )
+    async with open_store(f"{pg_url}&blob_cache={tmp_path}/cache", migrate=True) as store:
+        async with ca.open_runtime(registry=reg, store=store, process_workers=1) as rt:
+            ctx = await (await rt.submit(exp)).result()
+            pool = rt.executors["process"]
+            assert isinstance(pool, PoolExecutor)
+            sent = pool.statistics().bytes_sent
+        (blob,) = list(store.blobs.list())
+    expected = data_stages.big_array()
+    assert ctx.get_metric("sum") == float(expected.sum())
+    assert ctx.get_metric("writeable") is False
+    assert np.array_equal(ctx.assigns["X"], expected)
+    assert sent < 64 * 1024
+    assert 40_000_000 < blob.size < 40_100_000

@@ -198,9 +198,6 @@ class PostgresStore(SQLStore):
     """
 
     local = False
-    #: No blob store yet: large Context values stay inline in the checkpoints (issue 22:
-    #: the PostgreSQL blob store replaces this).
-    blobs: BlobStore | None = None
     _writer: _PgWriter
     #: Where large Context values live: the database, or the ``?blobs=DIR`` directory.
     blobs: BlobStore
