@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._core._blobs import BlobInfo
 from .._core._errors import BlobCorrupt, BlobMissing, StoreUnavailable
+from ._pg_driver import drivers, wrap_pg_error
 from ._sql import redact_url
 
 if TYPE_CHECKING:
@@ -158,9 +159,7 @@ class PostgresBlobStore:
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
-        from ._postgres import _drivers, wrap_pg_error
-
-        psycopg, psycopg_pool = _drivers()
+        psycopg, psycopg_pool = drivers()
         try:
             if self._pool is not None:
                 with self._pool.connection() as conn:

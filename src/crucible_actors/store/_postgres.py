@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from .._core._errors import MissingDependency, StoreError, StoreUnavailable
+from .._core._errors import StoreError, StoreUnavailable
 from . import _sql
 from ._pg_blobs import PostgresBlobStore, blob_options
+from ._pg_driver import drivers as _drivers
+from ._pg_driver import wrap_pg_error
 from ._sql import redact_url
 from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
@@ -51,39 +53,6 @@ __all__ = ["PostgresStore", "open_postgres_store"]
 
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
-
-
-def _drivers() -> tuple[Any, Any]:
-    try:
-        import psycopg
-        import psycopg_pool
-    except ImportError as exc:
-        raise MissingDependency("psycopg", "the PostgreSQL store", extra="postgres") from exc
-    return psycopg, psycopg_pool
-
-
-def wrap_pg_error(exc: BaseException, store: str) -> StoreError:
-    """Return the StoreError subclass that reports the psycopg error ``exc``."""
-    if isinstance(exc, StoreError):
-        return exc
-    psycopg, psycopg_pool = _drivers()
-    err: StoreError
-    if isinstance(exc, psycopg_pool.PoolTimeout):
-        err = StoreUnavailable(f"no database connection available in time ({exc})", store=store)
-    elif isinstance(exc, psycopg.errors.DiskFull):
-        err = StoreUnavailable(f"the server's disk is full ({exc})", store=store)
-    elif isinstance(exc, psycopg.errors.UndefinedTable):
-        err = StoreUnavailable(
-            f"the crucible-actors tables are missing ({exc}); "
-            f"run: crucible-actors db migrate --store {store}",
-            store=store,
-        )
-    elif isinstance(exc, psycopg.OperationalError):
-        err = StoreUnavailable(f"cannot use the server: {exc}".strip(), store=store)
-    else:
-        err = StoreError(f"{type(exc).__name__}: {exc}", store=store)
-    err.__cause__ = exc
-    return err
 
 
 @cache
