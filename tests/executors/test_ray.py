@@ -433,3 +433,31 @@ async def test_an_array_made_on_ray_comes_back_and_is_stored_by_the_driver(
     assert stats["blob_puts"] == 0  # nothing went out
     assert len(blobs) == 1
     assert 40_000_000 < blobs[0] < 40_100_000
+
+
+@pytest.mark.usefixtures("ray_local")
+async def test_blobs_over_the_ray_cache_budget_are_dropped_and_put_again_when_needed() -> None:
+    from crucible_actors.executors import RayExecutor
+
+    from . import data_stages
+
+    def exp(seed: int) -> Experiment:
+        return Experiment(
+            id="e",
+            pipeline=[
+                StageDef(name="make_array", options={"seed": seed}),
+                StageDef(name="read_array", isolation="ray"),
+                StageDef(name="read_array", isolation="ray"),
+            ],
+        )
+
+    executor = RayExecutor(blob_cache_bytes=50_000_000)  # room for one 40 MB array
+    async with ca.open_runtime(
+        registry=_data_registry(), store="memory://", executors={"ray": executor}
+    ) as rt:
+        sums = [(await (await rt.submit(exp(s))).result()).get_metric("sum") for s in (0, 1, 0)]
+        stats = _ray_executor(rt).statistics()
+    assert sums == [float(data_stages.big_array(s).sum()) for s in (0, 1, 0)]
+    # Seed 0, then seed 1 (seed 0 dropped), then seed 0 again: three puts, one held.
+    assert (stats["blob_puts"], stats["blobs_held"]) == (3, 1)
+    assert 40_000_000 < stats["blob_bytes_held"] < 50_000_000

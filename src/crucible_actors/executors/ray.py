@@ -39,6 +39,7 @@ import inspect
 import os
 import sys
 import tomllib
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -371,11 +372,16 @@ class RayExecutor:
             A local Ray started here gets ``env_vars={"PYTHONPATH": <the driver's
             sys.path>}`` unless this sets its own.
         init_options: More ``ray.init`` keywords (``num_cpus``, ``namespace``...).
+        blob_cache_bytes: How many bytes of blobs this runtime keeps put in Ray's object
+            store for later attempts (least recently used first out; an attempt that needs
+            one again puts it again). Default 4 GiB.
     """
 
     __slots__ = (
         "_actor_pools",
         "_address",
+        "_blob_budget",
+        "_blob_held",
         "_blob_lock",
         "_blob_puts",
         "_blob_refs",
@@ -395,6 +401,7 @@ class RayExecutor:
         *,
         runtime_env: Mapping[str, Any] | None = None,
         init_options: Mapping[str, Any] | None = None,
+        blob_cache_bytes: int = 4 << 30,
     ) -> None:
         self._address = address
         self._runtime_env = dict(runtime_env) if runtime_env is not None else None
@@ -406,8 +413,10 @@ class RayExecutor:
         self._serializable: dict[int, Any] = {}
         self._actor_pools: dict[int, tuple[Any, _ActorPool]] = {}
         self._cluster: dict[str, float] | None = None
-        #: digest -> ObjectRef of every blob put so far: each is put once per runtime.
-        self._blob_refs: dict[str, Any] = {}
+        #: digest -> (ObjectRef, size) of the blobs put, least recently used first.
+        self._blob_refs: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._blob_held = 0
+        self._blob_budget = blob_cache_bytes
         self._blob_puts = 0
         self._blob_lock: anyio.Lock | None = None
 
@@ -417,6 +426,7 @@ class RayExecutor:
             settings.ray_address or self._address,
             runtime_env=self._runtime_env,
             init_options=self._init_options,
+            blob_cache_bytes=self._blob_budget,
         )
 
     # -- before a run is admitted ----------------------------------------------------
@@ -467,7 +477,8 @@ class RayExecutor:
         ray = self._ray
         pools, self._actor_pools = self._actor_pools, {}
         self._shipped = {}
-        self._blob_refs = {}
+        self._blob_refs = OrderedDict()
+        self._blob_held = 0
         if ray is None:
             return
         with anyio.CancelScope(shield=True):
@@ -522,6 +533,7 @@ class RayExecutor:
             "started_ray": self._started,
             "blob_puts": self._blob_puts,
             "blobs_held": len(self._blob_refs),
+            "blob_bytes_held": self._blob_held,
             "actor_pools": {
                 type(stage_obj).__qualname__: {"alive": len(pool.all), "created": pool.created}
                 for stage_obj, pool in self._actor_pools.values()
@@ -600,26 +612,39 @@ class RayExecutor:
             return io.failed(command, exc)
 
     async def _blob_refs_for(self, ray: Any, store: BlobStore, digests: Sequence[str]) -> list[Any]:
-        """Return the ObjectRefs of ``digests``, putting those not yet in Ray's store."""
+        """Return the ObjectRefs of ``digests``, putting those not yet in Ray's store.
+
+        A ref dropped from the cache stays valid for the attempts already holding it
+        (Ray counts references); the object is freed once the last one is done.
+        """
+        held = self._blob_refs
         if self._blob_lock is None:
             self._blob_lock = anyio.Lock()
-        missing = [d for d in digests if d not in self._blob_refs]
-        if missing:
+        if any(d not in held for d in digests):
             async with self._blob_lock:  # two attempts needing one blob put it once
-                missing = [d for d in digests if d not in self._blob_refs]
+                missing = [d for d in digests if d not in held]
 
                 def put_all() -> None:
                     import numpy as np
 
                     for digest in missing:
+                        view = store.open(digest)
                         # A uint8 array goes into the object store as one buffer, and
                         # comes out on the worker as a read-only view of shared memory.
-                        data = np.frombuffer(store.open(digest), dtype=np.uint8)
-                        self._blob_refs[digest] = ray.put(data)
+                        held[digest] = (ray.put(np.frombuffer(view, dtype=np.uint8)), len(view))
+                        self._blob_held += len(view)
                         self._blob_puts += 1
 
                 await anyio.to_thread.run_sync(put_all)
-        return [self._blob_refs[d] for d in digests]
+        refs = []
+        for digest in digests:
+            held.move_to_end(digest)
+            refs.append(held[digest][0])
+        # Over budget: forget the least recently used blobs, never this attempt's.
+        while self._blob_held > self._blob_budget and len(held) > len(digests):
+            _, (_, size) = held.popitem(last=False)
+            self._blob_held -= size
+        return refs
 
     async def _as_task(
         self,
