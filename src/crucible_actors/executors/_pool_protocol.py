@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from .._core import _messages as msg
+from .._core._data import DEFAULT_BLOB_THRESHOLD
 
 __all__ = ["HEADER", "KEEP", "RETIRE", "Attempt", "Request", "Shutdown", "frame", "request_decoder"]
 
@@ -43,7 +44,7 @@ class Attempt(msgspec.Struct, tag="attempt", frozen=True):
     setup: bool = False
     telemetry: dict[str, Any] | None = None
     blobs: str | None = None
-    blob_threshold: int = 65536
+    blob_threshold: int = DEFAULT_BLOB_THRESHOLD
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):
