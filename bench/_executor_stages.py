@@ -38,3 +38,25 @@ class Echo:
 
     def echo(self, payload: bytes) -> bytes:
         return payload
+
+
+@ca.stage("make_data")
+def make_data(ctx: Context, opts: Any) -> Context:
+    """Assign ``X``: ``opts['mb']`` MB of float64 (1 GB in the data bench), made here."""
+    import time
+
+    import numpy as np
+
+    x = np.arange(int(opts["mb"]) * 131072, dtype=np.float64) if opts["mb"] else None
+    return ctx.assign("X", x).put_metric("stamps", [time.monotonic()])
+
+
+@ca.stage("stamp")
+def stamp(ctx: Context, opts: Any) -> Context:
+    """Append this attempt's start time (CLOCK_MONOTONIC, the same in every process)."""
+    import time
+
+    x = ctx.assigns.get("X")
+    seen = 0.0 if x is None else float(x[-1])  # touch the data: it must be there
+    stamps = [*ctx.get_metric("stamps", []), time.monotonic()]
+    return ctx.put_metric("stamps", stamps).put_metric("seen", seen)

@@ -20,7 +20,21 @@ process:
 Ray is local (2 CPUs, no dashboard), started once. Rounds interleave the runtime and its
 baseline; ratios come from the medians.
 
-Usage: ``python bench/executors.py [--backend trio|asyncio] [--rounds N] [--no-ray]``.
+``--data MB`` measures instead what a large array in the Context costs an attempt
+(issue 22; 1024 for the issue's 1 GB): a run on a SQLite store assigns ``X`` (MB of
+float64) inline, then ``K`` stages on the executor each touch it and record when they
+started. The time between consecutive stage starts (one whole stage: checkpoint,
+dispatch, decode in the worker, run, reply) is compared with the same pipeline without
+``X``, in the same process:
+
+- ``data_pool_attempt``: a process-pool attempt with the array against a no-op one (target:
+  <= 20 ms over); the first attempt, whose worker maps and checks the blob once, is
+  reported apart;
+- ``data_ray_attempt``: the same on Ray; the first attempt puts the blob in Ray's object
+  store, the later ones must cost no transfer (``blob_puts`` stays 1).
+
+Usage: ``python bench/executors.py [--backend trio|asyncio] [--rounds N] [--no-ray]
+[--data MB]``.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import os
 import statistics
@@ -37,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
+import msgspec.structs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,6 +71,8 @@ def registry() -> Registry:
     reg = Registry()
     reg.register(st.noop)
     reg.register(st.Loaded)
+    reg.register(st.make_data)
+    reg.register(st.stamp)
     return reg
 
 
@@ -228,12 +247,98 @@ def bench_ray(backend: str, rounds: int) -> None:
         ray.shutdown()
 
 
+async def stage_gaps(
+    tmp: str, isolation: str, mb: int, k: int, **runtime: Any
+) -> tuple[list[float], dict[str, Any]]:
+    """Seconds between the starts of consecutive ``stamp`` stages of one run (and stats)."""
+    exp = Experiment(
+        id=f"data_{isolation}",
+        pipeline=[
+            StageDef(name="make_data", options={"mb": mb}),
+            *[StageDef(name="stamp", isolation=isolation) for i in range(k)],
+        ],
+    )  # type: ignore[arg-type]
+    url = f"sqlite:///{tmp}/{isolation}_{mb}.db"
+    warm = Experiment(id="warm", pipeline=[StageDef(name="stamp", isolation=isolation)] * 2)  # type: ignore[arg-type]
+    async with ca.open_runtime(registry=registry(), store=url, **runtime) as rt:
+        await (await rt.submit(warm)).result()  # workers started: not part of any gap
+        ctx = await (await rt.submit(exp)).result()
+        executor = rt.executors[isolation]
+        stats = executor.statistics()
+        found = stats if isinstance(stats, dict) else msgspec.structs.asdict(stats)
+    stamps = ctx.get_metric("stamps")
+    return [b - a for a, b in itertools.pairwise(stamps)], found
+
+
+def bench_data(backend: str, mb: int, ray_too: bool) -> None:
+    import tempfile
+
+    k = 12
+    places = [("process", {"process_workers": 1})]
+    if ray_too:
+        places.append(("ray", {}))
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        for isolation, runtime in places:
+            if isolation == "ray":
+                import ray
+
+                path = os.pathsep.join(p for p in sys.path if p)
+                ray.init(
+                    num_cpus=2,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    object_store_memory=(mb + 512) * 1024 * 1024,
+                    runtime_env={"env_vars": {"PYTHONPATH": path}},
+                )
+            try:
+                empty, _ = anyio.run(
+                    lambda i=isolation, r=runtime: stage_gaps(tmp, i, 0, k, **r), backend=backend
+                )
+                full, stats = anyio.run(
+                    lambda i=isolation, r=runtime: stage_gaps(tmp, i, mb, k, **r), backend=backend
+                )
+            finally:
+                if isolation == "ray":
+                    ray.shutdown()
+            # Gap 0 runs from the end of make_data to the first attempt's start (on a warm
+            # worker): storing the blob (hash, write), the checkpoint, then the worker
+            # mapping and checking it (and Ray's put). Gaps 1.. are whole later stages:
+            # the steady cost.
+            base = statistics.median(empty[1:])
+            steady = statistics.median(full[1:])
+            fields: dict[str, Any] = {
+                "backend": backend,
+                "mb": mb,
+                "noop_ms_per_attempt": round(base * 1e3, 2),
+                "data_ms_per_attempt": round(steady * 1e3, 2),
+                "over_ms": round((steady - base) * 1e3, 2),
+                "max_later_data_gap_ms": round(max(full[1:]) * 1e3, 2),
+                "store_and_first_attempt_ms": round(full[0] * 1e3, 1),
+            }
+            if isolation == "process":
+                fields.update(
+                    bytes_sent=stats["bytes_sent"],
+                    bytes_received=stats["bytes_received"],
+                    target="over_ms <= 20",
+                )
+                emit("data_pool_attempt", **fields)
+            else:
+                fields.update(blob_puts=stats["blob_puts"], target="blob_puts == 1")
+                emit("data_ray_attempt", **fields)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray figures")
+    parser.add_argument(
+        "--data", type=int, metavar="MB", help="measure an MB-sized array's cost instead"
+    )
     args = parser.parse_args()
+    if args.data is not None:
+        bench_data(args.backend, args.data, not args.no_ray)
+        return
     bench_pool(args.backend, args.rounds)
     if not args.no_ray:
         bench_ray(args.backend, args.rounds)

@@ -361,3 +361,103 @@ async def test_a_thousand_runs_of_three_ray_stages_all_complete_once_as_stored(
     assert {r.metrics.get("n") for r in stored} == {3}
     assert {len(a) for a in attempts.values()} == {3}  # none lost, none run twice
     assert {x.status for a in attempts.values() for x in a} == {"completed"}
+
+
+# -- large values (issue 22): a blob is put once per runtime, read zero-copy -------------
+
+
+def _data_registry() -> Registry:
+    from . import data_stages
+
+    reg = Registry()
+    for stage_obj in (data_stages.make_array, data_stages.read_array, data_stages.ArrayReader):
+        reg.register(stage_obj)
+    return reg
+
+
+@pytest.mark.usefixtures("ray_local")
+async def test_an_array_reaches_ray_attempts_read_only_and_is_put_once(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    from . import data_stages
+
+    exp = Experiment(
+        id="e",
+        pipeline=[
+            StageDef(name="make_array"),
+            StageDef(name="read_array", isolation="ray"),
+            StageDef(name="array_reader", isolation="ray"),
+            StageDef(name="read_array", isolation="ray"),
+        ],
+    )
+    expected = data_stages.big_array()
+    async with ca.open_runtime(registry=_data_registry(), store=f"sqlite:///{tmp_path}/x.db") as rt:
+        ctx = await (await rt.submit(exp)).result()
+        stats = _ray_executor(rt).statistics()
+        again = await (await rt.submit(exp)).result()  # same content: no new put
+        stats_again = _ray_executor(rt).statistics()
+    for got in (ctx, again):
+        assert got.get_metric("sum") == float(expected.sum())
+        assert got.get_metric("writeable") is False
+        assert got.get_metric("wrote") is False
+        assert got.get_metric("pid") != os.getpid()
+        assert got.get_metric("actor_pid") != os.getpid()
+        assert np.array_equal(got.assigns["X"], expected)
+    # Three attempts over one blob, twice: one put, one blob held.
+    assert (stats["blob_puts"], stats["blobs_held"]) == (1, 1)
+    assert (stats_again["blob_puts"], stats_again["blobs_held"]) == (1, 1)
+
+
+@pytest.mark.usefixtures("ray_local")
+async def test_an_array_made_on_ray_comes_back_and_is_stored_by_the_driver(
+    tmp_path: Path,
+) -> None:
+    np = pytest.importorskip("numpy")
+    from . import data_stages
+
+    exp = Experiment(
+        id="e",
+        pipeline=[
+            StageDef(name="make_array", isolation="ray", options={"seed": 5}),
+            StageDef(name="read_array"),
+        ],
+    )
+    expected = data_stages.big_array(5)
+    async with ca.open_runtime(registry=_data_registry(), store=f"sqlite:///{tmp_path}/x.db") as rt:
+        ctx = await (await rt.submit(exp)).result()
+        stats = _ray_executor(rt).statistics()
+        blobs = [b.size for b in rt.store.blobs.list()]
+    assert ctx.get_metric("made_in") != os.getpid()
+    assert ctx.get_metric("sum") == float(expected.sum())
+    assert ctx.get_metric("writeable") is False  # read in the driver, mapped from its store
+    assert np.array_equal(ctx.assigns["X"], expected)
+    assert stats["blob_puts"] == 0  # nothing went out
+    assert len(blobs) == 1
+    assert 40_000_000 < blobs[0] < 40_100_000
+
+
+@pytest.mark.usefixtures("ray_local")
+async def test_blobs_over_the_ray_cache_budget_are_dropped_and_put_again_when_needed() -> None:
+    from crucible_actors.executors import RayExecutor
+
+    from . import data_stages
+
+    def exp(seed: int) -> Experiment:
+        return Experiment(
+            id="e",
+            pipeline=[
+                StageDef(name="make_array", options={"seed": seed}),
+                StageDef(name="read_array", isolation="ray"),
+                StageDef(name="read_array", isolation="ray"),
+            ],
+        )
+
+    executor = RayExecutor(blob_cache_bytes=50_000_000)  # room for one 40 MB array
+    async with ca.open_runtime(
+        registry=_data_registry(), store="memory://", executors={"ray": executor}
+    ) as rt:
+        sums = [(await (await rt.submit(exp(s))).result()).get_metric("sum") for s in (0, 1, 0)]
+        stats = _ray_executor(rt).statistics()
+    assert sums == [float(data_stages.big_array(s).sum()) for s in (0, 1, 0)]
+    # Seed 0, then seed 1 (seed 0 dropped), then seed 0 again: three puts, one held.
+    assert (stats["blob_puts"], stats["blobs_held"]) == (3, 1)
+    assert 40_000_000 < stats["blob_bytes_held"] < 50_000_000

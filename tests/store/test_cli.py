@@ -300,10 +300,10 @@ def test_db_migrate_on_postgres_then_the_store_opens(
     doc = cli_json(capsys, "db", "migrate", "--store", pg_url, "--json")
     assert doc == {
         "store": pg_url,
-        "applied": ["0001_initial", "0002_sweeps", "0003_cache"],
-        "version": 3,
+        "applied": ["0001_initial", "0002_sweeps", "0003_cache", "0004_blobs"],
+        "version": 4,
     }
     assert main(["db", "migrate", "--store", pg_url]) == 0
-    assert "already at version 3" in capsys.readouterr().out
+    assert "already at version 4" in capsys.readouterr().out
     assert main(["runs", "list", "--store", pg_url]) == 0
     assert "no runs in" in capsys.readouterr().out

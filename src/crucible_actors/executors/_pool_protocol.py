@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from .._core import _messages as msg
+from .._core._data import DEFAULT_BLOB_THRESHOLD
 
 __all__ = ["HEADER", "KEEP", "RETIRE", "Attempt", "Request", "Shutdown", "frame", "request_decoder"]
 
@@ -29,6 +30,11 @@ class Attempt(msgspec.Struct, tag="attempt", frozen=True):
     ``telemetry``, when set, replaces the snapshot's ``telemetry_context`` (the driver
     sends the run's snapshot as it is, plus the attempt's telemetry, instead of encoding
     the attempt's Context again).
+
+    ``blobs`` is the run's blob store location (``BlobStore.location()``): the worker
+    opens it and reads large values from it (mapped, never through the pipe) and writes
+    large results to it, by ``blob_threshold``. None: the Context carries its values
+    inline and the worker stores nothing (the driver's store is in its own memory).
     """
 
     stage: str
@@ -37,6 +43,8 @@ class Attempt(msgspec.Struct, tag="attempt", frozen=True):
     command: msg.RunStage
     setup: bool = False
     telemetry: dict[str, Any] | None = None
+    blobs: str | None = None
+    blob_threshold: int = DEFAULT_BLOB_THRESHOLD
 
 
 class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):

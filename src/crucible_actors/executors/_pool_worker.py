@@ -3,7 +3,9 @@
 The parent (:mod:`crucible_actors.executors._pool`) writes frames on the worker's stdin
 and reads frames from its stdout; each frame is a 4-byte big-endian length and a msgpack
 body. An :class:`Attempt` names the stage (``"module:attr"``), its label and options and
-carries the attempt's ``RunStage`` (the Context as msgpack bytes); the worker answers one
+carries the attempt's ``RunStage`` (the Context as msgpack bytes, its large values as
+references into the blob store the attempt names, which the worker opens once and keeps);
+the worker answers one
 frame whose first byte is :data:`KEEP` or :data:`RETIRE` followed by an encoded
 ``StageDone`` / ``StageFailed`` (:mod:`crucible_actors._core._messages`). ``RETIRE`` means
 the worker exits after this reply (its stage's ``setup()`` failed), so the parent never
@@ -33,10 +35,11 @@ __all__ = ["main"]
 async def _serve(in_fd: int, out_fd: int) -> None:
     import trio
 
+    from .._core._data import use_blob_store
     from .._core._execute import checked_result
     from .._core._stage import load_stage_ref, stage_info
     from ._lifecycle import run_setup, run_teardown
-    from ._wire import WorkerContexts
+    from ._wire import WorkerBlobStores, WorkerContexts
 
     # Blocking reads and writes on the loop's own thread: the worker does one thing at a
     # time, and a blocking read is cheaper than a trip through the loop's poller.
@@ -44,6 +47,7 @@ async def _serve(in_fd: int, out_fd: int) -> None:
     loaded: dict[str, tuple[Any, Any]] = {}
     set_up: list[Any] = []
     contexts = WorkerContexts()
+    blob_stores = WorkerBlobStores()
 
     def read_exactly(n: int) -> bytes | None:
         while len(buffer) < n:
@@ -89,12 +93,16 @@ async def _serve(in_fd: int, out_fd: int) -> None:
                         set_up.append(stage_obj)
                 stage_obj, info = entry
                 opts = info.convert_options(request.label, request.options or {})
-                ctx = contexts.decode(command.context, request.telemetry)
-                result: Any = stage_obj.run(ctx, opts)
-                if inspect.isawaitable(result):
-                    result = await result
-                result = checked_result(request.label, result)
-                data, same = contexts.encode(ctx, result)
+                # Large values are mapped from the run's blob store as the Context
+                # decodes, and large results written to it as it encodes.
+                store = blob_stores.get(request.blobs)
+                with use_blob_store(store, threshold=request.blob_threshold):
+                    ctx = contexts.decode(command.context, request.telemetry)
+                    result: Any = stage_obj.run(ctx, opts)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    result = checked_result(request.label, result)
+                    data, same = contexts.encode(ctx, result)
                 kept = b"\x01" if same else b"\x00"
                 reply = msg.StageDone(command.generation, command.index, data)
             except Exception as exc:

@@ -6,6 +6,13 @@ keeps the last few it decoded, keyed by their bytes), and replacing the driver's
 Experiment object by an equal copy (the reply says whether the stage kept the experiment,
 and then the driver decodes the result around its own object, which keeps the run's fast
 decoding path).
+
+Large values (blobs, see :mod:`crucible_actors._core._data`) never cross as bytes when
+the worker can reach the run's blob store: the snapshot carries references, and a pool
+worker opens the store from its ``location()`` (:class:`WorkerBlobStores`), maps each
+blob it reads and writes the large values of its result there itself. A store that lives
+in the driver's memory has no location: then the driver inlines the values it sends and
+externalizes the large values of the reply (:func:`inline_blobs`, :func:`externalize`).
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from .._core._encoding import decode_context, decode_context_with, encode_contex
 from .._core._ir import Experiment
 
 if TYPE_CHECKING:
+    from .._core._blobs import BlobStore
     from .._core._context import Context
 
-__all__ = ["WorkerContexts", "decode_result"]
+__all__ = ["WorkerBlobStores", "WorkerContexts", "decode_result", "open_worker_blob_store"]
 
 
 class _ExperimentOnly(msgspec.Struct):
@@ -64,3 +72,36 @@ def decode_result(data: bytes, kept: bool, given: Context) -> Context:
     if kept:
         return decode_context_with(data, given.experiment)
     return decode_context(data)
+
+
+def open_worker_blob_store(location: str) -> BlobStore:
+    """Reopen the blob store at ``location`` (a ``BlobStore.location()``) in this process.
+
+    Raises:
+        StoreUnavailable: the location names no store this version can open.
+    """
+    if location.startswith(("postgresql:", "postgres:")):
+        from ..store._pg_blobs import PostgresBlobStore
+
+        return PostgresBlobStore.from_location(location)
+    from ..store._blobs import open_blob_store
+
+    return open_blob_store(location)
+
+
+class WorkerBlobStores:
+    """A worker's blob stores, opened once per location and kept (with what they verified)."""
+
+    __slots__ = ("_stores",)
+
+    def __init__(self) -> None:
+        self._stores: dict[str, BlobStore] = {}
+
+    def get(self, location: str | None) -> BlobStore | None:
+        """Return the store at ``location``, opening it the first time; None for None."""
+        if location is None:
+            return None
+        store = self._stores.get(location)
+        if store is None:
+            store = self._stores[location] = open_worker_blob_store(location)
+        return store

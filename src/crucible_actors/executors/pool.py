@@ -15,6 +15,13 @@ Failure semantics: a timed-out or cancelled attempt kills its worker at once; a 
 that dies mid-attempt (``os._exit``, a segfault, the OOM killer) fails the attempt with
 :class:`~crucible_actors.errors.WorkerCrashed`, which restart policies match like any
 exception. A stage's own exception is re-created in the parent when it pickles.
+
+Large values: the attempt names the run's blob store (``BlobStore.location()``); the
+worker opens it once, maps the blobs the Context refers to (an array arrives read-only,
+never through the pipe) and writes its large results there, so both frames stay small
+whatever the data. A ``memory://`` store cannot be opened by another process: the driver
+then sends the values inline and moves the reply's large values into its store.
+:meth:`PoolExecutor.statistics` counts the bytes each way.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._core import _messages as msg
-from .._core._data import current_codec, inline_blobs, use_blob_store
+from .._core._data import DEFAULT_BLOB_THRESHOLD, current_codec, externalize, inline_blobs
 from .._core._encoding import encode_context, to_json_safe
 from .._core._errors import ExecutorError
 from ._pool import WorkerPool
@@ -36,6 +43,7 @@ from ._wire import decode_result
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .._core._blobs import BlobStore
     from .._core._context import Context
     from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
 
@@ -52,18 +60,22 @@ class PoolStatistics(msgspec.Struct, frozen=True):
         alive: Process ids of the live workers, shared pool and stage pools.
         started: How many worker processes were started so far (replacements included).
         stage_pools: Live worker pids per stateful stage reference.
+        bytes_sent: Request bytes written to workers' pipes so far.
+        bytes_received: Reply bytes read from workers' pipes so far.
     """
 
     workers: int
     alive: list[int]
     started: int
     stage_pools: dict[str, list[int]]
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
 
 class PoolExecutor:
     """Runs attempts on warm worker processes (see the module docstring)."""
 
-    __slots__ = ("_shared", "_stage_pools", "workers")
+    __slots__ = ("_received", "_sent", "_shared", "_stage_pools", "workers")
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is not None and workers < 1:
@@ -71,6 +83,8 @@ class PoolExecutor:
         self.workers = workers or os.cpu_count() or 1
         self._shared: WorkerPool | None = None
         self._stage_pools: dict[str, WorkerPool] = {}
+        self._sent = 0
+        self._received = 0
 
     def for_runtime(self, settings: ExecutorSettings) -> PoolExecutor:
         """Return the pool of a new runtime (sized by ``settings.process_workers``)."""
@@ -106,6 +120,8 @@ class PoolExecutor:
                 ref: sorted(w.pid for w in p.all if w.alive())
                 for ref, p in self._stage_pools.items()
             },
+            bytes_sent=self._sent,
+            bytes_received=self._received,
         )
 
     def _pool_for(self, stage: PreparedStage) -> WorkerPool:
@@ -126,9 +142,19 @@ class PoolExecutor:
         """Run the attempt on a pool worker; return its reply."""
         try:
             ctx = io.begin(stage, command)
-            request = _encode(attempt_request(stage, command, ctx))
+            codec = current_codec()
+            store = codec.store if codec is not None else None
+            threshold = codec.threshold if codec is not None else DEFAULT_BLOB_THRESHOLD
+            location = store.location() if store is not None else None
+            inline = store if location is None else None
+            request = _encode(
+                attempt_request(
+                    stage, command, ctx, blobs=location, threshold=threshold, inline=inline
+                )
+            )
             pool = self._pool_for(stage)
             worker = await pool.acquire()
+            self._sent += len(request) + 4
             try:
                 retire, kept, body = await worker.call(stage.label, request)
             except BaseException:
@@ -136,36 +162,47 @@ class PoolExecutor:
                 # still be running the stage, so it goes.
                 await pool.discard(worker)
                 raise
+            self._received += len(body) + 6
             if retire:
                 await pool.discard(worker)
             else:
                 pool.release(worker)
             reply = msg.decode(body)
             if isinstance(reply, msg.StageDone):
-                return io.done(stage, command, decode_result(reply.context, kept, ctx))
+                data = reply.context
+                if inline is not None:  # the worker could not store its large values
+                    data = externalize(data, inline, threshold)
+                return io.done(stage, command, decode_result(data, kept, ctx))
             assert isinstance(reply, msg.StageFailed)
             return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
 
 
-def attempt_request(stage: PreparedStage, command: msg.RunStage, ctx: Context) -> Attempt:
-    """Return what a worker needs for the attempt: the snapshot as it is, when it can be."""
+def attempt_request(
+    stage: PreparedStage,
+    command: msg.RunStage,
+    ctx: Context,
+    *,
+    blobs: str | None = None,
+    threshold: int = DEFAULT_BLOB_THRESHOLD,
+    inline: BlobStore | None = None,
+) -> Attempt:
+    """Return what a worker needs for the attempt: the snapshot as it is, when it can be.
+
+    ``blobs`` is the blob store location the worker opens; ``inline`` a store it cannot
+    open, whose blobs are then copied into the Context sent.
+    """
     if ctx.trace is None:
         # The attempt's Context is the snapshot plus its telemetry: send the run's bytes.
         run, telemetry = command, ctx.telemetry_context
-        codec = current_codec()
-        if codec is not None and codec.store is not None:
-            # Workers open no blob store yet (issue 22, data-exec): values stored by
-            # reference travel inline; the reply's large values are stored on io.done.
-            data = inline_blobs(command.context, codec.store)
-            if data is not command.context:
-                run = msg.RunStage(command.generation, command.index, data, command.attempt)
     else:  # the trace gained its stage_start event: encode the Context itself
-        with use_blob_store(None):  # inline, as above
-            data = encode_context(ctx)
-        run = msg.RunStage(command.generation, command.index, data, command.attempt)
+        run = msg.RunStage(command.generation, command.index, encode_context(ctx), command.attempt)
         telemetry = None
+    if inline is not None:
+        data = inline_blobs(run.context, inline)
+        if data is not run.context:
+            run = msg.RunStage(run.generation, run.index, data, run.attempt)
     return Attempt(
         stage.ref,
         stage.label,
@@ -173,6 +210,8 @@ def attempt_request(stage: PreparedStage, command: msg.RunStage, ctx: Context) -
         run,
         setup=stage.info.has_setup,
         telemetry=telemetry,
+        blobs=blobs,
+        blob_threshold=threshold,
     )
 
 

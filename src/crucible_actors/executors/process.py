@@ -5,7 +5,8 @@ reference, options, Context bytes) goes in on stdin as msgpack, the reply comes 
 stdout; a cancelled or timed-out attempt kills the process. The stage must be importable
 as ``"module:attr"`` in the worker (it inherits the parent's ``sys.path``). A stage's
 exception is re-created in the parent when it pickles; otherwise the attempt fails with
-:class:`WorkerError`.
+:class:`WorkerError`. Large values travel as in the warm pool (:mod:`.pool`): the worker
+opens the run's blob store from its location, or gets them inline from a memory store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core._data import use_blob_store
+from .._core._data import (
+    DEFAULT_BLOB_THRESHOLD,
+    current_codec,
+    externalize,
+    inline_blobs,
+    use_blob_store,
+)
 from .._core._encoding import decode_context, encode_context, to_json_safe
 from .._core._errors import CrucibleError
 
@@ -35,6 +42,8 @@ class _Request(msgspec.Struct, frozen=True):
     label: str
     options: Any
     context: bytes
+    blobs: str | None = None
+    blob_threshold: int = DEFAULT_BLOB_THRESHOLD
 
 
 class _Reply(msgspec.Struct, frozen=True):
@@ -73,9 +82,17 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
         WorkerError: the worker died or its reply does not decode.
         Exception: the stage's own exception, re-created from the worker when it pickles.
     """
-    with use_blob_store(None):  # the worker opens no blob store: large values go inline
-        data = encode_context(ctx)
-    request = msgspec.msgpack.encode(_Request(stage_ref, label, to_json_safe(opts), data))
+    codec = current_codec()
+    store = codec.store if codec is not None else None
+    threshold = codec.threshold if codec is not None else DEFAULT_BLOB_THRESHOLD
+    location = store.location() if store is not None else None
+    inline = store if location is None else None
+    data = encode_context(ctx)
+    if inline is not None:
+        data = inline_blobs(data, inline)
+    request = msgspec.msgpack.encode(
+        _Request(stage_ref, label, to_json_safe(opts), data, location, threshold)
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     async with await anyio.open_process(
@@ -96,6 +113,8 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
             f"without a readable reply ({len(data)} bytes)"
         ) from exc
     if reply.ok:
+        if inline is not None:
+            return decode_context(externalize(reply.context, inline, threshold))
         return decode_context(reply.context)
     if reply.error_pickle is not None:
         try:
@@ -110,15 +129,18 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
 def _serve_one() -> int:
     from .._core._execute import invoke_stage
     from .._core._stage import load_stage_ref, stage_info
+    from ._wire import open_worker_blob_store
 
     request = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=_Request)
     try:
         stage_obj = load_stage_ref(request.stage)
         info = stage_info(stage_obj)
         opts = info.convert_options(request.label, request.options or {})
-        ctx = decode_context(request.context)
-        result = anyio.run(invoke_stage, info, request.label, ctx, opts, backend="trio")
-        reply = _Reply(True, context=encode_context(result))
+        store = open_worker_blob_store(request.blobs) if request.blobs else None
+        with use_blob_store(store, threshold=request.blob_threshold):
+            ctx = decode_context(request.context)
+            result = anyio.run(invoke_stage, info, request.label, ctx, opts, backend="trio")
+            reply = _Reply(True, context=encode_context(result))
     except Exception as exc:
         try:
             blob: bytes | None = pickle.dumps(exc)

@@ -20,6 +20,12 @@ plain data, and each attempt's Context as the same msgpack bytes as everywhere e
   first use with those resources; each calls ``setup()`` before its first attempt and
   ``teardown()`` when the runtime closes; Ray restarts an actor whose process dies
   (``max_restarts``), and it sets up again.
+- Large values (blobs, see :mod:`crucible_actors._core._data`): the snapshot carries
+  references; each blob an attempt needs is ``ray.put`` once per runtime (the executor
+  keeps digest -> ObjectRef) and handed to the task or actor call as an argument, so Ray
+  ships it to a node once and the worker unpickles arrays over the object store's shared
+  memory: zero-copy and read-only. Large values of the result come back beside the reply
+  and the driver writes them to the run's blob store.
 - A timeout or a cancel calls ``ray.cancel(ref, force=True)`` on a task, or kills the
   actor (a new one replaces it); a worker, actor or node lost mid-attempt fails the
   attempt with :class:`~crucible_actors.errors.WorkerCrashed`, which restart policies
@@ -33,6 +39,7 @@ import inspect
 import os
 import sys
 import tomllib
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +49,8 @@ import msgspec
 
 from .._core import _messages as msg
 from .._core._actor import cleanup_scope
+from .._core._blobs import BlobInfo, check_digest
+from .._core._data import DEFAULT_BLOB_THRESHOLD, blob_digests, current_codec, use_blob_store
 from .._core._errors import ExecutorError, InvalidExperiment, MissingDependency, WorkerCrashed
 from .._core._ir import RAY_RESOURCES
 from ._pool_protocol import Attempt
@@ -49,9 +58,10 @@ from ._wire import WorkerContexts, decode_result
 from .pool import attempt_request, error_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import TracebackType
 
+    from .._core._blobs import BlobStore
     from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
     from .._core._ir import StageDef
     from .._core._registry import Registry
@@ -147,9 +157,62 @@ def _on_worker_loop(awaitable: Any) -> Any:
 
 _attempt_decoder = msgspec.msgpack.Decoder(Attempt)
 
+#: Blobs this worker process checked against their digest (each is checked once).
+_verified: set[str] = set()
 
-def _run_attempt(stage_obj: Stage, request: bytes) -> bytes:
-    """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed."""
+
+class _AttemptBlobs:
+    """The blob store a Ray attempt sees: the blobs it was handed, plus the ones it makes.
+
+    ``given`` maps digests to the object store's buffers (read-only shared memory);
+    blobs the result needs that were not given are kept in ``made`` and go back to the
+    driver beside the reply.
+    """
+
+    def __init__(self, given: dict[str, Any]) -> None:
+        self.given = given
+        self.made: dict[str, bytes] = {}
+
+    def exists(self, digest: str) -> bool:
+        return digest in self.given or digest in self.made
+
+    def put(self, digest: str, chunks: Sequence[bytes | memoryview], size: int) -> bool:
+        if self.exists(digest):
+            return False
+        self.made[digest] = b"".join(chunks)
+        return True
+
+    def open(self, digest: str) -> memoryview:
+        from .._core._errors import BlobMissing
+
+        if digest in self.made:
+            return memoryview(self.made[digest])
+        found = self.given.get(digest)
+        if found is None:
+            raise BlobMissing(digest, detail="the attempt was not handed this blob")
+        view = memoryview(found).cast("B")
+        if digest not in _verified:
+            check_digest(digest, view, store="ray object store")
+            _verified.add(digest)
+        return view
+
+    def location(self) -> str | None:
+        return None
+
+    def list(self) -> Iterator[BlobInfo]:
+        for digest in (*self.given, *self.made):
+            yield BlobInfo(digest, len(self.open(digest)), 0.0)
+
+    def delete(self, digest: str) -> int:
+        return 0
+
+
+def _run_attempt(stage_obj: Stage, request: bytes, digests: Sequence[str], buffers: Any) -> Any:
+    """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed.
+
+    ``buffers`` are the blobs named by ``digests`` (Ray resolved their ObjectRefs). When
+    the result has large values of its own, returns ``(reply, {digest: bytes})``.
+    """
     global _contexts
     from .._core._execute import checked_result
     from .._core._stage import stage_info
@@ -158,25 +221,29 @@ def _run_attempt(stage_obj: Stage, request: bytes) -> bytes:
         _contexts = WorkerContexts()
     attempt = _attempt_decoder.decode(request)
     run = attempt.command
+    blobs = _AttemptBlobs(dict(zip(digests, buffers, strict=True)))
     try:
         info = stage_info(stage_obj)
         opts = info.convert_options(attempt.label, attempt.options or {})
-        ctx = _contexts.decode(run.context, attempt.telemetry)
-        result: Any = stage_obj.run(ctx, opts)
-        if inspect.isawaitable(result):
-            result = _on_worker_loop(result)
-        data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
-        reply = msg.encode(msg.StageDone(run.generation, run.index, data))
-        return (b"\x01" if kept else b"\x00") + reply
+        with use_blob_store(blobs, threshold=attempt.blob_threshold):
+            ctx = _contexts.decode(run.context, attempt.telemetry)
+            result: Any = stage_obj.run(ctx, opts)
+            if inspect.isawaitable(result):
+                result = _on_worker_loop(result)
+            data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
+        reply = (b"\x01" if kept else b"\x00") + msg.encode(
+            msg.StageDone(run.generation, run.index, data)
+        )
+        return (reply, blobs.made) if blobs.made else reply
     except Exception as exc:
         return b"\x00" + msg.encode(_failure(run, exc))
 
 
-def _task_for(stage_obj: Stage) -> Callable[[bytes], bytes]:
+def _task_for(stage_obj: Stage) -> Callable[..., Any]:
     """Return the function one stage's Ray tasks run (the stage object in its closure)."""
 
-    def crucible_attempt(request: bytes) -> bytes:
-        return _run_attempt(stage_obj, request)
+    def crucible_attempt(request: bytes, digests: list[str], *buffers: Any) -> Any:
+        return _run_attempt(stage_obj, request, digests, buffers)
 
     return crucible_attempt
 
@@ -201,10 +268,11 @@ class _StageActorImpl:
     def pid(self) -> int:
         return os.getpid()
 
-    def attempt(self, request: bytes) -> bytes:
+    def attempt(self, request: bytes, digests: list[str], *buffers: Any) -> Any:
         """Set up on first use, then run the attempt; ``retire + kept + reply``.
 
         Plain bytes (flags as prefix bytes): Ray passes bytes through without pickling.
+        A result with large values of its own comes as ``(bytes, {digest: bytes})``.
         """
         if not self.ready:
             from ._lifecycle import run_setup
@@ -215,7 +283,10 @@ class _StageActorImpl:
                 run = _attempt_decoder.decode(request).command
                 return b"\x01\x00" + msg.encode(_failure(run, exc))
             self.ready = True
-        return b"\x00" + _run_attempt(self.stage, request)
+        answer = _run_attempt(self.stage, request, digests, buffers)
+        if isinstance(answer, tuple):
+            return (b"\x00" + answer[0], answer[1])
+        return b"\x00" + answer
 
     def teardown(self) -> None:
         if self.ready:
@@ -301,11 +372,19 @@ class RayExecutor:
             A local Ray started here gets ``env_vars={"PYTHONPATH": <the driver's
             sys.path>}`` unless this sets its own.
         init_options: More ``ray.init`` keywords (``num_cpus``, ``namespace``...).
+        blob_cache_bytes: How many bytes of blobs this runtime keeps put in Ray's object
+            store for later attempts (least recently used first out; an attempt that needs
+            one again puts it again). Default 4 GiB.
     """
 
     __slots__ = (
         "_actor_pools",
         "_address",
+        "_blob_budget",
+        "_blob_held",
+        "_blob_lock",
+        "_blob_puts",
+        "_blob_refs",
         "_cluster",
         "_connect_lock",
         "_init_options",
@@ -322,6 +401,7 @@ class RayExecutor:
         *,
         runtime_env: Mapping[str, Any] | None = None,
         init_options: Mapping[str, Any] | None = None,
+        blob_cache_bytes: int = 4 << 30,
     ) -> None:
         self._address = address
         self._runtime_env = dict(runtime_env) if runtime_env is not None else None
@@ -333,6 +413,12 @@ class RayExecutor:
         self._serializable: dict[int, Any] = {}
         self._actor_pools: dict[int, tuple[Any, _ActorPool]] = {}
         self._cluster: dict[str, float] | None = None
+        #: digest -> (ObjectRef, size) of the blobs put, least recently used first.
+        self._blob_refs: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._blob_held = 0
+        self._blob_budget = blob_cache_bytes
+        self._blob_puts = 0
+        self._blob_lock: anyio.Lock | None = None
 
     def for_runtime(self, settings: ExecutorSettings) -> RayExecutor:
         """Return a new runtime's Ray executor (``settings.ray_address`` over this one's)."""
@@ -340,6 +426,7 @@ class RayExecutor:
             settings.ray_address or self._address,
             runtime_env=self._runtime_env,
             init_options=self._init_options,
+            blob_cache_bytes=self._blob_budget,
         )
 
     # -- before a run is admitted ----------------------------------------------------
@@ -390,6 +477,8 @@ class RayExecutor:
         ray = self._ray
         pools, self._actor_pools = self._actor_pools, {}
         self._shipped = {}
+        self._blob_refs = OrderedDict()
+        self._blob_held = 0
         if ray is None:
             return
         with anyio.CancelScope(shield=True):
@@ -434,10 +523,17 @@ class RayExecutor:
             return ray
 
     def statistics(self) -> dict[str, Any]:
-        """Return the actors each stateful stage has (``created`` counts replacements)."""
+        """Return the actors each stateful stage has (``created`` counts replacements).
+
+        ``blob_puts`` counts the blobs put in Ray's object store, ``blobs_held`` those
+        this runtime keeps there.
+        """
         return {
             "connected": self._ray is not None,
             "started_ray": self._started,
+            "blob_puts": self._blob_puts,
+            "blobs_held": len(self._blob_refs),
+            "blob_bytes_held": self._blob_held,
             "actor_pools": {
                 type(stage_obj).__qualname__: {"alive": len(pool.all), "created": pool.created}
                 for stage_obj, pool in self._actor_pools.values()
@@ -492,27 +588,72 @@ class RayExecutor:
             request = ray_request(stage.definition)
             if request:
                 self._check_fits(ray, stage, request)
-            payload = _encode(attempt_request(stage, command, ctx))
+            codec = current_codec()
+            store = codec.store if codec is not None else None
+            threshold = codec.threshold if codec is not None else DEFAULT_BLOB_THRESHOLD
+            attempt = attempt_request(stage, command, ctx, threshold=threshold)
+            digests = sorted(blob_digests(attempt.command.context)) if store else []
+            refs = await self._blob_refs_for(ray, store, digests) if store else []
+            args = (_encode(attempt), digests, *refs)
             if stage.info.has_setup:
-                body = await self._on_actor(ray, stage, request, payload)
+                answer = await self._on_actor(ray, stage, request, args)
             else:
-                body = await self._as_task(ray, stage, request, payload)
+                answer = await self._as_task(ray, stage, request, args)
+            body, made = answer if isinstance(answer, tuple) else (answer, None)
             reply = msg.decode(body[1:])
             if isinstance(reply, msg.StageDone):
+                if made:
+                    assert store is not None
+                    await anyio.to_thread.run_sync(_store_made, store, made)
                 return io.done(stage, command, decode_result(reply.context, body[0] == 1, ctx))
             assert isinstance(reply, msg.StageFailed)
             return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
 
+    async def _blob_refs_for(self, ray: Any, store: BlobStore, digests: Sequence[str]) -> list[Any]:
+        """Return the ObjectRefs of ``digests``, putting those not yet in Ray's store.
+
+        A ref dropped from the cache stays valid for the attempts already holding it
+        (Ray counts references); the object is freed once the last one is done.
+        """
+        held = self._blob_refs
+        if self._blob_lock is None:
+            self._blob_lock = anyio.Lock()
+        if any(d not in held for d in digests):
+            async with self._blob_lock:  # two attempts needing one blob put it once
+                missing = [d for d in digests if d not in held]
+
+                def put_all() -> None:
+                    import numpy as np
+
+                    for digest in missing:
+                        view = store.open(digest)
+                        # A uint8 array goes into the object store as one buffer, and
+                        # comes out on the worker as a read-only view of shared memory.
+                        held[digest] = (ray.put(np.frombuffer(view, dtype=np.uint8)), len(view))
+                        self._blob_held += len(view)
+                        self._blob_puts += 1
+
+                await anyio.to_thread.run_sync(put_all)
+        refs = []
+        for digest in digests:
+            held.move_to_end(digest)
+            refs.append(held[digest][0])
+        # Over budget: forget the least recently used blobs, never this attempt's.
+        while self._blob_held > self._blob_budget and len(held) > len(digests):
+            _, (_, size) = held.popitem(last=False)
+            self._blob_held -= size
+        return refs
+
     async def _as_task(
         self,
         ray: Any,
         stage: PreparedStage,
         request: dict[str, Any],
-        payload: bytes,
-    ) -> bytes:
-        ref = self._task_of(ray, stage).remote(payload)
+        args: tuple[Any, ...],
+    ) -> Any:
+        ref = self._task_of(ray, stage).remote(*args)
         try:
             body = await _result(ref)
         except BaseException as exc:
@@ -529,7 +670,7 @@ class RayExecutor:
             ):
                 await _result(ref)
             raise
-        assert isinstance(body, bytes)
+        assert isinstance(body, bytes | tuple)
         return body
 
     async def _on_actor(
@@ -537,8 +678,8 @@ class RayExecutor:
         ray: Any,
         stage: PreparedStage,
         request: dict[str, Any],
-        payload: bytes,
-    ) -> bytes:
+        args: tuple[Any, ...],
+    ) -> Any:
         stage_obj = stage.info.stage
         key = id(stage_obj)
         entry = self._actor_pools.get(key)
@@ -554,7 +695,7 @@ class RayExecutor:
             pool.factory = lambda: actor_cls.remote(stage_obj)
         actor = await pool.acquire()
         try:
-            answer = await _result(actor.attempt.remote(payload))
+            answer = await _result(actor.attempt.remote(*args))
         except BaseException as exc:
             # Abandoned, or its process died mid-attempt: the next attempt gets a fresh
             # actor (Ray's own restarts cover an actor that dies between attempts).
@@ -562,12 +703,20 @@ class RayExecutor:
             if isinstance(exc, ray.exceptions.RayError):
                 raise _crash(ray, stage.label, exc, "Ray actor") from exc
             raise
-        assert isinstance(answer, bytes)
-        if answer[0] == 1:  # setup() failed: this actor is done
+        body, made = answer if isinstance(answer, tuple) else (answer, None)
+        assert isinstance(body, bytes)
+        if body[0] == 1:  # setup() failed: this actor is done
             pool.discard(ray, actor)
         else:
             pool.release(actor)
-        return answer[1:]
+        return (body[1:], made) if made else body[1:]
+
+
+def _store_made(store: BlobStore, made: dict[str, bytes]) -> None:
+    """Write the blobs a worker made into the run's store, each checked against its digest."""
+    for digest, data in made.items():
+        check_digest(digest, data, store="a Ray worker's reply")
+        store.put(digest, [data], len(data))
 
 
 def _crash(ray: Any, label: str, exc: BaseException, worker: str) -> Exception:

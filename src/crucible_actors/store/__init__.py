@@ -7,6 +7,9 @@
 - ``sqlite://:memory:``: a private in-memory SQLite database;
 - ``postgresql://user@host/db``: a shared PostgreSQL database, migrated with
   ``crucible-actors db migrate`` (needs ``pip install 'crucible-actors[postgres]'``);
+  large Context values (blobs) go to its ``blobs`` tables and are read through a cache
+  directory on each host (``?blob_cache=/dir``, default ``~/.cache/crucible-actors/blobs``),
+  or to a directory every host mounts with ``?blobs=/shared/dir`` (:mod:`._pg_blobs`);
 - ``memory://``: a :class:`MemoryStore`.
 
 Pass a store (or a URL) as ``open_runtime(store=...)`` or ``run(..., store=...)``.

@@ -33,8 +33,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from .._core._errors import MissingDependency, StoreError, StoreUnavailable
+from .._core._errors import StoreError, StoreUnavailable
 from . import _sql
+from ._pg_blobs import PostgresBlobStore, blob_options
+from ._pg_driver import drivers as _drivers
+from ._pg_driver import wrap_pg_error
 from ._sql import redact_url
 from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
@@ -50,39 +53,6 @@ __all__ = ["PostgresStore", "open_postgres_store"]
 
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
-
-
-def _drivers() -> tuple[Any, Any]:
-    try:
-        import psycopg
-        import psycopg_pool
-    except ImportError as exc:
-        raise MissingDependency("psycopg", "the PostgreSQL store", extra="postgres") from exc
-    return psycopg, psycopg_pool
-
-
-def wrap_pg_error(exc: BaseException, store: str) -> StoreError:
-    """Return the StoreError subclass that reports the psycopg error ``exc``."""
-    if isinstance(exc, StoreError):
-        return exc
-    psycopg, psycopg_pool = _drivers()
-    err: StoreError
-    if isinstance(exc, psycopg_pool.PoolTimeout):
-        err = StoreUnavailable(f"no database connection available in time ({exc})", store=store)
-    elif isinstance(exc, psycopg.errors.DiskFull):
-        err = StoreUnavailable(f"the server's disk is full ({exc})", store=store)
-    elif isinstance(exc, psycopg.errors.UndefinedTable):
-        err = StoreUnavailable(
-            f"the crucible-actors tables are missing ({exc}); "
-            f"run: crucible-actors db migrate --store {store}",
-            store=store,
-        )
-    elif isinstance(exc, psycopg.OperationalError):
-        err = StoreUnavailable(f"cannot use the server: {exc}".strip(), store=store)
-    else:
-        err = StoreError(f"{type(exc).__name__}: {exc}", store=store)
-    err.__cause__ = exc
-    return err
 
 
 @cache
@@ -197,10 +167,9 @@ class PostgresStore(SQLStore):
     """
 
     local = False
-    #: No blob store yet: large Context values stay inline in the checkpoints (issue 22:
-    #: the PostgreSQL blob store replaces this).
-    blobs: BlobStore | None = None
     _writer: _PgWriter
+    #: Where large Context values live: the database, or the ``?blobs=DIR`` directory.
+    blobs: BlobStore
 
     def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:
         self._name = name
@@ -252,6 +221,9 @@ async def open_postgres_store(
 ) -> AsyncIterator[PostgresStore]:
     """Open the PostgreSQL store at ``url`` (a libpq URL or conninfo string).
 
+    Blobs (large Context values) go to the database's ``blobs`` tables, read through a
+    cache directory (``?blob_cache=DIR``, default ``~/.cache/crucible-actors/blobs``), or
+    to a directory every process can reach with ``?blobs=/shared/dir``.
     ``migrate`` applies missing migrations first; otherwise the schema must be current.
     ``connect_timeout`` bounds connecting (libpq rounds it up to 2 s at least) and
     waiting for a pooled connection; ``pool_size`` connections serve one writer and
@@ -265,6 +237,7 @@ async def open_postgres_store(
     """
     psycopg, psycopg_pool = _drivers()
     name = redact_url(url)
+    url, blob_dir, blob_cache = blob_options(url)
     timeout = max(2, math.ceil(connect_timeout))
     params = psycopg.conninfo.conninfo_to_dict(url)
     connect_kwargs: dict[str, Any] = {"autocommit": True}
@@ -314,6 +287,12 @@ async def open_postgres_store(
     writer = _PgWriter(pool, store=name, max_batch=max_batch)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
+    if blob_dir is not None:
+        from ._blobs import DirectoryBlobStore
+
+        store.blobs = DirectoryBlobStore(blob_dir, durability="power")
+    else:
+        store.blobs = PostgresBlobStore(url, cache_dir=blob_cache, pool=pool)
     try:
         async with writer.running("crucible postgres writer"):
             yield store
