@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 async def finished(store: Store, run_id: str, status: str = "completed", **kw: object) -> None:
     """A run with 2 attempts, 3 checkpoints, 2 events and 1 artifact, ended as ``status``."""
-    await start(store, run_id, **kw)  # type: ignore[arg-type]
+    await start(store, run_id, **kw)
     await store.save_checkpoint(checkpoint(run_id, 1, b"x" * 100), attempts=[done(run_id, 0)])
     await store.finish_run(
         outcome(run_id, status),
