@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import anyio.lowlevel
 import msgspec
 
+from .._core._blobs import MemoryBlobStore
 from .._core._errors import RunNotFound, RunStillRunning, StoreError
 from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
-from ._reclaim import check_delete_args, sweep_blobs
+from ._reclaim import check_delete_args, digests_in, sweep_blobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -59,6 +60,8 @@ class MemoryStore:
         self._sweeps: dict[str, SweepRecord] = {}  # insertion order is the store order
         self._sweep_points: dict[str, list[SweepPointRecord]] = {}
         self._results: dict[str, CachedResult] = {}  # insertion order is the store order
+        #: Where large Context values live (in memory too).
+        self.blobs: BlobStore = MemoryBlobStore()
 
     def __repr__(self) -> str:
         return f"<MemoryStore {self._name} runs={len(self._runs)}>"
@@ -424,8 +427,6 @@ class MemoryStore:
 
     async def gc(self, *, now: datetime | None = None) -> GcResult:
         """Delete orphaned cached results and unreferenced blobs; see ``Store.gc``."""
-        from .._core._data import blob_digests
-
         await anyio.lowlevel.checkpoint()
         at = now if now is not None else datetime.now(UTC)
         blobs: BlobStore | None = getattr(self, "blobs", None)
@@ -438,14 +439,14 @@ class MemoryStore:
         for r in orphans:
             del self._results[r.key]
             if live:  # a live run may have hit it and not committed its checkpoint yet
-                keep |= blob_digests(r.result)
+                keep |= digests_in(r.result)
         deleted = freed = spared = 0
         if blobs is not None and any(True for _ in blobs.list()):
             for checkpoints in self._checkpoints.values():
                 for c in checkpoints.values():
-                    keep |= blob_digests(c.data)
+                    keep |= digests_in(c.data)
             for r in self._results.values():
-                keep |= blob_digests(r.result)
+                keep |= digests_in(r.result)
             deleted, freed, spared, _ = sweep_blobs(blobs, keep, cutoff.timestamp())
         return GcResult(
             cached_results=len(orphans),

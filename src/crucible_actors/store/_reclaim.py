@@ -29,13 +29,15 @@ results deleted in step 1 are spared too (a later collection frees them).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
+from .._core._data import blob_digests
 from .._core._errors import RunNotFound, RunStillRunning
 from .._core._store import LIVE_STATUSES, RUN_STATUSES, DeletedRuns
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
     from datetime import datetime, timedelta
 
     from .._core._blobs import BlobStore
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "check_delete_args",
     "delete_runs",
+    "digests_in",
     "gc_begin",
     "referenced_page",
     "sweep_blobs",
@@ -210,14 +213,28 @@ def delete_runs(
 
 # -- gc -------------------------------------------------------------------------------
 
+_HEX_DIGEST = re.compile(rb"[0-9a-f]{64}")
+
+
+def digests_in(data: bytes) -> set[str]:
+    """Return the blob digests ``data`` (a checkpoint or a cached result) names.
+
+    Bytes that are not the msgpack the runtime writes (a foreign or damaged row) are
+    scanned for anything that looks like a digest instead: a collection may keep a blob
+    too many, never delete one a row might name.
+    """
+    try:
+        return blob_digests(data)
+    except Exception:
+        return {m.decode() for m in _HEX_DIGEST.findall(data)}
+
+
 _ORPHAN_RESULTS = (
     "FROM stage_results WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.id = stage_results.run_id)"
 )
 
 
-def gc_begin(
-    tx: Tx, now: datetime, digests: Callable[[bytes], set[str]]
-) -> tuple[int, int, datetime, set[str]]:
+def gc_begin(tx: Tx, now: datetime) -> tuple[int, int, datetime, set[str]]:
     """Step 1 of a collection, in one transaction.
 
     Deletes the cached results whose run is gone; returns how many, their bytes, the
@@ -233,7 +250,7 @@ def gc_begin(
     rows = tx.fetchall(f"SELECT size, result {_ORPHAN_RESULTS}")
     if live_count:
         for row in rows:
-            spared |= digests(bytes(row[1]))
+            spared |= digests_in(bytes(row[1]))
     if rows:
         tx.execute(f"DELETE {_ORPHAN_RESULTS}")
     return len(rows), sum(int(row[0]) for row in rows), cutoff, spared
@@ -243,7 +260,7 @@ _PAGE = 64  # checkpoints or cached results read per page while collecting refer
 
 
 def referenced_page(
-    tx: Tx, table: str, after: tuple[Any, ...] | None, digests: Callable[[bytes], set[str]]
+    tx: Tx, table: str, after: tuple[Any, ...] | None
 ) -> tuple[set[str], tuple[Any, ...] | None]:
     """Step 2, one page: the digests named by the next rows of ``table`` and the next key.
 
@@ -263,7 +280,7 @@ def referenced_page(
     )
     found: set[str] = set()
     for row in rows:
-        found |= digests(bytes(row[-1]))
+        found |= digests_in(bytes(row[-1]))
     nxt = tuple(rows[-1][:-1]) if len(rows) == _PAGE else None
     return found, nxt
 

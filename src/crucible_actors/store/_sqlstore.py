@@ -274,24 +274,19 @@ class SQLStore(abc.ABC):
         return deleted
 
     async def gc(self, *, now: datetime | None = None) -> GcResult:
-        from .._core._data import blob_digests
-
         at = now if now is not None else datetime.now(UTC)
         blobs: BlobStore | None = getattr(self, "blobs", None)
         before = await self._db_bytes() + await anyio.to_thread.run_sync(_reclaim.blob_bytes, blobs)
         cached, cached_bytes, cutoff, keep = await self._writer.submit(
-            lambda tx: _reclaim.gc_begin(tx, at, blob_digests)
+            lambda tx: _reclaim.gc_begin(tx, at)
         )
         deleted = freed = spared = blobs_left = 0
         if blobs is not None and await anyio.to_thread.run_sync(_any_blob, blobs):
             for table in ("checkpoints", "stage_results"):
                 after: tuple[Any, ...] | None = None
                 while True:
-                    found, after = await self._read(
-                        partial(
-                            _reclaim.referenced_page, table=table, after=after, digests=blob_digests
-                        )
-                    )
+                    page = partial(_reclaim.referenced_page, table=table, after=after)
+                    found, after = await self._read(page)
                     keep |= found
                     if after is None:
                         break
