@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
 
+from crucible_actors._core._data import EXT_BLOB, BlobRef
 from crucible_actors.errors import RunNotFound, RunStillRunning
 from crucible_actors.store import CachedResult, SweepPointRecord, SweepRecord
 
 from .test_contract import T0, artifact, at, checkpoint, done, event, outcome, start
 
 if TYPE_CHECKING:
+    from crucible_actors._core._blobs import BlobStore
     from crucible_actors.store import Store
 
 
@@ -199,3 +202,106 @@ async def test_gc_of_an_empty_store_deletes_nothing(store: Store) -> None:
     result = await store.gc()
     assert (result.cached_results, result.blobs, result.blobs_kept) == (0, 0, 0)
     assert result.freed >= 0
+
+
+# -- blobs ----------------------------------------------------------------------------
+
+
+def blobs_of(store: Store) -> BlobStore:
+    blobs = getattr(store, "blobs", None)
+    if blobs is None:
+        pytest.skip(f"{type(store).__name__} has no blob store on this branch")
+    return blobs  # type: ignore[no-any-return]
+
+
+def put_blob(blobs: BlobStore, content: bytes) -> bytes:
+    """Store ``content`` as a blob; return msgpack Context bytes referring to it."""
+    digest = hashlib.sha256(content).hexdigest()
+    blobs.put(digest, [content], len(content))
+    ref = msgspec.msgpack.encode(BlobRef(digest, len(content), "msgpack", "bytes"))
+    return msgspec.msgpack.encode({"assigns": {"X": msgspec.msgpack.Ext(EXT_BLOB, ref)}})
+
+
+def digests(blobs: BlobStore) -> set[str]:
+    return {info.digest for info in blobs.list()}
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+async def test_gc_deletes_the_blobs_nothing_names_and_keeps_the_others(store: Store) -> None:
+    blobs = blobs_of(store)
+    a, b, c, d = (bytes([i]) * 70_000 for i in range(4))
+    await finished(store, "kept")
+    await store.save_checkpoint(checkpoint("kept", 5, put_blob(blobs, a)))
+    await store.put_cached_result(cached("k", "kept", put_blob(blobs, b)))
+    put_blob(blobs, c)  # named by nothing
+    await finished(store, "dropped")
+    await store.save_checkpoint(checkpoint("dropped", 5, put_blob(blobs, d)))
+    await store.delete_runs(["dropped"])
+
+    result = await store.gc()
+    assert (result.blobs, result.blob_bytes, result.blobs_kept) == (2, 140_000, 0)
+    assert digests(blobs) == {sha(a), sha(b)}
+    assert result.bytes_before - result.bytes_after >= 140_000
+    assert bytes(blobs.open(sha(a))) == a
+    again = await store.gc()
+    assert (again.blobs, again.blobs_kept) == (0, 0)
+    assert digests(blobs) == {sha(a), sha(b)}
+
+
+async def test_gc_spares_blobs_written_since_the_oldest_live_run_started(store: Store) -> None:
+    blobs = blobs_of(store)
+    now = datetime.now(UTC)
+    await start(store, "live", seconds=(now - T0).total_seconds() - 3600)  # an hour ago
+    fresh = b"f" * 70_000
+    put_blob(blobs, fresh)  # a checkpoint of "live" may be about to name it
+    result = await store.gc()
+    assert (result.blobs, result.blobs_kept) == (0, 1)
+    assert digests(blobs) == {sha(fresh)}
+
+    await store.finish_run(outcome("live"), artifacts=[], events=[])
+    result = await store.gc()
+    assert (result.blobs, result.blob_bytes, result.blobs_kept) == (1, 70_000, 0)
+    assert digests(blobs) == set()
+
+
+async def test_gc_keeps_blobs_written_after_it_started_when_nothing_runs(store: Store) -> None:
+    blobs = blobs_of(store)
+    put_blob(blobs, b"n" * 70_000)
+    result = await store.gc(now=datetime.now(UTC) - timedelta(minutes=1))
+    assert (result.blobs, result.blobs_kept) == (0, 1)
+
+
+async def test_while_a_run_is_live_the_blobs_of_dropped_cached_results_wait(
+    store: Store,
+) -> None:
+    blobs = blobs_of(store)
+    content = b"c" * 70_000
+    await finished(store, "dropped")
+    await store.put_cached_result(cached("k", "dropped", put_blob(blobs, content)))
+    await store.delete_runs(["dropped"])
+    # A live run that started after the blob was written: only the cache rule spares it
+    # (the run may have taken the cached result and not committed its checkpoint yet).
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await start(store, "live", seconds=(later - T0).total_seconds())
+    result = await store.gc()
+    assert (result.cached_results, result.blobs) == (1, 0)
+    assert digests(blobs) == {sha(content)}
+
+    await store.finish_run(outcome("live"), artifacts=[], events=[])
+    result = await store.gc()
+    assert (result.cached_results, result.blobs) == (0, 1)
+    assert digests(blobs) == set()
+
+
+async def test_a_row_that_is_not_msgpack_keeps_any_digest_it_contains(store: Store) -> None:
+    blobs = blobs_of(store)
+    content = b"r" * 70_000
+    put_blob(blobs, content)
+    await finished(store, "odd")
+    await store.save_checkpoint(checkpoint("odd", 5, b"\xc1garbage " + sha(content).encode()))
+    result = await store.gc()
+    assert result.blobs == 0
+    assert digests(blobs) == {sha(content)}

@@ -16,7 +16,7 @@ import msgspec
 from .._core._blobs import MemoryBlobStore
 from .._core._errors import RunNotFound, RunStillRunning, StoreError
 from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
-from ._reclaim import check_delete_args, digests_in, sweep_blobs
+from ._reclaim import blob_usage, check_delete_args, digests_in, sweep_blobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -441,7 +441,7 @@ class MemoryStore:
             if live:  # a live run may have hit it and not committed its checkpoint yet
                 keep |= digests_in(r.result)
         deleted = freed = spared = 0
-        if blobs is not None and any(True for _ in blobs.list()):
+        if blobs is not None and blob_usage(blobs)[0]:
             for checkpoints in self._checkpoints.values():
                 for c in checkpoints.values():
                     keep |= digests_in(c.data)
@@ -462,4 +462,4 @@ class MemoryStore:
         """The bytes of the checkpoints, cached results and blobs held."""
         held = sum(len(c.data) for cs in self._checkpoints.values() for c in cs.values())
         held += sum(len(r.result) for r in self._results.values())
-        return held + (0 if blobs is None else sum(i.size for i in blobs.list()))
+        return held + blob_usage(blobs)[1]

@@ -306,6 +306,12 @@ def sweep_blobs(blobs: BlobStore, keep: set[str], cutoff: float) -> tuple[int, i
     return deleted, freed, spared, remaining
 
 
-def blob_bytes(blobs: BlobStore | None) -> int:
-    """Return the bytes stored in ``blobs`` (0 without a blob store). Blocking."""
-    return 0 if blobs is None else sum(info.size for info in blobs.list())
+def blob_usage(blobs: BlobStore | None) -> tuple[int, int]:
+    """Return how many blobs ``blobs`` holds and their bytes ((0, 0) without one). Blocking.
+
+    The listing is read to its end (a listing left half-read may hold a directory open).
+    """
+    if blobs is None:
+        return 0, 0
+    sizes = [info.size for info in blobs.list()]
+    return len(sizes), sum(sizes)

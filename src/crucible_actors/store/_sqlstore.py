@@ -276,12 +276,13 @@ class SQLStore(abc.ABC):
     async def gc(self, *, now: datetime | None = None) -> GcResult:
         at = now if now is not None else datetime.now(UTC)
         blobs: BlobStore | None = getattr(self, "blobs", None)
-        before = await self._db_bytes() + await anyio.to_thread.run_sync(_reclaim.blob_bytes, blobs)
+        count, blob_bytes = await anyio.to_thread.run_sync(_reclaim.blob_usage, blobs)
+        before = await self._db_bytes() + blob_bytes
         cached, cached_bytes, cutoff, keep = await self._writer.submit(
             lambda tx: _reclaim.gc_begin(tx, at)
         )
         deleted = freed = spared = blobs_left = 0
-        if blobs is not None and await anyio.to_thread.run_sync(_any_blob, blobs):
+        if blobs is not None and count:
             for table in ("checkpoints", "stage_results"):
                 after: tuple[Any, ...] | None = None
                 while True:
@@ -311,7 +312,3 @@ class SQLStore(abc.ABC):
     @abc.abstractmethod
     async def _compact(self) -> None:
         """Return the space of deleted rows (``VACUUM`` or its dialect's equivalent)."""
-
-
-def _any_blob(blobs: BlobStore) -> bool:
-    return next(iter(blobs.list()), None) is not None
