@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -220,3 +221,22 @@ def test_bytes_print_in_decimal_units() -> None:
         "41.9 MB",
         "1.2 GB",
     ]
+
+
+def test_gc_removes_partial_blob_files_a_killed_writer_left(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(db, {"r1": 10})
+    tmp = db.parent / "x.db.blobs" / "tmp"
+    tmp.mkdir(parents=True)
+    stale, fresh = tmp / "0123456789abcdef.stale", tmp / "0123456789abcdef.fresh"
+    stale.write_bytes(b"s" * 300_000)
+    fresh.write_bytes(b"f" * 1000)
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(fresh, (time.time() + 3600, time.time() + 3600))  # a write still going on
+    assert main(["gc", "--store", url_of(db), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["blobs"], doc["blob_bytes"]) == (1, 300_000)
+    assert not stale.exists()
+    assert fresh.exists()

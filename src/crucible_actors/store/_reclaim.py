@@ -29,12 +29,15 @@ results deleted in step 1 are spared too (a later collection frees them).
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._core._data import blob_digests
 from .._core._errors import RunNotFound, RunStillRunning
 from .._core._store import LIVE_STATUSES, RUN_STATUSES, DeletedRuns
+from ._blobs import DirectoryBlobStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -285,12 +288,32 @@ def referenced_page(
     return found, nxt
 
 
+def _temp_files(blobs: BlobStore) -> list[tuple[Path, int, float]]:
+    """The partial blob files of a directory store (a writer killed mid-``put`` leaves one)."""
+    if not isinstance(blobs, DirectoryBlobStore):
+        return []
+    found = []
+    try:
+        entries = list(os.scandir(blobs.root / "tmp"))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        try:
+            st = entry.stat()
+        except FileNotFoundError:  # renamed into place meanwhile
+            continue
+        found.append((Path(entry.path), st.st_size, st.st_mtime))
+    return found
+
+
 def sweep_blobs(blobs: BlobStore, keep: set[str], cutoff: float) -> tuple[int, int, int, int]:
     """Step 3: delete every blob not in ``keep`` whose ``mtime`` is before ``cutoff``.
 
-    Blocking (file system calls): run it in a worker thread. Returns the blobs deleted,
+    Partial files a killed writer left in a directory store go too when they are older
+    than ``cutoff`` (a live run's write in progress is newer). Blocking (file system
+    calls): run it in a worker thread. Returns the blobs (and partial files) deleted,
     their bytes, the unreferenced blobs spared for being newer than ``cutoff``, and the
-    bytes of the blobs that remain.
+    bytes that remain.
     """
     deleted = freed = spared = remaining = 0
     for info in list(blobs.list()):
@@ -303,15 +326,27 @@ def sweep_blobs(blobs: BlobStore, keep: set[str], cutoff: float) -> tuple[int, i
             gone = blobs.delete(info.digest)
             deleted += 1 if gone else 0
             freed += gone
+    for path, size, mtime in _temp_files(blobs):
+        if mtime >= cutoff:
+            remaining += size
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        deleted += 1
+        freed += size
     return deleted, freed, spared, remaining
 
 
 def blob_usage(blobs: BlobStore | None) -> tuple[int, int]:
-    """Return how many blobs ``blobs`` holds and their bytes ((0, 0) without one). Blocking.
+    """Return how many blob files ``blobs`` holds and their bytes ((0, 0) without one).
 
-    The listing is read to its end (a listing left half-read may hold a directory open).
+    Partial files of a directory store count. Blocking. The listing is read to its end
+    (one left half-read may hold a directory open).
     """
     if blobs is None:
         return 0, 0
     sizes = [info.size for info in blobs.list()]
+    sizes += [size for _, size, _ in _temp_files(blobs)]
     return len(sizes), sum(sizes)
