@@ -296,12 +296,13 @@ async def test_while_a_run_is_live_the_blobs_of_dropped_cached_results_wait(
     assert digests(blobs) == set()
 
 
-async def test_a_row_that_is_not_msgpack_keeps_any_digest_it_contains(store: Store) -> None:
+async def test_a_damaged_row_still_keeps_the_blob_it_names(store: Store) -> None:
     blobs = blobs_of(store)
     content = b"r" * 70_000
-    put_blob(blobs, content)
     await finished(store, "odd")
-    await store.save_checkpoint(checkpoint("odd", 5, b"\xc1garbage " + sha(content).encode()))
+    # Truncated msgpack that still holds a reference: the digest is found by a scan.
+    damaged = put_blob(blobs, content)[:-3]
+    await store.save_checkpoint(checkpoint("odd", 5, damaged))
     result = await store.gc()
     assert result.blobs == 0
     assert digests(blobs) == {sha(content)}

@@ -242,10 +242,11 @@ class GcResult(msgspec.Struct, frozen=True, kw_only=True):
 
     ``cached_results`` are the stage results deleted because the run that computed them
     no longer exists; ``blobs`` / ``blob_bytes`` the blobs no checkpoint or cached result
-    names any more (and partial blob files a killed writer left); ``blobs_kept`` the unreferenced blobs spared because they are newer
-    than the start of the oldest running run (they may belong to a checkpoint not yet
-    committed). ``bytes_before`` / ``bytes_after`` are the store's size (database plus
-    blobs) around the collection; :attr:`freed` their difference.
+    names any more (and partial blob files a killed writer left); ``blobs_kept`` the
+    unreferenced blobs spared because they are newer than the start of the oldest
+    running run (they may belong to a checkpoint not yet committed). ``bytes_before`` /
+    ``bytes_after`` are the store's size (database plus blobs) around the collection;
+    :attr:`freed` their difference.
     """
 
     cached_results: int = 0
