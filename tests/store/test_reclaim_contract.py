@@ -11,7 +11,8 @@ import pytest
 
 from crucible_actors._core._data import EXT_BLOB, BlobRef
 from crucible_actors.errors import RunNotFound, RunStillRunning
-from crucible_actors.store import CachedResult, SweepPointRecord, SweepRecord
+from crucible_actors.store import CachedResult, OwnerRecord, SweepPointRecord, SweepRecord
+from crucible_actors.store._reclaim import SLACK, cutoff
 
 from .test_contract import T0, artifact, at, checkpoint, done, event, outcome, start
 
@@ -267,6 +268,30 @@ async def test_gc_spares_blobs_written_since_the_oldest_live_run_started(store: 
     assert digests(blobs) == set()
 
 
+async def test_while_a_runtime_is_registered_the_blobs_of_the_last_seconds_wait(
+    store: Store,
+) -> None:
+    blobs = blobs_of(store)
+    now = datetime.now(UTC)
+    owner = OwnerRecord(id="rt", host="h", pid=1, started_at=now, heartbeat_at=now)
+    await store.register_owner(owner)
+    put_blob(blobs, b"s" * 70_000)  # a run being submitted writes before its row exists
+    result = await store.gc()
+    assert (result.blobs, result.blobs_kept) == (0, 1)
+    await store.remove_owner("rt")
+    result = await store.gc()
+    assert (result.blobs, result.blobs_kept) == (1, 0)
+
+
+def test_the_cutoff_is_the_oldest_live_start_or_now_less_a_slack_while_runtimes_are_up() -> None:
+    slack = timedelta(seconds=SLACK)
+    now, start_ = at(100), at(40)
+    assert cutoff(now, None, 0) == now
+    assert cutoff(now, None, 1) == now - slack
+    assert cutoff(now, start_, 0) == start_ - slack
+    assert cutoff(now, at(200), 1) == now - slack  # a start "in the future": now bounds it
+
+
 async def test_gc_keeps_blobs_written_after_it_started_when_nothing_runs(store: Store) -> None:
     blobs = blobs_of(store)
     put_blob(blobs, b"n" * 70_000)
@@ -282,16 +307,18 @@ async def test_while_a_run_is_live_the_blobs_of_dropped_cached_results_wait(
     await finished(store, "dropped")
     await store.put_cached_result(cached("k", "dropped", put_blob(blobs, content)))
     await store.delete_runs(["dropped"])
-    # A live run that started after the blob was written: only the cache rule spares it
-    # (the run may have taken the cached result and not committed its checkpoint yet).
-    later = datetime.now(UTC) + timedelta(hours=1)
-    await start(store, "live", seconds=(later - T0).total_seconds())
-    result = await store.gc()
-    assert (result.cached_results, result.blobs) == (1, 0)
+    # A live run that started an hour after the blob was written (the clock of gc is an
+    # hour and a half on): only the cache rule spares it (the run may have taken the
+    # cached result and not committed its checkpoint yet).
+    now = datetime.now(UTC)
+    await start(store, "live", seconds=(now + timedelta(hours=1) - T0).total_seconds())
+    later = now + timedelta(hours=1.5)
+    result = await store.gc(now=later)
+    assert (result.cached_results, result.blobs, result.blobs_kept) == (1, 0, 0)
     assert digests(blobs) == {sha(content)}
 
     await store.finish_run(outcome("live"), artifacts=[], events=[])
-    result = await store.gc()
+    result = await store.gc(now=later)
     assert (result.cached_results, result.blobs) == (0, 1)
     assert digests(blobs) == set()
 

@@ -526,8 +526,9 @@ class Store(Protocol):
         (results of kept runs stay: ``crucible-actors cache clear`` drops those), then
         every blob that no checkpoint and no cached result names, except blobs newer
         than the start of the oldest ``running`` or ``pending`` run (or than ``now``,
-        the collection's start, when none runs): a running run may have written a blob
-        whose checkpoint is not committed yet. Then compacts the database (SQLite:
+        the collection's start, when none runs), less a slack of 2 s while a runtime
+        is registered on the store: a running run may have written a blob whose
+        checkpoint is not committed yet. Then compacts the database (SQLite:
         ``VACUUM`` and a truncating WAL checkpoint; PostgreSQL: ``VACUUM`` of the
         tables touched, which makes the space reusable rather than returning it).
         """

@@ -16,7 +16,7 @@ import msgspec
 from .._core._blobs import MemoryBlobStore
 from .._core._errors import RunNotFound, RunStillRunning, StoreError
 from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
-from ._reclaim import blob_usage, check_delete_args, digests_in, sweep_blobs
+from ._reclaim import blob_usage, check_delete_args, cutoff, digests_in, sweep_blobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -432,8 +432,8 @@ class MemoryStore:
         blobs: BlobStore | None = getattr(self, "blobs", None)
         before = self._bytes(blobs)
         live = [r for r in self._runs.values() if r.status in LIVE_STATUSES]
-        starts = [r.started_at for r in live if r.started_at is not None]
-        cutoff = min([at, *starts])
+        starts = [at if r.started_at is None else r.started_at for r in live]
+        before_cutoff = cutoff(at, min(starts, default=None), len(self._owners))
         orphans = [r for r in self._results.values() if r.run_id not in self._runs]
         keep: set[str] = set()
         for r in orphans:
@@ -447,7 +447,7 @@ class MemoryStore:
                     keep |= digests_in(c.data)
             for r in self._results.values():
                 keep |= digests_in(r.result)
-            deleted, freed, spared, _ = sweep_blobs(blobs, keep, cutoff.timestamp())
+            deleted, freed, spared, _ = sweep_blobs(blobs, keep, before_cutoff.timestamp())
         return GcResult(
             cached_results=len(orphans),
             cached_bytes=sum(r.size for r in orphans),

@@ -10,8 +10,9 @@ delete is refused) or finds the run gone.
 :meth:`~crucible_actors._core._store.Store.gc` then frees what no run needs:
 
 1. in one transaction, the cached results whose run is gone are deleted, and the start
-   of the oldest live run is read: the *cutoff* (the collection's own start when no run
-   is live);
+   of the oldest live run is read: the *cutoff* (:func:`cutoff`: that start, or the
+   collection's own when no run is live, less a slack of :data:`SLACK` seconds for
+   coarse file timestamps while any runtime is registered on the store);
 2. every checkpoint and cached result is read, page by page, and the blob digests in it
    collected (:func:`~crucible_actors._core._data.blob_digests`, which never unpickles);
 3. the blob store is listed last (so the ``mtime`` read is as fresh as it can be) and
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +44,7 @@ from ._blobs import DirectoryBlobStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from .._core._blobs import BlobStore
     from ._sql import Tx
@@ -243,18 +245,40 @@ _ORPHAN_RESULTS = (
 )
 
 
+#: Seconds a cutoff is moved back: file systems stamp ``mtime`` from a coarse clock (a
+#: touch may read a few milliseconds before the run's start), and a run being submitted
+#: writes the blobs of its first checkpoint before its row exists.
+SLACK = 2.0
+
+
+def cutoff(now: datetime, oldest_live: datetime | None, runtimes: int) -> datetime:
+    """Return the time before which an unreferenced blob may be deleted.
+
+    ``oldest_live`` is the start of the oldest running or pending run, ``runtimes`` how
+    many runtimes are registered on the store (owner rows). With a live run: its start
+    less :data:`SLACK`; else, while a runtime is up (it may be submitting a run), ``now``
+    less :data:`SLACK`; else ``now``: nothing can be writing.
+    """
+    slack = timedelta(seconds=SLACK)
+    if oldest_live is not None:
+        return min(now, oldest_live) - slack
+    return now - slack if runtimes else now
+
+
 def gc_begin(tx: Tx, now: datetime) -> tuple[int, int, datetime, set[str]]:
     """Step 1 of a collection, in one transaction.
 
     Deletes the cached results whose run is gone; returns how many, their bytes, the
-    cutoff (the start of the oldest live run, or ``now``) and the blob digests to spare
-    for live runs' sake (those of the deleted results, when a run is live).
+    :func:`cutoff` and the blob digests to spare for live runs' sake (those of the
+    deleted results, when a run is live).
     """
     live = tx.fetchall(
         "SELECT COUNT(*), MIN(started_at) FROM runs WHERE status IN (?, ?)", LIVE_STATUSES
     )
     live_count, oldest = int(live[0][0]), tx.ts_out(live[0][1])
-    cutoff = now if oldest is None or oldest > now else oldest
+    if live_count and oldest is None:  # pending and never started: as if starting now
+        oldest = now
+    runtimes = int(tx.fetchall("SELECT COUNT(*) FROM owners")[0][0])
     spared: set[str] = set()
     rows = tx.fetchall(f"SELECT size, result {_ORPHAN_RESULTS}")
     if live_count:
@@ -262,7 +286,8 @@ def gc_begin(tx: Tx, now: datetime) -> tuple[int, int, datetime, set[str]]:
             spared |= digests_in(bytes(row[1]))
     if rows:
         tx.execute(f"DELETE {_ORPHAN_RESULTS}")
-    return len(rows), sum(int(row[0]) for row in rows), cutoff, spared
+    found = sum(int(row[0]) for row in rows)
+    return len(rows), found, cutoff(now, oldest, runtimes), spared
 
 
 _PAGE = 64  # checkpoints or cached results read per page while collecting references
