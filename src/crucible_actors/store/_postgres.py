@@ -61,7 +61,9 @@ _TABLES = (
     "sweep_points",
     "stage_results",
 )
-_RECLAIMED = _TABLES[2:]
+#: Vacuumed by gc when they exist: the run tables, and the blob tables of a database
+#: that keeps its blobs (their size is counted as the blob store's, not here).
+_RECLAIMED = (*_TABLES[2:], "blobs", "blob_chunks")
 
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
@@ -271,7 +273,9 @@ class PostgresStore(SQLStore):
         def vacuum() -> None:
             with self._pool.connection() as conn:  # autocommit: VACUUM needs no transaction
                 for table in _RECLAIMED:
-                    conn.execute(f"VACUUM {table}")
+                    found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                    if found[0] is not None:
+                        conn.execute(f"VACUUM {table}")
 
         psycopg, psycopg_pool = _drivers()
         try:
