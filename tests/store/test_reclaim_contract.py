@@ -245,7 +245,8 @@ async def test_gc_deletes_the_blobs_nothing_names_and_keeps_the_others(store: St
     result = await store.gc()
     assert (result.blobs, result.blob_bytes, result.blobs_kept) == (2, 140_000, 0)
     assert digests(blobs) == {sha(a), sha(b)}
-    assert result.bytes_before - result.bytes_after >= 140_000
+    if store.local:  # a server's plain VACUUM keeps the space for its own reuse
+        assert result.freed >= 140_000
     assert bytes(blobs.open(sha(a))) == a
     again = await store.gc()
     assert (again.blobs, again.blobs_kept) == (0, 0)
