@@ -399,7 +399,7 @@ async def open_runtime(
         )
     if on_shutdown not in ("cancel", "interrupt"):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
-    threshold = await _blob_threshold(blob_threshold)
+    threshold = _blob_threshold(blob_threshold)
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
@@ -456,14 +456,16 @@ async def open_runtime(
         raise body_error
 
 
-async def _blob_threshold(given: int | None) -> int:
+def _blob_threshold(given: int | None) -> int:
     """Return ``given``, else ``[runtime] blob_threshold`` from crucible.toml, else 65536."""
     source = "blob_threshold"
     value: Any = given
     if value is None:
         from ._config import find_config
 
-        config = await anyio.to_thread.run_sync(find_config)
+        # A few stat calls, as Registry.default() makes; a worker thread here would let a
+        # test's virtual clock jump while the runtime opens.
+        config = find_config()
         if config is not None:
             value = config.table("runtime").get("blob_threshold")
             source = f"{config.path}: {config.table_name('runtime')} blob_threshold"
