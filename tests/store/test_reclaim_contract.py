@@ -6,12 +6,20 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import anyio
+import anyio.to_thread
 import msgspec
 import pytest
 
 from crucible_actors._core._data import EXT_BLOB, BlobRef
 from crucible_actors.errors import RunNotFound, RunStillRunning
-from crucible_actors.store import CachedResult, OwnerRecord, SweepPointRecord, SweepRecord
+from crucible_actors.store import (
+    CachedResult,
+    OwnerRecord,
+    SweepPointRecord,
+    SweepRecord,
+    open_store,
+)
 from crucible_actors.store._reclaim import SLACK, cutoff
 
 from .test_contract import T0, artifact, at, checkpoint, done, event, outcome, start
@@ -334,3 +342,55 @@ async def test_a_damaged_row_still_keeps_the_blob_it_names(store: Store) -> None
     result = await store.gc()
     assert result.blobs == 0
     assert digests(blobs) == {sha(content)}
+
+
+@pytest.mark.postgres
+async def test_a_resume_that_claims_a_run_during_its_deletion_wins_on_postgres(
+    pg_url: str,
+) -> None:
+    """The claim commits while the delete waits on its row lock: the delete is refused."""
+    psycopg = pytest.importorskip("psycopg")
+    async with open_store(pg_url, migrate=True) as store:
+        await finished(store, "r1")
+        claimer = await anyio.to_thread.run_sync(lambda: psycopg.connect(pg_url, autocommit=False))
+        try:
+            await anyio.to_thread.run_sync(
+                claimer.execute, "UPDATE runs SET status = 'running' WHERE id = 'r1'"
+            )
+            outcome_: list[BaseException | None] = []
+
+            async def delete() -> None:
+                try:
+                    await store.delete_runs(["r1"])
+                except RunStillRunning as exc:
+                    outcome_.append(exc)
+                else:
+                    outcome_.append(None)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete)
+                await wait_for_lock_wait(pg_url)
+                await anyio.to_thread.run_sync(claimer.commit)
+        finally:
+            await anyio.to_thread.run_sync(claimer.close)
+        assert len(outcome_) == 1
+        assert isinstance(outcome_[0], RunStillRunning)
+        assert (await store.get_run("r1")).status == "running"
+        assert len(await store.list_attempts("r1")) == 2
+
+
+async def wait_for_lock_wait(pg_url: str) -> None:
+    """Return once a session of this database waits on a row lock (the delete)."""
+    import psycopg
+
+    def waiting() -> bool:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            ).fetchone()
+            return bool(row and row[0])
+
+    with anyio.fail_after(10):
+        while not await anyio.to_thread.run_sync(waiting):  # noqa: ASYNC110 (server state)
+            await anyio.sleep(0.01)  # polls the server's state; no ordering relies on it
