@@ -464,6 +464,10 @@ async def test_blob_threshold_comes_from_the_argument_then_crucible_toml(
     (tmp_path / "crucible.toml").write_text("[runtime]\nblob_threshold = 1024\n")
     async with open_runtime(registry=Registry()) as rt:
         assert rt.codec.threshold == 1024
+    (tmp_path / "crucible.toml").write_text("[runtime]\nblob_threshold = 'big'\n")
+    async with open_runtime(registry=Registry()) as rt:
+        with pytest.raises(ValueError, match=r"crucible.toml: \[runtime\] blob_threshold"):
+            rt.codec.threshold  # noqa: B018 - read when a run first needs it
     async with open_runtime(registry=Registry(), blob_threshold=7) as rt:
         assert rt.codec.threshold == 7
     with pytest.raises(ValueError, match="blob_threshold"):
