@@ -17,6 +17,7 @@ from ._core._errors import MissingDependency as MissingDependency
 from ._core._errors import RestartIntensityExceeded as RestartIntensityExceeded
 from ._core._errors import RunCancelled as RunCancelled
 from ._core._errors import RunNotFound as RunNotFound
+from ._core._errors import RunStillRunning as RunStillRunning
 from ._core._errors import RuntimeShutdown as RuntimeShutdown
 from ._core._errors import SchemaError as SchemaError
 from ._core._errors import StageFailed as StageFailed
@@ -46,6 +47,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "RunCancelled",
     "RunNotFound",
+    "RunStillRunning",
     "RuntimeShutdown",
     "SchemaError",
     "StageFailed",

@@ -119,6 +119,7 @@ async def test_answers_validate_against_the_declared_schemas(
         await s.gate.entered.wait()
         check("/api/runs", "post", await s.submit("echo"))  # 429
         check("/api/runs/{run_id}", "get", await c.get(f"/api/runs/{held['run_id']}"))
+        check("/api/runs/{run_id}", "delete", await c.delete(f"/api/runs/{held['run_id']}"))
         check(
             "/api/runs/{run_id}/cancel", "post", await c.post(f"/api/runs/{held['run_id']}/cancel")
         )
@@ -168,6 +169,8 @@ async def test_answers_validate_against_the_declared_schemas(
         check("/", "get", await c.get("/"))
         check("/static/{path}", "get", await c.get("/static/index.html"))
         check("/static/{path}", "get", await c.get("/static/none.css"))
+        check("/api/runs/{run_id}", "delete", await c.delete(f"/api/runs/{failed['run_id']}"))
+        check("/api/runs/{run_id}", "delete", await c.delete("/api/runs/nope"))
         checker = check.__self__  # type: ignore[attr-defined]
         operations = {(p, m) for p, ops in doc["paths"].items() for m in ops}
         assert operations == {(p, m) for p, m, _ in checker.seen}

@@ -264,6 +264,25 @@ class CheckpointDecodeError(StoreError):
     """A stored Context checkpoint no longer decodes (written by an incompatible version)."""
 
 
+class RunStillRunning(StoreError):
+    """A run cannot be deleted because it is ``running`` or ``pending``.
+
+    Raised by ``Store.delete_runs`` (and ``crucible-actors runs delete``,
+    ``DELETE /api/runs/{id}``) before anything is deleted; unlike :class:`RunNotFound`,
+    the run exists. ``run_id`` and ``status`` name it.
+    """
+
+    def __init__(self, run_id: str, *, status: str, store: str | None = None) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(
+            f"run {run_id!r} is {status} and cannot be deleted while it runs; cancel it "
+            "(or let it end) and delete it then (a run left running by a dead process is "
+            "marked interrupted by the next runtime opened on the store)",
+            store=store,
+        )
+
+
 class RunNotFound(StoreError):
     """No run with ``run_id`` exists in the store."""
 

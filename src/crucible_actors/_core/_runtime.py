@@ -220,6 +220,19 @@ class Runtime:
         """Return the handle of run ``run_id`` if this runtime still holds it."""
         return self._by_id.get(run_id)
 
+    def forget(self, run_id: str) -> bool:
+        """Drop the handle of the finished run ``run_id`` (a run deleted from the store).
+
+        Returns whether a handle was dropped; an active run's handle is kept.
+        """
+        handle = self._by_id.get(run_id)
+        if handle is None or run_id in self._active or not handle.done:
+            return False
+        del self._by_id[run_id]
+        if handle in self._finished:
+            self._finished.remove(handle)
+        return True
+
     async def wait_idle(self) -> None:
         """Wait until no run is active or waiting for admission."""
         while self._active or self._waiting:

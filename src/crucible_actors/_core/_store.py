@@ -28,15 +28,19 @@ import msgspec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import timedelta
 
     from ._blobs import BlobStore
 
 __all__ = [
+    "LIVE_STATUSES",
     "RUN_STATUSES",
     "ArtifactRecord",
     "CachedResult",
     "Checkpoint",
+    "DeletedRuns",
     "ExperimentRecord",
+    "GcResult",
     "OwnerRecord",
     "RunRecord",
     "StageAttempt",
@@ -48,6 +52,10 @@ __all__ = [
 
 #: The values of ``RunRecord.status``, as stored.
 RUN_STATUSES: Final = ("pending", "running", "completed", "failed", "cancelled", "interrupted")
+
+#: The statuses of runs that may still write: ``delete_runs`` refuses them, ``gc`` spares
+#: the blobs they may be writing.
+LIVE_STATUSES: Final = ("pending", "running")
 
 
 class ExperimentRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -206,6 +214,53 @@ class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     size: int
     run_id: str
     created_at: datetime
+
+
+class DeletedRuns(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.delete_runs` deleted (or, with ``dry_run``, would delete).
+
+    ``run_ids`` are the runs deleted, in store order; ``skipped`` those a filter matched
+    but that were left alone because they are ``running`` or ``pending``. The counts are
+    the rows deleted with them; ``checkpoint_bytes`` the bytes of their checkpoints
+    (returned to the file system by the next :meth:`Store.gc`). ``sweeps`` counts the
+    sweeps deleted because none of their points was left.
+    """
+
+    run_ids: list[str] = []
+    skipped: list[str] = []
+    attempts: int = 0
+    checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    events: int = 0
+    artifacts: int = 0
+    sweep_points: int = 0
+    sweeps: int = 0
+
+
+class GcResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Store.gc` deleted and the space it returned.
+
+    ``cached_results`` are the stage results deleted because the run that computed them
+    no longer exists; ``blobs`` / ``blob_bytes`` the blobs no checkpoint or cached result
+    names any more (and partial blob files a killed writer left); ``blobs_kept`` the
+    unreferenced blobs spared because they are newer than the start of the oldest
+    running run (they may belong to a checkpoint not yet committed). ``bytes_before`` /
+    ``bytes_after`` are the store's size (database plus blobs) around the collection;
+    :attr:`freed` their difference.
+    """
+
+    cached_results: int = 0
+    cached_bytes: int = 0
+    blobs: int = 0
+    blob_bytes: int = 0
+    blobs_kept: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+    @property
+    def freed(self) -> int:
+        """The bytes the collection returned (never negative)."""
+        return max(0, self.bytes_before - self.bytes_after)
 
 
 class Store(Protocol):
@@ -433,4 +488,48 @@ class Store(Protocol):
     ) -> list[CachedResult]:
         """Return cached results (of ``stage`` only, if given), newest first, without
         their bytes (``result`` is empty; ``size`` says how long it is)."""
+        ...
+
+    # -- deleting and reclaiming space ------------------------------------------------
+
+    async def delete_runs(
+        self,
+        run_ids: Sequence[str] = (),
+        *,
+        older_than: timedelta | None = None,
+        status: str | None = None,
+        now: datetime | None = None,
+        dry_run: bool = False,
+    ) -> DeletedRuns:
+        """Delete runs with their attempts, checkpoints, events, artifacts and sweep points.
+
+        Either name the runs (``run_ids``) or select them: ``status`` and/or
+        ``older_than`` (runs that finished, or started if they never finished, more
+        than ``older_than`` before ``now``, default the current UTC time). Everything
+        happens in one transaction. Named runs are all deleted or none: an unknown id
+        or a run that is ``running`` or ``pending`` fails the call. Selected runs that
+        are running or pending are left alone and listed in ``skipped``. With
+        ``dry_run`` nothing is deleted; the result says what would be. Blobs and
+        cached results the runs referred to stay until :meth:`gc`.
+
+        Raises:
+            ValueError: both ``run_ids`` and a filter, neither, or a live ``status``.
+            RunNotFound: a named run does not exist.
+            RunStillRunning: a named run is running or pending.
+        """
+        ...
+
+    async def gc(self, *, now: datetime | None = None) -> GcResult:
+        """Delete what no run needs any more and return the space to the file system.
+
+        Deletes the cached results whose run (``CachedResult.run_id``) no longer exists
+        (results of kept runs stay: ``crucible-actors cache clear`` drops those), then
+        every blob that no checkpoint and no cached result names, except blobs newer
+        than the start of the oldest ``running`` or ``pending`` run (or than ``now``,
+        the collection's start, when none runs), less a slack of 2 s while a runtime
+        is registered on the store: a running run may have written a blob whose
+        checkpoint is not committed yet. Then compacts the database (SQLite:
+        ``VACUUM`` and a truncating WAL checkpoint; PostgreSQL: ``VACUUM`` of the
+        tables touched, which makes the space reusable rather than returning it).
+        """
         ...

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     modules = [_run, _stages]
-    for name in ("_runs", "_compare", "_cache", "_db", "_trace", "_serve"):
+    for name in ("_runs", "_compare", "_cache", "_gc", "_db", "_trace", "_serve"):
         try:
             modules.append(__import__(f"{__name__}.{name}", fromlist=["register"]))
         except ImportError as exc:

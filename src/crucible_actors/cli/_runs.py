@@ -1,4 +1,6 @@
-"""``crucible-actors runs list|show|resume``: read and resume the runs in a store.
+"""``crucible-actors runs list|show|resume|delete``: read, resume and delete stored runs.
+
+``runs delete`` lives in :mod:`._gc`, with ``gc``.
 
 The store is ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded
 ``sqlite:///./.crucible/crucible.db``. Human output is a table; ``--json`` prints one
@@ -30,6 +32,7 @@ from .._core._encoding import to_json_safe
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
 from ._format import _elapsed, _positive, _seconds, _table
+from ._gc import add_delete
 
 if TYPE_CHECKING:
     import argparse
@@ -67,6 +70,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     _common(p)
     p.set_defaults(func=cmd_resume)
+
+    add_delete(cmds)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

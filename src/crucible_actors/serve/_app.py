@@ -151,6 +151,7 @@ def create_app(
             Route("/api/runs", routes.submit, methods=["POST"]),
             Route("/api/runs", routes.list_runs, methods=["GET"]),
             Route("/api/runs/{run_id}", routes.get_run, methods=["GET"]),
+            Route("/api/runs/{run_id}", routes.delete_run, methods=["DELETE"]),
             Route("/api/runs/{run_id}/cancel", routes.cancel, methods=["POST"]),
             Route("/api/runs/{run_id}/events", routes.events, methods=["GET"]),
             Route("/api/runs/{run_id}/trace", routes.trace, methods=["GET"]),
@@ -231,6 +232,10 @@ class _Routes:
     async def cancel(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         return json_response(await self.service.cancel(run_id), 202)
+
+    async def delete_run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        return json_response(await self.service.delete(run_id))
 
     async def events(self, request: Request) -> Response | EventStream:
         run_id = request.path_params["run_id"]

@@ -19,6 +19,7 @@ from .._core._errors import (
     InvalidExperiment,
     InvalidOptions,
     RunNotFound,
+    RunStillRunning,
     StoreError,
     UnknownStage,
 )
@@ -127,6 +128,13 @@ def api_error_from(exc: CrucibleError) -> ApiError:
         )
     if isinstance(exc, RunNotFound):
         return ApiError(404, str(exc), type="RunNotFound", details={"run_id": exc.run_id})
+    if isinstance(exc, RunStillRunning):
+        return ApiError(
+            409,
+            str(exc),
+            type="RunStillRunning",
+            details={"run_id": exc.run_id, "status": exc.status},
+        )
     if isinstance(exc, StoreError):
         return ApiError(503, str(exc), type=type(exc).__name__, details={"store": exc.store})
     return ApiError(503, str(exc), type=type(exc).__name__)

@@ -103,6 +103,25 @@ class CancelAnswer(msgspec.Struct):
     status: Status
 
 
+class DeletedCounts(msgspec.Struct):
+    """The records deleted with a run (its blobs and cached results wait for ``gc``)."""
+
+    attempts: int
+    checkpoints: int
+    checkpoint_bytes: int
+    events: int
+    artifacts: int
+    sweep_points: int
+    sweeps: int
+
+
+class DeleteAnswer(msgspec.Struct):
+    """A run deleted from the store, with what went with it."""
+
+    run_id: str
+    deleted: DeletedCounts
+
+
 class Failure(msgspec.Struct):
     """Why a run did not complete; ``attempts`` is set when a stage gave up."""
 
@@ -204,6 +223,7 @@ _RESPONSES = (
     Error,
     Accepted,
     CancelAnswer,
+    DeleteAnswer,
     RunList,
     RunDetail,
     RunEvent,
@@ -324,7 +344,18 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getRun",
                 "parameters": [_RUN_ID],
                 "responses": {"200": _json("RunDetail", "the run"), "404": not_found},
-            }
+            },
+            "delete": {
+                "operationId": "deleteRun",
+                "summary": "Delete a finished run with its attempts, checkpoints, events, "
+                "artifacts records and sweep points",
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "200": _json("DeleteAnswer", "deleted; what went with it"),
+                    "404": not_found,
+                    "409": _err("the run is running or pending"),
+                },
+            },
         },
         "/api/runs/{run_id}/cancel": {
             "post": {

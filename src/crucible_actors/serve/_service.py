@@ -19,7 +19,7 @@ import anyio
 import msgspec
 
 from .._core._decision import TraceChain, TraceEvent
-from .._core._errors import CrucibleError, RunNotFound, StoreError
+from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreError
 from .._core._ir import stage_ref
 from .._core._ir_load import experiment_from_mapping
 from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
@@ -434,6 +434,35 @@ class Service:
             details={"status": status},
         )
 
+    async def delete(self, run_id: str) -> dict[str, Any]:
+        """Delete a finished run from the store (and forget its handle); say what went.
+
+        The run's blobs and cached results stay until ``crucible-actors gc``.
+
+        Raises:
+            ApiError: 404 unknown run; 409 while it is running or pending.
+        """
+        handle, _ = await self.lookup(run_id)
+        if handle is not None and not handle.done:
+            status = live_status(handle)
+            raise api_error_from(RunStillRunning(run_id, status=status))
+        deleted: dict[str, Any] = {}
+        if self.store is not None:
+            try:
+                found = await self.store.delete_runs([run_id])
+            except RunNotFound:
+                if handle is None:
+                    raise
+            else:
+                deleted = {f: getattr(found, f) for f in _DELETED_COUNTS}
+        if self.runtime is not None:
+            self.runtime.forget(run_id)
+        if handle is None and not deleted:
+            raise ApiError(
+                404, f"no run with id {run_id!r}", type="RunNotFound", details={"run_id": run_id}
+            )
+        return {"run_id": run_id, "deleted": deleted or dict.fromkeys(_DELETED_COUNTS, 0)}
+
     # -- events, trace, artifacts -------------------------------------------------------
 
     async def events(self, run_id: str, after: int) -> AsyncIterator[bytes]:
@@ -564,6 +593,18 @@ class Service:
         if body["status"] != "ready":
             raise ApiError(503, "the service is not ready", type="NotReady", details=body)
         return body
+
+
+#: The counts of ``DeletedRuns`` a ``DELETE /api/runs/{id}`` answer carries.
+_DELETED_COUNTS = (
+    "attempts",
+    "checkpoints",
+    "checkpoint_bytes",
+    "events",
+    "artifacts",
+    "sweep_points",
+    "sweeps",
+)
 
 
 def _taken(run_id: str) -> ApiError:

@@ -32,7 +32,9 @@ from .._core._store import RUN_STATUSES as RUN_STATUSES
 from .._core._store import ArtifactRecord as ArtifactRecord
 from .._core._store import CachedResult as CachedResult
 from .._core._store import Checkpoint as Checkpoint
+from .._core._store import DeletedRuns as DeletedRuns
 from .._core._store import ExperimentRecord as ExperimentRecord
+from .._core._store import GcResult as GcResult
 from .._core._store import OwnerRecord as OwnerRecord
 from .._core._store import RunRecord as RunRecord
 from .._core._store import StageAttempt as StageAttempt
@@ -59,8 +61,10 @@ __all__ = [
     "ArtifactRecord",
     "CachedResult",
     "Checkpoint",
+    "DeletedRuns",
     "DirectoryBlobStore",
     "ExperimentRecord",
+    "GcResult",
     "MemoryBlobStore",
     "MemoryStore",
     "OwnerRecord",

@@ -7,17 +7,20 @@ callers see the same scheduling points as with a real store.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 import msgspec
 
 from .._core._blobs import MemoryBlobStore
-from .._core._errors import RunNotFound, StoreError
+from .._core._errors import RunNotFound, RunStillRunning, StoreError
+from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
+from ._reclaim import blob_usage, check_delete_args, cutoff, digests_in, sweep_blobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
+    from datetime import timedelta
 
     from .._core._blobs import BlobStore
     from .._core._store import (
@@ -346,3 +349,117 @@ class MemoryStore:
         """Do nothing: a memory store has no schema. Returns no migration names."""
         await anyio.lowlevel.checkpoint()
         return []
+
+    # -- deleting runs and reclaiming space (the SQL stores' rules: see store._reclaim) ----
+
+    async def delete_runs(
+        self,
+        run_ids: Sequence[str] = (),
+        *,
+        older_than: timedelta | None = None,
+        status: str | None = None,
+        now: datetime | None = None,
+        dry_run: bool = False,
+    ) -> DeletedRuns:
+        """Delete runs and every record of them; see ``Store.delete_runs``."""
+        check_delete_args(run_ids, older_than, status)
+        await anyio.lowlevel.checkpoint()
+        skipped: list[str] = []
+        if run_ids:
+            targets = list(dict.fromkeys(run_ids))
+            for run_id in targets:
+                if run_id not in self._runs:
+                    raise RunNotFound(run_id, store=self._name)
+            for run_id in targets:
+                if self._runs[run_id].status in LIVE_STATUSES:
+                    raise RunStillRunning(
+                        run_id, status=self._runs[run_id].status, store=self._name
+                    )
+        else:
+            at = now if now is not None else datetime.now(UTC)
+            bound = None if older_than is None else at - older_than
+            targets = []
+            for run_id in sorted(self._seq, key=self._seq.__getitem__):
+                run = self._runs[run_id]
+                when = run.finished_at or run.started_at
+                if status is not None and run.status != status:
+                    continue
+                if bound is not None and (when is None or when >= bound):
+                    continue
+                (skipped if run.status in LIVE_STATUSES else targets).append(run_id)
+        if not targets:
+            return DeletedRuns(skipped=skipped)
+        gone = set(targets)
+        touched = {
+            sweep_id
+            for sweep_id, points in self._sweep_points.items()
+            if any(p.run_id in gone for p in points)
+        }
+        emptied = sorted(s for s in touched if all(p.run_id in gone for p in self._sweep_points[s]))
+        result = DeletedRuns(
+            run_ids=targets,
+            skipped=skipped,
+            attempts=sum(len(self._attempts.get(r, {})) for r in targets),
+            checkpoints=sum(len(self._checkpoints.get(r, {})) for r in targets),
+            checkpoint_bytes=sum(
+                len(c.data) for r in targets for c in self._checkpoints.get(r, {}).values()
+            ),
+            events=sum(len(self._events.get(r, ())) for r in targets),
+            artifacts=sum(len(self._artifacts.get(r, ())) for r in targets),
+            sweep_points=sum(1 for s in touched for p in self._sweep_points[s] if p.run_id in gone),
+            sweeps=len(emptied),
+        )
+        if dry_run:
+            return result
+        for run_id in targets:
+            del self._runs[run_id]
+            del self._seq[run_id]
+            for table in (self._attempts, self._checkpoints, self._artifacts, self._events):
+                table.pop(run_id, None)
+        for sweep_id in touched:
+            self._sweep_points[sweep_id] = [
+                p for p in self._sweep_points[sweep_id] if p.run_id not in gone
+            ]
+        for sweep_id in emptied:
+            del self._sweep_points[sweep_id]
+            del self._sweeps[sweep_id]
+        return result
+
+    async def gc(self, *, now: datetime | None = None) -> GcResult:
+        """Delete orphaned cached results and unreferenced blobs; see ``Store.gc``."""
+        await anyio.lowlevel.checkpoint()
+        at = now if now is not None else datetime.now(UTC)
+        blobs: BlobStore | None = getattr(self, "blobs", None)
+        before = self._bytes(blobs)
+        live = [r for r in self._runs.values() if r.status in LIVE_STATUSES]
+        starts = [at if r.started_at is None else r.started_at for r in live]
+        before_cutoff = cutoff(at, min(starts, default=None), len(self._owners))
+        orphans = [r for r in self._results.values() if r.run_id not in self._runs]
+        keep: set[str] = set()
+        for r in orphans:
+            del self._results[r.key]
+            if live:  # a live run may have hit it and not committed its checkpoint yet
+                keep |= digests_in(r.result)
+        deleted = freed = spared = 0
+        if blobs is not None and blob_usage(blobs)[0]:
+            for checkpoints in self._checkpoints.values():
+                for c in checkpoints.values():
+                    keep |= digests_in(c.data)
+            for r in self._results.values():
+                keep |= digests_in(r.result)
+            deleted, freed, spared, _ = sweep_blobs(blobs, keep, before_cutoff.timestamp())
+        return GcResult(
+            cached_results=len(orphans),
+            cached_bytes=sum(r.size for r in orphans),
+            blobs=deleted,
+            blob_bytes=freed,
+            blobs_kept=spared,
+            bytes_before=before,
+            bytes_after=self._bytes(blobs),
+        )
+
+    def _bytes(self, blobs: BlobStore | None) -> int:
+        """The bytes of the checkpoints, cached results and blobs held."""
+        held = sum(len(c.data) for cs in self._checkpoints.values() for c in cs.values())
+        held += sum(len(r.result) for r in self._results.values())
+        return held + blob_usage(blobs)[1]

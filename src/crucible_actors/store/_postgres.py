@@ -51,6 +51,23 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresStore", "open_postgres_store"]
 
+#: The tables of a store (their sizes are the store's size) and those gc vacuums.
+_TABLES = (
+    "experiments",
+    "owners",
+    "runs",
+    "stage_attempts",
+    "checkpoints",
+    "artifacts",
+    "trace_events",
+    "sweeps",
+    "sweep_points",
+    "stage_results",
+)
+#: Vacuumed by gc when they exist: the run tables, and the blob tables of a database
+#: that keeps its blobs (their size is counted as the blob store's, not here).
+_RECLAIMED = (*_TABLES[2:], "blobs", "blob_chunks")
+
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
 
@@ -208,6 +225,32 @@ class PostgresStore(SQLStore):
             raise wrap_pg_error(exc, name) from exc
         self.applied.extend(applied)
         return applied
+
+    async def _db_bytes(self) -> int:
+        found = await self._read(
+            lambda tx: tx.fetchall(
+                "SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0)"
+                " FROM unnest(CAST(? AS text[])) AS t",
+                (list(_TABLES),),
+            )
+        )
+        return int(found[0][0])
+
+    async def _compact(self) -> None:
+        # Plain VACUUM (not FULL, which locks the tables): the space of deleted rows
+        # becomes reusable by the server; it is not handed back to the file system.
+        def vacuum() -> None:
+            with self._pool.connection() as conn:  # autocommit: VACUUM needs no transaction
+                for table in _RECLAIMED:
+                    found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                    if found[0] is not None:
+                        conn.execute(f"VACUUM {table}")
+
+        psycopg, psycopg_pool = _drivers()
+        try:
+            await anyio.to_thread.run_sync(vacuum, limiter=self._read_limiter)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise wrap_pg_error(exc, self._name) from exc
 
 
 @asynccontextmanager

@@ -167,6 +167,10 @@ def _pragma(conn: Any, name: str) -> Any:
     return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
+def _pragma_tx(tx: _sql.Tx, name: str) -> Any:
+    return tx.fetchall(f"PRAGMA {name}")[0][0]
+
+
 def _set_wal(conn: Any, busy_ms: int) -> str:
     """Switch to WAL mode; return the journal mode in force.
 
@@ -313,6 +317,37 @@ class SQLiteStore(SQLStore):
         """Return the migrations applied when the store opened (it migrates on open)."""
         await anyio.lowlevel.checkpoint()
         return list(self.applied)
+
+    async def _db_bytes(self) -> int:
+        def size(tx: _sql.Tx) -> int:
+            path = next(
+                (row[2] for row in tx.fetchall("PRAGMA database_list") if row[1] == "main"), ""
+            )
+            if not path:  # in memory
+                return int(_pragma_tx(tx, "page_count")) * int(_pragma_tx(tx, "page_size"))
+            return sum(
+                os.stat(p).st_size
+                for p in (path, f"{path}-wal", f"{path}-shm")
+                if os.path.exists(p)
+            )
+
+        total: int = await self._read(size)
+        return total
+
+    async def _compact(self) -> None:
+        conn = self._writer.conn
+
+        def compact() -> None:
+            # Free pages go back to the file system: VACUUM rewrites the file without
+            # them (incremental_vacuum where auto_vacuum is incremental), then a
+            # truncating checkpoint empties the write-ahead log the rewrite went through.
+            if int(_pragma(conn, "auto_vacuum")) == 2:
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
+            elif int(_pragma(conn, "freelist_count")):
+                conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+        await self._writer.call(compact)
 
 
 def _close_all(*conns: Any) -> None:

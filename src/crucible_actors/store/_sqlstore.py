@@ -9,19 +9,26 @@ transaction. Reads go to the adapter's ``_read``.
 from __future__ import annotations
 
 import abc
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _cache, _sql, _sweeps
+import anyio.to_thread
+
+from .._core._store import GcResult
+from . import _cache, _reclaim, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from datetime import datetime
+    from datetime import timedelta
 
+    from .._core._blobs import BlobStore
     from .._core._store import (
         ArtifactRecord,
         CachedResult,
         Checkpoint,
+        DeletedRuns,
         ExperimentRecord,
         OwnerRecord,
         RunRecord,
@@ -246,3 +253,62 @@ class SQLStore(abc.ABC):
             lambda tx: _cache.list_cached_results(tx, stage, limit)
         )
         return found
+
+    # -- deleting runs and reclaiming space (see ._reclaim) -------------------------------
+
+    async def delete_runs(
+        self,
+        run_ids: Sequence[str] = (),
+        *,
+        older_than: timedelta | None = None,
+        status: str | None = None,
+        now: datetime | None = None,
+        dry_run: bool = False,
+    ) -> DeletedRuns:
+        _reclaim.check_delete_args(run_ids, older_than, status)
+        at = now if now is not None else datetime.now(UTC)
+        name = self._name
+        deleted: DeletedRuns = await self._writer.submit(
+            lambda tx: _reclaim.delete_runs(tx, run_ids, older_than, status, at, dry_run, name)
+        )
+        return deleted
+
+    async def gc(self, *, now: datetime | None = None) -> GcResult:
+        at = now if now is not None else datetime.now(UTC)
+        blobs: BlobStore | None = getattr(self, "blobs", None)
+        count, blob_bytes = await anyio.to_thread.run_sync(_reclaim.blob_usage, blobs)
+        before = await self._db_bytes() + blob_bytes
+        cached, cached_bytes, cutoff, keep = await self._writer.submit(
+            lambda tx: _reclaim.gc_begin(tx, at)
+        )
+        deleted = freed = spared = blobs_left = 0
+        if blobs is not None and count:
+            for table in ("checkpoints", "stage_results"):
+                after: tuple[Any, ...] | None = None
+                while True:
+                    page = partial(_reclaim.referenced_page, table=table, after=after)
+                    found, after = await self._read(page)
+                    keep |= found
+                    if after is None:
+                        break
+            deleted, freed, spared, blobs_left = await anyio.to_thread.run_sync(
+                _reclaim.sweep_blobs, blobs, keep, cutoff.timestamp()
+            )
+        await self._compact()
+        return GcResult(
+            cached_results=cached,
+            cached_bytes=cached_bytes,
+            blobs=deleted,
+            blob_bytes=freed,
+            blobs_kept=spared,
+            bytes_before=before,
+            bytes_after=await self._db_bytes() + blobs_left,
+        )
+
+    @abc.abstractmethod
+    async def _db_bytes(self) -> int:
+        """Return the bytes the database takes (files, or its tables on a server)."""
+
+    @abc.abstractmethod
+    async def _compact(self) -> None:
+        """Return the space of deleted rows (``VACUUM`` or its dialect's equivalent)."""
