@@ -1,5 +1,8 @@
 """The exception tree of crucible-actors (see :mod:`crucible_actors._core._errors`)."""
 
+from ._core._errors import BlobCorrupt as BlobCorrupt
+from ._core._errors import BlobError as BlobError
+from ._core._errors import BlobMissing as BlobMissing
 from ._core._errors import CheckpointDecodeError as CheckpointDecodeError
 from ._core._errors import CrucibleError as CrucibleError
 from ._core._errors import DataChecksFailed as DataChecksFailed
@@ -26,6 +29,9 @@ from ._core._errors import ValidationFailed as ValidationFailed
 from ._core._errors import WorkerCrashed as WorkerCrashed
 
 __all__ = [
+    "BlobCorrupt",
+    "BlobError",
+    "BlobMissing",
     "CheckpointDecodeError",
     "CrucibleError",
     "DataChecksFailed",

@@ -12,6 +12,7 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
       RuntimeShutdown                                    a run interrupted by its runtime closing
       MissingDependency                                  an optional extra is not installed
       StoreError: StoreUnavailable, RunNotFound, ...     persistence
+        BlobError: BlobMissing, BlobCorrupt              a stored value's blob is gone or altered
       ExecutorError: WorkerCrashed                       where an attempt runs (pool, Ray)
       MessageError: EncodeError                          msgspec encode/decode failures
       ValidationFailed, DataChecksFailed,
@@ -269,6 +270,101 @@ class RunNotFound(StoreError):
     def __init__(self, run_id: str, *, store: str | None = None) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}", store=store)
+
+
+class BlobError(StoreError):
+    """A large Context value stored by content (a blob) cannot be read back.
+
+    ``digest`` is the blob's sha256; ``key`` names the Context entry (``assigns['X']``),
+    ``run_id`` and ``stage`` where the runtime knows them. See :class:`BlobMissing` and
+    :class:`BlobCorrupt` for the two ways a blob goes wrong.
+    """
+
+    reason = "cannot be read"
+    fix = "re-run the run"
+
+    def __init__(
+        self,
+        digest: str,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        stage: str | None = None,
+        store: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.digest = digest
+        self.key = key
+        self.run_id = run_id
+        self.stage = stage
+        self.detail = detail
+        super().__init__(self._message(), store=store)
+
+    def _message(self) -> str:
+        where = []
+        if self.key:
+            where.append(f"holding {self.key}")
+        if self.run_id:
+            where.append(f"of run {self.run_id}")
+        if self.stage:
+            where.append(f"before stage {self.stage!r}")
+        more = f" ({self.detail})" if self.detail else ""
+        return " ".join([f"blob {self.digest[:16]}", *where, f"{self.reason}{more};", self.fix])
+
+    def located(
+        self, *, key: str | None = None, run_id: str | None = None, stage: str | None = None
+    ) -> BlobError:
+        """Return a copy of this error that also names ``key``, ``run_id`` and ``stage``."""
+        err = type(self)(
+            self.digest,
+            key=self.key or key,
+            run_id=self.run_id or run_id,
+            stage=self.stage or stage,
+            store=self.store,
+            detail=self.detail,
+        )
+        err.__cause__ = self.__cause__
+        return err
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_blob_error,
+            (type(self), self.digest, self.key, self.run_id, self.stage, self.store, self.detail),
+        )
+
+
+def _rebuild_blob_error(
+    cls: type[BlobError],
+    digest: str,
+    key: str | None,
+    run_id: str | None,
+    stage: str | None,
+    store: str | None,
+    detail: str,
+) -> BlobError:
+    return cls(digest, key=key, run_id=run_id, stage=stage, store=store, detail=detail)
+
+
+class BlobMissing(BlobError):
+    """A blob a snapshot, checkpoint or cached result refers to is not in the blob store.
+
+    Unlike :class:`BlobCorrupt`, nothing is there at all: the file was removed (by hand, or
+    by a ``gc`` that did not see the reference) or the store was moved without its blobs.
+    """
+
+    reason = "is missing from the blob store"
+    fix = "the blob file was removed or the store moved without it; re-run the run"
+
+
+class BlobCorrupt(BlobError):
+    """A blob's bytes no longer hash to its digest (a truncated or altered file).
+
+    Checked the first time a process reads each blob; unlike :class:`BlobMissing`, the file
+    exists but its content is not what was stored.
+    """
+
+    reason = "does not match its digest (corrupt or truncated file)"
+    fix = "the blob file was altered on disk; delete it and re-run the run"
 
 
 class ExecutorError(CrucibleError):
