@@ -334,11 +334,15 @@ async def scenario_frame(args: argparse.Namespace, tmp: Path, rows: int) -> None
 
 
 def build_dicts(rows: int) -> list[dict[str, Any]]:
-    return [{"id": i, "x": i * 0.5, "label": "abc"} for i in range(rows)]
+    """Rows like an evaluation set's: an id, a short text, a score and a label (~70 B each)."""
+    return [
+        {"id": i, "text": f"example {i:07d}", "score": i / rows, "label": ("no", "yes")[i % 2]}
+        for i in range(rows)
+    ]
 
 
 def dicts_read(rows: list[dict[str, Any]], i: int) -> float:
-    return float(rows[i * 7]["x"])
+    return float(rows[i * 7]["score"])
 
 
 async def scenario_dicts(args: argparse.Namespace, tmp: Path, rows: int) -> None:

@@ -37,7 +37,11 @@ class LoadOptions(msgspec.Struct, forbid_unknown_fields=True):
     limit: int = 0
 
 
-@stage("load", description="Load scikit-learn's digits: pixels X and labels y, once")
+@stage(
+    "load",
+    description="Load scikit-learn's digits: pixels X and labels y, once",
+    options=LoadOptions,
+)
 def load(ctx: Context, opts: LoadOptions) -> Context:
     """Put ``X`` (float64, n x 64), ``y`` (int64, n) and ``ids`` into the assigns."""
     from sklearn.datasets import load_digits
@@ -46,13 +50,7 @@ def load(ctx: Context, opts: LoadOptions) -> Context:
     if opts.limit:
         X, y = X[: opts.limit], y[: opts.limit]
     ids = [f"digit-{i:04d}" for i in range(len(y))]
-    return (
-        ctx.assign("X", X)
-        .assign("y", y)
-        .assign("ids", ids)
-        .put_metric("examples", len(y))
-        .put_metric("classes", len(set(y.tolist())))
-    )
+    return ctx.assign("X", X).assign("y", y).assign("ids", ids)
 
 
 class CrossValidateOptions(msgspec.Struct, forbid_unknown_fields=True):

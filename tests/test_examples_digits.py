@@ -93,7 +93,7 @@ def test_one_run_through_ca_run(tmp_path: Path) -> None:
     assert len(ctx.outputs) == 120
     assert {o["correct"] for o in ctx.outputs} <= {0, 1}
     assert len(ctx.metrics["fold_accuracy"]) == 3
-    assert ctx.metrics["examples"] == 120
+    assert ctx.assigns["X"].shape == (120, 64)
 
 
 @pytest.mark.usefixtures("stages_on_path")
