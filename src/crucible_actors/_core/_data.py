@@ -24,13 +24,22 @@ trust boundary, as for any pickle-based store.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import io
+import pickle
+import struct
+import weakref
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ._blobs import digest_of
+from ._errors import BlobError, BlobMissing, EncodeError, MessageError
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from ._blobs import BlobStore
 
@@ -38,19 +47,31 @@ __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
     "EXT_BLOB",
     "EXT_PACKED",
+    "BlobCodec",
     "BlobRef",
     "blob_digests",
+    "current_codec",
+    "decode_value",
+    "encode_value",
     "externalize",
     "inline_blobs",
+    "is_plain",
+    "type_label",
     "use_blob_store",
+    "use_codec",
 ]
 
 #: Values whose encoding is larger than this many bytes are stored by reference.
-DEFAULT_BLOB_THRESHOLD = 65536
+DEFAULT_BLOB_THRESHOLD: Final = 65536
 #: msgpack extension code of an inline packed value (payload layout in the module doc).
-EXT_PACKED = 81
+EXT_PACKED: Final = 81
 #: msgpack extension code of a reference to a blob (a msgpack-encoded :class:`BlobRef`).
-EXT_BLOB = 82
+EXT_BLOB: Final = 82
+
+# How many items the plain walk visits before it gives up (the value is then packed),
+# and how deep it goes: deeper values are packed too, so msgspec never recurses far.
+_WALK_BUDGET: Final = 2000
+_WALK_DEPTH: Final = 64
 
 
 class BlobRef(msgspec.Struct, frozen=True, array_like=True):
@@ -67,18 +88,405 @@ class BlobRef(msgspec.Struct, frozen=True, array_like=True):
     type: str
 
 
+_ref_encode = msgspec.msgpack.Encoder().encode
+_ref_decode = msgspec.msgpack.Decoder(BlobRef).decode
+_plain_encode = msgspec.msgpack.Encoder().encode
+
+# -- the codec state: which blob store, which threshold ------------------------------
+
+
+class BlobCodec:
+    """The blob store and threshold the codec uses, plus its identity memo.
+
+    Obtain one through :func:`use_blob_store`; every codec of one store shares its memo
+    (objects decoded from a blob that cannot change in place, id -> (weakref, BlobRef)),
+    so a read-only array passed through many stages is pickled and hashed once.
+    """
+
+    __slots__ = ("memo", "store", "threshold")
+
+    def __init__(self, store: BlobStore | None, threshold: int, memo: dict[int, Any]) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.memo = memo
+
+    def remember(self, value: Any, ref: BlobRef) -> None:
+        """Remember that ``value`` (immutable, just decoded from a blob) is ``ref``'s."""
+        memo = self.memo
+        key = id(value)
+
+        def forget(dead: weakref.ref[Any], key: int = key) -> None:
+            found = memo.get(key)
+            if found is not None and found[0] is dead:
+                memo.pop(key, None)
+
+        with contextlib.suppress(TypeError):  # not weak-referenceable: no memo for it
+            memo[key] = (weakref.ref(value, forget), ref)
+
+    def recall(self, value: Any) -> BlobRef | None:
+        """Return the BlobRef ``value`` was decoded from, if it is remembered."""
+        found = self.memo.get(id(value))
+        if found is not None and found[0]() is value:
+            ref: BlobRef = found[1]
+            return ref
+        return None
+
+
+_memos: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+_current: contextvars.ContextVar[BlobCodec | None] = contextvars.ContextVar(
+    "crucible_blob_codec", default=None
+)
+
+
+def _codec_for(store: BlobStore | None, threshold: int) -> BlobCodec:
+    if threshold < 0:
+        raise ValueError(f"blob_threshold must be >= 0 bytes, got {threshold!r}")
+    memo: dict[int, Any]
+    if store is None:
+        memo = {}
+    else:
+        try:
+            memo = _memos.setdefault(store, {})
+        except TypeError:  # a store that is not weak-referenceable gets a private memo
+            memo = {}
+    return BlobCodec(store, threshold, memo)
+
+
 @contextmanager
 def use_blob_store(
     store: BlobStore | None, *, threshold: int = DEFAULT_BLOB_THRESHOLD
-) -> Iterator[None]:
+) -> Iterator[BlobCodec]:
     """Make ``store`` the blob store the codec writes to and reads from, within the block.
 
     Sets a contextvar, so it flows into child tasks and anyio worker threads started inside
     the block. With ``store=None`` nothing is stored by reference (large values stay
     inline) and reading a reference raises :class:`~crucible_actors.errors.BlobMissing`.
+    Yields the :class:`BlobCodec` (pass it to :func:`use_codec` to re-enter it elsewhere).
+
+    Raises:
+        ValueError: ``threshold`` is negative.
     """
-    raise NotImplementedError
-    yield
+    codec = _codec_for(store, threshold)
+    token = _current.set(codec)
+    try:
+        yield codec
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def use_codec(codec: BlobCodec | None) -> Iterator[None]:
+    """Re-enter a codec yielded by :func:`use_blob_store` (a handle decoding later)."""
+    token = _current.set(codec)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_codec() -> BlobCodec | None:
+    """Return the codec :func:`use_blob_store` made current, or None."""
+    return _current.get()
+
+
+# -- plain values ---------------------------------------------------------------------
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def is_plain(value: Any) -> bool:
+    """Whether msgspec can carry ``value`` exactly: str/int/float/bool/None/bytes in lists
+    and str-keyed dicts, found within the walk's budget (else the value is packed)."""
+    if type(value) in _SCALARS:
+        return True
+    budget = _WALK_BUDGET
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    scalars = _SCALARS
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is list:
+            if depth >= _WALK_DEPTH:
+                return False
+            budget -= len(item)
+            if budget < 0:
+                return False
+            for v in item:
+                if type(v) not in scalars:
+                    stack.append((v, depth + 1))
+        elif kind is dict:
+            if depth >= _WALK_DEPTH:
+                return False
+            budget -= len(item)
+            if budget < 0:
+                return False
+            for k, v in item.items():
+                if type(k) is not str:
+                    return False
+                if type(v) not in scalars:
+                    stack.append((v, depth + 1))
+        elif kind not in scalars:
+            return False
+    return True
+
+
+def type_label(value: Any) -> str:
+    """Return a short name of ``value``'s type: ``numpy.ndarray``, ``pandas.DataFrame``."""
+    kind = type(value)
+    module = kind.__module__
+    if module == "builtins":
+        return kind.__qualname__
+    return f"{module.partition('.')[0]}.{kind.__qualname__}"
+
+
+# -- payloads: header, body, aligned buffers --------------------------------------------
+
+_MAGIC: Final = b"CRB1"
+# magic, kind (0 pickle, 1 msgpack), buffer count, body length, type-name length
+_HEAD = struct.Struct("<4sB3xIQI4x")
+_SPAN = struct.Struct("<QQ")
+_ALIGN: Final = 64
+_KIND_PICKLE: Final = 0
+_KIND_MSGPACK: Final = 1
+_KINDS: Final = {_KIND_PICKLE: "packed", _KIND_MSGPACK: "msgpack"}
+_ZEROS: Final = bytes(_ALIGN)
+
+
+def _pad(n: int) -> int:
+    return -n % _ALIGN
+
+
+def _payload(
+    kind: int, body: bytes, buffers: list[memoryview], type_name: str
+) -> tuple[list[bytes | memoryview], int]:
+    """Lay out a payload; return its chunks (buffers are not copied) and total size."""
+    name = type_name.encode()
+    header_len = _HEAD.size + len(name) + _SPAN.size * len(buffers)
+    offset = header_len + _pad(header_len)
+    body_at = offset
+    offset += len(body)
+    spans = []
+    for buf in buffers:
+        offset += _pad(offset)
+        spans.append((offset, buf.nbytes))
+        offset += buf.nbytes
+    head = b"".join(
+        [
+            _HEAD.pack(_MAGIC, kind, len(buffers), len(body), len(name)),
+            name,
+            *(_SPAN.pack(o, n) for o, n in spans),
+        ]
+    )
+    chunks: list[bytes | memoryview] = [head, _ZEROS[: body_at - len(head)], body]
+    end = body_at + len(body)
+    for (at, n), buf in zip(spans, buffers, strict=True):
+        if at > end:
+            chunks.append(_ZEROS[: at - end])
+        chunks.append(buf)
+        end = at + n
+    return chunks, offset
+
+
+def _read_header(view: memoryview) -> tuple[int, str, memoryview, list[memoryview]]:
+    """Return kind, type name, body and buffer views of a payload."""
+    if view.nbytes < _HEAD.size:
+        raise MessageError(f"a stored value is truncated ({view.nbytes} bytes)")
+    magic, kind, nbuf, body_len, name_len = _HEAD.unpack_from(view)
+    if magic != _MAGIC or kind not in _KINDS:
+        raise MessageError("a stored value does not start with crucible's payload header")
+    at = _HEAD.size
+    type_name = bytes(view[at : at + name_len]).decode()
+    at += name_len
+    spans = [_SPAN.unpack_from(view, at + i * _SPAN.size) for i in range(nbuf)]
+    at += nbuf * _SPAN.size
+    at += _pad(at)
+    body = view[at : at + body_len]
+    return kind, type_name, body, [view[o : o + n] for o, n in spans]
+
+
+class _PayloadError(Exception):
+    """Why a value could not be packed (becomes an EncodeError naming its path)."""
+
+
+def _pack(value: Any) -> tuple[list[bytes | memoryview], int]:
+    buffers: list[memoryview] = []
+
+    def take(buf: pickle.PickleBuffer) -> None:
+        buffers.append(buf.raw())
+
+    body = pickle.dumps(value, protocol=5, buffer_callback=take)
+    return _payload(_KIND_PICKLE, body, buffers, type_label(value))
+
+
+# Globals a pickle written by the runtime never needs and an attacker would (a tampered
+# store): refused with a clear error. The store stays a trust boundary all the same.
+_BANNED_MODULES: Final = frozenset(
+    {
+        "os",
+        "posix",
+        "nt",
+        "subprocess",
+        "sys",
+        "shutil",
+        "importlib",
+        "runpy",
+        "code",
+        "codeop",
+        "pty",
+        "pickle",
+        "_pickle",
+        "marshal",
+        "ctypes",
+        "socket",
+        "webbrowser",
+    }
+)
+_BANNED_BUILTINS: Final = frozenset(
+    {"eval", "exec", "compile", "__import__", "open", "breakpoint", "input", "getattr"}
+)
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        root = module.partition(".")[0]
+        if root in _BANNED_MODULES or (
+            module in ("builtins", "__builtin__") and name in _BANNED_BUILTINS
+        ):
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a stored value: crucible-actors "
+                "never stores it, so the store was tampered with (treat the store as "
+                "trusted input, like any pickle)"
+            )
+        return super().find_class(module, name)
+
+
+def _unpack(view: memoryview) -> Any:
+    kind, _, body, buffers = _read_header(view)
+    if kind == _KIND_MSGPACK:
+        return msgspec.msgpack.decode(body)
+    try:
+        return _Unpickler(io.BytesIO(body), buffers=buffers).load()
+    except pickle.UnpicklingError as exc:
+        raise MessageError(f"cannot load a stored value: {exc}") from exc
+
+
+# -- one user value -----------------------------------------------------------------------
+
+
+def encode_value(value: Any, path: str, codec: BlobCodec | None) -> Any:
+    """Return what msgspec should write for the user value ``value`` at ``path``.
+
+    The value itself when plain and small, a ``msgspec.Raw`` of a plain value already
+    encoded, or an ``Ext`` (packed inline, or a reference to a blob written now).
+
+    Raises:
+        EncodeError: ``value`` can be neither encoded nor pickled.
+    """
+    if codec is not None:
+        ref = codec.recall(value)
+        if ref is not None:
+            return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(ref))
+    if is_plain(value):
+        if codec is None or codec.store is None:
+            return value
+        try:
+            raw = _plain_encode(value)
+        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
+            raise EncodeError(path, value, str(exc)) from exc
+        if len(raw) <= codec.threshold:
+            return msgspec.Raw(raw)
+        chunks, size = _payload(_KIND_MSGPACK, raw, [], type_label(value))
+        return _store_blob(codec, chunks, size, "msgpack", type_label(value))
+    try:
+        chunks, size = _pack(value)
+    except RecursionError as exc:
+        raise EncodeError(
+            path, value, "nested too deeply to store; flatten it or store it as bytes"
+        ) from exc
+    except Exception as exc:
+        _raise_unpicklable(value, path, exc)
+    if codec is not None and codec.store is not None and size > codec.threshold:
+        return _store_blob(codec, chunks, size, "packed", type_label(value))
+    return msgspec.msgpack.Ext(EXT_PACKED, b"".join(chunks))
+
+
+def _store_blob(
+    codec: BlobCodec, chunks: list[bytes | memoryview], size: int, kind: str, type_name: str
+) -> msgspec.msgpack.Ext:
+    store = codec.store
+    assert store is not None
+    digest = digest_of(chunks)
+    store.put(digest, chunks, size)
+    return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(BlobRef(digest, size, kind, type_name)))
+
+
+def _raise_unpicklable(value: Any, path: str, exc: Exception) -> Any:
+    """Raise the EncodeError naming the innermost part of ``value`` that cannot be pickled."""
+    detail = f"{type(exc).__name__}: {exc}"
+    for _ in range(_WALK_DEPTH):
+        children: list[tuple[str, Any]] = []
+        if isinstance(value, dict):
+            children = [(f"[{k!r}]", v) for k, v in value.items()]
+        elif isinstance(value, list | tuple | set | frozenset):
+            children = [(f"[{i}]", v) for i, v in enumerate(value)]
+        elif hasattr(value, "__dict__") and not isinstance(value, type):
+            children = [(f".{k}", v) for k, v in vars(value).items()]
+        for suffix, child in children:
+            try:
+                pickle.dumps(child, protocol=5, buffer_callback=lambda _b: None)
+            except RecursionError:
+                break
+            except Exception:
+                value, path = child, path + suffix
+                break
+        else:
+            break
+    raise EncodeError(path, value, detail) from exc
+
+
+def decode_value(code: int, data: memoryview) -> Any:
+    """The msgspec ``ext_hook`` of Context decoders: load a packed value or a blob.
+
+    Raises:
+        BlobMissing: a referenced blob is not in the current blob store (or none is open).
+        BlobCorrupt: a referenced blob does not match its digest.
+        MessageError: the payload is not one crucible-actors wrote.
+    """
+    if code == EXT_PACKED:
+        return _unpack(memoryview(bytes(data)))
+    if code == EXT_BLOB:
+        ref = _ref_decode(data)
+        codec = _current.get()
+        if codec is None or codec.store is None:
+            raise BlobMissing(
+                ref.digest,
+                detail=f"{ref.type}, {ref.size} bytes; no blob store is open here",
+            )
+        value = _unpack(codec.store.open(ref.digest))
+        if _immutable(value):
+            codec.remember(value, ref)
+        return value
+    return msgspec.msgpack.Ext(code, bytes(data))
+
+
+def _immutable(value: Any) -> bool:
+    """Whether ``value`` cannot change in place (so its blob stays its encoding)."""
+    kind = type(value)
+    module = kind.__module__
+    if module == "numpy" and kind.__name__ == "ndarray":
+        return not value.flags.writeable
+    return module.startswith("pyarrow") and kind.__name__ in (
+        "Table",
+        "RecordBatch",
+        "ChunkedArray",
+    )
+
+
+# -- walking encoded bytes without unpickling -----------------------------------------------
+
+
+def _walk_ext(data: bytes, hook: Callable[[int, memoryview], Any]) -> Any:
+    return msgspec.msgpack.decode(data, ext_hook=hook)
 
 
 def blob_digests(data: bytes) -> set[str]:
@@ -86,7 +494,49 @@ def blob_digests(data: bytes) -> set[str]:
 
     Walks the msgpack without unpickling anything.
     """
-    raise NotImplementedError
+    found: set[str] = set()
+
+    def hook(code: int, payload: memoryview) -> None:
+        if code == EXT_BLOB:
+            found.add(_ref_decode(payload).digest)
+
+    _walk_ext(data, hook)
+    return found
+
+
+def blob_refs(data: bytes) -> dict[str, BlobRef]:
+    """Return the path (``assigns['X']``) -> BlobRef of every blob ``data`` (a Context) holds."""
+    tree = _walk_ext(
+        data,
+        lambda code, payload: _ref_decode(payload) if code == EXT_BLOB else None,
+    )
+    out: dict[str, BlobRef] = {}
+    if not isinstance(tree, dict):
+        return out
+    for field in ("assigns", "metrics", "artifacts"):
+        for key, value in (tree.get(field) or {}).items():
+            if isinstance(value, BlobRef):
+                out[f"{field}[{key!r}]"] = value
+    for i, value in enumerate(tree.get("outputs") or ()):
+        if isinstance(value, BlobRef):
+            out[f"outputs[{i}]"] = value
+    return out
+
+
+def locate_blob_error(exc: BlobError, data: bytes, *, stage: str | None = None) -> BlobError:
+    """Return ``exc`` naming the Context key and run that hold its blob in ``data``."""
+    key = None
+    run_id = None
+    try:
+        for path, ref in blob_refs(data).items():
+            if ref.digest == exc.digest:
+                key = path
+                break
+        tree = msgspec.msgpack.decode(data, type=dict[str, Any], ext_hook=lambda c, d: None)
+        run_id = tree.get("run_id")
+    except (msgspec.DecodeError, TypeError, ValueError):  # pragma: no cover - best effort
+        pass
+    return exc.located(key=key, run_id=run_id if isinstance(run_id, str) else None, stage=stage)
 
 
 def inline_blobs(data: bytes, store: BlobStore) -> bytes:
@@ -98,7 +548,18 @@ def inline_blobs(data: bytes, store: BlobStore) -> bytes:
         BlobMissing: a referenced blob is not in ``store``.
         BlobCorrupt: a referenced blob does not match its digest.
     """
-    raise NotImplementedError
+    changed = False
+
+    def hook(code: int, payload: memoryview) -> msgspec.msgpack.Ext:
+        nonlocal changed
+        if code == EXT_BLOB:
+            changed = True
+            ref = _ref_decode(payload)
+            return msgspec.msgpack.Ext(EXT_PACKED, bytes(store.open(ref.digest)))
+        return msgspec.msgpack.Ext(code, bytes(payload))
+
+    tree = _walk_ext(data, hook)
+    return _plain_encode(tree) if changed else data
 
 
 def externalize(data: bytes, store: BlobStore, threshold: int) -> bytes:
@@ -107,4 +568,18 @@ def externalize(data: bytes, store: BlobStore, threshold: int) -> bytes:
     The reverse of :func:`inline_blobs`: the driver applies it to a reply from a worker
     that could not write to the store.
     """
-    raise NotImplementedError
+    changed = False
+
+    def hook(code: int, payload: memoryview) -> msgspec.msgpack.Ext:
+        nonlocal changed
+        if code == EXT_PACKED and payload.nbytes > threshold:
+            changed = True
+            kind, type_name, _, _ = _read_header(payload)
+            digest = digest_of([payload])
+            store.put(digest, [payload], payload.nbytes)
+            ref = BlobRef(digest, payload.nbytes, _KINDS[kind], type_name)
+            return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(ref))
+        return msgspec.msgpack.Ext(code, bytes(payload))
+
+    tree = _walk_ext(data, hook)
+    return _plain_encode(tree) if changed else data

@@ -3,6 +3,10 @@
 The supervised runtime ships the Context between the run supervisor and stage actors as
 msgpack bytes; the store keeps the same bytes as checkpoints. Stage objects reachable
 from the Context (``StageDef.stage``) encode as their ``"module:qualname"`` reference.
+User values (``assigns``, ``metrics``, ``artifacts``, ``outputs``) go through the data
+codec (``_data.py``): plain values as msgpack, anything else packed, large values as
+references to the current blob store. A small Context of plain values is still one
+msgspec call.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import msgspec
 from msgspec.structs import replace
 
 from ._context import Context
+from ._data import current_codec, decode_value, encode_value, is_plain, locate_blob_error
 from ._decision import TraceChain
-from ._errors import EncodeError, MessageError
+from ._errors import BlobError, EncodeError, MessageError
 from ._ir import Experiment, StageDef, is_plugin_object, stage_ref
 
 __all__ = [
@@ -59,7 +64,14 @@ _enc_hook = enc_hook
 
 _msgpack_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _json_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
-_context_decoder = msgspec.msgpack.Decoder(Context)
+_context_decoder = msgspec.msgpack.Decoder(Context, ext_hook=decode_value)
+_ENCODE_ERRORS = (
+    TypeError,
+    NotImplementedError,
+    msgspec.EncodeError,
+    OverflowError,
+    RecursionError,
+)
 
 
 def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
@@ -67,7 +79,7 @@ def _find_bad(value: Any, path: str) -> tuple[str, Any, str] | None:
     try:
         _msgpack_encoder.encode(value)
         return None
-    except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+    except _ENCODE_ERRORS as exc:
         detail = str(exc)
     if isinstance(value, msgspec.Struct):
         for name in value.__struct_fields__:
@@ -138,27 +150,70 @@ def _portable(ctx: Context) -> Context:
     return replace(ctx, experiment=replace(ctx.experiment, pipeline=refs))
 
 
+def _all_plain(ctx: Context) -> bool:
+    for value in ctx.assigns.values():
+        if not is_plain(value):
+            return False
+    for value in ctx.metrics.values():
+        if not is_plain(value):
+            return False
+    for value in ctx.outputs:
+        if not is_plain(value):
+            return False
+    return all(is_plain(value) for value in ctx.artifacts.values())
+
+
+def _user_values(ctx: Context) -> Context:
+    """Return ``ctx`` with each user value replaced by what the data codec writes for it."""
+    codec = current_codec()
+
+    def field(name: str, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: encode_value(v, f"{name}[{k!r}]", codec) for k, v in values.items()}
+
+    return replace(
+        ctx,
+        assigns=field("assigns", ctx.assigns),
+        metrics=field("metrics", ctx.metrics),
+        artifacts=field("artifacts", ctx.artifacts),
+        outputs=[encode_value(v, f"outputs[{i}]", codec) for i, v in enumerate(ctx.outputs)],
+    )
+
+
 def encode_context(ctx: Context) -> bytes:
-    """Encode ``ctx`` to msgpack bytes.
+    """Encode ``ctx`` to msgpack bytes, writing large values to the current blob store.
+
+    Values that survive as themselves (tuples, sets, dataclasses, Structs, enums, numpy,
+    pandas, pyarrow ...) are packed; a value whose encoding exceeds the threshold of
+    :func:`~._data.use_blob_store` is written to its blob store first (durably) and
+    referenced.
 
     Raises:
         EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
             ``assigns['model']``.
     """
+    if _all_plain(ctx):
+        try:
+            data = _msgpack_encoder.encode(ctx)
+        except _ENCODE_ERRORS as exc:
+            error: BaseException = exc
+        else:
+            codec = current_codec()
+            if codec is None or codec.store is None or len(data) <= codec.threshold:
+                return data
+    wire = _user_values(ctx)
     try:
-        return _msgpack_encoder.encode(ctx)
-    except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+        return _msgpack_encoder.encode(wire)
+    except _ENCODE_ERRORS as exc:
         error = exc
     # Stage classes and objects in the pipeline encode through the hook; anything else
     # given as a stage, and callables given as options, are written as their references.
-    portable = _portable(ctx)
-    if portable is not ctx:
-        ctx = portable
+    portable = _portable(wire)
+    if portable is not wire:
         try:
-            return _msgpack_encoder.encode(ctx)
-        except (TypeError, NotImplementedError, msgspec.EncodeError, OverflowError) as exc:
+            return _msgpack_encoder.encode(portable)
+        except _ENCODE_ERRORS as exc:
             error = exc
-    _raise_unencodable(ctx, error)
+    _raise_unencodable(portable, error)
 
 
 def _raise_unencodable(ctx: Context, exc: BaseException) -> NoReturn:
@@ -176,11 +231,15 @@ def decode_context(data: bytes) -> Context:
 
     Raises:
         MessageError: the bytes are not an encoded Context of this version.
+        BlobMissing: a value stored by reference is not in the current blob store.
+        BlobCorrupt: such a value's blob does not match its digest.
     """
     try:
         return _context_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"cannot decode a Context from {len(data)} bytes: {exc}") from exc
+    except BlobError as exc:
+        raise locate_blob_error(exc, data) from exc.__cause__
 
 
 def _repr_hook(obj: Any) -> Any:
@@ -238,7 +297,7 @@ class _ContextSansExperiment(msgspec.Struct, frozen=True, omit_defaults=True, gc
     assigns: dict[str, Any] = {}
 
 
-_sans_experiment_decoder = msgspec.msgpack.Decoder(_ContextSansExperiment)
+_sans_experiment_decoder = msgspec.msgpack.Decoder(_ContextSansExperiment, ext_hook=decode_value)
 
 
 def decode_context_with(
@@ -253,11 +312,15 @@ def decode_context_with(
 
     Raises:
         MessageError: the bytes are not an encoded Context of this version.
+        BlobMissing: a value stored by reference is not in the current blob store.
+        BlobCorrupt: such a value's blob does not match its digest.
     """
     try:
         lite = _sans_experiment_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MessageError(f"cannot decode a Context from {len(data)} bytes: {exc}") from exc
+    except BlobError as exc:
+        raise locate_blob_error(exc, data) from exc.__cause__
     trace = lite.trace
     if trace is not None:
         trace = msgspec.convert(trace, TraceChain, strict=False)

@@ -29,6 +29,8 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._blobs import BlobStore
+
 __all__ = [
     "RUN_STATUSES",
     "ArtifactRecord",
@@ -221,6 +223,17 @@ class Store(Protocol):
     @property
     def local(self) -> bool:
         """Whether all users of this store share one host."""
+        ...
+
+    @property
+    def blobs(self) -> BlobStore | None:
+        """Where the runs' large Context values live, stored once by content.
+
+        A blob is written (durably, at the store's level) before a checkpoint or cached
+        result referring to it. ``None`` (or no attribute, for a host's own store) means
+        the store cannot hold blobs: the runtime then keeps large values inline in the
+        checkpoints and cached results.
+        """
         ...
 
     # -- writes: each one transaction, durable when it returns ----------------------

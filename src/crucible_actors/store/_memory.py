@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import anyio.lowlevel
 import msgspec
 
+from .._core._blobs import MemoryBlobStore
 from .._core._errors import RunNotFound, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from .._core._blobs import BlobStore
     from .._core._store import (
         ArtifactRecord,
         CachedResult,
@@ -55,6 +57,8 @@ class MemoryStore:
         self._sweeps: dict[str, SweepRecord] = {}  # insertion order is the store order
         self._sweep_points: dict[str, list[SweepPointRecord]] = {}
         self._results: dict[str, CachedResult] = {}  # insertion order is the store order
+        #: Where large Context values live (in memory too).
+        self.blobs: BlobStore = MemoryBlobStore()
 
     def __repr__(self) -> str:
         return f"<MemoryStore {self._name} runs={len(self._runs)}>"

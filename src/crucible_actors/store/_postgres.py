@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from datetime import datetime
 
+    from .._core._blobs import BlobStore
+
 
 __all__ = ["PostgresStore", "open_postgres_store"]
 
@@ -195,6 +197,9 @@ class PostgresStore(SQLStore):
     """
 
     local = False
+    #: No blob store yet: large Context values stay inline in the checkpoints (issue 22:
+    #: the PostgreSQL blob store replaces this).
+    blobs: BlobStore | None = None
     _writer: _PgWriter
 
     def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:

@@ -41,13 +41,17 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._core._blobs import MemoryBlobStore
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
+from ._blobs import DirectoryBlobStore
 from ._sqlstore import SQLStore
 from ._writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+    from .._core._blobs import BlobStore
 
 
 __all__ = ["APPLICATION_ID", "DURABILITY_LEVELS", "SQLiteStore", "open_sqlite_store"]
@@ -281,8 +285,11 @@ class SQLiteStore(SQLStore):
         read_tx: _SQLiteTx | None,
         *,
         durability: str = "process",
+        blobs: BlobStore | None = None,
     ) -> None:
         self._name = name
+        #: Where large Context values live: ``x.db.blobs/`` beside the file.
+        self.blobs: BlobStore = blobs if blobs is not None else MemoryBlobStore()
         self._writer = writer
         self._read_tx = read_tx  # None: one connection only; reads go to the writer
         self._read_limiter = anyio.CapacityLimiter(1)
@@ -368,7 +375,12 @@ async def open_sqlite_store(
         raise wrap_sqlite_error(exc, name) from exc
     writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch)
     read_tx = None if read_conn is None else _SQLiteTx(read_conn)
-    store = SQLiteStore(name, writer, read_tx, durability=durability)
+    blobs = (
+        MemoryBlobStore()
+        if memory
+        else DirectoryBlobStore(raw + ".blobs", durability=check_durability(durability))
+    )
+    store = SQLiteStore(name, writer, read_tx, durability=durability, blobs=blobs)
     store.schema_version, store.applied = version
     try:
         async with writer.running("crucible sqlite writer"):
