@@ -261,8 +261,7 @@ async def scenario_array(args: argparse.Namespace, tmp: Path, nbytes: int, name:
         "returned": f"{type(got).__module__}.{type(got).__name__}"
         + (f" writeable={got.flags.writeable}" if hasattr(got, "flags") else ""),
     }
-    label = f"{x.nbytes // MB}mb"
-    emit(figure(f"{name}_{label}_5_stages_s", run_s, floor_s, 1.5, "s", **extra))
+    emit(figure(f"array_{x.nbytes // MB}mb_5_stages_s", run_s, floor_s, 1.5, "s", **extra))
     if name == "array":
         emit_store_bytes(name, first, second, x.nbytes)
 
