@@ -49,13 +49,16 @@ __all__ = [
     "EXT_PACKED",
     "BlobCodec",
     "BlobRef",
+    "blob_codec",
     "blob_digests",
+    "blob_refs",
     "current_codec",
     "decode_value",
     "encode_value",
     "externalize",
     "inline_blobs",
     "is_plain",
+    "locate_blob_error",
     "type_label",
     "use_blob_store",
     "use_codec",
@@ -138,7 +141,12 @@ _current: contextvars.ContextVar[BlobCodec | None] = contextvars.ContextVar(
 )
 
 
-def _codec_for(store: BlobStore | None, threshold: int) -> BlobCodec:
+def blob_codec(store: BlobStore | None, threshold: int = DEFAULT_BLOB_THRESHOLD) -> BlobCodec:
+    """Return a codec writing to ``store`` above ``threshold`` bytes (shares its memo).
+
+    Raises:
+        ValueError: ``threshold`` is negative.
+    """
     if threshold < 0:
         raise ValueError(f"blob_threshold must be >= 0 bytes, got {threshold!r}")
     memo: dict[int, Any]
@@ -166,7 +174,7 @@ def use_blob_store(
     Raises:
         ValueError: ``threshold`` is negative.
     """
-    codec = _codec_for(store, threshold)
+    codec = blob_codec(store, threshold)
     token = _current.set(codec)
     try:
         yield codec
@@ -404,7 +412,16 @@ def encode_value(value: Any, path: str, codec: BlobCodec | None) -> Any:
             path, value, "nested too deeply to store; flatten it or store it as bytes"
         ) from exc
     except Exception as exc:
-        _raise_unpicklable(value, path, exc)
+        # A class pickle cannot find again (defined inside a function) still travels as
+        # msgspec wrote it before values were packed: a Struct or dataclass as a dict.
+        try:
+            raw = _plain_encode(value)
+        except (TypeError, OverflowError, RecursionError, msgspec.EncodeError):
+            _raise_unpicklable(value, path, exc)
+        if codec is None or codec.store is None or len(raw) <= codec.threshold:
+            return msgspec.Raw(raw)
+        chunks, size = _payload(_KIND_MSGPACK, raw, [], type_label(value))
+        return _store_blob(codec, chunks, size, "msgpack", type_label(value))
     if codec is not None and codec.store is not None and size > codec.threshold:
         return _store_blob(codec, chunks, size, "packed", type_label(value))
     return msgspec.msgpack.Ext(EXT_PACKED, b"".join(chunks))

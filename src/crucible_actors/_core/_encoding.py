@@ -18,7 +18,14 @@ import msgspec
 from msgspec.structs import replace
 
 from ._context import Context
-from ._data import current_codec, decode_value, encode_value, is_plain, locate_blob_error
+from ._data import (
+    current_codec,
+    decode_value,
+    encode_value,
+    is_plain,
+    locate_blob_error,
+    type_label,
+)
 from ._decision import TraceChain
 from ._errors import BlobError, EncodeError, MessageError
 from ._ir import Experiment, StageDef, is_plugin_object, stage_ref
@@ -242,11 +249,54 @@ def decode_context(data: bytes) -> Context:
         raise locate_blob_error(exc, data) from exc.__cause__
 
 
+# Arrays up to this many elements are written out in JSON; larger ones as a summary.
+_JSON_ARRAY_LIMIT = 1000
+
+
+def _data_summary(obj: Any) -> Any:
+    """Return the JSON form of a numpy/pandas/pyarrow value, or NotImplemented.
+
+    Scalars become numbers, small arrays lists, large arrays and frames a short summary
+    (type, shape, dtype): never the ``repr`` of a gigabyte. Nothing is imported here.
+    """
+    module = type(obj).__module__.partition(".")[0]
+    if module not in ("numpy", "pandas", "pyarrow"):
+        return NotImplemented
+    label = type_label(obj)
+    if module == "numpy":
+        shape = getattr(obj, "shape", None)
+        if shape == () and hasattr(obj, "item"):
+            return obj.item()
+        if shape is not None and hasattr(obj, "tolist"):
+            if obj.size <= _JSON_ARRAY_LIMIT:
+                return obj.tolist()
+            return {"type": label, "shape": list(shape), "dtype": str(obj.dtype)}
+        return NotImplemented
+    shape = getattr(obj, "shape", None)
+    summary: dict[str, Any] = {"type": label}
+    if isinstance(shape, tuple):
+        summary["shape"] = list(shape)
+    dtype = getattr(obj, "dtype", None)
+    if dtype is not None:
+        summary["dtype"] = str(dtype)
+    columns = getattr(obj, "columns", None)
+    if module == "pandas" and columns is not None:
+        summary["columns"] = [str(c) for c in list(columns)[:50]]
+    elif module == "pyarrow" and getattr(obj, "schema", None) is not None:
+        summary["columns"] = list(obj.schema.names)[:50]
+        summary["rows"] = getattr(obj, "num_rows", None)
+    return summary
+
+
 def _repr_hook(obj: Any) -> Any:
     try:
         return _enc_hook(obj)
     except NotImplementedError:
-        return repr(obj)
+        pass
+    summary = _data_summary(obj)
+    if summary is not NotImplemented:
+        return summary
+    return repr(obj)
 
 
 def to_json_safe(value: Any) -> Any:

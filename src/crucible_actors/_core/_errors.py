@@ -312,7 +312,12 @@ class BlobError(StoreError):
         return " ".join([f"blob {self.digest[:16]}", *where, f"{self.reason}{more};", self.fix])
 
     def located(
-        self, *, key: str | None = None, run_id: str | None = None, stage: str | None = None
+        self,
+        *,
+        key: str | None = None,
+        run_id: str | None = None,
+        stage: str | None = None,
+        store: str | None = None,
     ) -> BlobError:
         """Return a copy of this error that also names ``key``, ``run_id`` and ``stage``."""
         err = type(self)(
@@ -320,7 +325,7 @@ class BlobError(StoreError):
             key=self.key or key,
             run_id=self.run_id or run_id,
             stage=self.stage or stage,
-            store=self.store,
+            store=store or self.store,
             detail=self.detail,
         )
         err.__cause__ = self.__cause__
@@ -409,8 +414,9 @@ class EncodeError(MessageError):
         more = f" ({detail})" if detail else ""
         super().__init__(
             f"cannot encode {path}: value of type {self.value_type} is not supported{more}; "
-            "store str, int, float, bool, None, bytes, lists, dicts with str keys, "
-            "datetimes, enums or msgspec Structs"
+            "store plain data (str, int, float, bool, None, bytes, lists, dicts) or a "
+            "picklable value (numpy, pandas, pyarrow, tuples, sets, dataclasses, Structs, "
+            "enums) whose class is defined at module level"
         )
 
 

@@ -96,6 +96,7 @@ class RunHandle:
     __slots__ = (
         "__weakref__",
         "_cancel_requested",
+        "_codec",
         "_context",
         "_done",
         "_error",
@@ -117,6 +118,9 @@ class RunHandle:
 
     def __init__(self, run_id: str, experiment: Experiment, *, resumed_from: int = 0) -> None:
         self.run_id = run_id
+        # The blob codec the run encodes with: decoding the final Context later, from
+        # the caller's task, reads its large values from the same blob store.
+        self._codec: Any = None
         self.experiment = experiment
         self.status = RunStatus.PENDING
         self.attempts: list[AttemptRecord] = []
@@ -159,10 +163,12 @@ class RunHandle:
     def context(self) -> Context | None:
         """The final Context of a completed run (else the pre-stage Context of a failure)."""
         if self._context is None and self._final is not None:
+            from ._data import use_codec
             from ._encoding import decode_context_with
 
             # The snapshot carries the submitted Experiment unless a stage replaced it.
-            self._context = decode_context_with(self._final, self.experiment)
+            with use_codec(self._codec):
+                self._context = decode_context_with(self._final, self.experiment)
             self._final = None
         return self._context
 

@@ -14,13 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._data import use_blob_store
 from ._encoding import decode_context, to_json_safe
-from ._errors import CheckpointDecodeError, MessageError
+from ._errors import BlobError, CheckpointDecodeError, MessageError
+from ._ir import Experiment
 from ._store import ArtifactRecord, TraceEventRecord
 
 if TYPE_CHECKING:
+    from ._blobs import BlobStore
     from ._context import Context
     from ._store import Checkpoint
+
+
+class _ExperimentOf(msgspec.Struct):
+    experiment: Experiment
+
+
+_experiment_of = msgspec.msgpack.Decoder(_ExperimentOf, ext_hook=lambda code, data: None)
 
 __all__ = [
     "artifacts_from_context",
@@ -45,14 +55,23 @@ def as_stored_json(value: Any) -> Any:
     return _json_decode(_json_encode(to_json_safe(value)))
 
 
-def decode_checkpoint(checkpoint: Checkpoint, *, store: str) -> Context:
-    """Decode a stored checkpoint.
+def decode_checkpoint(
+    checkpoint: Checkpoint, *, store: str, blobs: BlobStore | None = None
+) -> Context:
+    """Decode a stored checkpoint, reading its large values from ``blobs``.
 
     Raises:
         CheckpointDecodeError: the bytes were written by an incompatible version.
+        BlobMissing: a value it references is not in ``blobs`` (naming run, stage, key).
+        BlobCorrupt: such a value's blob does not match its digest.
     """
     try:
-        return decode_context(checkpoint.data)
+        with use_blob_store(blobs):
+            return decode_context(checkpoint.data)
+    except BlobError as exc:
+        raise exc.located(
+            run_id=checkpoint.run_id, stage=_stage_label(checkpoint), store=store
+        ) from exc
     except MessageError as exc:
         raise CheckpointDecodeError(
             f"the checkpoint of run {checkpoint.run_id!r} before stage {checkpoint.index} "
@@ -60,6 +79,16 @@ def decode_checkpoint(checkpoint: Checkpoint, *, store: str) -> Context:
             "of crucible-actors, so the run cannot be resumed",
             store=store,
         ) from exc
+
+
+def _stage_label(checkpoint: Checkpoint) -> str | None:
+    """Return the label of the stage ``checkpoint`` is taken before (None: after the last)."""
+    try:
+        pipeline = _experiment_of.decode(checkpoint.data).experiment.pipeline
+    except (msgspec.DecodeError, TypeError, ValueError):
+        return None
+    index = checkpoint.index
+    return pipeline[index].label if 0 <= index < len(pipeline) else None
 
 
 def _aware(ts: datetime | None) -> datetime | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ._errors import CheckpointDecodeError, StoreError
+from ._errors import BlobError, CheckpointDecodeError, StoreError
 from ._ir import stage_ref_name
 from ._owner import owner_is_dead
 from ._records import decode_checkpoint
@@ -228,7 +228,7 @@ class Recovery:
             )
         try:
             return await self._resume_claimed(runtime, run_id)
-        except CheckpointDecodeError as exc:
+        except (CheckpointDecodeError, BlobError) as exc:
             await self._interrupt(run_id, self.owner.id, exc)
             raise
 
@@ -238,7 +238,9 @@ class Recovery:
             raise CheckpointDecodeError(
                 f"run {run_id!r} has no checkpoint to resume from", store=self.store.name
             )
-        ctx = decode_checkpoint(checkpoint, store=self.store.name)
+        ctx = decode_checkpoint(
+            checkpoint, store=self.store.name, blobs=getattr(self.store, "blobs", None)
+        )
         experiment = _restore_labels(ctx.experiment)
         self._resuming.add(run_id)
         try:

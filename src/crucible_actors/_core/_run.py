@@ -48,6 +48,7 @@ import anyio.lowlevel
 from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
 from ._clock import deadline_scope_type, loop_clock
+from ._data import use_codec
 from ._encoding import decode_context, decode_context_with, encode_context
 from ._errors import CrucibleError, RunCancelled, RuntimeShutdown, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from ._cache import CacheProbe, RunCache
     from ._clock import DeadlineScope
     from ._context import Context
+    from ._data import BlobCodec
     from ._executor import ExecutorRegistry
     from ._ir import StageDef
     from ._registry import Registry
@@ -105,6 +107,7 @@ class RunSupervisor(StageActor):
         "_generation",
         "_scope_type",
         "cache",
+        "codec",
         "executors",
         "instruments",
         "on_exit",
@@ -130,8 +133,11 @@ class RunSupervisor(StageActor):
         wall: Callable[[], float] = time.time,
         on_exit: Callable[[RunHandle], None] | None = None,
         cache: RunCache | None = None,
+        codec: BlobCodec | None = None,
     ) -> None:
         super().__init__(handle)
+        #: Where the run's large values go (the store's blobs); entered for the run's task.
+        self.codec = codec
         self.registry = registry
         self.executors = executors
         self.validate_mode = validate_mode
@@ -157,6 +163,11 @@ class RunSupervisor(StageActor):
         propagates after the handle is marked cancelled.
         """
         handle = self.handle
+        handle._codec = self.codec
+        with use_codec(self.codec):
+            await self._execute(handle)
+
+    async def _execute(self, handle: RunHandle) -> None:
         ins = self.instruments
         now = ins.now = loop_clock()
         t0 = now()

@@ -39,13 +39,14 @@ async def run_async(
     persist: bool = True,
     executors: Mapping[str, Executor] | None = None,
     cache: bool = True,
+    blob_threshold: int | None = None,
 ) -> Context:
     """Run ``experiment`` inside the caller's trio or asyncio loop and return the final Context.
 
     Uses a private runtime for this one run (see :func:`open_runtime` to share one);
     ``executors`` is passed to it (executors by isolation name over the default ones).
     With a ``store``, stages the experiment caches use its result cache unless ``cache``
-    is False (:meth:`Runtime.submit`).
+    is False (:meth:`Runtime.submit`). ``blob_threshold`` is :func:`open_runtime`'s.
 
     Raises:
         ValueError: ``validate_options`` is not ``"off"``, ``"warn"`` or ``"error"``.
@@ -55,7 +56,9 @@ async def run_async(
     """
     check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
-    async with open_runtime(registry=registry, store=store, executors=executors) as rt:
+    async with open_runtime(
+        registry=registry, store=store, executors=executors, blob_threshold=blob_threshold
+    ) as rt:
         handle = await rt.submit(
             exp,
             run_id=run_id,
@@ -83,6 +86,7 @@ def run(
     executors: Mapping[str, Executor] | None = None,
     cache: bool = True,
     backend: str = "trio",
+    blob_threshold: int | None = None,
 ) -> Context:
     """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).
 
@@ -102,6 +106,7 @@ def run(
             persist=persist,
             executors=executors,
             cache=cache,
+            blob_threshold=blob_threshold,
         )
 
     return anyio.run(main, backend=backend)

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from ._blobs import MemoryBlobStore
 from ._context import Context
+from ._data import DEFAULT_BLOB_THRESHOLD, blob_codec, use_codec
 from ._decision import new_chain
 from ._encoding import encode_context
 from ._errors import CrucibleError
@@ -38,7 +40,9 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from ._blobs import BlobStore
     from ._cache import StageCache
+    from ._data import BlobCodec
     from ._executor import Executor
     from ._instruments import RunObserver
     from ._metrics import RuntimeMetrics
@@ -106,6 +110,9 @@ class Runtime:
         self.store: Any = None
         #: The stage result cache (in ``store``), or None without a store that has one.
         self.cache: StageCache | None = None
+        #: Where runs store large Context values (``store.blobs``; in memory without a
+        #: store) and the size above which a value goes there; see :meth:`use_blobs`.
+        self.codec: BlobCodec = blob_codec(MemoryBlobStore())
 
     # -- public API ------------------------------------------------------------------
 
@@ -148,7 +155,8 @@ class Runtime:
             ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
         if enable_trace:
             ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
-        snapshot = encode_context(ctx)
+        with use_codec(self.codec):
+            snapshot = encode_context(ctx)
         return await self._admit(exp, rid, mode, snapshot, 0, persist, cache)
 
     async def submit_sweep(
@@ -229,6 +237,10 @@ class Runtime:
             max_concurrent_runs=self._limit,
         )
 
+    def use_blobs(self, store: BlobStore | None, threshold: int) -> None:
+        """Store runs' values larger than ``threshold`` bytes in ``store`` (None: inline)."""
+        self.codec = blob_codec(store, threshold)
+
     # -- internals -------------------------------------------------------------------
 
     async def _admit(
@@ -257,6 +269,7 @@ class Runtime:
             otel_parent=self._capture_parent(),
             on_exit=self._on_exit,
             cache=self.cache.for_run(exp) if cache and self.cache is not None else None,
+            codec=self.codec,
         )
         if self._slots is not None:
             self._waiting += 1
@@ -328,6 +341,7 @@ async def open_runtime(
     process_workers: int | None = None,
     ray_address: str | None = None,
     on_shutdown: str = "cancel",
+    blob_threshold: int | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -353,10 +367,14 @@ async def open_runtime(
     the runtime's warm process pool (default: the CPU count); ``ray_address`` names the Ray
     cluster ``isolation="ray"`` stages run on (default: ``RAY_ADDRESS``, ``[ray] address``
     in ``crucible.toml``, else a local Ray started on first use and stopped on exit).
+    ``blob_threshold`` is the size in bytes above which a Context value is stored once by
+    content in the store's blob store (``x.db.blobs/`` beside a SQLite file; in memory
+    without a store) and referenced from checkpoints, cached results and executor
+    messages (default: ``[runtime] blob_threshold`` in ``crucible.toml``, else 65536).
 
     Raises:
-        ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive, or
-            ``on_start`` or ``on_shutdown`` is unknown.
+        ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive,
+            ``blob_threshold`` is negative, or ``on_start`` or ``on_shutdown`` is unknown.
     """
     if max_concurrent_runs is not None and max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
@@ -368,6 +386,7 @@ async def open_runtime(
         )
     if on_shutdown not in ("cancel", "interrupt"):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
+    threshold = await _blob_threshold(blob_threshold)
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
@@ -398,6 +417,11 @@ async def open_runtime(
                 on_shutdown=on_shutdown,
             )
             rt.store = adapter.store if adapter is not None else None
+            if rt.store is not None:
+                # A store without blobs (a host's own) keeps large values inline.
+                rt.use_blobs(getattr(rt.store, "blobs", None), threshold)
+            else:
+                rt.use_blobs(MemoryBlobStore(), threshold)
             if adapter is not None and callable(getattr(rt.store, "get_cached_result", None)):
                 from ._cache import StageCache
 
@@ -417,6 +441,24 @@ async def open_runtime(
                     metrics.close()
     if body_error is not None:
         raise body_error
+
+
+async def _blob_threshold(given: int | None) -> int:
+    """Return ``given``, else ``[runtime] blob_threshold`` from crucible.toml, else 65536."""
+    source = "blob_threshold"
+    value: Any = given
+    if value is None:
+        from ._config import find_config
+
+        config = await anyio.to_thread.run_sync(find_config)
+        if config is not None:
+            value = config.table("runtime").get("blob_threshold")
+            source = f"{config.path}: {config.table_name('runtime')} blob_threshold"
+    if value is None:
+        return DEFAULT_BLOB_THRESHOLD
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{source} must be a number of bytes >= 0, got {value!r}")
+    return value
 
 
 def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._core import _messages as msg
+from .._core._data import current_codec, inline_blobs, use_blob_store
 from .._core._encoding import encode_context, to_json_safe
 from .._core._errors import ExecutorError
 from ._pool import WorkerPool
@@ -153,8 +154,17 @@ def attempt_request(stage: PreparedStage, command: msg.RunStage, ctx: Context) -
     if ctx.trace is None:
         # The attempt's Context is the snapshot plus its telemetry: send the run's bytes.
         run, telemetry = command, ctx.telemetry_context
+        codec = current_codec()
+        if codec is not None and codec.store is not None:
+            # Workers open no blob store yet (issue 22, data-exec): values stored by
+            # reference travel inline; the reply's large values are stored on io.done.
+            data = inline_blobs(command.context, codec.store)
+            if data is not command.context:
+                run = msg.RunStage(command.generation, command.index, data, command.attempt)
     else:  # the trace gained its stage_start event: encode the Context itself
-        run = msg.RunStage(command.generation, command.index, encode_context(ctx), command.attempt)
+        with use_blob_store(None):  # inline, as above
+            data = encode_context(ctx)
+        run = msg.RunStage(command.generation, command.index, data, command.attempt)
         telemetry = None
     return Attempt(
         stage.ref,

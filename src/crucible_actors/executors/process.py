@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from .._core._data import use_blob_store
 from .._core._encoding import decode_context, encode_context, to_json_safe
 from .._core._errors import CrucibleError
 
@@ -72,9 +73,9 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
         WorkerError: the worker died or its reply does not decode.
         Exception: the stage's own exception, re-created from the worker when it pickles.
     """
-    request = msgspec.msgpack.encode(
-        _Request(stage_ref, label, to_json_safe(opts), encode_context(ctx))
-    )
+    with use_blob_store(None):  # the worker opens no blob store: large values go inline
+        data = encode_context(ctx)
+    request = msgspec.msgpack.encode(_Request(stage_ref, label, to_json_safe(opts), data))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     async with await anyio.open_process(

@@ -174,7 +174,9 @@ class Service:
         if checkpoint is None:
             return None
         try:
-            return decode_checkpoint(checkpoint, store=self.store.name)
+            return decode_checkpoint(
+                checkpoint, store=self.store.name, blobs=getattr(self.store, "blobs", None)
+            )
         except StoreError as exc:
             log.warning("run %s: %s", run_id, exc)
             return None
