@@ -475,9 +475,23 @@ async def child_concurrent(nbytes: int, runs: int, durability: str) -> dict[str,
 # -- main -------------------------------------------------------------------------------
 
 
+NEEDS = {"frame": ("numpy", "pandas", "pyarrow")}
+
+
+def missing(scenario: str) -> list[str]:
+    """The packages ``scenario`` needs that are not installed (numpy for every one)."""
+    import importlib.util
+
+    return [m for m in NEEDS.get(scenario, ("numpy",)) if importlib.util.find_spec(m) is None]
+
+
 async def main(args: argparse.Namespace) -> None:
     size = sizes(args.quick)
     only = set(args.only or SCENARIOS)
+    for scenario in sorted(only):
+        if absent := missing(scenario):
+            only.discard(scenario)
+            emit({"bench": "data", "scenario": scenario, "skipped": f"needs {', '.join(absent)}"})
     with tempfile.TemporaryDirectory(prefix="bench-data-") as name:
         tmp = Path(name)
         if "array" in only:

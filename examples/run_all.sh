@@ -34,4 +34,7 @@ if "$python" -c "import sklearn, scipy" 2>/dev/null; then
 else
     echo "==> examples/digits.toml skipped: needs scikit-learn (pip install -e '.[examples]')"
 fi
+# Smoke test of the data benchmark on small sizes (~7 s; its ratios are not the figures).
+echo "==> bench/data.py --quick"
+"$python" bench/data.py --quick
 echo "all examples passed"
