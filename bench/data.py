@@ -374,6 +374,45 @@ async def scenario_dicts(args: argparse.Namespace, tmp: Path, rows: int) -> None
     }
     emit(figure(f"dicts_{rows}_rows_5_stages_s", run_s, floor_s, 5.0, "s", **extra))
     emit_store_bytes("dicts", first, second, nbytes)
+    emit(boundary_costs(build_dicts(rows), floor_s))
+
+
+def boundary_costs(value: Any, floor_s: float) -> dict[str, Any]:
+    """What one stage boundary costs for ``value`` with each codec: what 5x would take.
+
+    A 5-stage run crosses 5 boundaries (the initial snapshot and one after each stage but
+    the last is checkpointed; each stage decodes its input). At <= 5x the floor, the run
+    may spend 4x the floor on them: ``budget_per_boundary_s``.
+    """
+    import hashlib
+    import pickle
+
+    import msgspec
+
+    def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+
+    dump_s, pickled = timed(lambda: pickle.dumps(value, protocol=5))
+    load_s, _ = timed(lambda: pickle.loads(pickled))
+    enc_s, packed = timed(lambda: msgspec.msgpack.encode(value))
+    dec_s, _ = timed(lambda: msgspec.msgpack.decode(packed))
+    hash_s, _ = timed(lambda: hashlib.sha256(pickled).digest())
+    return {
+        "bench": "data",
+        "name": "dicts_boundary_costs_s",
+        "pickle_dumps_s": round(dump_s, 4),
+        "pickle_loads_s": round(load_s, 4),
+        "pickle_bytes": len(pickled),
+        "msgpack_encode_s": round(enc_s, 4),
+        "msgpack_decode_s": round(dec_s, 4),
+        "msgpack_bytes": len(packed),
+        "sha256_s": round(hash_s, 4),
+        "pickle_boundary_s": round(dump_s + load_s + hash_s, 4),
+        "msgpack_boundary_s": round(enc_s + dec_s + hash_s, 4),
+        "budget_per_boundary_s": round(4 * floor_s / 5, 4),
+    }
 
 
 # -- 100 concurrent runs over one array (in a child process) ------------------------------
