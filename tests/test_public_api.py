@@ -16,6 +16,8 @@ HEAVY_MODULES = [
     "psycopg",
     "scipy",
     "numpy",
+    "pandas",
+    "pyarrow",
     "starlette",
     "ray",
     "yaml",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from typing import Any
 
@@ -201,7 +202,7 @@ async def test_failure_context_is_the_one_from_before_the_failing_stage() -> Non
 async def test_non_encodable_value_fails_the_stage_naming_the_key() -> None:
     @stage("put_lock")
     async def put_lock(ctx: Context, opts: Any) -> Context:
-        return ctx.assign("lock", anyio.Lock())
+        return ctx.assign("lock", threading.Lock())  # neither msgpack nor pickle
 
     reg = registry_with(put_lock)
     with pytest.raises(StageFailed) as info:

@@ -12,6 +12,7 @@ Sync file IO: async callers run :func:`find_config` in a worker thread.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Final
@@ -69,11 +70,26 @@ class ConfigFile:
         return value
 
 
+# Parsed files by path, with the (mtime, size) they were parsed at: opening a runtime
+# looks the configuration up each time, and parsing a pyproject.toml costs far more
+# than the stat that tells it has not changed. Callers only read ``ConfigFile.data``.
+_parsed: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        found = _parsed.get(path)
+        if found is not None and found[0] == stamp:
+            return found[1]
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigFileError(f"cannot read {path}: {exc}", path=path) from exc
+    if len(_parsed) > 64:
+        _parsed.clear()
+    _parsed[path] = (stamp, data)
+    return data
 
 
 def find_config(start: str | Path | None = None) -> ConfigFile | None:
@@ -84,20 +100,25 @@ def find_config(start: str | Path | None = None) -> ConfigFile | None:
             ``[tool.crucible]`` is not a table. A broken file is reported, never skipped:
             skipping it would silently pick up a file further up.
     """
-    here = Path(start).resolve() if start is not None else Path.cwd()
-    for directory in (here, *here.parents):
-        candidate = directory / CONFIG_FILE
-        if candidate.is_file():
-            return ConfigFile(candidate, _read(candidate))
-        candidate = directory / PYPROJECT_FILE
-        if candidate.is_file():
+    here = str(Path(start).resolve()) if start is not None else os.getcwd()
+    # os.path, not pathlib, for the walk: open_runtime looks the configuration up each
+    # time it opens, and the stats are most of what that costs.
+    while True:
+        if os.path.isfile(config := os.path.join(here, CONFIG_FILE)):
+            return ConfigFile(Path(config), _read(Path(config)))
+        if os.path.isfile(pyproject := os.path.join(here, PYPROJECT_FILE)):
+            candidate = Path(pyproject)
             tool = _read(candidate).get("tool", {})
             section = tool.get("crucible") if isinstance(tool, dict) else None
             if section is None:
-                continue
-            if not isinstance(section, dict):
+                pass
+            elif not isinstance(section, dict):
                 raise ConfigFileError(
                     f"{candidate}: [tool.crucible] must be a table", path=candidate
                 )
-            return ConfigFile(candidate, section, "tool.crucible.")
-    return None
+            else:
+                return ConfigFile(candidate, section, "tool.crucible.")
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent

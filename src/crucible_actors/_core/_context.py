@@ -4,14 +4,12 @@ A :class:`Context` is a frozen msgspec Struct. Every helper returns a NEW Contex
 leaves the receiver untouched, so the runtime can keep the encoded snapshot taken
 before a stage and restart the stage from it. Domain data lives in ``assigns``.
 
-What the dict and list fields may hold: anything msgspec encodes to msgpack — ``str``,
-``int``, ``float``, ``bool``, ``None``, ``bytes``, ``list``/``tuple``/``set``, ``dict``
-with ``str`` (or int) keys, ``datetime``/``date``/``time``/``timedelta``, ``uuid.UUID``,
-``decimal.Decimal``, ``enum.Enum`` members, dataclasses and msgspec Structs. After a
-round trip through bytes (which happens between stages in the supervised runtime)
-tuples and sets come back as lists, enums as their values, and Structs/dataclasses as
-dicts. A value that cannot be encoded fails the stage that stored it with
-:class:`~crucible_actors.errors.EncodeError` naming the key.
+What the dict and list fields may hold: plain data (str, int, float, bool, None, bytes,
+lists, dicts with str keys) travels as msgpack; anything else picklable (tuples, sets,
+dataclasses, Structs, enums, numpy arrays, pandas frames, Arrow tables ...) is packed and
+comes back as the same type, and a large value is stored once by content in the blob
+store (see ``_data.py``). A value that cannot be encoded fails the stage that stored it
+with :class:`~crucible_actors.errors.EncodeError` naming the key.
 """
 
 from __future__ import annotations

@@ -47,8 +47,10 @@ __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
     "EXT_BLOB",
     "EXT_PACKED",
+    "LAZY_FLOOR",
     "BlobCodec",
     "BlobRef",
+    "all_plain",
     "blob_codec",
     "blob_digests",
     "blob_refs",
@@ -70,6 +72,10 @@ DEFAULT_BLOB_THRESHOLD: Final = 65536
 EXT_PACKED: Final = 81
 #: msgpack extension code of a reference to a blob (a msgpack-encoded :class:`BlobRef`).
 EXT_BLOB: Final = 82
+
+#: A Context of plain values encoded in at most this many bytes is written as it is
+#: without looking up a threshold that comes from the configuration file.
+LAZY_FLOOR: Final = 4096
 
 # How many items the plain walk visits before it gives up (the value is then packed),
 # and how deep it goes: deeper values are packed too, so msgspec never recurses far.
@@ -106,12 +112,41 @@ class BlobCodec:
     so a read-only array passed through many stages is pickled and hashed once.
     """
 
-    __slots__ = ("memo", "store", "threshold")
+    __slots__ = ("_resolve", "_threshold", "memo", "store")
 
-    def __init__(self, store: BlobStore | None, threshold: int, memo: dict[int, Any]) -> None:
+    def __init__(
+        self,
+        store: BlobStore | None,
+        threshold: int,
+        memo: dict[int, Any],
+        resolve: Callable[[], int] | None = None,
+    ) -> None:
         self.store = store
-        self.threshold = threshold
+        self._threshold = threshold
+        # Looks the threshold up (crucible.toml) the first time it matters; see fits().
+        self._resolve = resolve
         self.memo = memo
+
+    @property
+    def threshold(self) -> int:
+        """The size in bytes above which a value is stored by reference."""
+        if self._resolve is not None:
+            self._threshold = self._resolve()
+            self._resolve = None
+        return self._threshold
+
+    def fits(self, size: int) -> bool:
+        """Whether a whole Context of ``size`` bytes of plain values stays as it is.
+
+        A threshold still to be looked up is only looked up for a Context over
+        :data:`LAZY_FLOOR` bytes: a small Context of plain values never pays for reading
+        the configuration (the hot path of short runs).
+        """
+        if self.store is None:
+            return True
+        if self._resolve is not None and size <= LAZY_FLOOR:
+            return True
+        return size <= self.threshold
 
     def remember(self, value: Any, ref: BlobRef) -> None:
         """Remember that ``value`` (immutable, just decoded from a blob) is ``ref``'s."""
@@ -141,8 +176,16 @@ _current: contextvars.ContextVar[BlobCodec | None] = contextvars.ContextVar(
 )
 
 
-def blob_codec(store: BlobStore | None, threshold: int = DEFAULT_BLOB_THRESHOLD) -> BlobCodec:
+def blob_codec(
+    store: BlobStore | None,
+    threshold: int = DEFAULT_BLOB_THRESHOLD,
+    *,
+    resolve: Callable[[], int] | None = None,
+) -> BlobCodec:
     """Return a codec writing to ``store`` above ``threshold`` bytes (shares its memo).
+
+    ``resolve``, if given, returns the threshold instead, called the first time a value
+    needs it (see :meth:`BlobCodec.fits`).
 
     Raises:
         ValueError: ``threshold`` is negative.
@@ -157,7 +200,7 @@ def blob_codec(store: BlobStore | None, threshold: int = DEFAULT_BLOB_THRESHOLD)
             memo = _memos.setdefault(store, {})
         except TypeError:  # a store that is not weak-referenceable gets a private memo
             memo = {}
-    return BlobCodec(store, threshold, memo)
+    return BlobCodec(store, threshold, memo, resolve)
 
 
 @contextmanager
@@ -234,6 +277,58 @@ def is_plain(value: Any) -> bool:
                 if type(v) not in scalars:
                     stack.append((v, depth + 1))
         elif kind not in scalars:
+            return False
+    return True
+
+
+def all_plain(
+    assigns: dict[str, Any], metrics: dict[str, Any], outputs: list[Any], artifacts: dict[str, Any]
+) -> bool:
+    """Whether every user value of a Context is plain (the encoder's hot path).
+
+    One walk over all of them, without depth tracking (a value nested deeper than msgspec
+    recurses fails its encode, and the slow path then names it); at most
+    ``_WALK_BUDGET`` items are visited. Top-level scalars cost one type check each.
+    """
+    scalars = _SCALARS
+    stack: list[Any] = []
+    for v in assigns.values():
+        if type(v) not in scalars:
+            stack.extend(v for v in assigns.values() if type(v) not in scalars)
+            break
+    for v in metrics.values():
+        if type(v) not in scalars:
+            stack.extend(v for v in metrics.values() if type(v) not in scalars)
+            break
+    if outputs:
+        stack.extend(v for v in outputs if type(v) not in scalars)
+    if artifacts:
+        stack.extend(v for v in artifacts.values() if type(v) not in scalars)
+    if not stack:
+        return True
+    budget = _WALK_BUDGET
+    push = stack.append
+    pop = stack.pop
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is list:
+            budget -= len(item)
+            if budget < 0:
+                return False
+            for v in item:
+                if type(v) not in scalars:
+                    push(v)
+        elif kind is dict:
+            budget -= len(item)
+            if budget < 0:
+                return False
+            for k, v in item.items():
+                if type(k) is not str:
+                    return False
+                if type(v) not in scalars:
+                    push(v)
+        else:
             return False
     return True
 

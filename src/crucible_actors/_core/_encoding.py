@@ -19,10 +19,10 @@ from msgspec.structs import replace
 
 from ._context import Context
 from ._data import (
+    all_plain,
     current_codec,
     decode_value,
     encode_value,
-    is_plain,
     locate_blob_error,
     type_label,
 )
@@ -157,19 +157,6 @@ def _portable(ctx: Context) -> Context:
     return replace(ctx, experiment=replace(ctx.experiment, pipeline=refs))
 
 
-def _all_plain(ctx: Context) -> bool:
-    for value in ctx.assigns.values():
-        if not is_plain(value):
-            return False
-    for value in ctx.metrics.values():
-        if not is_plain(value):
-            return False
-    for value in ctx.outputs:
-        if not is_plain(value):
-            return False
-    return all(is_plain(value) for value in ctx.artifacts.values())
-
-
 def _user_values(ctx: Context) -> Context:
     """Return ``ctx`` with each user value replaced by what the data codec writes for it."""
     codec = current_codec()
@@ -198,14 +185,14 @@ def encode_context(ctx: Context) -> bytes:
         EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
             ``assigns['model']``.
     """
-    if _all_plain(ctx):
+    if all_plain(ctx.assigns, ctx.metrics, ctx.outputs, ctx.artifacts):
         try:
             data = _msgpack_encoder.encode(ctx)
         except _ENCODE_ERRORS as exc:
             error: BaseException = exc
         else:
             codec = current_codec()
-            if codec is None or codec.store is None or len(data) <= codec.threshold:
+            if codec is None or codec.fits(len(data)):
                 return data
     wire = _user_values(ctx)
     try:

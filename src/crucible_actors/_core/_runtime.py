@@ -36,7 +36,7 @@ from ._registry import Registry
 from ._run import RunSupervisor, unwrap_fatal
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from anyio.abc import TaskGroup
 
@@ -112,7 +112,7 @@ class Runtime:
         self.cache: StageCache | None = None
         #: Where runs store large Context values (``store.blobs``; in memory without a
         #: store) and the size above which a value goes there; see :meth:`use_blobs`.
-        self.codec: BlobCodec = blob_codec(MemoryBlobStore())
+        self.codec: BlobCodec = blob_codec(None)
 
     # -- public API ------------------------------------------------------------------
 
@@ -237,9 +237,18 @@ class Runtime:
             max_concurrent_runs=self._limit,
         )
 
-    def use_blobs(self, store: BlobStore | None, threshold: int) -> None:
-        """Store runs' values larger than ``threshold`` bytes in ``store`` (None: inline)."""
-        self.codec = blob_codec(store, threshold)
+    def use_blobs(
+        self,
+        store: BlobStore | None,
+        threshold: int = DEFAULT_BLOB_THRESHOLD,
+        *,
+        resolve: Callable[[], int] | None = None,
+    ) -> None:
+        """Store runs' values larger than ``threshold`` bytes in ``store`` (None: inline).
+
+        ``resolve`` looks the threshold up when it is first needed instead.
+        """
+        self.codec = blob_codec(store, threshold, resolve=resolve)
 
     # -- internals -------------------------------------------------------------------
 
@@ -386,7 +395,8 @@ async def open_runtime(
         )
     if on_shutdown not in ("cancel", "interrupt"):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
-    threshold = await _blob_threshold(blob_threshold)
+    if blob_threshold is not None:
+        _check_threshold(blob_threshold, "blob_threshold")
     from ._tracing import make_recorder
 
     reg = registry if registry is not None else Registry.default()
@@ -417,11 +427,14 @@ async def open_runtime(
                 on_shutdown=on_shutdown,
             )
             rt.store = adapter.store if adapter is not None else None
-            if rt.store is not None:
-                # A store without blobs (a host's own) keeps large values inline.
-                rt.use_blobs(getattr(rt.store, "blobs", None), threshold)
-            else:
-                rt.use_blobs(MemoryBlobStore(), threshold)
+            # A store without blobs (a host's own) keeps large values inline. Without an
+            # argument, crucible.toml is read when a run first needs the threshold: a
+            # short run of small values never pays for the lookup.
+            rt.use_blobs(
+                getattr(rt.store, "blobs", None) if rt.store is not None else MemoryBlobStore(),
+                blob_threshold if blob_threshold is not None else DEFAULT_BLOB_THRESHOLD,
+                resolve=None if blob_threshold is not None else _configured_threshold,
+            )
             if adapter is not None and callable(getattr(rt.store, "get_cached_result", None)):
                 from ._cache import StageCache
 
@@ -443,22 +456,26 @@ async def open_runtime(
         raise body_error
 
 
-async def _blob_threshold(given: int | None) -> int:
-    """Return ``given``, else ``[runtime] blob_threshold`` from crucible.toml, else 65536."""
-    source = "blob_threshold"
-    value: Any = given
-    if value is None:
-        from ._config import find_config
-
-        config = await anyio.to_thread.run_sync(find_config)
-        if config is not None:
-            value = config.table("runtime").get("blob_threshold")
-            source = f"{config.path}: {config.table_name('runtime')} blob_threshold"
-    if value is None:
-        return DEFAULT_BLOB_THRESHOLD
+def _check_threshold(value: object, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{source} must be a number of bytes >= 0, got {value!r}")
     return value
+
+
+def _configured_threshold() -> int:
+    """Return ``[runtime] blob_threshold`` from crucible.toml, else 65536.
+
+    Raises:
+        ValueError: the value is not a number of bytes, or the file is unreadable.
+    """
+    from ._config import find_config
+
+    config = find_config()
+    value = None if config is None else config.table("runtime").get("blob_threshold")
+    if value is None:
+        return DEFAULT_BLOB_THRESHOLD
+    assert config is not None
+    return _check_threshold(value, f"{config.path}: {config.table_name('runtime')} blob_threshold")
 
 
 def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:

@@ -1,0 +1,147 @@
+"""The blob store port: the memory and directory blob stores pass one contract.
+
+The directory store writes atomically (temp file + rename), maps blobs read-only, checks
+each blob against its digest on first read, and reopens from its ``location()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from crucible_actors._core._blobs import BlobStore, MemoryBlobStore
+from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreError
+from crucible_actors.store import open_store
+from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(params=["memory", "directory", "directory-power"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "memory":
+        yield MemoryBlobStore()
+    else:
+        durability = "power" if request.param.endswith("power") else "process"
+        yield DirectoryBlobStore(tmp_path / "blobs", durability=durability)
+
+
+def test_put_open_exists_list_delete(blobs: BlobStore) -> None:
+    data = b"hello " * 1000
+    d = digest(data)
+    assert not blobs.exists(d)
+    assert blobs.put(d, [data[:10], memoryview(data)[10:]], len(data)) is True
+    assert blobs.exists(d)
+    view = blobs.open(d)
+    assert bytes(view) == data
+    assert view.readonly
+    (info,) = list(blobs.list())
+    assert (info.digest, info.size) == (d, len(data))
+    assert blobs.delete(d) == len(data)
+    assert blobs.delete(d) == 0
+    assert not blobs.exists(d)
+    assert list(blobs.list()) == []
+
+
+def test_putting_existing_content_again_only_touches_it(blobs: BlobStore) -> None:
+    data = b"x" * 100
+    d = digest(data)
+    assert blobs.put(d, [data], len(data)) is True
+    if isinstance(blobs, DirectoryBlobStore):  # age it, as a collector would see it
+        os.utime(blobs.root / d[:2] / d, (1_000_000, 1_000_000))
+    (first,) = list(blobs.list())
+    assert blobs.put(d, [data], len(data)) is False
+    (second,) = list(blobs.list())
+    assert second.mtime >= first.mtime
+    if isinstance(blobs, DirectoryBlobStore):
+        assert second.mtime > 1_000_000
+    assert len(list(blobs.list())) == 1
+
+
+def test_opening_a_missing_blob_raises_blob_missing(blobs: BlobStore) -> None:
+    d = digest(b"absent")
+    with pytest.raises(BlobMissing) as info:
+        blobs.open(d)
+    assert info.value.digest == d
+    assert isinstance(info.value, StoreError)
+    assert d[:16] in str(info.value)
+
+
+def test_a_directory_blob_altered_on_disk_raises_blob_corrupt_on_first_read(
+    tmp_path: Path,
+) -> None:
+    data = b"payload" * 100
+    d = digest(data)
+    DirectoryBlobStore(tmp_path / "b").put(d, [data], len(data))
+    path = tmp_path / "b" / d[:2] / d
+    path.write_bytes(data[:-1] + b"!")
+    with pytest.raises(BlobCorrupt) as info:
+        DirectoryBlobStore(tmp_path / "b").open(d)  # a fresh process's view of the store
+    assert info.value.digest == d
+    assert "does not match its digest" in str(info.value)
+
+
+def test_a_memory_blob_altered_raises_blob_corrupt() -> None:
+    store = MemoryBlobStore()
+    data = b"abc" * 10
+    d = digest(data)
+    store.put(d, [data], len(data))
+    store.corrupt(d, b"other")
+    with pytest.raises(BlobCorrupt):
+        store.open(d)
+
+
+def test_directory_writes_leave_no_temporary_files_and_create_nothing_until_used(
+    tmp_path: Path,
+) -> None:
+    store = DirectoryBlobStore(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    assert list(store.list()) == []
+    for i in range(5):
+        data = f"blob {i}".encode() * 100
+        store.put(digest(data), [data], len(data))
+    assert os.listdir(tmp_path / "b" / "tmp") == []
+    assert len(list(store.list())) == 5
+
+
+def test_directory_store_reopens_from_its_location(tmp_path: Path) -> None:
+    store = DirectoryBlobStore(tmp_path / "b", durability="power")
+    data = b"shared" * 100
+    d = digest(data)
+    store.put(d, [data], len(data))
+    location = store.location()
+    assert location.startswith("file://")
+    again = open_blob_store(location)
+    assert isinstance(again, DirectoryBlobStore)
+    assert again.durability == "power"
+    assert bytes(again.open(d)) == data
+    assert MemoryBlobStore().location() is None
+    assert isinstance(open_blob_store("memory://"), MemoryBlobStore)
+    with pytest.raises(ValueError, match="unknown blob store location"):
+        open_blob_store("s3://bucket")
+
+
+def test_a_digest_that_is_not_sha256_hex_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        DirectoryBlobStore(tmp_path / "b").open("../../etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("memory://", MemoryBlobStore), ("sqlite:///{tmp}/x.db", DirectoryBlobStore)],
+    ids=["memory", "sqlite"],
+)
+async def test_every_store_has_blobs_beside_it(tmp_path: Path, url: str, kind: Any) -> None:
+    async with open_store(url.format(tmp=tmp_path)) as store:
+        assert isinstance(store.blobs, kind)
+        if isinstance(store.blobs, DirectoryBlobStore):
+            assert store.blobs.root == tmp_path / "x.db.blobs"
