@@ -29,6 +29,7 @@ from crucible_actors._core._decision import TraceChain, TraceEvent
 
 __all__ = [
     "contexts",
+    "data_values",
     "experiments",
     "json_values",
     "stage_defs",
@@ -209,3 +210,22 @@ def contexts(draw: st.DrawFn) -> Context:
         telemetry_context=draw(_json_dicts),
         assigns=draw(_json_dicts),
     )
+
+
+_hashable = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), _floats, texts
+)
+
+#: Values the data codec packs (issue 22): they must come back as the same type. Nested
+#: tuples/sets/frozensets mixed with plain lists and dicts.
+data_values: st.SearchStrategy[Any] = st.recursive(
+    _hashable | st.binary(max_size=8),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(_keys, children, max_size=4),
+        st.tuples(children, children),
+        st.sets(_hashable, max_size=4),
+        st.frozensets(_hashable, max_size=4),
+    ),
+    max_leaves=12,
+)

@@ -14,10 +14,12 @@ import pickle
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from tests.strategies import data_values
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
@@ -38,6 +40,9 @@ from crucible_actors.cli import main
 from crucible_actors.errors import BlobCorrupt, BlobMissing, EncodeError, MessageError
 from crucible_actors.store import open_store
 from crucible_actors.store._blobs import DirectoryBlobStore
+
+if TYPE_CHECKING:
+    from crucible_actors._core._ir import Isolation
 
 np = pytest.importorskip("numpy")
 pd = pytest.importorskip("pandas")
@@ -162,6 +167,25 @@ def test_every_type_round_trips_as_itself(threshold: int) -> None:
         back = decode_context(encode_context(Context.new(EXP, assigns=values)))
     assert_all_same(back.assigns, values)
     assert (len(list(store.list())) > 0) is (threshold == 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=data_values)
+def test_any_mix_of_plain_and_packed_values_round_trips_as_itself(value: Any) -> None:
+    with use_blob_store(MemoryBlobStore(), threshold=64):
+        back = decode_context(encode_context(Context.new(EXP, assigns={"v": value})))
+    assert back.assigns["v"] == value
+    assert same_types(back.assigns["v"], value)  # tuples stay tuples, sets sets
+
+
+def same_types(got: Any, want: Any) -> bool:
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, dict):
+        return all(same_types(got[k], v) for k, v in want.items())
+    if isinstance(want, list | tuple):
+        return all(same_types(g, w) for g, w in zip(got, want, strict=True))
+    return True
 
 
 @pytest.mark.parametrize("threshold", [0, DEFAULT_BLOB_THRESHOLD], ids=["by-reference", "inline"])
@@ -376,7 +400,7 @@ def data_registry() -> Registry:
     return reg
 
 
-def data_experiment(isolation: str = "inline", **check_opts: Any) -> Experiment:
+def data_experiment(isolation: Isolation = "inline", **check_opts: Any) -> Experiment:
     return Experiment(
         id="data",
         pipeline=[
@@ -395,7 +419,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("isolation", ["inline", "thread"])
 async def test_values_survive_every_stage_on_each_executor_and_store(
-    isolation: str, store_url: str
+    isolation: Isolation, store_url: str
 ) -> None:
     final = await ca.run_async(
         data_experiment(isolation), registry=data_registry(), store=store_url
@@ -660,3 +684,45 @@ def test_contract_resume_with_a_corrupted_blob_raises_blob_corrupt(
     assert len(err.strip().splitlines()) == 1, err
     assert "does not match its digest" in err
     assert "assigns['X']" in err
+
+
+@pytest.mark.slow
+async def test_values_survive_a_process_pool_attempt(tmp_path: Path) -> None:
+    # The pool's workers open no blob store yet: values stored by reference reach them
+    # inline, and what they return is stored by reference again on the driver.
+    final = await ca.run_async(
+        data_experiment("process"), registry=data_registry(), store=f"sqlite:///{tmp_path}/x.db"
+    )
+    assert_all_same(final.assigns, all_values())
+    assert final.assigns["big"].flags.writeable is False
+    assert len(list(DirectoryBlobStore(tmp_path / "x.db.blobs").list())) >= 1
+
+
+_attempts: list[int] = []
+
+
+@ca.stage("data_flaky")
+def data_flaky(ctx: Context, opts: Any) -> Context:
+    _attempts.append(1)
+    x = ctx.assigns["big"]
+    np.testing.assert_array_equal(x, np.random.default_rng(1).random(100_000))
+    ctx = ctx.assign(big=np.zeros(3), extra=(1, 2))
+    if len(_attempts) == 1:
+        raise RuntimeError("first attempt fails after replacing values")
+    return ctx
+
+
+async def test_a_retry_starts_from_the_snapshot_with_the_original_values() -> None:
+    _attempts.clear()
+    reg = data_registry()
+    reg.register(data_flaky)
+    experiment = Experiment(
+        id="retry",
+        pipeline=[
+            StageDef(name="data_make"),
+            StageDef(name="data_flaky", restart="transient", max_restarts=2),
+        ],
+    )
+    final = await ca.run_async(experiment, registry=reg)
+    assert len(_attempts) == 2
+    assert final.assigns["extra"] == (1, 2)

@@ -490,13 +490,13 @@ def encode_value(value: Any, path: str, codec: BlobCodec | None) -> Any:
         if ref is not None:
             return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(ref))
     if is_plain(value):
-        if codec is None or codec.store is None:
-            return value
+        # An int beyond 64 bits is refused, as it always was: JSON views of the run
+        # (records, the HTTP API) could not show it either.
         try:
             raw = _plain_encode(value)
         except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
             raise EncodeError(path, value, str(exc)) from exc
-        if len(raw) <= codec.threshold:
+        if codec is None or codec.store is None or len(raw) <= codec.threshold:
             return msgspec.Raw(raw)
         chunks, size = _payload(_KIND_MSGPACK, raw, [], type_label(value))
         return _store_blob(codec, chunks, size, "msgpack", type_label(value))

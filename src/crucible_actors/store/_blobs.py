@@ -79,8 +79,9 @@ class DirectoryBlobStore:
         target = self._path(digest)
         try:
             if target.is_file() and target.stat().st_size == size:
-                os.utime(target)  # touched: a collector spares it for its grace period
-                self._verified.add(digest)
+                # Touched, so a collector spares it for its grace period; not marked
+                # verified: this process did not write those bytes.
+                os.utime(target)
                 return False
             shard = target.parent
             if shard.name not in self._made:
