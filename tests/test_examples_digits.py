@@ -107,11 +107,6 @@ def test_unknown_model_fails_the_stage_naming_the_choices(tmp_path: Path) -> Non
     assert "unknown model 'svm'; expected one of logistic, forest, knn" in str(info.value.reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="data-core: a non-contiguous array (load_digits' X is a column slice) is pickled "
-    "in-band, so stage 2 gets a writeable copy and re-stores it out-of-band: two blobs",
-)
 @pytest.mark.usefixtures("stages_on_path")
 def test_x_is_stored_once_and_read_only_downstream(tmp_path: Path) -> None:
     doc = small_experiment(limit=400, folds=2)  # X: 400 x 64 float64, 205 KB: a blob

@@ -263,14 +263,33 @@ def read_header(view: memoryview) -> tuple[int, str, memoryview, list[memoryview
     return kind, type_name, body, [view[o : o + n] for o, n in spans]
 
 
+class _Pickler(pickle.Pickler):
+    """Pickler that gives every numpy array's data out of band.
+
+    numpy pickles a non-contiguous array (a column slice, ``X[:, ::2]``) in band, which
+    would come back as a writeable copy and be stored again by the next stage; a
+    contiguous copy of it goes out of band like any other array.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+            flags = obj.flags
+            if not (flags.c_contiguous or flags.f_contiguous) and obj.dtype.hasobject is False:
+                return obj.copy(order="C").__reduce_ex__(5)
+        return NotImplemented
+
+
 def pack(value: Any) -> tuple[list[bytes | memoryview], int]:
+    """Pickle ``value`` with its buffers out of band; return the payload's chunks and size."""
     buffers: list[memoryview] = []
 
     def take(buf: pickle.PickleBuffer) -> None:
         buffers.append(buf.raw())
 
-    body = pickle.dumps(value, protocol=5, buffer_callback=take)
-    return payload(KIND_PICKLE, body, buffers, type_label(value))
+    out = io.BytesIO()
+    _Pickler(out, protocol=5, buffer_callback=take).dump(value)
+    return payload(KIND_PICKLE, out.getvalue(), buffers, type_label(value))
 
 
 # Globals a pickle written by the runtime never needs and an attacker would (a tampered
