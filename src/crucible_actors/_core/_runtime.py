@@ -312,6 +312,18 @@ class Runtime:
                 if handle._scope is not None:
                     handle._scope.cancel()
 
+    def _stop_lost(self, run_id: str) -> None:
+        """Stop run ``run_id``, which another runtime took over: it ends ``interrupted``
+        here, as at a shutdown, and its (fenced) writes no longer reach the store."""
+        handle = self._active.get(run_id)
+        if handle is None or handle.done:
+            return
+        handle._interrupt = True
+        handle._cancel_requested = True
+        handle.grace_deadline = anyio.current_time() + self._grace
+        if handle._scope is not None:
+            handle._scope.cancel()
+
 
 @asynccontextmanager
 async def open_runtime(
@@ -328,6 +340,8 @@ async def open_runtime(
     process_workers: int | None = None,
     ray_address: str | None = None,
     on_shutdown: str = "cancel",
+    adopt: bool = True,
+    adopt_interval: float = 1.5,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -353,10 +367,15 @@ async def open_runtime(
     the runtime's warm process pool (default: the CPU count); ``ray_address`` names the Ray
     cluster ``isolation="ray"`` stages run on (default: ``RAY_ADDRESS``, ``[ray] address``
     in ``crucible.toml``, else a local Ray started on first use and stopped on exit).
+    With ``on_start="resume"`` and ``adopt`` (the default) the runtime keeps adopting,
+    every ``adopt_interval`` seconds while it is open, the runs of processes that die
+    (judged by their lease, not by clocks: see the README's Guarantees) or shut down
+    leaving runs ``interrupted``; ``adopt=False`` resumes only at start-up.
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive, or
-            ``on_start`` or ``on_shutdown`` is unknown.
+            ``on_start`` or ``on_shutdown`` is unknown, or ``adopt_interval`` is not
+            positive.
     """
     if max_concurrent_runs is not None and max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
@@ -366,6 +385,8 @@ async def open_runtime(
         raise ValueError(
             f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
         )
+    if not adopt_interval > 0:
+        raise ValueError(f"adopt_interval must be > 0 seconds, got {adopt_interval!r}")
     if on_shutdown not in ("cancel", "interrupt"):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
     from ._tracing import make_recorder
@@ -403,20 +424,29 @@ async def open_runtime(
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
+            adopting = anyio.CancelScope()
             try:
                 if adapter is not None:
                     await adapter.recover(rt, on_start)
+                    if adopt and on_start == "resume":
+                        tg.start_soon(_adopt, adopting, adapter, rt, adopt_interval)
                 try:
                     yield rt
                 except Exception as exc:
                     body_error = exc
                 finally:
+                    adopting.cancel()  # adopts nothing while the runs shut down
                     await rt._shutdown()
             finally:
                 if metrics is not None:
                     metrics.close()
     if body_error is not None:
         raise body_error
+
+
+async def _adopt(scope: anyio.CancelScope, adapter: Any, rt: Runtime, interval: float) -> None:
+    with scope:
+        await adapter.adopt_forever(rt, interval)
 
 
 def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:

@@ -12,7 +12,7 @@ import abc
 from typing import TYPE_CHECKING, Any
 
 from . import _cache, _sql, _sweeps
-from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
+from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FENCE, FINISH, RUN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -87,15 +87,19 @@ class SQLStore(abc.ABC):
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
     ) -> None:
         conv = self._writer.conv
-        await self._writer.submit(
-            parts=[
-                *((ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts),
-                (CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)),
-            ]
-        )
+        parts: list[tuple[int, Any]] = [
+            *((ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts),
+            (CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)),
+        ]
+        if checkpoint.owner_id is not None:  # fenced: see _sql.check_owners
+            parts.append((FENCE, (checkpoint.run_id, checkpoint.owner_id)))
+        await self._writer.submit(parts=parts)
 
     async def record_attempt(self, attempt: StageAttempt) -> None:
-        await self._writer.submit(parts=[(ATTEMPT, _sql.attempt_row(self._writer.conv, attempt))])
+        parts: list[tuple[int, Any]] = [(ATTEMPT, _sql.attempt_row(self._writer.conv, attempt))]
+        if attempt.owner_id is not None:
+            parts.append((FENCE, (attempt.run_id, attempt.owner_id)))
+        await self._writer.submit(parts=parts)
 
     async def finish_run(
         self,
@@ -215,6 +219,11 @@ class SQLStore(abc.ABC):
 
     async def list_owners(self) -> list[OwnerRecord]:
         found: list[OwnerRecord] = await self._read(_sql.list_owners)
+        return found
+
+    async def running_owner_ids(self) -> set[str | None]:
+        """Return the owners of the ``running`` runs, in one query."""
+        found: set[str | None] = await self._read(_sql.running_owner_ids)
         return found
 
     async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
