@@ -283,7 +283,8 @@ def test_db_migrate_on_sqlite_reports_the_version(
 ) -> None:
     assert main(["db", "migrate", "--store", url]) == 0
     assert capsys.readouterr().out == (
-        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0006_owner_lease; schema at version 6\n"
+        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0006_owner_lease;"
+        " schema at version 6\n"
     )
     assert main(["db", "migrate", "--store", url]) == 0
     assert "already at version 6" in capsys.readouterr().out

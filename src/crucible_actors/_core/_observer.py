@@ -149,6 +149,8 @@ class StoreObserver(RunObserver):
             cache_hit=record.cache_hit,
             owner_id=p.owner.id,
         )
+        if handle.run_id in p.lost:
+            return  # another runtime took the run over: nothing more is written
         if record.status == "completed":
             self._pending.append(attempt)
             self._after_hit = record.cache_hit

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ._errors import CheckpointDecodeError, StoreError
+from ._errors import CheckpointDecodeError, OwnershipLost, StoreError
 from ._ir import stage_ref_name
 from ._owner import owner_is_dead
 from ._records import decode_checkpoint
@@ -291,7 +291,7 @@ class Recovery:
             run_id,
             owner_id,
         )
-        runtime._stop_lost(run_id)
+        runtime._stop_lost(run_id, OwnershipLost(run_id, owner_id=owner_id, store=self.store.name))
 
     async def _list_runs(self, status: str) -> list[RunRecord]:
         """Return every run with ``status``, paging through the store."""

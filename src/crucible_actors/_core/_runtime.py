@@ -312,13 +312,13 @@ class Runtime:
                 if handle._scope is not None:
                     handle._scope.cancel()
 
-    def _stop_lost(self, run_id: str) -> None:
+    def _stop_lost(self, run_id: str, reason: Exception) -> None:
         """Stop run ``run_id``, which another runtime took over: it ends ``interrupted``
-        here, as at a shutdown, and its (fenced) writes no longer reach the store."""
+        here with ``reason``, and its (fenced) writes no longer reach the store."""
         handle = self._active.get(run_id)
         if handle is None or handle.done:
             return
-        handle._interrupt = True
+        handle._interrupt = reason
         handle._cancel_requested = True
         handle.grace_deadline = anyio.current_time() + self._grace
         if handle._scope is not None:
