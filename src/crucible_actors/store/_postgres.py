@@ -33,7 +33,7 @@ import contextlib
 import math
 import threading
 from contextlib import asynccontextmanager, contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -211,9 +211,10 @@ def migrate_postgres(conn: Any, store: str) -> tuple[int, list[str]]:
 
 
 class _PgLease:
-    """This runtime's owner lease: an advisory lock held on a connection of its own.
+    """One owner's lease: an advisory lock held on a connection of its own.
 
-    All methods are blocking (run them in a worker thread) and serialized by a lock.
+    One per owner, so several runtimes may share one store object. All methods are
+    blocking (run them in a worker thread) and serialized by a lock.
     """
 
     def __init__(self, url: str, connect_kwargs: dict[str, Any], store: str) -> None:
@@ -308,7 +309,9 @@ class PostgresStore(SQLStore):
         self._read_limiter = anyio.CapacityLimiter(readers)
         self.schema_version = 0
         self.applied: list[str] = []
-        self._lease: _PgLease | None = None
+        #: Opens leases: set by :func:`open_postgres_store`.
+        self._new_lease: Callable[[], _PgLease] | None = None
+        self._leases: dict[str, _PgLease] = {}
 
     def _read_sync(self, fn: Callable[[_sql.Tx], Any]) -> Any:
         with self._pool.connection() as conn:
@@ -358,26 +361,34 @@ class PostgresStore(SQLStore):
         Raises:
             StoreUnavailable: the server cannot be reached.
         """
-        lease = self._lease
-        if lease is None:
+        if self._new_lease is None:
             raise StoreUnavailable("the store was not opened for leases", store=self._name)
+        lease = self._new_lease()
         taken: bool = await self._lease_call(lease.acquire, owner_id)
+        if taken:
+            self._leases[owner_id] = lease
         return taken
 
     async def check_lease(self, owner_id: str) -> bool:
         """Return whether ``owner_id``'s lease is still held (False: it was lost since the
         last check; it is taken again if it can be)."""
-        lease = self._lease
+        lease = self._leases.get(owner_id)
         if lease is None:
-            return True
+            return True  # not taken through this store object: nothing to check
         held: bool = await self._lease_call(lease.check, owner_id)
         return held
 
     async def release_lease(self, owner_id: str) -> None:
         """Release ``owner_id``'s lease and close its session."""
-        if self._lease is not None:
+        lease = self._leases.pop(owner_id, None)
+        if lease is not None:
             with anyio.CancelScope(shield=True):
-                await self._lease_call(self._lease.release)
+                await self._lease_call(lease.release)
+
+    def _release_all(self) -> None:
+        for lease in list(self._leases.values()):
+            lease.release()
+        self._leases.clear()
 
     async def leases_held(self, owner_ids: Sequence[str]) -> set[str]:
         """Return which of ``owner_ids`` hold their lease now (one ``pg_locks`` query)."""
@@ -459,11 +470,11 @@ async def open_postgres_store(
     writer = _PgWriter(pool, store=name, max_batch=max_batch)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
-    store._lease = _PgLease(url, connect_kwargs, name)
+    store._new_lease = partial(_PgLease, url, connect_kwargs, name)
     try:
         async with writer.running("crucible postgres writer"):
             yield store
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(store._lease.release)
+            await anyio.to_thread.run_sync(store._release_all)
             await anyio.to_thread.run_sync(pool.close)
