@@ -11,6 +11,9 @@ twice), ``non_terminal`` (runs still ``running`` at the end) and ``disagreements
 - ``quick-restart``: a runtime process runs ``--lease-runs`` 3-stage runs (stages sleep
   0.4-0.8 s), is SIGKILLed after 1 s, and a new one (``open_runtime(on_start="resume")``)
   starts 1.5 s later; ``resume_s`` is the time from its start until every run ended.
+- ``serve-quick-restart``: the same with ``crucible-actors serve`` (runs submitted over
+  HTTP, 4 stages each), SIGKILLed after 1 s and restarted 1.5 s later; ``resume_s``
+  counts from the restart, its start-up included.
 - ``second-replica``: two runtime processes share the store; the first submits the runs
   and is SIGKILLed after 1 s; the second, up all along and never restarted, adopts them
   (``adopt_s``: from the kill until every run ended).
@@ -525,9 +528,80 @@ def scenario_starved_loop(args: Any, scratch: Path) -> None:
         )
 
 
+def _serve_quick_restart(args: Any, scratch: Path, url: str, kind: str) -> dict[str, Any]:
+    """``crucible-actors serve`` killed after 1 s of running, restarted 1.5 s later."""
+    import httpx
+    from chaos import SERVE_STAGES, Served
+
+    log = scratch / f"serve-quick-{kind}.log"
+    server = Served(scratch, url, args.backend)
+    acked: list[str] = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(args.lease_runs):
+            pipeline = [
+                {
+                    "name": f"s{k}",
+                    "options": {"delay": [0.4, 0.6, 0.8][(i + k) % 3], "log": str(log)},
+                }
+                for k in range(SERVE_STAGES)
+            ]
+            body = {"experiment": {"id": "lease-serve", "pipeline": pipeline}}
+            response = client.post(f"{server.base}/api/runs", json=body)
+            if response.status_code in (200, 202):
+                acked.append(response.json()["run_id"])
+        time.sleep(1.0)
+        server.signal(signal.SIGKILL)
+        before = store_state(url, acked)
+        in_flight = sum(1 for status, _ in before.values() if status == "running")
+        time.sleep(1.5)
+        started = time.monotonic()
+        server = Served(scratch, url, args.backend)
+        restarted = server.proc.pid
+        try:
+            wait_terminal(url, acked, 60)
+            resume_s = time.monotonic() - started
+            answered = {}
+            for run_id in acked:
+                response = client.get(f"{server.base}/api/runs/{run_id}")
+                answered[run_id] = (
+                    response.json()["status"] if response.status_code == 200 else "lost"
+                )
+            tracebacks = server.unhandled_errors()
+        finally:
+            server.signal(signal.SIGINT)
+    # The chaos stages log "run stage pid" lines, as the lease stages do.
+    return {
+        "in_flight_at_kill": in_flight,
+        "resume_s": round(resume_s, 2),
+        **tally(url, acked, log, [answered], before=before, after_pids={restarted}),
+        "tracebacks": tracebacks,
+    }
+
+
+def scenario_serve_quick_restart(args: Any, scratch: Path) -> None:
+    for kind in stores(args):
+        started = time.perf_counter()
+        result = _with_store(
+            args,
+            scratch,
+            kind,
+            "serve-quick",
+            lambda url, kind=kind: _serve_quick_restart(args, scratch, url, kind),
+        )
+        emit(
+            "lease_serve_quick_restart",
+            store=kind,
+            backend=args.backend,
+            stale_after_s=60.0,
+            **result,
+            wall_s=round(time.perf_counter() - started, 2),
+        )
+
+
 #: Registered in ``bench/chaos.py``'s ``SCENARIOS``.
 LEASE_SCENARIOS = {
     "quick-restart": scenario_quick_restart,
+    "serve-quick-restart": scenario_serve_quick_restart,
     "second-replica": scenario_second_replica,
     "clock-step": scenario_clock_step,
     "starved-loop": scenario_starved_loop,

@@ -32,7 +32,8 @@ Scenarios (``--only NAME``, repeatable):
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
-- ``quick-restart``, ``second-replica``, ``clock-step``, ``starved-loop``: owner leases
+- ``quick-restart``, ``serve-quick-restart``, ``second-replica``, ``clock-step``,
+  ``starved-loop``: owner leases
   (``bench/_chaos_lease.py``, ``--lease-runs`` runs each).
 
 Usage: ``python bench/chaos.py [--seed N] [--trials N] [--runs N] [--only sigkill ...]``.
