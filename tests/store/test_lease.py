@@ -236,11 +236,12 @@ async def test_writes_of_a_runtime_that_lost_the_run_are_refused(store: Store) -
     assert (run.status, run.owner_id) == ("running", "second")
 
 
-async def test_running_owner_ids_lists_the_owners_of_running_runs(store: Store) -> None:
+async def test_adoption_probe_gives_running_owners_and_interrupted_count(store: Store) -> None:
     await seed(store, "r1", None, "a")
     await seed(store, "r2", None, "b")
+    await seed(store, "r3", None, "b")
     await store.mark_interrupted("r2", owner_id="b", finished_at=T0)
-    assert await store.running_owner_ids() == {"a"}  # type: ignore[attr-defined]
+    assert await store.adoption_probe() == ({"a", "b"}, 1)  # type: ignore[attr-defined]
 
 
 # -- PostgreSQL: the advisory lock ---------------------------------------------------------------
@@ -461,3 +462,66 @@ def test_sigkilled_runtime_runs_complete_in_a_process_started_soon_after(
     assert statuses == ["completed"] * 20
     assert elapsed < 30
     assert anyio.run(_statuses, url) == ["completed"] * 20
+
+
+# -- continuous adoption ---------------------------------------------------------------------
+
+
+async def test_a_live_replica_resumes_the_runs_another_one_interrupted_at_shutdown(
+    tmp_path: Path, registry: Registry
+) -> None:
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    @stage("lease_gate")
+    async def lease_gate(ctx: Context, opts: Any) -> Context:
+        CALLS.append(f"{ctx.run_id}:gate")
+        if not entered.is_set():
+            entered.set()
+            await anyio.sleep_forever()  # the first runtime stops here
+        await release.wait()
+        return ctx
+
+    registry.register(lease_gate)
+    exp = Experiment(id="handover", pipeline=[StageDef(name="lease_gate")])
+    async with open_store(f"sqlite:///{tmp_path}/lease.db") as store:
+        async with open_runtime(
+            store=store, registry=registry, on_start="resume", adopt_interval=0.05
+        ) as replica:
+            async with open_runtime(store=store, registry=registry, on_shutdown="interrupt") as rt:
+                await rt.submit(exp, run_id="r1")
+                await entered.wait()
+            # A rolling restart: the first runtime stored r1 interrupted and went away;
+            # the replica, up all along, resumes it.
+            with anyio.fail_after(10):
+                while replica.get("r1") is None:  # noqa: ASYNC110 - the adoption tick acts
+                    await anyio.sleep(0.05)
+            release.set()
+            handle = replica.get("r1")
+            assert handle is not None
+            assert await handle.wait() == "completed"
+        assert CALLS == ["r1:gate", "r1:gate"]
+
+
+async def test_adopt_false_resumes_only_at_start_up(
+    tmp_path: Path, registry: Registry, sleeper: subprocess.Popen[bytes]
+) -> None:
+    start = process_start(sleeper.pid)
+    assert start is not None
+    async with open_store(f"sqlite:///{tmp_path}/lease.db") as store:
+        await seed(store, "r1", owner("live", pid=sleeper.pid, lease=PID_LEASE + start), "live")
+        async with open_runtime(
+            store=store, registry=registry, on_start="resume", adopt=False, adopt_interval=0.01
+        ) as rt:
+            sleeper.kill()
+            sleeper.wait()
+            assert "crucible adoption" not in [t.name for t in anyio.get_running_tasks()]
+            await anyio.sleep(0.1)  # ten ticks' worth: none runs
+            assert rt.get("r1") is None
+        assert (await store.get_run("r1")).status == "running"
+
+
+async def test_adopt_interval_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="adopt_interval must be > 0 seconds, got 0"):
+        async with open_runtime(adopt_interval=0):
+            pass  # pragma: no cover

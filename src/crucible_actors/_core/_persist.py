@@ -104,7 +104,7 @@ class Persistence(Recovery):
         #: Runs another runtime took over from this one (run id -> new owner id): they
         #: stop here and their observers write nothing more.
         self.lost: dict[str, str | None] = {}
-        self._known_owners: set[str] | None = None
+        self._interrupted_seen = 0
         self._resuming: set[str] = set()
         self._definitions: dict[int, tuple[Experiment, tuple[dict[str, Any], list[Any], Any]]] = {}
 

@@ -12,10 +12,10 @@ owner = old``), so two processes never take over the same run.
 admitted through ``Runtime.resume``.
 
 :meth:`Recovery.adopt_forever` keeps doing the same while the runtime is up (every
-``adopt_interval`` seconds, ``open_runtime(on_start="resume")``): one cheap query lists
-the owners of the ``running`` runs, and only when one of them is dead (by its lease,
-``_owner.py``) or an owner has gone away (a runtime that shut down, maybe leaving
-``interrupted`` runs) does it run :meth:`Recovery.recover`. Each tick also checks this
+``adopt_interval`` seconds, ``open_runtime(on_start="resume")``): one cheap read gives
+the owners of the ``running`` runs and the number of ``interrupted`` ones, and only when
+one of those owners is dead (by its lease, ``_owner.py``) or runs were newly interrupted
+(a runtime that shut down) does it run :meth:`Recovery.recover`. Each tick also checks this
 runtime's own lease: once lost (its PostgreSQL session ended), the runs another process
 took over are stopped here (fencing: the store refuses their writes anyway).
 """
@@ -102,7 +102,7 @@ class Recovery:
     last_recovery: RecoveryReport
     lost: dict[str, str | None]
     _resuming: set[str]
-    _known_owners: set[str] | None
+    _interrupted_seen: int
 
     async def recover(self, runtime: Runtime, on_start: str) -> RecoveryReport:
         """Handle runs left ``running`` by dead processes, per ``on_start``.
@@ -209,23 +209,29 @@ class Recovery:
         held: set[str] = await query(ids)
         return held
 
-    async def _running_owner_ids(self) -> set[str | None]:
-        """Return the owners of the ``running`` runs (one query on stores that offer it)."""
-        query = getattr(self.store, "running_owner_ids", None)
+    async def _probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and the count of ``interrupted`` ones
+        (one cheap read on stores that offer ``adoption_probe``)."""
+        query = getattr(self.store, "adoption_probe", None)
         if query is not None:
-            found: set[str | None] = await query()
+            found: tuple[set[str | None], int] = await query()
             return found
-        return {run.owner_id for run in await self._list_runs("running")}
+        running = {run.owner_id for run in await self._list_runs("running")}
+        return running, len(await self._list_runs("interrupted"))
 
     async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
         """Adopt, every ``interval`` seconds, the runs of owners that died; never returns.
 
         Each tick checks this runtime's own lease (see :meth:`_check_own_lease`), then
-        reads the owners of the ``running`` runs and the owner rows; when one of those
-        owners is dead, or an owner row went away since the last tick (a runtime shut
-        down, perhaps leaving runs ``interrupted``), it runs :meth:`recover` with
-        ``"resume"``. Store errors are logged and the next tick tries again.
+        reads the owners of the ``running`` runs and the number of ``interrupted`` ones;
+        when one of those owners is dead (judged as at start-up, by its lease), or more
+        runs are ``interrupted`` than at the last tick (a runtime shut down with
+        ``on_shutdown="interrupt"``), it runs :meth:`recover` with ``"resume"``. Store
+        errors are logged and the next tick tries again.
         """
+        # The first tick counts every interrupted run as new: one more pass then closes
+        # the window between the start-up recovery and the first tick.
+        self._interrupted_seen = 0
         while True:
             await anyio.sleep(interval)
             try:
@@ -242,15 +248,15 @@ class Recovery:
                 log.warning("adopting the runs of dead runtimes failed (retrying): %s", exc)
 
     async def _orphans_appeared(self) -> bool:
-        """Whether a tick should run :meth:`recover`: a dead owner, or one gone away."""
-        running = await self._running_owner_ids()
+        """Whether a tick should run :meth:`recover`: a dead owner, or new interrupted runs."""
+        running, interrupted = await self._probe()
+        seen, self._interrupted_seen = self._interrupted_seen, interrupted
+        if interrupted > seen:
+            return True  # a runtime shut down leaving runs interrupted: resume them
         foreign = {owner_id for owner_id in running if owner_id != self.owner.id}
-        owners = {o.id: o for o in await self.store.list_owners()}
-        known, self._known_owners = self._known_owners, set(owners)
-        if known is not None and known - set(owners):
-            return True  # an owner went away: its shutdown may have interrupted runs
         if not foreign:
             return False
+        owners = {o.id: o for o in await self.store.list_owners()}
         held = await self._leases_held(foreign)
         now = self.now()
         return any(self._is_dead(owner_id, owners, held, now) for owner_id in foreign)

@@ -429,7 +429,9 @@ async def open_runtime(
                 if adapter is not None:
                     await adapter.recover(rt, on_start)
                     if adopt and on_start == "resume":
-                        tg.start_soon(_adopt, adopting, adapter, rt, adopt_interval)
+                        tg.start_soon(
+                            _adopt, adopting, adapter, rt, adopt_interval, name="crucible adoption"
+                        )
                 try:
                     yield rt
                 except Exception as exc:

@@ -232,8 +232,9 @@ class Store(Protocol):
     acquire_lease(owner_id) -> bool`` (False: another live session holds that owner's
     lease), ``async check_lease(owner_id) -> bool`` (False: the lease was lost, e.g.
     the session died; it is taken again if it can be), ``async release_lease(owner_id)``
-    and ``async leases_held(owner_ids) -> set[str]``. ``async running_owner_ids() ->
-    set[str | None]`` lists the owners of the ``running`` runs in one cheap query.
+    and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
+    tuple[set[str | None], int]`` returns the owners of the ``running`` runs and the
+    number of ``interrupted`` runs, cheaply (the adoption tick asks every second or so).
     A store that fences writes also applies ``save_checkpoint`` and ``record_attempt``
     only while ``owner_id`` of the record (when set) still owns the run, raising
     :class:`~crucible_actors.errors.OwnershipLost` otherwise.

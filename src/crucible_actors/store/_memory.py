@@ -356,7 +356,9 @@ class MemoryStore:
         if owner_id is not None and run is not None and run.owner_id != owner_id:
             raise OwnershipLost(run_id, owner_id=run.owner_id, store=self._name)
 
-    async def running_owner_ids(self) -> set[str | None]:
-        """Return the owners of the ``running`` runs."""
+    async def adoption_probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and how many runs are ``interrupted``."""
         await anyio.lowlevel.checkpoint()
-        return {run.owner_id for run in self._runs.values() if run.status == "running"}
+        runs = self._runs.values()
+        owners = {run.owner_id for run in runs if run.status == "running"}
+        return owners, sum(1 for run in runs if run.status == "interrupted")

@@ -687,8 +687,13 @@ def list_owners(tx: Tx) -> list[OwnerRecord]:
     return out
 
 
-def running_owner_ids(tx: Tx) -> set[str | None]:
-    """Return the owners of the ``running`` runs (the index on status serves it)."""
-    return {
+def adoption_probe(tx: Tx) -> tuple[set[str | None], int]:
+    """Return the owners of the ``running`` runs and how many runs are ``interrupted``.
+
+    Both read through the index on status, for the adoption tick (``_recovery.py``).
+    """
+    owners = {
         r[0] for r in tx.fetchall("SELECT DISTINCT owner_id FROM runs WHERE status = 'running'")
     }
+    count = tx.fetchall("SELECT count(*) FROM runs WHERE status = 'interrupted'")[0][0]
+    return owners, int(count)

@@ -221,9 +221,9 @@ class SQLStore(abc.ABC):
         found: list[OwnerRecord] = await self._read(_sql.list_owners)
         return found
 
-    async def running_owner_ids(self) -> set[str | None]:
-        """Return the owners of the ``running`` runs, in one query."""
-        found: set[str | None] = await self._read(_sql.running_owner_ids)
+    async def adoption_probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and how many runs are ``interrupted``."""
+        found: tuple[set[str | None], int] = await self._read(_sql.adoption_probe)
         return found
 
     async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
