@@ -232,10 +232,19 @@ class Recovery:
         # The first tick counts every interrupted run as new: one more pass then closes
         # the window between the start-up recovery and the first tick.
         self._interrupted_seen = 0
+        hold = 0
         while True:
             await anyio.sleep(interval)
             try:
-                await self._check_own_lease(runtime)
+                if not await self._check_own_lease(runtime):
+                    # Our session ended: the server may have restarted, ending every
+                    # runtime's session at once. Give the others two ticks to take
+                    # their leases again before judging any of them dead.
+                    hold = 2
+                    continue
+                if hold:
+                    hold -= 1
+                    continue
                 if await self._orphans_appeared():
                     report = await self.recover(runtime, "resume")
                     if report.resumed or report.interrupted:
@@ -245,6 +254,7 @@ class Recovery:
                             ", ".join(report.resumed[:10]),
                         )
             except StoreError as exc:
+                hold = 2  # the store may have restarted: as for a lost lease, above
                 log.warning("adopting the runs of dead runtimes failed (retrying): %s", exc)
 
     async def _orphans_appeared(self) -> bool:
@@ -261,8 +271,9 @@ class Recovery:
         now = self.now()
         return any(self._is_dead(owner_id, owners, held, now) for owner_id in foreign)
 
-    async def _check_own_lease(self, runtime: Runtime) -> None:
-        """Stop here the runs another process took over once this runtime lost its lease.
+    async def _check_own_lease(self, runtime: Runtime) -> bool:
+        """Return False (after stopping the runs another process took over) if this
+        runtime had lost its lease since the last check.
 
         On a store that holds leases, ``check_lease`` says whether this owner's lease is
         still held (and takes it again if it was lost and can be). After a loss, every
@@ -272,7 +283,7 @@ class Recovery:
         """
         check = getattr(self.store, "check_lease", None)
         if check is None or await check(self.owner.id):
-            return
+            return True
         log.error(
             "runtime %s lost its lease on %s (its session ended); runs another process "
             "took over in the meantime stop here",
@@ -285,6 +296,7 @@ class Recovery:
             run = await self.store.get_run(handle.run_id)
             if run.owner_id != self.owner.id:
                 self.stop_lost(runtime, handle.run_id, run.owner_id)
+        return False
 
     def stop_lost(self, runtime: Runtime, run_id: str, owner_id: str | None) -> None:
         """Stop run ``run_id`` here: runtime ``owner_id`` took it over (logged once)."""
