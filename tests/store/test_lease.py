@@ -525,3 +525,19 @@ async def test_adopt_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="adopt_interval must be > 0 seconds, got 0"):
         async with open_runtime(adopt_interval=0):
             pass  # pragma: no cover
+
+
+async def test_recovery_removes_dead_owners_without_runs_and_keeps_live_ones(
+    tmp_path: Path, registry: Registry, sleeper: subprocess.Popen[bytes]
+) -> None:
+    start = process_start(sleeper.pid)
+    assert start is not None
+    async with open_store(f"sqlite:///{tmp_path}/lease.db") as store:
+        # Killed before its first run was stored: an owner row and nothing else.
+        await store.register_owner(owner("gone", pid=999_999_999, lease=PID_LEASE + "b:1"))
+        await store.register_owner(owner("live", pid=sleeper.pid, lease=PID_LEASE + start))
+        async with (
+            open_persistence(store, now=lambda: HOUR_LATER) as p,
+            open_runtime(store=p, registry=registry, on_start="resume"),
+        ):
+            assert {o.id for o in await store.list_owners()} == {"live", p.owner.id}

@@ -124,6 +124,7 @@ class Recovery:
         owners = {o.id: o for o in await store.list_owners()}
         held = await self._leases_held(
             {r.owner_id for r in running if r.owner_id and r.owner_id != self.owner.id}
+            | {owner_id for owner_id in owners if owner_id != self.owner.id}
         )
         now = self.now()
         dead: set[str | None] = set()
@@ -174,8 +175,12 @@ class Recovery:
                     interrupted.append(run.id)
                     continue
                 resumed.append(run.id)
-        for owner_id in dead:
-            if owner_id is not None and owner_id in owners:
+        # Dead owners' rows go too, with runs or without (one killed before its first
+        # run was stored, say): live owners' never, their leases say so.
+        for owner_id in owners:
+            if owner_id != self.owner.id and (
+                owner_id in dead or self._is_dead(owner_id, owners, held, now)
+            ):
                 await store.remove_owner(owner_id)
         self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
         return self.last_recovery
