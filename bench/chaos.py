@@ -32,6 +32,9 @@ Scenarios (``--only NAME``, repeatable):
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
+- ``quick-restart``, ``serve-quick-restart``, ``second-replica``, ``clock-step``,
+  ``starved-loop``: owner leases
+  (``bench/_chaos_lease.py``, ``--lease-runs`` runs each).
 
 Usage: ``python bench/chaos.py [--seed N] [--trials N] [--runs N] [--only sigkill ...]``.
 The defaults finish in a few minutes on a shared 2-core machine.
@@ -835,6 +838,10 @@ SCENARIOS = {
     "idempotency": scenario_idempotency,
 }
 
+from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
+
+SCENARIOS.update(LEASE_SCENARIOS)
+
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
@@ -849,6 +856,7 @@ def main() -> None:
     parser.add_argument("--followers", type=int, default=8, help="SSE clients in serve-kill")
     parser.add_argument("--fault-runs", type=int, default=1000)
     parser.add_argument("--submissions", type=int, default=200)
+    parser.add_argument("--lease-runs", type=int, default=20, help="runs per lease scenario")
     parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
     parser.add_argument(
         "--pg-url",

@@ -14,6 +14,7 @@ from ._core._errors import InvalidExperiment as InvalidExperiment
 from ._core._errors import InvalidOptions as InvalidOptions
 from ._core._errors import MessageError as MessageError
 from ._core._errors import MissingDependency as MissingDependency
+from ._core._errors import OwnershipLost as OwnershipLost
 from ._core._errors import RestartIntensityExceeded as RestartIntensityExceeded
 from ._core._errors import RunCancelled as RunCancelled
 from ._core._errors import RunNotFound as RunNotFound
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidOptions",
     "MessageError",
     "MissingDependency",
+    "OwnershipLost",
     "RestartIntensityExceeded",
     "RunCancelled",
     "RunNotFound",

@@ -50,9 +50,12 @@ async def test_migrations_apply_once_even_when_concurrent(pg_url: str) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(migrate)
         tg.start_soon(migrate)
-    assert sorted(applied) == [[], ["0001_initial", "0002_sweeps", "0003_cache", "0004_blobs"]]
+    assert sorted(applied) == [
+        [],
+        ["0001_initial", "0002_sweeps", "0003_cache", "0004_blobs", "0006_owner_lease"],
+    ]
     async with open_store(pg_url) as store:
-        assert store.schema_version == 4  # type: ignore[attr-defined]
+        assert store.schema_version == 6  # type: ignore[attr-defined]
         assert await store.migrate() == []  # type: ignore[attr-defined]
 
 

@@ -11,7 +11,8 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
       RunCancelled                                       a run ended because it was cancelled
       RuntimeShutdown                                    a run interrupted by its runtime closing
       MissingDependency                                  an optional extra is not installed
-      StoreError: StoreUnavailable, RunNotFound, ...     persistence
+      StoreError: StoreUnavailable, RunNotFound,
+        OwnershipLost, ...                               persistence
         BlobError: BlobMissing, BlobCorrupt              a stored value's blob is gone or altered
       ExecutorError: WorkerCrashed                       where an attempt runs (pool, Ray)
       MessageError: EncodeError                          msgspec encode/decode failures
@@ -463,3 +464,23 @@ class GuardrailViolation(CrucibleError):
     def __init__(self, violations: Sequence[dict[str, Any]]) -> None:
         self.violations = list(violations)
         super().__init__(f"guardrails found {len(self.violations)} violation(s)")
+
+
+class OwnershipLost(StoreError):
+    """A write was refused because another runtime has taken the run over (fencing).
+
+    Raised by a store's fenced writes when the run's row names ``owner_id`` instead of
+    the writer: the writing runtime lost its lease (its process looked dead, e.g. its
+    PostgreSQL session ended) and another one adopted the run. The run stops in the
+    writing runtime and is not written over; unlike :class:`RunNotFound` the run exists.
+    """
+
+    def __init__(self, run_id: str, *, owner_id: str | None, store: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner_id = owner_id
+        super().__init__(
+            f"run {run_id!r} is now owned by runtime {owner_id!r}, which took it over "
+            "(this runtime lost its lease on the store); it stops here and its state "
+            "there is not written over",
+            store=store,
+        )

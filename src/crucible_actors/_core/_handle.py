@@ -143,7 +143,8 @@ class RunHandle:
         self._cancel_requested = False
         # Set by the runtime's shutdown with on_shutdown="interrupt": the cancellation
         # that follows ends the run interrupted (resumable), not cancelled.
-        self._interrupt = False
+        #: True (or the error saying why) to end ``interrupted`` when cancelled.
+        self._interrupt: bool | Exception = False
         self.grace_deadline: float = float("inf")
 
     def __repr__(self) -> str:

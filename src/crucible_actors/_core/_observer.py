@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._encoding import decode_context
-from ._errors import StoreError
+from ._errors import OwnershipLost, StoreError
 from ._instruments import RunObserver
 from ._records import artifacts_from_context, as_stored_json, events_from_context
 from ._store import Checkpoint, ExperimentRecord, RunRecord, StageAttempt
@@ -109,8 +109,14 @@ class StoreObserver(RunObserver):
         ):
             return
         p = self._p
+        if handle.run_id in p.lost:
+            return  # another runtime took the run over: it stops here, writing nothing
         checkpoint = Checkpoint(
-            run_id=handle.run_id, index=index, data=snapshot, created_at=p.now()
+            run_id=handle.run_id,
+            index=index,
+            data=snapshot,
+            created_at=p.now(),
+            owner_id=p.owner.id,
         )
         if index >= len(handle.experiment.pipeline):
             self._final = checkpoint  # commits with the outcome, in run_finished
@@ -118,7 +124,11 @@ class StoreObserver(RunObserver):
             return
         # The attempts stay pending until the write returns: a write cancelled by a
         # shutdown is retried with them when the interrupted run checkpoints.
-        await p.store.save_checkpoint(checkpoint, attempts=self._pending)
+        try:
+            await p.store.save_checkpoint(checkpoint, attempts=self._pending)
+        except OwnershipLost as exc:
+            self._taken_over(handle, exc)
+            raise
         self._pending = []
         self._last = (index, snapshot)
 
@@ -137,17 +147,26 @@ class StoreObserver(RunObserver):
             duration=duration,
             error=record.error,
             cache_hit=record.cache_hit,
+            owner_id=p.owner.id,
         )
+        if handle.run_id in p.lost:
+            return  # another runtime took the run over: nothing more is written
         if record.status == "completed":
             self._pending.append(attempt)
             self._after_hit = record.cache_hit
         else:
-            await p.store.record_attempt(attempt)
+            try:
+                await p.store.record_attempt(attempt)
+            except OwnershipLost as exc:
+                self._taken_over(handle, exc)
+                raise
 
     async def run_finished(self, handle: RunHandle, final: bytes | None) -> None:
         if not self._started:
             return  # run_started failed: the row may belong to another run; leave it
         p = self._p
+        if handle.run_id in p.lost:
+            return  # taken over by another runtime (logged then): not written over
         try:
             ctx = handle.context
             if ctx is None and self._last is not None:
@@ -174,6 +193,8 @@ class StoreObserver(RunObserver):
             await p.store.finish_run(
                 run, artifacts=artifacts, events=events, attempts=pending, checkpoint=self._final
             )
+        except OwnershipLost as exc:
+            self._taken_over(handle, exc)
         except StoreError as exc:
             # The outcome is decided and the handle holds it; a store that fails now
             # leaves the row ``running`` under this owner, and the next start after this
@@ -181,3 +202,16 @@ class StoreObserver(RunObserver):
             log.error("could not store the outcome of run %s: %s", handle.run_id, exc)
         except Exception:
             log.exception("could not store the outcome of run %s", handle.run_id)
+
+    def _taken_over(self, handle: RunHandle, exc: OwnershipLost) -> None:
+        """Record (and log, once) that another runtime owns the run now: stop writing."""
+        lost = self._p.lost
+        if handle.run_id in lost:
+            return
+        lost[handle.run_id] = exc.owner_id
+        log.warning(
+            "run %s stops here: runtime %s took it over after this runtime lost its lease "
+            "on the store; nothing more of it is written from here",
+            handle.run_id,
+            exc.owner_id,
+        )

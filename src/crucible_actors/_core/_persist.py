@@ -10,7 +10,10 @@ one from a URL through a *store opener*) into a :class:`Persistence`, which
 - ``recover(runtime, on_start)`` (``_recovery.py``) resumes, marks interrupted or leaves
   the runs left ``running`` by a dead process.
 - While open it registers an owner row and heartbeats it (``_owner.py``); the heartbeat
-  stops, and the row is removed, when the persistence closes.
+  stops, and the row is removed, when the persistence closes. On a store that holds
+  leases (PostgreSQL) it first takes this owner's lease, held until it closes.
+- ``adopt_forever(runtime, interval)`` (``_recovery.py``) keeps adopting the runs of
+  owners that die while the runtime is up.
 
 Opening a store from a URL is an adapter's job (:mod:`crucible_actors.store`), not the
 core's: the caller passes ``opener=`` (a callable from URL to an async context manager
@@ -89,14 +92,19 @@ class Persistence(Recovery):
         host: str,
         pid: int,
         pid_alive: Callable[[int], bool],
+        lease: str | None = None,
     ) -> None:
         self.store = store
         self.now = now
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
         self.pid_alive = pid_alive
-        self.owner = new_owner(host, pid, now())
+        self.owner = new_owner(host, pid, now(), lease)
         self.last_recovery = RecoveryReport()
+        #: Runs another runtime took over from this one (run id -> new owner id): they
+        #: stop here and their observers write nothing more.
+        self.lost: dict[str, str | None] = {}
+        self._interrupted_seen = 0
         self._resuming: set[str] = set()
         self._definitions: dict[int, tuple[Experiment, tuple[dict[str, Any], list[Any], Any]]] = {}
 
@@ -192,10 +200,12 @@ async def open_persistence(
         host=host if host is not None else socket.gethostname(),
         pid=pid if pid is not None else os.getpid(),
         pid_alive=pid_alive or pid_alive_default,
+        lease=getattr(target, "lease_kind", None),
     )
-    await target.register_owner(persistence.owner)
+    leased = await _acquire_lease(persistence)
     body_error: Exception | None = None
     try:
+        await target.register_owner(persistence.owner)
         async with anyio.create_task_group() as tg:
             tg.start_soon(persistence._heartbeat, name="crucible heartbeat")
             try:
@@ -210,5 +220,35 @@ async def open_persistence(
                 await target.remove_owner(persistence.owner.id)
             except StoreError as exc:
                 log.warning("could not remove owner %s: %s", persistence.owner.id, exc)
+            if leased:
+                try:
+                    await target.release_lease(persistence.owner.id)
+                except StoreError as exc:
+                    log.warning(
+                        "could not release the lease of owner %s: %s", persistence.owner.id, exc
+                    )
     if body_error is not None:
         raise body_error
+
+
+async def _acquire_lease(persistence: Persistence) -> bool:
+    """Take the owner's lease on a store that holds leases; False if it has none.
+
+    An owner id whose lease another live session holds (two ids whose lock keys
+    collide) is replaced by a fresh one.
+
+    Raises:
+        StoreError: no lease could be taken.
+    """
+    acquire = getattr(persistence.store, "acquire_lease", None)
+    if acquire is None:
+        return False
+    owner = persistence.owner
+    for _ in range(16):
+        if await acquire(persistence.owner.id):
+            return True
+        persistence.owner = new_owner(owner.host, owner.pid, owner.started_at, owner.lease)
+    raise StoreError(
+        "could not take an owner lease: every owner id tried is held by another session",
+        store=persistence.store.name,
+    )

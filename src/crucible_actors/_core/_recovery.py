@@ -10,6 +10,14 @@ resumes one run on request. Runs are claimed with a conditional update (``... WH
 owner = old``), so two processes never take over the same run.
 :class:`~crucible_actors._core._persist.Persistence` mixes this in; the resumed run is
 admitted through ``Runtime.resume``.
+
+:meth:`Recovery.adopt_forever` keeps doing the same while the runtime is up (every
+``adopt_interval`` seconds, ``open_runtime(on_start="resume")``): one cheap read gives
+the owners of the ``running`` runs and the number of ``interrupted`` ones, and only when
+one of those owners is dead (by its lease, ``_owner.py``) or runs were newly interrupted
+(a runtime that shut down) does it run :meth:`Recovery.recover`. Each tick also checks this
+runtime's own lease: once lost (its PostgreSQL session ended), the runs another process
+took over are stopped here (fencing: the store refuses their writes anyway).
 """
 
 from __future__ import annotations
@@ -17,16 +25,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import anyio
 import msgspec
 
-from ._errors import BlobError, CheckpointDecodeError, StoreError
+from ._errors import BlobError, CheckpointDecodeError, OwnershipLost, StoreError
 from ._ir import stage_ref_name
 from ._owner import owner_is_dead
 from ._records import decode_checkpoint
 from ._stage import coerce_stage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
     from ._handle import RunHandle
@@ -91,7 +100,9 @@ class Recovery:
     stale_after: float
     pid_alive: Callable[[int], bool]
     last_recovery: RecoveryReport
+    lost: dict[str, str | None]
     _resuming: set[str]
+    _interrupted_seen: int
 
     async def recover(self, runtime: Runtime, on_start: str) -> RecoveryReport:
         """Handle runs left ``running`` by dead processes, per ``on_start``.
@@ -111,6 +122,10 @@ class Recovery:
         # Runs are listed before owners: an owner registers before its first run, so a
         # live owner of any listed run is in the owner list read afterwards.
         owners = {o.id: o for o in await store.list_owners()}
+        held = await self._leases_held(
+            {r.owner_id for r in running if r.owner_id and r.owner_id != self.owner.id}
+            | {owner_id for owner_id in owners if owner_id != self.owner.id}
+        )
         now = self.now()
         dead: set[str | None] = set()
         resumed: list[str] = []
@@ -119,14 +134,7 @@ class Recovery:
         for run in running:
             if run.owner_id == self.owner.id:
                 continue
-            if not owner_is_dead(
-                owners.get(run.owner_id or ""),
-                now=now,
-                stale_after=self.stale_after,
-                host=self.owner.host,
-                local=store.local,
-                pid_alive=self.pid_alive,
-            ):
+            if not self._is_dead(run.owner_id, owners, held, now):
                 continue
             dead.add(run.owner_id)
             if on_start == "resume":
@@ -167,11 +175,146 @@ class Recovery:
                     interrupted.append(run.id)
                     continue
                 resumed.append(run.id)
-        for owner_id in dead:
-            if owner_id is not None and owner_id in owners:
+        # Dead owners' rows go too, with runs or without (one killed before its first
+        # run was stored, say): live owners' never, their leases say so.
+        for owner_id in owners:
+            if owner_id != self.owner.id and (
+                owner_id in dead or self._is_dead(owner_id, owners, held, now)
+            ):
                 await store.remove_owner(owner_id)
         self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
         return self.last_recovery
+
+    def _is_dead(
+        self,
+        owner_id: str | None,
+        owners: dict[str, OwnerRecord],
+        held: set[str] | None,
+        now: datetime,
+    ) -> bool:
+        """Whether ``owner_id`` is dead, given the owner rows and the leases held."""
+        return owner_is_dead(
+            owners.get(owner_id or ""),
+            now=now,
+            stale_after=self.stale_after,
+            host=self.owner.host,
+            local=self.store.local,
+            pid_alive=self.pid_alive,
+            lease_held=None if held is None or owner_id is None else owner_id in held,
+        )
+
+    async def _leases_held(self, owner_ids: Collection[str | None]) -> set[str] | None:
+        """Return which of ``owner_ids`` hold a lease, or None if the store has none."""
+        query = getattr(self.store, "leases_held", None)
+        if query is None:
+            return None
+        ids = sorted(i for i in owner_ids if i)
+        if not ids:
+            return set()
+        held: set[str] = await query(ids)
+        return held
+
+    async def _probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and the count of ``interrupted`` ones
+        (one cheap read on stores that offer ``adoption_probe``)."""
+        query = getattr(self.store, "adoption_probe", None)
+        if query is not None:
+            found: tuple[set[str | None], int] = await query()
+            return found
+        running = {run.owner_id for run in await self._list_runs("running")}
+        return running, len(await self._list_runs("interrupted"))
+
+    async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
+        """Adopt, every ``interval`` seconds, the runs of owners that died; never returns.
+
+        Each tick checks this runtime's own lease (see :meth:`_check_own_lease`), then
+        reads the owners of the ``running`` runs and the number of ``interrupted`` ones;
+        when one of those owners is dead (judged as at start-up, by its lease), or more
+        runs are ``interrupted`` than at the last tick (a runtime shut down with
+        ``on_shutdown="interrupt"``), it runs :meth:`recover` with ``"resume"``. Store
+        errors are logged and the next tick tries again.
+        """
+        # The first tick counts every interrupted run as new: one more pass then closes
+        # the window between the start-up recovery and the first tick.
+        self._interrupted_seen = 0
+        hold = 0
+        while True:
+            await anyio.sleep(interval)
+            try:
+                if not await self._check_own_lease(runtime):
+                    # Our session ended: the server may have restarted, ending every
+                    # runtime's session at once. Give the others two ticks to take
+                    # their leases again before judging any of them dead.
+                    hold = 2
+                    continue
+                if hold:
+                    hold -= 1
+                    continue
+                if await self._orphans_appeared():
+                    report = await self.recover(runtime, "resume")
+                    if report.resumed or report.interrupted:
+                        log.info(
+                            "adopted %d run(s) of dead runtimes: %s",
+                            len(report.resumed),
+                            ", ".join(report.resumed[:10]),
+                        )
+            except StoreError as exc:
+                hold = 2  # the store may have restarted: as for a lost lease, above
+                log.warning("adopting the runs of dead runtimes failed (retrying): %s", exc)
+
+    async def _orphans_appeared(self) -> bool:
+        """Whether a tick should run :meth:`recover`: a dead owner, or new interrupted runs."""
+        running, interrupted = await self._probe()
+        seen, self._interrupted_seen = self._interrupted_seen, interrupted
+        if interrupted > seen:
+            return True  # a runtime shut down leaving runs interrupted: resume them
+        foreign = {owner_id for owner_id in running if owner_id != self.owner.id}
+        if not foreign:
+            return False
+        owners = {o.id: o for o in await self.store.list_owners()}
+        held = await self._leases_held(foreign)
+        now = self.now()
+        return any(self._is_dead(owner_id, owners, held, now) for owner_id in foreign)
+
+    async def _check_own_lease(self, runtime: Runtime) -> bool:
+        """Return False (after stopping the runs another process took over) if this
+        runtime had lost its lease since the last check.
+
+        On a store that holds leases, ``check_lease`` says whether this owner's lease is
+        still held (and takes it again if it was lost and can be). After a loss, every
+        run still active here whose row names another owner now is stopped (recorded
+        ``interrupted`` here; its new owner continues it) and its observer writes
+        nothing more; the store's fencing refuses such writes in any case.
+        """
+        check = getattr(self.store, "check_lease", None)
+        if check is None or await check(self.owner.id):
+            return True
+        log.error(
+            "runtime %s lost its lease on %s (its session ended); runs another process "
+            "took over in the meantime stop here",
+            self.owner.id,
+            self.store.name,
+        )
+        for handle in runtime.runs():
+            if handle.done or handle.run_id in self.lost:
+                continue
+            run = await self.store.get_run(handle.run_id)
+            if run.owner_id != self.owner.id:
+                self.stop_lost(runtime, handle.run_id, run.owner_id)
+        return False
+
+    def stop_lost(self, runtime: Runtime, run_id: str, owner_id: str | None) -> None:
+        """Stop run ``run_id`` here: runtime ``owner_id`` took it over (logged once)."""
+        if run_id in self.lost:
+            return
+        self.lost[run_id] = owner_id
+        log.warning(
+            "run %s was taken over by runtime %s (this runtime lost its lease); stopping it "
+            "here without writing over its new owner",
+            run_id,
+            owner_id,
+        )
+        runtime._stop_lost(run_id, OwnershipLost(run_id, owner_id=owner_id, store=self.store.name))
 
     async def _list_runs(self, status: str) -> list[RunRecord]:
         """Return every run with ``status``, paging through the store."""
@@ -206,13 +349,9 @@ class Recovery:
         if run.status == "running":
             owners = {o.id: o for o in await store.list_owners()}
             owner = owners.get(run.owner_id or "")
-            if run.owner_id == self.owner.id or not owner_is_dead(
-                owner,
-                now=self.now(),
-                stale_after=self.stale_after,
-                host=self.owner.host,
-                local=store.local,
-                pid_alive=self.pid_alive,
+            held = await self._leases_held({run.owner_id} if run.owner_id else set())
+            if run.owner_id == self.owner.id or not self._is_dead(
+                run.owner_id, owners, held, self.now()
             ):
                 where = f" in process {owner.pid} on {owner.host}" if owner is not None else ""
                 raise StoreError(

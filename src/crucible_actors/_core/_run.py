@@ -213,7 +213,14 @@ class RunSupervisor(StageActor):
             except Exception:  # the previous checkpoint stands: that stage runs again
                 log.exception("could not checkpoint interrupted run %s", self.handle.run_id)
         at = pipeline[self._at].label if self._at < len(pipeline) else None
-        err = RuntimeShutdown(self.handle.run_id, stage=at)
+        # An error in ``_interrupt`` says why if not a shutdown (OwnershipLost: another
+        # runtime took the run over).
+        reason = self.handle._interrupt
+        err = (
+            reason
+            if isinstance(reason, Exception)
+            else RuntimeShutdown(self.handle.run_id, stage=at)
+        )
         await self._end(RunStatus.INTERRUPTED, None, err, t0, "run_interrupted")
 
     async def _end(

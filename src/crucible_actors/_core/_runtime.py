@@ -350,6 +350,18 @@ class Runtime:
                 if handle._scope is not None:
                     handle._scope.cancel()
 
+    def _stop_lost(self, run_id: str, reason: Exception) -> None:
+        """Stop run ``run_id``, which another runtime took over: it ends ``interrupted``
+        here with ``reason``, and its (fenced) writes no longer reach the store."""
+        handle = self._active.get(run_id)
+        if handle is None or handle.done:
+            return
+        handle._interrupt = reason
+        handle._cancel_requested = True
+        handle.grace_deadline = anyio.current_time() + self._grace
+        if handle._scope is not None:
+            handle._scope.cancel()
+
 
 @asynccontextmanager
 async def open_runtime(
@@ -367,6 +379,8 @@ async def open_runtime(
     ray_address: str | None = None,
     on_shutdown: str = "cancel",
     blob_threshold: int | None = None,
+    adopt: bool = True,
+    adopt_interval: float = 1.5,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -396,10 +410,15 @@ async def open_runtime(
     content in the store's blob store (``x.db.blobs/`` beside a SQLite file; in memory
     without a store) and referenced from checkpoints, cached results and executor
     messages (default: ``[runtime] blob_threshold`` in ``crucible.toml``, else 65536).
+    With ``on_start="resume"`` and ``adopt`` (the default) the runtime keeps adopting,
+    every ``adopt_interval`` seconds while it is open, the runs of processes that die
+    (judged by their lease, not by clocks: see the README's Guarantees) or shut down
+    leaving runs ``interrupted``; ``adopt=False`` resumes only at start-up.
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive,
-            ``blob_threshold`` is negative, or ``on_start`` or ``on_shutdown`` is unknown.
+            ``blob_threshold`` is negative, ``on_start`` or ``on_shutdown`` is unknown, or
+            ``adopt_interval`` is not positive.
     """
     if max_concurrent_runs is not None and max_concurrent_runs < 1:
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
@@ -409,6 +428,8 @@ async def open_runtime(
         raise ValueError(
             f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
         )
+    if not adopt_interval > 0:
+        raise ValueError(f"adopt_interval must be > 0 seconds, got {adopt_interval!r}")
     if on_shutdown not in ("cancel", "interrupt"):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
     if blob_threshold is not None:
@@ -456,14 +477,20 @@ async def open_runtime(
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
+            adopting = anyio.CancelScope()
             try:
                 if adapter is not None:
                     await adapter.recover(rt, on_start)
+                    if adopt and on_start == "resume":
+                        tg.start_soon(
+                            _adopt, adopting, adapter, rt, adopt_interval, name="crucible adoption"
+                        )
                 try:
                     yield rt
                 except Exception as exc:
                     body_error = exc
                 finally:
+                    adopting.cancel()  # adopts nothing while the runs shut down
                     await rt._shutdown()
             finally:
                 if metrics is not None:
@@ -492,6 +519,11 @@ def _configured_threshold() -> int:
         return DEFAULT_BLOB_THRESHOLD
     assert config is not None
     return _check_threshold(value, f"{config.path}: {config.table_name('runtime')} blob_threshold")
+
+
+async def _adopt(scope: anyio.CancelScope, adapter: Any, rt: Runtime, interval: float) -> None:
+    with scope:
+        await adapter.adopt_forever(rt, interval)
 
 
 def _record_metrics(meter_provider: Any, rt: Runtime) -> RuntimeMetrics | None:

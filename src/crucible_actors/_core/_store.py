@@ -112,6 +112,9 @@ class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     duration: float | None = None
     error: str | None = None
     cache_hit: bool = False
+    #: The owner writing it: a store that fences writes applies it only while the run
+    #: is still this owner's (not stored; None on records read back).
+    owner_id: str | None = None
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -124,6 +127,9 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     index: int
     data: bytes
     created_at: datetime
+    #: The owner writing it: a store that fences writes applies it only while the run
+    #: is still this owner's (not stored; None on records read back).
+    owner_id: str | None = None
 
 
 class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,13 +163,22 @@ class TraceEventRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OwnerRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A runtime process that executes runs, kept alive by its heartbeat."""
+    """A runtime process that executes runs.
+
+    ``lease`` says how another process tells whether it is alive without trusting
+    clocks (``_owner.py``): ``"pid:<boot id>:<start time>"`` for a process on a store
+    local to one host (its pid is alive and still the same process), or the kind of
+    lease the store holds for it (``"pg_advisory_lock"``: a session-level advisory lock
+    the server releases when the session dies). None (rows written by older versions):
+    only the heartbeat says.
+    """
 
     id: str
     host: str
     pid: int
     started_at: datetime
     heartbeat_at: datetime
+    lease: str | None = None
 
 
 class SweepRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -268,6 +283,18 @@ class Store(Protocol):
 
     ``local`` is True when every process using the store runs on one host (SQLite,
     memory): recovery may then also treat an owner whose process id is gone as dead.
+
+    Optional lease methods (looked up with ``getattr``; ``_owner.py`` says how they are
+    used): ``lease_kind`` (a str stored in :attr:`OwnerRecord.lease`), ``async
+    acquire_lease(owner_id) -> bool`` (False: another live session holds that owner's
+    lease), ``async check_lease(owner_id) -> bool`` (False: the lease was lost, e.g.
+    the session died; it is taken again if it can be), ``async release_lease(owner_id)``
+    and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
+    tuple[set[str | None], int]`` returns the owners of the ``running`` runs and the
+    number of ``interrupted`` runs, cheaply (the adoption tick asks every second or so).
+    A store that fences writes also applies ``save_checkpoint`` and ``record_attempt``
+    only while ``owner_id`` of the record (when set) still owns the run, raising
+    :class:`~crucible_actors.errors.OwnershipLost` otherwise.
     """
 
     @property

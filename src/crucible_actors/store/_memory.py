@@ -8,13 +8,13 @@ callers see the same scheduling points as with a real store.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.lowlevel
 import msgspec
 
 from .._core._blobs import MemoryBlobStore
-from .._core._errors import RunNotFound, RunStillRunning, StoreError
+from .._core._errors import OwnershipLost, RunNotFound, RunStillRunning, StoreError
 from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
 from ._reclaim import blob_usage, check_delete_args, cutoff, digests_in, sweep_blobs
 
@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 __all__ = ["MemoryStore"]
 
 _replace = msgspec.structs.replace
+
+_Owned = TypeVar("_Owned", "Checkpoint", "StageAttempt")
+
+
+def _unowned(record: _Owned) -> _Owned:
+    """The record as stored: ``owner_id`` only fences the write, it is not kept."""
+    return record if record.owner_id is None else _replace(record, owner_id=None)
 
 
 class MemoryStore:
@@ -113,15 +120,19 @@ class MemoryStore:
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
     ) -> None:
         await anyio.lowlevel.checkpoint()
+        self._fence(checkpoint.run_id, checkpoint.owner_id)
         for attempt in attempts:
             self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = (
-                attempt
+                _unowned(attempt)
             )
-        self._checkpoints.setdefault(checkpoint.run_id, {})[checkpoint.index] = checkpoint
+        self._checkpoints.setdefault(checkpoint.run_id, {})[checkpoint.index] = _unowned(checkpoint)
 
     async def record_attempt(self, attempt: StageAttempt) -> None:
         await anyio.lowlevel.checkpoint()
-        self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = attempt
+        self._fence(attempt.run_id, attempt.owner_id)
+        self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = _unowned(
+            attempt
+        )
 
     async def finish_run(
         self,
@@ -137,11 +148,7 @@ class MemoryStore:
         if existing is None:
             raise RunNotFound(run.id, store=self._name)
         if existing.owner_id != run.owner_id:
-            raise StoreError(
-                f"run {run.id!r} is now owned by runtime {existing.owner_id!r}, which took "
-                "it over; not overwriting its outcome",
-                store=self._name,
-            )
+            raise OwnershipLost(run.id, owner_id=existing.owner_id, store=self._name)
         self._runs[run.id] = _replace(
             existing,
             status=run.status,
@@ -153,10 +160,10 @@ class MemoryStore:
         )
         for attempt in attempts:
             self._attempts.setdefault(attempt.run_id, {})[(attempt.index, attempt.attempt)] = (
-                attempt
+                _unowned(attempt)
             )
         if checkpoint is not None:
-            self._checkpoints.setdefault(run.id, {})[checkpoint.index] = checkpoint
+            self._checkpoints.setdefault(run.id, {})[checkpoint.index] = _unowned(checkpoint)
         self._artifacts[run.id] = list(artifacts)
         self._events[run.id] = list(events)
 
@@ -463,3 +470,16 @@ class MemoryStore:
         held = sum(len(c.data) for cs in self._checkpoints.values() for c in cs.values())
         held += sum(len(r.result) for r in self._results.values())
         return held + blob_usage(blobs)[1]
+
+    def _fence(self, run_id: str, owner_id: str | None) -> None:
+        """Refuse a write by ``owner_id`` to a run another owner holds now (fencing)."""
+        run = self._runs.get(run_id)
+        if owner_id is not None and run is not None and run.owner_id != owner_id:
+            raise OwnershipLost(run_id, owner_id=run.owner_id, store=self._name)
+
+    async def adoption_probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and how many runs are ``interrupted``."""
+        await anyio.lowlevel.checkpoint()
+        runs = self._runs.values()
+        owners = {run.owner_id for run in runs if run.status == "running"}
+        return owners, sum(1 for run in runs if run.status == "interrupted")

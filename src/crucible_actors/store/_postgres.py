@@ -19,15 +19,21 @@ behind raises :class:`StoreUnavailable` naming that command.
 
 Several processes may share one database: run ids are primary keys, and takeovers of
 orphaned runs are conditional updates (``... WHERE owner_id = old``), so a run is never
-duplicated or resumed twice. Hosts' clocks must agree within the heartbeat staleness
-window, since heartbeats carry wall-clock time.
+duplicated or resumed twice. Each runtime's ownership is a *lease* (:class:`_PgLease`):
+a session-level advisory lock, keyed by its owner id, held on a dedicated connection for
+the runtime's life. The server releases it when that session ends (the process died, or
+the connection broke), so another process checks liveness in ``pg_locks``, never by
+comparing clocks; TCP keepalives on that connection bound how long a vanished host's
+session lingers. Writes of run state are fenced by owner (``_sql.check_owners``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from contextlib import asynccontextmanager, contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -71,6 +77,21 @@ _RECLAIMED = (*_TABLES[2:], "blobs", "blob_chunks")
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
 
+# First key of the owner leases ("cruc" in ASCII); the second is hashtext(owner id).
+_LEASE_CLASS = 0x63727563
+
+#: ``OwnerRecord.lease`` of an owner holding a session-level advisory lock.
+LEASE_KIND = "pg_advisory_lock"
+
+# The lease connection's TCP keepalives: a session whose host vanished (no FIN, no RST)
+# ends, releasing its lease, within about idle + interval * count seconds.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
 
 @cache
 def _pg_sql(sql: str) -> str:
@@ -80,6 +101,7 @@ def _pg_sql(sql: str) -> str:
 class _PgTx(_sql.Tx):
     __slots__ = ("conn",)
     owner_match = "owner_id IS NOT DISTINCT FROM ?"
+    lock_rows = " FOR SHARE"
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -177,6 +199,89 @@ def migrate_postgres(conn: Any, store: str) -> tuple[int, list[str]]:
     return version, applied
 
 
+class _PgLease:
+    """One owner's lease: an advisory lock held on a connection of its own.
+
+    One per owner, so several runtimes may share one store object. All methods are
+    blocking (run them in a worker thread) and serialized by a lock.
+    """
+
+    def __init__(self, url: str, connect_kwargs: dict[str, Any], store: str) -> None:
+        self.url = url
+        self.kwargs = {**_KEEPALIVES, **connect_kwargs}
+        self.store = store
+        self.conn: Any = None
+        self.owner_id: str | None = None
+        self.mutex = threading.Lock()
+
+    def _lock(self, owner_id: str) -> bool:
+        psycopg, _ = _drivers()
+        conn = psycopg.connect(self.url, **self.kwargs)
+        try:
+            # The server side of the keepalives too, and no idle timeout for this session.
+            conn.execute("SET tcp_keepalives_idle = 5")
+            conn.execute("SET tcp_keepalives_interval = 2")
+            conn.execute("SET tcp_keepalives_count = 3")
+            conn.execute("SET idle_session_timeout = 0")
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LEASE_CLASS, owner_id)
+            ).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not row[0]:
+            conn.close()
+            return False
+        self.conn, self.owner_id = conn, owner_id
+        return True
+
+    def acquire(self, owner_id: str) -> bool:
+        with self.mutex:
+            self._close()
+            return self._lock(owner_id)
+
+    def check(self, owner_id: str) -> bool:
+        """Return whether the lease is still held; if it was lost, try to take it again."""
+        psycopg, _ = _drivers()
+        with self.mutex:
+            if self.conn is not None and self.owner_id == owner_id:
+                try:
+                    self.conn.execute("SELECT 1").fetchone()
+                    return True
+                except psycopg.Error:
+                    pass  # the session is gone, and with it the lock
+            self._close()
+            with contextlib.suppress(psycopg.Error):  # else taken again at a later check
+                self._lock(owner_id)
+            return False
+
+    def release(self) -> None:
+        with self.mutex:
+            if self.conn is not None and not self.conn.closed:
+                with contextlib.suppress(Exception):
+                    self.conn.execute(
+                        "SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LEASE_CLASS, self.owner_id)
+                    )
+            self._close()
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+        self.conn = self.owner_id = None
+
+
+def _leases_held(tx: _sql.Tx, owner_ids: Sequence[str]) -> set[str]:
+    rows = tx.fetchall(
+        "SELECT o.id FROM unnest(CAST(? AS text[])) AS o(id) WHERE EXISTS ("
+        " SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND l.classid = ? AND l.objid = CAST(hashtext(o.id) AS oid) AND l.objsubid = 2)",
+        (list(owner_ids), _LEASE_CLASS),
+    )
+    return {r[0] for r in rows}
+
+
 class PostgresStore(SQLStore):
     """A :class:`~crucible_actors._core._store.Store` in a PostgreSQL database.
 
@@ -195,6 +300,9 @@ class PostgresStore(SQLStore):
         self._read_limiter = anyio.CapacityLimiter(readers)
         self.schema_version = 0
         self.applied: list[str] = []
+        #: Opens leases: set by :func:`open_postgres_store`.
+        self._new_lease: Callable[[], _PgLease] | None = None
+        self._leases: dict[str, _PgLease] = {}
 
     def _read_sync(self, fn: Callable[[_sql.Tx], Any]) -> Any:
         with self._pool.connection() as conn:
@@ -251,6 +359,59 @@ class PostgresStore(SQLStore):
             await anyio.to_thread.run_sync(vacuum, limiter=self._read_limiter)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise wrap_pg_error(exc, self._name) from exc
+
+    # -- owner leases (see _core/_owner.py) -------------------------------------------
+
+    #: ``OwnerRecord.lease`` of the owners this store holds leases for.
+    lease_kind = LEASE_KIND
+
+    async def _lease_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        psycopg, _ = _drivers()
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, self._name) from exc
+
+    async def acquire_lease(self, owner_id: str) -> bool:
+        """Take ``owner_id``'s advisory lock on a dedicated session; False if it is held.
+
+        Raises:
+            StoreUnavailable: the server cannot be reached.
+        """
+        if self._new_lease is None:
+            raise StoreUnavailable("the store was not opened for leases", store=self._name)
+        lease = self._new_lease()
+        taken: bool = await self._lease_call(lease.acquire, owner_id)
+        if taken:
+            self._leases[owner_id] = lease
+        return taken
+
+    async def check_lease(self, owner_id: str) -> bool:
+        """Return whether ``owner_id``'s lease is still held (False: it was lost since the
+        last check; it is taken again if it can be)."""
+        lease = self._leases.get(owner_id)
+        if lease is None:
+            return True  # not taken through this store object: nothing to check
+        held: bool = await self._lease_call(lease.check, owner_id)
+        return held
+
+    async def release_lease(self, owner_id: str) -> None:
+        """Release ``owner_id``'s lease and close its session."""
+        lease = self._leases.pop(owner_id, None)
+        if lease is not None:
+            with anyio.CancelScope(shield=True):
+                await self._lease_call(lease.release)
+
+    def _release_all(self) -> None:
+        for lease in list(self._leases.values()):
+            lease.release()
+        self._leases.clear()
+
+    async def leases_held(self, owner_ids: Sequence[str]) -> set[str]:
+        """Return which of ``owner_ids`` hold their lease now (one ``pg_locks`` query)."""
+        ids = list(owner_ids)
+        found: set[str] = await self._read(lambda tx: _leases_held(tx, ids))
+        return found
 
 
 @asynccontextmanager
@@ -336,9 +497,11 @@ async def open_postgres_store(
         store.blobs = DirectoryBlobStore(blob_dir, durability="power")
     else:
         store.blobs = PostgresBlobStore(url, cache_dir=blob_cache, pool=pool)
+    store._new_lease = partial(_PgLease, url, connect_kwargs, name)
     try:
         async with writer.running("crucible postgres writer"):
             yield store
     finally:
         with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(store._release_all)
             await anyio.to_thread.run_sync(pool.close)

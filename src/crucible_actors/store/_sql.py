@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from .._core._errors import RunNotFound, StoreError
+from .._core._errors import OwnershipLost, RunNotFound, StoreError
 from .._core._store import (
     ArtifactRecord,
     Checkpoint,
@@ -77,6 +77,10 @@ class Tx(abc.ABC):
 
     #: SQL matching ``owner_id`` against a parameter that may be NULL.
     owner_match = "owner_id IS ?"
+
+    #: Appended to the fencing query: locks the rows read until the commit, so a
+    #: takeover waits for it (SQLite's writer already holds the whole database).
+    lock_rows = ""
 
     def owner_match_column(self, left: str, right: str) -> str:
         """Return SQL comparing two owner columns, NULL matching NULL."""
@@ -166,6 +170,8 @@ class Tx(abc.ABC):
 
 #: The kinds of grouped rows, in the order a batch writes them.
 EXPERIMENT, RUN, CHECKPOINT, ATTEMPT, FINISH = range(5)
+#: Fencing rows (run id, owner id): checked last, in the same transaction.
+FENCE = 5
 
 _CHUNK = 200  # rows per statement: far below SQLite's and PostgreSQL's parameter limits
 
@@ -338,11 +344,7 @@ def finish_runs(
         rows_found = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run_id,))
         if not rows_found:
             raise RunNotFound(run_id, store=store)
-        raise StoreError(
-            f"run {run_id!r} is now owned by runtime {rows_found[0][0]!r}, which took it "
-            "over; not overwriting its outcome",
-            store=store,
-        )
+        raise OwnershipLost(run_id, owner_id=rows_found[0][0], store=store)
     ids = list(latest)
     for table in ("artifacts", "trace_events"):
         if tx.per_row_statements:
@@ -417,6 +419,29 @@ def _update_finished(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> set[str]:
     return updated
 
 
+def check_owners(tx: Tx, rows: Sequence[tuple[str, str]], store: str) -> None:
+    """Fence the batch: each run of ``rows`` (run id, owner id) must still be that owner's.
+
+    The rows read are locked until the commit (:attr:`Tx.lock_rows`), so a takeover
+    either committed before (and this raises, rolling the batch back) or waits for this
+    transaction. A run with no row is let through (its row is not this fence's concern).
+
+    Raises:
+        OwnershipLost: a run is owned by another runtime now.
+    """
+    wanted = dict(rows)
+    ids = sorted(wanted)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found = tx.fetchall(
+            f"SELECT id, owner_id FROM runs WHERE id IN ({marks}) ORDER BY id{tx.lock_rows}", chunk
+        )
+        for run_id, owner_id in found:
+            if owner_id != wanted[run_id]:
+                raise OwnershipLost(run_id, owner_id=owner_id, store=store)
+
+
 #: The handler of each kind of grouped rows, by kind.
 GROUP_HANDLERS = (
     upsert_experiments,
@@ -424,6 +449,7 @@ GROUP_HANDLERS = (
     upsert_checkpoints,
     upsert_attempts,
     finish_runs,
+    check_owners,
 )
 
 
@@ -457,7 +483,8 @@ def mark_interrupted(
 
 def register_owner(tx: Tx, owner: OwnerRecord) -> None:
     tx.execute(
-        "INSERT INTO owners (id, host, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO owners (id, host, pid, started_at, heartbeat_at, lease)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         (
             owner.id,
@@ -465,6 +492,7 @@ def register_owner(tx: Tx, owner: OwnerRecord) -> None:
             owner.pid,
             tx.ts_in(owner.started_at),
             tx.ts_in(owner.heartbeat_at),
+            owner.lease,
         ),
     )
 
@@ -643,11 +671,29 @@ def list_events(tx: Tx, run_id: str, after: int | None) -> list[TraceEventRecord
 
 
 def list_owners(tx: Tx) -> list[OwnerRecord]:
-    rows = tx.fetchall("SELECT id, host, pid, started_at, heartbeat_at FROM owners ORDER BY id")
+    rows = tx.fetchall(
+        "SELECT id, host, pid, started_at, heartbeat_at, lease FROM owners ORDER BY id"
+    )
     out = []
     for r in rows:
         started, beat = tx.ts_out(r[3]), tx.ts_out(r[4])
         assert started is not None
         assert beat is not None
-        out.append(OwnerRecord(id=r[0], host=r[1], pid=r[2], started_at=started, heartbeat_at=beat))
+        out.append(
+            OwnerRecord(
+                id=r[0], host=r[1], pid=r[2], started_at=started, heartbeat_at=beat, lease=r[5]
+            )
+        )
     return out
+
+
+def adoption_probe(tx: Tx) -> tuple[set[str | None], int]:
+    """Return the owners of the ``running`` runs and how many runs are ``interrupted``.
+
+    Both read through the index on status, for the adoption tick (``_recovery.py``).
+    """
+    owners = {
+        r[0] for r in tx.fetchall("SELECT DISTINCT owner_id FROM runs WHERE status = 'running'")
+    }
+    count = tx.fetchall("SELECT count(*) FROM runs WHERE status = 'interrupted'")[0][0]
+    return owners, int(count)

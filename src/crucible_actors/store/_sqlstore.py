@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from .._core._store import GcResult
 from . import _cache, _reclaim, _sql, _sweeps
-from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
+from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FENCE, FINISH, RUN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -94,15 +94,19 @@ class SQLStore(abc.ABC):
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
     ) -> None:
         conv = self._writer.conv
-        await self._writer.submit(
-            parts=[
-                *((ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts),
-                (CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)),
-            ]
-        )
+        parts: list[tuple[int, Any]] = [
+            *((ATTEMPT, _sql.attempt_row(conv, a)) for a in attempts),
+            (CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)),
+        ]
+        if checkpoint.owner_id is not None:  # fenced: see _sql.check_owners
+            parts.append((FENCE, (checkpoint.run_id, checkpoint.owner_id)))
+        await self._writer.submit(parts=parts)
 
     async def record_attempt(self, attempt: StageAttempt) -> None:
-        await self._writer.submit(parts=[(ATTEMPT, _sql.attempt_row(self._writer.conv, attempt))])
+        parts: list[tuple[int, Any]] = [(ATTEMPT, _sql.attempt_row(self._writer.conv, attempt))]
+        if attempt.owner_id is not None:
+            parts.append((FENCE, (attempt.run_id, attempt.owner_id)))
+        await self._writer.submit(parts=parts)
 
     async def finish_run(
         self,
@@ -222,6 +226,11 @@ class SQLStore(abc.ABC):
 
     async def list_owners(self) -> list[OwnerRecord]:
         found: list[OwnerRecord] = await self._read(_sql.list_owners)
+        return found
+
+    async def adoption_probe(self) -> tuple[set[str | None], int]:
+        """Return the owners of the ``running`` runs and how many runs are ``interrupted``."""
+        found: tuple[set[str | None], int] = await self._read(_sql.adoption_probe)
         return found
 
     async def get_sweep(self, sweep_id: str) -> SweepRecord | None:
