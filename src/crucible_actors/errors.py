@@ -11,7 +11,9 @@ from ._core._errors import InvalidExperiment as InvalidExperiment
 from ._core._errors import InvalidOptions as InvalidOptions
 from ._core._errors import MessageError as MessageError
 from ._core._errors import MissingDependency as MissingDependency
+from ._core._errors import OutcomeNotStored as OutcomeNotStored
 from ._core._errors import RestartIntensityExceeded as RestartIntensityExceeded
+from ._core._errors import ResumeLimitExceeded as ResumeLimitExceeded
 from ._core._errors import RunCancelled as RunCancelled
 from ._core._errors import RunNotFound as RunNotFound
 from ._core._errors import RuntimeShutdown as RuntimeShutdown
@@ -37,7 +39,9 @@ __all__ = [
     "InvalidOptions",
     "MessageError",
     "MissingDependency",
+    "OutcomeNotStored",
     "RestartIntensityExceeded",
+    "ResumeLimitExceeded",
     "RunCancelled",
     "RunNotFound",
     "RuntimeShutdown",

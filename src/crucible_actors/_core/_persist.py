@@ -89,8 +89,11 @@ class Persistence(Recovery):
         host: str,
         pid: int,
         pid_alive: Callable[[int], bool],
+        max_resumes: int | None = 3,
     ) -> None:
         self.store = store
+        #: Resumes a run gets before it is failed (ResumeLimitExceeded); None: no limit.
+        self.max_resumes = max_resumes
         self.now = now
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
@@ -145,6 +148,7 @@ async def open_persistence(
     pid: int | None = None,
     pid_alive: Callable[[int], bool] | None = None,
     opener: StoreOpener | None = None,
+    max_resumes: int | None = 3,
 ) -> AsyncIterator[Persistence]:
     """Open persistence on ``store`` (a Store, a store URL, a path, or a Persistence).
 
@@ -154,6 +158,9 @@ async def open_persistence(
     Store object stays open (the caller owns it); a :class:`Persistence` is yielded as
     is, so a caller can share one (and its clock) with :func:`open_runtime`. ``now``
     gives the wall-clock time stored in records and compared with heartbeats.
+    ``max_resumes`` is how many times a run is resumed (the store counts them in the
+    run's row) before the next resume fails it with :class:`ResumeLimitExceeded`
+    instead: a run that takes its process down every time is not resumed forever.
 
     Raises:
         StoreError: the store cannot be opened or the owner row cannot be written.
@@ -180,6 +187,7 @@ async def open_persistence(
                 host=host,
                 pid=pid,
                 pid_alive=pid_alive,
+                max_resumes=max_resumes,
             ) as persistence,
         ):
             yield persistence
@@ -192,6 +200,7 @@ async def open_persistence(
         host=host if host is not None else socket.gethostname(),
         pid=pid if pid is not None else os.getpid(),
         pid_alive=pid_alive or pid_alive_default,
+        max_resumes=max_resumes,
     )
     await target.register_owner(persistence.owner)
     body_error: Exception | None = None
