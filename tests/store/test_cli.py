@@ -137,6 +137,7 @@ def test_runs_list_json_filters_and_pages(seeded: str, capsys: pytest.CaptureFix
         "started_at",
         "finished_at",
         "owner_id",
+        "resume_count",
     }
     assert first["metrics"] == {"acc": 0.75, "b": [1, 2]}
     assert first["started_at"].endswith(("Z", "+00:00"))
