@@ -103,7 +103,9 @@ def _migrate(url: str) -> None:
     anyio.run(migrate)
 
 
-def _settle(scratch: Path, url: str, acked: list[str], log: Path, backend: str) -> dict[str, Any]:
+def _settle(
+    scratch: Path, url: str, acked: list[str], log: Path, backend: str, stages: int
+) -> dict[str, Any]:
     """After the kill: compare the store with the acks, resume in a fresh process, count."""
     import chaos as base
 
@@ -129,8 +131,8 @@ def _settle(scratch: Path, url: str, acked: list[str], log: Path, backend: str) 
         run_id, stage_name, pid = line.split()
         if int(pid) == resumed["pid"]:
             by_resumer.add((run_id, stage_name))
-    want_stages = {f"s{k}" for k in range(base.STAGES)}
-    want_metrics = {f"s{k}": 1 for k in range(base.STAGES)}
+    want_stages = {f"s{k}" for k in range(stages)}
+    want_metrics = {f"s{k}": 1 for k in range(stages)}
     lost = non_terminal = wrong = 0
     for run_id in acked:
         status, done, metrics = after[run_id]
@@ -162,7 +164,7 @@ def ack_kill_trial(
     cmd += [str(kill_at), str(acks), str(log), str(seed)]
     proc = subprocess.run(cmd, cwd=scratch, env=base.child_env(scratch), check=False)
     acked = acks.read_text().split() if acks.exists() else []
-    result = _settle(scratch, url, acked, log, backend)
+    result = _settle(scratch, url, acked, log, backend, base.STAGES)
     result["killed"] = proc.returncode == -signal.SIGKILL
     return result
 
@@ -183,7 +185,7 @@ async def _post_until(
                 "id": "ack-202",
                 "pipeline": [
                     {"name": f"s{k}", "options": {"delay": rng.uniform(0, 0.02), "log": str(log)}}
-                    for k in range(base.STAGES)
+                    for k in range(base.SERVE_STAGES)  # the stages crucible.toml names
                 ],
             }
         }
@@ -199,7 +201,9 @@ async def _post_until(
                 response = await client.post(f"{base_url}/api/runs", json=bodies[i])
             except httpx.TransportError:
                 return  # the server is gone: this one was never acknowledged
-            if response.status_code == 202 and not killed:
+            if response.status_code != 202:
+                raise SystemExit(f"serve answered {response.status_code}: {response.text}")
+            if not killed:
                 acked.append(response.json()["run_id"])
                 if len(acked) >= kill_at:
                     kill()  # right after the 202 reached the client
@@ -238,7 +242,7 @@ def ack_202_trial(
         )
     finally:
         code = server.signal(signal.SIGKILL)
-    result = _settle(scratch, url, acked, log, backend)
+    result = _settle(scratch, url, acked, log, backend, base.SERVE_STAGES)
     result["killed"] = code == -signal.SIGKILL
     return result
 

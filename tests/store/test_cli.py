@@ -284,12 +284,13 @@ def test_db_migrate_on_sqlite_reports_the_version(
 ) -> None:
     assert main(["db", "migrate", "--store", url]) == 0
     assert capsys.readouterr().out == (
-        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache; schema at version 3\n"
+        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0005_resume_count; "
+        "schema at version 5\n"
     )
     assert main(["db", "migrate", "--store", url]) == 0
-    assert "already at version 3" in capsys.readouterr().out
+    assert "already at version 5" in capsys.readouterr().out
     doc = cli_json(capsys, "db", "migrate", "--store", url, "--json")
-    assert doc == {"store": url, "applied": [], "version": 3}
+    assert doc == {"store": url, "applied": [], "version": 5}
 
 
 @pytest.mark.postgres
@@ -301,10 +302,10 @@ def test_db_migrate_on_postgres_then_the_store_opens(
     doc = cli_json(capsys, "db", "migrate", "--store", pg_url, "--json")
     assert doc == {
         "store": pg_url,
-        "applied": ["0001_initial", "0002_sweeps", "0003_cache"],
-        "version": 3,
+        "applied": ["0001_initial", "0002_sweeps", "0003_cache", "0005_resume_count"],
+        "version": 5,
     }
     assert main(["db", "migrate", "--store", pg_url]) == 0
-    assert "already at version 3" in capsys.readouterr().out
+    assert "already at version 5" in capsys.readouterr().out
     assert main(["runs", "list", "--store", pg_url]) == 0
     assert "no runs in" in capsys.readouterr().out
