@@ -50,9 +50,12 @@ async def test_migrations_apply_once_even_when_concurrent(pg_url: str) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(migrate)
         tg.start_soon(migrate)
-    assert sorted(applied) == [[], ["0001_initial", "0002_sweeps", "0003_cache"]]
+    assert sorted(applied) == [
+        [],
+        ["0001_initial", "0002_sweeps", "0003_cache", "0005_resume_count"],
+    ]
     async with open_store(pg_url) as store:
-        assert store.schema_version == 3  # type: ignore[attr-defined]
+        assert store.schema_version == 5  # type: ignore[attr-defined]
         assert await store.migrate() == []  # type: ignore[attr-defined]
 
 

@@ -85,15 +85,16 @@ async def test_bad_sqlite_urls_are_refused(url: str, message: str) -> None:
 async def test_new_file_is_migrated_marked_as_ours_and_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     async with open_sqlite_store(path) as store:
-        assert store.applied == ["0001_initial", "0002_sweeps", "0003_cache"]
-        assert store.schema_version == 3
-        assert await store.migrate() == ["0001_initial", "0002_sweeps", "0003_cache"]
+        applied = ["0001_initial", "0002_sweeps", "0003_cache", "0005_resume_count"]
+        assert store.applied == applied
+        assert store.schema_version == 5
+        assert await store.migrate() == applied
         # The default durability: no fsync per commit (synchronous=NORMAL is 1).
         assert store.durability == "process"
         assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     with closing(raw(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     async with open_sqlite_store(path) as store:
         assert store.applied == []
