@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._context import Context
@@ -281,6 +282,8 @@ class Runtime:
                 self._waiting -= 1
         if durable and observer is not None:
             try:
+                # A caller cancelled already starts no write (the write itself is shielded).
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 with anyio.CancelScope(shield=True):
                     await observer.run_started(handle, snapshot)
             except BaseException:

@@ -456,6 +456,10 @@ async def _feed(
                         continue
                     handle._handles[point.index] = run
                     handle._submitted += 1
+                    if handle._cancelled:
+                        # Cancelled while submit() committed the run's row (it shields
+                        # that write): cancel() did not see this run; stop it here.
+                        tg.start_soon(run.cancel)
                     if slots is not None:  # a slot frees when its run ends
                         tg.start_soon(release_when_done, run)
         # Without a bound nothing waits per run: the runs are awaited in order here.
