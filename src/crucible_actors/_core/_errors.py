@@ -309,8 +309,8 @@ class OutcomeNotStored(StoreError):
         self.reason = reason
         super().__init__(
             f"run {run_id!r} ended {outcome} but that outcome could not be stored ({reason}); "
-            "the store still has it running: the next open_runtime(on_start=...) marks it "
-            "interrupted or resumes it",
+            "the store does not have it (a run it still holds as running is marked "
+            "interrupted, or resumed, by the next open_runtime on that store)",
             store=store,
         )
 

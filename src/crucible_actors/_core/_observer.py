@@ -32,7 +32,6 @@ from ._errors import (
     OutcomeNotStored,
     ResumeLimitExceeded,
     StageFailed,
-    StoreError,
     StoreUnavailable,
 )
 from ._handle import RunStatus
@@ -298,7 +297,7 @@ class StoreObserver(RunObserver):
                     await anyio.sleep(min(delay, left))
                     delay = min(delay * 2, RETRY_MAX)
                     continue
-                except StoreError as exc:
+                except Exception as exc:  # a StoreError, or a store's own encoding error
                     if unencodable is None:
                         # Refused for good: perhaps for its content (a value the driver
                         # cannot write), so store the run failed without it. A run
@@ -333,7 +332,7 @@ class StoreObserver(RunObserver):
             RunStatus.FAILED, None, StageFailed("<outcome>", reason, None, run_id=handle.run_id)
         )
 
-    def _not_stored(self, handle: RunHandle, exc: StoreError) -> None:
+    def _not_stored(self, handle: RunHandle, exc: Exception) -> None:
         """Report on the handle that the outcome never reached the store."""
         outcome = handle.status.value
         log.error(

@@ -19,8 +19,9 @@ yielding a Store), or the process-wide default set with :func:`set_store_opener`
 
 A store error raised by a hook fails the run without retrying the stage: the run
 supervisor treats observer errors as run failures, outside the stage's restart loop.
-Only ``run_finished`` swallows (and logs) store errors, since by then the run's outcome
-is decided and the runtime must keep running.
+Only ``run_finished`` handles store errors itself, since by then the run's outcome is
+decided: it retries an unavailable store until the outcome lands, stores an outcome the
+store refuses as ``failed``, and otherwise reports it on the handle (``_observer.py``).
 """
 
 from __future__ import annotations
