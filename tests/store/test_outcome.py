@@ -204,3 +204,20 @@ async def test_resume_count_survives_reopening_a_sqlite_file(tmp_path: Any) -> N
     async with open_store(url) as store:
         assert (await store.get_run("r")).resume_count == 2
         assert [r.resume_count for r in await store.list_runs()] == [2]
+
+
+async def test_a_run_that_fails_or_is_cancelled_before_its_first_stage_has_a_row_saying_so(
+    store: Store,
+) -> None:
+    missing = Experiment(id="missing", pipeline=[StageDef(stage="no_such_module:stage")])
+    async with open_runtime(store=store, registry=_registry()) as rt:
+        failed = await rt.submit(missing)
+        cancelled = await rt.submit(_experiment("flat_metric"))
+        await cancelled.cancel()  # before its task had a turn
+        assert await failed.wait() == "failed"
+    run = await store.get_run(failed.run_id)
+    assert run.status == "failed"
+    assert run.failure is not None
+    assert run.failure["reason_type"] == "ModuleNotFoundError"
+    assert (await store.get_run(cancelled.run_id)).status == "cancelled"
+    assert await store.list_attempts(cancelled.run_id) == []
