@@ -29,6 +29,9 @@ Scenarios (``--only NAME``, repeatable):
   a store write failing once) in a fresh process per backend: every run terminal with its
   planned outcome, the same outcome counts on trio and asyncio, no task, thread or child
   process left after the runtime closed, and allocated memory blocks back near the start.
+- ``ack-kill``, ``ack-202`` (``_chaos_ack.py``): SIGKILL right after the k-th
+  ``submit()`` returned, or right after ``serve``'s k-th 202, over kill points from the
+  start of the batch to its end and several seeds: no acknowledged run may be lost.
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
@@ -64,6 +67,8 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+from _chaos_ack import SCENARIOS as ACK_SCENARIOS
+from _chaos_ack import add_arguments as add_ack_arguments
 
 HERE = Path(__file__).resolve()
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
@@ -836,6 +841,7 @@ SCENARIOS = {
     "serve-kill": scenario_serve_kill,
     "faults": scenario_faults,
     "idempotency": scenario_idempotency,
+    **ACK_SCENARIOS,
 }
 
 from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
@@ -864,6 +870,7 @@ def main() -> None:
         or "postgresql://postgres@127.0.0.1:5432/test",
     )
     parser.add_argument("--no-postgres", action="store_true")
+    add_ack_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crucible-chaos-") as tmp:

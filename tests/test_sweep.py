@@ -271,8 +271,14 @@ async def test_a_failing_point_fails_the_sweep_not_its_siblings(tmp_path: Path) 
 
 
 async def test_cancel_stops_feeding_and_cancels_running_points(tmp_path: Path) -> None:
+    started: list[str] = []
+    both = anyio.Event()  # two points run: the feeder waits for a free slot
+
     @ca.stage("call_model", options=ModelOptions)
     async def forever(ctx: Context, opts: ModelOptions) -> Context:
+        started.append(ctx.run_id)
+        if len(started) == 2:
+            both.set()
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
@@ -282,7 +288,7 @@ async def test_cancel_stops_feeding_and_cancels_running_points(tmp_path: Path) -
     async with open_store(f"sqlite:///{tmp_path}/s.db") as store:
         async with ca.open_runtime(registry=registry(forever), store=store) as rt:
             handle = await rt.submit_sweep(exp, max_concurrent=2)
-            await anyio.wait_all_tasks_blocked()
+            await both.wait()
             await handle.cancel()
             assert handle.done
             assert await handle.wait() == {"cancelled": 5}
@@ -331,3 +337,42 @@ async def test_a_store_that_cannot_record_sweeps_is_refused_before_any_run() -> 
         handle = await rt.submit_sweep(exp, persist=False)
         assert await handle.wait() == {"completed": 1}
     assert await store.list_runs() == []
+
+
+async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -> None:
+    from crucible_actors.store import MemoryStore
+
+    class SlowStart(MemoryStore):
+        """Run rows commit only once ``commit`` is set."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.writing = anyio.Event()
+            self.commit = anyio.Event()
+
+        async def start_run(self, run: Any, **kw: Any) -> None:
+            self.writing.set()
+            await self.commit.wait()
+            await super().start_run(run, **kw)
+
+    @ca.stage("call_model", options=ModelOptions)
+    async def forever(ctx: Context, opts: ModelOptions) -> Context:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    exp = Experiment(
+        id="sw", pipeline=[StageDef(name="call_model")], sweep={"call_model.temperature": [0.1] * 3}
+    )
+    store = SlowStart()
+    async with ca.open_runtime(registry=registry(forever), store=store) as rt:
+        handle = await rt.submit_sweep(exp)
+        await store.writing.wait()  # submit() of a point is committing its row
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(handle.cancel)
+            await anyio.wait_all_tasks_blocked()
+            store.commit.set()
+        assert await handle.wait() == {"cancelled": 3}
+        # The points being recorded when cancel() came were admitted, and cancelled.
+        assert handle.runs()
+        assert {run.status for run in handle.runs()} == {"cancelled"}
+    assert {r.status for r in await store.list_runs()} == {"cancelled"}

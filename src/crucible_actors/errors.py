@@ -14,8 +14,10 @@ from ._core._errors import InvalidExperiment as InvalidExperiment
 from ._core._errors import InvalidOptions as InvalidOptions
 from ._core._errors import MessageError as MessageError
 from ._core._errors import MissingDependency as MissingDependency
+from ._core._errors import OutcomeNotStored as OutcomeNotStored
 from ._core._errors import OwnershipLost as OwnershipLost
 from ._core._errors import RestartIntensityExceeded as RestartIntensityExceeded
+from ._core._errors import ResumeLimitExceeded as ResumeLimitExceeded
 from ._core._errors import RunCancelled as RunCancelled
 from ._core._errors import RunNotFound as RunNotFound
 from ._core._errors import RunStillRunning as RunStillRunning
@@ -45,8 +47,10 @@ __all__ = [
     "InvalidOptions",
     "MessageError",
     "MissingDependency",
+    "OutcomeNotStored",
     "OwnershipLost",
     "RestartIntensityExceeded",
+    "ResumeLimitExceeded",
     "RunCancelled",
     "RunNotFound",
     "RunStillRunning",

@@ -137,6 +137,7 @@ def test_runs_list_json_filters_and_pages(seeded: str, capsys: pytest.CaptureFix
         "started_at",
         "finished_at",
         "owner_id",
+        "resume_count",
     }
     assert first["metrics"] == {"acc": 0.75, "b": [1, 2]}
     assert first["started_at"].endswith(("Z", "+00:00"))
@@ -283,8 +284,8 @@ def test_db_migrate_on_sqlite_reports_the_version(
 ) -> None:
     assert main(["db", "migrate", "--store", url]) == 0
     assert capsys.readouterr().out == (
-        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0006_owner_lease;"
-        " schema at version 6\n"
+        f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0005_resume_count,"
+        " 0006_owner_lease; schema at version 6\n"
     )
     assert main(["db", "migrate", "--store", url]) == 0
     assert "already at version 6" in capsys.readouterr().out
@@ -306,6 +307,7 @@ def test_db_migrate_on_postgres_then_the_store_opens(
             "0002_sweeps",
             "0003_cache",
             "0004_blobs",
+            "0005_resume_count",
             "0006_owner_lease",
         ],
         "version": 6,

@@ -52,7 +52,14 @@ async def test_migrations_apply_once_even_when_concurrent(pg_url: str) -> None:
         tg.start_soon(migrate)
     assert sorted(applied) == [
         [],
-        ["0001_initial", "0002_sweeps", "0003_cache", "0004_blobs", "0006_owner_lease"],
+        [
+            "0001_initial",
+            "0002_sweeps",
+            "0003_cache",
+            "0004_blobs",
+            "0005_resume_count",
+            "0006_owner_lease",
+        ],
     ]
     async with open_store(pg_url) as store:
         assert store.schema_version == 6  # type: ignore[attr-defined]

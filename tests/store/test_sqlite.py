@@ -85,14 +85,16 @@ async def test_bad_sqlite_urls_are_refused(url: str, message: str) -> None:
 async def test_new_file_is_migrated_marked_as_ours_and_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     async with open_sqlite_store(path) as store:
-        assert store.applied == ["0001_initial", "0002_sweeps", "0003_cache", "0006_owner_lease"]
-        assert store.schema_version == 6
-        assert await store.migrate() == [
+        applied = [
             "0001_initial",
             "0002_sweeps",
             "0003_cache",
+            "0005_resume_count",
             "0006_owner_lease",
         ]
+        assert store.applied == applied
+        assert store.schema_version == 6
+        assert await store.migrate() == applied
         # The default durability: no fsync per commit (synchronous=NORMAL is 1).
         assert store.durability == "process"
         assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1

@@ -10,9 +10,11 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
       RestartIntensityExceeded                           supervision gave up
       RunCancelled                                       a run ended because it was cancelled
       RuntimeShutdown                                    a run interrupted by its runtime closing
+      ResumeLimitExceeded                                a run resumed too often, never finishing
       MissingDependency                                  an optional extra is not installed
       StoreError: StoreUnavailable, RunNotFound,
         OwnershipLost, ...                               persistence
+        OutcomeNotStored                                 a run's outcome never reached the store
         BlobError: BlobMissing, BlobCorrupt              a stored value's blob is gone or altered
       ExecutorError: WorkerCrashed                       where an attempt runs (pool, Ray)
       MessageError: EncodeError                          msgspec encode/decode failures
@@ -231,6 +233,25 @@ class RuntimeShutdown(CrucibleError):
         )
 
 
+class ResumeLimitExceeded(CrucibleError):
+    """A run was resumed ``resumes`` times without ever finishing, more than ``limit``.
+
+    A run that takes its process down (or is cut off) at the same point every time would
+    otherwise be resumed at every start forever; recovery fails it instead, with this as
+    the reason (``open_runtime``'s store keeps the count in the run's row).
+    """
+
+    def __init__(self, run_id: str, *, resumes: int, limit: int) -> None:
+        self.run_id = run_id
+        self.resumes = resumes
+        self.limit = limit
+        super().__init__(
+            f"run {run_id!r} was resumed {resumes - 1} times without finishing (at most "
+            f"{limit}); failing it instead of resuming it again. Find what stops it in its "
+            "last attempts, fix it, then start it afresh"
+        )
+
+
 class MissingDependency(CrucibleError):
     """An optional extra needed for ``feature`` is not installed."""
 
@@ -390,6 +411,29 @@ class BlobCorrupt(BlobError):
 
     reason = "does not match its digest (corrupt or truncated file)"
     fix = "the blob file was altered on disk; delete it and re-run the run"
+
+
+class OutcomeNotStored(StoreError):
+    """A run ended but its outcome could not be written to the store.
+
+    Raised by :meth:`RunHandle.result` (the handle's status is then ``interrupted``):
+    the store still holds the run ``running`` (a later ``open_runtime`` marks it
+    interrupted or resumes it), so the outcome the run reached here, ``outcome``, is not
+    what the store says. Unlike :class:`StoreUnavailable`, which a store call raises at
+    once, this reports a run whose outcome write was retried until the runtime closed or
+    the store refused it for good (another runtime took the run over).
+    """
+
+    def __init__(self, run_id: str, outcome: str, reason: str, *, store: str | None = None) -> None:
+        self.run_id = run_id
+        self.outcome = outcome
+        self.reason = reason
+        super().__init__(
+            f"run {run_id!r} ended {outcome} but that outcome could not be stored ({reason}); "
+            "the store does not have it (a run it still holds as running is marked "
+            "interrupted, or resumed, by the next open_runtime on that store)",
+            store=store,
+        )
 
 
 class ExecutorError(CrucibleError):

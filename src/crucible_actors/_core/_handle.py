@@ -196,6 +196,8 @@ class RunHandle:
             RunCancelled: the run was cancelled.
             RuntimeShutdown: the runtime shut down with ``on_shutdown="interrupt"``
                 while the run was going (it is ``interrupted`` and can be resumed).
+            OutcomeNotStored: the run ended but the store never took its outcome (the
+                handle is ``interrupted``; the store still says ``running``).
         """
         await self._wait_done()
         if self._error is not None:

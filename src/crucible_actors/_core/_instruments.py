@@ -45,6 +45,14 @@ __all__ = ["RunInstruments", "RunObserver"]
 
 log = logging.getLogger("crucible_actors")
 
+#: The terminal event of each status a run can end with.
+_END_EVENTS = {
+    RunStatus.COMPLETED: "run_completed",
+    RunStatus.FAILED: "run_failed",
+    RunStatus.CANCELLED: "run_cancelled",
+    RunStatus.INTERRUPTED: "run_interrupted",
+}
+
 
 class RunObserver:
     """Hooks the store adapter implements to persist a run (all no-ops here)."""
@@ -189,6 +197,11 @@ class RunInstruments:
         try:
             if self.observer is not None:
                 await self.observer.run_finished(handle, final)
+                if handle.status is not status:
+                    # The store could not take the outcome as it was (it stored the run
+                    # failed, or not at all): report what the handle now says.
+                    status, error = handle.status, handle.error
+                    event = _END_EVENTS[status]
         except Exception:
             # The run's own outcome stands; a store that cannot record it must not
             # take the runtime (and every other run) down with it.

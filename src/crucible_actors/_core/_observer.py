@@ -8,6 +8,14 @@ recovery resumed it from the checkpoint the store already holds) when it starts,
 the Context snapshot before every stage, records each stage attempt, and stores the
 outcome with the final Context, the artifacts and the trace events when the run ends:
 one commit per stage boundary.
+
+The outcome is kept until it is stored (``run_finished``): a store that is unavailable
+(connection lost, disk full) is retried with backoff until the write lands or the run's
+grace deadline passes (the runtime is closing); an outcome that cannot be encoded (a
+metric nested too deeply) is stored as ``failed`` with a short reason instead, and the
+handle says so too. An outcome that still could not be stored ends the handle
+``interrupted`` with :class:`~crucible_actors._core._errors.OutcomeNotStored`, never
+``completed``: the store and the caller never disagree on a finished run.
 """
 
 from __future__ import annotations
@@ -16,19 +24,40 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ._encoding import decode_context
-from ._errors import OwnershipLost, StoreError
+from ._errors import (
+    MessageError,
+    OutcomeNotStored,
+    OwnershipLost,
+    ResumeLimitExceeded,
+    StageFailed,
+    StoreUnavailable,
+)
+from ._handle import RunStatus
 from ._instruments import RunObserver
 from ._records import artifacts_from_context, as_stored_json, events_from_context
 from ._store import Checkpoint, ExperimentRecord, RunRecord, StageAttempt
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._handle import AttemptRecord, RunHandle
     from ._persist import Persistence
+    from ._store import ArtifactRecord, TraceEventRecord
 
 __all__ = ["StoreObserver"]
 
 log = logging.getLogger("crucible_actors")
+
+#: Seconds before the first retry of an outcome write, and the cap of the backoff.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+#: Longest stored failure message and store-error text quoted in a reason.
+_MESSAGE_MAX = 2000
+#: Statuses an unencodable outcome keeps (a completed one becomes failed).
+_KEPT = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED})
 
 
 class StoreObserver(RunObserver):
@@ -59,6 +88,8 @@ class StoreObserver(RunObserver):
         self._after_hit = False
 
     async def run_started(self, handle: RunHandle, snapshot: bytes) -> None:
+        if self._started:
+            return  # Runtime.submit recorded it before starting the run's task
         p = self._p
         now = p.now()
         exp = handle.experiment
@@ -93,6 +124,12 @@ class StoreObserver(RunObserver):
         await p.store.start_run(run, experiment=experiment, checkpoint=checkpoint, resume=resume)
         self._started = True
         self._last = (handle.resumed_from, snapshot)
+        if resume and p.max_resumes is not None:
+            # The store counted this resume in the row; a run that never finishes is
+            # failed rather than resumed at every start forever.
+            count = (await p.store.get_run(handle.run_id)).resume_count
+            if count > p.max_resumes:
+                raise ResumeLimitExceeded(handle.run_id, resumes=count, limit=p.max_resumes)
 
     async def checkpoint(self, handle: RunHandle, index: int, snapshot: bytes) -> None:
         if self._after_hit:
@@ -167,41 +204,148 @@ class StoreObserver(RunObserver):
         p = self._p
         if handle.run_id in p.lost:
             return  # taken over by another runtime (logged then): not written over
+        pending, self._pending = self._pending, []
         try:
-            ctx = handle.context
-            if ctx is None and self._last is not None:
-                ctx = decode_context(final if final is not None else self._last[1])
-            metadata: dict[str, Any] = {"resumed_from": handle.resumed_from}
-            if ctx is not None:
-                for key in ("completed_stages", "skipped_stages"):
-                    if key in ctx.assigns:
-                        metadata[key] = as_stored_json(ctx.assigns[key])
-            run = RunRecord(
-                id=handle.run_id,
-                experiment_id=handle.experiment.id,
-                status=handle.status.value,
-                metrics=as_stored_json(ctx.metrics) if ctx is not None else {},
-                outputs=as_stored_json(ctx.outputs) if ctx is not None else [],
-                metadata=metadata,
-                failure=as_stored_json(handle._failure_summary()),
-                finished_at=p.now(),
-                owner_id=p.owner.id,
+            run, artifacts, events = self._outcome(handle, final)
+        except Exception as exc:  # the outcome does not encode: store the run failed
+            reason = _describe(exc)
+            log.error(
+                "run %s: its outcome cannot be stored (%s); storing it failed",
+                handle.run_id,
+                reason,
             )
-            artifacts = artifacts_from_context(ctx) if ctx is not None else []
-            events = events_from_context(ctx) if ctx is not None else []
-            pending, self._pending = self._pending, []
-            await p.store.finish_run(
-                run, artifacts=artifacts, events=events, attempts=pending, checkpoint=self._final
+            await self._store(
+                handle, self._unencodable(handle, reason), [], [], pending, None, reason
             )
-        except OwnershipLost as exc:
-            self._taken_over(handle, exc)
-        except StoreError as exc:
-            # The outcome is decided and the handle holds it; a store that fails now
-            # leaves the row ``running`` under this owner, and the next start after this
-            # process ends marks it interrupted (or resumes it).
-            log.error("could not store the outcome of run %s: %s", handle.run_id, exc)
-        except Exception:
-            log.exception("could not store the outcome of run %s", handle.run_id)
+            return
+        await self._store(handle, run, artifacts, events, pending, self._final, None)
+
+    def _outcome(
+        self, handle: RunHandle, final: bytes | None
+    ) -> tuple[RunRecord, list[ArtifactRecord], list[TraceEventRecord]]:
+        """The run's row, artifacts and events as stored (raises if they do not encode)."""
+        p = self._p
+        ctx = handle.context
+        if ctx is None and self._last is not None:
+            ctx = decode_context(final if final is not None else self._last[1])
+        metadata: dict[str, Any] = {"resumed_from": handle.resumed_from}
+        if ctx is not None:
+            for key in ("completed_stages", "skipped_stages"):
+                if key in ctx.assigns:
+                    metadata[key] = _stored(f"assigns[{key!r}]", ctx.assigns[key])
+        run = RunRecord(
+            id=handle.run_id,
+            experiment_id=handle.experiment.id,
+            status=handle.status.value,
+            metrics=_stored("metrics", ctx.metrics) if ctx is not None else {},
+            outputs=_stored("outputs", ctx.outputs) if ctx is not None else [],
+            metadata=metadata,
+            failure=_short_failure(_stored("failure", handle._failure_summary())),
+            finished_at=p.now(),
+            owner_id=p.owner.id,
+        )
+        artifacts = _stored_part("artifacts", artifacts_from_context, ctx)
+        events = _stored_part("trace events", events_from_context, ctx)
+        return run, artifacts, events
+
+    def _unencodable(self, handle: RunHandle, reason: str) -> RunRecord:
+        """The row of a run whose outcome does not encode: failed, saying why."""
+        p = self._p
+        summary = handle._failure_summary()
+        if handle.status is RunStatus.COMPLETED or summary is None:
+            summary = {
+                "stage": None,
+                "reason_type": "MessageError",
+                "message": f"the run's outcome cannot be stored: {reason}",
+                "attempts": 1,
+            }
+        else:  # keep why it failed (or was cancelled), say what could not be kept
+            summary = {
+                **summary,
+                "message": f"{summary.get('message')} (outcome not stored: {reason})",
+            }
+        return RunRecord(
+            id=handle.run_id,
+            experiment_id=handle.experiment.id,
+            status=handle.status.value if handle.status in _KEPT else RunStatus.FAILED.value,
+            metadata={"resumed_from": handle.resumed_from},
+            failure=_short_failure(as_stored_json(summary)),
+            finished_at=p.now(),
+            owner_id=p.owner.id,
+        )
+
+    async def _store(
+        self,
+        handle: RunHandle,
+        run: RunRecord,
+        artifacts: Sequence[ArtifactRecord],
+        events: Sequence[TraceEventRecord],
+        attempts: Sequence[StageAttempt],
+        checkpoint: Checkpoint | None,
+        unencodable: str | None,
+    ) -> None:
+        """Write the outcome until it lands; make the handle say what the store says.
+
+        Shielded: the outcome is decided and must not be dropped halfway by a cancel;
+        retries stop at the handle's grace deadline (set when the runtime closes or the
+        run is cancelled).
+        """
+        p = self._p
+        delay = RETRY_FIRST
+        retried = 0
+        with anyio.CancelScope(shield=True):
+            while True:
+                try:
+                    await p.store.finish_run(
+                        run,
+                        artifacts=artifacts,
+                        events=events,
+                        attempts=attempts,
+                        checkpoint=checkpoint,
+                    )
+                except StoreUnavailable as exc:  # transient: keep the outcome, retry
+                    left = handle.grace_deadline - anyio.current_time()
+                    if left <= 0:
+                        self._not_stored(handle, exc)
+                        return
+                    if not retried:
+                        log.warning(
+                            "run %s: storing its outcome failed (%s); retrying until it is stored",
+                            handle.run_id,
+                            _clip(str(exc)),
+                        )
+                    retried += 1
+                    await anyio.sleep(min(delay, left))
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                except OwnershipLost as exc:  # another runtime owns the run: not ours to write
+                    self._taken_over(handle, exc)
+                    self._not_stored(handle, exc)
+                    return
+                except Exception as exc:  # a StoreError, or a store's own encoding error
+                    if unencodable is None:
+                        # Refused for good: perhaps for its content (a value the driver
+                        # cannot write), so store the run failed without it. A run
+                        # another runtime took over is refused again, and reported.
+                        unencodable = _describe(exc)
+                        log.error(
+                            "run %s: the store refused its outcome (%s); storing it failed",
+                            handle.run_id,
+                            unencodable,
+                        )
+                        run = self._unencodable(handle, unencodable)
+                        artifacts, events = [], []
+                        checkpoint = None
+                        continue
+                    self._not_stored(handle, exc)
+                    return
+                if retried:
+                    log.warning(
+                        "run %s: its outcome was stored after %d retries", handle.run_id, retried
+                    )
+                if unencodable is not None:
+                    self._mark_unencodable(handle, run)
+                return
 
     def _taken_over(self, handle: RunHandle, exc: OwnershipLost) -> None:
         """Record (and log, once) that another runtime owns the run now: stop writing."""
@@ -215,3 +359,71 @@ class StoreObserver(RunObserver):
             handle.run_id,
             exc.owner_id,
         )
+
+    def _mark_unencodable(self, handle: RunHandle, run: RunRecord) -> None:
+        """Make the handle agree with the failed row stored instead of its outcome."""
+        if handle.status.value == run.status:
+            return  # already failed (or cancelled): the reason is in the row
+        failure = run.failure or {}
+        reason = MessageError(str(failure.get("message")))
+        handle._set_outcome(
+            RunStatus.FAILED, None, StageFailed("<outcome>", reason, None, run_id=handle.run_id)
+        )
+
+    def _not_stored(self, handle: RunHandle, exc: Exception) -> None:
+        """Report on the handle that the outcome never reached the store."""
+        outcome = handle.status.value
+        log.error(
+            "run %s: its outcome (%s) could not be stored: %s",
+            handle.run_id,
+            outcome,
+            _clip(str(exc)),
+        )
+        err = OutcomeNotStored(handle.run_id, outcome, _clip(str(exc)), store=self._p.store.name)
+        err.__cause__ = exc
+        handle._set_outcome(RunStatus.INTERRUPTED, None, err)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """``text`` on one line, at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for an outcome that does not encode."""
+    if isinstance(exc, MessageError):
+        return _clip(str(exc))
+    hint = " (a value nested too deeply?)" if isinstance(exc, RecursionError) else ""
+    return _clip(f"{type(exc).__name__}: {exc}") + hint
+
+
+def _stored(part: str, value: Any) -> Any:
+    try:
+        return as_stored_json(value)
+    except MessageError:
+        raise
+    except Exception as exc:  # RecursionError, ...: name the part
+        raise MessageError(f"{part}: {_describe(exc)}") from exc
+
+
+def _stored_part(part: str, fn: Any, ctx: Any) -> Any:
+    if ctx is None:
+        return []
+    try:
+        return fn(ctx)
+    except MessageError:
+        raise
+    except Exception as exc:
+        raise MessageError(f"{part}: {_describe(exc)}") from exc
+
+
+def _short_failure(failure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``failure`` with its message cut to a readable length (tracebacks can be huge)."""
+    if failure is None:
+        return None
+    message = failure.get("message")
+    if isinstance(message, str) and len(message) > _MESSAGE_MAX:
+        cut = len(message) - _MESSAGE_MAX
+        return {**failure, "message": f"{message[:_MESSAGE_MAX]}... ({cut} more characters)"}
+    return failure

@@ -22,8 +22,9 @@ yielding a Store), or the process-wide default set with :func:`set_store_opener`
 
 A store error raised by a hook fails the run without retrying the stage: the run
 supervisor treats observer errors as run failures, outside the stage's restart loop.
-Only ``run_finished`` swallows (and logs) store errors, since by then the run's outcome
-is decided and the runtime must keep running.
+Only ``run_finished`` handles store errors itself, since by then the run's outcome is
+decided: it retries an unavailable store until the outcome lands, stores an outcome the
+store refuses as ``failed``, and otherwise reports it on the handle (``_observer.py``).
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ class Persistence(Recovery):
         pid: int,
         pid_alive: Callable[[int], bool],
         lease: str | None = None,
+        max_resumes: int | None = 3,
     ) -> None:
         self.store = store
+        #: Resumes a run gets before it is failed (ResumeLimitExceeded); None: no limit.
+        self.max_resumes = max_resumes
         self.now = now
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
@@ -153,6 +157,7 @@ async def open_persistence(
     pid: int | None = None,
     pid_alive: Callable[[int], bool] | None = None,
     opener: StoreOpener | None = None,
+    max_resumes: int | None = 3,
 ) -> AsyncIterator[Persistence]:
     """Open persistence on ``store`` (a Store, a store URL, a path, or a Persistence).
 
@@ -162,6 +167,9 @@ async def open_persistence(
     Store object stays open (the caller owns it); a :class:`Persistence` is yielded as
     is, so a caller can share one (and its clock) with :func:`open_runtime`. ``now``
     gives the wall-clock time stored in records and compared with heartbeats.
+    ``max_resumes`` is how many times a run is resumed (the store counts them in the
+    run's row) before the next resume fails it with :class:`ResumeLimitExceeded`
+    instead: a run that takes its process down every time is not resumed forever.
 
     Raises:
         StoreError: the store cannot be opened or the owner row cannot be written.
@@ -188,6 +196,7 @@ async def open_persistence(
                 host=host,
                 pid=pid,
                 pid_alive=pid_alive,
+                max_resumes=max_resumes,
             ) as persistence,
         ):
             yield persistence
@@ -201,6 +210,7 @@ async def open_persistence(
         pid=pid if pid is not None else os.getpid(),
         pid_alive=pid_alive or pid_alive_default,
         lease=getattr(target, "lease_kind", None),
+        max_resumes=max_resumes,
     )
     leased = await _acquire_lease(persistence)
     body_error: Exception | None = None

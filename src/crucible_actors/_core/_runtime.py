@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._blobs import MemoryBlobStore
@@ -130,7 +131,10 @@ class Runtime:
     ) -> RunHandle:
         """Admit a run of ``experiment`` and return its handle once it is admitted.
 
-        Waits while ``max_concurrent_runs`` runs are executing. ``telemetry`` seeds
+        Waits while ``max_concurrent_runs`` runs are executing. With a store (and
+        ``persist``), returns only once the run's row is committed at the store's
+        durability level: an acknowledged run survives a crash of this process the
+        moment ``submit`` returns (concurrent submits share one commit). ``telemetry`` seeds
         ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there). With
         ``cache=False`` the run neither looks up nor stores stage results (the CLI's
         ``--no-cache``); otherwise the stages its experiment caches use the runtime's
@@ -141,6 +145,7 @@ class Runtime:
             EncodeError: ``assigns`` holds a value that cannot be encoded.
             InvalidExperiment: ``experiment`` is malformed.
             CrucibleError: the runtime is shutting down.
+            StoreError: the store could not record the run (nothing runs then).
         """
         if self._closing:
             raise CrucibleError("the runtime is shutting down and accepts no new runs")
@@ -160,7 +165,7 @@ class Runtime:
             snapshot = encode_context(ctx)
         finally:
             reset_codec(token)
-        return await self._admit(exp, rid, mode, snapshot, 0, persist, cache)
+        return await self._admit(exp, rid, mode, snapshot, 0, persist, cache, durable=True)
 
     async def submit_sweep(
         self,
@@ -277,7 +282,17 @@ class Runtime:
         start_index: int,
         persist: bool,
         cache: bool = True,
+        *,
+        durable: bool = False,
     ) -> RunHandle:
+        """Start a run; with ``durable``, record its row before its task starts.
+
+        A durable admission writes the row in the caller's task (shielded: a cancelled
+        caller still leaves a committed row behind, so the run is started anyway and
+        reaches a terminal state) and raises the store's error instead of starting a
+        run the store does not know. Resumed runs already have their row: their task
+        records the restart, as before.
+        """
         handle = RunHandle(run_id, exp, resumed_from=start_index)
         observer: RunObserver | None = None
         if persist and self._observer_factory is not None:
@@ -303,6 +318,16 @@ class Runtime:
                 await self._slots.acquire()
             finally:
                 self._waiting -= 1
+        if durable and observer is not None:
+            try:
+                # A caller cancelled already starts no write (the write itself is shielded).
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                with anyio.CancelScope(shield=True):
+                    await observer.run_started(handle, snapshot)
+            except BaseException:
+                if self._slots is not None:
+                    self._slots.release()
+                raise
         self._submitted += 1
         self._active[run_id] = handle
         self._by_id[run_id] = handle
@@ -310,6 +335,10 @@ class Runtime:
             self._idle = anyio.Event()
         # The task's own cancel scope is the run's: ``RunHandle.cancel`` cancels the task.
         handle._scope = self._tg.start_soon(supervisor.execute, name=f"run {run_id}")
+        if self._closing and durable:
+            # Admitted while the runtime began closing (the row write above yielded):
+            # the shutdown did not see this run, so give it the same treatment.
+            self._stop(handle, anyio.current_time() + self._grace)
         return handle
 
     def _capture_parent(self) -> Any:
@@ -339,16 +368,19 @@ class Runtime:
     async def _shutdown(self) -> None:
         self._closing = True
         deadline = anyio.current_time() + self._grace
-        interrupt = self._interrupt_on_shutdown
         for handle in list(self._active.values()):
-            if not handle.done:
-                # A run already cancelled on request stays cancelled.
-                if interrupt and not handle._cancel_requested:
-                    handle._interrupt = True
-                handle._cancel_requested = True
-                handle.grace_deadline = deadline
-                if handle._scope is not None:
-                    handle._scope.cancel()
+            self._stop(handle, deadline)
+
+    def _stop(self, handle: RunHandle, deadline: float) -> None:
+        """Cancel (or interrupt) one run for the shutdown, cleanup until ``deadline``."""
+        if not handle.done:
+            # A run already cancelled on request stays cancelled.
+            if self._interrupt_on_shutdown and not handle._cancel_requested:
+                handle._interrupt = True
+            handle._cancel_requested = True
+            handle.grace_deadline = deadline
+            if handle._scope is not None:
+                handle._scope.cancel()
 
     def _stop_lost(self, run_id: str, reason: Exception) -> None:
         """Stop run ``run_id``, which another runtime took over: it ends ``interrupted``

@@ -80,7 +80,9 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     ``failure`` holds ``stage``, ``reason_type``, ``message`` and ``attempts`` for a run
     that failed (or ``stage``/``reason_type``/``message`` for one cancelled or
     interrupted). ``owner_id`` names the runtime process executing (or last executing)
-    the run; recovery compares it to the live owners.
+    the run; recovery compares it to the live owners. ``resume_count`` counts the times
+    ``start_run(resume=True)`` restarted it (the store increments it; a run resumed too
+    often without finishing is failed, see ``open_persistence(max_resumes=...)``).
     """
 
     id: str
@@ -93,6 +95,7 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     owner_id: str | None = None
+    resume_count: int = 0
 
 
 class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -331,7 +334,8 @@ class Store(Protocol):
         """Upsert ``experiment``, record ``run`` as running and save ``checkpoint``.
 
         With ``resume`` the existing row is updated (status, owner; ``started_at`` and
-        the earlier attempts are kept). Without it the run must be new.
+        the earlier attempts are kept) and its ``resume_count`` goes up by one. Without
+        it the run must be new.
 
         Raises:
             StoreError: ``resume`` is false and a run with this id already exists.

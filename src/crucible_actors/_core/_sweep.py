@@ -296,6 +296,9 @@ class SweepHandle:
 
 _LIVE: Final = ("pending", "running")
 
+#: Tasks submitting a sweep's points at once (their row writes share group commits).
+_FEEDERS: Final = 16
+
 
 async def submit_sweep(
     runtime: Runtime,
@@ -426,38 +429,49 @@ async def _feed(
         finally:
             slots.release()
 
+    todo = iter(handle.points)  # shared by the feeders: each point is taken once
+
+    async def feeder(tg: TaskGroup) -> None:
+        for point in todo:
+            if slots is not None:
+                await slots.acquire()
+            try:
+                run = await runtime.submit(
+                    experiments[point.point],
+                    run_id=point.run_id,
+                    telemetry={
+                        "seed": point.seed,
+                        "sweep_id": handle.sweep_id,
+                        "sweep_point": point.point,
+                    },
+                    **submit_kw,
+                )
+            except Exception as exc:
+                if slots is not None:
+                    slots.release()
+                handle._errors[point.index] = exc
+                log.error("sweep %s: run %d not submitted: %s", handle.sweep_id, point.index, exc)
+                continue
+            handle._handles[point.index] = run
+            handle._submitted += 1
+            if handle._cancelled:
+                # Cancelled while submit() committed the run's row (it shields that
+                # write): cancel() did not see this run; stop it here.
+                tg.start_soon(run.cancel)
+            if slots is not None:  # a slot frees when its run ends
+                tg.start_soon(release_when_done, run)
+
     try:
         async with anyio.create_task_group() as tg:
-            # Only this loop is cancelled by SweepHandle.cancel: the runs it started are
-            # cancelled one by one and still waited for below.
+            # Only the feeders are cancelled by SweepHandle.cancel: the runs they started
+            # are cancelled one by one and still waited for below.
             with anyio.CancelScope() as scope:
                 handle._scope = scope
-                for point in handle.points:
-                    if slots is not None:
-                        await slots.acquire()
-                    try:
-                        run = await runtime.submit(
-                            experiments[point.point],
-                            run_id=point.run_id,
-                            telemetry={
-                                "seed": point.seed,
-                                "sweep_id": handle.sweep_id,
-                                "sweep_point": point.point,
-                            },
-                            **submit_kw,
-                        )
-                    except Exception as exc:
-                        if slots is not None:
-                            slots.release()
-                        handle._errors[point.index] = exc
-                        log.error(
-                            "sweep %s: run %d not submitted: %s", handle.sweep_id, point.index, exc
-                        )
-                        continue
-                    handle._handles[point.index] = run
-                    handle._submitted += 1
-                    if slots is not None:  # a slot frees when its run ends
-                        tg.start_soon(release_when_done, run)
+                # submit() returns once the run's row is committed: several feeders let
+                # the rows of consecutive points share a commit.
+                async with anyio.create_task_group() as feeders:
+                    for _ in range(min(_FEEDERS, len(handle.points))):
+                        feeders.start_soon(feeder, tg)
         # Without a bound nothing waits per run: the runs are awaited in order here.
         for run in handle.runs():
             await run.wait()

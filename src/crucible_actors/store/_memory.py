@@ -108,6 +108,7 @@ class MemoryStore:
                 metadata=run.metadata,
                 failure=None,
                 finished_at=None,
+                resume_count=existing.resume_count + 1,
             )
         else:
             self._runs[run.id] = run

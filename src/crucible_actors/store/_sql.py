@@ -305,7 +305,7 @@ def resume_run(tx: Tx, run: RunRecord) -> None:
     """Mark an existing run running again under ``run.owner_id`` (insert it if missing)."""
     changed = tx.execute(
         "UPDATE runs SET status = ?, owner_id = ?, metadata = ?, failure = NULL,"
-        " finished_at = NULL WHERE id = ?",
+        " finished_at = NULL, resume_count = resume_count + 1 WHERE id = ?",
         (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
     )
     if not changed:
@@ -552,11 +552,12 @@ def _run(tx: Tx, row: tuple[Any, ...]) -> RunRecord:
         started_at=tx.ts_out(row[7]),
         finished_at=tx.ts_out(row[8]),
         owner_id=row[9],
+        resume_count=row[10],
     )
 
 
 def get_run(tx: Tx, run_id: str, store: str) -> RunRecord:
-    rows = tx.fetchall(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+    rows = tx.fetchall(f"SELECT {_RUN_COLS}, resume_count FROM runs WHERE id = ?", (run_id,))
     if not rows:
         raise RunNotFound(run_id, store=store)
     return _run(tx, rows[0])
@@ -586,7 +587,9 @@ def list_runs(
         params.append(status)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     params.append(limit)
-    rows = tx.fetchall(f"SELECT {_RUN_COLS} FROM runs{clause} ORDER BY seq DESC LIMIT ?", params)
+    rows = tx.fetchall(
+        f"SELECT {_RUN_COLS}, resume_count FROM runs{clause} ORDER BY seq DESC LIMIT ?", params
+    )
     return [_run(tx, r) for r in rows]
 
 
