@@ -23,7 +23,7 @@ from tests.strategies import data_values
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
-from crucible_actors._core import _payload
+from crucible_actors._core import _data, _payload
 from crucible_actors._core._blobs import MemoryBlobStore
 from crucible_actors._core._data import (
     DEFAULT_BLOB_THRESHOLD,
@@ -264,6 +264,41 @@ def test_a_read_only_array_passed_on_is_not_pickled_or_hashed_again() -> None:
         assert codec is not None
         x = decode_context(data).assigns["X"]
         assert codec.recall(x) is not None
+
+
+class TouchCountingStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.touches = 0
+
+    def touch(self, digest: str) -> bool:
+        self.touches += 1
+        return super().touch(digest)
+
+
+def test_a_recalled_blob_is_touched_at_most_once_a_second_and_rewritten_if_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_data, "_monotonic", lambda: now[0])
+    store = TouchCountingStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(Context.new(EXP, assigns={"X": np.arange(100_000.0)}))
+        ctx = decode_context(data)
+        for _ in range(5):  # five stages within the interval: one touch
+            encode_context(ctx)
+        assert (store.puts, store.touches) == (1, 1)
+        now[0] += _data.TOUCH_INTERVAL
+        encode_context(ctx)
+        assert (store.puts, store.touches) == (1, 2)  # refreshed, so gc spares it
+
+        [digest] = [b.digest for b in store.list()]
+        store.delete(digest)  # collected meanwhile: the value is written again
+        now[0] += _data.TOUCH_INTERVAL
+        data = encode_context(ctx)
+        assert (store.puts, store.touches) == (2, 3)
+        assert len(list(store.list())) == 1
+        np.testing.assert_array_equal(decode_context(data).assigns["X"], ctx.assigns["X"])
 
 
 def test_blob_digests_inline_blobs_and_externalize_round_trip() -> None:

@@ -30,6 +30,7 @@ import contextvars
 import pickle
 import weakref
 from contextlib import contextmanager
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -88,6 +89,11 @@ __all__ = [
 #: Values whose encoding is larger than this many bytes are stored by reference.
 DEFAULT_BLOB_THRESHOLD: Final = 65536
 
+#: Seconds between two touches of one blob recalled by identity (see BlobCodec.recall);
+#: must stay below the collector's slack (``store/_reclaim.SLACK``).
+TOUCH_INTERVAL: Final = 1.0
+_TOUCHED_MAX: Final = 4096
+
 #: A Context of plain values encoded in at most this many bytes is written as it is
 #: without looking up a threshold that comes from the configuration file.
 LAZY_FLOOR: Final = 4096
@@ -103,7 +109,7 @@ class BlobCodec:
     so a read-only array passed through many stages is pickled and hashed once.
     """
 
-    __slots__ = ("_resolve", "_threshold", "memo", "store")
+    __slots__ = ("_resolve", "_threshold", "_touched", "memo", "store")
 
     def __init__(
         self,
@@ -117,6 +123,8 @@ class BlobCodec:
         # Looks the threshold up (crucible.toml) the first time it matters; see fits().
         self._resolve = resolve
         self.memo = memo
+        # digest -> monotonic time this codec last touched the blob (see recall()).
+        self._touched: dict[str, float] = {}
 
     @property
     def threshold(self) -> int:
@@ -153,12 +161,32 @@ class BlobCodec:
             memo[key] = (weakref.ref(value, forget), ref)
 
     def recall(self, value: Any) -> BlobRef | None:
-        """Return the BlobRef ``value`` was decoded from, if it is remembered."""
+        """Return the BlobRef ``value`` was decoded from, if it is remembered.
+
+        Naming a blob again without a ``put`` must still refresh its ``mtime``, or a
+        collector (which spares blobs touched since the oldest live run started, less
+        ``store/_reclaim.SLACK`` = 2 s) could delete a blob a live run is about to name.
+        The blob is touched at most once per :data:`TOUCH_INTERVAL` per digest, which is
+        less than that slack, so the hot path stays a dict lookup. A blob found gone
+        (collected meanwhile) is not recalled: the value is encoded and written again.
+        """
         found = self.memo.get(id(value))
-        if found is not None and found[0]() is value:
-            ref: BlobRef = found[1]
-            return ref
-        return None
+        if found is None or found[0]() is not value:
+            return None
+        ref: BlobRef = found[1]
+        store = self.store
+        if store is not None:
+            now = _monotonic()
+            touched = self._touched
+            last = touched.get(ref.digest)
+            if last is None or now - last >= TOUCH_INTERVAL:
+                if not store.touch(ref.digest):
+                    touched.pop(ref.digest, None)
+                    return None
+                if len(touched) >= _TOUCHED_MAX:
+                    touched.clear()
+                touched[ref.digest] = now
+        return ref
 
 
 _memos: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
