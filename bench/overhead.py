@@ -27,6 +27,7 @@ first and last events and ``result()``, spread over 5 stages); the two add up to
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -104,7 +105,20 @@ async def floor_run(ctx: Context) -> Context:
 clock = time.process_time
 
 
+def settle() -> None:
+    """Collect, then freeze what survives, before a timed slice.
+
+    A full pass of the cyclic collector walks every long-lived object (the runtime keeps
+    10,000 finished handles): tens of ms that land in whichever slice crosses the
+    threshold, so a change that shifts allocation counts moved seconds between paths.
+    Frozen objects are not walked again; each slice pays only for what it allocates.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
+    settle()
     t0 = clock()
     for _ in range(n):
         await fn()
@@ -112,6 +126,7 @@ async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def timed_concurrent(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
+    settle()
     t0 = clock()
     async with anyio.create_task_group() as tg:
         for _ in range(n):
@@ -226,7 +241,10 @@ async def main(runs: int, rounds: int = 3) -> list[dict[str, Any]]:
     await timed(50, bare_run)
     await timed(50, lambda: floor_run(ctx))
     await ca.run_async(EXPERIMENT, registry=reg)
-    samples = [await one_round(runs, reg, ctx) for _ in range(max(1, rounds))]
+    try:
+        samples = [await one_round(runs, reg, ctx) for _ in range(max(1, rounds))]
+    finally:
+        gc.unfreeze()
     results: list[dict[str, Any]] = []
     for lines in zip(*samples, strict=True):
 

@@ -223,6 +223,20 @@ def test_a_small_plain_context_is_plain_msgpack() -> None:
     assert msgspec.msgpack.decode(data)["assigns"] == {"a": 1, "b": ["x", {"y": 2.5}]}
 
 
+@pytest.mark.parametrize(
+    "inner", [(1, 2), {3}, frozenset({4}), Color.RED, Point(1, (2, 3))], ids=repr
+)
+def test_a_list_mutated_in_place_to_hold_a_non_plain_value_keeps_its_type(inner: Any) -> None:
+    ctx = decode_context(encode_context(Context.new(EXP, assigns={"L": ["a", "b"]})))
+    ctx = ctx.mark_stage_complete("one")
+    ctx.assigns["L"].append(inner)  # the very list decoded from the snapshot
+    ctx.assigns["completed_stages"].append(inner)  # the runtime's own short list too
+    got = decode_context(encode_context(ctx)).assigns
+    assert got["L"] == ["a", "b", inner]
+    assert type(got["L"][2]) is type(inner)
+    assert type(got["completed_stages"][1]) is type(inner)
+
+
 def test_a_large_plain_value_is_stored_by_reference_and_comes_back_equal() -> None:
     value = {"rows": [{"i": i, "name": f"n{i}"} for i in range(500)]}
     store = MemoryBlobStore()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import pickle
+import sys
 import weakref
 from contextlib import contextmanager
 from time import monotonic as _monotonic
@@ -109,20 +110,25 @@ class BlobCodec:
     so a read-only array passed through many stages is pickled and hashed once.
     """
 
-    __slots__ = ("_resolve", "_threshold", "_touched", "memo", "store")
+    __slots__ = ("_memo", "_resolve", "_threshold", "_touched", "small", "store")
 
     def __init__(
         self,
         store: BlobStore | None,
         threshold: int,
-        memo: dict[int, Any],
+        memo: dict[int, Any] | None,
         resolve: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self._threshold = threshold
         # Looks the threshold up (crucible.toml) the first time it matters; see fits().
         self._resolve = resolve
-        self.memo = memo
+        self._memo = memo
+        #: A Context of plain values encoded in at most this many bytes stays as it is
+        #: (the encoder's hot path compares with it before calling :meth:`fits`).
+        self.small = (
+            sys.maxsize if store is None else LAZY_FLOOR if resolve is not None else threshold
+        )
         # digest -> monotonic time this codec last touched the blob (see recall()).
         self._touched: dict[str, float] = {}
 
@@ -132,7 +138,17 @@ class BlobCodec:
         if self._resolve is not None:
             self._threshold = self._resolve()
             self._resolve = None
+            if self.store is not None:
+                self.small = self._threshold
         return self._threshold
+
+    @property
+    def memo(self) -> dict[int, Any]:
+        """The identity memo of this codec's store (shared by every codec of it)."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = _memo_of(self.store)
+        return memo
 
     def fits(self, size: int) -> bool:
         """Whether a whole Context of ``size`` bytes of plain values stays as it is.
@@ -211,15 +227,18 @@ def blob_codec(
     """
     if threshold < 0:
         raise ValueError(f"blob_threshold must be >= 0 bytes, got {threshold!r}")
-    memo: dict[int, Any]
+    # The memo is looked up when first needed: a runtime whose runs hold no large value
+    # never pays for the weak-keyed registry.
+    return BlobCodec(store, threshold, None, resolve)
+
+
+def _memo_of(store: BlobStore | None) -> dict[int, Any]:
     if store is None:
-        memo = {}
-    else:
-        try:
-            memo = _memos.setdefault(store, {})
-        except TypeError:  # a store that is not weak-referenceable gets a private memo
-            memo = {}
-    return BlobCodec(store, threshold, memo, resolve)
+        return {}
+    try:
+        return _memos.setdefault(store, {})
+    except TypeError:  # a store that is not weak-referenceable gets a private memo
+        return {}
 
 
 @contextmanager

@@ -18,6 +18,7 @@ import msgspec
 from msgspec.structs import replace
 
 from ._context import Context
+from ._data import _current as _codec_var
 from ._data import (
     all_plain,
     current_codec,
@@ -191,8 +192,8 @@ def encode_context(ctx: Context) -> bytes:
         except _ENCODE_ERRORS as exc:
             error: BaseException = exc
         else:
-            codec = current_codec()
-            if codec is None or codec.fits(len(data)):
+            codec = _codec_var.get()
+            if codec is None or len(data) <= codec.small or codec.fits(len(data)):
                 return data
     wire = _user_values(ctx)
     try:
