@@ -176,6 +176,11 @@ class BlobCodec:
         with contextlib.suppress(TypeError):  # not weak-referenceable: no memo for it
             memo[key] = (weakref.ref(value, forget), ref)
 
+    def remembers(self, value: Any) -> bool:
+        """Whether ``value`` is in the identity memo (so encoding it is a lookup)."""
+        found = self.memo.get(id(value))
+        return found is not None and found[0]() is value
+
     def recall(self, value: Any) -> BlobRef | None:
         """Return the BlobRef ``value`` was decoded from, if it is remembered.
 
