@@ -29,6 +29,9 @@ Scenarios (``--only NAME``, repeatable):
   a store write failing once) in a fresh process per backend: every run terminal with its
   planned outcome, the same outcome counts on trio and asyncio, no task, thread or child
   process left after the runtime closed, and allocated memory blocks back near the start.
+- ``data-sigkill``: ``sigkill`` with numpy arrays above the blob threshold in every run
+  (``bench/_chaos_data.py``): no run lost or wrong, no blob missing or corrupt, no
+  partial blob file left after ``gc``.
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
@@ -59,6 +62,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import _chaos_data
 import anyio
 import httpx
 
@@ -833,6 +837,7 @@ SCENARIOS = {
     "serve-kill": scenario_serve_kill,
     "faults": scenario_faults,
     "idempotency": scenario_idempotency,
+    "data-sigkill": _chaos_data.scenario_data_sigkill,
 }
 
 
@@ -856,6 +861,7 @@ def main() -> None:
         or "postgresql://postgres@127.0.0.1:5432/test",
     )
     parser.add_argument("--no-postgres", action="store_true")
+    _chaos_data.add_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crucible-chaos-") as tmp:
