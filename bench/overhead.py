@@ -295,8 +295,14 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
     return lines
 
 
+#: Set by ``--no-data-path`` (to compare with a build that has no data codec).
+SKIP_DATA_PATH: list[bool] = []
+
+
 async def data_path_works() -> bool:
     """Whether this build carries a numpy array in the Context (else skip the data path)."""
+    if SKIP_DATA_PATH:
+        return False
     try:
         import numpy  # noqa: F401
     except ImportError:
@@ -352,7 +358,12 @@ def cli() -> None:
     parser.add_argument("--backend", choices=("trio", "asyncio"), default=None)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
+    parser.add_argument(
+        "--no-data-path", action="store_true", help="skip context_1mb_read_stage_marginal"
+    )
     args = parser.parse_args()
+    if args.no_data_path:
+        SKIP_DATA_PATH.append(True)
     for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
         for line in anyio.run(main, args.runs, args.rounds, backend=backend):
             print(json.dumps({"backend": backend, **line}), flush=True)
