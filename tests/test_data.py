@@ -859,6 +859,8 @@ def test_encode_light_leaves_only_costly_encodes_to_a_thread() -> None:
     with use_blob_store(store, threshold=1000):
         data = encode_context(Context.new(EXP, assigns={"X": np.arange(100_000.0)}))
         ctx = decode_context(data).mark_stage_complete("a")  # X: read-only, remembered
+        assert encode_light(ctx) is None  # a touch of X's blob is due: off the loop
+        encode_context(ctx)  # touched now
         light = ctx.assign(pair=(1, 2), tags={"x", "y"}, meta={"k": 1.5}, name="n" * 100)
         assert encode_light(light) is not None
         assert_same(decode_context(encode_light(light)).assigns["pair"], (1, 2))

@@ -177,9 +177,13 @@ class BlobCodec:
             memo[key] = (weakref.ref(value, forget), ref)
 
     def remembers(self, value: Any) -> bool:
-        """Whether ``value`` is in the identity memo (so encoding it is a lookup)."""
+        """Whether encoding ``value`` is a lookup: it is in the identity memo and no touch
+        of its blob is due (a touch may be a database round trip: PostgreSQL)."""
         found = self.memo.get(id(value))
-        return found is not None and found[0]() is value
+        if found is None or found[0]() is not value:
+            return False
+        last = self._touched.get(found[1].digest)
+        return self.store is None or (last is not None and _monotonic() - last < TOUCH_INTERVAL)
 
     def recall(self, value: Any) -> BlobRef | None:
         """Return the BlobRef ``value`` was decoded from, if it is remembered.
