@@ -32,6 +32,9 @@ Scenarios (``--only NAME``, repeatable):
 - ``ack-kill``, ``ack-202`` (``_chaos_ack.py``): SIGKILL right after the k-th
   ``submit()`` returned, or right after ``serve``'s k-th 202, over kill points from the
   start of the batch to its end and several seeds: no acknowledged run may be lost.
+- ``data-sigkill``: ``sigkill`` with numpy arrays above the blob threshold in every run
+  (``bench/_chaos_data.py``): no run lost or wrong, no blob missing or corrupt, no
+  partial blob file left after ``gc``.
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
@@ -65,6 +68,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import _chaos_data
 import anyio
 import httpx
 from _chaos_ack import SCENARIOS as ACK_SCENARIOS
@@ -842,6 +846,7 @@ SCENARIOS = {
     "faults": scenario_faults,
     "idempotency": scenario_idempotency,
     **ACK_SCENARIOS,
+    "data-sigkill": _chaos_data.scenario_data_sigkill,
 }
 
 from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
@@ -871,6 +876,7 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true")
     add_ack_arguments(parser)
+    _chaos_data.add_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crucible-chaos-") as tmp:

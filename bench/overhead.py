@@ -18,6 +18,11 @@ a shared machine does not skew a path against its baselines.
 Targets: per-stage overhead of the runtime <= 3x baseline (b); a timed stage with
 ``restart="transient"`` <= 1.5x baseline (b).
 
+``context_1mb_read_stage_marginal`` is the data path: what one more stage costs when the
+Context holds a 1 MB numpy array stored by reference (assigned once by the run's first
+stage, then read), from runs of 1 and 9 reading stages, with the small-Context per-stage
+figure (``submit_1``) beside it; skipped without numpy.
+
 Two more lines split ``submit_1_timed_transient`` in its parts, from runs of 1 and 9 such
 stages: ``timed_transient_stage_marginal`` (what one more timed, transient stage costs)
 and ``run_fixed_cost_per_stage_of_5`` (admission, the run's task, its handle, its
@@ -27,6 +32,7 @@ first and last events and ``result()``, spread over 5 stages); the two add up to
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -49,10 +55,48 @@ async def noop(ctx: Context, opts: Any) -> Context:
     return ctx
 
 
+_ARRAY: list[Any] = []
+
+
+def one_mb_array() -> Any:
+    """The 1 MB float64 array the data path assigns (numpy imported on first use)."""
+    if not _ARRAY:
+        import numpy as np
+
+        _ARRAY.append(np.arange(131_072, dtype="float64"))
+    return _ARRAY[0]
+
+
+@ca.stage("assign_1mb")
+async def assign_1mb(ctx: Context, opts: Any) -> Context:
+    return ctx.assign("X", one_mb_array())
+
+
+@ca.stage("read_1mb")
+async def read_1mb(ctx: Context, opts: Any) -> Context:
+    if ctx.assigns["X"].shape != (131_072,):
+        raise AssertionError("the array did not come back")
+    return ctx
+
+
 def make_registry() -> Registry:
     reg = Registry()
     reg.register(noop)
+    reg.register(assign_1mb)
+    reg.register(read_1mb)
     return reg
+
+
+def data_experiment(reads: int) -> Experiment:
+    """A stage assigning a 1 MB array (stored as a blob), then ``reads`` stages reading it."""
+    return Experiment(
+        id=f"bench_data_{reads}",
+        pipeline=[StageDef(name="assign_1mb"), *[StageDef(name="read_1mb")] * reads],
+    )
+
+
+DATA_1 = data_experiment(1)
+DATA_9 = data_experiment(9)
 
 
 EXPERIMENT = Experiment(id="bench", pipeline=[StageDef(name="noop") for _ in range(STAGES)])
@@ -104,7 +148,20 @@ async def floor_run(ctx: Context) -> Context:
 clock = time.process_time
 
 
+def settle() -> None:
+    """Collect, then freeze what survives, before a timed slice.
+
+    A full pass of the cyclic collector walks every long-lived object (the runtime keeps
+    10,000 finished handles): tens of ms that land in whichever slice crosses the
+    threshold, so a change that shifts allocation counts moved seconds between paths.
+    Frozen objects are not walked again; each slice pays only for what it allocates.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
+    settle()
     t0 = clock()
     for _ in range(n):
         await fn()
@@ -112,6 +169,7 @@ async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
 
 
 async def timed_concurrent(n: int, fn: Callable[[], Awaitable[Any]]) -> float:
+    settle()
     t0 = clock()
     async with anyio.create_task_group() as tg:
         for _ in range(n):
@@ -152,9 +210,16 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
         totals = [0.0] * len(paths)
         per_slice = max(1, runs // SLICES)
         runs = per_slice * SLICES
+        # The data path (a 1 MB array in the Context) in the same slices, with fewer runs:
+        # each run stores the array once (pickle, hash, dedup), which the marginal cancels.
+        data_paths = [submitting(DATA_1), submitting(DATA_9)] if await data_path_works() else []
+        data_totals = [0.0] * len(data_paths)
+        data_per_slice = max(1, per_slice // 10)
         for _ in range(SLICES):
             for i, fn in enumerate(paths):
                 totals[i] += await timed(per_slice, fn)
+            for i, fn in enumerate(data_paths):
+                data_totals[i] += await timed(data_per_slice, fn)
         bare, floor, t_run_async, t_submit_1, t_submit_1_timed, t_submit_1_transient = totals[:6]
         t_transient_1, t_transient_9 = totals[6:]
         conc = 1000
@@ -203,6 +268,14 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
         ("timed_transient_stage_marginal", marginal, 1.5),
         ("run_fixed_cost_per_stage_of_5", fixed / STAGES, None),
     ]
+    if data_totals:
+        # What one more stage reading a 1 MB array held by reference costs (decode: the
+        # blob mapped and unpickled zero-copy; encode: recalled by identity), against
+        # one stage of the small-Context path (submit_1).
+        data_runs = data_per_slice * SLICES
+        read_marginal = (data_totals[1] - data_totals[0]) / (8 * data_runs) * 1e6
+        parts.append(("context_1mb_read_stage_marginal", read_marginal, None))
+        small_us = per_stage(t_submit_1, runs)
     for name, us, goal in parts:
         lines.append(
             {
@@ -216,7 +289,29 @@ async def one_round(runs: int, reg: Registry, ctx: Context) -> list[dict[str, An
                 "target_ratio_vs_b": goal,
             }
         )
+    if data_totals:
+        lines[-1]["small_context_us_per_stage"] = small_us
+        lines[-1]["ratio_vs_small_context"] = lines[-1]["us_per_stage"] / small_us
     return lines
+
+
+#: Set by ``--no-data-path`` (to compare with a build that has no data codec).
+SKIP_DATA_PATH: list[bool] = []
+
+
+async def data_path_works() -> bool:
+    """Whether this build carries a numpy array in the Context (else skip the data path)."""
+    if SKIP_DATA_PATH:
+        return False
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    try:
+        await ca.run_async(DATA_1, registry=make_registry())
+    except ca.StageFailed:  # a version without the data codec: EncodeError
+        return False
+    return True
 
 
 async def main(runs: int, rounds: int = 3) -> list[dict[str, Any]]:
@@ -226,7 +321,10 @@ async def main(runs: int, rounds: int = 3) -> list[dict[str, Any]]:
     await timed(50, bare_run)
     await timed(50, lambda: floor_run(ctx))
     await ca.run_async(EXPERIMENT, registry=reg)
-    samples = [await one_round(runs, reg, ctx) for _ in range(max(1, rounds))]
+    try:
+        samples = [await one_round(runs, reg, ctx) for _ in range(max(1, rounds))]
+    finally:
+        gc.unfreeze()
     results: list[dict[str, Any]] = []
     for lines in zip(*samples, strict=True):
 
@@ -242,6 +340,14 @@ async def main(runs: int, rounds: int = 3) -> list[dict[str, Any]]:
                 "baseline_b_us": round(med("baseline_b_us"), 3),
                 "ratio_vs_a": round(med("ratio_vs_a"), 1),
                 "ratio_vs_b": round(med("ratio_vs_b"), 2),
+                **(
+                    {
+                        "small_context_us_per_stage": round(med("small_context_us_per_stage"), 2),
+                        "ratio_vs_small_context": round(med("ratio_vs_small_context"), 2),
+                    }
+                    if "ratio_vs_small_context" in lines[0]
+                    else {}
+                ),
             }
         )
     return results
@@ -252,7 +358,12 @@ def cli() -> None:
     parser.add_argument("--backend", choices=("trio", "asyncio"), default=None)
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians reported)")
+    parser.add_argument(
+        "--no-data-path", action="store_true", help="skip context_1mb_read_stage_marginal"
+    )
     args = parser.parse_args()
+    if args.no_data_path:
+        SKIP_DATA_PATH.append(True)
     for backend in [args.backend] if args.backend else ["trio", "asyncio"]:
         for line in anyio.run(main, args.runs, args.rounds, backend=backend):
             print(json.dumps({"backend": backend, **line}), flush=True)

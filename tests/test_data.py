@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.from_thread
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -23,7 +25,7 @@ from tests.strategies import data_values
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
-from crucible_actors._core import _payload
+from crucible_actors._core import _data, _payload
 from crucible_actors._core._blobs import MemoryBlobStore
 from crucible_actors._core._data import (
     DEFAULT_BLOB_THRESHOLD,
@@ -33,7 +35,12 @@ from crucible_actors._core._data import (
     inline_blobs,
     use_blob_store,
 )
-from crucible_actors._core._encoding import decode_context, encode_context, to_json_safe
+from crucible_actors._core._encoding import (
+    decode_context,
+    encode_context,
+    encode_light,
+    to_json_safe,
+)
 from crucible_actors._core._persist import open_persistence
 from crucible_actors._core._runtime import open_runtime
 from crucible_actors.cli import main
@@ -223,6 +230,20 @@ def test_a_small_plain_context_is_plain_msgpack() -> None:
     assert msgspec.msgpack.decode(data)["assigns"] == {"a": 1, "b": ["x", {"y": 2.5}]}
 
 
+@pytest.mark.parametrize(
+    "inner", [(1, 2), {3}, frozenset({4}), Color.RED, Point(1, (2, 3))], ids=repr
+)
+def test_a_list_mutated_in_place_to_hold_a_non_plain_value_keeps_its_type(inner: Any) -> None:
+    ctx = decode_context(encode_context(Context.new(EXP, assigns={"L": ["a", "b"]})))
+    ctx = ctx.mark_stage_complete("one")
+    ctx.assigns["L"].append(inner)  # the very list decoded from the snapshot
+    ctx.assigns["completed_stages"].append(inner)  # the runtime's own short list too
+    got = decode_context(encode_context(ctx)).assigns
+    assert got["L"] == ["a", "b", inner]
+    assert type(got["L"][2]) is type(inner)
+    assert type(got["completed_stages"][1]) is type(inner)
+
+
 def test_a_large_plain_value_is_stored_by_reference_and_comes_back_equal() -> None:
     value = {"rows": [{"i": i, "name": f"n{i}"} for i in range(500)]}
     store = MemoryBlobStore()
@@ -264,6 +285,41 @@ def test_a_read_only_array_passed_on_is_not_pickled_or_hashed_again() -> None:
         assert codec is not None
         x = decode_context(data).assigns["X"]
         assert codec.recall(x) is not None
+
+
+class TouchCountingStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.touches = 0
+
+    def touch(self, digest: str) -> bool:
+        self.touches += 1
+        return super().touch(digest)
+
+
+def test_a_recalled_blob_is_touched_at_most_once_a_second_and_rewritten_if_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_data, "_monotonic", lambda: now[0])
+    store = TouchCountingStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(Context.new(EXP, assigns={"X": np.arange(100_000.0)}))
+        ctx = decode_context(data)
+        for _ in range(5):  # five stages within the interval: one touch
+            encode_context(ctx)
+        assert (store.puts, store.touches) == (1, 1)
+        now[0] += _data.TOUCH_INTERVAL
+        encode_context(ctx)
+        assert (store.puts, store.touches) == (1, 2)  # refreshed, so gc spares it
+
+        [digest] = [b.digest for b in store.list()]
+        store.delete(digest)  # collected meanwhile: the value is written again
+        now[0] += _data.TOUCH_INTERVAL
+        data = encode_context(ctx)
+        assert (store.puts, store.touches) == (2, 3)
+        assert len(list(store.list())) == 1
+        np.testing.assert_array_equal(decode_context(data).assigns["X"], ctx.assigns["X"])
 
 
 def test_blob_digests_inline_blobs_and_externalize_round_trip() -> None:
@@ -520,6 +576,8 @@ async def test_a_nested_value_too_deep_fails_the_stage_naming_the_key() -> None:
 CONTRACT_STAGES = """
 import dataclasses
 
+import anyio
+import anyio.from_thread
 import msgspec
 import numpy as np
 import pandas as pd
@@ -726,3 +784,90 @@ async def test_a_retry_starts_from_the_snapshot_with_the_original_values() -> No
     final = await ca.run_async(experiment, registry=reg)
     assert len(_attempts) == 2
     assert final.assigns["extra"] == (1, 2)
+
+
+# -- a large encode does not stall the loop ---------------------------------------------
+
+ENCODING: dict[str, Any] = {}
+
+
+class SlowToPickle:
+    """Pickling it (the encode of its stage's result) waits until another run's stage ran."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        state = ENCODING.get("state")
+        if state is not None and not state["gate"].is_set():
+            state["order"].append("encode started")
+            # Only a worker thread started by anyio can call back into the loop.
+            try:
+                anyio.from_thread.run_sync(state["started"].set)
+            except RuntimeError:  # on the loop's thread: waiting would stall it
+                state["order"].append("encoding on the event loop")
+                state["started"].set()
+            else:
+                state["order"].append(
+                    "encode finished" if state["gate"].wait(10) else "gate never opened"
+                )
+        return (SlowToPickle, ())
+
+
+@ca.stage("slow_to_encode")
+async def slow_to_encode(ctx: Context, opts: Any) -> Context:
+    return ctx.assign("slow", SlowToPickle())
+
+
+@ca.stage("open_gate")
+async def open_gate(ctx: Context, opts: Any) -> Context:
+    state = ENCODING["state"]
+    state["order"].append("other run's stage ran")
+    state["gate"].set()
+    return ctx
+
+
+@pytest.mark.parametrize("isolation", ["inline", "thread"])
+async def test_a_stage_of_another_run_progresses_while_a_result_is_encoded(
+    isolation: Isolation,
+) -> None:
+    state = {
+        "gate": threading.Event(),
+        "started": anyio.Event(),
+        "order": [],
+    }
+    ENCODING["state"] = state
+    reg = Registry()
+    reg.register(slow_to_encode)
+    reg.register(open_gate)
+    slow = Experiment(id="slow", pipeline=[StageDef(name="slow_to_encode", isolation=isolation)])
+    other = Experiment(id="other", pipeline=[StageDef(name="open_gate", isolation=isolation)])
+    try:
+        with anyio.fail_after(30):
+            async with open_runtime(registry=reg) as rt:
+                first = await rt.submit(slow)
+                await state["started"].wait()  # the encode runs, off the loop
+                second = await rt.submit(other)
+                assert await second.wait() is ca.RunStatus.COMPLETED
+                assert await first.wait() is ca.RunStatus.COMPLETED
+                assert type((await first.result()).assigns["slow"]) is SlowToPickle
+    finally:
+        ENCODING.clear()
+        state["gate"].set()
+    assert state["order"] == ["encode started", "other run's stage ran", "encode finished"]
+
+
+def test_encode_light_leaves_only_costly_encodes_to_a_thread() -> None:
+    store = MemoryBlobStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(Context.new(EXP, assigns={"X": np.arange(100_000.0)}))
+        ctx = decode_context(data).mark_stage_complete("a")  # X: read-only, remembered
+        assert encode_light(ctx) is None  # a touch of X's blob is due: off the loop
+        encode_context(ctx)  # touched now
+        light = ctx.assign(pair=(1, 2), tags={"x", "y"}, meta={"k": 1.5}, name="n" * 100)
+        assert encode_light(light) is not None
+        assert_same(decode_context(encode_light(light)).assigns["pair"], (1, 2))
+        for heavy in (
+            {"Y": np.arange(100_000.0)},  # new: to pickle, hash and write
+            {"blob": b"x" * 100_000},  # plain but stored by reference
+            {"rows": [{"i": i} for i in range(100)]},
+            {"obj": Point(1, (2, 3))},
+        ):
+            assert encode_light(ctx.assign(**heavy)) is None, heavy

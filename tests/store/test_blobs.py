@@ -6,8 +6,10 @@ each blob against its digest on first read, and reopens from its ``location()``.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -65,6 +67,56 @@ def test_putting_existing_content_again_only_touches_it(blobs: BlobStore) -> Non
     if isinstance(blobs, DirectoryBlobStore):
         assert second.mtime > 1_000_000
     assert len(list(blobs.list())) == 1
+
+
+def test_touch_refreshes_a_blob_and_reports_an_absent_one(blobs: BlobStore) -> None:
+    data = b"t" * 100
+    d = digest(data)
+    assert blobs.touch(d) is False
+    blobs.put(d, [data], len(data))
+    if isinstance(blobs, DirectoryBlobStore):
+        os.utime(blobs.root / d[:2] / d, (1_000_000, 1_000_000))
+    else:
+        assert isinstance(blobs, MemoryBlobStore)
+        blobs._blobs[d] = (data, 1_000_000.0)
+    assert blobs.touch(d) is True
+    (info,) = list(blobs.list())
+    assert info.mtime > 1_000_000
+    assert bytes(blobs.open(d)) == data
+
+
+def test_listing_partly_leaves_no_directory_open(tmp_path: Path) -> None:
+    blobs = DirectoryBlobStore(tmp_path / "blobs")
+    for i in range(3):
+        data = b"%d" % i * 10
+        blobs.put(digest(data), [data], len(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        listing = blobs.list()
+        next(listing)
+        listing.close()  # stopped early: the scandir iterator is closed, not leaked
+        del listing
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_put_racing_a_delete_writes_the_blob_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = DirectoryBlobStore(tmp_path / "blobs")
+    data = b"r" * 100
+    d = digest(data)
+    blobs.put(d, [data], len(data))
+    real_utime = os.utime
+
+    def deleted_first(path: Any, *args: Any, **kw: Any) -> None:
+        blobs.delete(d)  # a collector unlinks it between the check and the touch
+        real_utime(path, *args, **kw)
+
+    monkeypatch.setattr(os, "utime", deleted_first)
+    assert blobs.put(d, [data], len(data)) is True
+    monkeypatch.setattr(os, "utime", real_utime)
+    assert bytes(blobs.open(d)) == data
 
 
 def test_opening_a_missing_blob_raises_blob_missing(blobs: BlobStore) -> None:

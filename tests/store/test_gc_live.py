@@ -114,12 +114,6 @@ def read_reused(ctx: Context, opts: Any) -> Context:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the codec's identity memo re-uses a BlobRef without touching the blob, so a "
-    "live run can name a blob older than its start that gc then deletes; the fix is in "
-    "_core/_data.py (touch the blob on a recall)",
-    strict=True,
-)
 async def test_a_blob_recalled_by_identity_in_a_live_run_survives_gc(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
 
@@ -144,6 +138,7 @@ async def test_a_blob_recalled_by_identity_in_a_live_run_survives_gc(tmp_path: P
             hour_ago = blob.mtime - 3600  # written long before the next run starts
             path = store.blobs.root / blob.digest[:2] / blob.digest
             os.utime(path, (hour_ago, hour_ago))
+            rt.codec._touched.clear()  # and the codec's last touch long ago too
 
             held = await rt.submit(second, run_id="held")
             await store.reached.wait()  # "reuse_array" named the blob; not committed yet

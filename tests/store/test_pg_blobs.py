@@ -95,6 +95,24 @@ def test_putting_existing_content_again_only_touches_it(blobs: PostgresBlobStore
     assert after.mtime >= before.mtime
 
 
+def test_touch_refreshes_touched_at(blobs: PostgresBlobStore, migrated: str) -> None:
+    import psycopg
+
+    data = b"t" * 5000
+    digest = _sha(data)
+    assert blobs.touch(digest) is False
+    blobs.put(digest, [data], len(data))
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE blobs SET touched_at = now() - interval '1 hour' WHERE digest = %s",
+            (digest,),
+        )
+    (before,) = list(blobs.list())
+    assert blobs.touch(digest) is True
+    (after,) = list(blobs.list())
+    assert after.mtime > before.mtime + 3000
+
+
 def test_concurrent_puts_of_one_blob_store_it_once(
     blobs: PostgresBlobStore, migrated: str, small_chunks: int
 ) -> None:

@@ -43,12 +43,13 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import msgspec
 import msgspec.structs
 
 from . import _messages as msg
 from ._decision import append_event
-from ._encoding import decode_context, decode_context_with, encode_context
+from ._encoding import decode_context, decode_context_with, encode_context, encode_light
 from ._registry import current_registry
 
 if TYPE_CHECKING:
@@ -145,6 +146,26 @@ class StageActor:
 
     def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
         """Return the reply for an attempt whose stage returned ``result``."""
+        result = self._completed(stage, result)
+        return msg.StageDone(command.generation, command.index, encode_context(result))
+
+    async def finish(
+        self, stage: PreparedStage, command: msg.RunStage, result: Context
+    ) -> msg.StageDone:
+        """:meth:`done`, encoding in a worker thread unless that is cheap (``encode_light``).
+
+        Pickling, hashing and writing a large new value (about 1 s per GB) would stall
+        every other run on the loop. The thread gets this task's contextvars (the blob
+        codec); if the attempt is cancelled meanwhile, the thread is abandoned (a blob
+        it writes is named by nothing, and a collection frees it).
+        """
+        result = self._completed(stage, result)
+        data = encode_light(result)
+        if data is None:
+            data = await anyio.to_thread.run_sync(encode_context, result, abandon_on_cancel=True)
+        return msg.StageDone(command.generation, command.index, data)
+
+    def _completed(self, stage: PreparedStage, result: Context) -> Context:
         label = stage.label
         if result.experiment is not self.handle.experiment:
             self.experiment_intact = False
@@ -157,7 +178,7 @@ class StageActor:
                 f"Completed stage: {label}",
                 reasoning=f"Stage {label} completed successfully",
             )
-        return msg.StageDone(command.generation, command.index, encode_context(result))
+        return result
 
     def failed(self, command: msg.RunStage, error: Exception) -> msg.StageFailed:
         """Return the reply for an attempt that raised ``error``."""

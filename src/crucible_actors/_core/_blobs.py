@@ -85,6 +85,13 @@ class BlobStore(Protocol):
         """Delete the blob with ``digest``; return the bytes freed (0 if it was absent)."""
         ...
 
+    def touch(self, digest: str) -> bool:
+        """Refresh the blob's ``mtime`` to now, so a collector spares it; False if absent.
+
+        The codec calls it when it names a blob again without a ``put`` (its identity memo).
+        """
+        ...
+
 
 def digest_of(chunks: Sequence[bytes | memoryview]) -> str:
     """Return the sha256 hex digest of the concatenation of ``chunks``."""
@@ -154,6 +161,15 @@ class MemoryBlobStore:
             found = self._blobs.pop(digest, None)
             self._altered.discard(digest)
         return 0 if found is None else len(found[0])
+
+    def touch(self, digest: str) -> bool:
+        """Refresh the blob's ``mtime``; return False if it is absent."""
+        with self._lock:
+            found = self._blobs.get(digest)
+            if found is None:
+                return False
+            self._blobs[digest] = (found[0], time.time())
+        return True
 
     def corrupt(self, digest: str, data: bytes) -> None:
         """Replace a blob's bytes without updating its digest (tests of :class:`BlobCorrupt`)."""

@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import pickle
+import sys
 import weakref
 from contextlib import contextmanager
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -88,6 +90,11 @@ __all__ = [
 #: Values whose encoding is larger than this many bytes are stored by reference.
 DEFAULT_BLOB_THRESHOLD: Final = 65536
 
+#: Seconds between two touches of one blob recalled by identity (see BlobCodec.recall);
+#: must stay below the collector's slack (``store/_reclaim.SLACK``).
+TOUCH_INTERVAL: Final = 1.0
+_TOUCHED_MAX: Final = 4096
+
 #: A Context of plain values encoded in at most this many bytes is written as it is
 #: without looking up a threshold that comes from the configuration file.
 LAZY_FLOOR: Final = 4096
@@ -103,20 +110,27 @@ class BlobCodec:
     so a read-only array passed through many stages is pickled and hashed once.
     """
 
-    __slots__ = ("_resolve", "_threshold", "memo", "store")
+    __slots__ = ("_memo", "_resolve", "_threshold", "_touched", "small", "store")
 
     def __init__(
         self,
         store: BlobStore | None,
         threshold: int,
-        memo: dict[int, Any],
+        memo: dict[int, Any] | None,
         resolve: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self._threshold = threshold
         # Looks the threshold up (crucible.toml) the first time it matters; see fits().
         self._resolve = resolve
-        self.memo = memo
+        self._memo = memo
+        #: A Context of plain values encoded in at most this many bytes stays as it is
+        #: (the encoder's hot path compares with it before calling :meth:`fits`).
+        self.small = (
+            sys.maxsize if store is None else LAZY_FLOOR if resolve is not None else threshold
+        )
+        # digest -> monotonic time this codec last touched the blob (see recall()).
+        self._touched: dict[str, float] = {}
 
     @property
     def threshold(self) -> int:
@@ -124,7 +138,17 @@ class BlobCodec:
         if self._resolve is not None:
             self._threshold = self._resolve()
             self._resolve = None
+            if self.store is not None:
+                self.small = self._threshold
         return self._threshold
+
+    @property
+    def memo(self) -> dict[int, Any]:
+        """The identity memo of this codec's store (shared by every codec of it)."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = _memo_of(self.store)
+        return memo
 
     def fits(self, size: int) -> bool:
         """Whether a whole Context of ``size`` bytes of plain values stays as it is.
@@ -152,13 +176,42 @@ class BlobCodec:
         with contextlib.suppress(TypeError):  # not weak-referenceable: no memo for it
             memo[key] = (weakref.ref(value, forget), ref)
 
-    def recall(self, value: Any) -> BlobRef | None:
-        """Return the BlobRef ``value`` was decoded from, if it is remembered."""
+    def remembers(self, value: Any) -> bool:
+        """Whether encoding ``value`` is a lookup: it is in the identity memo and no touch
+        of its blob is due (a touch may be a database round trip: PostgreSQL)."""
         found = self.memo.get(id(value))
-        if found is not None and found[0]() is value:
-            ref: BlobRef = found[1]
-            return ref
-        return None
+        if found is None or found[0]() is not value:
+            return False
+        last = self._touched.get(found[1].digest)
+        return self.store is None or (last is not None and _monotonic() - last < TOUCH_INTERVAL)
+
+    def recall(self, value: Any) -> BlobRef | None:
+        """Return the BlobRef ``value`` was decoded from, if it is remembered.
+
+        Naming a blob again without a ``put`` must still refresh its ``mtime``, or a
+        collector (which spares blobs touched since the oldest live run started, less
+        ``store/_reclaim.SLACK`` = 2 s) could delete a blob a live run is about to name.
+        The blob is touched at most once per :data:`TOUCH_INTERVAL` per digest, which is
+        less than that slack, so the hot path stays a dict lookup. A blob found gone
+        (collected meanwhile) is not recalled: the value is encoded and written again.
+        """
+        found = self.memo.get(id(value))
+        if found is None or found[0]() is not value:
+            return None
+        ref: BlobRef = found[1]
+        store = self.store
+        if store is not None:
+            now = _monotonic()
+            touched = self._touched
+            last = touched.get(ref.digest)
+            if last is None or now - last >= TOUCH_INTERVAL:
+                if not store.touch(ref.digest):
+                    touched.pop(ref.digest, None)
+                    return None
+                if len(touched) >= _TOUCHED_MAX:
+                    touched.clear()
+                touched[ref.digest] = now
+        return ref
 
 
 _memos: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
@@ -183,15 +236,18 @@ def blob_codec(
     """
     if threshold < 0:
         raise ValueError(f"blob_threshold must be >= 0 bytes, got {threshold!r}")
-    memo: dict[int, Any]
+    # The memo is looked up when first needed: a runtime whose runs hold no large value
+    # never pays for the weak-keyed registry.
+    return BlobCodec(store, threshold, None, resolve)
+
+
+def _memo_of(store: BlobStore | None) -> dict[int, Any]:
     if store is None:
-        memo = {}
-    else:
-        try:
-            memo = _memos.setdefault(store, {})
-        except TypeError:  # a store that is not weak-referenceable gets a private memo
-            memo = {}
-    return BlobCodec(store, threshold, memo, resolve)
+        return {}
+    try:
+        return _memos.setdefault(store, {})
+    except TypeError:  # a store that is not weak-referenceable gets a private memo
+        return {}
 
 
 @contextmanager

@@ -12,12 +12,13 @@ msgspec call.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import msgspec
 from msgspec.structs import replace
 
 from ._context import Context
+from ._data import _current as _codec_var
 from ._data import (
     all_plain,
     current_codec,
@@ -30,11 +31,16 @@ from ._decision import TraceChain
 from ._errors import BlobError, EncodeError, MessageError
 from ._ir import Experiment, StageDef, is_plugin_object, stage_ref
 
+if TYPE_CHECKING:
+    from ._data import BlobCodec
+
 __all__ = [
     "context_to_json",
     "decode_context",
     "enc_hook",
     "encode_context",
+    "encode_light",
+    "encode_small",
     "to_json_safe",
 ]
 
@@ -173,6 +179,72 @@ def _user_values(ctx: Context) -> Context:
     )
 
 
+def encode_small(ctx: Context) -> bytes | None:
+    """Encode ``ctx`` in one msgspec call if it is small and plain; else return None.
+
+    The hot path of :func:`encode_context`: every user value plain and the whole Context
+    within the blob threshold. ``None`` means the Context needs the codec (values to
+    pack or store by reference), work a caller on the event loop may move to a thread.
+    """
+    if all_plain(ctx.assigns, ctx.metrics, ctx.outputs, ctx.artifacts):
+        try:
+            data = _msgpack_encoder.encode(ctx)
+        except _ENCODE_ERRORS:
+            return None
+        codec = _codec_var.get()
+        if codec is None or len(data) <= codec.small or codec.fits(len(data)):
+            return data
+    return None
+
+
+# What encode_light lets the loop encode: scalars, short strings and short flat containers
+# of them (a tuple, set or dict of a few numbers), and values the codec recalls by
+# identity (a read-only array decoded from a blob: no pickling, no hashing).
+_LIGHT_ATOMS: Final = frozenset({int, float, bool, type(None)})
+_LIGHT_TEXT: Final = frozenset({str, bytes})
+_LIGHT_LEN: Final = 64
+_LIGHT_BYTES: Final = 4096
+
+
+def _light_atom(value: Any) -> bool:
+    kind = type(value)
+    return kind in _LIGHT_ATOMS or (kind in _LIGHT_TEXT and len(value) <= _LIGHT_BYTES)
+
+
+def _light(value: Any, codec: BlobCodec | None) -> bool:
+    if _light_atom(value):
+        return True
+    kind = type(value)
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        return len(value) <= _LIGHT_LEN and all(_light_atom(v) for v in value)
+    if kind is dict:
+        return len(value) <= _LIGHT_LEN and all(
+            type(k) is str and _light_atom(v) for k, v in value.items()
+        )
+    return codec is not None and codec.remembers(value)
+
+
+def encode_light(ctx: Context) -> bytes | None:
+    """Encode ``ctx`` if that is cheap enough for the event loop; else return None.
+
+    Cheap: :func:`encode_small`'s case, or every user value light (see ``_light``): no
+    value that could take long to pickle, hash or write to the blob store. ``None``
+    means: encode it with :func:`encode_context` in a worker thread.
+
+    Raises:
+        EncodeError: a light Context that cannot be encoded (as :func:`encode_context`).
+    """
+    data = encode_small(ctx)
+    if data is not None:
+        return data
+    codec = _codec_var.get()
+    for values in (ctx.assigns.values(), ctx.metrics.values(), ctx.outputs, ctx.artifacts.values()):
+        for value in values:
+            if not _light(value, codec):
+                return None
+    return encode_context(ctx)
+
+
 def encode_context(ctx: Context) -> bytes:
     """Encode ``ctx`` to msgpack bytes, writing large values to the current blob store.
 
@@ -185,15 +257,10 @@ def encode_context(ctx: Context) -> bytes:
         EncodeError: a value in the Context cannot be encoded; ``path`` names it, e.g.
             ``assigns['model']``.
     """
-    if all_plain(ctx.assigns, ctx.metrics, ctx.outputs, ctx.artifacts):
-        try:
-            data = _msgpack_encoder.encode(ctx)
-        except _ENCODE_ERRORS as exc:
-            error: BaseException = exc
-        else:
-            codec = current_codec()
-            if codec is None or codec.fits(len(data)):
-                return data
+    data = encode_small(ctx)
+    if data is not None:
+        return data
+    error: BaseException
     wire = _user_values(ctx)
     try:
         return _msgpack_encoder.encode(wire)

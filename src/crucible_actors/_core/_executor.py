@@ -152,6 +152,19 @@ class AttemptIO(Protocol):
         """Return the reply for an attempt that raised ``error``."""
         ...
 
+    async def finish(
+        self, stage: PreparedStage, command: msg.RunStage, result: Context
+    ) -> msg.StageDone:
+        """:meth:`done`, encoding in a worker thread unless that is cheap for the loop.
+
+        What an executor on the runtime's loop calls, so a large new value is not
+        pickled, hashed and written on the loop.
+
+        Raises:
+            Exception: ``result`` cannot be encoded (answer it with :meth:`failed`).
+        """
+        ...
+
 
 @runtime_checkable
 class Executor(Protocol):
@@ -171,7 +184,7 @@ class Executor(Protocol):
             try:
                 ctx = io.begin(stage, command)
                 result = ...  # run stage.info.stage on ctx with stage.options, somewhere
-                return io.done(stage, command, result)
+                return await io.finish(stage, command, result)  # io.done off the loop
             except Exception as exc:
                 return io.failed(command, exc)
         """

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from ._data import reset_codec, set_codec
 from ._errors import RunCancelled, RuntimeShutdown, StageFailed
 
 if TYPE_CHECKING:
@@ -164,7 +165,6 @@ class RunHandle:
     def context(self) -> Context | None:
         """The final Context of a completed run (else the pre-stage Context of a failure)."""
         if self._context is None and self._final is not None:
-            from ._data import reset_codec, set_codec
             from ._encoding import decode_context_with
 
             # The snapshot carries the submitted Experiment unless a stage replaced it.

@@ -119,18 +119,27 @@ def all_plain(
 ) -> bool:
     """Whether every user value of a Context is plain (the encoder's hot path).
 
-    Top-level scalars cost one type check each and allocate nothing; containers go to
+    Top-level scalars cost one type check each and allocate nothing; a short list of
+    scalars (``completed_stages``) is checked in place; other containers go to
     :func:`_walk_plain`. Written out rather than looped over the four groups: this runs
-    once per stage, and generator objects cost more than the checks.
+    once per stage, and generator objects and calls cost more than the checks.
     """
     scalars = _SCALARS
     stack: list[Any] | None = None
     for v in assigns.values():
-        if type(v) not in scalars:
-            if stack is None:
-                stack = [v]
+        kind = type(v)
+        if kind in scalars:
+            continue
+        if kind is list and len(v) <= _SHORT:
+            for x in v:
+                if type(x) not in scalars:
+                    break
             else:
-                stack.append(v)
+                continue
+        if stack is None:
+            stack = [v]
+        else:
+            stack.append(v)
     if metrics:
         for v in metrics.values():
             if type(v) not in scalars:
@@ -153,6 +162,10 @@ def all_plain(
                 else:
                     stack.append(v)
     return True if stack is None else _walk_plain(stack)
+
+
+# Lists of at most this many items are checked in place by all_plain (within budget).
+_SHORT: Final = 64
 
 
 def _walk_plain(stack: list[Any]) -> bool:

@@ -38,6 +38,6 @@ class InlineExecutor(LocalExecutor):
                 result = checked_result(stage.label, await info.stage.run(ctx, stage.options))  # type: ignore[misc]
             else:
                 result = await invoke_stage(info, stage.label, ctx, stage.options)
-            return io.done(stage, command, result)
+            return await io.finish(stage, command, result)
         except Exception as exc:
             return io.failed(command, exc)

@@ -206,6 +206,9 @@ class _AttemptBlobs:
     def delete(self, digest: str) -> int:
         return 0
 
+    def touch(self, digest: str) -> bool:
+        return self.exists(digest)
+
 
 def _run_attempt(stage_obj: Stage, request: bytes, digests: Sequence[str], buffers: Any) -> Any:
     """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed.

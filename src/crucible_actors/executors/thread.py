@@ -45,7 +45,7 @@ class ThreadExecutor(LocalExecutor):
                 )
             else:
                 result = await invoke_stage(info, stage.label, ctx, stage.options)
-            return io.done(stage, command, result)
+            return await io.finish(stage, command, result)
         except Exception as exc:
             return io.failed(command, exc)
 

@@ -80,9 +80,14 @@ class DirectoryBlobStore:
         try:
             if target.is_file() and target.stat().st_size == size:
                 # Touched, so a collector spares it for its grace period; not marked
-                # verified: this process did not write those bytes.
-                os.utime(target)
-                return False
+                # verified: this process did not write those bytes. A collector may
+                # delete it between the check and the touch: then write it again.
+                try:
+                    os.utime(target)
+                except FileNotFoundError:
+                    pass
+                else:
+                    return False
             shard = target.parent
             if shard.name not in self._made:
                 (self.root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -146,13 +151,15 @@ class DirectoryBlobStore:
         for shard in sorted(self.root.iterdir()):
             if len(shard.name) != 2 or not shard.is_dir():
                 continue
-            for entry in os.scandir(shard):
-                if _is_digest(entry.name):
-                    try:
-                        st = entry.stat()
-                    except FileNotFoundError:  # deleted meanwhile
-                        continue
-                    yield BlobInfo(entry.name, st.st_size, st.st_mtime)
+            # Closed even when the caller stops early (no ResourceWarning).
+            with os.scandir(shard) as entries:
+                for entry in entries:
+                    if _is_digest(entry.name):
+                        try:
+                            st = entry.stat()
+                        except FileNotFoundError:  # deleted meanwhile
+                            continue
+                        yield BlobInfo(entry.name, st.st_size, st.st_mtime)
 
     def delete(self, digest: str) -> int:
         """Delete the blob with ``digest``; return the bytes freed (0 if absent)."""
@@ -164,6 +171,22 @@ class DirectoryBlobStore:
             return 0
         self._verified.discard(digest)
         return size
+
+    def touch(self, digest: str) -> bool:
+        """Refresh the blob file's ``mtime``; return False if it is absent.
+
+        Raises:
+            StoreUnavailable: the file exists but cannot be touched (permissions).
+        """
+        try:
+            os.utime(self._path(digest))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot touch blob {digest[:16]} in {self.root}: {exc}", store=str(self.root)
+            ) from exc
+        return True
 
 
 def _fsync_dir(path: Path) -> None:

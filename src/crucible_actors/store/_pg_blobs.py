@@ -276,6 +276,14 @@ class PostgresBlobStore:
             self._path(digest).unlink()
         return int(row[0]) if row is not None else 0
 
+    def touch(self, digest: str) -> bool:
+        """Refresh the blob's ``touched_at``; return False if the database has no such blob."""
+        with self._connection() as conn:
+            touched = conn.execute(
+                "UPDATE blobs SET touched_at = now() WHERE digest = %s", (digest,)
+            ).rowcount
+        return bool(touched)
+
     # -- the cache -------------------------------------------------------------------
 
     def _path(self, digest: str) -> Path:

@@ -26,8 +26,9 @@ left: a dedup ``put`` that touches a blob after step 3 listed it and before it i
 deleted (for a directory store, between a last ``stat`` of the file and its ``unlink``),
 a cache hit, which re-uses a cached result's bytes without touching their blobs (so
 while a run is live, the blobs of the cached results deleted in step 1 are spared too; a
-later collection frees them), and the codec's identity memo, which names a blob again
-without a ``put`` (``tests/store/test_gc_live.py`` pins it with a strict xfail).
+later collection frees them). The codec's identity memo, which names a blob again
+without a ``put``, touches it instead (``BlobStore.touch``), at most once per
+``_data.TOUCH_INTERVAL`` (1 s, below :data:`SLACK`).
 """
 
 from __future__ import annotations
@@ -275,7 +276,8 @@ _ORPHAN_RESULTS = (
 
 #: Seconds a cutoff is moved back: file systems stamp ``mtime`` from a coarse clock (a
 #: touch may read a few milliseconds before the run's start), and a run being submitted
-#: writes the blobs of its first checkpoint before its row exists.
+#: writes the blobs of its first checkpoint before its row exists. It must exceed the
+#: codec's ``TOUCH_INTERVAL`` (a blob recalled by identity is touched at most that often).
 SLACK = 2.0
 
 
