@@ -7,6 +7,7 @@ encode still fail with ``EncodeError``.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -116,7 +117,8 @@ def test_process_isolated_stage_accepts_a_reference_string() -> None:
     assert sd.options == {"adapter": ref}
 
 
-async def test_an_object_in_assigns_still_fails_with_encode_error() -> None:
+async def test_an_unpicklable_object_in_assigns_still_fails_with_encode_error() -> None:
+    # Picklable objects now travel (issue 22); a lock can be neither encoded nor pickled.
     exp = Experiment(id="c", pipeline=[StageDef(name="load")])
     with pytest.raises(EncodeError, match=r"assigns\['fn'\]"):
-        await crucible_actors.run_async(exp, registry=_registry(), assigns={"fn": object()})
+        await crucible_actors.run_async(exp, registry=_registry(), assigns={"fn": threading.Lock()})

@@ -23,7 +23,7 @@ from tests.strategies import data_values
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
-from crucible_actors._core import _data
+from crucible_actors._core import _payload
 from crucible_actors._core._blobs import MemoryBlobStore
 from crucible_actors._core._data import (
     DEFAULT_BLOB_THRESHOLD,
@@ -314,8 +314,8 @@ def test_a_corrupted_blob_raises_blob_corrupt() -> None:
 
 def test_a_stored_value_naming_a_dangerous_global_is_refused() -> None:
     body = pickle.dumps(os.system, protocol=5)
-    chunks, _ = _data._payload(0, body, [], "x")
-    payload = msgspec.msgpack.Ext(_data.EXT_PACKED, b"".join(chunks))
+    chunks, _ = _payload.payload(_payload.KIND_PICKLE, body, [], "x")
+    payload = msgspec.msgpack.Ext(_payload.EXT_PACKED, b"".join(chunks))
     raw = msgspec.msgpack.encode(
         {
             "experiment_id": "e",

@@ -14,21 +14,20 @@ is written one of three ways:
    ``Ext(EXT_BLOB, BlobRef)``. Reading it back maps the blob read-only: arrays come back
    read-only and zero-copy.
 
-A payload (inline or a blob file) is laid out as a header (magic, kind, type name, buffer
-offsets), the pickle or msgpack body, then each buffer at a 64-byte-aligned offset, so a
-reader hands ``pickle.loads`` slices of the map. Unpickling only ever happens for Ext
-payloads inside bytes the runtime wrote; JSON (HTTP) has no Ext and never reaches it, and
-a restricted Unpickler refuses the obvious code-execution globals. The store is still a
-trust boundary, as for any pickle-based store.
+What a value is made of (the plain walk, packing, the payload layout shared by inline
+values and blob files, the restricted Unpickler) lives in ``_payload.py``; this module
+holds the codec state (:func:`use_blob_store`), the per-value decision and the walks over
+encoded bytes (:func:`blob_digests`, :func:`inline_blobs`, :func:`externalize`).
+Unpickling only ever happens for Ext payloads inside bytes the runtime wrote; JSON (HTTP)
+has no Ext and never reaches it. The store is a trust boundary, as for any pickle-based
+store.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import io
 import pickle
-import struct
 import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -36,7 +35,25 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from ._blobs import digest_of
-from ._errors import BlobError, BlobMissing, EncodeError, MessageError
+from ._errors import BlobError, BlobMissing, EncodeError
+from ._payload import (
+    EXT_BLOB,
+    EXT_PACKED,
+    KIND_MSGPACK,
+    KINDS,
+    WALK_DEPTH,
+    BlobRef,
+    all_plain,
+    is_plain,
+    pack,
+    payload,
+    plain_encode,
+    read_header,
+    ref_decode,
+    ref_encode,
+    type_label,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -61,6 +78,8 @@ __all__ = [
     "inline_blobs",
     "is_plain",
     "locate_blob_error",
+    "reset_codec",
+    "set_codec",
     "type_label",
     "use_blob_store",
     "use_codec",
@@ -68,38 +87,10 @@ __all__ = [
 
 #: Values whose encoding is larger than this many bytes are stored by reference.
 DEFAULT_BLOB_THRESHOLD: Final = 65536
-#: msgpack extension code of an inline packed value (payload layout in the module doc).
-EXT_PACKED: Final = 81
-#: msgpack extension code of a reference to a blob (a msgpack-encoded :class:`BlobRef`).
-EXT_BLOB: Final = 82
 
 #: A Context of plain values encoded in at most this many bytes is written as it is
 #: without looking up a threshold that comes from the configuration file.
 LAZY_FLOOR: Final = 4096
-
-# How many items the plain walk visits before it gives up (the value is then packed),
-# and how deep it goes: deeper values are packed too, so msgspec never recurses far.
-_WALK_BUDGET: Final = 2000
-_WALK_DEPTH: Final = 64
-
-
-class BlobRef(msgspec.Struct, frozen=True, array_like=True):
-    """A reference to one value stored by content in the blob store.
-
-    ``digest`` is the sha256 hex of the blob's bytes, ``size`` their length, ``kind``
-    ``"packed"`` (pickle + buffers) or ``"msgpack"``, ``type`` the value's type for display
-    and errors (``"numpy.ndarray"``, ``"pandas.DataFrame"``).
-    """
-
-    digest: str
-    size: int
-    kind: str
-    type: str
-
-
-_ref_encode = msgspec.msgpack.Encoder().encode
-_ref_decode = msgspec.msgpack.Decoder(BlobRef).decode
-_plain_encode = msgspec.msgpack.Encoder().encode
 
 # -- the codec state: which blob store, which threshold ------------------------------
 
@@ -235,242 +226,22 @@ def use_codec(codec: BlobCodec | None) -> Iterator[None]:
         _current.reset(token)
 
 
+def set_codec(codec: BlobCodec | None) -> contextvars.Token[BlobCodec | None]:
+    """Make ``codec`` current; the cheap form of :func:`use_codec` for hot paths.
+
+    A task that sets it for its whole life need not reset it (its context dies with it).
+    """
+    return _current.set(codec)
+
+
+def reset_codec(token: contextvars.Token[BlobCodec | None]) -> None:
+    """Undo a :func:`set_codec`."""
+    _current.reset(token)
+
+
 def current_codec() -> BlobCodec | None:
     """Return the codec :func:`use_blob_store` made current, or None."""
     return _current.get()
-
-
-# -- plain values ---------------------------------------------------------------------
-
-_SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
-
-
-def is_plain(value: Any) -> bool:
-    """Whether msgspec can carry ``value`` exactly: str/int/float/bool/None/bytes in lists
-    and str-keyed dicts, found within the walk's budget (else the value is packed)."""
-    if type(value) in _SCALARS:
-        return True
-    budget = _WALK_BUDGET
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    scalars = _SCALARS
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is list:
-            if depth >= _WALK_DEPTH:
-                return False
-            budget -= len(item)
-            if budget < 0:
-                return False
-            for v in item:
-                if type(v) not in scalars:
-                    stack.append((v, depth + 1))
-        elif kind is dict:
-            if depth >= _WALK_DEPTH:
-                return False
-            budget -= len(item)
-            if budget < 0:
-                return False
-            for k, v in item.items():
-                if type(k) is not str:
-                    return False
-                if type(v) not in scalars:
-                    stack.append((v, depth + 1))
-        elif kind not in scalars:
-            return False
-    return True
-
-
-def all_plain(
-    assigns: dict[str, Any], metrics: dict[str, Any], outputs: list[Any], artifacts: dict[str, Any]
-) -> bool:
-    """Whether every user value of a Context is plain (the encoder's hot path).
-
-    One walk over all of them, without depth tracking (a value nested deeper than msgspec
-    recurses fails its encode, and the slow path then names it); at most
-    ``_WALK_BUDGET`` items are visited. Top-level scalars cost one type check each.
-    """
-    scalars = _SCALARS
-    stack: list[Any] = []
-    for v in assigns.values():
-        if type(v) not in scalars:
-            stack.extend(v for v in assigns.values() if type(v) not in scalars)
-            break
-    for v in metrics.values():
-        if type(v) not in scalars:
-            stack.extend(v for v in metrics.values() if type(v) not in scalars)
-            break
-    if outputs:
-        stack.extend(v for v in outputs if type(v) not in scalars)
-    if artifacts:
-        stack.extend(v for v in artifacts.values() if type(v) not in scalars)
-    if not stack:
-        return True
-    budget = _WALK_BUDGET
-    push = stack.append
-    pop = stack.pop
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is list:
-            budget -= len(item)
-            if budget < 0:
-                return False
-            for v in item:
-                if type(v) not in scalars:
-                    push(v)
-        elif kind is dict:
-            budget -= len(item)
-            if budget < 0:
-                return False
-            for k, v in item.items():
-                if type(k) is not str:
-                    return False
-                if type(v) not in scalars:
-                    push(v)
-        else:
-            return False
-    return True
-
-
-def type_label(value: Any) -> str:
-    """Return a short name of ``value``'s type: ``numpy.ndarray``, ``pandas.DataFrame``."""
-    kind = type(value)
-    module = kind.__module__
-    if module == "builtins":
-        return kind.__qualname__
-    return f"{module.partition('.')[0]}.{kind.__qualname__}"
-
-
-# -- payloads: header, body, aligned buffers --------------------------------------------
-
-_MAGIC: Final = b"CRB1"
-# magic, kind (0 pickle, 1 msgpack), buffer count, body length, type-name length
-_HEAD = struct.Struct("<4sB3xIQI4x")
-_SPAN = struct.Struct("<QQ")
-_ALIGN: Final = 64
-_KIND_PICKLE: Final = 0
-_KIND_MSGPACK: Final = 1
-_KINDS: Final = {_KIND_PICKLE: "packed", _KIND_MSGPACK: "msgpack"}
-_ZEROS: Final = bytes(_ALIGN)
-
-
-def _pad(n: int) -> int:
-    return -n % _ALIGN
-
-
-def _payload(
-    kind: int, body: bytes, buffers: list[memoryview], type_name: str
-) -> tuple[list[bytes | memoryview], int]:
-    """Lay out a payload; return its chunks (buffers are not copied) and total size."""
-    name = type_name.encode()
-    header_len = _HEAD.size + len(name) + _SPAN.size * len(buffers)
-    offset = header_len + _pad(header_len)
-    body_at = offset
-    offset += len(body)
-    spans = []
-    for buf in buffers:
-        offset += _pad(offset)
-        spans.append((offset, buf.nbytes))
-        offset += buf.nbytes
-    head = b"".join(
-        [
-            _HEAD.pack(_MAGIC, kind, len(buffers), len(body), len(name)),
-            name,
-            *(_SPAN.pack(o, n) for o, n in spans),
-        ]
-    )
-    chunks: list[bytes | memoryview] = [head, _ZEROS[: body_at - len(head)], body]
-    end = body_at + len(body)
-    for (at, n), buf in zip(spans, buffers, strict=True):
-        if at > end:
-            chunks.append(_ZEROS[: at - end])
-        chunks.append(buf)
-        end = at + n
-    return chunks, offset
-
-
-def _read_header(view: memoryview) -> tuple[int, str, memoryview, list[memoryview]]:
-    """Return kind, type name, body and buffer views of a payload."""
-    if view.nbytes < _HEAD.size:
-        raise MessageError(f"a stored value is truncated ({view.nbytes} bytes)")
-    magic, kind, nbuf, body_len, name_len = _HEAD.unpack_from(view)
-    if magic != _MAGIC or kind not in _KINDS:
-        raise MessageError("a stored value does not start with crucible's payload header")
-    at = _HEAD.size
-    type_name = bytes(view[at : at + name_len]).decode()
-    at += name_len
-    spans = [_SPAN.unpack_from(view, at + i * _SPAN.size) for i in range(nbuf)]
-    at += nbuf * _SPAN.size
-    at += _pad(at)
-    body = view[at : at + body_len]
-    return kind, type_name, body, [view[o : o + n] for o, n in spans]
-
-
-class _PayloadError(Exception):
-    """Why a value could not be packed (becomes an EncodeError naming its path)."""
-
-
-def _pack(value: Any) -> tuple[list[bytes | memoryview], int]:
-    buffers: list[memoryview] = []
-
-    def take(buf: pickle.PickleBuffer) -> None:
-        buffers.append(buf.raw())
-
-    body = pickle.dumps(value, protocol=5, buffer_callback=take)
-    return _payload(_KIND_PICKLE, body, buffers, type_label(value))
-
-
-# Globals a pickle written by the runtime never needs and an attacker would (a tampered
-# store): refused with a clear error. The store stays a trust boundary all the same.
-_BANNED_MODULES: Final = frozenset(
-    {
-        "os",
-        "posix",
-        "nt",
-        "subprocess",
-        "sys",
-        "shutil",
-        "importlib",
-        "runpy",
-        "code",
-        "codeop",
-        "pty",
-        "pickle",
-        "_pickle",
-        "marshal",
-        "ctypes",
-        "socket",
-        "webbrowser",
-    }
-)
-_BANNED_BUILTINS: Final = frozenset(
-    {"eval", "exec", "compile", "__import__", "open", "breakpoint", "input", "getattr"}
-)
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        root = module.partition(".")[0]
-        if root in _BANNED_MODULES or (
-            module in ("builtins", "__builtin__") and name in _BANNED_BUILTINS
-        ):
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name} from a stored value: crucible-actors "
-                "never stores it, so the store was tampered with (treat the store as "
-                "trusted input, like any pickle)"
-            )
-        return super().find_class(module, name)
-
-
-def _unpack(view: memoryview) -> Any:
-    kind, _, body, buffers = _read_header(view)
-    if kind == _KIND_MSGPACK:
-        return msgspec.msgpack.decode(body)
-    try:
-        return _Unpickler(io.BytesIO(body), buffers=buffers).load()
-    except pickle.UnpicklingError as exc:
-        raise MessageError(f"cannot load a stored value: {exc}") from exc
 
 
 # -- one user value -----------------------------------------------------------------------
@@ -488,20 +259,20 @@ def encode_value(value: Any, path: str, codec: BlobCodec | None) -> Any:
     if codec is not None:
         ref = codec.recall(value)
         if ref is not None:
-            return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(ref))
+            return msgspec.msgpack.Ext(EXT_BLOB, ref_encode(ref))
     if is_plain(value):
         # An int beyond 64 bits is refused, as it always was: JSON views of the run
         # (records, the HTTP API) could not show it either.
         try:
-            raw = _plain_encode(value)
+            raw = plain_encode(value)
         except (TypeError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
             raise EncodeError(path, value, str(exc)) from exc
         if codec is None or codec.store is None or len(raw) <= codec.threshold:
             return msgspec.Raw(raw)
-        chunks, size = _payload(_KIND_MSGPACK, raw, [], type_label(value))
+        chunks, size = payload(KIND_MSGPACK, raw, [], type_label(value))
         return _store_blob(codec, chunks, size, "msgpack", type_label(value))
     try:
-        chunks, size = _pack(value)
+        chunks, size = pack(value)
     except RecursionError as exc:
         raise EncodeError(
             path, value, "nested too deeply to store; flatten it or store it as bytes"
@@ -510,12 +281,12 @@ def encode_value(value: Any, path: str, codec: BlobCodec | None) -> Any:
         # A class pickle cannot find again (defined inside a function) still travels as
         # msgspec wrote it before values were packed: a Struct or dataclass as a dict.
         try:
-            raw = _plain_encode(value)
+            raw = plain_encode(value)
         except (TypeError, OverflowError, RecursionError, msgspec.EncodeError):
             _raise_unpicklable(value, path, exc)
         if codec is None or codec.store is None or len(raw) <= codec.threshold:
             return msgspec.Raw(raw)
-        chunks, size = _payload(_KIND_MSGPACK, raw, [], type_label(value))
+        chunks, size = payload(KIND_MSGPACK, raw, [], type_label(value))
         return _store_blob(codec, chunks, size, "msgpack", type_label(value))
     if codec is not None and codec.store is not None and size > codec.threshold:
         return _store_blob(codec, chunks, size, "packed", type_label(value))
@@ -529,13 +300,13 @@ def _store_blob(
     assert store is not None
     digest = digest_of(chunks)
     store.put(digest, chunks, size)
-    return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(BlobRef(digest, size, kind, type_name)))
+    return msgspec.msgpack.Ext(EXT_BLOB, ref_encode(BlobRef(digest, size, kind, type_name)))
 
 
 def _raise_unpicklable(value: Any, path: str, exc: Exception) -> Any:
     """Raise the EncodeError naming the innermost part of ``value`` that cannot be pickled."""
     detail = f"{type(exc).__name__}: {exc}"
-    for _ in range(_WALK_DEPTH):
+    for _ in range(WALK_DEPTH):
         children: list[tuple[str, Any]] = []
         if isinstance(value, dict):
             children = [(f"[{k!r}]", v) for k, v in value.items()]
@@ -565,16 +336,16 @@ def decode_value(code: int, data: memoryview) -> Any:
         MessageError: the payload is not one crucible-actors wrote.
     """
     if code == EXT_PACKED:
-        return _unpack(memoryview(bytes(data)))
+        return unpack(memoryview(bytes(data)))
     if code == EXT_BLOB:
-        ref = _ref_decode(data)
+        ref = ref_decode(data)
         codec = _current.get()
         if codec is None or codec.store is None:
             raise BlobMissing(
                 ref.digest,
                 detail=f"{ref.type}, {ref.size} bytes; no blob store is open here",
             )
-        value = _unpack(codec.store.open(ref.digest))
+        value = unpack(codec.store.open(ref.digest))
         if _immutable(value):
             codec.remember(value, ref)
         return value
@@ -610,7 +381,7 @@ def blob_digests(data: bytes) -> set[str]:
 
     def hook(code: int, payload: memoryview) -> None:
         if code == EXT_BLOB:
-            found.add(_ref_decode(payload).digest)
+            found.add(ref_decode(payload).digest)
 
     _walk_ext(data, hook)
     return found
@@ -620,7 +391,7 @@ def blob_refs(data: bytes) -> dict[str, BlobRef]:
     """Return the path (``assigns['X']``) -> BlobRef of every blob ``data`` (a Context) holds."""
     tree = _walk_ext(
         data,
-        lambda code, payload: _ref_decode(payload) if code == EXT_BLOB else None,
+        lambda code, payload: ref_decode(payload) if code == EXT_BLOB else None,
     )
     out: dict[str, BlobRef] = {}
     if not isinstance(tree, dict):
@@ -666,12 +437,12 @@ def inline_blobs(data: bytes, store: BlobStore) -> bytes:
         nonlocal changed
         if code == EXT_BLOB:
             changed = True
-            ref = _ref_decode(payload)
+            ref = ref_decode(payload)
             return msgspec.msgpack.Ext(EXT_PACKED, bytes(store.open(ref.digest)))
         return msgspec.msgpack.Ext(code, bytes(payload))
 
     tree = _walk_ext(data, hook)
-    return _plain_encode(tree) if changed else data
+    return plain_encode(tree) if changed else data
 
 
 def externalize(data: bytes, store: BlobStore, threshold: int) -> bytes:
@@ -686,12 +457,12 @@ def externalize(data: bytes, store: BlobStore, threshold: int) -> bytes:
         nonlocal changed
         if code == EXT_PACKED and payload.nbytes > threshold:
             changed = True
-            kind, type_name, _, _ = _read_header(payload)
+            kind, type_name, _, _ = read_header(payload)
             digest = digest_of([payload])
             store.put(digest, [payload], payload.nbytes)
-            ref = BlobRef(digest, payload.nbytes, _KINDS[kind], type_name)
-            return msgspec.msgpack.Ext(EXT_BLOB, _ref_encode(ref))
+            ref = BlobRef(digest, payload.nbytes, KINDS[kind], type_name)
+            return msgspec.msgpack.Ext(EXT_BLOB, ref_encode(ref))
         return msgspec.msgpack.Ext(code, bytes(payload))
 
     tree = _walk_ext(data, hook)
-    return _plain_encode(tree) if changed else data
+    return plain_encode(tree) if changed else data

@@ -163,12 +163,15 @@ class RunHandle:
     def context(self) -> Context | None:
         """The final Context of a completed run (else the pre-stage Context of a failure)."""
         if self._context is None and self._final is not None:
-            from ._data import use_codec
+            from ._data import reset_codec, set_codec
             from ._encoding import decode_context_with
 
             # The snapshot carries the submitted Experiment unless a stage replaced it.
-            with use_codec(self._codec):
+            token = set_codec(self._codec)
+            try:
                 self._context = decode_context_with(self._final, self.experiment)
+            finally:
+                reset_codec(token)
             self._final = None
         return self._context
 

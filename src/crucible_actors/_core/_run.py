@@ -48,7 +48,7 @@ import anyio.lowlevel
 from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
 from ._clock import deadline_scope_type, loop_clock
-from ._data import use_codec
+from ._data import set_codec
 from ._encoding import decode_context, decode_context_with, encode_context
 from ._errors import CrucibleError, RunCancelled, RuntimeShutdown, StageFailed, StageTimeout
 from ._execute import ValidateMode, prepare_options, resolve_stage
@@ -163,11 +163,10 @@ class RunSupervisor(StageActor):
         propagates after the handle is marked cancelled.
         """
         handle = self.handle
+        # The run's task encodes and decodes with its runtime's blob codec; the task has
+        # a context of its own, so the setting ends with it.
         handle._codec = self.codec
-        with use_codec(self.codec):
-            await self._execute(handle)
-
-    async def _execute(self, handle: RunHandle) -> None:
+        set_codec(self.codec)
         ins = self.instruments
         now = ins.now = loop_clock()
         t0 = now()

@@ -22,7 +22,7 @@ import msgspec
 
 from ._blobs import MemoryBlobStore
 from ._context import Context
-from ._data import DEFAULT_BLOB_THRESHOLD, blob_codec, use_codec
+from ._data import DEFAULT_BLOB_THRESHOLD, blob_codec, reset_codec, set_codec
 from ._decision import new_chain
 from ._encoding import encode_context
 from ._errors import CrucibleError
@@ -155,8 +155,11 @@ class Runtime:
             ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
         if enable_trace:
             ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
-        with use_codec(self.codec):
+        token = set_codec(self.codec)
+        try:
             snapshot = encode_context(ctx)
+        finally:
+            reset_codec(token)
         return await self._admit(exp, rid, mode, snapshot, 0, persist, cache)
 
     async def submit_sweep(

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._core._blobs import MemoryBlobStore as MemoryBlobStore
 from .._core._errors import StoreUnavailable
 from .._core._persist import Persistence as Persistence
 from .._core._persist import RecoveryReport as RecoveryReport
@@ -36,6 +37,8 @@ from .._core._store import Store as Store
 from .._core._store import SweepPointRecord as SweepPointRecord
 from .._core._store import SweepRecord as SweepRecord
 from .._core._store import TraceEventRecord as TraceEventRecord
+from ._blobs import DirectoryBlobStore as DirectoryBlobStore
+from ._blobs import open_blob_store as open_blob_store
 from ._memory import MemoryStore as MemoryStore
 from ._postgres import PostgresStore as PostgresStore
 from ._postgres import open_postgres_store as open_postgres_store
@@ -53,7 +56,9 @@ __all__ = [
     "ArtifactRecord",
     "CachedResult",
     "Checkpoint",
+    "DirectoryBlobStore",
     "ExperimentRecord",
+    "MemoryBlobStore",
     "MemoryStore",
     "OwnerRecord",
     "Persistence",
@@ -67,6 +72,7 @@ __all__ = [
     "SweepRecord",
     "TraceEventRecord",
     "default_store_url",
+    "open_blob_store",
     "open_persistence",
     "open_postgres_store",
     "open_sqlite_store",
