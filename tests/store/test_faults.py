@@ -1,17 +1,20 @@
-"""Bad input and faults: each gives a clear StoreError subclass, never a hang, never a retry.
+"""Bad input and faults: each gives a clear StoreError subclass, never a hang.
 
-A store error during a run fails the run without charging the stage's restart budget:
-the run supervisor treats observer errors as run failures, outside the stage's restart
-loop.
+Transient faults (a full disk, a lost connection) are ridden out: the store retries the
+write with backoff for up to ``retry_for`` seconds, and a new run is refused at once on a
+full disk. A store error that outlasts that fails the run without charging the stage's
+restart budget: the run supervisor treats observer errors as run failures, outside the
+stage's restart loop.
 """
 
 from __future__ import annotations
 
 import socket
 import sqlite3
+import uuid
 from contextlib import closing
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import pytest
@@ -121,16 +124,27 @@ async def test_silent_postgres_server_times_out_instead_of_hanging(silent_server
 
 
 class DiskFull:
-    """A sqlite3 connection whose writes fail with SQLITE_FULL while ``full`` is set."""
+    """A sqlite3 connection whose writes fail with SQLITE_FULL while ``full`` is set.
+
+    ``free_after`` (if set) frees the disk after that many failed writes; ``statements``
+    records every statement run, for the WAL truncation check.
+    """
 
     full = False
+    free_after: int | None = None
+    failures = 0
+    statements: ClassVar[list[str]] = []
 
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
     def _check(self, sql: str) -> None:
+        DiskFull.statements.append(sql)
         verb = sql.lstrip().split(None, 1)[0].upper()
         if DiskFull.full and verb not in ("SELECT", "PRAGMA", "BEGIN", "ROLLBACK"):
+            DiskFull.failures += 1
+            if DiskFull.free_after is not None and DiskFull.failures >= DiskFull.free_after:
+                DiskFull.full = False
             raise sqlite3.OperationalError("database or disk is full")
 
     def execute(self, sql: str, params: Any = ()) -> Any:
@@ -147,9 +161,10 @@ class DiskFull:
 
 @pytest.fixture
 def disk() -> Iterator[type[DiskFull]]:
-    DiskFull.full = False
+    DiskFull.full, DiskFull.free_after, DiskFull.failures = False, None, 0
+    DiskFull.statements.clear()
     yield DiskFull
-    DiskFull.full = False
+    DiskFull.full, DiskFull.free_after, DiskFull.failures = False, None, 0
 
 
 CALLS: list[str] = []
@@ -170,10 +185,11 @@ async def after(ctx: Context, opts: Any) -> Context:
     return ctx
 
 
-async def test_full_disk_at_a_checkpoint_fails_the_run_without_retrying(
+async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
     CALLS.clear()
+    disk.free_after = 3  # space is freed after three failed writes
     exp = Experiment(
         id="full",
         pipeline=[
@@ -187,13 +203,43 @@ async def test_full_disk_at_a_checkpoint_fails_the_run_without_retrying(
             open_runtime(store=store, registry=Registry()) as rt,
         ):
             handle = await rt.submit(exp, run_id="r1")
+            assert await handle.wait() is RunStatus.COMPLETED
+            assert (await store.get_run("r1")).status == "completed"
+            assert store._writer.retries >= 3
+    assert CALLS == ["fill_disk", "after"]  # each stage ran once: no stage was retried
+    assert disk.failures == 3
+    # The first transaction after the full disk checkpointed and truncated the WAL.
+    assert "PRAGMA wal_checkpoint(TRUNCATE)" in disk.statements
+
+
+async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_stages(
+    tmp_path: Path, disk: type[DiskFull]
+) -> None:
+    CALLS.clear()
+    exp = Experiment(
+        id="full",
+        pipeline=[
+            StageDef(stage=fill_disk, restart="transient", max_restarts=5),
+            StageDef(stage=after, restart="transient", max_restarts=5),
+        ],
+    )
+    with anyio.fail_after(20):
+        async with (
+            open_sqlite_store(tmp_path / "full.db", connect=disk, retry_for=0.3) as store,
+            open_runtime(store=store, registry=Registry()) as rt,
+        ):
+            handle = await rt.submit(exp, run_id="r1")
             assert await handle.wait() is RunStatus.FAILED
             disk.full = False
     assert CALLS == ["fill_disk"]  # neither stage was retried; 'after' never started
     err = handle.error
     assert isinstance(err, StageFailed)
     assert isinstance(err.reason, StoreUnavailable)
-    assert "the disk is full" in str(err.reason)
+    text = str(err.reason)
+    assert "the disk is full" in text
+    assert "(retried for 0.3 s)" in text
+    assert "\n" not in text
+    assert text.count(f"store sqlite:///{tmp_path}/full.db:") == 1
     assert err.reason.store == f"sqlite:///{tmp_path}/full.db"
 
 
@@ -206,7 +252,7 @@ async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_sta
         pipeline=[StageDef(stage=fill_disk, restart="transient", options={"fail": True})],
     )
     async with (
-        open_sqlite_store(tmp_path / "full.db", connect=disk) as store,
+        open_sqlite_store(tmp_path / "full.db", connect=disk, retry_for=0.3) as store,
         open_runtime(store=store, registry=Registry()) as rt,
     ):
         handle = await rt.submit(exp, run_id="r1")
@@ -220,7 +266,7 @@ async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_sta
     assert isinstance(handle.error.reason, StoreUnavailable)
 
 
-async def test_a_store_failure_at_start_fails_only_that_run(
+async def test_a_full_disk_refuses_a_new_run_at_once_and_only_that_run(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
     CALLS.clear()
@@ -230,15 +276,26 @@ async def test_a_store_failure_at_start_fails_only_that_run(
         open_runtime(store=store, registry=Registry()) as rt,
     ):
         disk.full = True
-        doomed = await rt.submit(exp, run_id="doomed")
-        assert await doomed.wait() is RunStatus.FAILED
+        refused: BaseException | None
+        with anyio.fail_after(2):  # not the 30 s an accepted run's write would wait
+            # Whether submit() itself raises (it waits for the run's row to commit) or
+            # the run fails before its first stage, the refusal is a StoreUnavailable.
+            try:
+                doomed = await rt.submit(exp, run_id="doomed")
+            except StoreUnavailable as exc:
+                refused = exc
+            else:
+                assert await doomed.wait() is RunStatus.FAILED
+                assert isinstance(doomed.error, StageFailed)
+                refused = doomed.error.reason
+        assert store._writer.retries == 0
         disk.full = False
         fine = await rt.submit(exp, run_id="fine")
         assert await fine.wait() is RunStatus.COMPLETED
         assert [r.id for r in await store.list_runs()] == ["fine"]
     assert CALLS == ["after"]
-    assert isinstance(doomed.error, StageFailed)
-    assert isinstance(doomed.error.reason, StoreUnavailable)
+    assert isinstance(refused, StoreUnavailable)
+    assert "the disk is full" in str(refused)
 
 
 async def test_writes_after_close_fail_instead_of_hanging(tmp_path: Path) -> None:
@@ -249,3 +306,72 @@ async def test_writes_after_close_fail_instead_of_hanging(tmp_path: Path) -> Non
         await store.register_owner(
             OwnerRecord(id="o", host="h", pid=1, started_at=now, heartbeat_at=now)
         )
+
+
+@stage("cut_connections")
+async def cut_connections(ctx: Context, opts: Any) -> Context:
+    """Terminate every server connection of the application named in ``opts`` (once)."""
+    if opts.get("armed") and not CUT:
+        CUT.append(await anyio.to_thread.run_sync(_terminate, opts["server"], opts["app"]))
+    return ctx.put_metric("cut", True)
+
+
+CUT: list[int] = []
+
+
+def _terminate(server: str, app: str) -> int:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (app,),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_postgres_connections_terminated_mid_run_are_ridden_out(
+    pg_url: str, pg_server_url: str
+) -> None:
+    """pg_terminate_backend of all the store's connections while 20 runs write: all
+    complete, stored ``completed``, and the store stays usable."""
+    pytest.importorskip("psycopg")
+    CUT.clear()
+    app = f"crucible-faults-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}&application_name={app}"
+    opts = {"server": pg_server_url, "app": app}
+    experiments = [
+        Experiment(
+            id="cut",
+            pipeline=[
+                StageDef(stage=after),
+                StageDef(stage=cut_connections, options={**opts, "armed": i == 5}),
+                StageDef(stage=after),
+            ],
+        )
+        for i in range(20)
+    ]
+    with anyio.fail_after(60):
+        async with open_store(url, migrate=True):
+            pass
+        async with (
+            open_store(url) as store,
+            open_runtime(store=store, registry=Registry()) as rt,
+        ):
+            handles = [await rt.submit(exp) for exp in experiments]
+            statuses = [await h.wait() for h in handles]
+            assert [CUT[0]] == CUT  # cut once, mid-run
+            assert CUT[0] >= 1
+            assert statuses == [RunStatus.COMPLETED] * 20, [h.error for h in handles]
+            stored = {r.id: r.status for r in await store.list_runs(limit=100)}
+            assert stored == {h.run_id: "completed" for h in handles}
+            # Cut again while the pool is idle (as a server restart leaves it): the next
+            # lone run and read get live connections, not the dead pooled ones.
+            assert await anyio.to_thread.run_sync(_terminate, pg_server_url, app) >= 1
+            late = await rt.submit(Experiment(id="late", pipeline=[StageDef(stage=after)]))
+            assert await late.wait() is RunStatus.COMPLETED, late.error
+            assert await anyio.to_thread.run_sync(_terminate, pg_server_url, app) >= 1
+            assert (await store.get_run(late.run_id)).status == "completed"

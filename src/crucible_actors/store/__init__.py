@@ -80,6 +80,7 @@ _SQLITE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_batch": int,
     "busy_timeout": float,
     "durability": check_durability,
+    "retry_for": float,
 }
 
 

@@ -37,7 +37,7 @@ from .._core._errors import MissingDependency, StoreError, StoreUnavailable
 from . import _sql
 from ._sql import redact_url
 from ._sqlstore import SQLStore
-from ._writer import GroupCommitWriter
+from ._writer import FAULT_CONNECTION, FAULT_FULL, GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -81,6 +81,24 @@ def wrap_pg_error(exc: BaseException, store: str) -> StoreError:
         err = StoreError(f"{type(exc).__name__}: {exc}", store=store)
     err.__cause__ = exc
     return err
+
+
+def pg_fault(exc: BaseException) -> str | None:
+    """Return the transient fault ``exc`` reports, or None.
+
+    A full disk on the server is :data:`FAULT_FULL`; a lost, refused or timed-out
+    connection, a server shutting down, a serialization failure or deadlock (all
+    ``OperationalError``), a connection found closed, or no pooled connection in time
+    is :data:`FAULT_CONNECTION`.
+    """
+    psycopg, psycopg_pool = _drivers()
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return FAULT_FULL
+    if isinstance(
+        exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout
+    ):
+        return FAULT_CONNECTION
+    return None
 
 
 @cache
@@ -127,8 +145,10 @@ class _PgTx(_sql.Tx):
 
 
 class _PgWriter(GroupCommitWriter[_PgTx]):
-    def __init__(self, pool: Any, *, store: str, max_batch: int) -> None:
-        super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
+    def __init__(self, pool: Any, *, store: str, max_batch: int, retry_for: float = 30.0) -> None:
+        super().__init__(
+            store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
+        )
         self.pool = pool
         self.conv = _PgTx(None)  # value conversions only, no connection
 
@@ -139,6 +159,9 @@ class _PgWriter(GroupCommitWriter[_PgTx]):
 
     def wrap_error(self, exc: Exception) -> StoreError:
         return wrap_pg_error(exc, self.store)
+
+    def fault_kind(self, exc: Exception) -> str | None:
+        return pg_fault(exc)
 
 
 def _schema_version(conn: Any) -> int:
@@ -210,13 +233,27 @@ class PostgresStore(SQLStore):
             return fn(_PgTx(conn))
 
     async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
+        """Run the query ``fn``; retry a lost connection as writes do (see ``_writer``)."""
         psycopg, psycopg_pool = _drivers()
-        try:
-            return await anyio.to_thread.run_sync(self._read_sync, fn, limiter=self._read_limiter)
-        except StoreError:
-            raise
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise wrap_pg_error(exc, self._name) from exc
+        writer = self._writer
+        delay, longest = writer.retry_delays
+        deadline: float | None = None
+        while True:
+            try:
+                return await anyio.to_thread.run_sync(
+                    self._read_sync, fn, limiter=self._read_limiter
+                )
+            except StoreError:
+                raise
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                now = anyio.current_time()
+                if deadline is None:
+                    deadline = now + writer.retry_for
+                if pg_fault(exc) != FAULT_CONNECTION or now >= deadline:
+                    raise wrap_pg_error(exc, self._name) from exc
+                wait = min(delay, deadline - now)
+            await anyio.sleep(wait)
+            delay = min(delay * 2, longest)
 
     async def migrate(self) -> list[str]:
         """Apply the missing migrations now; return the names of those applied."""
@@ -244,13 +281,18 @@ async def open_postgres_store(
     connect_timeout: float = 5.0,
     pool_size: int = 8,
     max_batch: int = 512,
+    retry_for: float = 30.0,
 ) -> AsyncIterator[PostgresStore]:
     """Open the PostgreSQL store at ``url`` (a libpq URL or conninfo string).
 
     ``migrate`` applies missing migrations first; otherwise the schema must be current.
     ``connect_timeout`` bounds connecting (libpq rounds it up to 2 s at least) and
     waiting for a pooled connection; ``pool_size`` connections serve one writer and
-    ``pool_size - 1`` parallel readers.
+    ``pool_size - 1`` parallel readers. The pool checks each connection as it hands it
+    out, so a server restart costs a reconnect rather than a failed write; a write or a
+    read that loses its connection anyway (or finds the server down) is retried with
+    backoff for up to ``retry_for`` seconds in all (each try waits at most
+    ``connect_timeout`` for a connection), then raises :class:`StoreUnavailable`.
 
     Raises:
         MissingDependency: psycopg is not installed.
@@ -300,13 +342,16 @@ async def open_postgres_store(
         timeout=connect_timeout,
         open=False,
         name="crucible-actors",
+        # A round trip per checkout: after a server restart the pooled connections are
+        # dead, and without it the first writes and reads after it would fail (issue 21).
+        check=psycopg_pool.ConnectionPool.check_connection,
     )
     try:
         await anyio.to_thread.run_sync(lambda: pool.open(wait=True, timeout=connect_timeout))
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         await anyio.to_thread.run_sync(pool.close)
         raise wrap_pg_error(exc, name) from exc
-    writer = _PgWriter(pool, store=name, max_batch=max_batch)
+    writer = _PgWriter(pool, store=name, max_batch=max_batch, retry_for=retry_for)
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
     try:

@@ -30,6 +30,7 @@ foreign SQLite file is refused instead of written to.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -44,7 +45,7 @@ import anyio.to_thread
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._sqlstore import SQLStore
-from ._writer import GroupCommitWriter
+from ._writer import FAULT_CONNECTION, FAULT_FULL, GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -126,9 +127,26 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
 
 
+def sqlite_fault(exc: BaseException) -> str | None:
+    """Return the transient fault ``exc`` reports (a full disk, a locked database), or None."""
+    if not isinstance(exc, sqlite3.OperationalError | OSError):
+        return None
+    code = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    if code.startswith("SQLITE_FULL") or "disk is full" in text:
+        return FAULT_FULL
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return FAULT_FULL
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return FAULT_CONNECTION
+    return None
+
+
 class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
-    def __init__(self, conn: Any, *, store: str, max_batch: int) -> None:
-        super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
+    def __init__(self, conn: Any, *, store: str, max_batch: int, retry_for: float = 30.0) -> None:
+        super().__init__(
+            store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
+        )
         self.conn = conn
         self.tx = _SQLiteTx(conn)
         self.conv = self.tx  # value conversions only: safe to call from the event loop
@@ -145,6 +163,19 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
 
     def wrap_error(self, exc: Exception) -> StoreError:
         return wrap_sqlite_error(exc, self.store)
+
+    def fault_kind(self, exc: Exception) -> str | None:
+        return sqlite_fault(exc)
+
+    def recover(self, fault: str) -> None:
+        """After a full disk, move the write-ahead log into the database and truncate it.
+
+        A WAL file keeps its largest size until truncated, so without this the space a
+        user frees is soon taken again by the log growing back into it.
+        """
+        if fault == FAULT_FULL:
+            _rollback(self.conn)
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _statements(script: str) -> list[str]:
@@ -322,6 +353,7 @@ async def open_sqlite_store(
     max_batch: int = 512,
     busy_timeout: float = 10.0,
     durability: str = "process",
+    retry_for: float = 30.0,
 ) -> AsyncIterator[SQLiteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.
 
@@ -333,6 +365,9 @@ async def open_sqlite_store(
     ``durability`` is ``"process"`` (WAL with ``synchronous=NORMAL``: an acknowledged
     write survives the process being killed, and commits need no fsync) or ``"power"``
     (``synchronous=FULL``: it also survives a power loss); see the module docstring.
+    ``retry_for`` is how long a write keeps retrying a full disk or a locked database
+    (with backoff) before it raises :class:`StoreUnavailable`; a new run's first write
+    is refused at once on a full disk instead.
 
     Raises:
         ValueError: ``durability`` is not ``"process"`` or ``"power"``.
@@ -366,7 +401,7 @@ async def open_sqlite_store(
         write_conn, read_conn, version = await anyio.to_thread.run_sync(open_sync)
     except (sqlite3.Error, OSError) as exc:
         raise wrap_sqlite_error(exc, name) from exc
-    writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch)
+    writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch, retry_for=retry_for)
     read_tx = None if read_conn is None else _SQLiteTx(read_conn)
     store = SQLiteStore(name, writer, read_tx, durability=durability)
     store.schema_version, store.applied = version

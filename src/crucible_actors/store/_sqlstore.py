@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _cache, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FINISH, RUN
+from ._writer import FAULT_CONNECTION
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from ._writer import GroupCommitWriter
 
 __all__ = ["SQLStore"]
+
+#: The faults a new run's first write retries on: not a full disk (see ``start_run``).
+_NEW_RUN_RETRIES = frozenset({FAULT_CONNECTION})
 
 
 class SQLStore(abc.ABC):
@@ -81,7 +85,18 @@ class SQLStore(abc.ABC):
         if checkpoint is not None:
             parts.append((CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)))
         fn = (lambda tx: _sql.resume_run(tx, run)) if resume else None
-        await self._writer.submit(fn, parts=parts)
+        if resume:
+            await self._writer.submit(fn, parts=parts)
+            return
+        # A new run is refused at once on a full disk (the runs already accepted keep
+        # the space); a lost connection is retried, accepting the row an unacknowledged
+        # commit may have left.
+        name = self._name
+        await self._writer.submit(
+            parts=parts,
+            retry_on=_NEW_RUN_RETRIES,
+            again=lambda tx: _start_run_again(tx, parts, run, name),
+        )
 
     async def save_checkpoint(
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
@@ -117,7 +132,11 @@ class SQLStore(abc.ABC):
         self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
     ) -> bool:
         claimed: bool = await self._writer.submit(
-            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id),
+            again=lambda tx: (
+                _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+                or _owned_running(tx, run_id, new_owner_id)
+            ),
         )
         return claimed
 
@@ -246,3 +265,27 @@ class SQLStore(abc.ABC):
             lambda tx: _cache.list_cached_results(tx, stage, limit)
         )
         return found
+
+
+def _start_run_again(
+    tx: _sql.Tx, parts: Sequence[tuple[int, Any]], run: RunRecord, store: str
+) -> None:
+    """Write a new run's parts on a retry: its own row, left by a commit whose
+    acknowledgement was lost, counts as inserted; another owner's row is a duplicate."""
+    found = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run.id,))
+    mine = bool(found) and run.owner_id is not None and found[0][0] == run.owner_id
+    for kind, row in parts:
+        if kind == RUN and mine:
+            continue
+        _sql.GROUP_HANDLERS[kind](tx, [row], store)
+
+
+def _owned_running(tx: _sql.Tx, run_id: str, owner_id: str) -> bool:
+    """Whether ``owner_id`` already holds run ``run_id`` (a claim retried after its
+    commit went through unacknowledged)."""
+    return bool(
+        tx.fetchall(
+            "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND status = 'running'",
+            (run_id, owner_id),
+        )
+    )
