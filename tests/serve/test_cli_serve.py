@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 import pytest
+from tests.store_faults import seed_unrecoverable_orphan
 
 from crucible_actors.cli import main
 
@@ -238,3 +239,24 @@ def test_sigterm_interrupts_runs_and_the_restarted_service_resumes_them(
     for run_id in run_ids:  # the first stage ran once, before the stop
         done = ["a"] if on_shutdown == "cancel" else ["a", "b"]
         assert [line.split()[1] for line in lines if line.split()[0] == run_id] == done
+
+
+@pytest.mark.slow
+def test_serve_starts_despite_a_run_it_cannot_recover_and_reports_it(tmp_path: Path) -> None:
+    seed_unrecoverable_orphan(tmp_path / "serve.db")
+    served = start_served(tmp_path)
+    try:
+        ready = httpx.get(f"{served.base_url}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["status"] == "ready"
+        assert list(body["unrecovered"]) == ["poison1"]
+        assert "injected: this run cannot be written" in body["unrecovered"]["poison1"]
+        body = {"id": "x", "pipeline": [{"name": "echo"}]}
+        response = httpx.post(f"{served.base_url}/api/runs", json=body)
+        assert response.status_code == 202, response.text
+    finally:
+        assert served.stop() == 0, served.log()
+    log = served.log()
+    assert "could not recover 1 run(s), left as they are (see /readyz): poison1" in log
+    assert "Traceback" not in log

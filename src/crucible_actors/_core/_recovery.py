@@ -80,6 +80,17 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     resumed: list[str] = []
     interrupted: list[str] = []
     skipped: list[str] = []
+    #: Runs recovery could not settle (a store error, say), by id, with the reason: they
+    #: are left as they were, for the next recovery (issue 21: one such run used to stop
+    #: the runtime, and ``serve``, from starting).
+    failed: dict[str, str] = {}
+
+
+def _failed(run_id: str, exc: Exception) -> str:
+    """Log, in one line, that run ``run_id`` could not be recovered; return the reason."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    log.warning("could not recover run %s (left as it is): %s", run_id, reason)
+    return reason
 
 
 class Recovery:
@@ -101,8 +112,9 @@ class Recovery:
         reason as its failure), then does the same for the runs a runtime interrupted
         when it shut down; ``"mark_interrupted"`` marks orphans interrupted;
         ``"ignore"`` does nothing. Runs of live owners are never touched, and a run
-        another process claims first is skipped. Waits while the runtime's
-        ``max_concurrent_runs`` are busy.
+        another process claims first is skipped. A run whose recovery fails (a store
+        error, say) is logged and listed in the report's ``failed``; the others go on.
+        Waits while the runtime's ``max_concurrent_runs`` are busy.
         """
         if on_start == "ignore":
             return self.last_recovery
@@ -116,6 +128,7 @@ class Recovery:
         resumed: list[str] = []
         interrupted: list[str] = []
         skipped: list[str] = []
+        failed: dict[str, str] = {}
         for run in running:
             if run.owner_id == self.owner.id:
                 continue
@@ -129,24 +142,29 @@ class Recovery:
             ):
                 continue
             dead.add(run.owner_id)
-            if on_start == "resume":
-                if not await store.claim_run(
-                    run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
+            try:
+                if on_start == "resume":
+                    if not await store.claim_run(
+                        run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
+                    ):
+                        skipped.append(run.id)  # another process claimed it first
+                        continue
+                    try:
+                        await self._resume_claimed(runtime, run.id)
+                    except CheckpointDecodeError as exc:
+                        log.warning("cannot resume run %s: %s", run.id, exc)
+                        await self._interrupt(run.id, self.owner.id, exc)
+                        interrupted.append(run.id)
+                        continue
+                    resumed.append(run.id)
+                elif await self._interrupt(
+                    run.id, run.owner_id, None, owners.get(run.owner_id or "")
                 ):
-                    skipped.append(run.id)  # another process claimed it first
-                    continue
-                try:
-                    await self._resume_claimed(runtime, run.id)
-                except CheckpointDecodeError as exc:
-                    log.warning("cannot resume run %s: %s", run.id, exc)
-                    await self._interrupt(run.id, self.owner.id, exc)
                     interrupted.append(run.id)
-                    continue
-                resumed.append(run.id)
-            elif await self._interrupt(run.id, run.owner_id, None, owners.get(run.owner_id or "")):
-                interrupted.append(run.id)
-            else:
-                skipped.append(run.id)
+                else:
+                    skipped.append(run.id)
+            except Exception as exc:  # one run the store cannot settle must not stop the rest
+                failed[run.id] = _failed(run.id, exc)
         if on_start == "resume":
             # Runs a shutdown interrupted. Their runtime is done with them once they are
             # stored interrupted, so its owner need not be dead; the claim, conditional
@@ -154,23 +172,29 @@ class Recovery:
             for run in await self._list_runs("interrupted"):
                 if not interrupted_by_shutdown(run):
                     continue
-                if not await store.claim_run(
-                    run.id, status="interrupted", owner_id=run.owner_id, new_owner_id=self.owner.id
-                ):
-                    skipped.append(run.id)
-                    continue
                 try:
-                    await self._resume_claimed(runtime, run.id)
-                except CheckpointDecodeError as exc:
-                    log.warning("cannot resume run %s: %s", run.id, exc)
-                    await self._interrupt(run.id, self.owner.id, exc)
-                    interrupted.append(run.id)
-                    continue
-                resumed.append(run.id)
+                    if not await store.claim_run(
+                        run.id,
+                        status="interrupted",
+                        owner_id=run.owner_id,
+                        new_owner_id=self.owner.id,
+                    ):
+                        skipped.append(run.id)
+                        continue
+                    try:
+                        await self._resume_claimed(runtime, run.id)
+                    except CheckpointDecodeError as exc:
+                        log.warning("cannot resume run %s: %s", run.id, exc)
+                        await self._interrupt(run.id, self.owner.id, exc)
+                        interrupted.append(run.id)
+                        continue
+                    resumed.append(run.id)
+                except Exception as exc:  # as above
+                    failed[run.id] = _failed(run.id, exc)
         for owner_id in dead:
             if owner_id is not None and owner_id in owners:
                 await store.remove_owner(owner_id)
-        self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
+        self.last_recovery = RecoveryReport(resumed, interrupted, skipped, failed)
         return self.last_recovery
 
     async def _list_runs(self, status: str) -> list[RunRecord]:

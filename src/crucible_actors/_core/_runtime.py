@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._instruments import RunObserver
     from ._metrics import RuntimeMetrics
+    from ._recovery import RecoveryReport
     from ._sweep import SweepHandle
 
 __all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
@@ -106,6 +107,9 @@ class Runtime:
         self.store: Any = None
         #: The stage result cache (in ``store``), or None without a store that has one.
         self.cache: StageCache | None = None
+        #: What start-up recovery did (``on_start``), its ``failed`` runs included; None
+        #: without a store.
+        self.recovery: RecoveryReport | None = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -405,7 +409,7 @@ async def open_runtime(
             metrics = _record_metrics(meter_provider, rt)
             try:
                 if adapter is not None:
-                    await adapter.recover(rt, on_start)
+                    rt.recovery = await adapter.recover(rt, on_start)
                 try:
                     yield rt
                 except Exception as exc:

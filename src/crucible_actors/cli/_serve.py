@@ -202,6 +202,16 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         ray_address=args.ray_address,
         on_shutdown=args.on_shutdown,
     ) as rt:
+        failed = rt.recovery.failed if rt.recovery is not None else {}
+        if failed:
+            # Start anyway (issue 21): these runs stay as they are; /readyz lists them.
+            shown = ", ".join(sorted(failed)[:10]) + (", ..." if len(failed) > 10 else "")
+            print(
+                f"crucible-actors serve: could not recover {len(failed)} run(s), left as they "
+                f"are (see /readyz): {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
         # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
         where = redact_url(url)

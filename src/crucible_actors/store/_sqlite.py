@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sqlite3
 import time
 from contextlib import asynccontextmanager, contextmanager
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import msgspec
 
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
@@ -89,7 +91,7 @@ def wrap_sqlite_error(exc: BaseException, store: str) -> StoreError:
             "restore it from a backup or point the store URL at a new file",
             store=store,
         )
-    elif code.startswith("SQLITE_FULL") or "disk is full" in text:
+    elif sqlite_fault(exc, store) == FAULT_FULL:
         err = StoreUnavailable(
             f"the disk is full ({text}); free some space and try again", store=store
         )
@@ -127,8 +129,29 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
 
 
-def sqlite_fault(exc: BaseException) -> str | None:
-    """Return the transient fault ``exc`` reports (a full disk, a locked database), or None."""
+#: Free bytes under which an I/O error is taken for a full disk (see ``sqlite_fault``).
+NEARLY_FULL = 1 << 20
+
+
+def _no_space(store: str) -> bool:
+    """Whether the file system of the store's file has (nearly) no space left."""
+    path = store.removeprefix("sqlite:///")
+    if path == store or path == ":memory:":
+        return False
+    try:
+        return shutil.disk_usage(Path(path).resolve().parent).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+def sqlite_fault(exc: BaseException, store: str = "") -> str | None:
+    """Return the transient fault ``exc`` reports (a full disk, a locked database), or None.
+
+    SQLite reports a full disk as ``SQLITE_FULL`` when the database or its log cannot
+    grow, but as an I/O error (``SQLITE_IOERR_SHMSIZE``, ``..._WRITE``) when its
+    shared-memory or log file cannot; an I/O error while the file system of ``store``
+    has under :data:`NEARLY_FULL` bytes free counts as a full disk too.
+    """
     if not isinstance(exc, sqlite3.OperationalError | OSError):
         return None
     code = str(getattr(exc, "sqlite_errorname", "") or "")
@@ -136,6 +159,8 @@ def sqlite_fault(exc: BaseException) -> str | None:
     if code.startswith("SQLITE_FULL") or "disk is full" in text:
         return FAULT_FULL
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return FAULT_FULL
+    if (code.startswith("SQLITE_IOERR") or "disk I/O error" in text) and _no_space(store):
         return FAULT_FULL
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
         return FAULT_CONNECTION
@@ -165,7 +190,7 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
         return wrap_sqlite_error(exc, self.store)
 
     def fault_kind(self, exc: Exception) -> str | None:
-        return sqlite_fault(exc)
+        return sqlite_fault(exc, self.store)
 
     def recover(self, fault: str) -> None:
         """After a full disk, move the write-ahead log into the database and truncate it.
@@ -332,6 +357,12 @@ class SQLiteStore(SQLStore):
             raise
         except (sqlite3.Error, OSError) as exc:
             raise wrap_sqlite_error(exc, self._name) from exc
+        except msgspec.DecodeError as exc:
+            raise StoreCorrupt(
+                f"a stored value is not valid JSON ({exc}); it was changed outside "
+                "crucible-actors: fix or delete that row",
+                store=self._name,
+            ) from exc
 
     async def migrate(self) -> list[str]:
         """Return the migrations applied when the store opened (it migrates on open)."""

@@ -154,7 +154,10 @@ class SQLStore(abc.ABC):
         return done
 
     async def register_owner(self, owner: OwnerRecord) -> None:
-        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
+        # A runtime starting on a full disk is refused at once, like a new run.
+        await self._writer.submit(
+            lambda tx: _sql.register_owner(tx, owner), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def heartbeat(self, owner_id: str, at: datetime) -> bool:
         alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
