@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -260,3 +262,30 @@ def test_serve_starts_despite_a_run_it_cannot_recover_and_reports_it(tmp_path: P
     log = served.log()
     assert "could not recover 1 run(s), left as they are (see /readyz): poison1" in log
     assert "Traceback" not in log
+
+
+def test_the_listen_backlog_defaults_to_2048_and_follows_backlog() -> None:
+    from crucible_actors.cli import _parser
+    from crucible_actors.cli._serve import hypercorn_config
+
+    default = _parser().parse_args(["serve"])
+    assert hypercorn_config(default, "127.0.0.1").backlog == 2048
+    chosen = _parser().parse_args(["serve", "--backlog", "777"])
+    assert hypercorn_config(chosen, "127.0.0.1").backlog == 777
+
+
+@pytest.mark.slow
+def test_the_served_socket_listens_with_the_backlog_asked_for(tmp_path: Path) -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read a listening socket's backlog")
+    served = start_served(tmp_path, "--backlog", "777")
+    try:
+        port = served.base_url.rsplit(":", 1)[1]
+        listing = subprocess.run(
+            [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout
+        # For a listening socket, ss shows the backlog as Send-Q (the third column).
+        assert [line.split()[2] for line in listing.splitlines()] == ["777"], listing
+    finally:
+        assert served.stop() == 0, served.log()
