@@ -30,6 +30,7 @@ from ._handle import RunHandle
 from ._ids import new_run_id
 from ._ir import Experiment
 from ._ir_load import experiment_from_mapping, load_experiment
+from ._lag import LagMonitor
 from ._registry import Registry
 from ._run import RunSupervisor, unwrap_fatal
 
@@ -110,6 +111,8 @@ class Runtime:
         #: What start-up recovery did (``on_start``), its ``failed`` runs included; None
         #: without a store.
         self.recovery: RecoveryReport | None = None
+        #: Warns when a stage blocks the event loop (see ``_lag.py``).
+        self.lag_monitor = LagMonitor()
 
     # -- public API ------------------------------------------------------------------
 
@@ -407,6 +410,7 @@ async def open_runtime(
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
+            tg.start_soon(rt.lag_monitor.run, name="crucible event-loop lag monitor")
             try:
                 if adapter is not None:
                     rt.recovery = await adapter.recover(rt, on_start)
@@ -417,6 +421,7 @@ async def open_runtime(
                 finally:
                     await rt._shutdown()
             finally:
+                rt.lag_monitor.stop()
                 if metrics is not None:
                     metrics.close()
     if body_error is not None:
