@@ -277,7 +277,7 @@ async def test_a_full_disk_refuses_a_new_run_at_once_and_only_that_run(
     ):
         disk.full = True
         refused: BaseException | None
-        with anyio.fail_after(2):  # not the 30 s an accepted run's write would wait
+        with anyio.fail_after(2):  # not the minute an accepted run's write would wait
             # Whether submit() itself raises (it waits for the run's row to commit) or
             # the run fails before its first stage, the refusal is a StoreUnavailable.
             try:

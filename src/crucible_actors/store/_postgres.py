@@ -37,7 +37,7 @@ from .._core._errors import MissingDependency, StoreError, StoreUnavailable
 from . import _sql
 from ._sql import redact_url
 from ._sqlstore import SQLStore
-from ._writer import FAULT_CONNECTION, FAULT_FULL, GroupCommitWriter
+from ._writer import FAULT_CONNECTION, FAULT_FULL, RETRY_FOR, GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -148,7 +148,9 @@ class _PgTx(_sql.Tx):
 
 
 class _PgWriter(GroupCommitWriter[_PgTx]):
-    def __init__(self, pool: Any, *, store: str, max_batch: int, retry_for: float = 30.0) -> None:
+    def __init__(
+        self, pool: Any, *, store: str, max_batch: int, retry_for: float = RETRY_FOR
+    ) -> None:
         super().__init__(
             store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
         )
@@ -284,7 +286,7 @@ async def open_postgres_store(
     connect_timeout: float = 5.0,
     pool_size: int = 8,
     max_batch: int = 512,
-    retry_for: float = 30.0,
+    retry_for: float = RETRY_FOR,
 ) -> AsyncIterator[PostgresStore]:
     """Open the PostgreSQL store at ``url`` (a libpq URL or conninfo string).
 

@@ -47,7 +47,7 @@ import msgspec
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._sqlstore import SQLStore
-from ._writer import FAULT_CONNECTION, FAULT_FULL, GroupCommitWriter
+from ._writer import FAULT_CONNECTION, FAULT_FULL, RETRY_FOR, GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -168,7 +168,9 @@ def sqlite_fault(exc: BaseException, store: str = "") -> str | None:
 
 
 class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
-    def __init__(self, conn: Any, *, store: str, max_batch: int, retry_for: float = 30.0) -> None:
+    def __init__(
+        self, conn: Any, *, store: str, max_batch: int, retry_for: float = RETRY_FOR
+    ) -> None:
         super().__init__(
             store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
         )
@@ -384,7 +386,7 @@ async def open_sqlite_store(
     max_batch: int = 512,
     busy_timeout: float = 10.0,
     durability: str = "process",
-    retry_for: float = 30.0,
+    retry_for: float = RETRY_FOR,
 ) -> AsyncIterator[SQLiteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.
 

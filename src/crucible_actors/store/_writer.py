@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from contextlib import AbstractContextManager
 
-__all__ = ["FAULTS", "FAULT_CONNECTION", "FAULT_FULL", "GroupCommitWriter"]
+__all__ = ["FAULTS", "FAULT_CONNECTION", "FAULT_FULL", "RETRY_FOR", "GroupCommitWriter"]
 
 TxT = TypeVar("TxT")
 
@@ -78,6 +78,10 @@ FAULT_CONNECTION = "connection"
 FAULT_FULL = "full"
 #: Every transient fault: what a write retries on unless it declines some.
 FAULTS = frozenset({FAULT_CONNECTION, FAULT_FULL})
+#: Seconds a write retries a transient fault by default: a minute, so that a PostgreSQL
+#: restart or a 30 s outage is ridden out with room to spare, while a store that stays
+#: down still fails the runs within a bounded time.
+RETRY_FOR = 60.0
 
 
 class _Write:
@@ -135,7 +139,7 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         handlers: Sequence[Callable[[TxT, list[Any], str], None]] = (),
         max_batch: int = 512,
         queue_size: int = 1024,
-        retry_for: float = 30.0,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self.store = store
         #: Converts record values to this database's parameters (``ts_in``/``json_in``);
