@@ -29,6 +29,8 @@ Scenarios (``--only NAME``, repeatable):
   a store write failing once) in a fresh process per backend: every run terminal with its
   planned outcome, the same outcome counts on trio and asyncio, no task, thread or child
   process left after the runtime closed, and allocated memory blocks back near the start.
+- ``pg-restart``, ``pg-outage``, ``full-disk``: store faults under load
+  (``bench/_chaos_faults.py``; the PostgreSQL ones restart or stop the local cluster).
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
@@ -59,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import _chaos_faults
 import anyio
 import httpx
 
@@ -834,6 +837,9 @@ SCENARIOS = {
     "faults": scenario_faults,
     "idempotency": scenario_idempotency,
 }
+
+# Store faults (issue 21): PostgreSQL restart and outage, a full disk.
+SCENARIOS.update(_chaos_faults.SCENARIOS)
 
 
 def main() -> None:

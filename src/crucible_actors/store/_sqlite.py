@@ -129,6 +129,9 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
 
 
+#: Pages between automatic WAL checkpoints once the disk has been full (see ``recover``).
+SMALL_WAL_PAGES = 64
+
 #: Free bytes under which an I/O error is taken for a full disk (see ``sqlite_fault``).
 NEARLY_FULL = 1 << 20
 
@@ -177,6 +180,8 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
         self.conn = conn
         self.tx = _SQLiteTx(conn)
         self.conv = self.tx  # value conversions only: safe to call from the event loop
+        #: Whether a full disk switched the log to small checkpoints (see ``recover``).
+        self.small_wal = False
 
     @contextmanager
     def transaction(self) -> Iterator[_SQLiteTx]:
@@ -195,14 +200,23 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
         return sqlite_fault(exc, self.store)
 
     def recover(self, fault: str) -> None:
-        """After a full disk, move the write-ahead log into the database and truncate it.
+        """After a full disk, keep the write-ahead log small, and truncate it now.
 
-        A WAL file keeps its largest size until truncated, so without this the space a
-        user frees is soon taken again by the log growing back into it.
+        A WAL file keeps its largest size until truncated, and grows to about 4 MB
+        (1,000 pages) between automatic checkpoints: without this, the space a user
+        frees is soon taken again by the log growing back into it (issue 21). From the
+        first full disk on, the log is checkpointed every 64 pages and truncated after
+        each checkpoint (more checkpoints, each one smaller), and this checkpoint moves
+        what the log holds into the database and truncates it.
         """
-        if fault == FAULT_FULL:
-            _rollback(self.conn)
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if fault != FAULT_FULL:
+            return
+        _rollback(self.conn)
+        if not self.small_wal:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {SMALL_WAL_PAGES}")
+            self.conn.execute("PRAGMA journal_size_limit = 0")
+            self.small_wal = True
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _statements(script: str) -> list[str]:
