@@ -375,3 +375,26 @@ async def test_postgres_connections_terminated_mid_run_are_ridden_out(
             assert await late.wait() is RunStatus.COMPLETED, late.error
             assert await anyio.to_thread.run_sync(_terminate, pg_server_url, app) >= 1
             assert (await store.get_run(late.run_id)).status == "completed"
+
+
+async def test_a_full_disk_fails_a_batch_once_not_write_by_write(
+    tmp_path: Path, disk: type[DiskFull]
+) -> None:
+    """30 concurrent writes meet a full disk: the batch fails as a whole (one failed
+    statement per try, not one per write) and every write commits once space is back."""
+    now = datetime.now(UTC)
+    owners = [
+        OwnerRecord(id=f"o{i}", host="h", pid=i, started_at=now, heartbeat_at=now)
+        for i in range(30)
+    ]
+    with anyio.fail_after(20):
+        async with open_sqlite_store(tmp_path / "batch.db", connect=disk) as store:
+            for owner in owners:
+                await store.register_owner(owner)
+            disk.full, disk.free_after = True, 2
+            async with anyio.create_task_group() as tg:
+                for owner in owners:
+                    tg.start_soon(store.heartbeat, owner.id, now)
+            assert disk.failures == 2  # two failed transactions, not one per write
+            assert store._writer.retries >= 30
+            assert len(await store.list_owners()) == 30
