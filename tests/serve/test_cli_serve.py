@@ -289,3 +289,14 @@ def test_the_served_socket_listens_with_the_backlog_asked_for(tmp_path: Path) ->
         assert [line.split()[2] for line in listing.splitlines()] == ["777"], listing
     finally:
         assert served.stop() == 0, served.log()
+
+
+def test_serve_on_a_corrupt_store_prints_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database " * 400)
+    assert main(["serve", "--port", "0", "--store", f"sqlite:///{garbage}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: store sqlite:///{garbage}: the file is not a readable")

@@ -30,7 +30,13 @@ from crucible_actors import (
     stage,
 )
 from crucible_actors.errors import StoreCorrupt, StoreError, StoreUnavailable
-from crucible_actors.store import OwnerRecord, open_sqlite_store, open_store
+from crucible_actors.store import (
+    ExperimentRecord,
+    OwnerRecord,
+    RunRecord,
+    open_sqlite_store,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -398,3 +404,45 @@ async def test_a_full_disk_fails_a_batch_once_not_write_by_write(
             assert disk.failures == 2  # two failed transactions, not one per write
             assert store._writer.retries >= 30
             assert len(await store.list_owners()) == 30
+
+
+class LostAck(DiskFull):
+    """A connection whose next ``lose`` COMMITs go through but report a lost connection
+    (as when PostgreSQL commits and the connection dies before the answer arrives)."""
+
+    lose = 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        result = self.conn.execute(sql, params)
+        if sql.strip().upper() == "COMMIT" and LostAck.lose > 0:
+            LostAck.lose -= 1
+            raise sqlite3.OperationalError("database is locked")  # a transient fault
+        return result
+
+
+async def test_writes_retried_after_a_lost_commit_acknowledgement_are_idempotent(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    run = RunRecord(id="r1", experiment_id="e", status="running", started_at=now, owner_id="me")
+    experiment = ExperimentRecord(id="e", definition={"id": "e"}, created_at=now, updated_at=now)
+    with anyio.fail_after(20):
+        async with open_sqlite_store(tmp_path / "ack.db", connect=LostAck) as store:
+            LostAck.lose = 1
+            await store.start_run(run, experiment=experiment)  # committed, then retried
+            assert [r.id for r in await store.list_runs()] == ["r1"]
+            LostAck.lose = 1
+            claimed = await store.claim_run("r1", status="running", owner_id="me", new_owner_id="B")
+            assert claimed  # its own earlier commit counts
+            LostAck.lose = 1
+            assert await store.mark_interrupted("r1", owner_id="B", finished_at=now)
+            assert (await store.get_run("r1")).status == "interrupted"
+            assert store._writer.retries == 3
+            # A real duplicate (another owner's row) is still refused.
+            with pytest.raises(StoreError, match="already exists"):
+                await store.start_run(
+                    RunRecord(
+                        id="r1", experiment_id="e", status="running", started_at=now, owner_id="C"
+                    ),
+                    experiment=experiment,
+                )

@@ -149,7 +149,11 @@ class SQLStore(abc.ABC):
         failure: dict[str, Any] | None = None,
     ) -> bool:
         done: bool = await self._writer.submit(
-            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure),
+            again=lambda tx: (
+                _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+                or _interrupted_by_us(tx, run_id, owner_id, finished_at)
+            ),
         )
         return done
 
@@ -290,5 +294,19 @@ def _owned_running(tx: _sql.Tx, run_id: str, owner_id: str) -> bool:
         tx.fetchall(
             "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND status = 'running'",
             (run_id, owner_id),
+        )
+    )
+
+
+def _interrupted_by_us(
+    tx: _sql.Tx, run_id: str, owner_id: str | None, finished_at: datetime
+) -> bool:
+    """Whether run ``run_id`` is already stored interrupted at ``finished_at`` under
+    ``owner_id`` (a retry after the first commit went through unacknowledged)."""
+    return bool(
+        tx.fetchall(
+            "SELECT 1 FROM runs WHERE id = ? AND status = 'interrupted' AND finished_at = ?"
+            f" AND {tx.owner_match}",
+            (run_id, tx.ts_in(finished_at), owner_id),
         )
     )
