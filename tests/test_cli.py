@@ -322,3 +322,26 @@ def test_run_goes_on_when_one_orphan_cannot_be_recovered(
     assert warnings[0].startswith("could not recover run poison1 (left as it is): StoreError:")
     assert "injected: this run cannot be written" in warnings[0]
     assert "\n" not in warnings[0]
+
+
+def test_run_whose_store_fails_mid_run_prints_one_line_and_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        'id = "midway"\n[[pipeline]]\nname = "seed"\n[[pipeline]]\nname = "seed"\n',
+    )
+    db = project / "midway.db"
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}"]) == 0  # creates the store
+    with closing(sqlite3.connect(db)) as conn:  # a real store error at the 2nd checkpoint
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.stage_index = 1"
+            " BEGIN SELECT RAISE(ABORT, 'injected: checkpoint refused'); END"
+        )
+        conn.commit()
+    capsys.readouterr()
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"error: store sqlite:///{db}:")
+    assert "injected: checkpoint refused" in captured.err
