@@ -58,6 +58,8 @@ STAGES = 5
 FAULT_RUNS = int(os.environ.get("CHAOS_FAULT_RUNS", "200"))
 OUTAGE_S = float(os.environ.get("CHAOS_OUTAGE_S", "30"))
 FULL_S = float(os.environ.get("CHAOS_FULL_S", "3"))
+DISK_RUNS = int(os.environ.get("CHAOS_DISK_RUNS", "30"))
+DISK_PAD = int(os.environ.get("CHAOS_DISK_PAD", "1024"))
 CLUSTER = ("15", "main")
 
 STAGES_PY = textwrap.dedent(
@@ -332,15 +334,15 @@ async def _disk_trial(disk: Path, scratch: Path, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     progress = Progress(log)
     filler = disk / "filler"
-    accepted_n = 30
+    accepted_n = DISK_RUNS
     async with anyio.create_task_group() as tg, open_runtime(store=url) as rt:
         tg.start_soon(progress.watch)
-        accepted = [await rt.submit(_experiment(log, rng, pad=1024)) for _ in range(accepted_n)]
+        accepted = [await rt.submit(_experiment(log, rng, pad=DISK_PAD)) for _ in range(accepted_n)]
         while _lines(log) < accepted_n:  # noqa: ASYNC110 - until a fifth of the stages ran
             await anyio.sleep(0.01)
         filled = await anyio.to_thread.run_sync(_fill, filler)
         full_at = time.monotonic()
-        new = [await _submit_new(rt, _experiment(log, rng, pad=1024)) for _ in range(10)]
+        new = [await _submit_new(rt, _experiment(log, rng, pad=DISK_PAD)) for _ in range(10)]
         await anyio.sleep(max(0.0, FULL_S - (time.monotonic() - full_at)))
         filler.unlink()
         wal = disk / "chaos.db-wal"
@@ -348,7 +350,7 @@ async def _disk_trial(disk: Path, scratch: Path, seed: int) -> dict[str, Any]:
         for handle in accepted:
             await handle.wait()
         settled_s = time.monotonic() - freed_at
-        later = [await rt.submit(_experiment(log, rng, pad=1024)) for _ in range(10)]
+        later = [await rt.submit(_experiment(log, rng, pad=DISK_PAD)) for _ in range(10)]
         for handle in later:
             await handle.wait()
         progress.done = True
