@@ -15,9 +15,11 @@ import uuid
 from contextlib import closing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from tests.store_faults import TcpProxy
 
 from crucible_actors import (
     Context,
@@ -446,3 +448,52 @@ async def test_writes_retried_after_a_lost_commit_acknowledgement_are_idempotent
                     ),
                     experiment=experiment,
                 )
+
+
+@stage("pause")
+async def pause(ctx: Context, opts: Any) -> Context:
+    await anyio.sleep(opts["seconds"])
+    return ctx.put_metric("paused", True)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_runs_stall_through_a_postgres_outage_and_finish(pg_url: str) -> None:
+    """The server becomes unreachable for 3 s (every connection cut, new ones refused,
+    through a TCP proxy): the 20 runs going stall and then all complete, stored so,
+    within a few seconds of the server coming back."""
+    server = urlsplit(pg_url)
+    assert server.hostname is not None
+    proxy = TcpProxy((server.hostname, server.port or 5432))
+    url = pg_url.replace(f"{server.hostname}:{server.port}", f"127.0.0.1:{proxy.port}", 1)
+    exp = Experiment(
+        id="outage",
+        pipeline=[
+            StageDef(stage=after),
+            StageDef(stage=pause, options={"seconds": 0.5}),
+            StageDef(stage=after),
+            StageDef(stage=pause, options={"seconds": 0.5}),
+        ],
+    )
+    try:
+        with anyio.fail_after(60):
+            async with open_store(pg_url, migrate=True):
+                pass
+            async with (
+                open_store(url) as store,
+                open_runtime(store=store, registry=Registry()) as rt,
+            ):
+                handles = [await rt.submit(exp) for _ in range(20)]
+                await anyio.sleep(0.3)  # the runs are in their first pause
+                proxy.cut()
+                await anyio.sleep(3.0)  # the outage
+                proxy.restore()
+                back = anyio.current_time()
+                statuses = [await h.wait() for h in handles]
+                settled = anyio.current_time() - back
+                assert statuses == [RunStatus.COMPLETED] * 20, [h.error for h in handles]
+                stored = {r.id: r.status for r in await store.list_runs(limit=100)}
+                assert stored == {h.run_id: "completed" for h in handles}
+                assert settled < 5.0  # not the pool's reconnection backoff
+    finally:
+        proxy.close()
