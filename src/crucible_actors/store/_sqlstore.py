@@ -172,7 +172,10 @@ class SQLStore(abc.ABC):
 
     async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
         name = self._name
-        await self._writer.submit(lambda tx: _sweeps.record_sweep(tx, sweep, points, name))
+        # New work, like a new run: refused at once on a full disk.
+        await self._writer.submit(
+            lambda tx: _sweeps.record_sweep(tx, sweep, points, name), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
         name = self._name
@@ -181,7 +184,11 @@ class SQLStore(abc.ABC):
         )
 
     async def put_cached_result(self, result: CachedResult) -> bool:
-        stored: bool = await self._writer.submit(lambda tx: _cache.put_cached_result(tx, result))
+        # Best effort (the cache logs a failure and the run goes on): never retried, so a
+        # run does not wait out a store fault for the sake of its cache entry.
+        stored: bool = await self._writer.submit(
+            lambda tx: _cache.put_cached_result(tx, result), retry_on=frozenset()
+        )
         return stored
 
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
