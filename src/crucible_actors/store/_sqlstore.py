@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLStore"]
 
-#: The faults a new run's first write retries on: not a full disk (see ``start_run``).
+#: The faults a new run's first write retries on: not a full disk (see ``start_run``);
+#: likewise a new runtime's owner row, a new sweep, and an owner row's removal.
 _NEW_RUN_RETRIES = frozenset({FAULT_CONNECTION})
 
 
@@ -168,7 +169,11 @@ class SQLStore(abc.ABC):
         return alive
 
     async def remove_owner(self, owner_id: str) -> None:
-        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
+        # At shutdown; a row left behind is cleaned up by the next recovery, so a full
+        # disk does not hold the shutdown for ``retry_for`` seconds.
+        await self._writer.submit(
+            lambda tx: _sql.remove_owner(tx, owner_id), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
         name = self._name
