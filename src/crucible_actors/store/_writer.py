@@ -240,46 +240,43 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         return await self._enqueue(_Write(fn, (), call=True))
 
     async def _enqueue(self, write: _Write) -> Any:
+        # One loop in one coroutine: the retry path costs the fast path nothing.
         deadline: float | None = None
         delay, longest = self.retry_delays
         while True:
-            try:
-                return await self._enqueue_once(write)
-            except StoreError:
-                fault = write.fault
-                if fault is None or fault not in write.retry_on or not self._open:
-                    raise
-                now = anyio.current_time()
-                if deadline is None:
-                    deadline = now + self.retry_for
-                if now >= deadline:
-                    error = write.error
-                    given_up = StoreUnavailable(
-                        f"{self._message(error)} (retried for {self.retry_for:g} s)",
-                        store=self.store,
-                    )
-                    raise given_up from error
+            while self._open and self._pending >= self.queue_size:
+                await self._current_epoch().wait()  # backpressure: a batch hands back room
+            if not self._open:
+                await anyio.lowlevel.checkpoint()
+                if write.error is not None:  # closed while the write waited to retry
+                    raise write.error
+                raise StoreUnavailable("the store is closed", store=self.store)
+            if deadline is not None:  # a retry
+                write.reset_for_retry()
+            self._pending += 1
+            self._next.append(write)
+            if not (self._busy or self._held):
+                self._dispatch()
+            while not write.done:
+                # A write left over by a full drain waits for the following batch.
+                await self._current_epoch().wait()
+            error = write.error
+            if error is None:
+                return write.result
+            fault = write.fault
+            if fault is None or fault not in write.retry_on or not self._open:
+                raise error
+            now = anyio.current_time()
+            if deadline is None:
+                deadline = now + self.retry_for
+            if now >= deadline:
+                given_up = StoreUnavailable(
+                    f"{self._message(error)} (retried for {self.retry_for:g} s)", store=self.store
+                )
+                raise given_up from error
             await anyio.sleep(min(delay, deadline - now))
             delay = min(delay * 2, longest)
             self.retries += 1
-            write.reset_for_retry()
-
-    async def _enqueue_once(self, write: _Write) -> Any:
-        while self._open and self._pending >= self.queue_size:
-            await self._current_epoch().wait()  # backpressure: a batch hands back room
-        if not self._open:
-            await anyio.lowlevel.checkpoint()
-            raise StoreUnavailable("the store is closed", store=self.store)
-        self._pending += 1
-        self._next.append(write)
-        if not (self._busy or self._held):
-            self._dispatch()
-        while not write.done:
-            # A write left over by a full drain waits for the following batch.
-            await self._current_epoch().wait()
-        if write.error is not None:
-            raise write.error
-        return write.result
 
     def close(self) -> None:
         """Stop accepting writes; the thread commits those queued, then stops."""
