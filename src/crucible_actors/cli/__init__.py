@@ -69,14 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _crucible_error(group: BaseExceptionGroup[BaseException]) -> CrucibleError | None:
-    """Return the CrucibleError in ``group`` if every leaf is an ordinary error, else None.
+    """Return the first CrucibleError in ``group`` if every leaf is one, else None.
 
-    A group holding a KeyboardInterrupt, SystemExit or cancellation is not ours to hide.
+    Anything else in the group (a bug, an interrupt, a cancellation) is not ours to hide:
+    the group then propagates with its traceback.
     """
     matched, rest = group.split(CrucibleError)
-    if matched is None:
-        return None
-    if rest is not None and rest.split(Exception)[1] is not None:
+    if matched is None or rest is not None:
         return None
     leaf: BaseException = matched
     while isinstance(leaf, BaseExceptionGroup):
