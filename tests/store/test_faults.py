@@ -35,7 +35,9 @@ from crucible_actors.errors import StoreCorrupt, StoreError, StoreUnavailable
 from crucible_actors.store import (
     ExperimentRecord,
     OwnerRecord,
+    PostgresStore,
     RunRecord,
+    SQLiteStore,
     open_sqlite_store,
     open_store,
 )
@@ -497,3 +499,25 @@ async def test_runs_stall_through_a_postgres_outage_and_finish(pg_url: str) -> N
                 assert settled < 5.0  # not the pool's reconnection backoff
     finally:
         proxy.close()
+
+
+async def test_retry_for_is_a_store_url_option(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path}/r.db?retry_for=2.5") as store:
+        assert isinstance(store, SQLiteStore)
+        assert store._writer.retry_for == 2.5
+    with pytest.raises(StoreUnavailable, match="bad value for SQLite URL option 'retry_for'"):
+        async with open_store(f"sqlite:///{tmp_path}/r.db?retry_for=soon"):
+            pass
+
+
+@pytest.mark.postgres
+async def test_retry_for_in_a_postgres_url_is_taken_out_before_connecting(pg_url: str) -> None:
+    async with open_store(pg_url, migrate=True):
+        pass
+    async with open_store(f"{pg_url}&retry_for=2.5") as store:
+        assert isinstance(store, PostgresStore)
+        assert store._writer.retry_for == 2.5
+        assert await store.list_runs() == []
+    with pytest.raises(StoreUnavailable, match="'retry_for': 'soon'"):
+        async with open_store(f"{pg_url}&retry_for=soon"):
+            pass
