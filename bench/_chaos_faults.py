@@ -20,7 +20,9 @@ Scenarios:
   Both restore the server if it is left down. They disturb every other client of the
   server: run them alone. ``CHAOS_PG_FAULT=terminate`` replaces the restart or outage
   by ``pg_terminate_backend`` of the store's connections (a dry run that leaves the
-  server alone).
+  server alone); ``CHAOS_PG_FAULT=proxy`` puts a TCP proxy between the store and the
+  server and cuts it instead (every connection closed, new ones refused: the outage a
+  client sees, without touching the server).
 - ``full-disk``: the SQLite store on a 4 MB tmpfs (``mount -t tmpfs``, root only; the
   scenario reports ``"skipped"`` where it cannot mount one). Runs are accepted, the disk
   is filled to the last byte, new runs are submitted (each must be refused at once with
@@ -38,13 +40,15 @@ import logging
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -221,13 +225,79 @@ def _terminate(base: str, app: str) -> None:
         )
 
 
-def _pg_fault(kind: str, base: str, app: str) -> float:
+class _Proxy:
+    """A TCP proxy to the server whose :meth:`cut` closes every connection and refuses
+    new ones (as a stopped server does) until :meth:`restore` (``CHAOS_PG_FAULT=proxy``)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port: int = sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.conns: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(256)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self.lock:
+            listener, self.listener = self.listener, None
+            conns, self.conns = self.conns, []
+        if listener is not None:
+            listener.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                if self.listener is not listener:
+                    return
+                continue
+            with self.lock:
+                if self.listener is not listener:  # cut meanwhile: this one goes too
+                    client.close()
+                    upstream.close()
+                    return
+                self.conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _pg_fault(kind: str, base: str, app: str, proxy: _Proxy | None) -> float:
     """Inject the fault; return how long the server was unavailable (seconds)."""
     started = time.monotonic()
-    if os.environ.get("CHAOS_PG_FAULT") == "terminate":
+    mode = os.environ.get("CHAOS_PG_FAULT")
+    if mode == "terminate":
         _terminate(base, app)
         return 0.0
-    if kind == "restart":
+    if proxy is not None:
+        proxy.cut()
+        time.sleep(OUTAGE_S if kind == "outage" else 1.0)
+        proxy.restore()
+    elif kind == "restart":
         if _cluster("restart") != 0:
             raise RuntimeError("pg_ctlcluster restart failed")
     else:
@@ -245,10 +315,16 @@ async def _pg_trial(kind: str, base: str, scratch: Path, seed: int) -> dict[str,
 
     app = f"chaos-faults-{uuid.uuid4().hex[:8]}"
     url, schema = _pg_schema(base, app)
+    direct = url
+    proxy = None
+    if os.environ.get("CHAOS_PG_FAULT") == "proxy":
+        server = urlsplit(base)
+        proxy = _Proxy(server.hostname or "127.0.0.1", server.port or 5432)
+        url = url.replace(f"@{server.netloc.split('@')[-1]}", f"@127.0.0.1:{proxy.port}", 1)
     log = scratch / f"pg-{kind}-{uuid.uuid4().hex[:6]}.log"
     rng = random.Random(seed)
     try:
-        async with open_store(url, migrate=True):
+        async with open_store(direct, migrate=True):
             pass
         progress = Progress(log)
         started = time.monotonic()
@@ -257,13 +333,15 @@ async def _pg_trial(kind: str, base: str, scratch: Path, seed: int) -> dict[str,
             handles = [await rt.submit(_experiment(log, rng)) for _ in range(FAULT_RUNS)]
             while _lines(log) < FAULT_RUNS:  # noqa: ASYNC110 - until a fifth of the stages ran
                 await anyio.sleep(0.01)
-            outage_s = await anyio.to_thread.run_sync(_pg_fault, kind, base, app)
+            outage_s = await anyio.to_thread.run_sync(_pg_fault, kind, base, app, proxy)
             for handle in handles:
                 await handle.wait()
             progress.done = True
         wall = time.monotonic() - started
-        verdict = await _verdict(url, handles, log)
+        verdict = await _verdict(direct, handles, log)
     finally:
+        if proxy is not None:
+            proxy.cut()
         await anyio.to_thread.run_sync(_ensure_up)
         with contextlib.suppress(Exception):
             await anyio.to_thread.run_sync(_pg_drop, base, schema)

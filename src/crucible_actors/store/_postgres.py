@@ -25,6 +25,7 @@ window, since heartbeats carry wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from contextlib import asynccontextmanager, contextmanager
 from functools import cache
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 
 
 __all__ = ["PostgresStore", "open_postgres_store"]
+
+#: Seconds a read waits for a pooled connection before it opens one of its own.
+_POOL_WAIT = 1.0
 
 # pg_advisory_xact_lock key taken while migrating ("crucible" in ASCII).
 _MIGRATION_LOCK = 0x6372756369626C65
@@ -148,19 +152,48 @@ class _PgTx(_sql.Tx):
 
 
 class _PgWriter(GroupCommitWriter[_PgTx]):
+    """The group-commit writer, on a connection of its own (not the pool's).
+
+    Only the writer thread uses it. A connection found broken is dropped, and the next
+    transaction opens a new one at once: after a server restart or an outage the writes
+    resume as soon as the server accepts connections again, where the pool would wait
+    out its reconnection backoff (measured: up to 28 s after a 30 s outage).
+    """
+
     def __init__(
-        self, pool: Any, *, store: str, max_batch: int, retry_for: float = RETRY_FOR
+        self,
+        connect: Callable[[], Any],
+        *,
+        store: str,
+        max_batch: int,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         super().__init__(
             store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
         )
-        self.pool = pool
+        self.connect = connect
+        self.conn: Any = None
         self.conv = _PgTx(None)  # value conversions only, no connection
 
     @contextmanager
     def transaction(self) -> Iterator[_PgTx]:
-        with self.pool.connection() as conn, conn.transaction():
-            yield _PgTx(conn)
+        conn = self.conn
+        if conn is None or conn.closed:
+            conn = self.conn = self.connect()
+        try:
+            with conn.transaction():
+                yield _PgTx(conn)
+        except BaseException:
+            if conn.closed or conn.broken:
+                self.close_connection()
+            raise
+
+    def close_connection(self) -> None:
+        """Close the writer's connection (once the writer thread has stopped, or from it)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def wrap_error(self, exc: Exception) -> StoreError:
         return wrap_pg_error(exc, self.store)
@@ -234,8 +267,16 @@ class PostgresStore(SQLStore):
         self.applied: list[str] = []
 
     def _read_sync(self, fn: Callable[[_sql.Tx], Any]) -> Any:
-        with self._pool.connection() as conn:
-            return fn(_PgTx(conn))
+        _, psycopg_pool = _drivers()
+        try:
+            # The read limiter leaves the pool a connection to spare: a healthy pool
+            # answers at once, so a wait means it is reconnecting after an outage (with a
+            # backoff of its own): read on a connection of our own meanwhile.
+            with self._pool.connection(timeout=_POOL_WAIT) as conn:
+                return fn(_PgTx(conn))
+        except psycopg_pool.PoolTimeout:
+            with self._writer.connect() as conn:
+                return fn(_PgTx(conn))
 
     async def _read(self, fn: Callable[[_sql.Tx], Any]) -> Any:
         """Run the query ``fn``; retry a lost connection as writes do (see ``_writer``)."""
@@ -292,12 +333,12 @@ async def open_postgres_store(
 
     ``migrate`` applies missing migrations first; otherwise the schema must be current.
     ``connect_timeout`` bounds connecting (libpq rounds it up to 2 s at least) and
-    waiting for a pooled connection; ``pool_size`` connections serve one writer and
-    ``pool_size - 1`` parallel readers. The pool checks each connection as it hands it
-    out, so a server restart costs a reconnect rather than a failed write; a write or a
-    read that loses its connection anyway (or finds the server down) is retried with
-    backoff for up to ``retry_for`` seconds in all (each try waits at most
-    ``connect_timeout`` for a connection), then raises :class:`StoreUnavailable`.
+    waiting for a pooled connection; the writer has a connection of its own, and a pool
+    of ``pool_size`` connections serves ``pool_size - 1`` parallel readers. The pool
+    checks each connection as it hands it out, so a server restart costs a reconnect
+    rather than a failed read; a write or a read that loses its connection anyway (or
+    finds the server down) is retried with backoff for up to ``retry_for`` seconds in
+    all, then raises :class:`StoreUnavailable`.
 
     Raises:
         MissingDependency: psycopg is not installed.
@@ -356,7 +397,12 @@ async def open_postgres_store(
     except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
         await anyio.to_thread.run_sync(pool.close)
         raise wrap_pg_error(exc, name) from exc
-    writer = _PgWriter(pool, store=name, max_batch=max_batch, retry_for=retry_for)
+    writer = _PgWriter(
+        lambda: psycopg.connect(url, **connect_kwargs),
+        store=name,
+        max_batch=max_batch,
+        retry_for=retry_for,
+    )
     store = PostgresStore(name, pool, writer, size - 1)
     store.schema_version, store.applied = version, applied
     try:
@@ -364,4 +410,5 @@ async def open_postgres_store(
             yield store
     finally:
         with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.close_connection)
             await anyio.to_thread.run_sync(pool.close)
