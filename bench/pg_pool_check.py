@@ -1,8 +1,8 @@
 """What checking each pooled PostgreSQL connection on checkout costs (issue 21).
 
-The PostgreSQL store's pool runs ``ConnectionPool.check_connection`` (one empty round
-trip) whenever it hands out a connection, so that after a server restart no write or
-read gets a dead connection. Measured here, in one process against the same server:
+The PostgreSQL store's read pool runs ``ConnectionPool.check_connection`` (one empty
+round trip) whenever it hands out a connection, so that after a server restart no read
+gets a dead connection. Measured here, in one process against the same server:
 checkout + a one-statement transaction + return, with the check (what the store does)
 and without it (the baseline), interleaved over ``--rounds`` rounds; the median of each
 is printed as one JSON line in microseconds. The writer takes one connection per batch
