@@ -5,8 +5,8 @@ round trip) whenever it hands out a connection, so that after a server restart n
 gets a dead connection. Measured here, in one process against the same server:
 checkout + a one-statement transaction + return, with the check (what the store does)
 and without it (the baseline), interleaved over ``--rounds`` rounds; the median of each
-is printed as one JSON line in microseconds. The writer takes one connection per batch
-of writes (group commit), so the cost is per batch, not per write.
+is printed as one JSON line in microseconds. It is paid per read; the writer keeps a
+connection of its own (it reconnects when a write finds it broken).
 
 Usage: ``python bench/pg_pool_check.py [--n 2000] [--rounds 5]`` (needs a server at
 ``CRUCIBLE_TEST_POSTGRES_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``).
