@@ -79,6 +79,7 @@ async def test_a_stage_still_running_after_the_block_is_not_named(
     opts = {"seconds": 3.0, "then_sleep": 2.0}
     exp = Experiment(id="hog", pipeline=[StageDef(stage=hog, options=opts)])
     async with open_runtime(registry=Registry()) as rt:
+        await trio.sleep(0.1)  # the monitor is asleep, due in 0.4 s
         handle = await rt.submit(exp, run_id="r1")
         assert await handle.wait() is RunStatus.COMPLETED
     (warning,) = lag_warnings(caplog)
