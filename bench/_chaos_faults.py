@@ -354,13 +354,32 @@ async def _pg_trial(kind: str, base: str, scratch: Path, seed: int) -> dict[str,
     }
 
 
+def _pg_skip(args: argparse.Namespace) -> str | None:
+    """Why a PostgreSQL scenario cannot run here, or None."""
+    if args.no_postgres:
+        return "--no-postgres"
+    if os.environ.get("CHAOS_PG_FAULT") not in ("terminate", "proxy") and not shutil.which(
+        "pg_ctlcluster"
+    ):
+        return "no pg_ctlcluster to restart the server (CHAOS_PG_FAULT=proxy cuts a proxy)"
+    return None
+
+
 def scenario_pg_restart(args: argparse.Namespace, scratch: Path) -> None:
+    skip = _pg_skip(args)
+    if skip is not None:
+        emit("pg_restart", skipped=skip)
+        return
     _prepare(scratch)
     result = anyio.run(_pg_trial, "restart", args.pg_url, scratch, args.seed, backend=args.backend)
     emit("pg_restart", store="postgresql", **result)
 
 
 def scenario_pg_outage(args: argparse.Namespace, scratch: Path) -> None:
+    skip = _pg_skip(args)
+    if skip is not None:
+        emit("pg_outage", skipped=skip)
+        return
     _prepare(scratch)
     result = anyio.run(_pg_trial, "outage", args.pg_url, scratch, args.seed, backend=args.backend)
     emit("pg_outage", store="postgresql", **result)
