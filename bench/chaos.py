@@ -35,6 +35,8 @@ Scenarios (``--only NAME``, repeatable):
 - ``data-sigkill``: ``sigkill`` with numpy arrays above the blob threshold in every run
   (``bench/_chaos_data.py``): no run lost or wrong, no blob missing or corrupt, no
   partial blob file left after ``gc``.
+- ``pg-restart``, ``pg-outage``, ``full-disk``: store faults under load
+  (``bench/_chaos_faults.py``; the PostgreSQL ones restart or stop the local cluster).
 - ``idempotency``: ``--submissions`` concurrent HTTP submissions with one
   ``Idempotency-Key``: exactly one run, every response names it; then the same key with a
   different body gets the documented 422 ``IdempotencyKeyReused``.
@@ -69,6 +71,7 @@ from typing import Any
 from urllib.parse import quote
 
 import _chaos_data
+import _chaos_faults
 import anyio
 import httpx
 from _chaos_ack import SCENARIOS as ACK_SCENARIOS
@@ -852,6 +855,8 @@ SCENARIOS = {
 from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
 
 SCENARIOS.update(LEASE_SCENARIOS)
+# Store faults (issue 21): PostgreSQL restart and outage, a full disk.
+SCENARIOS.update(_chaos_faults.SCENARIOS)
 
 
 def main() -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import textwrap
+from contextlib import closing
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.store_faults import seed_unrecoverable_orphan
 
 from crucible_actors.cli import main
 
@@ -269,3 +272,76 @@ def test_ctrl_c_cancels_the_run_and_records_it_as_cancelled(tmp_path: Path) -> N
         timeout=30,
     )
     assert json.loads(shown.stdout)["run"]["status"] == "cancelled"
+
+
+# -- store errors: one line, exit 2 (issue 21) -----------------------------------------
+
+
+def test_run_on_a_locked_store_prints_one_line_and_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(project / "exp.toml", 'id = "locked"\n[[pipeline]]\nname = "seed"\n')
+    db = project / "locked.db"
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}"]) == 0  # creates the store
+    capsys.readouterr()
+    with closing(sqlite3.connect(db, isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than we wait
+        url = f"sqlite:///{db}?busy_timeout=0.1&retry_for=0.2"
+        assert main(["run", str(exp), "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: store sqlite:///{db}: cannot use the database:")
+    assert "database is locked" in err
+
+
+def test_run_on_a_store_with_a_corrupt_row_prints_one_line_and_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(project / "exp.toml", 'id = "corrupt"\n[[pipeline]]\nname = "seed"\n')
+    db = project / "corrupt.db"
+    seed_unrecoverable_orphan(db)
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE runs SET metrics = '{not json' WHERE id = 'poison1'")
+        conn.commit()
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}"]) == 2  # recovery lists it
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: store sqlite:///{db}: a stored value is not valid JSON")
+
+
+def test_run_goes_on_when_one_orphan_cannot_be_recovered(
+    project: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    exp = write(project / "exp.toml", 'id = "after"\n[[pipeline]]\nname = "seed"\n')
+    db = project / "poisoned.db"
+    seed_unrecoverable_orphan(db)
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}", "--run-id", "fresh"]) == 0
+    assert "run fresh  experiment after  completed" in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if "could not recover" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("could not recover run poison1 (left as it is): StoreError:")
+    assert "injected: this run cannot be written" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+def test_run_whose_store_fails_mid_run_prints_one_line_and_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = write(
+        project / "exp.toml",
+        'id = "midway"\n[[pipeline]]\nname = "seed"\n[[pipeline]]\nname = "seed"\n',
+    )
+    db = project / "midway.db"
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}"]) == 0  # creates the store
+    with closing(sqlite3.connect(db)) as conn:  # a real store error at the 2nd checkpoint
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON checkpoints WHEN NEW.stage_index = 1"
+            " BEGIN SELECT RAISE(ABORT, 'injected: checkpoint refused'); END"
+        )
+        conn.commit()
+    capsys.readouterr()
+    assert main(["run", str(exp), "--store", f"sqlite:///{db}", "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"error: store sqlite:///{db}:")
+    assert "injected: checkpoint refused" in captured.err

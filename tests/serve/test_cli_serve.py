@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 import pytest
+from tests.store_faults import seed_unrecoverable_orphan
 
 from crucible_actors.cli import main
 
@@ -238,3 +241,62 @@ def test_sigterm_interrupts_runs_and_the_restarted_service_resumes_them(
     for run_id in run_ids:  # the first stage ran once, before the stop
         done = ["a"] if on_shutdown == "cancel" else ["a", "b"]
         assert [line.split()[1] for line in lines if line.split()[0] == run_id] == done
+
+
+@pytest.mark.slow
+def test_serve_starts_despite_a_run_it_cannot_recover_and_reports_it(tmp_path: Path) -> None:
+    seed_unrecoverable_orphan(tmp_path / "serve.db")
+    served = start_served(tmp_path)
+    try:
+        ready = httpx.get(f"{served.base_url}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        body = ready.json()
+        assert body["status"] == "ready"
+        assert list(body["unrecovered"]) == ["poison1"]
+        assert "injected: this run cannot be written" in body["unrecovered"]["poison1"]
+        body = {"id": "x", "pipeline": [{"name": "echo"}]}
+        response = httpx.post(f"{served.base_url}/api/runs", json=body)
+        assert response.status_code == 202, response.text
+    finally:
+        assert served.stop() == 0, served.log()
+    log = served.log()
+    assert "could not recover 1 run(s), left as they are (see /readyz): poison1" in log
+    assert "Traceback" not in log
+
+
+def test_the_listen_backlog_defaults_to_2048_and_follows_backlog() -> None:
+    from crucible_actors.cli import _parser
+    from crucible_actors.cli._serve import hypercorn_config
+
+    default = _parser().parse_args(["serve"])
+    assert hypercorn_config(default, "127.0.0.1").backlog == 2048
+    chosen = _parser().parse_args(["serve", "--backlog", "777"])
+    assert hypercorn_config(chosen, "127.0.0.1").backlog == 777
+
+
+@pytest.mark.slow
+def test_the_served_socket_listens_with_the_backlog_asked_for(tmp_path: Path) -> None:
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read a listening socket's backlog")
+    served = start_served(tmp_path, "--backlog", "777")
+    try:
+        port = served.base_url.rsplit(":", 1)[1]
+        listing = subprocess.run(
+            [ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+        ).stdout
+        # For a listening socket, ss shows the backlog as Send-Q (the third column).
+        assert [line.split()[2] for line in listing.splitlines()] == ["777"], listing
+    finally:
+        assert served.stop() == 0, served.log()
+
+
+def test_serve_on_a_corrupt_store_prints_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database " * 400)
+    assert main(["serve", "--port", "0", "--store", f"sqlite:///{garbage}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: store sqlite:///{garbage}: the file is not a readable")

@@ -1,20 +1,26 @@
-"""Bad input and faults: each gives a clear StoreError subclass, never a hang, never a retry.
+"""Bad input and faults: each gives a clear StoreError subclass, never a hang.
 
-A store error during a run fails the run without charging the stage's restart budget:
-the run supervisor treats observer errors as run failures, outside the stage's restart
-loop. The run's outcome is then kept and its write retried until the store takes it.
+Transient faults (a full disk, a lost connection) are ridden out: the store retries the
+write with backoff for up to ``retry_for`` seconds, and a new run is refused at once on a
+full disk. A store error that outlasts that fails the run without charging the stage's
+restart budget: the run supervisor treats observer errors as run failures, outside the
+stage's restart loop. The run's outcome is then kept and its write retried until the
+store takes it.
 """
 
 from __future__ import annotations
 
 import socket
 import sqlite3
+import uuid
 from contextlib import closing
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from tests.store_faults import TcpProxy
 
 from crucible_actors import (
     Context,
@@ -27,7 +33,15 @@ from crucible_actors import (
     stage,
 )
 from crucible_actors.errors import StoreCorrupt, StoreError, StoreUnavailable
-from crucible_actors.store import OwnerRecord, open_sqlite_store, open_store
+from crucible_actors.store import (
+    ExperimentRecord,
+    OwnerRecord,
+    PostgresStore,
+    RunRecord,
+    SQLiteStore,
+    open_sqlite_store,
+    open_store,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,21 +137,25 @@ async def test_silent_postgres_server_times_out_instead_of_hanging(silent_server
 class DiskFull:
     """A sqlite3 connection whose writes fail with SQLITE_FULL while ``full`` is set.
 
-    With ``free_after`` set, space frees itself after that many refused writes.
+    ``free_after`` (if set) frees the disk after that many failed writes; ``statements``
+    records every statement run, for the WAL truncation check.
     """
 
     full = False
     free_after: int | None = None
+    failures = 0
+    statements: ClassVar[list[str]] = []
 
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
     def _check(self, sql: str) -> None:
+        DiskFull.statements.append(sql)
         verb = sql.lstrip().split(None, 1)[0].upper()
         if DiskFull.full and verb not in ("SELECT", "PRAGMA", "BEGIN", "ROLLBACK"):
-            if DiskFull.free_after is not None:
-                DiskFull.free_after -= 1
-                DiskFull.full = DiskFull.free_after > 0
+            DiskFull.failures += 1
+            if DiskFull.free_after is not None and DiskFull.failures >= DiskFull.free_after:
+                DiskFull.full = False
             raise sqlite3.OperationalError("database or disk is full")
 
     def execute(self, sql: str, params: Any = ()) -> Any:
@@ -154,11 +172,10 @@ class DiskFull:
 
 @pytest.fixture
 def disk() -> Iterator[type[DiskFull]]:
-    DiskFull.full = False
-    DiskFull.free_after = None
+    DiskFull.full, DiskFull.free_after, DiskFull.failures = False, None, 0
+    DiskFull.statements.clear()
     yield DiskFull
-    DiskFull.full = False
-    DiskFull.free_after = None
+    DiskFull.full, DiskFull.free_after, DiskFull.failures = False, None, 0
 
 
 CALLS: list[str] = []
@@ -179,10 +196,11 @@ async def after(ctx: Context, opts: Any) -> Context:
     return ctx
 
 
-async def test_full_disk_at_a_checkpoint_fails_the_run_without_retrying(
+async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
     CALLS.clear()
+    disk.free_after = 3  # space is freed after three failed writes
     exp = Experiment(
         id="full",
         pipeline=[
@@ -199,13 +217,43 @@ async def test_full_disk_at_a_checkpoint_fails_the_run_without_retrying(
             open_runtime(store=store, registry=Registry()) as rt,
         ):
             handle = await rt.submit(exp, run_id="r1")
+            assert await handle.wait() is RunStatus.COMPLETED
+            assert (await store.get_run("r1")).status == "completed"
+            assert store._writer.retries >= 3
+    assert CALLS == ["fill_disk", "after"]  # each stage ran once: no stage was retried
+    assert disk.failures == 3
+    # The first transaction after the full disk checkpointed and truncated the WAL.
+    assert "PRAGMA wal_checkpoint(TRUNCATE)" in disk.statements
+
+
+async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_stages(
+    tmp_path: Path, disk: type[DiskFull]
+) -> None:
+    CALLS.clear()
+    exp = Experiment(
+        id="full",
+        pipeline=[
+            StageDef(stage=fill_disk, restart="transient", max_restarts=5),
+            StageDef(stage=after, restart="transient", max_restarts=5),
+        ],
+    )
+    with anyio.fail_after(20):
+        async with (
+            open_sqlite_store(tmp_path / "full.db", connect=disk, retry_for=0.3) as store,
+            open_runtime(store=store, registry=Registry()) as rt,
+        ):
+            handle = await rt.submit(exp, run_id="r1")
             assert await handle.wait() is RunStatus.FAILED
             assert (await store.get_run("r1")).status == "failed"
     assert CALLS == ["fill_disk"]  # neither stage was retried; 'after' never started
     err = handle.error
     assert isinstance(err, StageFailed)
     assert isinstance(err.reason, StoreUnavailable)
-    assert "the disk is full" in str(err.reason)
+    text = str(err.reason)
+    assert "the disk is full" in text
+    assert "(retried for 0.3 s)" in text
+    assert "\n" not in text
+    assert text.count(f"store sqlite:///{tmp_path}/full.db:") == 1
     assert err.reason.store == f"sqlite:///{tmp_path}/full.db"
 
 
@@ -219,7 +267,7 @@ async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_sta
     )
     disk.free_after = 2  # the failed attempt, then the outcome's first write
     async with (
-        open_sqlite_store(tmp_path / "full.db", connect=disk) as store,
+        open_sqlite_store(tmp_path / "full.db", connect=disk, retry_for=0.3) as store,
         open_runtime(store=store, registry=Registry()) as rt,
     ):
         handle = await rt.submit(exp, run_id="r1")
@@ -232,7 +280,7 @@ async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_sta
     assert isinstance(handle.error.reason, StoreUnavailable)
 
 
-async def test_a_store_failure_at_start_refuses_only_that_submission(
+async def test_a_full_disk_refuses_a_new_run_at_once_and_only_that_run(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
     CALLS.clear()
@@ -242,14 +290,26 @@ async def test_a_store_failure_at_start_refuses_only_that_submission(
         open_runtime(store=store, registry=Registry()) as rt,
     ):
         disk.full = True
-        # Not acknowledged: submit() raises rather than return a run the store lacks.
-        with pytest.raises(StoreUnavailable, match="the disk is full"):
-            await rt.submit(exp, run_id="doomed")
+        refused: BaseException | None
+        with anyio.fail_after(2):  # not the minute an accepted run's write would wait
+            # Whether submit() itself raises (it waits for the run's row to commit) or
+            # the run fails before its first stage, the refusal is a StoreUnavailable.
+            try:
+                doomed = await rt.submit(exp, run_id="doomed")
+            except StoreUnavailable as exc:
+                refused = exc
+            else:
+                assert await doomed.wait() is RunStatus.FAILED
+                assert isinstance(doomed.error, StageFailed)
+                refused = doomed.error.reason
+        assert store._writer.retries == 0
         disk.full = False
         fine = await rt.submit(exp, run_id="fine")
         assert await fine.wait() is RunStatus.COMPLETED
         assert [r.id for r in await store.list_runs()] == ["fine"]
     assert CALLS == ["after"]
+    assert isinstance(refused, StoreUnavailable)
+    assert "the disk is full" in str(refused)
 
 
 async def test_writes_after_close_fail_instead_of_hanging(tmp_path: Path) -> None:
@@ -260,3 +320,208 @@ async def test_writes_after_close_fail_instead_of_hanging(tmp_path: Path) -> Non
         await store.register_owner(
             OwnerRecord(id="o", host="h", pid=1, started_at=now, heartbeat_at=now)
         )
+
+
+@stage("cut_connections")
+async def cut_connections(ctx: Context, opts: Any) -> Context:
+    """Terminate every server connection of the application named in ``opts`` (once)."""
+    if opts.get("armed") and not CUT:
+        CUT.append(await anyio.to_thread.run_sync(_terminate, opts["server"], opts["app"]))
+    return ctx.put_metric("cut", True)
+
+
+CUT: list[int] = []
+
+
+def _terminate(server: str, app: str) -> int:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (app,),
+        ).fetchall()
+    return len(rows)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_postgres_connections_terminated_mid_run_are_ridden_out(
+    pg_url: str, pg_server_url: str
+) -> None:
+    """pg_terminate_backend of all the store's connections while 20 runs write: all
+    complete, stored ``completed``, and the store stays usable."""
+    pytest.importorskip("psycopg")
+    CUT.clear()
+    app = f"crucible-faults-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}&application_name={app}"
+    opts = {"server": pg_server_url, "app": app}
+    experiments = [
+        Experiment(
+            id="cut",
+            pipeline=[
+                StageDef(stage=after),
+                StageDef(stage=cut_connections, options={**opts, "armed": i == 5}),
+                StageDef(stage=after),
+            ],
+        )
+        for i in range(20)
+    ]
+    with anyio.fail_after(60):
+        async with open_store(url, migrate=True):
+            pass
+        async with (
+            open_store(url) as store,
+            open_runtime(store=store, registry=Registry()) as rt,
+        ):
+            handles = [await rt.submit(exp) for exp in experiments]
+            statuses = [await h.wait() for h in handles]
+            assert [CUT[0]] == CUT  # cut once, mid-run
+            assert CUT[0] >= 1
+            assert statuses == [RunStatus.COMPLETED] * 20, [h.error for h in handles]
+            stored = {r.id: r.status for r in await store.list_runs(limit=100)}
+            assert stored == {h.run_id: "completed" for h in handles}
+            # Cut again while the pool is idle (as a server restart leaves it): the next
+            # lone run and read get live connections, not the dead pooled ones.
+            assert await anyio.to_thread.run_sync(_terminate, pg_server_url, app) >= 1
+            late = await rt.submit(Experiment(id="late", pipeline=[StageDef(stage=after)]))
+            assert await late.wait() is RunStatus.COMPLETED, late.error
+            assert await anyio.to_thread.run_sync(_terminate, pg_server_url, app) >= 1
+            assert (await store.get_run(late.run_id)).status == "completed"
+
+
+async def test_a_full_disk_fails_a_batch_once_not_write_by_write(
+    tmp_path: Path, disk: type[DiskFull]
+) -> None:
+    """30 concurrent writes meet a full disk: the batch fails as a whole (one failed
+    statement per try, not one per write) and every write commits once space is back."""
+    now = datetime.now(UTC)
+    owners = [
+        OwnerRecord(id=f"o{i}", host="h", pid=i, started_at=now, heartbeat_at=now)
+        for i in range(30)
+    ]
+    with anyio.fail_after(20):
+        async with open_sqlite_store(tmp_path / "batch.db", connect=disk) as store:
+            for owner in owners:
+                await store.register_owner(owner)
+            disk.full, disk.free_after = True, 2
+            async with anyio.create_task_group() as tg:
+                for owner in owners:
+                    tg.start_soon(store.heartbeat, owner.id, now)
+            assert disk.failures == 2  # two failed transactions, not one per write
+            assert store._writer.retries >= 30
+            assert len(await store.list_owners()) == 30
+
+
+class LostAck(DiskFull):
+    """A connection whose next ``lose`` COMMITs go through but report a lost connection
+    (as when PostgreSQL commits and the connection dies before the answer arrives)."""
+
+    lose = 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        result = self.conn.execute(sql, params)
+        if sql.strip().upper() == "COMMIT" and LostAck.lose > 0:
+            LostAck.lose -= 1
+            raise sqlite3.OperationalError("database is locked")  # a transient fault
+        return result
+
+
+async def test_writes_retried_after_a_lost_commit_acknowledgement_are_idempotent(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    run = RunRecord(id="r1", experiment_id="e", status="running", started_at=now, owner_id="me")
+    experiment = ExperimentRecord(id="e", definition={"id": "e"}, created_at=now, updated_at=now)
+    with anyio.fail_after(20):
+        async with open_sqlite_store(tmp_path / "ack.db", connect=LostAck) as store:
+            LostAck.lose = 1
+            await store.start_run(run, experiment=experiment)  # committed, then retried
+            assert [r.id for r in await store.list_runs()] == ["r1"]
+            LostAck.lose = 1
+            claimed = await store.claim_run("r1", status="running", owner_id="me", new_owner_id="B")
+            assert claimed  # its own earlier commit counts
+            LostAck.lose = 1
+            assert await store.mark_interrupted("r1", owner_id="B", finished_at=now)
+            assert (await store.get_run("r1")).status == "interrupted"
+            assert store._writer.retries == 3
+            # A real duplicate (another owner's row) is still refused.
+            with pytest.raises(StoreError, match="already exists"):
+                await store.start_run(
+                    RunRecord(
+                        id="r1", experiment_id="e", status="running", started_at=now, owner_id="C"
+                    ),
+                    experiment=experiment,
+                )
+
+
+@stage("pause")
+async def pause(ctx: Context, opts: Any) -> Context:
+    await anyio.sleep(opts["seconds"])
+    return ctx.put_metric("paused", True)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_runs_stall_through_a_postgres_outage_and_finish(pg_url: str) -> None:
+    """The server becomes unreachable for 3 s (every connection cut, new ones refused,
+    through a TCP proxy): the 20 runs going stall and then all complete, stored so,
+    within a few seconds of the server coming back."""
+    server = urlsplit(pg_url)
+    assert server.hostname is not None
+    proxy = TcpProxy((server.hostname, server.port or 5432))
+    url = pg_url.replace(f"{server.hostname}:{server.port}", f"127.0.0.1:{proxy.port}", 1)
+    exp = Experiment(
+        id="outage",
+        pipeline=[
+            StageDef(stage=after),
+            StageDef(stage=pause, options={"seconds": 0.5}),
+            StageDef(stage=after),
+            StageDef(stage=pause, options={"seconds": 0.5}),
+        ],
+    )
+    try:
+        with anyio.fail_after(60):
+            async with open_store(pg_url, migrate=True):
+                pass
+            async with (
+                open_store(url) as store,
+                open_runtime(store=store, registry=Registry()) as rt,
+            ):
+                handles = [await rt.submit(exp) for _ in range(20)]
+                await anyio.sleep(0.3)  # the runs are in their first pause
+                proxy.cut()
+                await anyio.sleep(3.0)  # the outage
+                proxy.restore()
+                back = anyio.current_time()
+                statuses = [await h.wait() for h in handles]
+                settled = anyio.current_time() - back
+                assert statuses == [RunStatus.COMPLETED] * 20, [h.error for h in handles]
+                stored = {r.id: r.status for r in await store.list_runs(limit=100)}
+                assert stored == {h.run_id: "completed" for h in handles}
+                assert settled < 5.0  # not the pool's reconnection backoff
+    finally:
+        proxy.close()
+
+
+async def test_retry_for_is_a_store_url_option(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path}/r.db?retry_for=2.5") as store:
+        assert isinstance(store, SQLiteStore)
+        assert store._writer.retry_for == 2.5
+    with pytest.raises(StoreUnavailable, match="bad value for SQLite URL option 'retry_for'"):
+        async with open_store(f"sqlite:///{tmp_path}/r.db?retry_for=soon"):
+            pass
+
+
+@pytest.mark.postgres
+async def test_retry_for_in_a_postgres_url_is_taken_out_before_connecting(pg_url: str) -> None:
+    async with open_store(pg_url, migrate=True):
+        pass
+    async with open_store(f"{pg_url}&retry_for=2.5") as store:
+        assert isinstance(store, PostgresStore)
+        assert store._writer.retry_for == 2.5
+        assert await store.list_runs() == []
+    with pytest.raises(StoreUnavailable, match="'retry_for': 'soon'"):
+        async with open_store(f"{pg_url}&retry_for=soon"):
+            pass

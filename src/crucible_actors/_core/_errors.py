@@ -159,16 +159,31 @@ def _rebuild_stage_failed(
 class StageTimeout(CrucibleError):
     """One attempt of ``stage`` ran longer than its ``timeout`` (seconds, from attempt start).
 
-    Appears as ``StageFailed.reason`` when the stage gives up after a timeout.
+    Appears as ``StageFailed.reason`` when the stage gives up after a timeout. ``ran`` is
+    set when the attempt returned after its deadline without ever awaiting (a *late*
+    timeout: its result is discarded, as for any timeout).
     """
 
-    def __init__(self, stage: str, timeout: float, *, attempt: int = 1) -> None:
+    def __init__(
+        self, stage: str, timeout: float, *, attempt: int = 1, ran: float | None = None
+    ) -> None:
         self.stage = stage
         self.timeout = timeout
         self.attempt = attempt
+        #: Set when the attempt returned only after its deadline, having never awaited
+        #: (so it could not be stopped): how long it ran, in seconds.
+        self.ran = ran
+        if ran is None:
+            super().__init__(
+                f"stage {stage!r} attempt {attempt} did not finish within {timeout:g} s; "
+                "raise StageDef.timeout or make the stage faster"
+            )
+            return
         super().__init__(
-            f"stage {stage!r} attempt {attempt} did not finish within {timeout:g} s; "
-            "raise StageDef.timeout or make the stage faster"
+            f"stage {stage!r} attempt {attempt} did not finish within {timeout:g} s: it "
+            f"returned late, after {ran:.3g} s, without awaiting, so it could not be stopped "
+            "and blocked the event loop; give it isolation='thread' or 'process', or make "
+            "it await"
         )
 
 

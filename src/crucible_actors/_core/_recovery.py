@@ -89,6 +89,17 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     resumed: list[str] = []
     interrupted: list[str] = []
     skipped: list[str] = []
+    #: Runs recovery could not settle (a store error, say), by id, with the reason: they
+    #: are left as they were, for the next recovery (issue 21: one such run used to stop
+    #: the runtime, and ``serve``, from starting).
+    failed: dict[str, str] = {}
+
+
+def _failed(run_id: str, exc: Exception) -> str:
+    """Log, in one line, that run ``run_id`` could not be recovered; return the reason."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    log.warning("could not recover run %s (left as it is): %s", run_id, reason)
+    return reason
 
 
 class Recovery:
@@ -112,8 +123,9 @@ class Recovery:
         reason as its failure), then does the same for the runs a runtime interrupted
         when it shut down; ``"mark_interrupted"`` marks orphans interrupted;
         ``"ignore"`` does nothing. Runs of live owners are never touched, and a run
-        another process claims first is skipped. Waits while the runtime's
-        ``max_concurrent_runs`` are busy.
+        another process claims first is skipped. A run whose recovery fails (a store
+        error, say) is logged and listed in the report's ``failed``; the others go on.
+        Waits while the runtime's ``max_concurrent_runs`` are busy.
         """
         if on_start == "ignore":
             return self.last_recovery
@@ -131,30 +143,36 @@ class Recovery:
         resumed: list[str] = []
         interrupted: list[str] = []
         skipped: list[str] = []
+        failed: dict[str, str] = {}
         for run in running:
             if run.owner_id == self.owner.id:
                 continue
             if not self._is_dead(run.owner_id, owners, held, now):
                 continue
             dead.add(run.owner_id)
-            if on_start == "resume":
-                if not await store.claim_run(
-                    run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
+            try:
+                if on_start == "resume":
+                    if not await store.claim_run(
+                        run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
+                    ):
+                        skipped.append(run.id)  # another process claimed it first
+                        continue
+                    try:
+                        await self._resume_claimed(runtime, run.id)
+                    except CheckpointDecodeError as exc:
+                        log.warning("cannot resume run %s: %s", run.id, exc)
+                        await self._interrupt(run.id, self.owner.id, exc)
+                        interrupted.append(run.id)
+                        continue
+                    resumed.append(run.id)
+                elif await self._interrupt(
+                    run.id, run.owner_id, None, owners.get(run.owner_id or "")
                 ):
-                    skipped.append(run.id)  # another process claimed it first
-                    continue
-                try:
-                    await self._resume_claimed(runtime, run.id)
-                except CheckpointDecodeError as exc:
-                    log.warning("cannot resume run %s: %s", run.id, exc)
-                    await self._interrupt(run.id, self.owner.id, exc)
                     interrupted.append(run.id)
-                    continue
-                resumed.append(run.id)
-            elif await self._interrupt(run.id, run.owner_id, None, owners.get(run.owner_id or "")):
-                interrupted.append(run.id)
-            else:
-                skipped.append(run.id)
+                else:
+                    skipped.append(run.id)
+            except Exception as exc:  # one run the store cannot settle must not stop the rest
+                failed[run.id] = _failed(run.id, exc)
         if on_start == "resume":
             # Runs a shutdown interrupted. Their runtime is done with them once they are
             # stored interrupted, so its owner need not be dead; the claim, conditional
@@ -162,19 +180,25 @@ class Recovery:
             for run in await self._list_runs("interrupted"):
                 if not interrupted_by_shutdown(run):
                     continue
-                if not await store.claim_run(
-                    run.id, status="interrupted", owner_id=run.owner_id, new_owner_id=self.owner.id
-                ):
-                    skipped.append(run.id)
-                    continue
                 try:
-                    await self._resume_claimed(runtime, run.id)
-                except CheckpointDecodeError as exc:
-                    log.warning("cannot resume run %s: %s", run.id, exc)
-                    await self._interrupt(run.id, self.owner.id, exc)
-                    interrupted.append(run.id)
-                    continue
-                resumed.append(run.id)
+                    if not await store.claim_run(
+                        run.id,
+                        status="interrupted",
+                        owner_id=run.owner_id,
+                        new_owner_id=self.owner.id,
+                    ):
+                        skipped.append(run.id)
+                        continue
+                    try:
+                        await self._resume_claimed(runtime, run.id)
+                    except CheckpointDecodeError as exc:
+                        log.warning("cannot resume run %s: %s", run.id, exc)
+                        await self._interrupt(run.id, self.owner.id, exc)
+                        interrupted.append(run.id)
+                        continue
+                    resumed.append(run.id)
+                except Exception as exc:  # as above
+                    failed[run.id] = _failed(run.id, exc)
         # Dead owners' rows go too, with runs or without (one killed before its first
         # run was stored, say): live owners' never, their leases say so.
         for owner_id in owners:
@@ -182,7 +206,7 @@ class Recovery:
                 owner_id in dead or self._is_dead(owner_id, owners, held, now)
             ):
                 await store.remove_owner(owner_id)
-        self.last_recovery = RecoveryReport(resumed, interrupted, skipped)
+        self.last_recovery = RecoveryReport(resumed, interrupted, skipped, failed)
         return self.last_recovery
 
     def _is_dead(

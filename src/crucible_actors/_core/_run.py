@@ -55,6 +55,7 @@ from ._execute import ValidateMode, prepare_options, resolve_stage
 from ._executor import PreparedStage
 from ._handle import AttemptRecord, RunHandle, RunStatus
 from ._instruments import RunInstruments, RunObserver
+from ._lag import LAG_THRESHOLD, note_long_attempt
 from ._retry import GiveUp, RunRestarts, describe_error
 from ._stage import stage_info
 
@@ -342,6 +343,7 @@ class RunSupervisor(StageActor):
                     record = AttemptRecord(index, label, attempt, "running", started)
                     ins.attempt_started(record)
                     reply: msg.Message | None
+                    late = False
                     try:
                         command = msg.RunStage(gen, index, self.snapshot, attempt)
                         if timeout is None:
@@ -354,6 +356,11 @@ class RunSupervisor(StageActor):
                                 # The deadline fired: the attempt timed out, and an answer
                                 # it gave anyway (it swallowed the cancellation) is late.
                                 reply = None
+                            elif now_fn() >= started + timeout:
+                                # Past the deadline, yet the scope never fired: the attempt
+                                # did not await, so nothing could stop it (issue 21). It
+                                # timed out all the same, late.
+                                reply, late = None, True
                     except anyio.get_cancelled_exc_class():
                         await ins.attempt_cancelled(record)
                         raise
@@ -364,6 +371,8 @@ class RunSupervisor(StageActor):
                             "(an executor must answer the RunStage it was given)"
                         )
                     now = now_fn()
+                    if now - started >= LAG_THRESHOLD and stage_def.isolation == "inline":
+                        note_long_attempt(label, handle.run_id, started, now)
                     if isinstance(reply, msg.StageDone):
                         self.snapshot = reply.context
                         self._at = index + 1
@@ -374,7 +383,9 @@ class RunSupervisor(StageActor):
                             assert cache is not None
                             await cache.save(stage, probe, reply.context, handle.run_id)
                         break
-                    await self._attempt_failed(index, stage_def, record, reply, attempt, now)
+                    await self._attempt_failed(
+                        index, stage_def, record, reply, attempt, now, late=late
+                    )
             finally:
                 if ins.recorder is not None:  # spans are on
                     ins.stage_left()
@@ -421,16 +432,22 @@ class RunSupervisor(StageActor):
         reply: msg.StageFailed | None,
         attempt: int,
         now: float,
+        *,
+        late: bool = False,
     ) -> None:
-        """Report a failed attempt (``reply`` None: it timed out), then wait out the
-        delay before the next one; raise StageFailed when the policy gives up."""
+        """Report a failed attempt (``reply`` None: it timed out; ``late``: it returned
+        only after its deadline, never having awaited), then wait out the delay before
+        the next one; raise StageFailed when the policy gives up."""
         ins = self.instruments
         label = stage_def.label
         timeout = stage_def.timeout
         error: BaseException
         if reply is None:
             assert timeout is not None
-            error = StageTimeout(label, timeout, attempt=attempt)
+            ran = now - record.started if late else None
+            error = StageTimeout(label, timeout, attempt=attempt, ran=ran)
+            if late:
+                log.warning("%s", error)
             await ins.attempt_failed(record, now, error, timed_out_after=timeout)
         else:
             error = (

@@ -33,6 +33,7 @@ from ._handle import RunHandle
 from ._ids import new_run_id
 from ._ir import Experiment
 from ._ir_load import experiment_from_mapping, load_experiment
+from ._lag import LagMonitor
 from ._registry import Registry
 from ._run import RunSupervisor, unwrap_fatal
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._instruments import RunObserver
     from ._metrics import RuntimeMetrics
+    from ._recovery import RecoveryReport
     from ._sweep import SweepHandle
 
 __all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
@@ -114,6 +116,11 @@ class Runtime:
         #: Where runs store large Context values (``store.blobs``; in memory without a
         #: store) and the size above which a value goes there; see :meth:`use_blobs`.
         self.codec: BlobCodec = blob_codec(None)
+        #: What start-up recovery did (``on_start``), its ``failed`` runs included; None
+        #: without a store.
+        self.recovery: RecoveryReport | None = None
+        #: Warns when a stage blocks the event loop (see ``_lag.py``).
+        self.lag_monitor = LagMonitor()
 
     # -- public API ------------------------------------------------------------------
 
@@ -509,10 +516,11 @@ async def open_runtime(
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
+            tg.start_soon(rt.lag_monitor.run, name="crucible event-loop lag monitor")
             adopting = anyio.CancelScope()
             try:
                 if adapter is not None:
-                    await adapter.recover(rt, on_start)
+                    rt.recovery = await adapter.recover(rt, on_start)
                     if adopt and on_start == "resume":
                         tg.start_soon(
                             _adopt, adopting, adapter, rt, adopt_interval, name="crucible adoption"
@@ -525,6 +533,7 @@ async def open_runtime(
                     adopting.cancel()  # adopts nothing while the runs shut down
                     await rt._shutdown()
             finally:
+                rt.lag_monitor.stop()
                 if metrics is not None:
                     metrics.close()
     if body_error is not None:

@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..errors import CrucibleError
+from ..errors import CrucibleError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,9 +52,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
     except CrucibleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        # A store error inside the runtime's task group (start-up recovery, say) arrives
+        # wrapped: report it as itself, in one line, not as a traceback (issue 21).
+        found = _crucible_error(group)
+        if found is None:
+            raise
+        print(f"error: {_one_line(found)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return result
+
+
+def _crucible_error(group: BaseExceptionGroup[BaseException]) -> CrucibleError | None:
+    """Return the first CrucibleError in ``group`` if every leaf is one, else None.
+
+    Anything else in the group (a bug, an interrupt, a cancellation) is not ours to hide:
+    the group then propagates with its traceback.
+    """
+    matched, rest = group.split(CrucibleError)
+    if matched is None or rest is not None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, CrucibleError)
+    return leaf
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return ``exc``'s message; a store error's on one line (a driver's may span several)."""
+    if isinstance(exc, StoreError):
+        return " ".join(str(exc).split())
+    return str(exc)

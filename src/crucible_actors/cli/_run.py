@@ -21,7 +21,7 @@ from .._core._encoding import to_json_safe
 from .._core._handle import RunHandle, RunStatus
 from .._core._ir_load import load_experiment
 from .._core._registry import Registry
-from ..errors import CrucibleError, InvalidExperiment, StageFailed
+from ..errors import CrucibleError, InvalidExperiment, StageFailed, StoreError
 from ._console import fancy, stdout_console
 from ._progress import LiveProgress, PlainProgress, RunProgress, fmt_seconds
 from ._runs import store_url
@@ -149,7 +149,8 @@ def _print_rich_summary(console: Console, handle: RunHandle) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the experiment file; 0 on success, 1 when the run failed, 2 on bad input."""
+    """Run the experiment file; 0 on success, 1 when the run failed, 2 on bad input or a
+    store error."""
     exp_path = Path(args.file)
     experiment = load_experiment(exp_path)
     # Stages referenced as "module:attr" next to the experiment file import from there.
@@ -200,6 +201,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run was cancelled", file=sys.stderr)
         return 130
+    failure = handle.error.reason if isinstance(handle.error, StageFailed) else handle.error
+    if isinstance(failure, StoreError):
+        # The store failed, not the experiment: one line, exit 2, as for any store error
+        # (issue 21); the stored record of the run is incomplete, so no summary.
+        print(f"error: {' '.join(str(failure).split())}", file=sys.stderr)
+        return 2
     if args.json:
         from .._core._encoding import context_to_json
 

@@ -31,7 +31,7 @@ from .._core._errors import MissingDependency
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["is_loopback", "register"]
+__all__ = ["hypercorn_config", "is_loopback", "register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,6 +76,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve on the store resumes them) or cancel",
     )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    p.add_argument(
+        "--backlog",
+        type=_positive,
+        default=2048,
+        metavar="N",
+        help="connections the kernel queues before accepting (default: 2048; capped by "
+        "net.core.somaxconn): a burst beyond it gets resets instead of 429 + Retry-After",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -181,8 +189,21 @@ async def _wait_for_signal() -> None:
             return
 
 
-async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
+def hypercorn_config(args: argparse.Namespace, host: str) -> Any:
+    """Return the Hypercorn ``Config`` for ``serve``'s options (``host`` bracketed if IPv6)."""
     from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{host}:{args.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5.0
+    # Hypercorn's default backlog (100) resets a burst of connections before the app's
+    # admission control can answer them 429 + Retry-After (issue 21).
+    config.backlog = args.backlog
+    return config
+
+
+async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
 
     from .._core._registry import Registry
     from .._core._runtime import open_runtime
@@ -190,10 +211,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
     from ..store._sql import redact_url
 
     host = f"[{args.host.strip('[]')}]" if ":" in args.host else args.host
-    config = Config()
-    config.bind = [f"{host}:{args.port}"]
-    config.accesslog = None
-    config.graceful_timeout = 5.0
+    config = hypercorn_config(args, host)
     async with open_runtime(
         registry=Registry.default(),
         store=url,
@@ -202,6 +220,16 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         ray_address=args.ray_address,
         on_shutdown=args.on_shutdown,
     ) as rt:
+        failed = rt.recovery.failed if rt.recovery is not None else {}
+        if failed:
+            # Start anyway (issue 21): these runs stay as they are; /readyz lists them.
+            shown = ", ".join(sorted(failed)[:10]) + (", ..." if len(failed) > 10 else "")
+            print(
+                f"crucible-actors serve: could not recover {len(failed)} run(s), left as they "
+                f"are (see /readyz): {shown}",
+                file=sys.stderr,
+                flush=True,
+            )
         # Starlette's ASGI types are looser than Hypercorn's; the app is plain ASGI 3.
         asgi: Any = create_app(rt, token=token, max_queue=args.max_queue)
         where = redact_url(url)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -358,6 +359,8 @@ class _BearerAuth:
 class _CatchAll:
     """Answer an unexpected exception with the JSON 500 (no traceback) and log it.
 
+    A client that disconnects while its request is read is logged in one line, as such.
+
     Nothing is re-raised to the server, so the client sees the same answer under every
     server and in tests; the traceback goes to the ``crucible_actors.serve`` logger.
     """
@@ -379,6 +382,14 @@ class _CatchAll:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            # The client went away before its request was read: nobody is left to
+            # answer, and nothing went wrong here (issue 21: no traceback, no 500).
+            log.info(
+                "client disconnected before %s %s was read; request dropped",
+                scope.get("method"),
+                scope.get("path"),
+            )
         except Exception:
             log.exception(
                 "unexpected error answering %s %s", scope.get("method"), scope.get("path")

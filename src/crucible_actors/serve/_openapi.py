@@ -212,11 +212,16 @@ class Health(msgspec.Struct):
 
 
 class Ready(msgspec.Struct):
-    """The store answers and the runtime accepts runs."""
+    """The store answers and the runtime accepts runs.
+
+    ``unrecovered`` (only when there are some): the runs start-up recovery could not
+    settle, by id, with the reason; the service runs anyway.
+    """
 
     status: Literal["ready"]
     store: str
     runtime: str
+    unrecovered: dict[str, str] = {}
 
 
 _RESPONSES = (

@@ -574,8 +574,12 @@ class Service:
             out.append({"name": name, "module": stage_ref(obj), "schema": _schema_json(schema)})
         return out
 
-    async def ready(self) -> dict[str, str]:
-        """Return the readiness answer (503 when the store or runtime is not ready)."""
+    async def ready(self) -> dict[str, Any]:
+        """Return the readiness answer (503 when the store or runtime is not ready).
+
+        ``unrecovered`` (present only when there are some) maps the runs start-up
+        recovery could not settle to the reason: the service runs anyway.
+        """
         runtime = "accepting" if self.runtime is not None and self.runtime.accepting else "closed"
         store = "none"
         if self.store is not None:
@@ -585,11 +589,14 @@ class Service:
                 store = "ok"
             except (StoreError, TimeoutError) as exc:
                 store = f"unavailable: {exc}"
-        body = {
+        body: dict[str, Any] = {
             "status": "ready" if runtime == "accepting" and store in ("ok", "none") else "unready",
             "store": store,
             "runtime": runtime,
         }
+        recovery = getattr(self.runtime, "recovery", None)
+        if recovery is not None and recovery.failed:
+            body["unrecovered"] = dict(recovery.failed)
         if body["status"] != "ready":
             raise ApiError(503, "the service is not ready", type="NotReady", details=body)
         return body

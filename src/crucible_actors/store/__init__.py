@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from .._core._blobs import MemoryBlobStore as MemoryBlobStore
 from .._core._errors import StoreUnavailable
@@ -93,6 +93,7 @@ _SQLITE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_batch": int,
     "busy_timeout": float,
     "durability": check_durability,
+    "retry_for": float,
 }
 
 
@@ -128,6 +129,31 @@ def _sqlite_target(url: str) -> tuple[str, dict[str, Any]]:
     return unquote(path[1:]), options
 
 
+def _pg_options(url: str) -> tuple[str, dict[str, Any]]:
+    """Take crucible-actors' own options (``retry_for``) out of a PostgreSQL URL.
+
+    libpq refuses parameters it does not know, so they are removed before connecting.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options: dict[str, Any] = {}
+    kept = []
+    for key, value in query:
+        if key != "retry_for":
+            kept.append((key, value))
+            continue
+        try:
+            options["retry_for"] = float(value)
+        except ValueError as exc:
+            raise StoreUnavailable(
+                f"bad value for the store URL option 'retry_for': {value!r} (seconds)",
+                store=redact_url(url),
+            ) from exc
+    if not options:
+        return url, options
+    return urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote))), options
+
+
 @asynccontextmanager
 async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]:
     """Open the store named by ``url`` and close it on exit.
@@ -152,7 +178,8 @@ async def open_store(url: str, *, migrate: bool = False) -> AsyncIterator[Store]
                 "as the server's synchronous_commit setting makes it: remove it from the URL",
                 store=redact_url(url),
             )
-        async with open_postgres_store(url, migrate=migrate) as pg:
+        url, options = _pg_options(url)
+        async with open_postgres_store(url, migrate=migrate, **options) as pg:
             yield pg
     elif scheme == "memory":
         yield MemoryStore(url)

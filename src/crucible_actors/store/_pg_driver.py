@@ -39,7 +39,10 @@ def wrap_pg_error(exc: BaseException, store: str) -> StoreError:
             store=store,
         )
     elif isinstance(exc, psycopg.OperationalError):
-        err = StoreUnavailable(f"cannot use the server: {exc}".strip(), store=store)
+        # libpq's messages span lines ("...failed: Connection refused\n\tIs the server
+        # running..."): one line, so that the CLI prints one.
+        text = " ".join(str(exc).split())
+        err = StoreUnavailable(f"cannot use the server: {text}".strip(), store=store)
     else:
         err = StoreError(f"{type(exc).__name__}: {exc}", store=store)
     err.__cause__ = exc

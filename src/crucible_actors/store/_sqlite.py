@@ -30,7 +30,9 @@ foreign SQLite file is refused instead of written to.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import sqlite3
 import time
 from contextlib import asynccontextmanager, contextmanager
@@ -40,13 +42,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import msgspec
 
 from .._core._blobs import MemoryBlobStore
 from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._blobs import DirectoryBlobStore
 from ._sqlstore import SQLStore
-from ._writer import GroupCommitWriter
+from ._writer import FAULT_CONNECTION, FAULT_FULL, RETRY_FOR, GroupCommitWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -92,7 +95,7 @@ def wrap_sqlite_error(exc: BaseException, store: str) -> StoreError:
             "restore it from a backup or point the store URL at a new file",
             store=store,
         )
-    elif code.startswith("SQLITE_FULL") or "disk is full" in text:
+    elif sqlite_fault(exc, store) == FAULT_FULL:
         err = StoreUnavailable(
             f"the disk is full ({text}); free some space and try again", store=store
         )
@@ -130,12 +133,59 @@ def _rollback(conn: Any) -> None:
         conn.execute("ROLLBACK")
 
 
+#: Pages between automatic WAL checkpoints once the disk has been full (see ``recover``).
+SMALL_WAL_PAGES = 64
+
+#: Free bytes under which an I/O error is taken for a full disk (see ``sqlite_fault``).
+NEARLY_FULL = 1 << 20
+
+
+def _no_space(store: str) -> bool:
+    """Whether the file system of the store's file has (nearly) no space left."""
+    path = store.removeprefix("sqlite:///")
+    if path == store or path == ":memory:":
+        return False
+    try:
+        return shutil.disk_usage(Path(path).resolve().parent).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
+def sqlite_fault(exc: BaseException, store: str = "") -> str | None:
+    """Return the transient fault ``exc`` reports (a full disk, a locked database), or None.
+
+    SQLite reports a full disk as ``SQLITE_FULL`` when the database or its log cannot
+    grow, but as an I/O error (``SQLITE_IOERR_SHMSIZE``, ``..._WRITE``) when its
+    shared-memory or log file cannot; an I/O error while the file system of ``store``
+    has under :data:`NEARLY_FULL` bytes free counts as a full disk too.
+    """
+    if not isinstance(exc, sqlite3.OperationalError | OSError):
+        return None
+    code = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    if code.startswith("SQLITE_FULL") or "disk is full" in text:
+        return FAULT_FULL
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return FAULT_FULL
+    if (code.startswith("SQLITE_IOERR") or "disk I/O error" in text) and _no_space(store):
+        return FAULT_FULL
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return FAULT_CONNECTION
+    return None
+
+
 class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
-    def __init__(self, conn: Any, *, store: str, max_batch: int) -> None:
-        super().__init__(store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch)
+    def __init__(
+        self, conn: Any, *, store: str, max_batch: int, retry_for: float = RETRY_FOR
+    ) -> None:
+        super().__init__(
+            store=store, handlers=_sql.GROUP_HANDLERS, max_batch=max_batch, retry_for=retry_for
+        )
         self.conn = conn
         self.tx = _SQLiteTx(conn)
         self.conv = self.tx  # value conversions only: safe to call from the event loop
+        #: Whether a full disk switched the log to small checkpoints (see ``recover``).
+        self.small_wal = False
 
     @contextmanager
     def transaction(self) -> Iterator[_SQLiteTx]:
@@ -149,6 +199,28 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
 
     def wrap_error(self, exc: Exception) -> StoreError:
         return wrap_sqlite_error(exc, self.store)
+
+    def fault_kind(self, exc: Exception) -> str | None:
+        return sqlite_fault(exc, self.store)
+
+    def recover(self, fault: str) -> None:
+        """After a full disk, keep the write-ahead log small, and truncate it now.
+
+        A WAL file keeps its largest size until truncated, and grows to about 4 MB
+        (1,000 pages) between automatic checkpoints: without this, the space a user
+        frees is soon taken again by the log growing back into it (issue 21). From the
+        first full disk on, the log is checkpointed every 64 pages and truncated after
+        each checkpoint (more checkpoints, each one smaller), and this checkpoint moves
+        what the log holds into the database and truncates it.
+        """
+        if fault != FAULT_FULL:
+            return
+        _rollback(self.conn)
+        if not self.small_wal:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {SMALL_WAL_PAGES}")
+            self.conn.execute("PRAGMA journal_size_limit = 0")
+            self.small_wal = True
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _statements(script: str) -> list[str]:
@@ -312,6 +384,12 @@ class SQLiteStore(SQLStore):
             raise
         except (sqlite3.Error, OSError) as exc:
             raise wrap_sqlite_error(exc, self._name) from exc
+        except msgspec.DecodeError as exc:
+            raise StoreCorrupt(
+                f"a stored value is not valid JSON ({exc}); it was changed outside "
+                "crucible-actors: fix or delete that row",
+                store=self._name,
+            ) from exc
 
     async def migrate(self) -> list[str]:
         """Return the migrations applied when the store opened (it migrates on open)."""
@@ -364,6 +442,7 @@ async def open_sqlite_store(
     max_batch: int = 512,
     busy_timeout: float = 10.0,
     durability: str = "process",
+    retry_for: float = RETRY_FOR,
 ) -> AsyncIterator[SQLiteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.
 
@@ -375,6 +454,9 @@ async def open_sqlite_store(
     ``durability`` is ``"process"`` (WAL with ``synchronous=NORMAL``: an acknowledged
     write survives the process being killed, and commits need no fsync) or ``"power"``
     (``synchronous=FULL``: it also survives a power loss); see the module docstring.
+    ``retry_for`` is how long a write keeps retrying a full disk or a locked database
+    (with backoff) before it raises :class:`StoreUnavailable`; a new run's first write
+    is refused at once on a full disk instead.
 
     Raises:
         ValueError: ``durability`` is not ``"process"`` or ``"power"``.
@@ -408,7 +490,7 @@ async def open_sqlite_store(
         write_conn, read_conn, version = await anyio.to_thread.run_sync(open_sync)
     except (sqlite3.Error, OSError) as exc:
         raise wrap_sqlite_error(exc, name) from exc
-    writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch)
+    writer = _SQLiteWriter(write_conn, store=name, max_batch=max_batch, retry_for=retry_for)
     read_tx = None if read_conn is None else _SQLiteTx(read_conn)
     blobs = (
         MemoryBlobStore()

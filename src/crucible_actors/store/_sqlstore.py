@@ -18,6 +18,7 @@ import anyio.to_thread
 from .._core._store import GcResult
 from . import _cache, _reclaim, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FENCE, FINISH, RUN
+from ._writer import FAULT_CONNECTION
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from ._writer import GroupCommitWriter
 
 __all__ = ["SQLStore"]
+
+#: The faults a new run's first write retries on: not a full disk (see ``start_run``);
+#: likewise a new runtime's owner row, a new sweep, and an owner row's removal.
+_NEW_RUN_RETRIES = frozenset({FAULT_CONNECTION})
 
 
 class SQLStore(abc.ABC):
@@ -88,7 +93,18 @@ class SQLStore(abc.ABC):
         if checkpoint is not None:
             parts.append((CHECKPOINT, _sql.checkpoint_row(conv, checkpoint)))
         fn = (lambda tx: _sql.resume_run(tx, run)) if resume else None
-        await self._writer.submit(fn, parts=parts)
+        if resume:
+            await self._writer.submit(fn, parts=parts)
+            return
+        # A new run is refused at once on a full disk (the runs already accepted keep
+        # the space); a lost connection is retried, accepting the row an unacknowledged
+        # commit may have left.
+        name = self._name
+        await self._writer.submit(
+            parts=parts,
+            retry_on=_NEW_RUN_RETRIES,
+            again=lambda tx: _start_run_again(tx, parts, run, name),
+        )
 
     async def save_checkpoint(
         self, checkpoint: Checkpoint, *, attempts: Sequence[StageAttempt] = ()
@@ -128,7 +144,11 @@ class SQLStore(abc.ABC):
         self, run_id: str, *, status: str, owner_id: str | None, new_owner_id: str
     ) -> bool:
         claimed: bool = await self._writer.submit(
-            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+            lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id),
+            again=lambda tx: (
+                _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
+                or _owned_running(tx, run_id, new_owner_id)
+            ),
         )
         return claimed
 
@@ -141,23 +161,37 @@ class SQLStore(abc.ABC):
         failure: dict[str, Any] | None = None,
     ) -> bool:
         done: bool = await self._writer.submit(
-            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+            lambda tx: _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure),
+            again=lambda tx: (
+                _sql.mark_interrupted(tx, run_id, owner_id, finished_at, failure)
+                or _interrupted_by_us(tx, run_id, owner_id, finished_at)
+            ),
         )
         return done
 
     async def register_owner(self, owner: OwnerRecord) -> None:
-        await self._writer.submit(lambda tx: _sql.register_owner(tx, owner))
+        # A runtime starting on a full disk is refused at once, like a new run.
+        await self._writer.submit(
+            lambda tx: _sql.register_owner(tx, owner), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def heartbeat(self, owner_id: str, at: datetime) -> bool:
         alive: bool = await self._writer.submit(lambda tx: _sql.heartbeat(tx, owner_id, at))
         return alive
 
     async def remove_owner(self, owner_id: str) -> None:
-        await self._writer.submit(lambda tx: _sql.remove_owner(tx, owner_id))
+        # At shutdown; a row left behind is cleaned up by the next recovery, so a full
+        # disk does not hold the shutdown for ``retry_for`` seconds.
+        await self._writer.submit(
+            lambda tx: _sql.remove_owner(tx, owner_id), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
         name = self._name
-        await self._writer.submit(lambda tx: _sweeps.record_sweep(tx, sweep, points, name))
+        # New work, like a new run: refused at once on a full disk.
+        await self._writer.submit(
+            lambda tx: _sweeps.record_sweep(tx, sweep, points, name), retry_on=_NEW_RUN_RETRIES
+        )
 
     async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
         name = self._name
@@ -166,7 +200,11 @@ class SQLStore(abc.ABC):
         )
 
     async def put_cached_result(self, result: CachedResult) -> bool:
-        stored: bool = await self._writer.submit(lambda tx: _cache.put_cached_result(tx, result))
+        # Best effort (the cache logs a failure and the run goes on): never retried, so a
+        # run does not wait out a store fault for the sake of its cache entry.
+        stored: bool = await self._writer.submit(
+            lambda tx: _cache.put_cached_result(tx, result), retry_on=frozenset()
+        )
         return stored
 
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
@@ -321,3 +359,41 @@ class SQLStore(abc.ABC):
     @abc.abstractmethod
     async def _compact(self) -> None:
         """Return the space of deleted rows (``VACUUM`` or its dialect's equivalent)."""
+
+
+def _start_run_again(
+    tx: _sql.Tx, parts: Sequence[tuple[int, Any]], run: RunRecord, store: str
+) -> None:
+    """Write a new run's parts on a retry: its own row, left by a commit whose
+    acknowledgement was lost, counts as inserted; another owner's row is a duplicate."""
+    found = tx.fetchall("SELECT owner_id FROM runs WHERE id = ?", (run.id,))
+    mine = bool(found) and run.owner_id is not None and found[0][0] == run.owner_id
+    for kind, row in parts:
+        if kind == RUN and mine:
+            continue
+        _sql.GROUP_HANDLERS[kind](tx, [row], store)
+
+
+def _owned_running(tx: _sql.Tx, run_id: str, owner_id: str) -> bool:
+    """Whether ``owner_id`` already holds run ``run_id`` (a claim retried after its
+    commit went through unacknowledged)."""
+    return bool(
+        tx.fetchall(
+            "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND status = 'running'",
+            (run_id, owner_id),
+        )
+    )
+
+
+def _interrupted_by_us(
+    tx: _sql.Tx, run_id: str, owner_id: str | None, finished_at: datetime
+) -> bool:
+    """Whether run ``run_id`` is already stored interrupted at ``finished_at`` under
+    ``owner_id`` (a retry after the first commit went through unacknowledged)."""
+    return bool(
+        tx.fetchall(
+            "SELECT 1 FROM runs WHERE id = ? AND status = 'interrupted' AND finished_at = ?"
+            f" AND {tx.owner_match}",
+            (run_id, tx.ts_in(finished_at), owner_id),
+        )
+    )

@@ -29,13 +29,29 @@ If a transaction fails, each of its writes is retried alone in its own transacti
 one bad write (a duplicate run id, say) fails only its own caller. At most
 ``queue_size`` writes wait at a time: when the database falls behind, callers wait to
 enqueue (backpressure). Closing lets the thread commit what was queued, then stops it.
+
+Store faults are ridden out (issue 21): a transaction that fails with a *transient*
+fault (:meth:`~GroupCommitWriter.fault_kind`: a lost or unreachable server, a locked
+database, a full disk) fails its whole batch at once, without the write-by-write retry
+(which would only wait out the fault once per write), and each caller waits with
+backoff on the event loop and queues its write again, until it commits or
+``retry_for`` seconds have passed since its first failure; then it raises the last
+:class:`StoreUnavailable`. Every write is idempotent when repeated (upserts, fenced
+updates), and a write whose first commit may have gone through unacknowledged (the
+connection died during ``COMMIT``) gives an ``again`` function for its retries that
+accepts its own earlier row. A write may decline a fault (``retry_on``): a new run is
+refused at once on a full disk, while the runs already accepted keep their writes
+waiting for space. Before the first transaction after a fault the thread calls
+:meth:`~GroupCommitWriter.recover` (SQLite truncates its write-ahead log there).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import queue
 import threading
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -49,16 +65,36 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
     from contextlib import AbstractContextManager
 
-__all__ = ["GroupCommitWriter"]
+__all__ = ["FAULTS", "FAULT_CONNECTION", "FAULT_FULL", "RETRY_FOR", "GroupCommitWriter"]
 
 TxT = TypeVar("TxT")
 
+log = logging.getLogger("crucible_actors.store")
+
+#: A transient fault: the server is unreachable or dropped the connection, or the
+#: database is locked by another process for longer than its busy timeout.
+FAULT_CONNECTION = "connection"
+#: A transient fault: the disk (or the server's disk) is full.
+FAULT_FULL = "full"
+#: Every transient fault: what a write retries on unless it declines some.
+FAULTS = frozenset({FAULT_CONNECTION, FAULT_FULL})
+#: Seconds a write retries a transient fault by default: a minute, so that a PostgreSQL
+#: restart or a 30 s outage is ridden out with room to spare, while a store that stays
+#: down still fails the runs within a bounded time.
+RETRY_FOR = 60.0
+
 
 class _Write:
-    __slots__ = ("call", "done", "error", "fn", "parts", "result")
+    __slots__ = ("again", "call", "done", "error", "fault", "fn", "parts", "result", "retry_on")
 
     def __init__(
-        self, fn: Callable[..., Any] | None, parts: Sequence[tuple[int, Any]], call: bool = False
+        self,
+        fn: Callable[..., Any] | None,
+        parts: Sequence[tuple[int, Any]],
+        call: bool = False,
+        *,
+        retry_on: frozenset[str] = FAULTS,
+        again: Callable[..., Any] | None = None,
     ) -> None:
         self.fn = fn
         self.parts = parts
@@ -67,6 +103,19 @@ class _Write:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        #: The transient fault the write failed with (see ``fault_kind``), if any.
+        self.fault: str | None = None
+        self.retry_on = retry_on
+        #: Replaces ``fn`` and ``parts`` on a retry (see the module docstring).
+        self.again = again
+
+    def reset_for_retry(self) -> None:
+        self.done = False
+        self.result = None
+        self.error = None
+        self.fault = None
+        if self.again is not None:
+            self.fn, self.parts = self.again, ()
 
 
 class GroupCommitWriter(abc.ABC, Generic[TxT]):
@@ -90,6 +139,7 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         handlers: Sequence[Callable[[TxT, list[Any], str], None]] = (),
         max_batch: int = 512,
         queue_size: int = 1024,
+        retry_for: float = RETRY_FOR,
     ) -> None:
         self.store = store
         #: Converts record values to this database's parameters (``ts_in``/``json_in``);
@@ -100,6 +150,16 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         self.queue_size = max(1, queue_size)
         self.batches = 0
         self.writes = 0
+        #: Seconds a write keeps retrying a transient fault before it gives up.
+        self.retry_for = max(0.0, retry_for)
+        #: Backoff between retries: the first delay, doubled up to the last.
+        self.retry_delays = (0.05, 1.0)
+        #: How many times writes were queued again after a transient fault.
+        self.retries = 0
+        # Writer-thread side: the fault the last transaction failed with, for
+        # ``recover``; and when the current run of faults began (for the log).
+        self._fault: str | None = None
+        self._faulted_at: float | None = None
         # Event-loop side only: the writes gathering for the next batch, how many are
         # submitted and not yet handed back, whether the thread has a batch, whether a
         # flush is scheduled (the next batch then waits for it).
@@ -124,6 +184,20 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
     def wrap_error(self, exc: Exception) -> StoreError:
         """Return the StoreError that reports driver error ``exc``."""
 
+    def fault_kind(self, exc: Exception) -> str | None:
+        """Return the transient fault (one of :data:`FAULTS`) ``exc`` reports, or None.
+
+        Runs in the writer thread. None (the default) means the error is the write's own
+        (a constraint, a fenced update, a bug): it fails at once.
+        """
+        return None
+
+    def recover(self, fault: str) -> None:
+        """Prepare the database for the next transaction after a ``fault`` (writer thread).
+
+        Errors are ignored: the transaction that follows reports the fault if it lasts.
+        """
+
     def _current_epoch(self) -> anyio.Event:
         epoch = self._epoch
         if epoch is None or epoch.is_set():
@@ -131,7 +205,12 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         return epoch
 
     async def submit(
-        self, fn: Callable[[TxT], Any] | None = None, *, parts: Sequence[tuple[int, Any]] = ()
+        self,
+        fn: Callable[[TxT], Any] | None = None,
+        *,
+        parts: Sequence[tuple[int, Any]] = (),
+        retry_on: frozenset[str] = FAULTS,
+        again: Callable[[TxT], Any] | None = None,
     ) -> Any:
         """Queue a write and return ``fn(tx)`` (or None) once its transaction committed.
 
@@ -140,10 +219,17 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         them, in the same transaction. A caller cancelled while it waits does not undo
         the write: it may still commit.
 
+        A transient fault in ``retry_on`` is retried with backoff for up to
+        ``retry_for`` seconds; ``again(tx)``, if given, replaces ``fn`` and ``parts`` on
+        those retries (it must accept the write's own row left by an earlier attempt
+        whose commit was not acknowledged).
+
         Raises:
+            StoreUnavailable: a transient fault outside ``retry_on``, or one that lasted
+                over ``retry_for`` seconds.
             StoreError: the write (or its commit) failed, or the store is closed.
         """
-        return await self._enqueue(_Write(fn, parts))
+        return await self._enqueue(_Write(fn, parts, retry_on=retry_on, again=again))
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Return ``fn()`` run in the writer thread between two transactions.
@@ -154,21 +240,43 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         return await self._enqueue(_Write(fn, (), call=True))
 
     async def _enqueue(self, write: _Write) -> Any:
-        while self._open and self._pending >= self.queue_size:
-            await self._current_epoch().wait()  # backpressure: a batch hands back room
-        if not self._open:
-            await anyio.lowlevel.checkpoint()
-            raise StoreUnavailable("the store is closed", store=self.store)
-        self._pending += 1
-        self._next.append(write)
-        if not (self._busy or self._held):
-            self._dispatch()
-        while not write.done:
-            # A write left over by a full drain waits for the following batch.
-            await self._current_epoch().wait()
-        if write.error is not None:
-            raise write.error
-        return write.result
+        # One loop in one coroutine: the retry path costs the fast path nothing.
+        deadline: float | None = None
+        delay, longest = self.retry_delays
+        while True:
+            while self._open and self._pending >= self.queue_size:
+                await self._current_epoch().wait()  # backpressure: a batch hands back room
+            if not self._open:
+                await anyio.lowlevel.checkpoint()
+                if write.error is not None:  # closed while the write waited to retry
+                    raise write.error
+                raise StoreUnavailable("the store is closed", store=self.store)
+            if deadline is not None:  # a retry
+                write.reset_for_retry()
+            self._pending += 1
+            self._next.append(write)
+            if not (self._busy or self._held):
+                self._dispatch()
+            while not write.done:
+                # A write left over by a full drain waits for the following batch.
+                await self._current_epoch().wait()
+            error = write.error
+            if error is None:
+                return write.result
+            fault = write.fault
+            if fault is None or fault not in write.retry_on or not self._open:
+                raise error
+            now = anyio.current_time()
+            if deadline is None:
+                deadline = now + self.retry_for
+            if now >= deadline:
+                given_up = StoreUnavailable(
+                    f"{self._message(error)} (retried for {self.retry_for:g} s)", store=self.store
+                )
+                raise given_up from error
+            await anyio.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, longest)
+            self.retries += 1
 
     def close(self) -> None:
         """Stop accepting writes; the thread commits those queued, then stops."""
@@ -286,6 +394,12 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
 
     def _execute(self, writes: list[_Write]) -> None:
         """Run ``writes`` in transactions of at most ``max_batch`` writes each."""
+        if self._fault is not None:
+            fault, self._fault = self._fault, None
+            try:
+                self.recover(fault)
+            except Exception:  # the next transaction reports the fault if it lasts
+                log.debug("store %s: recovering from %s failed", self.store, fault, exc_info=True)
         step = self.max_batch
         calls = [write for write in writes if write.call]
         if calls:
@@ -306,18 +420,38 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
         try:
             with observe_store_commit(self.store), self.transaction() as tx:
                 self._apply(tx, batch)
-            return
         except Exception as exc:
+            fault = self.fault_kind(exc)
+            if fault is not None:
+                # The database, not a write, failed: every write of the batch waits and
+                # retries on the event loop; trying them one by one here would only
+                # wait out the fault once per write.
+                self._faulted(fault, exc)
+                error = self._error(exc)
+                for write in batch:
+                    write.error, write.fault, write.result = error, fault, None
+                return
             if len(batch) == 1:
                 batch[0].error = self._error(exc)
                 return
+        else:
+            if self._faulted_at is not None:
+                log.warning(
+                    "store %s: writes succeed again after %.1f s",
+                    self.store,
+                    time.monotonic() - self._faulted_at,
+                )
+                self._faulted_at = None
+            return
         for write in batch:
             write.result = None
             try:
                 with self.transaction() as tx:
                     self._apply(tx, [write])
             except Exception as exc:
-                write.error = self._error(exc)
+                write.error, write.fault = self._error(exc), self.fault_kind(exc)
+                if write.fault is not None:
+                    self._faulted(write.fault, exc)
 
     def _apply(self, tx: TxT, batch: list[_Write]) -> None:
         groups: list[list[Any]] = [[] for _ in self.handlers]
@@ -333,3 +467,21 @@ class GroupCommitWriter(abc.ABC, Generic[TxT]):
 
     def _error(self, exc: Exception) -> StoreError:
         return exc if isinstance(exc, StoreError) else self.wrap_error(exc)
+
+    def _faulted(self, fault: str, exc: Exception) -> None:
+        """Remember ``fault`` for :meth:`recover`; log the first of a run of faults."""
+        self._fault = fault
+        if self._faulted_at is None:
+            # Writer-thread bookkeeping for the log only; retry timing is on the loop.
+            self._faulted_at = time.monotonic()
+            log.warning(
+                "store %s: %s; retrying writes for up to %g s",
+                self.store,
+                self._message(self._error(exc)),
+                self.retry_for,
+            )
+
+    def _message(self, error: BaseException | None) -> str:
+        """Return ``error``'s first line, without the ``store URL:`` prefix."""
+        text = str(error).strip().removeprefix(f"store {self.store}: ")
+        return text.splitlines()[0] if text else type(error).__name__
