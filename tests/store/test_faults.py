@@ -32,7 +32,7 @@ from crucible_actors import (
     open_runtime,
     stage,
 )
-from crucible_actors.errors import StoreCorrupt, StoreError, StoreUnavailable
+from crucible_actors.errors import OutcomeNotStored, StoreCorrupt, StoreError, StoreUnavailable
 from crucible_actors.store import (
     ExperimentRecord,
     OwnerRecord,
@@ -208,9 +208,6 @@ async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
             StageDef(stage=after, restart="transient", max_restarts=5),
         ],
     )
-    # The checkpoint write is refused (the run fails), then the outcome's first write;
-    # its retry lands once space is free.
-    disk.free_after = 2
     with anyio.fail_after(20):
         async with (
             open_sqlite_store(tmp_path / "full.db", connect=disk) as store,
@@ -243,18 +240,22 @@ async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_sta
             open_runtime(store=store, registry=Registry()) as rt,
         ):
             handle = await rt.submit(exp, run_id="r1")
-            assert await handle.wait() is RunStatus.FAILED
-            assert (await store.get_run("r1")).status == "failed"
+            # The checkpoint write gave up (the run failed), then its outcome's write did
+            # too: the caller is told the outcome was not stored, never that it failed
+            # while the store still says running.
+            assert await handle.wait() is RunStatus.INTERRUPTED
+            assert (await store.get_run("r1")).status == "running"
     assert CALLS == ["fill_disk"]  # neither stage was retried; 'after' never started
     err = handle.error
-    assert isinstance(err, StageFailed)
-    assert isinstance(err.reason, StoreUnavailable)
-    text = str(err.reason)
+    assert isinstance(err, OutcomeNotStored)
+    assert err.outcome == "failed"
+    assert isinstance(err.__cause__, StoreUnavailable)
+    text = str(err.__cause__)
     assert "the disk is full" in text
     assert "(retried for 0.3 s)" in text
     assert "\n" not in text
     assert text.count(f"store sqlite:///{tmp_path}/full.db:") == 1
-    assert err.reason.store == f"sqlite:///{tmp_path}/full.db"
+    assert err.__cause__.store == f"sqlite:///{tmp_path}/full.db"
 
 
 async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_stage(
@@ -265,19 +266,23 @@ async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_sta
         id="full",
         pipeline=[StageDef(stage=fill_disk, restart="transient", options={"fail": True})],
     )
-    disk.free_after = 2  # the failed attempt, then the outcome's first write
     async with (
         open_sqlite_store(tmp_path / "full.db", connect=disk, retry_for=0.3) as store,
         open_runtime(store=store, registry=Registry()) as rt,
     ):
         handle = await rt.submit(exp, run_id="r1")
         with anyio.fail_after(20):
-            assert await handle.wait() is RunStatus.FAILED
-        # The outcome was kept and its write retried until the disk had room again.
-        assert (await store.get_run("r1")).status == "failed"
+            # The failed attempt's record could not be written (the run failed on the
+            # store, the stage was not retried), nor could the outcome: the caller hears so.
+            assert await handle.wait() is RunStatus.INTERRUPTED
+        disk.full = False
+        # The row stays running under this live owner, for recovery to settle once this
+        # process is gone.
+        assert (await store.get_run("r1")).status == "running"
     assert CALLS == ["fill_disk"]
-    assert isinstance(handle.error, StageFailed)
-    assert isinstance(handle.error.reason, StoreUnavailable)
+    assert isinstance(handle.error, OutcomeNotStored)
+    assert handle.error.outcome == "failed"
+    assert isinstance(handle.error.__cause__, StoreUnavailable)
 
 
 async def test_a_full_disk_refuses_a_new_run_at_once_and_only_that_run(

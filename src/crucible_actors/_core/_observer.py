@@ -54,6 +54,9 @@ log = logging.getLogger("crucible_actors")
 #: Seconds before the first retry of an outcome write, and the cap of the backoff.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
+#: Seconds an outcome write is retried for on a store that does not say how long its
+#: own writes retry (``retry_for``); a store that does retried that long already.
+RETRY_FOR = 60.0
 #: Longest stored failure message and store-error text quoted in a reason.
 _MESSAGE_MAX = 2000
 #: Statuses an unencodable outcome keeps (a completed one becomes failed).
@@ -292,6 +295,11 @@ class StoreObserver(RunObserver):
         """
         p = self._p
         delay = RETRY_FIRST
+        # One bound, the store's: its writes already retried a transient fault for
+        # ``retry_for`` seconds before raising; the outcome gets as long again, then is
+        # reported not stored (sooner if the runtime closes or the run is cancelled).
+        bound: float = getattr(p.store, "retry_for", RETRY_FOR)
+        give_up: float | None = None
         retried = 0
         with anyio.CancelScope(shield=True):
             while True:
@@ -304,7 +312,10 @@ class StoreObserver(RunObserver):
                         checkpoint=checkpoint,
                     )
                 except StoreUnavailable as exc:  # transient: keep the outcome, retry
-                    left = handle.grace_deadline - anyio.current_time()
+                    now = anyio.current_time()
+                    if give_up is None:
+                        give_up = now + bound
+                    left = min(handle.grace_deadline, give_up) - now
                     if left <= 0:
                         self._not_stored(handle, exc)
                         return

@@ -54,6 +54,11 @@ class SQLStore(abc.ABC):
     _name: str
     _writer: GroupCommitWriter[Any]
 
+    @property
+    def retry_for(self) -> float:
+        """Seconds a write keeps retrying a transient fault before ``StoreUnavailable``."""
+        return self._writer.retry_for
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name}>"
 
