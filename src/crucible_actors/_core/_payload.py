@@ -320,7 +320,10 @@ class _Pickler(pickle.Pickler):
                 # numpy pickles datetime64/timedelta64 in band (a copy, writeable when
                 # read back): carry the int64 data out of band and view it back.
                 return _view_as, (view.view(f"{dtype.byteorder}i8"), dtype)
-            rebuild, args = view.__reduce_ex__(5)
+            reduced = view.__reduce_ex__(5)
+            if len(reduced) != 2:  # in band (a zero-size item): nothing to canonicalise
+                return reduced
+            rebuild, args = reduced
             # A dtype read back is a copy of numpy's shared one: pickle (which memoizes
             # by identity) would then write it once per array instead of once per pickle.
             canonical = sys.modules["numpy"].dtype(dtype.str)
