@@ -13,6 +13,7 @@ import os
 import pickle
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from tests.strategies import data_values
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors._core import _data, _payload
-from crucible_actors._core._blobs import MemoryBlobStore
+from crucible_actors._core._blobs import MemoryBlobStore, digest_of
 from crucible_actors._core._data import (
     DEFAULT_BLOB_THRESHOLD,
     blob_digests,
@@ -285,6 +286,244 @@ def test_a_read_only_array_passed_on_is_not_pickled_or_hashed_again() -> None:
         assert codec is not None
         x = decode_context(data).assigns["X"]
         assert codec.recall(x) is not None
+
+
+# -- frames: one blob per content, no re-pickling when unchanged -----------------------------
+
+
+def rich_frame(rows: int = 2000) -> Any:
+    return pd.DataFrame(
+        {
+            "i": np.arange(rows),
+            "f": np.linspace(0.0, 1.0, rows),
+            "s": [f"s{i}" for i in range(rows)],
+            "c": pd.Categorical(["a", "b"] * (rows // 2)),
+            "t": pd.date_range("2024-01-01", periods=rows, freq="min"),
+            "m": pd.array(range(rows), dtype="Int64"),
+        },
+        index=pd.Index(np.arange(rows) * 2, name="row"),
+    )
+
+
+def packed_digest(value: Any) -> str:
+    chunks, _ = _payload.pack(value)
+    return digest_of(chunks)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        rich_frame,
+        lambda: rich_frame().reset_index(),  # a RangeIndex
+        lambda: rich_frame()["t"],
+        lambda: np.arange(100_000.0).reshape(1000, 100),
+        lambda: np.asfortranarray(np.ones((300, 200))),
+        lambda: np.ones((400, 400))[:, ::2],  # not contiguous
+        lambda: np.arange(50_000).astype("datetime64[s]"),
+        lambda: pa.table({"a": np.arange(20_000), "s": [f"x{i}" for i in range(20_000)]}),
+    ],
+    ids=[
+        "frame",
+        "frame-range-index",
+        "series",
+        "array",
+        "f-order",
+        "strided",
+        "datetime64",
+        "table",
+    ],
+)
+def test_a_value_read_back_from_a_blob_pickles_to_the_same_digest(make: Any) -> None:
+    value = make()
+    store = MemoryBlobStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(Context.new(EXP, assigns={"v": value}))
+        back = decode_context(data).assigns["v"]
+    [digest] = [info.digest for info in store.list()]
+    assert packed_digest(value) == digest
+    assert packed_digest(back) == digest  # read-only buffers: same pickle bytes
+    assert_same(back, value)
+    # Read back from its own blob again (the next stage's view of it).
+    with use_blob_store(store, threshold=1000):
+        again = decode_context(encode_context(Context.new(EXP, assigns={"v": back})))
+    assert packed_digest(again.assigns["v"]) == digest
+    assert [info.digest for info in store.list()] == [digest]
+
+
+class CountingPacks:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = _data.pack
+
+        def pack(value: Any) -> Any:
+            self.calls += 1
+            return real(value)
+
+        monkeypatch.setattr(_data, "pack", pack)
+
+
+def test_an_unchanged_frame_passed_on_is_not_pickled_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    packs = CountingPacks(monkeypatch)
+    store = CountingStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(
+            Context.new(EXP, assigns={"df": rich_frame(), "s": rich_frame()["f"]})
+        )
+        assert (store.puts, packs.calls) == (2, 2)
+        for _ in range(5):  # five stages passing the frame on
+            data = encode_context(decode_context(data).assign("n", 1))
+        assert (store.puts, packs.calls) == (2, 2)  # remembered: no pickle, no hash, no write
+        codec = current_codec()
+        assert codec is not None
+        ctx = decode_context(data)
+        assert codec.remembers(ctx.assigns["df"])
+        assert codec.remembers(ctx.assigns["s"])
+    assert_same(ctx.assigns["df"], rich_frame())
+
+
+def _set_loc(df: Any) -> None:
+    df.loc[0, "s"] = "changed"
+
+
+def _set_datetime(df: Any) -> None:
+    df.loc[0, "t"] = df["t"].iloc[5]
+
+
+def _assign_column(df: Any) -> None:
+    df["f"] = 0.5
+
+
+def _new_column(df: Any) -> None:
+    df["new"] = 1
+
+
+def _rename(df: Any) -> None:
+    df.rename(columns={"i": "j"}, inplace=True)
+
+
+def _attrs(df: Any) -> None:
+    df.attrs["k"] = 1
+
+
+def _index_name(df: Any) -> None:
+    df.index.name = "renamed"
+
+
+def _columns_name(df: Any) -> None:
+    df.columns.name = "cols"
+
+
+def _delete(df: Any) -> None:
+    del df["c"]
+
+
+def _flags(df: Any) -> None:
+    df.flags.allows_duplicate_labels = False
+
+
+def _set_masked(df: Any) -> None:
+    df.loc[0, "m"] = 99
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _set_loc,
+        _set_datetime,
+        _assign_column,
+        _new_column,
+        _rename,
+        _attrs,
+        _index_name,
+        _columns_name,
+        _delete,
+        _flags,
+        _set_masked,
+    ],
+)
+def test_a_frame_changed_in_place_is_stored_again(
+    edit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CountingStore()
+    with use_blob_store(store, threshold=1000):
+        data = encode_context(Context.new(EXP, assigns={"df": rich_frame()}))
+        ctx = decode_context(data)
+        df = ctx.assigns["df"]
+        error = ""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas 3.1 deprecates inplace=True
+                edit(df)
+        except ValueError as exc:  # numpy's read-only error: nothing changed
+            error = str(exc)
+        # numpy's read-only error (pandas re-raises it for a datetime column as
+        # OutOfBoundsDatetime, a ValueError): nothing changed.
+        changed = not error
+        want = df.copy(deep=True)
+        want_attrs, want_flags = dict(df.attrs), df.flags.allows_duplicate_labels
+        packs = CountingPacks(monkeypatch)
+        again = decode_context(encode_context(ctx))
+    # Changed: pickled and stored again. Refused: still the blob it came from, not pickled.
+    assert (packs.calls, store.puts) == ((1, 2) if changed else (0, 1))
+    got = again.assigns["df"]
+    pd.testing.assert_frame_equal(got, want)
+    assert got.attrs == want_attrs
+    assert got.flags.allows_duplicate_labels == want_flags
+
+
+def test_an_edit_the_read_only_arrays_refuse_changes_nothing() -> None:
+    store = CountingStore()
+    with use_blob_store(store, threshold=1000):
+        ctx = decode_context(encode_context(Context.new(EXP, assigns={"df": rich_frame()})))
+        df = ctx.assigns["df"]
+        stamp = df["t"].iloc[5]
+        for column, new in (("i", 5), ("f", 0.5), ("c", "b"), ("t", stamp), ("m", 7)):
+            with pytest.raises(ValueError, match=r"read-only|high-resolution"):
+                df.loc[0, column] = new
+        encode_context(ctx)
+        codec = current_codec()
+        assert codec is not None
+        assert codec.remembers(df)
+    assert store.puts == 1
+    pd.testing.assert_frame_equal(df, rich_frame())
+
+
+def test_a_frame_with_an_object_column_is_re_encoded_each_time() -> None:
+    # Cells of an object column may be mutable objects: no fingerprint can vouch for them.
+    frame = pd.DataFrame({"o": pd.Series([[i] for i in range(5000)], dtype=object)})
+    store = CountingStore()
+    with use_blob_store(store, threshold=1000):
+        ctx = decode_context(encode_context(Context.new(EXP, assigns={"df": frame})))
+        ctx.assigns["df"].loc[0, "o"].append(7)
+        back = decode_context(encode_context(ctx)).assigns["df"]
+    assert back.loc[0, "o"] == [0, 7]
+    assert store.puts == 2
+
+
+@pytest.mark.slow
+def test_a_five_stage_run_stores_an_unchanged_frame_once(tmp_path: Path) -> None:
+    @ca.stage("load")
+    def load(ctx: Context, opts: Any) -> Context:
+        return ctx.assign("df", rich_frame(20_000))
+
+    @ca.stage("read")
+    def read(ctx: Context, opts: Any) -> Context:
+        return ctx.put_metric("rows", ctx.metrics.get("rows", 0) + len(ctx.assigns["df"]))
+
+    reg = Registry()
+    reg.register(load)
+    for i in range(4):
+        reg.register(read, f"r{i}")
+    exp = Experiment(
+        id="frames",
+        pipeline=[StageDef(name="load")] + [StageDef(name=f"r{i}") for i in range(4)],
+    )
+    url = f"sqlite:///{tmp_path}/x.db"
+    final = ca.run(exp, registry=reg, store=url)
+    assert final.metrics["rows"] == 80_000
+    blobs = DirectoryBlobStore(f"{tmp_path}/x.db.blobs")
+    assert len(list(blobs.list())) == 1
+    pd.testing.assert_frame_equal(final.assigns["df"], rich_frame(20_000))
 
 
 class TouchCountingStore(CountingStore):

@@ -163,8 +163,12 @@ class BlobCodec:
             return True
         return size <= self.threshold
 
-    def remember(self, value: Any, ref: BlobRef) -> None:
-        """Remember that ``value`` (immutable, just decoded from a blob) is ``ref``'s."""
+    def remember(self, value: Any, ref: BlobRef, fingerprint: Any = None) -> None:
+        """Remember that ``value`` (just decoded from a blob) is ``ref``'s.
+
+        ``value`` cannot change in place, or ``fingerprint`` (of a pandas frame, see
+        :func:`_frame_print`) tells whether it did.
+        """
         memo = self.memo
         key = id(value)
 
@@ -174,13 +178,26 @@ class BlobCodec:
                 memo.pop(key, None)
 
         with contextlib.suppress(TypeError):  # not weak-referenceable: no memo for it
-            memo[key] = (weakref.ref(value, forget), ref)
+            entry = weakref.ref(value, forget), ref
+            memo[key] = entry if fingerprint is None else (*entry, fingerprint)
+
+    def _found(self, value: Any) -> Any:
+        """The memo's entry for ``value``, if it is still the blob's content."""
+        memo = self.memo
+        found = memo.get(id(value))
+        if found is None or found[0]() is not value:
+            return None
+        if len(found) == 3 and not _same_print(found[2], _frame_print(value)):
+            # Changed since it was read: forget it (and the parts the print holds).
+            memo.pop(id(value), None)
+            return None
+        return found
 
     def remembers(self, value: Any) -> bool:
         """Whether encoding ``value`` is a lookup: it is in the identity memo and no touch
         of its blob is due (a touch may be a database round trip: PostgreSQL)."""
-        found = self.memo.get(id(value))
-        if found is None or found[0]() is not value:
+        found = self._found(value)
+        if found is None:
             return False
         last = self._touched.get(found[1].digest)
         return self.store is None or (last is not None and _monotonic() - last < TOUCH_INTERVAL)
@@ -195,8 +212,8 @@ class BlobCodec:
         less than that slack, so the hot path stays a dict lookup. A blob found gone
         (collected meanwhile) is not recalled: the value is encoded and written again.
         """
-        found = self.memo.get(id(value))
-        if found is None or found[0]() is not value:
+        found = self._found(value)
+        if found is None:
             return None
         ref: BlobRef = found[1]
         store = self.store
@@ -404,6 +421,10 @@ def decode_value(code: int, data: memoryview) -> Any:
         value = unpack(codec.store.open(ref.digest))
         if _immutable(value):
             codec.remember(value, ref)
+        elif _is_frame(value):
+            fingerprint = _frame_print(value, freeze=True)
+            if fingerprint is not None:
+                codec.remember(value, ref, fingerprint)
         return value
     return msgspec.msgpack.Ext(code, bytes(data))
 
@@ -419,6 +440,99 @@ def _immutable(value: Any) -> bool:
         "RecordBatch",
         "ChunkedArray",
     )
+
+
+def _is_frame(value: Any) -> bool:
+    """Whether ``value`` is exactly a pandas DataFrame or Series (not a subclass)."""
+    kind = type(value)
+    if kind.__name__ not in ("DataFrame", "Series"):
+        return False
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (kind is pandas.DataFrame or kind is pandas.Series)
+
+
+def _frame_print(
+    value: Any, *, freeze: bool = False
+) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """Return a structural fingerprint of a pandas DataFrame or Series, or None.
+
+    A frame is mutable, but one read from a blob holds only read-only arrays, and under
+    pandas' copy-on-write (the only mode of pandas 3) an edit in place either raises
+    numpy's read-only error or replaces the block's array (``df.loc[0, "x"] = ...``, a
+    string column's Arrow array), the block, the manager's block tuple (column
+    assignment, ``del``), or an axis (``rename``, ``df.index = ...``). What can change in
+    place is named here too: index and column names (``df.index.name = ...``), a Series'
+    name, ``attrs`` and ``flags``. So an unchanged fingerprint means unchanged content, at
+    a cost per block and axis, never per row.
+
+    The first part holds objects compared by identity (held, so an id is never reused
+    while the memo holds the print), the second values compared by equality (each
+    array's data address, shape, strides and dtype; the flags; ``attrs`` pickled). None
+    when the frame holds something this cannot vouch for: an object-dtype column (its
+    cells may be mutable), an extension array of a kind not known here, a writeable array
+    (``freeze``, at decode time, makes the frame's own arrays read-only first: a column
+    pandas copies when it reads it back), or ``attrs`` that cannot be pickled.
+    """
+    try:
+        mgr = value._mgr
+        attrs = value.attrs
+        objs: list[Any] = [mgr, mgr.blocks]
+        vals: list[Any] = [
+            value.flags.allows_duplicate_labels,
+            pickle.dumps(attrs, protocol=5) if attrs else b"",
+        ]
+        if type(value).__name__ == "Series":
+            objs.append(value.name)
+        for axis in mgr.axes:
+            objs.append(axis)
+            objs.extend(axis.names)
+        ndarray = sys.modules["numpy"].ndarray
+        frozen: list[Any] = []
+        for block in mgr.blocks:
+            values = block.values
+            objs += (block, block.mgr_locs, values)
+            if type(values) is ndarray:
+                arrays = [values]
+            else:
+                objs.append(values.dtype)
+                inner = getattr(values, "_ndarray", None)
+                if inner is not None:
+                    arrays = [inner]  # Categorical, DatetimeArray, TimedeltaArray
+                elif hasattr(values, "_pa_array"):
+                    objs.append(values._pa_array)  # Arrow arrays cannot change in place
+                    arrays = []
+                elif hasattr(values, "_mask"):
+                    arrays = [values._data, values._mask]  # Int64, boolean, Float64
+                else:
+                    return None
+            for array in arrays:
+                if type(array) is not ndarray or array.dtype.hasobject:
+                    return None
+                if array.flags.writeable:
+                    if not freeze:
+                        return None
+                    frozen.append(array)
+                objs.append(array)
+                vals += (
+                    array.__array_interface__["data"][0],
+                    array.shape,
+                    array.strides,
+                    array.dtype,
+                )
+        for array in frozen:
+            array.flags.writeable = False
+    except Exception:  # an attribute pandas renamed, attrs that do not pickle: no memo
+        return None
+    return tuple(objs), tuple(vals)
+
+
+def _same_print(
+    old: tuple[tuple[Any, ...], tuple[Any, ...]],
+    new: tuple[tuple[Any, ...], tuple[Any, ...]] | None,
+) -> bool:
+    if new is None or len(old[0]) != len(new[0]):
+        return False
+    return all(a is b for a, b in zip(old[0], new[0], strict=True)) and old[1] == new[1]
 
 
 # -- walking encoded bytes without unpickling -----------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import sys
 from typing import Any, Final
 
 import msgspec
@@ -276,21 +277,101 @@ def read_header(view: memoryview) -> tuple[int, str, memoryview, list[memoryview
     return kind, type_name, body, [view[o : o + n] for o, n in spans]
 
 
+# pyarrow's buffer types (module ``pyarrow.lib``), pickled out of band as a PickleBuffer.
+_ARROW_BUFFERS: Final = frozenset({"Buffer", "ResizableBuffer"})
+
+
 class _Pickler(pickle.Pickler):
-    """Pickler that gives every numpy array's data out of band.
+    """Pickler that gives every array buffer out of band, always read-only.
+
+    The same content must give the same bytes (the blob's digest), whether an array is a
+    fresh writeable one or was read back from a blob (read-only: a view of the map).
+    pickle writes a READONLY_BUFFER opcode after each read-only out-of-band buffer, so
+    every plain numpy array and every pyarrow buffer is pickled as a read-only view: a
+    frame read back and passed on unchanged pickles to the blob it came from. Nothing is
+    copied (a read-only view shares the data), and nothing changes for the reader: arrays
+    read from a blob are read-only either way.
 
     numpy pickles a non-contiguous array (a column slice, ``X[:, ::2]``) in band, which
     would come back as a writeable copy and be stored again by the next stage; a
-    contiguous copy of it goes out of band like any other array.
+    contiguous read-only copy of it goes out of band like any other array.
+
+    The pickler memoizes the original object before this hook is asked again, so an
+    array referenced twice is still written once.
     """
 
     def reducer_override(self, obj: Any) -> Any:
         kind = type(obj)
-        if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        module = kind.__module__
+        if module == "numpy":
+            # Exactly ndarray: a subclass (np.matrix, a memmap) pickles its own way, in band.
+            if kind.__name__ != "ndarray" or obj.dtype.hasobject:
+                return NotImplemented
             flags = obj.flags
-            if not (flags.c_contiguous or flags.f_contiguous) and obj.dtype.hasobject is False:
-                return obj.copy(order="C").__reduce_ex__(5)
+            if not (flags.c_contiguous or flags.f_contiguous):
+                view = obj.copy(order="C")
+            elif flags.writeable:
+                view = obj.view()
+            else:
+                view = obj
+            view.flags.writeable = False
+            dtype = view.dtype
+            if dtype.kind in "mM":
+                # numpy pickles datetime64/timedelta64 in band (a copy, writeable when
+                # read back): carry the int64 data out of band and view it back.
+                return _view_as, (view.view(f"{dtype.byteorder}i8"), dtype)
+            reduced = view.__reduce_ex__(5)
+            if len(reduced) != 2:  # in band (a zero-size item): nothing to canonicalise
+                return reduced
+            rebuild, args = reduced
+            # A dtype read back is a copy of numpy's shared one: pickle (which memoizes
+            # by identity) would then write it once per array instead of once per pickle.
+            canonical = sys.modules["numpy"].dtype(dtype.str)
+            if canonical.isbuiltin and canonical == dtype:
+                args = (args[0], canonical, *args[2:])
+            return rebuild, args
+        if module.startswith("pandas") and _extension_array(obj):
+            return _pandas_array(obj)
+        if module == "pyarrow.lib" and kind.__name__ in _ARROW_BUFFERS and obj.is_mutable:
+            rebuild = obj.__reduce_ex__(5)[0]  # pyarrow.py_buffer
+            return rebuild, (pickle.PickleBuffer(memoryview(obj).toreadonly()),)
         return NotImplemented
+
+
+def _view_as(array: Any, dtype: Any) -> Any:
+    """Unpickle a datetime64/timedelta64 array: a view of its int64 data (see _Pickler)."""
+    return array.view(dtype)
+
+
+def _extension_array(obj: Any) -> bool:
+    base = sys.modules.get("pandas.core.arrays.base")
+    return base is not None and isinstance(obj, base.ExtensionArray)
+
+
+def _pandas_array(obj: Any) -> Any:
+    """Reduce a pandas extension array (Categorical, DatetimeArray, Int64...) canonically.
+
+    Its pickle carries its ``__dict__`` with a ``_cache`` of computed properties, filled
+    or not depending on what was asked of it, and an NDArrayBacked array's ``__dict__`` is
+    restored by ``__dict__.update`` (keys not interned: pickle memoizes strings by
+    identity). Either would make an unchanged array read back pickle differently from the
+    original. The cache is dropped (pandas recomputes it) and the keys are interned.
+    """
+    rv = obj.__reduce_ex__(5)
+    if len(rv) < 3:
+        return rv
+    state = rv[2]
+    # An empty __dict__ is written as no state at all (as the original would be).
+    if type(state) is dict:
+        return (*rv[:2], _canonical_attrs(state) or None, *rv[3:])
+    if type(state) is tuple and len(state) == 3 and type(state[2]) is dict:
+        attrs = _canonical_attrs(state[2])
+        return (*rv[:2], (*state[:2], attrs) if attrs else state[:2], *rv[3:])
+    return rv
+
+
+def _canonical_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
+    return {sys.intern(k) if type(k) is str else k: v for k, v in attrs.items() if k != "_cache"}
 
 
 def pack(value: Any) -> tuple[list[bytes | memoryview], int]:
