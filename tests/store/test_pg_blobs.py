@@ -278,3 +278,12 @@ async def test_a_pool_worker_reads_the_array_through_its_own_cache(
     assert np.array_equal(ctx.assigns["X"], expected)
     assert sent < 64 * 1024
     assert 40_000_000 < blob.size < 40_100_000
+
+
+def test_a_name_that_is_not_a_digest_never_reaches_the_cache_directory(
+    blobs: PostgresBlobStore, tmp_path: Path
+) -> None:
+    for name in ("../../etc/passwd", "ab" * 32):  # a path, and a sha256-length name
+        with pytest.raises(ValueError, match="not a blob digest"):
+            blobs.open(name)
+    assert not (tmp_path / "etc").exists()
