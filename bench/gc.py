@@ -19,7 +19,6 @@ Prints one JSON object per line (seconds, and the ratio to the floor). Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from crucible_actors._core._blobs import digest_of
 from crucible_actors._core._data import EXT_BLOB, BlobRef, blob_digests
 from crucible_actors.store import (
     Checkpoint,
@@ -81,7 +81,7 @@ async def seed(url: str, runs: int) -> None:
             last = data
             if i % 10 == 0:
                 content = os.urandom(BLOB)
-                digest = hashlib.sha256(content).hexdigest()
+                digest = digest_of([content])
                 blobs.put(digest, [content], BLOB)
                 last = _ref_bytes(digest)
             await store.finish_run(

@@ -7,14 +7,20 @@ each blob against its digest on first read, and reopens from its ``location()``.
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crucible_actors._core._blobs import BlobStore, MemoryBlobStore
+from crucible_actors._core._blobs import (
+    DIGEST_LENGTH,
+    BlobStore,
+    MemoryBlobStore,
+    digest_of,
+    is_digest,
+    new_hasher,
+)
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreError
 from crucible_actors.store import open_store
 from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return digest_of([data])
 
 
 @pytest.fixture(params=["memory", "directory", "directory-power"])
@@ -182,9 +188,32 @@ def test_directory_store_reopens_from_its_location(tmp_path: Path) -> None:
         open_blob_store("s3://bucket")
 
 
-def test_a_digest_that_is_not_sha256_hex_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="sha256"):
-        DirectoryBlobStore(tmp_path / "b").open("../../etc/passwd")
+def test_a_name_that_is_not_a_digest_is_refused(tmp_path: Path) -> None:
+    blobs = DirectoryBlobStore(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"not a blob digest.*32 lowercase hex"):
+        blobs.open("../../etc/passwd")
+    sha256_name = "ab" * 32  # the length blobs were named by before xxh3-128
+    with pytest.raises(ValueError, match="not a blob digest"):
+        blobs.put(sha256_name, [b"x"], 1)
+    with pytest.raises(ValueError, match="not a blob digest"):
+        blobs.exists(digest(b"x").upper())
+
+
+def test_digests_are_xxh3_128_hex_the_same_whichever_way_they_are_made() -> None:
+    data = bytes(range(256)) * 1000
+    d = digest(data)
+    assert len(d) == DIGEST_LENGTH == 32
+    assert is_digest(d)
+    assert not is_digest(d[:-1])
+    assert not is_digest(d + "0")
+    assert not is_digest("g" * 32)
+    # Known answer: the xxh3-128 of no bytes (so the hash cannot change unnoticed).
+    assert digest(b"") == "99aa06d3014798d86001c324468d497f"
+    hasher = new_hasher()
+    for start in range(0, len(data), 7000):
+        hasher.update(memoryview(data)[start : start + 7000])
+    assert hasher.hexdigest() == d == digest_of([data[:10], memoryview(data)[10:]])
+    assert digest(data[:-1] + b"\x00") != d
 
 
 @pytest.mark.parametrize(

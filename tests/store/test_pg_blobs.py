@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from crucible_actors._core._blobs import digest_of
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
 from crucible_actors.store import _pg_blobs, open_store
 from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _digest(data: bytes) -> str:
+    return digest_of([data])
 
 
 @pytest.fixture
@@ -66,12 +66,12 @@ def test_a_blob_is_split_into_chunks_and_read_back_by_another_process_cache(
     blobs: PostgresBlobStore, migrated: str, tmp_path: Path, small_chunks: int
 ) -> None:
     data = bytes(range(256)) * 10  # 2560 bytes
-    digest = _sha(data)
+    digest = _digest(data)
     # Uneven pieces: the store re-cuts them into whole chunks.
     assert blobs.put(digest, [data[:700], memoryview(data)[700:]], len(data)) is True
     assert _rows(migrated, digest) == [1000, 1000, 560]
     assert blobs.exists(digest)
-    assert not blobs.exists(_sha(b"other"))
+    assert not blobs.exists(_digest(b"other"))
 
     # A reader with an empty cache fetches from the database, then maps its cache file.
     reader = PostgresBlobStore(migrated, cache_dir=tmp_path / "elsewhere")
@@ -86,7 +86,7 @@ def test_a_blob_is_split_into_chunks_and_read_back_by_another_process_cache(
 
 def test_putting_existing_content_again_only_touches_it(blobs: PostgresBlobStore) -> None:
     data = b"x" * 5000
-    digest = _sha(data)
+    digest = _digest(data)
     assert blobs.put(digest, [data], len(data)) is True
     (before,) = list(blobs.list())
     assert blobs.put(digest, [data], len(data)) is False
@@ -99,7 +99,7 @@ def test_touch_refreshes_touched_at(blobs: PostgresBlobStore, migrated: str) -> 
     import psycopg
 
     data = b"t" * 5000
-    digest = _sha(data)
+    digest = _digest(data)
     assert blobs.touch(digest) is False
     blobs.put(digest, [data], len(data))
     with psycopg.connect(migrated, autocommit=True) as conn:
@@ -117,7 +117,7 @@ def test_concurrent_puts_of_one_blob_store_it_once(
     blobs: PostgresBlobStore, migrated: str, small_chunks: int
 ) -> None:
     data = b"y" * 4500
-    digest = _sha(data)
+    digest = _digest(data)
     results: list[bool] = []
     stores = [PostgresBlobStore(migrated, cache_dir=blobs.cache_dir) for _ in range(4)]
 
@@ -139,7 +139,7 @@ def test_the_location_reopens_the_store_in_another_process(
     blobs: PostgresBlobStore, tmp_path: Path
 ) -> None:
     data = b"z" * 3000
-    digest = _sha(data)
+    digest = _digest(data)
     blobs.put(digest, [data], len(data))
     location = blobs.location()
     assert location.startswith("postgresql://")
@@ -156,7 +156,7 @@ def test_a_damaged_cache_file_is_fetched_again(
     blobs: PostgresBlobStore, migrated: str, tmp_path: Path
 ) -> None:
     data = b"q" * 2000
-    digest = _sha(data)
+    digest = _digest(data)
     blobs.put(digest, [data], len(data))
     cached = blobs.cache_dir / digest[:2] / digest
     cached.write_bytes(b"q" * 1000)  # torn
@@ -174,7 +174,7 @@ def test_a_damaged_database_copy_raises_blob_corrupt(
     import psycopg
 
     data = b"w" * 2000
-    digest = _sha(data)
+    digest = _digest(data)
     blobs.put(digest, [data], len(data))
     with psycopg.connect(migrated, autocommit=True) as conn:
         conn.execute("UPDATE blob_chunks SET data = %s WHERE digest = %s", (b"v" * 2000, digest))
@@ -190,7 +190,7 @@ def test_a_damaged_database_copy_raises_blob_corrupt(
 
 def test_delete_frees_the_rows_and_the_cached_file(blobs: PostgresBlobStore, migrated: str) -> None:
     data = b"d" * 1234
-    digest = _sha(data)
+    digest = _digest(data)
     blobs.put(digest, [data], len(data))
     assert blobs.delete(digest) == 1234
     assert blobs.delete(digest) == 0
@@ -203,7 +203,7 @@ def test_delete_frees_the_rows_and_the_cached_file(blobs: PostgresBlobStore, mig
 
 
 def test_an_empty_blob_round_trips(blobs: PostgresBlobStore, migrated: str, tmp_path: Path) -> None:
-    digest = _sha(b"")
+    digest = _digest(b"")
     assert blobs.put(digest, [], 0) is True
     assert _rows(migrated, digest) == [0]
     reader = PostgresBlobStore(migrated, cache_dir=tmp_path / "other")
@@ -230,7 +230,7 @@ async def test_the_store_keeps_its_blobs_in_the_database(pg_url: str, tmp_path: 
     async with open_store(url, migrate=True) as store:
         assert isinstance(store.blobs, PostgresBlobStore)
         data = b"a" * 100
-        digest = _sha(data)
+        digest = _digest(data)
         assert store.blobs.put(digest, [data], len(data))
         assert (tmp_path / "cache" / digest[:2] / digest).is_file()
         assert [b.digest for b in store.blobs.list()] == [digest]
@@ -241,7 +241,7 @@ async def test_blobs_option_puts_them_in_a_shared_directory(pg_url: str, tmp_pat
         assert isinstance(store.blobs, DirectoryBlobStore)
         assert store.blobs.location() == f"file://{tmp_path}/shared?durability=power"
         data = b"b" * 100
-        digest = _sha(data)
+        digest = _digest(data)
         store.blobs.put(digest, [data], len(data))
         assert bytes(open_blob_store(store.blobs.location()).open(digest)) == data
 
@@ -278,3 +278,12 @@ async def test_a_pool_worker_reads_the_array_through_its_own_cache(
     assert np.array_equal(ctx.assigns["X"], expected)
     assert sent < 64 * 1024
     assert 40_000_000 < blob.size < 40_100_000
+
+
+def test_a_name_that_is_not_a_digest_never_reaches_the_cache_directory(
+    blobs: PostgresBlobStore, tmp_path: Path
+) -> None:
+    for name in ("../../etc/passwd", "ab" * 32):  # a path, and a sha256-length name
+        with pytest.raises(ValueError, match="not a blob digest"):
+            blobs.open(name)
+    assert not (tmp_path / "etc").exists()

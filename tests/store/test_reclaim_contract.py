@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import anyio.to_thread
 import msgspec
 import pytest
 
+from crucible_actors._core._blobs import digest_of
 from crucible_actors._core._data import EXT_BLOB, BlobRef
 from crucible_actors.errors import RunNotFound, RunStillRunning
 from crucible_actors.store import (
@@ -225,7 +225,7 @@ def blobs_of(store: Store) -> BlobStore:
 
 def put_blob(blobs: BlobStore, content: bytes) -> bytes:
     """Store ``content`` as a blob; return msgpack Context bytes referring to it."""
-    digest = hashlib.sha256(content).hexdigest()
+    digest = digest_of([content])
     blobs.put(digest, [content], len(content))
     ref = msgspec.msgpack.encode(BlobRef(digest, len(content), "msgpack", "bytes"))
     return msgspec.msgpack.encode({"assigns": {"X": msgspec.msgpack.Ext(EXT_BLOB, ref)}})
@@ -235,8 +235,8 @@ def digests(blobs: BlobStore) -> set[str]:
     return {info.digest for info in blobs.list()}
 
 
-def sha(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
+def blob_digest(content: bytes) -> str:
+    return digest_of([content])
 
 
 async def test_gc_deletes_the_blobs_nothing_names_and_keeps_the_others(store: Store) -> None:
@@ -252,13 +252,13 @@ async def test_gc_deletes_the_blobs_nothing_names_and_keeps_the_others(store: St
 
     result = await store.gc()
     assert (result.blobs, result.blob_bytes, result.blobs_kept) == (2, 140_000, 0)
-    assert digests(blobs) == {sha(a), sha(b)}
+    assert digests(blobs) == {blob_digest(a), blob_digest(b)}
     if store.local:  # a server's plain VACUUM keeps the space for its own reuse
         assert result.freed >= 140_000
-    assert bytes(blobs.open(sha(a))) == a
+    assert bytes(blobs.open(blob_digest(a))) == a
     again = await store.gc()
     assert (again.blobs, again.blobs_kept) == (0, 0)
-    assert digests(blobs) == {sha(a), sha(b)}
+    assert digests(blobs) == {blob_digest(a), blob_digest(b)}
 
 
 async def test_gc_spares_blobs_written_since_the_oldest_live_run_started(store: Store) -> None:
@@ -269,7 +269,7 @@ async def test_gc_spares_blobs_written_since_the_oldest_live_run_started(store: 
     put_blob(blobs, fresh)  # a checkpoint of "live" may be about to name it
     result = await store.gc()
     assert (result.blobs, result.blobs_kept) == (0, 1)
-    assert digests(blobs) == {sha(fresh)}
+    assert digests(blobs) == {blob_digest(fresh)}
 
     await store.finish_run(outcome("live"), artifacts=[], events=[])
     result = await store.gc()
@@ -324,7 +324,7 @@ async def test_while_a_run_is_live_the_blobs_of_dropped_cached_results_wait(
     later = now + timedelta(hours=1.5)
     result = await store.gc(now=later)
     assert (result.cached_results, result.blobs, result.blobs_kept) == (1, 0, 0)
-    assert digests(blobs) == {sha(content)}
+    assert digests(blobs) == {blob_digest(content)}
 
     await store.finish_run(outcome("live"), artifacts=[], events=[])
     result = await store.gc(now=later)
@@ -341,7 +341,7 @@ async def test_a_damaged_row_still_keeps_the_blob_it_names(store: Store) -> None
     await store.save_checkpoint(checkpoint("odd", 5, damaged))
     result = await store.gc()
     assert result.blobs == 0
-    assert digests(blobs) == {sha(content)}
+    assert digests(blobs) == {blob_digest(content)}
 
 
 @pytest.mark.postgres

@@ -1,11 +1,18 @@
 """The blob store port: large Context values stored once, by content.
 
 A value whose encoding exceeds the runtime's blob threshold is written to a
-:class:`BlobStore` under the sha256 of its bytes and replaced in snapshots, checkpoints,
-cached results and executor messages by a small :class:`~._data.BlobRef` (``_data.py``
-does the encoding). Every :class:`~._store.Store` carries one as ``store.blobs``: in
+:class:`BlobStore` under the xxh3-128 hash of its bytes and replaced in snapshots,
+checkpoints, cached results and executor messages by a small :class:`~._data.BlobRef`
+(``_data.py`` does the encoding). Every :class:`~._store.Store` carries one as ``store.blobs``: in
 memory for ``memory://`` (:class:`MemoryBlobStore`, here), a directory beside the SQLite
 file (``store/_blobs.py``), PostgreSQL's own for PostgreSQL.
+
+Digests are made and checked here only (:func:`digest_of`, :func:`new_hasher`,
+:func:`is_digest`, :func:`check_digest`): xxh3-128 as 32 lowercase hex characters. Not a
+cryptographic hash, on purpose: the store is a trust boundary anyway (its values are
+pickles), so collision resistance against an attacker buys nothing, while sha256 at about
+1.8 GB/s costs three times the ``np.save`` of the same array (xxh3: 0.17x). 128 bits make
+an accidental collision negligible, and a damaged blob is still detected on first read.
 
 Implementations are synchronous and thread-safe: the codec calls them from the event
 loop's thread and from worker threads and processes while it encodes and decodes.
@@ -13,23 +20,38 @@ loop's thread and from worker threads and processes while it encodes and decodes
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 import msgspec
+import xxhash
 
 from ._errors import BlobCorrupt, BlobMissing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["BlobInfo", "BlobStore", "MemoryBlobStore", "check_digest", "digest_of"]
+__all__ = [
+    "DIGEST_LENGTH",
+    "BlobInfo",
+    "BlobStore",
+    "Hasher",
+    "MemoryBlobStore",
+    "check_digest",
+    "digest_of",
+    "is_digest",
+    "new_hasher",
+]
+
+#: Characters in a blob digest (xxh3-128 as lowercase hex).
+DIGEST_LENGTH: Final = 32
+
+_HEX: Final = frozenset("0123456789abcdef")
 
 
 class BlobInfo(msgspec.Struct, frozen=True):
-    """One stored blob: its sha256 hex ``digest``, ``size`` in bytes, last ``mtime`` (epoch s).
+    """One stored blob: its hex ``digest``, ``size`` in bytes, last ``mtime`` (epoch s).
 
     ``mtime`` is when the blob was last written or re-written (a ``put`` of content already
     there touches it), so a garbage collector can spare blobs younger than a grace period.
@@ -93,12 +115,35 @@ class BlobStore(Protocol):
         ...
 
 
+class Hasher(Protocol):
+    """An incremental blob hasher (:func:`new_hasher`)."""
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        """Feed the next bytes of the blob."""
+        ...
+
+    def hexdigest(self) -> str:
+        """Return the digest of the bytes fed so far (:data:`DIGEST_LENGTH` hex characters)."""
+        ...
+
+
+def new_hasher() -> Hasher:
+    """Return an empty incremental hasher whose ``hexdigest()`` is a blob digest."""
+    hasher: Hasher = xxhash.xxh3_128()
+    return hasher
+
+
 def digest_of(chunks: Sequence[bytes | memoryview]) -> str:
-    """Return the sha256 hex digest of the concatenation of ``chunks``."""
-    h = hashlib.sha256()
+    """Return the blob digest (xxh3-128, lowercase hex) of the concatenation of ``chunks``."""
+    h = xxhash.xxh3_128()
     for chunk in chunks:
         h.update(chunk)
     return h.hexdigest()
+
+
+def is_digest(name: str) -> bool:
+    """Return whether ``name`` has the form of a blob digest (32 lowercase hex characters)."""
+    return len(name) == DIGEST_LENGTH and _HEX.issuperset(name)
 
 
 class MemoryBlobStore:
@@ -179,7 +224,7 @@ class MemoryBlobStore:
 
 
 def check_digest(digest: str, data: memoryview | bytes, *, store: str | None = None) -> None:
-    """Raise :class:`BlobCorrupt` unless ``data`` hashes to ``digest``."""
-    found = hashlib.sha256(data).hexdigest()
+    """Raise :class:`BlobCorrupt` unless ``data`` hashes to ``digest`` (see :func:`digest_of`)."""
+    found = xxhash.xxh3_128_hexdigest(data)
     if found != digest:
         raise BlobCorrupt(digest, store=store, detail=f"content hashes to {found[:16]}")

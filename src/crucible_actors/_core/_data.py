@@ -10,7 +10,7 @@ is written one of three ways:
    pyarrow ...): pickle protocol 5 with out-of-band buffers, so array data is never copied
    into the pickle, inline as ``msgspec.msgpack.Ext(EXT_PACKED, payload)``.
 3. **by reference** -- a value whose encoding exceeds the threshold is written once to the
-   current :class:`~._blobs.BlobStore` under the sha256 of its bytes and replaced by
+   current :class:`~._blobs.BlobStore` under the digest of its bytes and replaced by
    ``Ext(EXT_BLOB, BlobRef)``. Reading it back maps the blob read-only: arrays come back
    read-only and zero-copy.
 

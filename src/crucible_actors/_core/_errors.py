@@ -331,7 +331,7 @@ class RunNotFound(StoreError):
 class BlobError(StoreError):
     """A large Context value stored by content (a blob) cannot be read back.
 
-    ``digest`` is the blob's sha256; ``key`` names the Context entry (``assigns['X']``),
+    ``digest`` is the blob's hash; ``key`` names the Context entry (``assigns['X']``),
     ``run_id`` and ``stage`` where the runtime knows them. See :class:`BlobMissing` and
     :class:`BlobCorrupt` for the two ways a blob goes wrong.
     """

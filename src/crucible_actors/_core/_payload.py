@@ -53,7 +53,7 @@ EXT_BLOB: Final = 82
 class BlobRef(msgspec.Struct, frozen=True, array_like=True):
     """A reference to one value stored by content in the blob store.
 
-    ``digest`` is the sha256 hex of the blob's bytes, ``size`` their length, ``kind``
+    ``digest`` is the xxh3-128 hex of the blob's bytes, ``size`` their length, ``kind``
     ``"packed"`` (pickle + buffers) or ``"msgpack"``, ``type`` the value's type for display
     and errors (``"numpy.ndarray"``, ``"pandas.DataFrame"``).
     """

@@ -1,4 +1,4 @@
-"""Blob stores on disk: one file per blob, named by its sha256, read through mmap.
+"""Blob stores on disk: one file per blob, named by its digest, read through mmap.
 
 :class:`DirectoryBlobStore` implements the :class:`~crucible_actors._core._blobs.BlobStore`
 port for the SQLite store (``DIR/x.db.blobs`` beside ``DIR/x.db``) and for any shared
@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from .._core._blobs import BlobInfo, MemoryBlobStore, check_digest
+from .._core._blobs import (
+    DIGEST_LENGTH,
+    BlobInfo,
+    MemoryBlobStore,
+    check_digest,
+    is_digest,
+)
 from .._core._errors import BlobMissing, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -31,10 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["DirectoryBlobStore", "open_blob_store"]
 
 _DURABILITY = ("process", "power")
-
-
-def _is_digest(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 class DirectoryBlobStore:
@@ -62,8 +64,11 @@ class DirectoryBlobStore:
         return f"DirectoryBlobStore({str(self.root)!r}, durability={self.durability!r})"
 
     def _path(self, digest: str) -> Path:
-        if not _is_digest(digest):
-            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        if not is_digest(digest):
+            raise ValueError(
+                f"not a blob digest: {digest!r}; expected {DIGEST_LENGTH} lowercase hex "
+                "characters (xxh3-128, see crucible_actors._core._blobs.digest_of)"
+            )
         return self.root / digest[:2] / digest
 
     def exists(self, digest: str) -> bool:
@@ -154,7 +159,7 @@ class DirectoryBlobStore:
             # Closed even when the caller stops early (no ResourceWarning).
             with os.scandir(shard) as entries:
                 for entry in entries:
-                    if _is_digest(entry.name):
+                    if is_digest(entry.name):
                         try:
                             st = entry.stat()
                         except FileNotFoundError:  # deleted meanwhile

@@ -23,7 +23,6 @@ fetched again from the database, and only a database copy that fails it raises
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import mmap
 import os
 import threading
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .._core._blobs import BlobInfo
+from .._core._blobs import DIGEST_LENGTH, BlobInfo, check_digest, is_digest, new_hasher
 from .._core._errors import BlobCorrupt, BlobMissing, StoreUnavailable
 from ._pg_driver import drivers, wrap_pg_error
 from ._sql import redact_url
@@ -194,7 +193,7 @@ class PostgresBlobStore:
     def put(self, digest: str, chunks: Sequence[bytes | memoryview], size: int) -> bool:
         """Store the blob in one transaction; return False if it was there (then touched).
 
-        The caller vouches that ``digest`` is the sha256 of the concatenated ``chunks``.
+        The caller vouches that ``digest`` is the ``digest_of`` the concatenated ``chunks``.
         The bytes also go to the local cache, so readers on this host need no fetch.
         """
         with self._connection() as conn, conn.transaction():
@@ -236,7 +235,9 @@ class PostgresBlobStore:
             self._fetch(digest)  # verifies while writing
             return _map(path)
         if digest not in self._verified:
-            if hashlib.sha256(view).hexdigest() != digest:
+            try:
+                check_digest(digest, view, store=self.name)
+            except BlobCorrupt:
                 view.release()
                 with contextlib.suppress(OSError):
                     path.unlink()
@@ -287,6 +288,11 @@ class PostgresBlobStore:
     # -- the cache -------------------------------------------------------------------
 
     def _path(self, digest: str) -> Path:
+        if not is_digest(digest):
+            raise ValueError(
+                f"not a blob digest: {digest!r}; expected {DIGEST_LENGTH} lowercase hex "
+                "characters (xxh3-128, see crucible_actors._core._blobs.digest_of)"
+            )
         return self.cache_dir / digest[:2] / digest
 
     def _temp(self, path: Path) -> Path:
@@ -312,7 +318,7 @@ class PostgresBlobStore:
         path = self._path(digest)
         temp = self._temp(path)
         try:
-            hasher = hashlib.sha256()
+            hasher = new_hasher()
             with self._connection() as conn, conn.transaction(), open(temp, "wb") as file:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 row = conn.execute("SELECT size FROM blobs WHERE digest = %s", (digest,)).fetchone()

@@ -1,5 +1,5 @@
 -- Content-addressed blobs (version 4, PostgreSQL only): the large values of Contexts,
--- stored once by their sha256 and read through a local cache directory
+-- stored once by their digest (xxh3-128) and read through a local cache directory
 -- (see crucible_actors/store/_pg_blobs.py). SQLite keeps its blobs in a directory beside
 -- the database file, so it has no version 4 of its own.
 
