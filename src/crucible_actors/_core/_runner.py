@@ -56,8 +56,13 @@ async def run_async(
     """
     check_validate_mode(validate_options)
     exp = coerce_experiment(experiment)
+    # One run: no other run for a blocked loop to delay, so no lag monitor task.
     async with open_runtime(
-        registry=registry, store=store, executors=executors, blob_threshold=blob_threshold
+        registry=registry,
+        store=store,
+        executors=executors,
+        blob_threshold=blob_threshold,
+        watch_loop=False,
     ) as rt:
         handle = await rt.submit(
             exp,

@@ -420,6 +420,7 @@ async def open_runtime(
     blob_threshold: int | None = None,
     adopt: bool = True,
     adopt_interval: float = 1.5,
+    watch_loop: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -453,6 +454,9 @@ async def open_runtime(
     every ``adopt_interval`` seconds while it is open, the runs of processes that die
     (judged by their lease, not by clocks: see the README's Guarantees) or shut down
     leaving runs ``interrupted``; ``adopt=False`` resumes only at start-up.
+    ``watch_loop`` (default on) runs the event-loop lag monitor, which logs a stage that
+    blocks the loop (and so every other run) for a second or more; ``run_async`` turns it
+    off, since the one run it owns is the only one a block could delay.
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive,
@@ -516,7 +520,8 @@ async def open_runtime(
 
                 rt.cache = StageCache(rt.store, now=adapter.now)
             metrics = _record_metrics(meter_provider, rt)
-            tg.start_soon(rt.lag_monitor.run, name="crucible event-loop lag monitor")
+            if watch_loop:
+                tg.start_soon(rt.lag_monitor.run, name="crucible event-loop lag monitor")
             adopting = anyio.CancelScope()
             try:
                 if adapter is not None:
