@@ -144,6 +144,7 @@ class Recovery:
         interrupted: list[str] = []
         skipped: list[str] = []
         failed: dict[str, str] = {}
+        by_outcome = {"resumed": resumed, "interrupted": interrupted, "skipped": skipped}
         for run in running:
             if run.owner_id == self.owner.id:
                 continue
@@ -152,19 +153,8 @@ class Recovery:
             dead.add(run.owner_id)
             try:
                 if on_start == "resume":
-                    if not await store.claim_run(
-                        run.id, status="running", owner_id=run.owner_id, new_owner_id=self.owner.id
-                    ):
-                        skipped.append(run.id)  # another process claimed it first
-                        continue
-                    try:
-                        await self._resume_claimed(runtime, run.id)
-                    except CheckpointDecodeError as exc:
-                        log.warning("cannot resume run %s: %s", run.id, exc)
-                        await self._interrupt(run.id, self.owner.id, exc)
-                        interrupted.append(run.id)
-                        continue
-                    resumed.append(run.id)
+                    outcome = await self._claim_and_resume(runtime, run, "running")
+                    by_outcome[outcome].append(run.id)
                 elif await self._interrupt(
                     run.id, run.owner_id, None, owners.get(run.owner_id or "")
                 ):
@@ -181,22 +171,8 @@ class Recovery:
                 if not interrupted_by_shutdown(run):
                     continue
                 try:
-                    if not await store.claim_run(
-                        run.id,
-                        status="interrupted",
-                        owner_id=run.owner_id,
-                        new_owner_id=self.owner.id,
-                    ):
-                        skipped.append(run.id)
-                        continue
-                    try:
-                        await self._resume_claimed(runtime, run.id)
-                    except CheckpointDecodeError as exc:
-                        log.warning("cannot resume run %s: %s", run.id, exc)
-                        await self._interrupt(run.id, self.owner.id, exc)
-                        interrupted.append(run.id)
-                        continue
-                    resumed.append(run.id)
+                    outcome = await self._claim_and_resume(runtime, run, "interrupted")
+                    by_outcome[outcome].append(run.id)
                 except Exception as exc:  # as above
                     failed[run.id] = _failed(run.id, exc)
         # Dead owners' rows go too, with runs or without (one killed before its first
@@ -208,6 +184,24 @@ class Recovery:
                 await store.remove_owner(owner_id)
         self.last_recovery = RecoveryReport(resumed, interrupted, skipped, failed)
         return self.last_recovery
+
+    async def _claim_and_resume(self, runtime: Runtime, run: RunRecord, status: str) -> str:
+        """Claim ``run`` (stored ``status``) from its owner and resume it here.
+
+        Returns ``"resumed"``, ``"skipped"`` (another process claimed it first) or
+        ``"interrupted"`` (its checkpoint no longer decodes: marked so, with the reason).
+        """
+        if not await self.store.claim_run(
+            run.id, status=status, owner_id=run.owner_id, new_owner_id=self.owner.id
+        ):
+            return "skipped"
+        try:
+            await self._resume_claimed(runtime, run.id)
+        except CheckpointDecodeError as exc:
+            log.warning("cannot resume run %s: %s", run.id, exc)
+            await self._interrupt(run.id, self.owner.id, exc)
+            return "interrupted"
+        return "resumed"
 
     def _is_dead(
         self,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._format import _positive, _table
-from ._runs import _common, _json, _when, store_url
+from ._format import _common, _json, _positive, _table, store_url
+from ._runs import _when
 
 if TYPE_CHECKING:
     import argparse

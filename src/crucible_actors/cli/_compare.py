@@ -59,7 +59,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Compare the runs; 0 on success, 2 on bad input (unknown run, no scores, ...)."""
     from ..comparison import compare, compare_sweep, render
     from ..store import open_store
-    from ._runs import store_url
+    from ._format import store_url
 
     if bool(args.sweep) == bool(args.run_ids):
         print(

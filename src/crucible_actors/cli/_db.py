@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._runs import store_url
+from ._format import store_url
 
 if TYPE_CHECKING:
     import argparse

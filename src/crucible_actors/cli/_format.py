@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from .._core._encoding import to_json_safe
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
 
     from .._core._store import RunRecord
 
-__all__ = ["_elapsed", "_positive", "_seconds", "_table"]
+__all__ = ["_common", "_elapsed", "_json", "_positive", "_seconds", "_table", "store_url"]
 
 
 def _positive(text: str) -> int:
@@ -45,3 +50,23 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
+    )
+
+
+def store_url(arg: str | None) -> str:
+    """Return ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded default."""
+    from ..store import default_store_url
+
+    return arg or default_store_url()
+
+
+def _json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(to_json_safe(doc), indent=2, sort_keys=True) + "\n")

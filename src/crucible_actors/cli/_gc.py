@@ -15,7 +15,6 @@ the blobs nothing names any more, and returns the space (``Store.gc``).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from datetime import timedelta
@@ -23,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import to_json_safe
 from .._core._store import LIVE_STATUSES, RUN_STATUSES
+from ._format import _common, _json, store_url
 
 if TYPE_CHECKING:
     import argparse
@@ -64,30 +63,6 @@ def human_bytes(n: int) -> str:
         if value < 1000:
             return f"{value:.1f} {unit}"
     return f"{value:.1f} PB"
-
-
-# ``runs`` imports this module to add ``runs delete``, so these three mirror its helpers
-# rather than import them (no import cycle).
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument(
-        "--store",
-        metavar="URL",
-        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
-    )
-
-
-def store_url(arg: str | None) -> str:
-    """Return ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded default."""
-    from ..store import default_store_url
-
-    return arg or default_store_url()
-
-
-def _json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(to_json_safe(doc), indent=2, sort_keys=True) + "\n")
 
 
 def _n(count: int, noun: str) -> str:

@@ -23,8 +23,8 @@ from .._core._ir_load import load_experiment
 from .._core._registry import Registry
 from ..errors import CrucibleError, InvalidExperiment, StageFailed, StoreError
 from ._console import fancy, stdout_console
+from ._format import store_url
 from ._progress import LiveProgress, PlainProgress, RunProgress, fmt_seconds
-from ._runs import store_url
 
 if TYPE_CHECKING:
     import argparse

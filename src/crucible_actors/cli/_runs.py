@@ -31,7 +31,7 @@ import anyio
 from .._core._encoding import to_json_safe
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
-from ._format import _elapsed, _positive, _seconds, _table
+from ._format import _common, _elapsed, _json, _positive, _seconds, _table, store_url
 from ._gc import add_delete
 
 if TYPE_CHECKING:
@@ -72,22 +72,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_resume)
 
     add_delete(cmds)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument(
-        "--store",
-        metavar="URL",
-        help="store URL (default: CRUCIBLE_STORE_URL or sqlite:///./.crucible/crucible.db)",
-    )
-
-
-def store_url(arg: str | None) -> str:
-    """Return ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded default."""
-    from ..store import default_store_url
-
-    return arg or default_store_url()
 
 
 # -- formatting ----------------------------------------------------------------------
@@ -141,10 +125,6 @@ def _rich_table(
             )
         )
     console.print(table)
-
-
-def _json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(to_json_safe(doc), indent=2, sort_keys=True) + "\n")
 
 
 def _stages(attempts: list[StageAttempt]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import msgspec
 
 from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError
-from ._runs import store_url
+from ._format import store_url
 
 if TYPE_CHECKING:
     import argparse
