@@ -6,7 +6,11 @@ the stage's first attempt the run supervisor (``_run.py``) computes its **key**,
 SHA-256 hex digest of, each part length-prefixed:
 
 - the stage's label (``StageDef.label``), its ``"module:qualname"`` reference (its
-  class name when it has none) and its declared ``version`` (default ``"1"``);
+  class name when it has none), its declared ``version`` (default ``"1"``) and the
+  fingerprint of its own code (:func:`~._fingerprint.code_fingerprint`: the normalized
+  source of its function or class, so an edit to the stage's body is a new key while a
+  comment, formatting or docstring change is not; ``version`` is still what to bump
+  for a change the fingerprint cannot see: a helper it calls, a global, a data file);
 - its options, normalized: the converted ``Options`` Struct (defaults filled in), or
   the options mapping over the ``defaults`` of its ``describe()``, as JSON with sorted
   keys (functions and classes as their references);
@@ -48,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ._fingerprint import code_fingerprint
 from ._ir import Experiment, is_plugin_object, stage_ref
 from ._store import CachedResult
 
@@ -71,7 +76,7 @@ __all__ = [
 log = logging.getLogger("crucible_actors.cache")
 
 #: The first part of every key; bump it when the key's definition changes.
-KEY_FORMAT: Final = b"crucible-cache/1"
+KEY_FORMAT: Final = b"crucible-cache/2"
 
 #: The Context fields a stage's result is made of (everything else belongs to the run).
 RESULT_FIELDS: Final = ("outputs", "metrics", "artifacts", "assigns")
@@ -135,7 +140,8 @@ def _stage_part(stage: PreparedStage) -> bytes | None:
         log.warning("stage %r is not cached: its options cannot be keyed (%s)", stage.label, exc)
         return None
     h = hashlib.sha256(KEY_FORMAT)
-    for part in (stage.label, ref, str(getattr(stage_obj, "version", "1"))):
+    version = str(getattr(stage_obj, "version", "1"))
+    for part in (stage.label, ref, version, code_fingerprint(stage_obj)):
         _part(h, part.encode())
     _part(h, options)
     return h.digest()
@@ -314,6 +320,7 @@ class RunCache:
             key=probe.key,
             stage=stage.label,
             version=str(getattr(stage.info.stage, "version", "1")),
+            code=code_fingerprint(stage.info.stage),
             result=result,
             size=len(result),
             run_id=run_id,

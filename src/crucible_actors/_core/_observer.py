@@ -4,7 +4,8 @@
 :class:`~crucible_actors._core._instruments.RunObserver` hooks for one run, on behalf of
 a :class:`~crucible_actors._core._persist.Persistence` (which owns the store, the clock
 and this process's owner id). It records the run (with the initial Context, unless
-recovery resumed it from the checkpoint the store already holds) when it starts, commits
+recovery resumed it from the checkpoint the store already holds) and its provenance
+(``_provenance.py``) when it starts, commits
 the Context snapshot before every stage, records each stage attempt, and stores the
 outcome with the final Context, the artifacts and the trace events when the run ends:
 one commit per stage boundary.
@@ -109,6 +110,11 @@ class StoreObserver(RunObserver):
             created_at=now,
             updated_at=now,
         )
+        # A resumed run keeps the provenance of its first start (the store leaves it).
+        recorder = p.provenance
+        provenance = (
+            await recorder.for_run(exp, snapshot) if recorder is not None and not resume else None
+        )
         run = RunRecord(
             id=handle.run_id,
             experiment_id=exp.id,
@@ -116,6 +122,7 @@ class StoreObserver(RunObserver):
             metadata={"resumed_from": handle.resumed_from},
             started_at=now,
             owner_id=p.owner.id,
+            provenance=provenance,
         )
         checkpoint = (
             None

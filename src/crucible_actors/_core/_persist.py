@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from ._instruments import RunObserver
     from ._ir import Experiment
+    from ._provenance import ProvenanceRecorder
     from ._store import Store
 
     #: Opens the store a URL names, as an async context manager yielding it.
@@ -111,6 +112,8 @@ class Persistence(Recovery):
         self._interrupted_seen = 0
         self._resuming: set[str] = set()
         self._definitions: dict[int, tuple[Experiment, tuple[dict[str, Any], list[Any], Any]]] = {}
+        #: Records each new run's provenance; set by ``open_runtime`` (None: not recorded).
+        self.provenance: ProvenanceRecorder | None = None
 
     def observer(self) -> RunObserver:
         """Return a fresh observer for one run."""

@@ -421,6 +421,7 @@ async def open_runtime(
     adopt: bool = True,
     adopt_interval: float = 1.5,
     watch_loop: bool = True,
+    provenance: bool = True,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime in the caller's trio or asyncio loop and yield it.
 
@@ -457,6 +458,9 @@ async def open_runtime(
     ``watch_loop`` (default on) runs the event-loop lag monitor, which logs a stage that
     blocks the loop (and so every other run) for a second or more; ``run_async`` turns it
     off, since the one run it owns is the only one a block could delay.
+    ``provenance`` (default on, with a store) records with each new run what produced it
+    (versions, packages, platform, host, git commit, stage code fingerprints, input
+    digests; see :mod:`crucible_actors._core._provenance`).
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive,
@@ -515,6 +519,10 @@ async def open_runtime(
                 blob_threshold if blob_threshold is not None else DEFAULT_BLOB_THRESHOLD,
                 resolve=None if blob_threshold is not None else _configured_threshold,
             )
+            if adapter is not None and provenance:
+                from ._provenance import ProvenanceRecorder
+
+                adapter.provenance = ProvenanceRecorder(adapter.store, reg, adapter.now)
             if adapter is not None and callable(getattr(rt.store, "get_cached_result", None)):
                 from ._cache import StageCache
 

@@ -39,6 +39,7 @@ __all__ = [
     "CachedResult",
     "Checkpoint",
     "DeletedRuns",
+    "EnvironmentRecord",
     "ExperimentRecord",
     "GcResult",
     "OwnerRecord",
@@ -83,6 +84,10 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     the run; recovery compares it to the live owners. ``resume_count`` counts the times
     ``start_run(resume=True)`` restarted it (the store increments it; a run resumed too
     often without finishing is failed, see ``open_persistence(max_resumes=...)``).
+    ``provenance`` is what produced the run, as recorded when it first started
+    (:mod:`crucible_actors._core._provenance`): ``{"environment": id, "stages": {label:
+    code fingerprint}, "inputs": {key: digest}}``, the environment itself stored once
+    as an :class:`EnvironmentRecord`; None for runs recorded without it.
     """
 
     id: str
@@ -96,6 +101,20 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     owner_id: str | None = None
     resume_count: int = 0
+    provenance: dict[str, Any] | None = None
+
+
+class EnvironmentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The environment part of runs' provenance, stored once by content.
+
+    ``id`` is the digest of ``record`` (``python``, ``crucible_actors``, ``platform``,
+    ``host``, ``packages`` and ``git``; see :mod:`crucible_actors._core._provenance`);
+    runs refer to it from ``RunRecord.provenance["environment"]``.
+    """
+
+    id: str
+    record: dict[str, Any]
+    created_at: datetime
 
 
 class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -220,9 +239,11 @@ class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One entry of the stage result cache: what stage ``stage`` produced from one input.
 
     ``key`` is the hex digest the runtime computes from the stage, its ``version``, its
-    options and its input Context (:mod:`crucible_actors._core._cache`); ``result``
-    the msgpack map of the Context fields the stage changed; ``size`` its length in
-    bytes; ``run_id`` the run that computed it. Listings leave ``result`` empty.
+    code fingerprint, its options and its input Context
+    (:mod:`crucible_actors._core._cache`); ``result`` the msgpack map of the Context
+    fields the stage changed; ``size`` its length in bytes; ``run_id`` the run that
+    computed it; ``code`` the stage's code fingerprint (``""`` for entries stored before
+    fingerprints were kept). Listings leave ``result`` empty.
     """
 
     key: str
@@ -232,6 +253,7 @@ class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     size: int
     run_id: str
     created_at: datetime
+    code: str = ""
 
 
 class DeletedRuns(msgspec.Struct, frozen=True, kw_only=True):
@@ -295,6 +317,10 @@ class Store(Protocol):
     and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
     tuple[set[str | None], int]`` returns the owners of the ``running`` runs and the
     number of ``interrupted`` runs, cheaply (the adoption tick asks every second or so).
+    Optional provenance methods (looked up with ``getattr``; a store without them
+    records runs without their environment): ``async put_environment(env:
+    EnvironmentRecord) -> bool`` stores an environment unless its id exists (True if it
+    was new), and ``async get_environment(env_id) -> EnvironmentRecord | None``.
     A store that fences writes also applies ``save_checkpoint`` and ``record_attempt``
     only while ``owner_id`` of the record (when set) still owns the run, raising
     :class:`~crucible_actors.errors.OwnershipLost` otherwise.

@@ -180,8 +180,42 @@ class Artifact(msgspec.Struct):
     url: str
 
 
+class GitState(msgspec.Struct):
+    """The git work tree holding the stages' source: its ``HEAD`` and whether a tracked
+    file differs from it."""
+
+    commit: str
+    dirty: bool
+
+
+class Provenance(msgspec.Struct):
+    """What produced a run, recorded when it started (see docs/provenance.md).
+
+    ``environment`` is the id of the environment record (versions, packages, platform,
+    host, git), stored once and shared by the runs that have the same one; its fields
+    are null (``packages`` empty) if that record is missing. ``packages`` maps
+    distribution name to version; ``git`` is null outside a git work tree; ``stages``
+    maps stage label to its code fingerprint (the one the result cache keys on);
+    ``inputs`` maps a key of the run's initial Context (``assigns['X']``) to the
+    content digest of that large value.
+    """
+
+    environment: str | None
+    python: str | None
+    crucible_actors: str | None
+    platform: str | None
+    host: str | None
+    packages: dict[str, str]
+    git: GitState | None
+    stages: dict[str, str]
+    inputs: dict[str, str]
+
+
 class RunDetail(RunSummary):
-    """One run: the summary plus its stages, results, artifacts and definition."""
+    """One run: the summary plus its stages, results, artifacts, definition, provenance.
+
+    ``provenance`` is null for a run not stored (no store) or stored without it.
+    """
 
     stages: list[Stage]
     metrics: dict[str, Any]
@@ -189,6 +223,7 @@ class RunDetail(RunSummary):
     artifacts: list[Artifact]
     has_trace: bool
     experiment: Experiment | None
+    provenance: Provenance | None = None
 
 
 class StageEntry(msgspec.Struct):

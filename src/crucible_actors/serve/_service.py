@@ -23,6 +23,7 @@ from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreEr
 from .._core._ir import stage_ref
 from .._core._ir_load import experiment_from_mapping
 from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
+from .._core._provenance import load_provenance
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
@@ -225,6 +226,7 @@ class Service:
             definition, pipeline = await self._stored_definition(record.experiment_id)
         artifacts = await self.store.list_artifacts(run_id)
         chain = await self._chain_from_store(run_id, ctx)
+        provenance = await load_provenance(self.store, record.provenance)
         return assemble_detail(
             summary,
             pipeline=pipeline,
@@ -234,6 +236,7 @@ class Service:
             artifacts=artifact_views(artifacts, base, run_id),
             has_trace=chain is not None,
             experiment=definition,
+            provenance=provenance,
         )
 
     async def _stored_definition(

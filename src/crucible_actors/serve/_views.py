@@ -229,8 +229,12 @@ def assemble_detail(
     artifacts: list[dict[str, Any]],
     has_trace: bool,
     experiment: dict[str, Any] | None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return a RunDetail: the summary plus stages, metrics, outputs, artifacts, definition."""
+    """Return a RunDetail: the summary plus stages, metrics, outputs, artifacts, definition.
+
+    ``provenance`` is the stored run's provenance view (``_core._provenance``), or None.
+    """
     return {
         **summary,
         "stages": _stages(pipeline, attempts, summary["status"]),
@@ -239,6 +243,7 @@ def assemble_detail(
         "artifacts": artifacts,
         "has_trace": has_trace,
         "experiment": experiment,
+        "provenance": provenance,
     }
 
 

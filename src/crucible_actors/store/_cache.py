@@ -1,4 +1,4 @@
-"""The SQL of the stage result cache (table ``stage_results``, migration 0003), both dialects.
+"""The SQL of the stage result cache (``stage_results``, migrations 0003, 0008), both dialects.
 
 Kept apart from :mod:`._sql` like the sweeps' statements; each function runs inside one
 transaction given as a :class:`~._sql.Tx`. A key is stored once: the first write wins
@@ -22,13 +22,13 @@ __all__ = [
     "put_cached_result",
 ]
 
-_COLS = "key, stage, version, size, run_id, created_at"
+_COLS = "key, stage, version, size, run_id, created_at, code"
 
 
 def put_cached_result(tx: Tx, result: CachedResult) -> bool:
     """Insert ``result`` unless its key exists; return whether it was inserted."""
     inserted = tx.execute(
-        f"INSERT INTO stage_results ({_COLS}, result) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO stage_results ({_COLS}, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (key) DO NOTHING",
         (
             result.key,
@@ -37,6 +37,7 @@ def put_cached_result(tx: Tx, result: CachedResult) -> bool:
             result.size,
             result.run_id,
             tx.ts_in(result.created_at),
+            result.code,
             result.result,
         ),
     )
@@ -60,13 +61,14 @@ def _record(tx: Tx, row: tuple[Any, ...], result: Any = b"") -> CachedResult:
         size=row[3],
         run_id=row[4],
         created_at=created,
+        code=row[6],
         result=bytes(result),
     )
 
 
 def get_cached_result(tx: Tx, key: str) -> CachedResult | None:
     rows = tx.fetchall(f"SELECT {_COLS}, result FROM stage_results WHERE key = ?", (key,))
-    return _record(tx, rows[0], rows[0][6]) if rows else None
+    return _record(tx, rows[0], rows[0][7]) if rows else None
 
 
 def list_cached_results(tx: Tx, stage: str | None, limit: int) -> list[CachedResult]:

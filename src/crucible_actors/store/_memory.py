@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ArtifactRecord,
         CachedResult,
         Checkpoint,
+        EnvironmentRecord,
         ExperimentRecord,
         OwnerRecord,
         RunRecord,
@@ -67,6 +68,7 @@ class MemoryStore:
         self._sweeps: dict[str, SweepRecord] = {}  # insertion order is the store order
         self._sweep_points: dict[str, list[SweepPointRecord]] = {}
         self._results: dict[str, CachedResult] = {}  # insertion order is the store order
+        self._environments: dict[str, EnvironmentRecord] = {}
         #: Where large Context values live (in memory too).
         self.blobs: BlobStore = MemoryBlobStore()
 
@@ -238,6 +240,13 @@ class MemoryStore:
         self._results[result.key] = result
         return True
 
+    async def put_environment(self, env: EnvironmentRecord) -> bool:
+        await anyio.lowlevel.checkpoint()
+        if env.id in self._environments:
+            return False
+        self._environments[env.id] = env
+        return True
+
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
         await anyio.lowlevel.checkpoint()
         gone = [k for k, r in self._results.items() if stage is None or r.stage == stage]
@@ -339,6 +348,10 @@ class MemoryStore:
     async def get_cached_result(self, key: str) -> CachedResult | None:
         await anyio.lowlevel.checkpoint()
         return self._results.get(key)
+
+    async def get_environment(self, env_id: str) -> EnvironmentRecord | None:
+        await anyio.lowlevel.checkpoint()
+        return self._environments.get(env_id)
 
     async def list_cached_results(
         self, *, stage: str | None = None, limit: int = 100

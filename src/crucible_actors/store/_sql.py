@@ -177,7 +177,7 @@ _CHUNK = 200  # rows per statement: far below SQLite's and PostgreSQL's paramete
 
 _RUN_COLS = (
     "id, experiment_id, status, metrics, outputs, metadata, failure, "
-    "started_at, finished_at, owner_id"
+    "started_at, finished_at, owner_id, provenance"
 )
 
 
@@ -298,6 +298,7 @@ def run_row(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
         tx.ts_in(run.started_at),
         tx.ts_in(run.finished_at),
         run.owner_id,
+        tx.json_in(run.provenance),
     )
 
 
@@ -309,7 +310,7 @@ def resume_run(tx: Tx, run: RunRecord) -> None:
         (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
     )
     if not changed:
-        tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 10)}", run_row(tx, run))
+        tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 11)}", run_row(tx, run))
 
 
 def finish_runs(
@@ -552,7 +553,8 @@ def _run(tx: Tx, row: tuple[Any, ...]) -> RunRecord:
         started_at=tx.ts_out(row[7]),
         finished_at=tx.ts_out(row[8]),
         owner_id=row[9],
-        resume_count=row[10],
+        provenance=tx.json_out(row[10]),
+        resume_count=row[11],
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from .._core._store import GcResult
-from . import _cache, _reclaim, _sql, _sweeps
+from . import _cache, _environments, _reclaim, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FENCE, FINISH, RUN
 from ._writer import FAULT_CONNECTION
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         CachedResult,
         Checkpoint,
         DeletedRuns,
+        EnvironmentRecord,
         ExperimentRecord,
         OwnerRecord,
         RunRecord,
@@ -212,6 +213,10 @@ class SQLStore(abc.ABC):
         )
         return stored
 
+    async def put_environment(self, env: EnvironmentRecord) -> bool:
+        stored: bool = await self._writer.submit(lambda tx: _environments.put_environment(tx, env))
+        return stored
+
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
         removed: int = await self._writer.submit(lambda tx: _cache.clear_cached_results(tx, stage))
         return removed
@@ -296,6 +301,12 @@ class SQLStore(abc.ABC):
 
     async def get_cached_result(self, key: str) -> CachedResult | None:
         found: CachedResult | None = await self._read(lambda tx: _cache.get_cached_result(tx, key))
+        return found
+
+    async def get_environment(self, env_id: str) -> EnvironmentRecord | None:
+        found: EnvironmentRecord | None = await self._read(
+            lambda tx: _environments.get_environment(tx, env_id)
+        )
         return found
 
     async def list_cached_results(

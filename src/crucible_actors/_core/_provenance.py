@@ -1,0 +1,356 @@
+"""Provenance: what produced a run, recorded with it when it starts.
+
+Two parts, stored differently so that a run costs a few hundred bytes:
+
+- the **environment**, shared by every run of a process with the same stages' packages:
+  ``python`` (version), ``crucible_actors`` (version), ``platform``, ``host``,
+  ``packages`` (distribution name -> version: the installed distributions the stages'
+  modules come from, plus ``crucible-actors`` and those of numpy, pandas, pyarrow,
+  scipy, scikit-learn and torch when imported) and ``git`` (``commit``, ``dirty``) of
+  the work tree holding the stages' own source files (the first stage defined outside
+  installed packages; else the current directory), absent outside a git work tree. It
+  is stored once by content as an
+  :class:`~crucible_actors._core._store.EnvironmentRecord` whose id is the digest of
+  its JSON (:func:`~crucible_actors._core._blobs.digest_of`);
+- per run, ``RunRecord.provenance``: ``{"environment": id, "stages": {label: code
+  fingerprint}, "inputs": {key: digest}}``. Fingerprints are
+  :func:`~crucible_actors._core._fingerprint.code_fingerprint` (the one the result
+  cache keys on); ``inputs`` holds the blob digest of each large value of the run's
+  initial Context (``assigns['X']``: the values stored by content, see ``_data.py``),
+  left out when there is none.
+
+Each environment is computed once per process (in a worker thread: ``git rev-parse
+HEAD`` and ``git status --porcelain`` run as subprocesses, each bounded by
+:data:`GIT_TIMEOUT` seconds) and written once per store. Anything that goes wrong
+(no git, a package without metadata, a store without ``put_environment``) leaves that
+part out; provenance never fails a run.
+
+:func:`provenance_view` joins the two parts into the JSON shape ``runs show --json``
+and ``GET /api/runs/{id}`` return.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from ._blobs import digest_of
+from ._execute import resolve_stage
+from ._fingerprint import code_fingerprint, code_target
+from ._payload import EXT_BLOB, ref_decode
+from ._store import EnvironmentRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from datetime import datetime
+
+    from ._ir import Experiment
+    from ._registry import Registry
+
+__all__ = [
+    "EXTRA_MODULES",
+    "GIT_TIMEOUT",
+    "ProvenanceRecorder",
+    "environment_of",
+    "input_digests",
+    "load_provenance",
+    "provenance_view",
+]
+
+log = logging.getLogger("crucible_actors.provenance")
+
+#: Import names whose distributions are recorded whenever they are imported.
+EXTRA_MODULES: Final = ("numpy", "pandas", "pyarrow", "scipy", "sklearn", "torch")
+#: Seconds each git command may take before the git part is left out.
+GIT_TIMEOUT: Final = 2.0
+
+# Import names whose distribution is named otherwise (checked before a metadata scan).
+_KNOWN_DISTRIBUTIONS: Final = {"sklearn": "scikit-learn", "crucible_actors": "crucible-actors"}
+
+_SITE_DIRS: Final = ("site-packages", "dist-packages")
+
+# Process-wide: environments by key, git by directory, module -> distribution names.
+_environments: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+_git: dict[str, dict[str, Any] | None] = {}
+_dists_of: dict[str, list[str]] = {}
+_scanned: Mapping[str, list[str]] | None = None
+
+_json = msgspec.json.Encoder(order="sorted")
+_raw_map = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+
+
+# -- the environment ------------------------------------------------------------------
+
+
+def _installed(module: Any) -> bool:
+    path = getattr(module, "__file__", None) or ""
+    return any(part in _SITE_DIRS for part in path.split(os.sep))
+
+
+def _distributions(top: str) -> list[str]:
+    """The distributions that provide import name ``top`` (may scan metadata once)."""
+    global _scanned
+    hit = _dists_of.get(top)
+    if hit is not None:
+        return hit
+    name = _KNOWN_DISTRIBUTIONS.get(top, top)
+    try:
+        importlib.metadata.distribution(name)
+        found = [name]
+    except importlib.metadata.PackageNotFoundError:
+        found = []
+        if _installed(sys.modules.get(top)):
+            # The import name is not the distribution's: scan every distribution's
+            # file list, once per process (a few hundred ms in a large environment).
+            scanned = _scanned
+            if scanned is None:
+                scanned = _scanned = importlib.metadata.packages_distributions()
+            found = list(scanned.get(top, ()))
+    _dists_of[top] = found
+    return found
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def _run_git(directory: str, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(directory: str) -> dict[str, Any] | None:
+    """Return ``{"commit", "dirty"}`` of the git work tree holding ``directory``, or None.
+
+    ``dirty``: a tracked file differs from the commit (untracked files do not count).
+    None outside a work tree, without git, or when a command takes over
+    :data:`GIT_TIMEOUT` seconds. Cached per directory for the process.
+    """
+    if directory in _git:
+        return _git[directory]
+    state: dict[str, Any] | None = None
+    commit = _run_git(directory, "rev-parse", "--verify", "-q", "HEAD")
+    if commit:
+        status = _run_git(directory, "status", "--porcelain", "--untracked-files=no")
+        if status is not None:
+            state = {"commit": commit.strip(), "dirty": bool(status.strip())}
+    _git[directory] = state
+    return state
+
+
+def _crucible_version() -> str | None:
+    version = getattr(sys.modules.get("crucible_actors"), "__version__", None)
+    return version if isinstance(version, str) else _version("crucible-actors")
+
+
+def _build(key: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """Compute the environment ``key`` names (IO: metadata, git); sync, for a thread."""
+    git_dir, tops = key
+    packages: dict[str, str] = {}
+    for top in ("crucible_actors", *tops):
+        for dist in _distributions(top):
+            version = _version(dist)
+            if version is not None:
+                packages[dist] = version
+    record: dict[str, Any] = {
+        "python": platform.python_version(),
+        "crucible_actors": _crucible_version(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "packages": dict(sorted(packages.items())),
+        "git": git_state(git_dir) if git_dir else None,
+    }
+    return digest_of([_json.encode(record)]), record
+
+
+def _environment_key(targets: Iterable[Any]) -> tuple[Any, ...]:
+    """The key of the environment of stages whose code is ``targets`` (cheap)."""
+    tops: set[str] = set()
+    git_dir: str | None = None
+    for target in targets:
+        module_name = getattr(target, "__module__", None) or ""
+        top = module_name.partition(".")[0]
+        if not top or top == "crucible_actors":
+            continue
+        module = sys.modules.get(module_name)
+        if _installed(module):
+            tops.add(top)
+        elif git_dir is None and top != "__main__":
+            path = getattr(module, "__file__", None)
+            if path:
+                git_dir = os.path.dirname(os.path.abspath(path))
+    tops.update(m for m in EXTRA_MODULES if m in sys.modules)
+    return (git_dir or os.getcwd(), tuple(sorted(tops)))
+
+
+async def environment_of(targets: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """Return ``(id, record)`` of the environment of stages whose code is ``targets``.
+
+    Computed once per process per distinct key, in a worker thread.
+    """
+    key = _environment_key(targets)
+    hit = _environments.get(key)
+    if hit is None:
+        hit = await anyio.to_thread.run_sync(_build, key)
+        _environments[key] = hit
+    return hit
+
+
+# -- the run's part -------------------------------------------------------------------
+
+
+def input_digests(snapshot: bytes) -> dict[str, str]:
+    """Return ``assigns['X']`` -> blob digest for each large value of a Context snapshot."""
+    fields = _raw_map.decode(snapshot)
+    assigns = fields.get("assigns")
+    if assigns is None:
+        return {}
+    found: dict[str, str] = {}
+    for key, raw in _raw_map.decode(assigns).items():
+        data = bytes(raw)
+        # A value stored by content is a msgpack ext (fixext/ext8/16/32) of type EXT_BLOB.
+        if data[:1] not in (b"\xc7", b"\xc8", b"\xc9", b"\xd4", b"\xd5", b"\xd6", b"\xd7", b"\xd8"):
+            continue
+        value = msgspec.msgpack.decode(
+            data, ext_hook=lambda code, payload: ref_decode(payload) if code == EXT_BLOB else None
+        )
+        digest = getattr(value, "digest", None)
+        if isinstance(digest, str):
+            found[f"assigns[{key!r}]"] = digest
+    return found
+
+
+class ProvenanceRecorder:
+    """Records provenance for the runs of one persistence (one store).
+
+    ``registry`` resolves stage names (as the run will); ``now`` stamps environment
+    records. Remembers the environments already written to its store.
+    """
+
+    __slots__ = ("_lock", "_plans", "_written", "now", "registry", "store")
+
+    def __init__(self, store: Any, registry: Registry, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self.registry = registry
+        self.now = now
+        self._written: set[str] = set()
+        self._plans: dict[int, tuple[Experiment, dict[str, str], list[Any]]] = {}
+        self._lock = anyio.Lock()
+
+    def _plan(self, experiment: Experiment) -> tuple[dict[str, str], list[Any]]:
+        """The stages' fingerprints and code targets, made once per Experiment object."""
+        hit = self._plans.get(id(experiment))
+        if hit is not None and hit[0] is experiment:
+            return hit[1], hit[2]
+        stages: dict[str, str] = {}
+        targets: list[Any] = []
+        for sd in experiment.pipeline:
+            if not sd.enabled:
+                continue
+            try:
+                stage_obj = resolve_stage(sd, self.registry)
+            except Exception:  # the run reports an unresolvable stage itself
+                continue
+            stages[sd.label] = code_fingerprint(stage_obj)
+            targets.append(code_target(stage_obj))
+        if len(self._plans) > 256:
+            self._plans.clear()
+        self._plans[id(experiment)] = (experiment, stages, targets)
+        return stages, targets
+
+    async def for_run(self, experiment: Experiment, snapshot: bytes) -> dict[str, Any] | None:
+        """Return the run's provenance record, storing its environment first if new.
+
+        None (logged) if it could not be made; never raises Exception.
+        """
+        try:
+            stages, targets = self._plan(experiment)
+            env_id, record = await environment_of(targets)
+            if env_id not in self._written:
+                await self._store_environment(env_id, record)
+            out: dict[str, Any] = {"environment": env_id, "stages": stages}
+            inputs = input_digests(snapshot)
+            if inputs:
+                out["inputs"] = inputs
+            return out
+        except Exception as exc:
+            log.warning("provenance not recorded for a run of %r: %s", experiment.id, exc)
+            return None
+
+    async def _store_environment(self, env_id: str, record: dict[str, Any]) -> None:
+        put = getattr(self.store, "put_environment", None)
+        if put is None:
+            return
+        async with self._lock:
+            if env_id in self._written:
+                return
+            try:
+                await put(EnvironmentRecord(id=env_id, record=record, created_at=self.now()))
+            except Exception as exc:  # the run goes on; the next one tries again
+                log.warning("could not store the run environment %s: %s", env_id, exc)
+                return
+            self._written.add(env_id)
+
+
+# -- reading it back ------------------------------------------------------------------
+
+
+def provenance_view(
+    provenance: Mapping[str, Any] | None, environment: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Join a run's provenance and its environment record into the documented shape.
+
+    ``{"environment", "python", "crucible_actors", "platform", "host", "packages",
+    "git", "stages", "inputs"}``; an environment that is not stored leaves its fields
+    None (``packages`` empty). None when the run has no provenance.
+    """
+    if provenance is None:
+        return None
+    env = environment or {}
+    return {
+        "environment": provenance.get("environment"),
+        "python": env.get("python"),
+        "crucible_actors": env.get("crucible_actors"),
+        "platform": env.get("platform"),
+        "host": env.get("host"),
+        "packages": dict(env.get("packages") or {}),
+        "git": env.get("git"),
+        "stages": dict(provenance.get("stages") or {}),
+        "inputs": dict(provenance.get("inputs") or {}),
+    }
+
+
+async def load_provenance(
+    store: Any, provenance: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Return :func:`provenance_view` of a run's provenance, reading its environment."""
+    if provenance is None:
+        return None
+    env_id = provenance.get("environment")
+    get = getattr(store, "get_environment", None)
+    env = await get(env_id) if get is not None and isinstance(env_id, str) else None
+    return provenance_view(provenance, env.record if env is not None else None)
