@@ -102,8 +102,18 @@ def test_a_second_process_takes_the_stages_from_the_cache(
     assert main(["cache", "list", "--stage", "questions"]) == 0
     table = capsys.readouterr().out.splitlines()
     headers = [cell.strip() for cell in table[0].split("  ") if cell.strip()]
-    assert headers == ["KEY", "STAGE", "VERSION", "SIZE", "COMPUTED BY RUN", "CREATED (UTC)"]
-    assert table[1].split()[1:3] == ["questions", "1"]
+    assert headers == [
+        "KEY",
+        "STAGE",
+        "VERSION",
+        "CODE",
+        "SIZE",
+        "COMPUTED BY RUN",
+        "CREATED (UTC)",
+    ]
+    fingerprint = shown["provenance"]["stages"]["questions"]
+    assert table[1].split()[1:4] == ["questions", "1", fingerprint[:12]]
+    assert {r["code"] for r in listed["results"]} == set(shown["provenance"]["stages"].values())
     assert table[-1].startswith("1 result(s), ")
 
     # --no-cache runs everything and stores nothing new.
@@ -174,3 +184,109 @@ def test_progress_shows_a_cached_stage_as_done_with_its_source_run() -> None:
     console = Console(record=True, width=100, file=io.StringIO())
     console.print(render_progress(view.progress, now=2000.0))
     assert "│ 1 │ ✓ │ load  │ cached     │       1 │    0.4 ms │" in console.export_text()
+
+
+EDIT_STAGES = b"""
+from crucible_actors import Context, stage
+
+
+@stage("prepare")
+def prepare(ctx: Context, opts: object) -> Context:
+    return ctx.assign("n", 3)
+
+
+@stage("score")
+def score(ctx: Context, opts: object) -> Context:
+    # SCORE-BODY
+    return ctx.put_metric("score", ctx.assigns["n"] * 10)
+"""
+
+EDIT_RUN = b"""
+id = "edited"
+[cache]
+default = true
+
+[[pipeline]]
+name = "prepare"
+stage = "edit_stages:prepare"
+
+[[pipeline]]
+name = "score"
+stage = "edit_stages:score"
+"""
+
+
+def _git(cwd: Path, *argv: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _run_id(out: str) -> str:
+    return out.splitlines()[1].split()[1].rstrip(":")
+
+
+@pytest.mark.slow
+def test_editing_a_cached_stage_body_computes_it_again_and_provenance_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The contract: same name, same version, new body -> a miss; unchanged -> a hit."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRUCIBLE_STORE_URL", raising=False)
+    (tmp_path / "edit_stages.py").write_bytes(EDIT_STAGES)
+    (tmp_path / "edit.toml").write_bytes(EDIT_RUN)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "edit_stages.py", "edit.toml")
+    _git(tmp_path, "commit", "-q", "-m", "stages")
+
+    first = run_cli(tmp_path, "run", "edit.toml", "--no-progress")
+    assert "[2/2] score: started" in first
+    assert "  score: 30" in first
+    # A comment-only edit is not a code change (the fingerprint is of the parsed source).
+    (tmp_path / "edit_stages.py").write_bytes(
+        EDIT_STAGES.replace(b"# SCORE-BODY", b"# a comment, reworded")
+    )
+    same = run_cli(tmp_path, "run", "edit.toml", "--no-progress")
+    assert any(line.startswith("[2/2] score: cached") for line in same.splitlines())
+    # The body changes, the name and version do not: score runs again, prepare still hits.
+    (tmp_path / "edit_stages.py").write_bytes(EDIT_STAGES.replace(b"* 10", b"* 100"))
+    edited = run_cli(tmp_path, "run", "edit.toml", "--no-progress")
+    assert any(line.startswith("[1/2] prepare: cached") for line in edited.splitlines())
+    assert "[2/2] score: started" in edited
+    assert "  score: 300" in edited
+    # Unchanged since: both hit, with the new result.
+    again = run_cli(tmp_path, "run", "edit.toml", "--no-progress")
+    assert any(line.startswith("[2/2] score: cached") for line in again.splitlines())
+    assert "  score: 300" in again
+
+    run1, run3 = _run_id(first), _run_id(edited)
+    shown1 = cli_json(capsys, "runs", "show", run1)["provenance"]
+    shown3 = cli_json(capsys, "runs", "show", run3)["provenance"]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert shown1["git"] == {"commit": head, "dirty": False}
+    assert shown3["git"] == {"commit": head, "dirty": True}
+    assert shown1["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert shown1["crucible_actors"]
+    assert "crucible-actors" in shown1["packages"]
+    assert shown1["stages"]["prepare"] == shown3["stages"]["prepare"]
+    assert shown1["stages"]["score"] != shown3["stages"]["score"]
+
+    diff = cli_json(capsys, "runs", "diff", run1, run3)
+    assert diff["same"] is False
+    assert diff["code"] == [
+        {"key": "score", "a": shown1["stages"]["score"], "b": shown3["stages"]["score"]}
+    ]
+    assert diff["environment"] == [{"key": "git.dirty", "a": False, "b": True}]
+    assert diff["metrics"] == [{"key": "score", "a": 30, "b": 300}]
+    assert diff["options"] == diff["packages"] == diff["inputs"] == []
+    assert main(["runs", "diff", run1, run3]) == 0
+    human = capsys.readouterr().out
+    assert f"runs {run1} (A) and {run3} (B) differ:" in human
+    assert "code:" in human
+    assert "score" in human
+    assert "git.dirty" in human

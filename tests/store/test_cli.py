@@ -138,6 +138,7 @@ def test_runs_list_json_filters_and_pages(seeded: str, capsys: pytest.CaptureFix
         "finished_at",
         "owner_id",
         "resume_count",
+        "provenance",
     }
     assert first["metrics"] == {"acc": 0.75, "b": [1, 2]}
     assert first["started_at"].endswith(("Z", "+00:00"))

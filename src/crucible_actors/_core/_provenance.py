@@ -58,13 +58,17 @@ if TYPE_CHECKING:
     from ._registry import Registry
 
 __all__ = [
+    "ENVIRONMENT_FIELDS",
     "EXTRA_MODULES",
     "GIT_TIMEOUT",
     "ProvenanceRecorder",
     "environment_of",
+    "git_state",
     "input_digests",
     "load_provenance",
+    "provenance_diff",
     "provenance_view",
+    "provenance_warnings",
 ]
 
 log = logging.getLogger("crucible_actors.provenance")
@@ -354,3 +358,78 @@ async def load_provenance(
     get = getattr(store, "get_environment", None)
     env = await get(env_id) if get is not None and isinstance(env_id, str) else None
     return provenance_view(provenance, env.record if env is not None else None)
+
+
+# -- differences ----------------------------------------------------------------------
+
+#: The environment fields :func:`provenance_diff` compares, besides ``packages``.
+ENVIRONMENT_FIELDS: Final = ("python", "crucible_actors", "platform", "host")
+
+
+def _pairs(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(k, a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)]
+
+
+def provenance_diff(
+    a: Mapping[str, Any] | None, b: Mapping[str, Any] | None
+) -> dict[str, list[tuple[str, Any, Any]]]:
+    """Return what differs between two provenance views, as ``(key, a, b)`` per part.
+
+    Parts: ``code`` (stage label -> fingerprint), ``environment`` (python,
+    crucible_actors, platform, host, ``git.commit``, ``git.dirty``), ``packages`` (name
+    -> version) and ``inputs`` (key -> digest); a value a run does not have is None. A
+    run without provenance differs in nothing (it cannot say).
+    """
+    out: dict[str, list[tuple[str, Any, Any]]] = {
+        "code": [],
+        "environment": [],
+        "packages": [],
+        "inputs": [],
+    }
+    if a is None or b is None:
+        return out
+    out["code"] = _pairs(a.get("stages") or {}, b.get("stages") or {})
+    env_a = {f: a.get(f) for f in ENVIRONMENT_FIELDS}
+    env_b = {f: b.get(f) for f in ENVIRONMENT_FIELDS}
+    for side, env in ((a, env_a), (b, env_b)):
+        git = side.get("git") or {}
+        env["git.commit"] = git.get("commit")
+        env["git.dirty"] = git.get("dirty")
+    out["environment"] = _pairs(env_a, env_b)
+    out["packages"] = _pairs(a.get("packages") or {}, b.get("packages") or {})
+    out["inputs"] = _pairs(a.get("inputs") or {}, b.get("inputs") or {})
+    return out
+
+
+def provenance_warnings(views: Mapping[str, Mapping[str, Any] | None]) -> list[str]:
+    """Return one line per way the runs ``views`` (run id -> view) differ, else ``[]``.
+
+    Each line names the differing parts against the first run with provenance, e.g.
+    ``runs differ from run-a in code: stage 'cv_eval' (run-b)`` (at most three run ids
+    per item, then ``+N more``); runs without provenance are left out. The wording is
+    for people; scripts read :func:`provenance_diff`.
+    """
+    known = [(rid, v) for rid, v in views.items() if v is not None]
+    if len(known) < 2:
+        return []
+    base_id, base = known[0]
+    # line -> item text -> run ids; packages share the environment's line.
+    where = {"code": "code", "environment": "environment", "packages": "environment"}
+    where["inputs"] = "input data"
+    noun = {"code": "stage ", "environment": "", "packages": "package ", "inputs": ""}
+    found: dict[str, dict[str, list[str]]] = {"code": {}, "environment": {}, "input data": {}}
+    for rid, view in known[1:]:
+        for part, rows in provenance_diff(base, view).items():
+            for key, _, _ in rows:
+                found[where[part]].setdefault(f"{noun[part]}{key!r}", []).append(rid)
+    lines: list[str] = []
+    for what, items in found.items():
+        if items:
+            text = ", ".join(f"{item} ({_some(rids)})" for item, rids in items.items())
+            lines.append(f"runs differ from {base_id} in {what}: {text}")
+    return lines
+
+
+def _some(ids: list[str], most: int = 3) -> str:
+    more = f", +{len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more

@@ -35,12 +35,28 @@ _experiment_of = msgspec.msgpack.Decoder(_ExperimentOf, ext_hook=lambda code, da
 __all__ = [
     "artifacts_from_context",
     "as_stored_json",
+    "checkpoint_definition",
     "decode_checkpoint",
     "events_from_context",
 ]
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
+
+
+def checkpoint_definition(data: bytes) -> dict[str, Any] | None:
+    """Return the JSON-safe Experiment a checkpoint's Context carries, or None.
+
+    That is the run's own definition (a sweep point's options included), where the
+    stored experiment record holds the latest one submitted under its id. Decodes only
+    the experiment (no user value, no blob read); None if it does not decode.
+    """
+    try:
+        experiment = _experiment_of.decode(data).experiment
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError):
+        return None
+    found: dict[str, Any] = as_stored_json(experiment)
+    return found
 
 
 def as_stored_json(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """``crucible-actors cache list|clear``: the stage result cache kept in a store.
 
 ``cache list [--stage NAME]`` prints the cached results, newest first (key, stage,
-version, size, the run that computed it, when); ``cache clear [--stage NAME]`` deletes
+version, code fingerprint, size, the run that computed it, when); ``cache clear [--stage NAME]`` deletes
 them, so those stages run again on the next run (``run --no-cache`` skips the cache for
 one run instead). ``--json`` prints ``{"store", "results": [...]}`` and
 ``{"store", "stage", "removed"}``.
@@ -55,6 +55,7 @@ def _doc(r: CachedResult) -> dict[str, Any]:
         "key": r.key,
         "stage": r.stage,
         "version": r.version,
+        "code": r.code,
         "size": r.size,
         "run_id": r.run_id,
         "created_at": r.created_at.isoformat(),
@@ -93,9 +94,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         where = f" for stage {args.stage!r}" if args.stage else ""
         print(f"store {url}: no cached results{where}")
         return 0
-    headers = ["KEY", "STAGE", "VERSION", "SIZE", "COMPUTED BY RUN", "CREATED (UTC)"]
+    headers = ["KEY", "STAGE", "VERSION", "CODE", "SIZE", "COMPUTED BY RUN", "CREATED (UTC)"]
     rows = [
-        [r.key[:16], r.stage, r.version, _size(r.size), r.run_id, _when(r.created_at)]
+        [
+            r.key[:16],
+            r.stage,
+            r.version,
+            r.code[:12] or "-",
+            _size(r.size),
+            r.run_id,
+            _when(r.created_at),
+        ]
         for r in results
     ]
     print(_table(headers, rows))

@@ -1,6 +1,6 @@
-"""``crucible-actors runs list|show|resume|delete``: read, resume and delete stored runs.
+"""``crucible-actors runs list|show|resume|delete|diff``: read, resume, delete, compare runs.
 
-``runs delete`` lives in :mod:`._gc`, with ``gc``.
+``runs delete`` lives in :mod:`._gc`, with ``gc``; ``runs diff`` in :mod:`._diff`.
 
 The store is ``--store``, else ``CRUCIBLE_STORE_URL``, else the embedded
 ``sqlite:///./.crucible/crucible.db``. Human output is a table; ``--json`` prints one
@@ -11,12 +11,19 @@ The ``--json`` documents:
 
 - ``runs list --json``: ``{"store", "runs": [run...], "next_before"}``; pass
   ``next_before`` as ``--before`` to fetch the next (older) page, null on the last one.
+  With ``--columns``, also ``"columns": [path...]`` and ``"values": [{path: value}...]``
+  (one per run, :mod:`crucible_actors._core._columns`).
 - ``runs show --json``: ``{"store", "run", "stages": [...], "attempts": [...],
-  "artifacts": [...], "checkpoint": {"index", "created_at"} | null}``.
+  "artifacts": [...], "checkpoint": {"index", "created_at"} | null, "provenance"}``
+  (``provenance``: see :func:`crucible_actors._core._provenance.provenance_view`;
+  null for a run stored without it).
+- ``runs diff --json``: see :mod:`._diff`.
 - ``runs resume --json``: ``{"store", "run_id", "resumed_from", "status", "failure"}``.
 
 Run records carry ``id``, ``experiment_id``, ``status``, ``metrics``, ``outputs``,
-``metadata``, ``failure``, ``started_at``, ``finished_at`` (ISO 8601) and ``owner_id``.
+``metadata``, ``failure``, ``started_at``, ``finished_at`` (ISO 8601), ``owner_id``,
+``resume_count`` and ``provenance`` (as stored: ``{"environment": id, "stages",
+"inputs"}`` or null).
 """
 
 from __future__ import annotations
@@ -28,9 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._core._columns import parse_columns, run_columns
 from .._core._encoding import to_json_safe
+from .._core._provenance import load_provenance
+from .._core._records import checkpoint_definition
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
+from ._diff import add_diff, provenance_lines
 from ._format import _common, _elapsed, _json, _positive, _seconds, _table, store_url
 from ._gc import add_delete
 
@@ -58,6 +69,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--limit", type=_positive, default=50, metavar="N", help="at most N runs")
     p.add_argument("--before", metavar="RUN_ID", help="only runs stored before this one")
     p.add_argument("--sweep", metavar="ID", help="the runs of this sweep, in point order")
+    p.add_argument(
+        "--columns",
+        metavar="COLS",
+        type=_columns_arg,
+        default=[],
+        help="extra columns, comma-separated: metrics.<name>, params.<stage>.<option> "
+        "(e.g. metrics.accuracy,params.cv_eval.model)",
+    )
     _common(p)
     p.set_defaults(func=cmd_list)
 
@@ -72,6 +91,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_resume)
 
     add_delete(cmds)
+    add_diff(cmds)
+
+
+def _columns_arg(text: str) -> list[str]:
+    import argparse
+
+    try:
+        return parse_columns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- formatting ----------------------------------------------------------------------
@@ -160,19 +189,26 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         return list_sweep(args, url)
 
-    async def main() -> list[RunRecord]:
+    columns: list[str] = args.columns
+
+    async def main() -> tuple[list[RunRecord], list[dict[str, Any]]]:
         async with open_store(url) as store:
-            return await store.list_runs(
+            runs = await store.list_runs(
                 experiment_id=args.experiment,
                 status=args.status,
                 limit=args.limit,
                 before=args.before,
             )
+            return runs, [await _columns_of(store, r, columns) for r in runs] if columns else []
 
-    runs = anyio.run(main, backend="trio")
+    runs, values = anyio.run(main, backend="trio")
     next_before = runs[-1].id if len(runs) == args.limit else None
     if args.json:
-        _json({"store": url, "runs": runs, "next_before": next_before})
+        doc: dict[str, Any] = {"store": url, "runs": runs, "next_before": next_before}
+        if columns:
+            doc["columns"] = columns
+            doc["values"] = values
+        _json(doc)
         return 0
     if not runs:
         print(f"no runs in {url}")
@@ -185,15 +221,24 @@ def cmd_list(args: argparse.Namespace) -> int:
             _when(r.started_at),
             _seconds(_elapsed(r)),
             (r.failure or {}).get("stage") or "",
+            *(_cell(v.get(c)) for c in columns),
         ]
-        for r in runs
+        for r, v in zip(runs, values or [{}] * len(runs), strict=True)
     ]
-    headers = ["RUN ID", "EXPERIMENT", "STATUS", "STARTED (UTC)", "DURATION", "FAILED AT"]
+    headers = [
+        "RUN ID",
+        "EXPERIMENT",
+        "STATUS",
+        "STARTED (UTC)",
+        "DURATION",
+        "FAILED AT",
+        *(c.upper() for c in columns),
+    ]
     console = stdout_console()
     if fancy(console):
         _rich_table(
             console,
-            ["Run id", "Experiment", "Status", "Started (UTC)", "Duration", "Failed at"],
+            ["Run id", "Experiment", "Status", "Started (UTC)", "Duration", "Failed at", *columns],
             rows,
             title=f"runs in {url}",
             status_column=2,
@@ -222,9 +267,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 await store.list_artifacts(run.id),
                 await store.load_checkpoint(run.id),
                 await store.get_experiment(run.experiment_id),
+                await load_provenance(store, run.provenance),
             )
 
-    run, attempts, artifacts, checkpoint, experiment = anyio.run(main, backend="trio")
+    run, attempts, artifacts, checkpoint, experiment, provenance = anyio.run(main, backend="trio")
     cp = (
         None
         if checkpoint is None
@@ -239,6 +285,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "attempts": attempts,
                 "artifacts": artifacts,
                 "checkpoint": cp,
+                "provenance": provenance,
             }
         )
         return 0
@@ -253,6 +300,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     console = stdout_console()
     if fancy(console):
         _show_rich(console, run, attempts, artifacts, where)
+        for line in provenance_lines(provenance):
+            console.print(line, highlight=False, markup=False)
         return 0
     out = [
         f"run {run.id}",
@@ -278,6 +327,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.append("artifacts:")
         table = _table(_ARTIFACT_HEADERS, _artifact_rows(artifacts))
         out.extend("  " + line for line in table.splitlines())
+    out.extend(provenance_lines(provenance))
     print("\n".join(out))
     return 0
 
@@ -302,6 +352,25 @@ def _attempt_rows(attempts: Sequence[StageAttempt]) -> list[list[str]]:
 
 def _artifact_rows(artifacts: Sequence[ArtifactRecord]) -> list[list[str]]:
     return [[a.name, a.type or "", a.format or "", a.location] for a in artifacts]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else _metric_text(value, 40)
+
+
+async def _columns_of(store: Any, run: RunRecord, columns: list[str]) -> dict[str, Any]:
+    """The values of ``columns`` for ``run``; its options from its own latest checkpoint."""
+    definition = None
+    if any(c.startswith("params.") for c in columns):
+        checkpoint = await store.load_checkpoint(run.id)
+        if checkpoint is not None:
+            definition = checkpoint_definition(checkpoint.data)
+        if definition is None:
+            experiment = await store.get_experiment(run.experiment_id)
+            definition = experiment.definition if experiment is not None else None
+    return run_columns(run, columns, definition=definition)
 
 
 def _metric_text(value: Any, limit: int = 100) -> str:

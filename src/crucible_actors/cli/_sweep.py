@@ -54,6 +54,19 @@ def _metric_text(metrics: dict[str, Any], limit: int = 3) -> str:
     return " ".join(shown[:limit])
 
 
+def _result_text(run: RunRecord | None, limit: int = 80) -> str:
+    """The metrics of a run, or why it failed (shortened to ``limit`` characters)."""
+    if run is None:
+        return ""
+    failure = run.failure
+    if run.status == "completed" or not failure:
+        return _metric_text(run.metrics)
+    where = f"{failure['stage']}: " if failure.get("stage") else ""
+    message = " ".join(str(failure.get("message") or "").split())
+    text = f"{where}{failure.get('reason_type') or 'error'}: {message}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _rows(
     points: Sequence[SweepPointRecord],
     runs: dict[str, RunRecord | None],
@@ -76,7 +89,7 @@ def _rows(
                 run.status if run is not None else "not started",
                 _seconds(_elapsed(run)) if run is not None else "-",
                 p.run_id,
-                _metric_text(run.metrics) if run is not None else "",
+                _result_text(run),
             ]
         )
     return headers, rows
@@ -233,6 +246,7 @@ def run_sweep(
                 experiment_id=experiment.id,
                 status=run.status.value,
                 metrics=to_json_safe(ctx.metrics) if ctx is not None else {},
+                failure=to_json_safe(run._failure_summary()),
             )
         )
     counts = handle.statistics().by_status
@@ -260,6 +274,9 @@ def run_sweep(
                 f"cache: {hits} of {len(done)} stages replayed from the stage result cache"
                 " (--no-cache computes them)"
             )
-        if url is not None:
+        completed = counts.get("completed", 0)
+        if url is not None and completed >= 2:
             print(f"compare the points: crucible-actors compare --sweep {handle.sweep_id}")
+        elif url is not None and completed < len(points):
+            print("see why a run failed: crucible-actors runs show RUN_ID")
     return 0 if handle.status == "completed" else 1

@@ -22,8 +22,8 @@ from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreError
 from .._core._ir import stage_ref
 from .._core._ir_load import experiment_from_mapping
-from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
 from .._core._provenance import load_provenance
+from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
