@@ -1,9 +1,9 @@
 """``crucible-actors cache list|clear``: the stage result cache kept in a store.
 
 ``cache list [--stage NAME]`` prints the cached results, newest first (key, stage,
-version, code fingerprint, size, the run that computed it, when); ``cache clear [--stage NAME]`` deletes
-them, so those stages run again on the next run (``run --no-cache`` skips the cache for
-one run instead). ``--json`` prints ``{"store", "results": [...]}`` and
+version, code fingerprint, size, the run that computed it, when); ``cache clear [--stage
+NAME]`` deletes them, so those stages run again on the next run (``run --no-cache``
+skips the cache for one run instead). ``--json`` prints ``{"store", "results": [...]}`` and
 ``{"store", "stage", "removed"}``.
 """
 
