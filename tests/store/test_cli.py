@@ -182,7 +182,16 @@ def test_runs_show_prints_stages_metrics_failure_and_artifacts(
 
 def test_runs_show_json(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
     doc = cli_json(capsys, "runs", "show", "run-2", "--store", seeded, "--json")
-    assert set(doc) == {"store", "run", "stages", "attempts", "artifacts", "checkpoint"}
+    assert set(doc) == {
+        "store",
+        "run",
+        "stages",
+        "attempts",
+        "artifacts",
+        "checkpoint",
+        "provenance",
+    }
+    assert doc["provenance"] is None  # seeded without provenance
     assert doc["run"]["status"] == "failed"
     assert doc["checkpoint"]["index"] == 1
     assert [(s["index"], s["stage"], s["status"], s["attempts"]) for s in doc["stages"]] == [
@@ -286,12 +295,12 @@ def test_db_migrate_on_sqlite_reports_the_version(
     assert main(["db", "migrate", "--store", url]) == 0
     assert capsys.readouterr().out == (
         f"store {url}: applied 0001_initial, 0002_sweeps, 0003_cache, 0005_resume_count,"
-        " 0006_owner_lease; schema at version 6\n"
+        " 0006_owner_lease, 0008_provenance; schema at version 8\n"
     )
     assert main(["db", "migrate", "--store", url]) == 0
-    assert "already at version 6" in capsys.readouterr().out
+    assert "already at version 8" in capsys.readouterr().out
     doc = cli_json(capsys, "db", "migrate", "--store", url, "--json")
-    assert doc == {"store": url, "applied": [], "version": 6}
+    assert doc == {"store": url, "applied": [], "version": 8}
 
 
 @pytest.mark.postgres
@@ -310,10 +319,11 @@ def test_db_migrate_on_postgres_then_the_store_opens(
             "0004_blobs",
             "0005_resume_count",
             "0006_owner_lease",
+            "0008_provenance",
         ],
-        "version": 6,
+        "version": 8,
     }
     assert main(["db", "migrate", "--store", pg_url]) == 0
-    assert "already at version 6" in capsys.readouterr().out
+    assert "already at version 8" in capsys.readouterr().out
     assert main(["runs", "list", "--store", pg_url]) == 0
     assert "no runs in" in capsys.readouterr().out

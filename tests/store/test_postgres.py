@@ -59,10 +59,11 @@ async def test_migrations_apply_once_even_when_concurrent(pg_url: str) -> None:
             "0004_blobs",
             "0005_resume_count",
             "0006_owner_lease",
+            "0008_provenance",
         ],
     ]
     async with open_store(pg_url) as store:
-        assert store.schema_version == 6  # type: ignore[attr-defined]
+        assert store.schema_version == 8  # type: ignore[attr-defined]
         assert await store.migrate() == []  # type: ignore[attr-defined]
 
 

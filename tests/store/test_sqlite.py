@@ -91,16 +91,17 @@ async def test_new_file_is_migrated_marked_as_ours_and_in_wal_mode(tmp_path: Pat
             "0003_cache",
             "0005_resume_count",
             "0006_owner_lease",
+            "0008_provenance",
         ]
         assert store.applied == applied
-        assert store.schema_version == 6
+        assert store.schema_version == 8
         assert await store.migrate() == applied
         # The default durability: no fsync per commit (synchronous=NORMAL is 1).
         assert store.durability == "process"
         assert store._writer.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     with closing(raw(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 8
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     async with open_sqlite_store(path) as store:
         assert store.applied == []

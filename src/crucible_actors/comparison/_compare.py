@@ -33,6 +33,7 @@ import msgspec
 
 from .._core._errors import CrucibleError, RunNotFound
 from .._core._store import RunRecord
+from ._warnings import provenance_warnings_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -104,6 +105,8 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     dropped: dict[str, int]
     verdict: str
     sweep_id: str | None = None
+    #: One line per way the compared runs differ in code, environment or input data.
+    warnings: list[str] = []
 
 
 # -- scores ---------------------------------------------------------------------------
@@ -576,8 +579,9 @@ async def compare(
         raise ComparisonError(f"comparing needs at least 2 distinct runs; got {len(ids)}")
     async with _opened(store) as opened:
         runs = await _get_runs(opened, ids)
+        warnings = await provenance_warnings_of(opened, runs)
     sides = [_Side(label, [r]) for label, r in zip(_labels(runs), runs, strict=True)]
-    return await _build_in_thread(
+    result = await _build_in_thread(
         sides,
         metric=metric,
         pair_by=pair_by,
@@ -590,6 +594,7 @@ async def compare(
         higher_is_better=higher_is_better,
         sweep_id=None,
     )
+    return msgspec.structs.replace(result, warnings=warnings) if warnings else result
 
 
 async def _sweep_sides(store: Any, sweep_id: str) -> tuple[list[_Side], int]:
@@ -661,6 +666,7 @@ async def compare_sweep(
     """
     async with _opened(store) as opened:
         sides, incomplete = await _sweep_sides(opened, sweep_id)
+        warnings = await provenance_warnings_of(opened, [r for s in sides for r in s.runs])
     if len(sides) < 2:
         raise ComparisonError(
             f"sweep {sweep_id} has {len(sides)} point(s) whose runs all completed; "
@@ -682,4 +688,6 @@ async def compare_sweep(
     if incomplete:
         dropped = {**result.dropped, "incomplete points": incomplete}
         result = msgspec.structs.replace(result, dropped=dropped)
+    if warnings:
+        result = msgspec.structs.replace(result, warnings=warnings)
     return result

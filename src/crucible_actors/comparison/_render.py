@@ -118,6 +118,7 @@ def _notes(cmp: Comparison) -> list[str]:
     for label, n in cmp.dropped.items():
         what = "" if label == "incomplete points" else "unpaired examples of "
         out.append(f"left out: {n} {what}{label}")
+    out += [f"warning: {w}" for w in cmp.warnings]
     return out
 
 

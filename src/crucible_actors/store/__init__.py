@@ -33,6 +33,7 @@ from .._core._store import ArtifactRecord as ArtifactRecord
 from .._core._store import CachedResult as CachedResult
 from .._core._store import Checkpoint as Checkpoint
 from .._core._store import DeletedRuns as DeletedRuns
+from .._core._store import EnvironmentRecord as EnvironmentRecord
 from .._core._store import ExperimentRecord as ExperimentRecord
 from .._core._store import GcResult as GcResult
 from .._core._store import OwnerRecord as OwnerRecord
@@ -63,6 +64,7 @@ __all__ = [
     "Checkpoint",
     "DeletedRuns",
     "DirectoryBlobStore",
+    "EnvironmentRecord",
     "ExperimentRecord",
     "GcResult",
     "MemoryBlobStore",
