@@ -113,3 +113,101 @@ def test_bad_sweeps_are_refused_before_any_run(
     )
     assert main(["runs", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["runs"] == []
+
+
+FAILING = """
+id = "model-sweep"
+
+[[pipeline]]
+name = "questions"
+stage = "sweep_stages:questions"
+
+[[pipeline]]
+name = "call_model"
+stage = "sweep_stages:call_model"
+
+[sweep]
+mode = "grid"
+"call_model.model" = {models}
+"""
+
+
+def _sweep_file(workdir: Path, models: list[str]) -> str:
+    (workdir / "failing.toml").write_text(FAILING.format(models=json.dumps(models)))
+    return "failing.toml"
+
+
+def test_a_failed_point_shows_why_and_compare_needs_two_completed(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "huge" is not a model the stage knows: its point fails with a KeyError.
+    assert main(["run", _sweep_file(workdir, ["small", "huge", "large"])]) == 1
+    out = capsys.readouterr().out.splitlines()
+    sweep_id = out[1].split()[1].rstrip(":")
+    failed = next(line for line in out if " huge " in line)
+    assert failed.split()[:4] == ["1", "huge", "1", "failed"]
+    assert failed.endswith("call_model: KeyError: 'huge'")
+    assert out[-1] == f"compare the points: crucible-actors compare --sweep {sweep_id}"
+    # The stored listing says why as well.
+    assert main(["runs", "list", "--sweep", sweep_id]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if " huge " in line)
+    assert listed.endswith("call_model: KeyError: 'huge'")
+
+    # One point completed: nothing to compare; the hint says where the reasons are.
+    assert main(["run", _sweep_file(workdir, ["small", "huge"])]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert not any("compare" in line for line in out)
+    assert out[-1] == "see why a run failed: crucible-actors runs show RUN_ID"
+
+
+def test_a_long_failure_reason_is_shortened_in_the_table() -> None:
+    from crucible_actors._core._store import RunRecord
+    from crucible_actors.cli._sweep import _result_text
+
+    run = RunRecord(
+        id="r",
+        experiment_id="e",
+        status="failed",
+        failure={"stage": "fit", "reason_type": "ValueError", "message": "x" * 500 + "\nmore"},
+    )
+    text = _result_text(run)
+    assert len(text) == 80
+    assert text.startswith("fit: ValueError: xxx")
+    assert text.endswith("...")
+    done = RunRecord(id="r", experiment_id="e", status="completed", metrics={"acc": 0.5})
+    assert _result_text(done) == "acc=0.5"
+
+
+def test_runs_list_columns_shows_metrics_and_parameters(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "sweep.toml", "--max-concurrent", "4"]) == 0
+    capsys.readouterr()
+    cols = "metrics.accuracy,params.call_model.model,params.call_model.temperature"
+    doc = cli_json(capsys, "runs", "list", "--columns", cols)
+    assert doc["columns"] == cols.split(",")
+    assert len(doc["values"]) == len(doc["runs"]) == 12
+    for run, values in zip(doc["runs"], doc["values"], strict=True):
+        assert values["metrics.accuracy"] == run["metrics"]["accuracy"]
+        assert values["params.call_model.model"] in ("small", "large")
+        assert values["params.call_model.temperature"] in (0.0, 0.7)
+    # Each run's own parameters (not the experiment's latest definition).
+    combos = {
+        (v["params.call_model.model"], v["params.call_model.temperature"]) for v in doc["values"]
+    }
+    assert combos == {("small", 0.0), ("small", 0.7), ("large", 0.0), ("large", 0.7)}
+    assert main(["runs", "list", "--limit", "2", "--columns", cols]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-3:] == [
+        "METRICS.ACCURACY",
+        "PARAMS.CALL_MODEL.MODEL",
+        "PARAMS.CALL_MODEL.TEMPERATURE",
+    ]
+    first = doc["values"][0]
+    assert lines[1].split()[-3:] == [
+        str(first["metrics.accuracy"]),
+        first["params.call_model.model"],
+        str(first["params.call_model.temperature"]),
+    ]
+    assert main(["runs", "list", "--columns", "accuracy"]) == 2
+    assert "expected 'metrics.<name>'" in capsys.readouterr().err
