@@ -358,3 +358,27 @@ async def test_metrics_time_the_commits_of_the_apps_store(
     total = sample(text, "crucible_store_commit_duration_seconds_sum", store="sqlite")
     assert total is not None
     assert 0 < total < 10
+
+
+async def test_a_stored_run_detail_has_its_provenance(served: Served) -> None:
+    response = await served.submit("echo", {"name": "echo", "options": {"value": 3}})
+    run_id = response.json()["run_id"]
+    await served.wait(run_id)
+    detail = (await served.client.get(f"/api/runs/{run_id}")).json()
+    prov = detail["provenance"]
+    assert set(prov) == {
+        "environment",
+        "python",
+        "crucible_actors",
+        "platform",
+        "host",
+        "packages",
+        "git",
+        "stages",
+        "inputs",
+    }
+    assert set(prov["stages"]) == {"echo"}
+    assert len(prov["stages"]["echo"]) == 32
+    assert prov["python"]
+    assert "crucible-actors" in prov["packages"]
+    assert prov["inputs"] == {}
