@@ -191,7 +191,8 @@ def test_runs_show_json(seeded: str, capsys: pytest.CaptureFixture[str]) -> None
         "checkpoint",
         "provenance",
     }
-    assert doc["provenance"] is None  # seeded without provenance
+    assert set(doc["provenance"]["stages"]) == {"a", "b"}
+    assert doc["provenance"]["environment"] == doc["run"]["provenance"]["environment"]
     assert doc["run"]["status"] == "failed"
     assert doc["checkpoint"]["index"] == 1
     assert [(s["index"], s["stage"], s["status"], s["attempts"]) for s in doc["stages"]] == [

@@ -214,7 +214,11 @@ class SQLStore(abc.ABC):
         return stored
 
     async def put_environment(self, env: EnvironmentRecord) -> bool:
-        stored: bool = await self._writer.submit(lambda tx: _environments.put_environment(tx, env))
+        # Best effort, like the cache: a run whose environment could not be stored still
+        # runs (the next one tries again), so a store fault is not waited out here.
+        stored: bool = await self._writer.submit(
+            lambda tx: _environments.put_environment(tx, env), retry_on=frozenset()
+        )
         return stored
 
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
