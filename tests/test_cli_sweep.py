@@ -211,3 +211,6 @@ def test_runs_list_columns_shows_metrics_and_parameters(
     ]
     assert main(["runs", "list", "--columns", "accuracy"]) == 2
     assert "expected 'metrics.<name>'" in capsys.readouterr().err
+    sweep_id = doc["runs"][0]["id"]  # any id: refused before the store is read
+    assert main(["runs", "list", "--sweep", sweep_id, "--columns", cols]) == 2
+    assert "--columns applies to the runs listing" in capsys.readouterr().err

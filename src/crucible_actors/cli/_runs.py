@@ -187,6 +187,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.sweep:
         from ._sweep import list_sweep
 
+        if args.columns:
+            print(
+                "error: --columns applies to the runs listing, not --sweep (which shows "
+                "the swept parameters and metrics already); leave one of them out",
+                file=sys.stderr,
+            )
+            return 2
+
         return list_sweep(args, url)
 
     columns: list[str] = args.columns
