@@ -45,8 +45,10 @@ class Score(Stage):
             {"id": f"q{i:03d}", "answer": f"{opts.model}-{i}", "score": i % 2}
             for i in range(opts.examples)
         ]
-        return ctx.add_outputs(rows).put_metric("accuracy", accuracy).put_metric(
-            "detail", {"loss": 1 - accuracy}
+        return (
+            ctx.add_outputs(rows)
+            .put_metric("accuracy", accuracy)
+            .put_metric("detail", {"loss": 1 - accuracy})
         )
 
 
@@ -216,7 +218,11 @@ async def test_sweep_endpoint_summarises_repeats_per_point(tmp_path: Path) -> No
         resp = await client.get(f"/api/sweeps/{sweep_id}")
         assert resp.status_code == 200, resp.text
         body = resp.json()
-        assert (body["id"], body["experiment_id"], body["status"]) == (sweep_id, "grid", "completed")
+        assert (body["id"], body["experiment_id"], body["status"]) == (
+            sweep_id,
+            "grid",
+            "completed",
+        )
         assert body["parameters"] == SWEEP["sweep"]["parameters"]  # type: ignore[index]
         assert (body["repeats"], body["runs"]) == (2, 8)
         assert body["metrics"] == ["accuracy", "detail.loss"]
