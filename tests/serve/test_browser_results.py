@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from selenium.webdriver.chrome.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 #: The dashboard's accent colour in light mode (app.css ``--accent``): chart marks use it.
 ACCENT = (0x0B, 0x5C, 0xAD)
@@ -151,6 +152,12 @@ def _png_pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
 
 def _colour_count(pixels: list[tuple[int, int, int]], colour: tuple[int, int, int]) -> int:
     return sum(1 for p in pixels if all(abs(a - b) <= 6 for a, b in zip(p, colour, strict=True)))
+
+
+def _attr(element: WebElement, name: str) -> str:
+    value = element.get_attribute(name)
+    assert value is not None, f"no attribute {name!r}"
+    return value
 
 
 def _hash_state(url: str) -> dict[str, list[str]]:
@@ -305,7 +312,7 @@ def test_sweep_page_tabulates_points_and_charts_one_mark_per_point(
         assert n_text == "(n=3)"
         means[index] = statistics.mean(values)
         run_links = row.find_elements(By.CSS_SELECTOR, "a.repeat-link")
-        assert [unquote(a.get_attribute("href").rsplit("#/runs/", 1)[1]) for a in run_links] == [
+        assert [unquote(_attr(a, "href").rsplit("#/runs/", 1)[1]) for a in run_links] == [
             r["id"] for r in repeats
         ]
 
@@ -317,11 +324,11 @@ def test_sweep_page_tabulates_points_and_charts_one_mark_per_point(
     ]
     for chart in charts:
         marks = chart.find_elements(By.CSS_SELECTOR, "g.sweep-point")
-        assert sorted(int(m.get_attribute("data-point")) for m in marks) == [0, 1, 2, 3]
+        assert sorted(int(_attr(m, "data-point")) for m in marks) == [0, 1, 2, 3]
         assert len(chart.find_elements(By.CSS_SELECTOR, "circle.point-mark")) == 4
         heights = {
-            int(m.get_attribute("data-point")): float(
-                m.find_element(By.CSS_SELECTOR, "circle.point-mark").get_attribute("cy")
+            int(_attr(m, "data-point")): float(
+                _attr(m.find_element(By.CSS_SELECTOR, "circle.point-mark"), "cy")
             )
             for m in marks
         }
@@ -336,8 +343,8 @@ def test_sweep_page_tabulates_points_and_charts_one_mark_per_point(
     # Temperature is numeric: 0.0 left of 0.7 for the same model.
     temp = charts[1]
     x = {
-        int(m.get_attribute("data-point")): float(
-            m.find_element(By.CSS_SELECTOR, "circle.point-mark").get_attribute("cx")
+        int(_attr(m, "data-point")): float(
+            _attr(m.find_element(By.CSS_SELECTOR, "circle.point-mark"), "cx")
         )
         for m in temp.find_elements(By.CSS_SELECTOR, "g.sweep-point")
     }
@@ -346,7 +353,7 @@ def test_sweep_page_tabulates_points_and_charts_one_mark_per_point(
     (tmp_path / "sweep-chart.png").write_bytes(charts[0].screenshot_as_png)
 
     compare = page.find_element(By.ID, "sweep-compare")
-    assert compare.get_attribute("href").endswith(f"#/compare?sweep={swept.sweep_id}")
+    assert _attr(compare, "href").endswith(f"#/compare?sweep={swept.sweep_id}")
     compare.click()
     _wait(page).until(ec.presence_of_element_located((By.ID, "compare-frame")))
     # Unknown sweeps say so.
@@ -370,6 +377,8 @@ def test_outputs_are_a_paged_searchable_table(swept: Swept, tab: WebDriver) -> N
 
     _wait(page).until(lambda d: len(indexes()) == 25)
     assert indexes() == [str(i) for i in range(25)]
+    sweep_link = page.find_element(By.ID, "run-sweep-link")
+    assert _attr(sweep_link, "href").endswith(f"#/sweeps/{swept.sweep_id}")
     headers = [
         th.text.lower()
         for th in page.find_elements(By.CSS_SELECTOR, "#outputs-table th[scope=col]")

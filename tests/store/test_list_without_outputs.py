@@ -34,7 +34,7 @@ async def test_listing_without_outputs_matches_list_runs_but_the_outputs(store: 
         {"experiment_id": "exp", "status": "failed"},
         {"experiment_id": "other"},
     ):
-        full = await store.list_runs(**query)  # type: ignore[arg-type]
+        full = await store.list_runs(**query)
         light = await lister(**query)
         assert [r.id for r in light] == [r.id for r in full], query
         assert [r.outputs for r in light] == [[] for _ in full]

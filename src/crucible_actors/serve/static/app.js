@@ -633,7 +633,9 @@
         live.classList.remove("off");
         live.textContent = `Live · updated ${timeFmt.format(Date.now())}`;
         const key = JSON.stringify(data);
-        if (key !== lastKey) {
+        // Never re-render under the user's fingers: a filter box being typed in keeps its text.
+        const typing = document.activeElement && tableHolder.contains(document.activeElement);
+        if (key !== lastKey && !typing) {
           lastKey = key;
           durations = renderRunsTable(tableHolder, data, state);
         }
