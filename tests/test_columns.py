@@ -28,7 +28,7 @@ def test_parse_columns_splits_strips_and_deduplicates() -> None:
 
 @pytest.mark.parametrize("bad", ["accuracy", "metrics.", "params.cv_eval", "params..x", "run.id"])
 def test_parse_columns_names_a_bad_column_and_both_forms(bad: str) -> None:
-    with pytest.raises(ValueError, match="params.<stage label>.<option>") as info:
+    with pytest.raises(ValueError, match=r"params\.<stage label>\.<option>") as info:
         parse_columns(f"metrics.ok,{bad}")
     assert repr(bad) in str(info.value)
 
