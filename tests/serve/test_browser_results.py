@@ -413,6 +413,7 @@ def test_outputs_are_a_paged_searchable_table(swept: Swept, tab: WebDriver) -> N
 
 
 PROVENANCE = {
+    "environment": "5f0c2d9e8b7a6f5e4d3c2b1a09f8e7d6",
     "python": "3.12.7",
     "crucible_actors": "0.9.0",
     "platform": "Linux-6.1-x86_64",
@@ -423,12 +424,12 @@ PROVENANCE = {
     "inputs": {"assigns.examples": "xxh3:feedbeef"},
 }
 
-# Rewrites GET /api/runs/{id} answers in the page: the run WITH gets PROVENANCE, the run
-# WITHOUT loses any provenance key, so both renderings are exercised whatever the server
-# records (the API side of provenance is tested with the store).
+# Rewrites GET /api/runs/{id} answers in the page: each run named in the mapping gets that
+# provenance, or loses its provenance key for null, so every rendering is exercised whatever
+# the server records (the API side of provenance is tested with the store).
 _FETCH_PATCH = """
 (() => {
-  const withId = %s, withoutId = %s, provenance = %s;
+  const patches = %s;
   const original = window.fetch;
   window.fetch = async (input, init) => {
     const resp = await original(input, init);
@@ -436,10 +437,10 @@ _FETCH_PATCH = """
     const match = url.match(/api\\/runs\\/([^/?]+)$/);
     if (!match || !resp.ok) return resp;
     const id = decodeURIComponent(match[1]);
-    if (id !== withId && id !== withoutId) return resp;
+    if (!(id in patches)) return resp;
     const body = await resp.json();
-    if (id === withId) body.provenance = provenance;
-    else delete body.provenance;
+    if (patches[id] === null) delete body.provenance;
+    else body.provenance = patches[id];
     const headers = {"Content-Type": "application/json"};
     return new Response(JSON.stringify(body), {status: 200, headers});
   };
@@ -451,8 +452,18 @@ def test_provenance_section_shows_what_produced_the_run_and_nothing_without_it(
     swept: Swept, tab: WebDriver, tmp_path: Path
 ) -> None:
     page = tab
-    with_id, without_id = swept.runs[0]["id"], swept.runs[1]["id"]
-    script = _FETCH_PATCH % (json.dumps(with_id), json.dumps(without_id), json.dumps(PROVENANCE))
+    with_id, without_id, partial_id = (r["id"] for r in swept.runs[:3])
+    # What a run stored outside a git work tree, whose environment record is gone, has.
+    partial = {
+        **PROVENANCE,
+        "environment": None,
+        "python": None,
+        "packages": {},
+        "git": None,
+        "inputs": {},
+    }
+    patches = {with_id: PROVENANCE, without_id: None, partial_id: partial}
+    script = _FETCH_PATCH % json.dumps(patches)
     added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
     try:
         page.get("about:blank")  # a new document, so the patch is in place before app.js
@@ -470,6 +481,7 @@ def test_provenance_section_shows_what_produced_the_run_and_nothing_without_it(
         assert facts["crucible-actors"] == "0.9.0"
         assert facts["Platform"] == "Linux-6.1-x86_64"
         assert facts["Host"] == "lab-box"
+        assert facts["Environment"] == "5f0c2d9e8b7a"
         assert facts["Git commit"].startswith("0123456789ab")
         assert section.find_element(By.ID, "git-dirty").text == "dirty"
         stages = {
@@ -499,6 +511,22 @@ def test_provenance_section_shows_what_produced_the_run_and_nothing_without_it(
         section = page.find_element(By.ID, "provenance")
         assert not section.is_displayed()
         assert section.find_elements(By.CSS_SELECTOR, "*") == []
+
+        page.get(f"{swept.base}/#/runs/{partial_id}")
+        section = _wait(page).until(ec.visibility_of_element_located((By.ID, "provenance")))
+        facts = {
+            dt.text: dd.text
+            for dt, dd in zip(
+                section.find_elements(By.CSS_SELECTOR, "dl.facts dt"),
+                section.find_elements(By.CSS_SELECTOR, "dl.facts dd"),
+                strict=True,
+            )
+        }
+        assert (facts["Python"], facts["Environment"]) == ("—", "—")
+        assert facts["Git commit"] == "not in a git work tree"
+        assert section.find_elements(By.ID, "git-dirty") == []
+        assert "No large inputs recorded." in section.text
+        assert "Packages (0)" in section.text
     finally:
         page.execute_cdp_cmd(
             "Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]}

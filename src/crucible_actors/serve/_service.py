@@ -218,6 +218,8 @@ class Service:
             )
         assert self.store is not None
         stored_attempts = await self.store.list_attempts(run_id)
+        point = await self.results.sweep_of(self.store, run_id)
+        summary["sweep_id"] = point.sweep_id if point is not None else None
         ctx = await self._stored_context(run_id)
         if handle is not None and not handle.done:
             # Live: attempts from the handle; those of stages finished before a resume
@@ -241,8 +243,6 @@ class Service:
             definition, pipeline = await self._stored_definition(record.experiment_id)
         artifacts = await self.store.list_artifacts(run_id)
         chain = await self._chain_from_store(run_id, ctx)
-        point = await self.results.sweep_of(self.store, run_id)
-        summary["sweep_id"] = point.sweep_id if point is not None else None
         return assemble_detail(
             summary,
             pipeline=pipeline,

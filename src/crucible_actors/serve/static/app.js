@@ -1987,6 +1987,9 @@
       ["crucible-actors", p.crucible_actors || "—"],
       ["Platform", p.platform || "—"],
       ["Host", p.host || "—"],
+      ["Environment", p.environment
+        ? h("code", { title: "the environment record shared by the runs that have the same one" }, String(p.environment).slice(0, 12))
+        : "—"],
       ["Git commit", git
         ? h("span", null, h("code", { title: git.commit || "" }, String(git.commit || "").slice(0, 12) || "—"),
           git.dirty ? h("span", { class: "badge failed small", id: "git-dirty", title: "the working tree had uncommitted changes" }, "dirty") : h("span", { class: "muted" }, " clean"))
