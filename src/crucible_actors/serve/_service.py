@@ -452,8 +452,7 @@ class Service:
         """Filter, sort and page ``sources`` (stored records or handles).
 
         Only the columns the filters and the sort use are read for every run; the
-        summaries and the requested columns only for the page (10,000 runs sort in
-        about 0.1 s on SQLite).
+        summaries and the requested columns only for the page (``bench/runs_columns.py``).
         """
         used = [*(f.column for f in filters), *([sort] if sort else [])]
         value_cols = [c for c in dict.fromkeys(used) if c not in RUN_FIELDS]
