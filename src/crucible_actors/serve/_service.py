@@ -347,9 +347,10 @@ class Service:
             )
         scan = sort is not None or bool(filters)
         if self.store is None:
-            records = self._handle_rows(experiment_id, status)
             if not scan:
-                return self._page_by_cursor(records, limit, before, columns)
+                rows = self._handle_rows(experiment_id, status, before)
+                return self._page_by_cursor(rows, limit, columns)
+            records = self._handle_rows(experiment_id, status)
             return await self._page_sorted(
                 [h for _, h in records],
                 summary_from_handle,
@@ -495,11 +496,23 @@ class Service:
         return answer
 
     def _handle_rows(
-        self, experiment_id: str | None, status: str | None
+        self, experiment_id: str | None, status: str | None, before: str | None = None
     ) -> list[tuple[dict[str, Any], Any]]:
+        """(summary, handle) of this process's runs, newest first, after ``before``.
+
+        ``before`` is looked up among all the runs, then the filters apply, so a cursor
+        stays valid when its run's status changed since the previous page.
+        """
         handles = self.rt.runs()
         handles.sort(key=lambda h: h.started_at if h.started_at is not None else float("inf"))
         handles.reverse()
+        if before is not None:
+            ids = [h.run_id for h in handles]
+            if before not in ids:
+                raise ApiError(
+                    422, f"before: no run with id {before!r}"[:300], type="InvalidParameter"
+                )
+            handles = handles[ids.index(before) + 1 :]
         return [
             (summary_from_handle(h), h)
             for h in handles
@@ -508,19 +521,8 @@ class Service:
         ]
 
     def _page_by_cursor(
-        self,
-        rows: list[tuple[dict[str, Any], Any]],
-        limit: int,
-        before: str | None,
-        columns: Sequence[str],
+        self, rows: list[tuple[dict[str, Any], Any]], limit: int, columns: Sequence[str]
     ) -> dict[str, Any]:
-        if before is not None:
-            ids = [summary["id"] for summary, _ in rows]
-            if before not in ids:
-                raise ApiError(
-                    422, f"before: no run with id {before!r}"[:300], type="InvalidParameter"
-                )
-            rows = rows[ids.index(before) + 1 :]
         page = rows[:limit]
         more = len(rows) > limit and bool(page)
         runs = []
