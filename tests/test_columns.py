@@ -4,6 +4,7 @@ CLI's ``runs list --columns`` and the dashboard's ``GET /api/runs?columns=``."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_metrics_whole_name_first_then_nested_path() -> None:
 
 
 def test_params_from_the_definition_by_name_reference_or_qualname() -> None:
-    run = {"metrics": {}}
+    run: dict[str, Any] = {"metrics": {}}
     got = run_columns(
         run,
         [
