@@ -157,6 +157,23 @@ async def test_answers_validate_against_the_declared_schemas(
         page = check("/api/runs", "get", await c.get("/api/runs", params={"limit": 1}))
         assert page["next"] is not None
         check("/api/runs", "get", await c.get("/api/runs", params={"limit": 1000}))
+        columns = {"columns": "metrics.value,params.echo.value", "sort": "-metrics.value"}
+        listed = check("/api/runs", "get", await c.get("/api/runs", params=columns))
+        assert listed["columns"] == ["metrics.value", "params.echo.value"]
+        check("/api/runs", "get", await c.get("/api/runs", params={"columns": "value"}))
+        outputs = f"/api/runs/{ok['run_id']}/outputs"
+        check("/api/runs/{run_id}/outputs", "get", await c.get(outputs, params={"q": "x"}))
+        check("/api/runs/{run_id}/outputs", "get", await c.get(outputs, params={"limit": 0}))
+        check("/api/runs/{run_id}/outputs", "get", await c.get("/api/runs/nope/outputs"))
+        check("/api/columns", "get", await c.get("/api/columns"))
+        check("/api/columns", "get", await c.get("/api/columns", params={"limit": 0}))
+        sweep = await s.runtime.submit_sweep(
+            {"id": "sw", "pipeline": [{"name": "echo"}], "sweep": {"echo.value": [1, 2]}}
+        )
+        await sweep.wait()
+        swept = check("/api/sweeps/{sweep_id}", "get", await c.get(f"/api/sweeps/{sweep.sweep_id}"))
+        assert [p["summary"]["value"]["mean"] for p in swept["points"]] == [1, 2]
+        check("/api/sweeps/{sweep_id}", "get", await c.get("/api/sweeps/nope"))
         check("/api/stages", "get", await c.get("/api/stages"))
         check("/api/compare", "get", await c.get("/api/compare"))
         check("/api/compare", "get", await c.get("/api/compare?runs=nope,nada"))

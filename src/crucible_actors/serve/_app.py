@@ -36,6 +36,7 @@ from ._errors import ApiError, api_error_from, error_response, json_response
 from ._events import EventStream
 from ._metrics import CONTENT_TYPE
 from ._openapi import openapi_document
+from ._results import MAX_SCAN, parse_columns_param, parse_filter, parse_sort
 from ._service import Service
 from ._submit import Limits, check_key, parse_submission, read_json_body
 
@@ -157,6 +158,9 @@ def create_app(
             Route("/api/runs/{run_id}/events", routes.events, methods=["GET"]),
             Route("/api/runs/{run_id}/trace", routes.trace, methods=["GET"]),
             Route("/api/runs/{run_id}/artifacts/{name}", routes.artifact, methods=["GET"]),
+            Route("/api/runs/{run_id}/outputs", routes.outputs, methods=["GET"]),
+            Route("/api/columns", routes.columns, methods=["GET"]),
+            Route("/api/sweeps/{sweep_id}", routes.sweep, methods=["GET"]),
             Route("/api/stages", routes.stages, methods=["GET"]),
             Route("/api/compare", compare_endpoint(service), methods=["GET"]),
             Route("/api/openapi.json", routes.openapi, methods=["GET"]),
@@ -218,13 +222,42 @@ class _Routes:
     async def list_runs(self, request: Request) -> Response:
         q = request.query_params
         limit = _int_param(q.get("limit"), "limit", default=50, low=1, high=200)
+        offset = _int_param(q.get("offset"), "offset", default=0, low=0, high=MAX_SCAN)
+        columns = parse_columns_param(q.getlist("columns"))
+        sort, descending = parse_sort(q.get("sort"))
+        filters = [parse_filter(f) for f in q.getlist("filter") if f.strip()]
         page = await self.service.list_runs(
             experiment_id=q.get("experiment_id") or None,
             status=q.get("status") or None,
             limit=limit,
             before=q.get("before") or None,
+            columns=columns,
+            sort=sort,
+            descending=descending,
+            filters=filters,
+            offset=offset,
         )
         return json_response(page)
+
+    async def outputs(self, request: Request) -> Response:
+        q = request.query_params
+        run_id = request.path_params["run_id"]
+        offset = _int_param(q.get("offset"), "offset", default=0, low=0, high=2**62)
+        limit = _int_param(q.get("limit"), "limit", default=50, low=1, high=500)
+        query = q.get("q") or None
+        return json_response(
+            await self.service.outputs(run_id, offset=offset, limit=limit, query=query)
+        )
+
+    async def columns(self, request: Request) -> Response:
+        q = request.query_params
+        limit = _int_param(q.get("limit"), "limit", default=500, low=1, high=5000)
+        return json_response(
+            await self.service.columns(experiment_id=q.get("experiment_id") or None, limit=limit)
+        )
+
+    async def sweep(self, request: Request) -> Response:
+        return json_response(await self.service.sweep(request.path_params["sweep_id"]))
 
     async def get_run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -132,7 +132,10 @@ class Failure(msgspec.Struct):
 
 
 class RunSummary(msgspec.Struct):
-    """One run in a list; times are ISO 8601 (UTC), ``duration`` seconds."""
+    """One run in a list; times are ISO 8601 (UTC), ``duration`` seconds.
+
+    ``sweep_id``: the sweep the run is a point of, or null.
+    """
 
     id: str
     experiment_id: str
@@ -141,13 +144,109 @@ class RunSummary(msgspec.Struct):
     finished_at: str | None
     duration: float | None
     failure: Failure | None
+    sweep_id: str | None
 
 
-class RunList(msgspec.Struct):
-    """A page of runs, newest first; pass ``next`` as ``before`` for the next page."""
+class RunRow(RunSummary):
+    """A run in the runs list; ``columns`` (only with ``?columns=``) maps each requested
+    column path to the run's value, null where it has none."""
 
-    runs: list[RunSummary]
+    columns: dict[str, Any] = {}
+
+
+class RunList(msgspec.Struct, kw_only=True):
+    """A page of runs.
+
+    Newest first by default: pass ``next`` as ``before`` for the next page. With
+    ``sort`` or ``filter`` the page is ``offset``-based: ``total`` runs passed the
+    filters, ``next_offset`` (null on the last page) fetches the next page, and
+    ``truncated`` says the newest 50,000 runs only were read. ``columns`` echoes the
+    requested column paths.
+    """
+
+    runs: list[RunRow]
     next: str | None
+    columns: list[str] = []
+    total: int | None = None
+    offset: int | None = None
+    next_offset: int | None = None
+    truncated: bool = False
+
+
+class ColumnList(msgspec.Struct):
+    """Column paths the runs have: numeric metrics, options set by definitions, swept
+    options (``params.<sweep path>``), each sorted."""
+
+    metrics: list[str]
+    params: list[str]
+    sweep: list[str]
+
+
+class OutputEntry(msgspec.Struct):
+    """One output; ``index`` is its position among all the run's outputs."""
+
+    index: int
+    value: Any
+
+
+class OutputPage(msgspec.Struct):
+    """A page of a run's outputs: ``total`` outputs, ``matched`` containing ``query``;
+    ``fields`` lists the keys of the mapping outputs on the page."""
+
+    run_id: str
+    total: int
+    matched: int
+    offset: int
+    limit: int
+    query: str
+    fields: list[str]
+    outputs: list[OutputEntry]
+
+
+class MetricSummary(msgspec.Struct):
+    """A metric over a point's completed repeats: mean, sample SD (null for one), n."""
+
+    mean: float
+    sd: float | None
+    n: int
+    min: float
+    max: float
+
+
+class SweepRun(msgspec.Struct):
+    """One repeat of a sweep point; ``status`` is ``deleted`` once the run is gone."""
+
+    run_id: str
+    repeat: int
+    seed: int
+    status: str
+    metrics: dict[str, Any]
+
+
+class SweepPointView(msgspec.Struct):
+    """One point of a sweep: its parameters, its runs and each metric summarised."""
+
+    point: int
+    parameters: dict[str, Any]
+    runs: list[SweepRun]
+    summary: dict[str, MetricSummary | None]
+
+
+class SweepDetail(msgspec.Struct):
+    """A sweep: what it varies (``parameters``: option path -> values), its points, and
+    the numeric metrics (dotted paths) its runs recorded."""
+
+    id: str
+    experiment_id: str
+    status: str
+    runs: int
+    created_at: str | None
+    finished_at: str | None
+    mode: str
+    repeats: int
+    parameters: dict[str, list[Any]]
+    metrics: list[str]
+    points: list[SweepPointView]
 
 
 class Attempt(msgspec.Struct):
@@ -267,6 +366,9 @@ _RESPONSES = (
     RunList,
     RunDetail,
     RunEvent,
+    ColumnList,
+    OutputPage,
+    SweepDetail,
     StageList,
     Health,
     Ready,
@@ -372,10 +474,41 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
                     },
                     {"name": "before", "in": "query", "schema": _STR},
+                    {
+                        "name": "columns",
+                        "in": "query",
+                        "description": "column paths, comma-separated or repeated: "
+                        "metrics.<name> (dots walk nested metrics), "
+                        "params.<stage label>.<option> (a sweep point's own value for swept "
+                        "options); each run gets them under `columns`",
+                        "schema": _STR,
+                    },
+                    {
+                        "name": "sort",
+                        "in": "query",
+                        "description": "a column path or a RunSummary field (id, "
+                        "experiment_id, status, started_at, finished_at, duration); a leading "
+                        "`-` sorts descending; runs without the value come last",
+                        "schema": _STR,
+                    },
+                    {
+                        "name": "filter",
+                        "in": "query",
+                        "description": "repeatable, all must hold: <column><op><value>, op "
+                        "one of = != > >= < <= ~ (contains); numbers compare as numbers, "
+                        "text case-insensitively",
+                        "schema": _STR,
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "description": "with sort or filter: runs to skip",
+                        "schema": {"type": "integer", "minimum": 0, "default": 0},
+                    },
                 ],
                 "responses": {
                     "200": _json("RunList", "a page of runs"),
-                    "422": _err("bad parameter"),
+                    "422": _err("bad parameter (a malformed column path, sort or filter)"),
                 },
             },
         },
@@ -456,6 +589,71 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "the file", "content": {"application/octet-stream": {}}},
                     "404": _err("unknown run or artifact, or not a local file"),
+                },
+            }
+        },
+        "/api/runs/{run_id}/outputs": {
+            "get": {
+                "operationId": "runOutputs",
+                "summary": "A page of a run's outputs, optionally searched",
+                "parameters": [
+                    _RUN_ID,
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "keep the outputs whose JSON contains this text "
+                        "(case-insensitive)",
+                        "schema": _STR,
+                    },
+                ],
+                "responses": {
+                    "200": _json("OutputPage", "a page of outputs"),
+                    "404": not_found,
+                    "422": _err("bad offset or limit"),
+                },
+            }
+        },
+        "/api/columns": {
+            "get": {
+                "operationId": "listColumns",
+                "summary": "The metric and parameter column paths of the newest runs",
+                "parameters": [
+                    {"name": "experiment_id", "in": "query", "schema": _STR},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "how many of the newest runs to look at",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 5000,
+                            "default": 500,
+                        },
+                    },
+                ],
+                "responses": {
+                    "200": _json("ColumnList", "the column paths"),
+                    "422": _err("bad limit"),
+                },
+            }
+        },
+        "/api/sweeps/{sweep_id}": {
+            "get": {
+                "operationId": "getSweep",
+                "summary": "A sweep's points, their runs' metrics, repeats summarised",
+                "parameters": [
+                    {"name": "sweep_id", "in": "path", "required": True, "schema": _STR}
+                ],
+                "responses": {
+                    "200": _json("SweepDetail", "the sweep"),
+                    "404": _err("unknown sweep"),
+                    "503": _err("no store"),
                 },
             }
         },

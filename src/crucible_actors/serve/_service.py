@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import msgspec
 
+from .._core._columns import run_columns
 from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreError
 from .._core._ir import stage_ref
@@ -28,6 +29,16 @@ from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
 from ._metrics import Metrics
+from ._results import (
+    MAX_SCAN,
+    RUN_FIELDS,
+    Filter,
+    Results,
+    available_columns,
+    matches,
+    page_outputs,
+    sort_key,
+)
 from ._submit import IdempotencyKeys, Limits, Submission, derive_run_id
 from ._views import (
     TERMINAL,
@@ -45,7 +56,7 @@ from ._views import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from .._core._context import Context
     from .._core._handle import RunHandle
@@ -57,6 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["Service"]
 
 log = logging.getLogger("crucible_actors.serve")
+
+#: Runs read per store query while a sorted or filtered list scans.
+_SCAN_BATCH = 1000
 
 
 class Service:
@@ -82,6 +96,7 @@ class Service:
         self.keepalive = keepalive
         self.metrics = Metrics()
         self.keys = IdempotencyKeys()
+        self.results = Results()
         self._inflight: set[str] = set()
         self._closing: anyio.Event | None = None  # made in the server's loop, when needed
         if runtime is not None:
@@ -191,6 +206,7 @@ class Service:
             ctx = handle.context if handle.done else None
             records = artifacts_from_context(ctx) if ctx is not None else []
             trace = ctx.trace if ctx is not None else None
+            summary["sweep_id"] = _handle_sweep(handle)
             return assemble_detail(
                 summary,
                 pipeline=pipeline_of(handle.experiment),
@@ -203,6 +219,8 @@ class Service:
             )
         assert self.store is not None
         stored_attempts = await self.store.list_attempts(run_id)
+        point = await self.results.sweep_of(self.store, run_id)
+        summary["sweep_id"] = point.sweep_id if point is not None else None
         ctx = await self._stored_context(run_id)
         if handle is not None and not handle.done:
             # Live: attempts from the handle; those of stages finished before a resume
@@ -239,6 +257,50 @@ class Service:
             provenance=provenance,
         )
 
+    async def outputs(
+        self, run_id: str, *, offset: int, limit: int, query: str | None
+    ) -> dict[str, Any]:
+        """Return a page of the run's outputs, those containing ``query`` (404 unknown run)."""
+        handle, record = await self._found(run_id)
+        if record is not None:
+            outputs: list[Any] = record.outputs
+        else:
+            assert handle is not None
+            ctx = handle.context if handle.done else None
+            outputs = as_stored_json(ctx.outputs) if ctx is not None else []
+        return {"run_id": run_id, **page_outputs(outputs, offset=offset, limit=limit, query=query)}
+
+    async def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """Return the SweepDetail of ``sweep_id`` (404 unknown sweep, 503 without a store)."""
+        if self.store is None:
+            raise ApiError(
+                503, "sweeps are read from the store; start serve with one", type="NoStore"
+            )
+        answer = await self.results.sweep(self.store, sweep_id)
+        rt = self.runtime
+        if rt is not None:  # runs this process executes: their live status
+            for point in answer["points"]:
+                for run in point["runs"]:
+                    handle = rt.get(run["run_id"])
+                    if handle is not None and not handle.done:
+                        run["status"] = live_status(handle)
+        return answer
+
+    async def columns(self, *, experiment_id: str | None, limit: int) -> dict[str, Any]:
+        """Return the column paths found in the newest ``limit`` runs (of ``experiment_id``)."""
+        if self.store is None:
+            rows = [row for _, row in self._handle_rows(experiment_id, None)[:limit]]
+            return available_columns(
+                (
+                    as_stored_json(h.context.metrics) if h.done and h.context else {},
+                    as_stored_json(h.experiment),
+                    None,
+                )
+                for h in rows
+            )
+        records = await self.store.list_runs(experiment_id=experiment_id, limit=limit)
+        return await self.results.available(self.store, records)
+
     async def _stored_definition(
         self, experiment_id: str
     ) -> tuple[dict[str, Any] | None, list[tuple[str, bool]]]:
@@ -259,33 +321,191 @@ class Service:
         status: str | None,
         limit: int,
         before: str | None,
+        columns: Sequence[str] = (),
+        sort: str | None = None,
+        descending: bool = False,
+        filters: Sequence[Filter] = (),
+        offset: int = 0,
     ) -> dict[str, Any]:
-        """Return a page of RunSummaries, newest first, and the cursor of the next page."""
+        """Return a page of RunSummaries and the cursor of the next page.
+
+        Without ``sort`` and ``filters`` the page is newest first and ``next`` is the
+        ``before`` cursor of the next page. With either, every run matching
+        ``experiment_id`` and ``status`` (newest :data:`MAX_SCAN` at most) is read, filtered,
+        sorted (ties newest first; runs without the value last) and paged by ``offset``;
+        the answer then has ``total`` (runs that passed the filters) and ``next_offset``.
+        ``columns`` adds ``{"columns": {path: value}}`` to each run.
+        """
         if status is not None and status not in RUN_STATUSES:
             raise ApiError(
                 422,
                 f"status: expected one of {', '.join(RUN_STATUSES)}, got {status!r}"[:300],
                 type="InvalidParameter",
             )
-        if self.store is None:
-            return self._list_handles(experiment_id, status, limit, before)
-        try:
-            page = await self.store.list_runs(
-                experiment_id=experiment_id, status=status, limit=limit + 1, before=before
-            )
-        except RunNotFound as exc:
+        if sort is None and not filters and offset:
             raise ApiError(
-                422, f"before: no run with id {before!r}"[:300], type="InvalidParameter"
-            ) from exc
-        more = len(page) > limit
-        page = page[:limit]
-        rt = self.runtime
-        runs = [self._summary(rt.get(r.id) if rt is not None else None, r) for r in page]
-        return {"runs": runs, "next": page[-1].id if more and page else None}
+                422,
+                "offset: only with sort or filter (the newest-first list pages by before)",
+                type="InvalidParameter",
+            )
+        scan = sort is not None or bool(filters)
+        if self.store is None:
+            if not scan:
+                rows = self._handle_rows(experiment_id, status, before)
+                return self._page_by_cursor(rows, limit, columns)
+            records = self._handle_rows(experiment_id, status)
+            return await self._page_sorted(
+                [h for _, h in records],
+                summary_from_handle,
+                columns,
+                sort,
+                descending,
+                filters,
+                offset,
+                limit,
+                truncated=False,
+            )
+        store = self.store
+        if not scan:
+            try:
+                page = await store.list_runs(
+                    experiment_id=experiment_id, status=status, limit=limit + 1, before=before
+                )
+            except RunNotFound as exc:
+                raise ApiError(
+                    422, f"before: no run with id {before!r}"[:300], type="InvalidParameter"
+                ) from exc
+            more = len(page) > limit
+            rows = [(self._summary_of(r), r) for r in page[:limit]]
+            return await self._answer(rows, columns, next_id=rows[-1][1].id if more else None)
+        records_read: list[RunRecord] = []
+        cursor = None
+        # A SQL store can leave the outputs (the large column) out of a listing.
+        list_runs = getattr(store, "list_runs_without_outputs", store.list_runs)
+        while len(records_read) < MAX_SCAN:
+            batch = await list_runs(
+                experiment_id=experiment_id,
+                status=status,
+                limit=min(_SCAN_BATCH, MAX_SCAN - len(records_read)),
+                before=cursor,
+            )
+            records_read += batch
+            if len(batch) < _SCAN_BATCH:
+                break
+            cursor = batch[-1].id
+        truncated = len(records_read) >= MAX_SCAN
+        return await self._page_sorted(
+            records_read,
+            self._summary_of,
+            columns,
+            sort,
+            descending,
+            filters,
+            offset,
+            limit,
+            truncated=truncated,
+        )
 
-    def _list_handles(
-        self, experiment_id: str | None, status: str | None, limit: int, before: str | None
+    def _summary_of(self, record: RunRecord) -> dict[str, Any]:
+        rt = self.runtime
+        return self._summary(rt.get(record.id) if rt is not None else None, record)
+
+    async def _answer(
+        self,
+        rows: Sequence[tuple[dict[str, Any], Any]],
+        columns: Sequence[str],
+        **extra: Any,
     ) -> dict[str, Any]:
+        """The RunList of ``rows`` (summary, record), with sweep ids and columns added."""
+        values: list[dict[str, Any]] = [{} for _ in rows]
+        if self.store is not None:
+            ids = await self.results.sweep_ids(self.store, (s["id"] for s, _ in rows))
+            sweep_ids: list[str | None] = [ids.get(s["id"]) for s, _ in rows]
+            if columns:
+                values = await self.results.columns_of(self.store, [r for _, r in rows], columns)
+        else:
+            sweep_ids = [_handle_sweep(h) for _, h in rows]
+            if columns:
+                values = [_handle_columns(h, columns) for _, h in rows]
+        runs = []
+        for (summary, _), sweep_id, cells in zip(rows, sweep_ids, values, strict=True):
+            row = {**summary, "sweep_id": sweep_id}
+            if columns:
+                row["columns"] = cells
+            runs.append(row)
+        next_id = extra.pop("next_id", None)
+        answer: dict[str, Any] = {"runs": runs, "next": next_id}
+        if columns:
+            answer["columns"] = list(columns)
+        answer.update(extra)
+        return answer
+
+    async def _page_sorted(
+        self,
+        sources: Sequence[Any],
+        summarize: Callable[[Any], dict[str, Any]],
+        columns: Sequence[str],
+        sort: str | None,
+        descending: bool,
+        filters: Sequence[Filter],
+        offset: int,
+        limit: int,
+        *,
+        truncated: bool,
+    ) -> dict[str, Any]:
+        """Filter, sort and page ``sources`` (stored records or handles).
+
+        Only the columns the filters and the sort use are read for every run; the
+        summaries and the requested columns only for the page (``bench/runs_columns.py``).
+        """
+        used = [*(f.column for f in filters), *([sort] if sort else [])]
+        value_cols = [c for c in dict.fromkeys(used) if c not in RUN_FIELDS]
+        cells: list[dict[str, Any]] = [{} for _ in sources]
+        if value_cols:
+            if self.store is not None:
+                cells = await self.results.columns_of(self.store, sources, value_cols)
+            else:
+                cells = [_handle_columns(h, value_cols) for h in sources]
+        summaries: dict[int, dict[str, Any]] = {}
+
+        def summary(i: int) -> dict[str, Any]:
+            found = summaries.get(i)
+            if found is None:
+                found = summaries[i] = summarize(sources[i])
+            return found
+
+        def cell(i: int, column: str) -> Any:
+            if column in RUN_FIELDS:
+                return summary(i).get(column)
+            return cells[i].get(column)
+
+        picked = [
+            i for i in range(len(sources)) if all(matches(cell(i, f.column), f) for f in filters)
+        ]
+        if sort is not None:
+            keyed = [(i, cell(i, sort)) for i in picked]
+            present = [(i, v) for i, v in keyed if v is not None]
+            present.sort(key=lambda item: sort_key(item[1]), reverse=descending)
+            picked = [i for i, _ in present] + [i for i, v in keyed if v is None]
+        page = picked[offset : offset + limit]
+        more = offset + limit < len(picked)
+        answer = await self._answer([(summary(i), sources[i]) for i in page], columns)
+        answer.update(
+            total=len(picked),
+            offset=offset,
+            next_offset=offset + limit if more else None,
+            truncated=truncated,
+        )
+        return answer
+
+    def _handle_rows(
+        self, experiment_id: str | None, status: str | None, before: str | None = None
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """(summary, handle) of this process's runs, newest first, after ``before``.
+
+        ``before`` is looked up among all the runs, then the filters apply, so a cursor
+        stays valid when its run's status changed since the previous page.
+        """
         handles = self.rt.runs()
         handles.sort(key=lambda h: h.started_at if h.started_at is not None else float("inf"))
         handles.reverse()
@@ -296,18 +516,28 @@ class Service:
                     422, f"before: no run with id {before!r}"[:300], type="InvalidParameter"
                 )
             handles = handles[ids.index(before) + 1 :]
-        picked = [
-            h
+        return [
+            (summary_from_handle(h), h)
             for h in handles
             if (experiment_id is None or h.experiment_id == experiment_id)
             and (status is None or live_status(h) == status)
         ]
-        page = picked[:limit]
-        more = len(picked) > limit
-        return {
-            "runs": [summary_from_handle(h) for h in page],
-            "next": page[-1].run_id if more and page else None,
-        }
+
+    def _page_by_cursor(
+        self, rows: list[tuple[dict[str, Any], Any]], limit: int, columns: Sequence[str]
+    ) -> dict[str, Any]:
+        page = rows[:limit]
+        more = len(rows) > limit and bool(page)
+        runs = []
+        for summary, handle in page:
+            row = {**summary, "sweep_id": _handle_sweep(handle)}
+            if columns:
+                row["columns"] = _handle_columns(handle, columns)
+            runs.append(row)
+        answer: dict[str, Any] = {"runs": runs, "next": page[-1][0]["id"] if more else None}
+        if columns:
+            answer["columns"] = list(columns)
+        return answer
 
     # -- submit and cancel --------------------------------------------------------------
 
@@ -615,6 +845,20 @@ _DELETED_COUNTS = (
     "sweep_points",
     "sweeps",
 )
+
+
+def _handle_sweep(handle: RunHandle) -> str | None:
+    """The sweep id a run this process executes was given (None outside a sweep)."""
+    ctx = handle.context
+    sweep_id = ctx.telemetry_context.get("sweep_id") if ctx is not None else None
+    return sweep_id if isinstance(sweep_id, str) else None
+
+
+def _handle_columns(handle: RunHandle, columns: Sequence[str]) -> dict[str, Any]:
+    """The column values of a run known only from its handle (its own point options)."""
+    ctx = handle.context if handle.done else None
+    metrics = as_stored_json(ctx.metrics) if ctx is not None else {}
+    return run_columns({"metrics": metrics}, columns, definition=as_stored_json(handle.experiment))
 
 
 def _taken(run_id: str) -> ApiError:

@@ -572,6 +572,8 @@ def list_runs(
     limit: int,
     before: str | None,
     store: str,
+    *,
+    outputs: bool = True,
 ) -> list[RunRecord]:
     where: list[str] = []
     params: list[Any] = []
@@ -589,8 +591,10 @@ def list_runs(
         params.append(status)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     params.append(limit)
+    # Without outputs the (possibly large) column is neither read nor decoded.
+    cols = _RUN_COLS if outputs else _RUN_COLS.replace("outputs", "'[]'")
     rows = tx.fetchall(
-        f"SELECT {_RUN_COLS}, resume_count FROM runs{clause} ORDER BY seq DESC LIMIT ?", params
+        f"SELECT {cols}, resume_count FROM runs{clause} ORDER BY seq DESC LIMIT ?", params
     )
     return [_run(tx, r) for r in rows]
 

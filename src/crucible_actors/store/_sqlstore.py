@@ -258,6 +258,26 @@ class SQLStore(abc.ABC):
         )
         return found
 
+    async def list_runs_without_outputs(
+        self,
+        *,
+        experiment_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """Return what :meth:`list_runs` returns, with ``outputs`` left empty (not read).
+
+        For listings that need the runs' metrics but not their per-example outputs (the
+        dashboard sorting thousands of runs by a metric): the outputs column is the
+        large one.
+        """
+        name = self._name
+        found: list[RunRecord] = await self._read(
+            lambda tx: _sql.list_runs(tx, experiment_id, status, limit, before, name, outputs=False)
+        )
+        return found
+
     async def list_attempts(self, run_id: str) -> list[StageAttempt]:
         found: list[StageAttempt] = await self._read(lambda tx: _sql.list_attempts(tx, run_id))
         return found

@@ -1,6 +1,7 @@
 /* crucible-actors dashboard: plain JavaScript, no build step, no third-party code.
  *
- * Routes (hash): #/runs[?status=&experiment=&before=], #/runs/<id>, #/submit.
+ * Routes (hash): #/runs[?status=&experiment=&cols=&sort=&f=&before=&offset=], #/runs/<id>,
+ * #/sweeps/<id>[?metric=], #/compare?runs=|sweep=, #/submit.
  *
  * Design notes
  * - Escaping: nothing is ever assigned to innerHTML. Every node is built with h()/svg()
@@ -392,6 +393,9 @@
     } else if (parts[0] === "submit") {
       setNav("submit");
       viewSubmit(main);
+    } else if (parts[0] === "sweeps" && parts.length >= 2) {
+      setNav("runs");
+      viewSweep(main, parts.slice(1).join("/"), params);
     } else if (parts[0] === "compare") {
       setNav("runs");
       viewCompare(main, params);
@@ -415,19 +419,83 @@
   }
 
   // --- runs list -----------------------------------------------------------------------
+  //
+  // State in the hash: status, experiment, before (newest-first cursor), cols (column
+  // paths, comma-separated), sort (a column or run field, "-" first for descending),
+  // f (repeated filters "<column><op><value>") and offset (with sort or filters). Sorting
+  // and filtering happen on the server (GET /api/runs?sort=&filter=&offset=), so they
+  // cover every run, not just the page shown.
 
-  function runsHash(params) {
+  const RUN_FIELD_COLUMNS = [
+    ["id", "Run"],
+    ["status", "Status"],
+    ["experiment_id", "Experiment"],
+    ["started_at", "Started"],
+    ["duration", "Duration"],
+  ];
+  const FILTER_OPS = /^(>=|<=|!=|=|>|<|~)/;
+
+  /** Build "#/runs?..." from a state object; list values (filters) repeat their key. */
+  function runsHash(state) {
     const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    for (const key of ["status", "experiment", "cols", "sort", "f", "before", "offset"]) {
+      const v = state[key];
+      if (Array.isArray(v)) v.filter(Boolean).forEach((x) => q.append(key, x));
+      else if (v) q.set(key, v);
+    }
     const s = q.toString();
     return s ? `#/runs?${s}` : "#/runs";
   }
 
+  function runsState(params) {
+    return {
+      status: params.get("status") || "",
+      experiment: params.get("experiment") || "",
+      before: params.get("before") || "",
+      cols: (params.get("cols") || "").split(",").map((c) => c.trim()).filter(Boolean),
+      sort: params.get("sort") || "",
+      f: params.getAll("f").filter(Boolean),
+      offset: params.get("offset") || "",
+    };
+  }
+
+  /** The state with some keys changed, as a hash; paging restarts unless told. */
+  function withState(state, changes) {
+    const next = { ...state, before: "", offset: "", ...changes };
+    return runsHash({ ...next, cols: next.cols.join(",") });
+  }
+
+  /** "metrics.accuracy" -> "accuracy"; "params.cv_eval.model" -> "cv_eval.model". */
+  function columnLabel(path) {
+    return path.replace(/^(metrics|params)\./, "");
+  }
+
+  /** Whether the filter text f ("<column><op><value>") is about column. */
+  function isFilterOf(f, column) {
+    return f.startsWith(column) && FILTER_OPS.test(f.slice(column.length));
+  }
+
+  /** The filter of a column in state.f: [op, value] or null. */
+  function filterOf(state, column) {
+    const f = state.f.find((x) => isFilterOf(x, column));
+    if (!f) return null;
+    const rest = f.slice(column.length);
+    const op = rest.match(FILTER_OPS)[1];
+    return [op, rest.slice(op.length)];
+  }
+
+  /** What the user typed in a filter box -> "<column><op><value>" ("~" when no operator). */
+  function filterFromInput(column, text) {
+    const t = text.trim();
+    if (!t) return "";
+    return FILTER_OPS.test(t) ? `${column}${t}` : `${column}~${t}`;
+  }
+
   function viewRuns(main, params) {
     const view = newView();
-    const status = params.get("status") || "";
-    const experiment = params.get("experiment") || "";
-    const before = params.get("before") || "";
+    const state = runsState(params);
+    const { status, experiment, before } = state;
+    const scanning = Boolean(state.sort || state.f.length);
     document.title = "Runs · crucible-actors";
 
     const statusSelect = h(
@@ -446,9 +514,10 @@
       spellcheck: "false",
     });
     const apply = () => {
-      location.hash = runsHash({ status: statusSelect.value, experiment: experimentInput.value.trim() });
+      location.hash = withState(state, { status: statusSelect.value, experiment: experimentInput.value.trim() });
     };
     statusSelect.addEventListener("change", apply);
+    const filtered = status || experiment || state.f.length;
     const form = h(
       "form",
       {
@@ -463,8 +532,69 @@
       h("div", { class: "field" }, h("label", { for: "filter-status" }, "Status"), statusSelect),
       h("div", { class: "field" }, h("label", { for: "filter-experiment" }, "Experiment id"), experimentInput),
       h("button", { type: "submit" }, "Filter"),
-      status || experiment ? h("a", { href: "#/runs" }, "Clear filters") : null,
+      filtered ? h("a", { href: withState(state, { status: "", experiment: "", f: [] }), id: "clear-filters" }, "Clear filters") : null,
     );
+
+    const picker = h("details", { class: "column-picker", id: "column-picker" },
+      h("summary", null, `Columns${state.cols.length ? ` (${state.cols.length})` : ""}`),
+      h("div", { class: "picker-body" }, h("p", { class: "muted" }, "Loading the metrics and parameters of the recent runs…")));
+    picker.addEventListener("toggle", () => {
+      if (picker.open && !picker.dataset.loaded) loadPicker();
+    });
+
+    async function loadPicker() {
+      picker.dataset.loaded = "1";
+      const body = picker.querySelector(".picker-body");
+      const q = new URLSearchParams();
+      if (experiment) q.set("experiment_id", experiment);
+      try {
+        const found = await api(`api/columns?${q}`, { signal: view.signal });
+        if (!view.alive) return;
+        const chosen = new Set(state.cols);
+        const known = new Set([...found.metrics, ...found.sweep, ...found.params]);
+        const groups = [
+          ["Metrics", found.metrics],
+          ["Swept parameters", found.sweep],
+          ["Options", found.params],
+          ["Chosen earlier", state.cols.filter((c) => !known.has(c))],
+        ].filter(([, list]) => list.length);
+        if (groups.length === 0) {
+          body.replaceChildren(h("p", { class: "muted" }, "The recent runs have no metrics or options to show."));
+          return;
+        }
+        const boxes = [];
+        body.replaceChildren(
+          ...groups.map(([title, list]) =>
+            h("fieldset", null, h("legend", null, title),
+              list.map((path) => {
+                const id = `col-${path.replace(/[^a-z0-9_-]/gi, "_")}`;
+                const box = h("input", { type: "checkbox", id, value: path, checked: chosen.has(path), "data-column": path });
+                boxes.push(box);
+                return h("div", { class: "check" }, box, h("label", { for: id }, columnLabel(path)));
+              }))),
+          h("button", {
+            type: "button",
+            id: "apply-columns",
+            class: "primary",
+            onclick: () => {
+              const picked = boxes.filter((b) => b.checked).map((b) => b.value);
+              // Keep the order chosen so far, new ones at the end.
+              const cols = [...state.cols.filter((c) => picked.includes(c)), ...picked.filter((c) => !state.cols.includes(c))];
+              const keepSort = !state.sort || cols.includes(state.sort.replace(/^-/, "")) || RUN_FIELD_COLUMNS.some(([k]) => state.sort.replace(/^-/, "") === k);
+              location.hash = withState(state, {
+                cols,
+                sort: keepSort ? state.sort : "",
+                f: state.f.filter((f) => cols.some((c) => isFilterOf(f, c)) || RUN_FIELD_COLUMNS.some(([k]) => isFilterOf(f, k))),
+              });
+            },
+          }, "Show columns"),
+        );
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        picker.dataset.loaded = "";
+        body.replaceChildren(errorBox(err, "Could not load the columns") || "");
+      }
+    }
 
     const live = h("span", { class: "live off", id: "runs-live" }, "Connecting…");
     const tableHolder = h("div", { class: "table-wrap", id: "runs" });
@@ -478,7 +608,7 @@
         h("a", { href: "#/submit" }, "Submit an experiment")),
       h("section", { class: "panel", "aria-labelledby": "runs-heading" },
         h("h2", { id: "runs-heading", class: "sr-only" }, "Run list"),
-        form,
+        h("div", { class: "filter-bar" }, form, picker),
         errorHolder,
         tableHolder),
     );
@@ -491,7 +621,11 @@
       const q = new URLSearchParams({ limit: "50" });
       if (status) q.set("status", status);
       if (experiment) q.set("experiment_id", experiment);
-      if (before) q.set("before", before);
+      if (state.cols.length) q.set("columns", state.cols.join(","));
+      if (state.sort) q.set("sort", state.sort);
+      for (const f of state.f) q.append("filter", f);
+      if (scanning && state.offset) q.set("offset", state.offset);
+      if (!scanning && before) q.set("before", before);
       try {
         const data = await api(`api/runs?${q}`, { signal: view.signal });
         if (!view.alive) return;
@@ -499,9 +633,11 @@
         live.classList.remove("off");
         live.textContent = `Live · updated ${timeFmt.format(Date.now())}`;
         const key = JSON.stringify(data);
-        if (key !== lastKey) {
+        // Never re-render under the user's fingers: a filter box being typed in keeps its text.
+        const typing = document.activeElement && tableHolder.contains(document.activeElement);
+        if (key !== lastKey && !typing) {
           lastKey = key;
-          durations = renderRunsTable(tableHolder, data, { status, experiment, before });
+          durations = renderRunsTable(tableHolder, data, state);
         }
         for (const [cell, run] of durations) cell.textContent = formatDuration(elapsed(run));
       } catch (err) {
@@ -511,51 +647,143 @@
         errorHolder.replaceChildren(errorBox(err, "Could not load runs") || "");
       }
     }
-    view.poll(refresh, POLL_LIST_MS);
+    // A sorted or filtered list reads every run on the server: refresh it less often.
+    view.poll(refresh, scanning ? POLL_LIST_MS * 5 : POLL_LIST_MS);
   }
 
-  function renderRunsTable(holder, data, filters) {
+  /** A long generated id (a UUID) shortened for tables; the full id goes in a title. */
+  function shortId(id) {
+    return /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(id) ? `${id.slice(0, 8)}…` : id;
+  }
+
+  /** A column header: a button that sorts by the column (ascending, then descending). */
+  function sortHeader(state, column, label, { numeric = false, title = null } = {}) {
+    const current = state.sort.replace(/^-/, "");
+    const descending = state.sort.startsWith("-");
+    const active = current === column;
+    const next = active && !descending ? `-${column}` : column;
+    const th = h("th", {
+      scope: "col",
+      class: numeric ? "num" : null,
+      "aria-sort": active ? (descending ? "descending" : "ascending") : null,
+      "data-column": column,
+    });
+    th.append(
+      h("a", {
+        href: withState(state, { sort: next }),
+        class: "sort",
+        title: title || `Sort by ${label}`,
+      }, label, h("span", { class: "sort-mark", "aria-hidden": "true" }, active ? (descending ? " ▼" : " ▲") : "")),
+    );
+    return th;
+  }
+
+  function renderRunsTable(holder, data, state) {
     const runs = Array.isArray(data.runs) ? data.runs : [];
+    const cols = state.cols;
     const unfinished = [];
-    if (runs.length === 0) {
-      holder.replaceChildren(
-        h("div", { class: "empty" },
-          filters.status || filters.experiment ? "No runs match these filters. " : "No runs yet. ",
-          h("a", { href: "#/submit" }, "Submit an experiment"), "."),
-      );
-      return unfinished;
+    const scanning = Boolean(state.sort || state.f.length);
+
+    // Filters per value column, in a header row (Enter applies them all).
+    const filterInputs = cols.map((c) => {
+      const current = filterOf(state, c);
+      return h("input", {
+        type: "search",
+        class: "col-filter",
+        "data-column": c,
+        "aria-label": `Filter ${columnLabel(c)} (e.g. >0.9, =large, or text)`,
+        placeholder: "filter",
+        value: current ? (current[0] === "~" ? current[1] : `${current[0]}${current[1]}`) : "",
+        autocomplete: "off",
+        spellcheck: "false",
+      });
+    });
+    const applyFilters = () => {
+      const own = state.f.filter((f) => !cols.some((c) => isFilterOf(f, c)));
+      const typed = filterInputs.map((input) => filterFromInput(input.dataset.column, input.value)).filter(Boolean);
+      location.hash = withState(state, { f: [...own, ...typed] });
+    };
+    for (const input of filterInputs) {
+      input.addEventListener("keydown", (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          applyFilters();
+        }
+      });
+      input.addEventListener("search", applyFilters); // the clear (x) button
     }
+
+    const headRow = h("tr", null,
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Select to compare")),
+      ...RUN_FIELD_COLUMNS.map(([key, label]) => sortHeader(state, key, label, { numeric: key === "duration" })),
+      ...cols.map((c) => sortHeader(state, c, columnLabel(c), { title: `Sort by ${c}` })),
+      h("th", { scope: "col" }, "Failure"));
+    const head = h("thead", null, headRow);
+    if (cols.length) {
+      head.append(h("tr", { class: "filter-row" },
+        h("td", { colspan: 1 + RUN_FIELD_COLUMNS.length }, h("span", { class: "muted" }, "Filter columns (Enter):")),
+        ...filterInputs.map((input) => h("td", null, input)),
+        h("td", null)));
+    }
+
     const rows = runs.map((run) => {
       const durationCell = h("td", { class: "num" }, formatDuration(elapsed(run)));
       if (!TERMINAL.has(run.status)) unfinished.push([durationCell, run]);
       const failure = run.failure
         ? `${run.failure.stage ? `${run.failure.stage}: ` : ""}${run.failure.message || run.failure.reason_type || ""}`
         : "";
+      const values = run.columns || {};
       return h("tr", { "data-run-id": run.id, "data-status": run.status },
         h("td", null, selectBox(run)),
-        h("td", null, h("a", { class: "run-id", href: `#/runs/${encodeURIComponent(run.id)}` }, run.id)),
+        h("td", null, h("a", { class: "run-id", href: `#/runs/${encodeURIComponent(run.id)}`, title: run.id, "aria-label": `Run ${run.id}` }, shortId(run.id))),
         h("td", null, badge(run.status)),
-        h("td", null, run.experiment_id
-          ? h("a", { href: runsHash({ experiment: run.experiment_id }), title: `Only runs of ${run.experiment_id}` }, run.experiment_id)
-          : "—"),
+        h("td", { class: "experiment" },
+          run.experiment_id
+            ? h("a", { href: withState(state, { experiment: run.experiment_id }), title: `Only runs of ${run.experiment_id}` }, run.experiment_id)
+            : "—",
+          run.sweep_id
+            ? h("a", { class: "sweep-link", href: `#/sweeps/${encodeURIComponent(run.sweep_id)}`, title: `Sweep ${run.sweep_id}` }, `sweep ${shortId(run.sweep_id)}`)
+            : ""),
         h("td", null, timeCell(run.started_at)),
         durationCell,
+        ...cols.map((c) => {
+          const v = values[c];
+          return h("td", { class: typeof v === "number" ? "num col" : "col", "data-column": c, title: v === null || v === undefined ? null : String(typeof v === "object" ? JSON.stringify(v) : v) },
+            v === null || v === undefined ? h("span", { class: "muted" }, "—") : formatValue(v));
+        }),
         h("td", { class: "failure wrap" }, failure));
     });
+
     const table = h("table", { class: "runs-table" },
-      h("caption", { class: "sr-only" }, "Runs, newest first"),
-      h("thead", null, h("tr", null,
-        h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Select to compare")),
-        h("th", { scope: "col" }, "Run"),
-        h("th", { scope: "col" }, "Status"),
-        h("th", { scope: "col" }, "Experiment"),
-        h("th", { scope: "col" }, "Started"),
-        h("th", { scope: "col", class: "num" }, "Duration"),
-        h("th", { scope: "col" }, "Failure"))),
+      h("caption", { class: "sr-only" },
+        state.sort ? `Runs sorted by ${state.sort.replace(/^-/, "")}, ${state.sort.startsWith("-") ? "descending" : "ascending"}` : "Runs, newest first"),
+      head,
       h("tbody", null, rows));
+
+    if (runs.length === 0) {
+      const filtered = state.status || state.experiment || state.f.length;
+      const empty = h("div", { class: "empty" },
+        filtered ? "No runs match these filters. " : "No runs yet. ",
+        h("a", { href: "#/submit" }, "Submit an experiment"), ".");
+      // Keep the header (and its filter boxes) when columns are shown, so filters can be changed.
+      holder.replaceChildren(...(cols.length ? [table, empty] : [empty]));
+      return unfinished;
+    }
+
     const pager = h("div", { class: "pager" });
-    if (filters.before) pager.append(h("a", { href: runsHash({ status: filters.status, experiment: filters.experiment }) }, "← Newest runs"));
-    if (data.next) pager.append(h("a", { href: runsHash({ status: filters.status, experiment: filters.experiment, before: data.next }) }, "Older runs →"));
+    if (scanning) {
+      const offset = Number(state.offset || 0);
+      const total = typeof data.total === "number" ? data.total : runs.length;
+      pager.append(h("span", { class: "muted", id: "runs-count" },
+        `${offset + 1}–${offset + runs.length} of ${total} runs${data.truncated ? " (only the newest runs were read)" : ""}`));
+      if (offset > 0) pager.append(h("a", { href: withState(state, { offset: String(Math.max(0, offset - 50)) }) }, "← Previous"));
+      if (data.next_offset !== null && data.next_offset !== undefined) {
+        pager.append(h("a", { href: withState(state, { offset: String(data.next_offset) }), id: "runs-next" }, "Next →"));
+      }
+    } else {
+      if (state.before) pager.append(h("a", { href: withState(state, {}) }, "← Newest runs"));
+      if (data.next) pager.append(h("a", { href: withState(state, { before: data.next }), id: "runs-next" }, "Older runs →"));
+    }
     holder.replaceChildren(table, pager.childElementCount ? pager : "");
     return unfinished;
   }
@@ -674,6 +902,270 @@
     })();
   }
 
+  // --- sweep page ----------------------------------------------------------------------
+  //
+  // #/sweeps/<id>[?metric=<name>]: GET /api/sweeps/{id} gives the points, their runs and
+  // each metric summarised over the completed repeats (mean, SD, n). The page shows a
+  // points x metrics table and, for the chosen metric, one chart per swept parameter
+  // (inline SVG, one mark per point, whiskers +-1 SD): a numeric axis when every value
+  // of the parameter is a number, else one slot per value in the sweep's order.
+
+  function sweepHash(id, metric) {
+    return `#/sweeps/${encodeURIComponent(id)}${metric ? `?metric=${encodeURIComponent(metric)}` : ""}`;
+  }
+
+  function paramText(value) {
+    return typeof value === "string" ? value : formatValue(value);
+  }
+
+  function summaryText(s) {
+    if (!s) return "—";
+    const sd = typeof s.sd === "number" ? ` ± ${formatNumber(s.sd)}` : "";
+    return `${formatNumber(s.mean)}${sd}`;
+  }
+
+  function viewSweep(main, sweepId, params) {
+    const view = newView();
+    document.title = `Sweep ${sweepId} · crucible-actors`;
+    const live = h("span", { class: "live off", id: "sweep-live" }, "Loading…");
+    const errorHolder = h("div");
+    const summary = h("section", { class: "panel", id: "sweep-summary", "aria-label": "Summary" });
+    const charts = h("section", { class: "panel", id: "sweep-charts", "aria-labelledby": "sweep-charts-h" });
+    const points = h("section", { class: "panel", id: "sweep-points", "aria-labelledby": "sweep-points-h" });
+    main.append(
+      h("p", null, h("a", { href: "#/runs" }, "← All runs")),
+      h("div", { class: "run-head" },
+        h("h1", null, "Sweep ", h("span", { class: "run-id" }, sweepId)),
+        h("span", { class: "spacer" }),
+        live,
+        h("a", { href: compareHash({ sweep: sweepId }), id: "sweep-compare", class: "button" }, "Compare the points")),
+      errorHolder, summary, charts, points,
+    );
+    focusHeading(main);
+    let lastKey = null;
+
+    async function load() {
+      try {
+        const data = await api(apiPath("sweeps", sweepId), { signal: view.signal });
+        if (!view.alive) return;
+        errorHolder.replaceChildren();
+        const running = data.status === "running";
+        live.classList.toggle("off", !running);
+        live.textContent = running ? `Live · updated ${timeFmt.format(Date.now())}` : `Finished · ${data.status}`;
+        const key = JSON.stringify(data);
+        if (key === lastKey) return;
+        lastKey = key;
+        renderSweep(data);
+        if (!running) view.stop();
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        if (err instanceof ApiError && err.status === 404) {
+          view.stop();
+          main.replaceChildren(
+            h("h1", null, "Sweep not found"),
+            h("p", null, "There is no sweep with id ", h("code", null, sweepId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
+          );
+          return;
+        }
+        errorHolder.replaceChildren(errorBox(err, "Could not load the sweep") || "");
+      }
+    }
+
+    function renderSweep(data) {
+      const metrics = data.metrics || [];
+      const wanted = params.get("metric");
+      const metric = metrics.includes(wanted) ? wanted : metrics.includes("accuracy") ? "accuracy" : metrics[0] || "";
+      const paths = Object.keys(data.parameters || {});
+      const tally = {};
+      for (const p of data.points) for (const r of p.runs) tally[r.status] = (tally[r.status] || 0) + 1;
+      summary.replaceChildren(
+        h("dl", { class: "facts" },
+          [
+            ["Experiment", h("a", { href: runsHash({ experiment: data.experiment_id }) }, data.experiment_id)],
+            ["Status", badge(data.status)],
+            ["Mode", data.mode],
+            ["Points", String(data.points.length)],
+            ["Repeats", String(data.repeats)],
+            ["Runs", `${data.runs} (${Object.entries(tally).map(([s, n]) => `${n} ${s}`).join(", ")})`],
+            ["Created", timeCell(data.created_at)],
+            ["Finished", timeCell(data.finished_at)],
+          ].map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v)))),
+        h("p", { class: "muted" }, "Varies ", paths.map((p, i) => [i ? ", " : "", h("code", null, p)]),
+          ". ", h("a", { href: runsHash({ cols: [...paths.map((p) => `params.${p}`), ...metrics.slice(0, 3).map((m) => `metrics.${m}`)].join(",") }) }, "Show these columns in the runs table"), "."),
+      );
+
+      // Chart of the chosen metric against each swept parameter.
+      const select = h("select", { id: "sweep-metric", name: "metric" },
+        metrics.map((m) => h("option", { value: m, selected: m === metric }, m)));
+      select.addEventListener("change", () => {
+        location.hash = sweepHash(sweepId, select.value);
+      });
+      charts.replaceChildren(
+        h("h2", { id: "sweep-charts-h" }, "Metric by parameter"),
+        metrics.length
+          ? h("div", { class: "filters" }, h("div", { class: "field" }, h("label", { for: "sweep-metric" }, "Metric"), select))
+          : h("p", { class: "muted" }, "The runs recorded no numeric metric yet."),
+        metrics.length ? h("div", { class: "sweep-charts" }, paths.map((path) => sweepChart(data, path, metric))) : "",
+      );
+
+      // Points x metrics table.
+      const table = h("table", { class: "sweep-table", id: "sweep-table" },
+        h("caption", { class: "sr-only" }, "Sweep points: parameters, and each metric as mean ± SD over the completed repeats (n)"),
+        h("thead", null, h("tr", null,
+          h("th", { scope: "col", class: "num" }, "Point"),
+          paths.map((p) => h("th", { scope: "col" }, p)),
+          metrics.map((m) => h("th", { scope: "col", class: `num${m === metric ? " chosen" : ""}`, "data-metric": m }, m, h("span", { class: "muted" }, " mean ± SD (n)"))),
+          h("th", { scope: "col" }, "Runs"))),
+        h("tbody", null, data.points.map((p) =>
+          h("tr", { "data-point": p.point },
+            h("th", { scope: "row", class: "num" }, String(p.point)),
+            paths.map((path) => h("td", { "data-param": path }, paramText(p.parameters[path]))),
+            metrics.map((m) => {
+              const s = p.summary[m];
+              return h("td", { class: "num", "data-metric": m, title: s ? `min ${formatNumber(s.min)}, max ${formatNumber(s.max)}` : null },
+                summaryText(s), s ? h("span", { class: "muted" }, ` (n=${s.n})`) : "");
+            }),
+            h("td", { class: "wrap" }, p.runs.map((r) =>
+              h("a", { href: `#/runs/${encodeURIComponent(r.run_id)}`, class: `repeat-link status-${String(r.status).replace(/[^a-z_]/gi, "")}`, title: `repeat ${r.repeat}, seed ${r.seed}: ${r.status}` },
+                `#${r.repeat}`, " ", badge(r.status, "small"))))))));
+      points.replaceChildren(
+        h("h2", { id: "sweep-points-h" }, "Points"),
+        h("p", { class: "muted" }, "Each metric over a point's completed repeats: mean ± sample standard deviation (n runs)."),
+        h("div", { class: "table-wrap" }, table),
+      );
+    }
+
+    view.poll(load, POLL_LIST_MS);
+  }
+
+  /** One chart: metric (y) against one swept parameter (x); one mark per point. */
+  function sweepChart(data, path, metric) {
+    const values = data.parameters[path] || [];
+    const numeric = values.length > 0 && values.every((v) => typeof v === "number");
+    const marks = data.points
+      .map((p) => ({ point: p, x: p.parameters[path], s: p.summary[metric] }))
+      .filter((m) => m.s);
+    const W = 640;
+    const H = 300;
+    const left = 64;
+    const right = 20;
+    const top = 16;
+    const bottom = 46;
+    const plotW = W - left - right;
+    const plotH = H - top - bottom;
+    const id = `sweep-chart-${path.replace(/[^a-z0-9_-]/gi, "_")}`;
+    const chart = svg("svg", {
+      class: "chart sweep-chart",
+      viewBox: `0 0 ${W} ${H}`,
+      role: "img",
+      "aria-labelledby": `${id}-title`,
+      "data-param": path,
+      "data-kind": numeric ? "numeric" : "categorical",
+    });
+    chart.append(svg("title", { id: `${id}-title` },
+      `${metric} against ${path}: ${marks.map((m) => `${paramText(m.x)} → ${summaryText(m.s)}`).join("; ") || "no completed runs yet"}`));
+    if (marks.length === 0) {
+      chart.append(svg("text", { class: "axis", x: W / 2, y: H / 2, "text-anchor": "middle" }, "No completed runs yet"));
+      return h("figure", { class: "sweep-figure" }, chart, h("figcaption", null, `${metric} by ${path}`));
+    }
+
+    // y: the means with their SD whiskers, padded, on a nice step.
+    const lows = marks.map((m) => m.s.mean - (m.s.sd || 0));
+    const highs = marks.map((m) => m.s.mean + (m.s.sd || 0));
+    let lo = Math.min(...lows);
+    let hi = Math.max(...highs);
+    if (hi - lo < 1e-12) {
+      lo -= Math.abs(lo) * 0.1 || 1;
+      hi += Math.abs(hi) * 0.1 || 1;
+    }
+    const ystep = niceStep(hi - lo, 5);
+    const ymin = Math.floor(lo / ystep) * ystep;
+    const ymax = Math.ceil(hi / ystep) * ystep;
+    const y = (v) => top + plotH - ((v - ymin) / (ymax - ymin || 1)) * plotH;
+
+    // x: numeric values on a linear axis; anything else one slot per distinct value.
+    let x;
+    const ticks = [];
+    if (numeric) {
+      let xmin = Math.min(...values);
+      let xmax = Math.max(...values);
+      if (xmax - xmin < 1e-12) {
+        xmin -= 1;
+        xmax += 1;
+      }
+      const pad = (xmax - xmin) * 0.06;
+      const x0 = xmin - pad;
+      const x1 = xmax + pad;
+      x = (v) => left + ((v - x0) / (x1 - x0)) * plotW;
+      const xstep = niceStep(x1 - x0, 6);
+      for (let v = Math.ceil(x0 / xstep) * xstep; v <= x1 + 1e-9; v += xstep) ticks.push([x(v), formatNumber(Number(v.toPrecision(10)))]);
+    } else {
+      const keys = [...new Set(values.map((v) => JSON.stringify(v)))];
+      const slot = plotW / Math.max(1, keys.length);
+      x = (v) => left + slot * (keys.indexOf(JSON.stringify(v)) + 0.5);
+      keys.forEach((k) => {
+        const v = JSON.parse(k);
+        const text = paramText(v);
+        ticks.push([x(v), text.length > 16 ? `${text.slice(0, 15)}…` : text]);
+      });
+    }
+    // Points sharing an x (the other parameters differ) are spread a little, in order.
+    const byX = new Map();
+    for (const m of marks) {
+      const k = JSON.stringify(m.x);
+      byX.set(k, [...(byX.get(k) || []), m]);
+    }
+    const spread = 12;
+    for (const group of byX.values()) {
+      group.forEach((m, i) => {
+        m.cx = x(m.x) + (i - (group.length - 1) / 2) * spread;
+      });
+    }
+
+    const ydec = Math.max(0, -Math.floor(Math.log10(ystep)));
+    for (let v = ymin; v <= ymax + ystep / 2; v += ystep) {
+      chart.append(
+        svg("line", { class: "grid", x1: left, x2: left + plotW, y1: y(v), y2: y(v) }),
+        svg("text", { class: "axis", x: left - 8, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(Math.min(ydec, 6))),
+      );
+    }
+    chart.append(
+      svg("line", { class: "axis-line", x1: left, x2: left + plotW, y1: top + plotH, y2: top + plotH }),
+      svg("line", { class: "axis-line", x1: left, x2: left, y1: top, y2: top + plotH }),
+    );
+    for (const [px, label] of ticks) {
+      chart.append(
+        svg("line", { class: "axis-line", x1: px, x2: px, y1: top + plotH, y2: top + plotH + 5 }),
+        svg("text", { class: "axis", x: px, y: top + plotH + 19, "text-anchor": "middle" }, label),
+      );
+    }
+    chart.append(
+      svg("text", { class: "axis axis-title", x: left + plotW / 2, y: H - 6, "text-anchor": "middle" }, path),
+      svg("text", { class: "axis axis-title", x: 14, y: top + plotH / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${top + plotH / 2})` }, metric),
+    );
+    const others = Object.keys(data.parameters).filter((p) => p !== path);
+    for (const m of marks) {
+      const p = m.point;
+      const rest = others.map((o) => `${o}=${paramText(p.parameters[o])}`).join(", ");
+      const tip = `point ${p.point}: ${path}=${paramText(m.x)}${rest ? ` (${rest})` : ""} · ${metric} ${summaryText(m.s)} (n=${m.s.n})`;
+      const g = svg("g", { class: "sweep-point", "data-point": p.point }, svg("title", null, tip));
+      if (typeof m.s.sd === "number" && m.s.sd > 0) {
+        const y0 = y(m.s.mean - m.s.sd);
+        const y1 = y(m.s.mean + m.s.sd);
+        g.append(
+          svg("line", { class: "whisker", x1: m.cx, x2: m.cx, y1: y0, y2: y1 }),
+          svg("line", { class: "whisker", x1: m.cx - 4, x2: m.cx + 4, y1: y0, y2: y0 }),
+          svg("line", { class: "whisker", x1: m.cx - 4, x2: m.cx + 4, y1: y1, y2: y1 }),
+        );
+      }
+      g.append(svg("circle", { class: "point-mark", cx: m.cx, cy: y(m.s.mean), r: 5.5 }));
+      chart.append(g);
+    }
+    return h("figure", { class: "sweep-figure" }, chart,
+      h("figcaption", null, `${metric} (mean ± SD over completed repeats) by `, h("code", null, path),
+        numeric ? "" : h("span", { class: "muted" }, " (categories in sweep order)")));
+  }
+
   // --- run page ------------------------------------------------------------------------
 
   function viewRun(main, runId) {
@@ -688,7 +1180,9 @@
       timeline: h("section", { class: "panel", id: "timeline", "aria-labelledby": "timeline-h" }),
       metrics: h("section", { class: "panel", id: "metrics", "aria-labelledby": "metrics-h" }),
       bench: h("section", { class: "panel", id: "bench", "aria-labelledby": "bench-h", hidden: true }),
+      outputs: h("section", { class: "panel", id: "outputs", "aria-labelledby": "outputs-h" }),
       artifacts: h("section", { class: "panel", id: "artifacts", "aria-labelledby": "artifacts-h" }),
+      provenance: h("section", { class: "panel", id: "provenance", "aria-labelledby": "provenance-h", hidden: true }),
       trace: h("section", { class: "panel", id: "trace", "aria-labelledby": "trace-h" }),
       events: h("section", { class: "panel", id: "events", "aria-labelledby": "events-h" }),
       more: h("section", { class: "panel", id: "definition", "aria-labelledby": "more-h" }),
@@ -760,7 +1254,7 @@
         live.classList.remove("off");
         live.textContent = streaming ? "Live (event stream)" : `Live · updated ${timeFmt.format(Date.now())}`;
       }
-      update("summary", [d.status, d.experiment_id, d.started_at, d.finished_at, d.duration, d.failure],
+      update("summary", [d.status, d.experiment_id, d.sweep_id, d.started_at, d.finished_at, d.duration, d.failure],
         () => renderSummary(sections.summary, d));
       update("timeline", [d.stages, d.started_at, d.finished_at, d.status], () => renderTimeline(sections.timeline, d));
       update("metrics", d.metrics, () => renderMetrics(sections.metrics, sections.bench, d.metrics));
@@ -768,7 +1262,9 @@
       // The trace grows as stages start and end: refetch it when an attempt changes.
       const progress = (d.stages || []).map((st) => (st.attempts || []).map((a) => a.status).join(",")).join("|");
       update("trace", [d.has_trace, d.status, progress], () => renderTrace(sections.trace, d, view));
-      update("more", [d.outputs, d.experiment], () => renderMore(sections.more, d));
+      update("outputs", [d.status, Array.isArray(d.outputs) ? d.outputs.length : 0], () => renderOutputs(sections.outputs, d, view));
+      update("provenance", d.provenance || null, () => renderProvenance(sections.provenance, d));
+      update("more", d.experiment, () => renderMore(sections.more, d));
     }
 
     cancelButton.addEventListener("click", async () => {
@@ -920,6 +1416,7 @@
   function renderSummary(section, d) {
     const facts = [
       ["Experiment", d.experiment_id ? h("a", { href: runsHash({ experiment: d.experiment_id }) }, d.experiment_id) : "—"],
+      ...(d.sweep_id ? [["Sweep", h("a", { href: `#/sweeps/${encodeURIComponent(d.sweep_id)}`, id: "run-sweep-link" }, d.sweep_id)]] : []),
       ["Status", d.status],
       ["Started", timeCell(d.started_at)],
       ["Finished", timeCell(d.finished_at)],
@@ -1340,23 +1837,178 @@
   }
 
   function renderMore(section, d) {
-    section.replaceChildren(h("h2", { id: "more-h" }, "Outputs and definition"));
-    const outputs = Array.isArray(d.outputs) ? d.outputs : [];
-    if (outputs.length === 0) section.append(h("p", { class: "muted" }, "No outputs recorded."));
-    outputs.forEach((out, i) => {
-      const name = out && typeof out === "object" && out.name ? String(out.name) : `output ${i + 1}`;
-      const rendered = out && Array.isArray(out.rendered) ? out.rendered.filter((r) => r && typeof r.body === "string") : [];
-      if (rendered.length === 0) {
-        section.append(h("details", null, h("summary", null, `Output: ${name}`), pretty(out)));
-        return;
+    section.replaceChildren(h("h2", { id: "more-h" }, "Definition"));
+    if (d.experiment) section.append(h("details", null, h("summary", null, "Experiment definition"), pretty(d.experiment)));
+    else section.append(h("p", { class: "muted" }, "The definition is not stored."));
+  }
+
+  // --- outputs and provenance ----------------------------------------------------------
+  //
+  // Outputs are read a page at a time from GET /api/runs/{id}/outputs (search on the
+  // server too), so a run with thousands of per-example outputs stays one short table.
+
+  const OUTPUTS_PAGE = 25;
+
+  function cellText(value) {
+    if (value === null || value === undefined) return "—";
+    if (typeof value === "string") return value;
+    if (typeof value === "number" || typeof value === "boolean") return formatValue(value);
+    const text = JSON.stringify(value);
+    return text.length > 160 ? `${text.slice(0, 159)}…` : text;
+  }
+
+  function outputCell(value) {
+    // A rendered output (e.g. a report): its bodies, folded.
+    if (value && typeof value === "object" && Array.isArray(value.rendered)) {
+      const bodies = value.rendered.filter((r) => r && typeof r.body === "string");
+      if (bodies.length) {
+        return bodies.map((r) => h("details", { class: "output" },
+          h("summary", null, `${value.name || "rendered"}${r.format ? ` (${r.format})` : ""}`), h("pre", null, r.body)));
       }
-      for (const r of rendered) {
-        section.append(h("details", { class: "output" },
-          h("summary", null, `Output: ${name}${r.format ? ` (${r.format})` : ""}`),
-          h("pre", null, r.body)));
+    }
+    const text = cellText(value);
+    const full = value !== null && typeof value === "object" ? JSON.stringify(value) : null;
+    return h("span", { title: full && full !== text ? full : null }, text);
+  }
+
+  function renderOutputs(section, d, view) {
+    const heading = h("h2", { id: "outputs-h" }, "Outputs");
+    const count = Array.isArray(d.outputs) ? d.outputs.length : 0;
+    if (count === 0) {
+      section.replaceChildren(heading, h("p", { class: "muted" }, TERMINAL.has(d.status) ? "No outputs recorded." : "No outputs yet."));
+      return;
+    }
+    let offset = 0;
+    let query = "";
+    let token = 0;
+    const search = h("input", {
+      id: "outputs-search",
+      type: "search",
+      name: "q",
+      autocomplete: "off",
+      spellcheck: "false",
+      placeholder: "text in any field",
+    });
+    const status = h("p", { class: "muted", id: "outputs-status", role: "status", "aria-live": "polite" }, "Loading…");
+    const holder = h("div", { class: "table-wrap", id: "outputs-table" });
+    const prev = h("button", { type: "button", id: "outputs-prev", disabled: true }, "← Previous");
+    const next = h("button", { type: "button", id: "outputs-next", disabled: true }, "Next →");
+    prev.addEventListener("click", () => {
+      offset = Math.max(0, offset - OUTPUTS_PAGE);
+      load();
+    });
+    next.addEventListener("click", () => {
+      offset += OUTPUTS_PAGE;
+      load();
+    });
+    const form = h("form", {
+      class: "filters",
+      role: "search",
+      "aria-label": "Search the outputs",
+      onsubmit: (e) => {
+        e.preventDefault();
+        query = search.value.trim();
+        offset = 0;
+        load();
+      },
+    },
+    h("div", { class: "field" }, h("label", { for: "outputs-search" }, "Search outputs"), search),
+    h("button", { type: "submit", id: "outputs-go" }, "Search"));
+    search.addEventListener("search", () => {
+      if (!search.value && query) {
+        query = "";
+        offset = 0;
+        load();
       }
     });
-    if (d.experiment) section.append(h("details", null, h("summary", null, "Experiment definition"), pretty(d.experiment)));
+    section.replaceChildren(heading, form, status, holder, h("div", { class: "pager" }, prev, next));
+
+    async function load() {
+      const mine = ++token;
+      const q = new URLSearchParams({ offset: String(offset), limit: String(OUTPUTS_PAGE) });
+      if (query) q.set("q", query);
+      try {
+        const page = await api(`${apiPath("runs", d.id, "outputs")}?${q}`, { signal: view.signal });
+        if (!view.alive || mine !== token) return;
+        const rows = page.outputs || [];
+        const fields = page.fields || [];
+        const keyed = rows.length > 0 && rows.every((o) => o.value && typeof o.value === "object" && !Array.isArray(o.value)) && fields.length > 0;
+        const headers = keyed ? fields : ["Value"];
+        const table = h("table", { class: "outputs-table" },
+          h("caption", { class: "sr-only" }, `Outputs ${page.offset + 1} to ${page.offset + rows.length} of ${page.matched}`),
+          h("thead", null, h("tr", null,
+            h("th", { scope: "col", class: "num" }, "#"),
+            headers.map((f) => h("th", { scope: "col" }, f)))),
+          h("tbody", null, rows.map((o) =>
+            h("tr", { "data-index": o.index },
+              h("th", { scope: "row", class: "num" }, String(o.index + 1)),
+              keyed ? fields.map((f) => h("td", { class: typeof o.value[f] === "number" ? "num wrap" : "wrap" }, outputCell(o.value[f])))
+                : h("td", { class: "wrap" }, outputCell(o.value))))));
+        holder.replaceChildren(rows.length ? table : h("p", { class: "empty" }, `No output contains “${page.query}”.`));
+        const span = rows.length ? `${page.offset + 1}–${page.offset + rows.length} of ${page.matched}` : "0";
+        status.textContent = page.query
+          ? `Showing ${span} outputs containing “${page.query}” (${page.total} in all).`
+          : `Showing ${span} outputs.`;
+        prev.disabled = page.offset === 0;
+        next.disabled = page.offset + rows.length >= page.matched;
+      } catch (err) {
+        if (!view.alive || err.name === "AbortError") return;
+        holder.replaceChildren(errorBox(err, "Could not load the outputs") || "");
+      }
+    }
+    load();
+  }
+
+  function factsList(pairs) {
+    return h("dl", { class: "facts" }, pairs.map(([k, v]) => h("div", null, h("dt", null, k), h("dd", null, v))));
+  }
+
+  function keyValueTable(caption, entries, keyName, valueName, cls) {
+    return h("div", { class: "table-wrap" },
+      h("table", { class: `metrics-table ${cls}` },
+        h("caption", { class: "sr-only" }, caption),
+        h("thead", null, h("tr", null, h("th", { scope: "col" }, keyName), h("th", { scope: "col" }, valueName))),
+        h("tbody", null, entries.map(([k, v]) =>
+          h("tr", { "data-key": k }, h("td", { class: "key" }, k), h("td", { class: "wrap mono" }, cellText(v)))))));
+  }
+
+  /** What produced the run (GET /api/runs/{id} "provenance"); hidden when there is none. */
+  function renderProvenance(section, d) {
+    const p = d.provenance;
+    if (!p || typeof p !== "object") {
+      section.hidden = true;
+      section.replaceChildren();
+      return;
+    }
+    section.hidden = false;
+    const git = p.git && typeof p.git === "object" ? p.git : null;
+    const facts = [
+      ["Python", p.python || "—"],
+      ["crucible-actors", p.crucible_actors || "—"],
+      ["Platform", p.platform || "—"],
+      ["Host", p.host || "—"],
+      ["Environment", p.environment
+        ? h("code", { title: "the environment record shared by the runs that have the same one" }, String(p.environment).slice(0, 12))
+        : "—"],
+      ["Git commit", git
+        ? h("span", null, h("code", { title: git.commit || "" }, String(git.commit || "").slice(0, 12) || "—"),
+          git.dirty ? h("span", { class: "badge failed small", id: "git-dirty", title: "the working tree had uncommitted changes" }, "dirty") : h("span", { class: "muted" }, " clean"))
+        : h("span", { class: "muted" }, "not in a git work tree")],
+    ];
+    const stages = Object.entries(p.stages && typeof p.stages === "object" ? p.stages : {});
+    const inputs = Object.entries(p.inputs && typeof p.inputs === "object" ? p.inputs : {});
+    const packages = Object.entries(p.packages && typeof p.packages === "object" ? p.packages : {}).sort(([a], [b]) => a.localeCompare(b));
+    section.replaceChildren(
+      h("h2", { id: "provenance-h" }, "Provenance"),
+      factsList(facts),
+      h("h3", null, "Stage code"),
+      stages.length ? keyValueTable("Code fingerprint of each stage", stages, "Stage", "Fingerprint", "prov-stages") : h("p", { class: "muted" }, "No stage fingerprints."),
+      h("h3", null, "Input data"),
+      inputs.length ? keyValueTable("Content hash of each large input", inputs, "Input", "Digest", "prov-inputs") : h("p", { class: "muted" }, "No large inputs recorded."),
+      h("details", { id: "prov-packages" },
+        h("summary", null, `Packages (${packages.length})`),
+        packages.length ? keyValueTable("Installed package versions", packages, "Package", "Version", "prov-packages") : h("p", { class: "muted" }, "None recorded.")),
+    );
   }
 
   // --- submit --------------------------------------------------------------------------

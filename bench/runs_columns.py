@@ -1,0 +1,169 @@
+"""The dashboard's runs list with metric and parameter columns, sorted and filtered, at scale.
+
+Fills a fresh SQLite store with ``--runs`` finished runs (default 10,000), each with two
+metrics, one stage option and ``--outputs`` per-example outputs (default 40), a quarter
+of them points of one sweep, then asks the app in-process (``httpx.ASGITransport``, no
+network) for:
+
+- ``page``: the newest 50 runs with two columns (what the dashboard polls by default);
+- ``sort``: every run sorted by a metric, first page of 50 (the server reads all runs);
+- ``filter``: every run filtered by a metric and a parameter, first page;
+- baseline: ``store.list_runs`` of every run in pages of 1,000 (outputs included), the
+  cost a sort would have if it read runs the way the plain list does.
+
+Each figure is the median of ``--repeat`` requests (default 5) after one warm-up, printed
+as one JSON object per line. Usage: ``python bench/runs_columns.py [--runs N]
+[--outputs N] [--repeat N]``; ``--quick`` is ``--runs 500 --outputs 5 --repeat 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from crucible_actors import Registry, open_runtime
+from crucible_actors.serve import create_app
+from crucible_actors.store import ExperimentRecord, RunRecord, SweepPointRecord, SweepRecord
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+async def _fill(store: Any, runs: int, outputs: int) -> None:
+    rng = random.Random(0)
+    definition = {"id": "exp", "pipeline": [{"name": "m", "options": {"model": "a", "lr": 0.1}}]}
+    exp = ExperimentRecord(id="exp", definition=definition, created_at=T0, updated_at=T0)
+    swept = runs // 4
+    await store.record_sweep(
+        SweepRecord(
+            id="sweep",
+            experiment_id="exp",
+            sweep={"parameters": {"m.model": ["a", "b"]}, "mode": "grid", "repeats": swept // 2},
+            runs=swept,
+            created_at=T0,
+        ),
+        points=[
+            SweepPointRecord(
+                sweep_id="sweep",
+                index=i,
+                point=i % 2,
+                repeat=i // 2,
+                run_id=f"r{i:06d}",
+                parameters={"m.model": "ab"[i % 2]},
+                seed=i,
+            )
+            for i in range(swept)
+        ],
+    )
+
+    async def one(i: int) -> None:
+        run_id = f"r{i:06d}"
+        run = RunRecord(
+            id=run_id, experiment_id="exp", status="running", started_at=T0, owner_id="b"
+        )
+        await store.start_run(run, experiment=exp)
+        done = RunRecord(
+            id=run_id,
+            experiment_id="exp",
+            status="completed",
+            metrics={"accuracy": rng.random(), "loss": rng.random()},
+            outputs=[{"id": f"q{j}", "score": rng.random()} for j in range(outputs)],
+            started_at=T0,
+            finished_at=T0,
+            owner_id="b",
+        )
+        await store.finish_run(done, artifacts=[], events=[])
+
+    for start in range(0, runs, 500):
+        async with anyio.create_task_group() as tg:
+            for i in range(start, min(runs, start + 500)):
+                tg.start_soon(one, i)
+
+
+async def _timed(repeat: int, fn: Any) -> tuple[float, Any]:
+    await fn()  # warm-up
+    times = []
+    result = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = await fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        async with open_runtime(registry=Registry(), store=url) as rt:
+            store = rt.store
+            assert store is not None
+            started = time.perf_counter()
+            await _fill(store, args.runs, args.outputs)
+            fill = time.perf_counter() - started
+            app = create_app(rt)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as c:
+                cols = "metrics.accuracy,params.m.model"
+                queries = {
+                    "page": {"limit": "50", "columns": cols},
+                    "sort": {"limit": "50", "columns": cols, "sort": "-metrics.accuracy"},
+                    "filter": [
+                        ("limit", "50"),
+                        ("columns", cols),
+                        ("filter", "metrics.accuracy>0.5"),
+                        ("filter", "params.m.model=b"),
+                    ],
+                }
+                for name, params in queries.items():
+
+                    async def get(params: Any = params) -> Any:
+                        resp = await c.get("/api/runs", params=params)
+                        resp.raise_for_status()
+                        return resp.json()
+
+                    seconds, body = await _timed(args.repeat, get)
+                    _emit(
+                        figure=name,
+                        seconds=round(seconds, 4),
+                        runs=args.runs,
+                        outputs=args.outputs,
+                        total=body.get("total"),
+                        fill_seconds=round(fill, 2),
+                    )
+
+                async def read_all() -> int:
+                    n, cursor = 0, None
+                    while True:
+                        batch = await store.list_runs(limit=1000, before=cursor)
+                        n += len(batch)
+                        if len(batch) < 1000:
+                            return n
+                        cursor = batch[-1].id
+
+                seconds, n = await _timed(args.repeat, read_all)
+                _emit(figure="baseline_list_runs_all", seconds=round(seconds, 4), runs=n)
+
+
+def _emit(**fields: Any) -> None:
+    print(json.dumps({"bench": "runs_columns", **fields}), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--outputs", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="500 runs, 5 outputs, 2 repeats")
+    ns = parser.parse_args()
+    if ns.quick:
+        ns.runs, ns.outputs, ns.repeat = 500, 5, 2
+    anyio.run(main, ns)
