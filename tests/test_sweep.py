@@ -343,17 +343,17 @@ async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -
     from crucible_actors.store import MemoryStore
 
     class SlowStart(MemoryStore):
-        """Run rows commit only once ``commit`` is set."""
+        """Points start (pending to running) only once ``commit`` is set."""
 
         def __init__(self) -> None:
             super().__init__()
             self.writing = anyio.Event()
             self.commit = anyio.Event()
 
-        async def start_run(self, run: Any, **kw: Any) -> None:
+        async def start_pending(self, run_id: str, **kw: Any) -> bool:
             self.writing.set()
             await self.commit.wait()
-            await super().start_run(run, **kw)
+            return await super().start_pending(run_id, **kw)
 
     @ca.stage("call_model", options=ModelOptions)
     async def forever(ctx: Context, opts: ModelOptions) -> Context:
@@ -366,7 +366,7 @@ async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -
     store = SlowStart()
     async with ca.open_runtime(registry=registry(forever), store=store) as rt:
         handle = await rt.submit_sweep(exp)
-        await store.writing.wait()  # submit() of a point is committing its row
+        await store.writing.wait()  # a point's start is committing its row
         async with anyio.create_task_group() as tg:
             tg.start_soon(handle.cancel)
             await anyio.wait_all_tasks_blocked()
