@@ -29,8 +29,9 @@ Scenarios (``--only NAME``, repeatable):
   a store write failing once) in a fresh process per backend: every run terminal with its
   planned outcome, the same outcome counts on trio and asyncio, no task, thread or child
   process left after the runtime closed, and allocated memory blocks back near the start.
-- ``ack-kill``, ``ack-202`` (``_chaos_ack.py``): SIGKILL right after the k-th
-  ``submit()`` returned, or right after ``serve``'s k-th 202, over kill points from the
+- ``ack-kill``, ``ack-202``, ``sweep-kill`` (``_chaos_ack.py``): SIGKILL right after the
+  k-th ``submit()`` returned, right after ``serve``'s k-th 202, or right after
+  ``submit_sweep`` returned (then later, over the sweep), over kill points from the
   start of the batch to its end and several seeds: no acknowledged run may be lost.
 - ``data-sigkill``: ``sigkill`` with numpy arrays above the blob threshold in every run
   (``bench/_chaos_data.py``): no run lost or wrong, no blob missing or corrupt, no
@@ -206,6 +207,7 @@ async def child_resume(url: str, stale_after: float) -> None:
         report = persistence.last_recovery
         for handle in rt.runs():
             await handle.wait()
+        await rt.wait_idle()  # and the sweep points adopted pending, started as they fit
         resumed = len(report.resumed) if report is not None else 0
     print(json.dumps({"resumed": resumed, "pid": os.getpid()}), flush=True)
 
