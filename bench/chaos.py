@@ -43,7 +43,8 @@ Scenarios (``--only NAME``, repeatable):
   different body gets the documented 422 ``IdempotencyKeyReused``.
 - ``quick-restart``, ``serve-quick-restart``, ``second-replica``, ``clock-step``,
   ``starved-loop``: owner leases
-  (``bench/_chaos_lease.py``, ``--lease-runs`` runs each).
+  (``bench/_chaos_lease.py``, ``--lease-runs`` runs each; the kills spread over the
+  batch by seed, ``--lease-trials`` x ``--lease-seeds``).
 
 Usage: ``python bench/chaos.py [--seed N] [--trials N] [--runs N] [--only sigkill ...]``.
 The defaults finish in a few minutes on a shared 2-core machine.
@@ -855,6 +856,7 @@ SCENARIOS = {
 }
 
 from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
+from _chaos_lease import add_arguments as add_lease_arguments  # noqa: E402
 
 SCENARIOS.update(LEASE_SCENARIOS)
 # Store faults (issue 21): PostgreSQL restart and outage, a full disk.
@@ -883,6 +885,7 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true")
     add_ack_arguments(parser)
+    add_lease_arguments(parser)
     _chaos_data.add_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()
