@@ -459,3 +459,21 @@ async def test_pending_points_of_a_dead_owner_are_marked_interrupted_by_default(
     assert [r.status for r in runs] == ["interrupted"] * 4
     messages = sorted(str((r.failure or {}).get("message")) for r in runs)
     assert sum("was to start it" in m for m in messages) == 3
+
+
+@pytest.mark.slow
+def test_pending_points_are_listed_by_status_and_cannot_be_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from crucible_actors.cli import main
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    anyio.run(_interrupt_a_sweep, url)
+    capsys.readouterr()
+    assert main(["runs", "list", "--store", url, "--status", "pending", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["status"] for r in listed] == ["pending"] * 3
+    assert main(["runs", "delete", listed[0]["id"], "--store", url, "--yes"]) == 2
+    assert "pending" in capsys.readouterr().err
