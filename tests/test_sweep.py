@@ -418,7 +418,10 @@ async def test_points_an_interrupting_shutdown_left_pending_are_started_by_the_n
     async with open_store(url) as store:
         points = await store.list_sweep_points(sweep_id)
         before = sorted([(await store.get_run(p.run_id)).status for p in points])
+        left = await store.get_sweep(sweep_id)
     assert before == ["interrupted", "pending", "pending", "pending"]
+    assert left is not None
+    assert left.status == "running"  # not over: its points wait for the next resume
 
     active = peak = 0
 

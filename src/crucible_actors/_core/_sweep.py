@@ -587,7 +587,9 @@ async def _feed(
                 if durable:
                     await _settle_unstarted(runtime, handle)
                 handle._settle()
-                if store is not None:
+                # Points left pending for the next resume: the sweep goes on there, and
+                # the runtime that finishes its last point records its outcome.
+                if store is not None and handle._unstarted != "interrupted":
                     try:
                         await store.finish_sweep(
                             handle.sweep_id, status=handle.status, finished_at=datetime.now(UTC)
