@@ -81,7 +81,7 @@ CHILD = """
         id="sweep-ack",
         pipeline=[
             StageDef(
-                name="gate", stage="sweep_stages:gate", options={"allow": allow, "log": log}
+                name="gate", stage="durable_sweep_stages:gate", options={"allow": allow, "log": log}
             )
         ],
         sweep={"gate.x": list(range({points}))},
@@ -114,8 +114,8 @@ async def test_a_sweep_acknowledged_before_a_sigkill_completes_every_point_once(
     tmp_path: Path, sweep_url: str, child_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("sweep_stages", None)  # a fresh module (and counters) per test
-    (tmp_path / "sweep_stages.py").write_text(textwrap.dedent(STAGES))
+    sys.modules.pop("durable_sweep_stages", None)  # a fresh module (and counters) per test
+    (tmp_path / "durable_sweep_stages.py").write_text(textwrap.dedent(STAGES))
     script = tmp_path / "child.py"
     script.write_text(
         textwrap.dedent(CHILD).replace("{points}", str(POINTS)).replace("{limit}", str(LIMIT))
@@ -156,5 +156,6 @@ async def test_a_sweep_acknowledged_before_a_sigkill_completes_every_point_once(
     assert sorted(r.metrics["x"] for r in runs.values()) == list(range(POINTS))
     executed = [line.split()[0] for line in log.read_text().splitlines()]
     assert sorted(executed) == sorted(runs)  # each point completed exactly once
-    stages = importlib.import_module("sweep_stages")
+    stages = importlib.import_module("durable_sweep_stages")
+    sys.modules.pop("durable_sweep_stages", None)  # the module is this test's own
     assert stages.PEAK <= LIMIT  # the sweep's max_concurrent held after the crash too
