@@ -197,18 +197,37 @@ class Recovery:
                     skipped.append(run.id)
             except Exception as exc:  # as above
                 failed[run.id] = _failed(run.id, exc)
-        if on_start == "resume":
-            # Runs a shutdown interrupted. Their runtime is done with them once they are
-            # stored interrupted, so its owner need not be dead; the claim, conditional
-            # on the status and the owner read here, lets one process resume each.
-            for run in await self._list_runs("interrupted"):
-                if not interrupted_by_shutdown(run):
-                    continue
-                try:
-                    outcome = await self._claim_and_resume(runtime, run, "interrupted")
-                    by_outcome[outcome].append(run.id)
-                except Exception as exc:  # as above
-                    failed[run.id] = _failed(run.id, exc)
+        try:
+            if on_start == "resume":
+                # Runs a shutdown interrupted. Their runtime is done with them once they are
+                # stored interrupted, so its owner need not be dead; the claim, conditional
+                # on the status and the owner read here, lets one process resume each.
+                for run in await self._list_runs("interrupted"):
+                    if not interrupted_by_shutdown(run):
+                        continue
+                    try:
+                        outcome = await self._claim_and_resume(runtime, run, "interrupted")
+                        by_outcome[outcome].append(run.id)
+                    except Exception as exc:  # as above
+                        failed[run.id] = _failed(run.id, exc)
+        finally:
+            # The pending points claimed above start even if listing interrupted runs failed.
+            self._sweeps = None
+            if sweeps:
+                from ._sweep import adopt_points
+
+                for sweep_id, (points, handles) in sweeps.items():
+                    runtime._feeding_started()  # wait_idle() waits for the points to start
+                    runtime._tg.start_soon(
+                        adopt_points,
+                        runtime,
+                        self,
+                        sweep_id,
+                        points,
+                        handles,
+                        self._load_start,
+                        name=f"sweep {sweep_id} (adopted)",
+                    )
         # Dead owners' rows go too, with runs or without (one killed before its first
         # run was stored, say): live owners' never, their leases say so.
         for owner_id in owners:
@@ -216,22 +235,6 @@ class Recovery:
                 owner_id in dead or self._is_dead(owner_id, owners, held, now)
             ):
                 await store.remove_owner(owner_id)
-        self._sweeps = None
-        if sweeps:
-            from ._sweep import adopt_points
-
-            for sweep_id, (points, handles) in sweeps.items():
-                runtime._feeding_started()  # wait_idle() waits for the points to start
-                runtime._tg.start_soon(
-                    adopt_points,
-                    runtime,
-                    self,
-                    sweep_id,
-                    points,
-                    handles,
-                    self._load_start,
-                    name=f"sweep {sweep_id} (adopted)",
-                )
         self.last_recovery = RecoveryReport(resumed, interrupted, skipped, failed)
         return self.last_recovery
 
