@@ -9,7 +9,11 @@ acknowledgement of a batch to its last, over several seeds:
   concurrent submitters and SIGKILLs itself right after the k-th ``submit()`` returned
   (no await in between);
 - ``ack-202``: ``crucible-actors serve`` is SIGKILLed right after the k-th HTTP 202
-  reached a client posting runs with ``--ack-concurrency`` connections.
+  reached a client posting runs with ``--ack-concurrency`` connections;
+- ``sweep-kill``: a process submits a sweep of ``--sweep-points`` 5-stage points with
+  ``max_concurrent=--sweep-concurrency`` and SIGKILLs itself right after
+  ``submit_sweep`` returned (kill point 0: most points never started), or once k stage
+  executions are logged, k spread over the whole sweep; every point is acknowledged.
 
 Then a fresh process opens ``open_runtime(on_start="resume")`` on the store and finishes
 the runs. Each (scenario, store) prints one JSON line: ``lost`` (acknowledged runs not
@@ -50,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ack-trials", type=int, default=4, help="kill points per seed")
     parser.add_argument("--ack-seeds", type=int, default=3, help="seeds (from --seed on)")
     parser.add_argument("--ack-concurrency", type=int, default=8)
+    parser.add_argument("--sweep-points", type=int, default=40, help="points per sweep-kill")
+    parser.add_argument(
+        "--sweep-concurrency", type=int, default=4, help="max_concurrent of sweep-kill's sweep"
+    )
 
 
 def kill_points(runs: int, trials: int, rng: random.Random) -> list[int]:
@@ -88,6 +96,68 @@ async def child_ack_batch(
     async with open_runtime(store=url) as rt, anyio.create_task_group() as tg:
         for c in range(concurrency):
             tg.start_soon(submitter, range(c, runs, concurrency))
+
+
+SWEEP_STAGES_PY = """
+\"\"\"Stages of bench/_chaos_ack.py's sweep-kill (written to the scratch folder).\"\"\"
+
+import os
+
+import anyio
+import msgspec
+
+from crucible_actors import stage
+
+
+class StepOptions(msgspec.Struct):
+    name: str
+    log: str
+    delay: float = 0.0
+    x: int = 0
+
+
+@stage("sweep_step", options=StepOptions)
+async def step(ctx, opts):
+    \"\"\"Sleep ``delay`` s, log ``run stage pid`` (one write), record a metric named
+    after the stage.\"\"\"
+    await anyio.sleep(opts.delay)
+    fd = os.open(opts.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{ctx.run_id} {opts.name} {os.getpid()}\\n".encode())
+    finally:
+        os.close(fd)
+    return ctx.put_metric(opts.name, 1)
+"""
+
+
+async def child_sweep(
+    url: str, points: int, limit: int, kill_at: int, acks: str, log: str, seed: int
+) -> None:
+    """Submit a sweep; SIGKILL this process right after it is acknowledged (``kill_at``
+    0) or once ``kill_at`` stage executions are logged."""
+    import chaos as base
+
+    from crucible_actors import Experiment, StageDef, open_runtime
+
+    rng = random.Random(seed)
+    pipeline = [
+        StageDef(
+            name=f"s{k}",
+            stage="sweep_chaos_stages:step",
+            options={"name": f"s{k}", "log": log, "delay": round(rng.uniform(0.0, 0.02), 4)},
+        )
+        for k in range(base.STAGES)
+    ]
+    exp = Experiment(id="sweep-ack", pipeline=pipeline, sweep={"s0.x": list(range(points))})
+    async with open_runtime(store=url) as rt:
+        sweep = await rt.submit_sweep(exp, max_concurrent=limit)
+        with open(acks, "w") as f:  # noqa: ASYNC230 - nothing may run between ack and kill
+            f.write("\n".join(p.run_id for p in sweep.points))
+        if kill_at == 0:
+            os.kill(os.getpid(), signal.SIGKILL)  # right after the ack: no await
+        while base.line_count(Path(log)) < kill_at:  # noqa: ASYNC110 - the stages write it
+            await anyio.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- the parent side -----------------------------------------------------------------------
@@ -247,6 +317,26 @@ def ack_202_trial(
     return result
 
 
+def sweep_kill_trial(
+    scratch: Path, url: str, points: int, limit: int, kill_at: int, seed: int, backend: str
+) -> dict[str, Any]:
+    import chaos as base
+
+    (scratch / "sweep_chaos_stages.py").write_text(SWEEP_STAGES_PY)
+    trial = scratch / f"sweep-{uuid.uuid4().hex[:8]}"
+    trial.mkdir()
+    log, acks = trial / "stages.log", trial / "acks"
+    if url.startswith("postgresql"):
+        _migrate(url)
+    cmd = [sys.executable, str(HERE), "_sweepkill", backend, url, str(points), str(limit)]
+    cmd += [str(kill_at), str(acks), str(log), str(seed)]
+    proc = subprocess.run(cmd, cwd=scratch, env=base.child_env(scratch), check=False)
+    acked = acks.read_text().split() if acks.exists() else []
+    result = _settle(scratch, url, acked, log, backend, base.STAGES)
+    result["killed"] = proc.returncode == -signal.SIGKILL
+    return result
+
+
 def _scenario(name: str, trial_fn: Any, args: argparse.Namespace, scratch: Path) -> None:
     import chaos as base
 
@@ -256,21 +346,30 @@ def _scenario(name: str, trial_fn: Any, args: argparse.Namespace, scratch: Path)
         results: list[dict[str, Any]] = []
         points: list[float] = []
         seeds = [args.seed + i for i in range(args.ack_seeds)]
+        sweep = name == "sweep_kill_after_submit"
+        # A sweep's kill points count logged stage executions, 0 being the ack itself.
+        span = args.sweep_points * 5 if sweep else args.ack_runs
         for seed in seeds:
             rng = random.Random(f"{seed}-{name}-{kind}")
-            for kill_at in kill_points(args.ack_runs, args.ack_trials, rng):
+            kills = kill_points(span, args.ack_trials, rng)
+            for kill_at in [0, *kills[1:]] if sweep else kills:
                 schema = None
                 if kind == "sqlite":
                     url = f"sqlite:///{scratch}/{name}-{uuid.uuid4().hex[:8]}.db"
                 else:
                     url, schema = base.pg_schema_url(args.pg_url)
+                size, width = (
+                    (args.sweep_points, args.sweep_concurrency)
+                    if sweep
+                    else (args.ack_runs, args.ack_concurrency)
+                )
                 try:
                     results.append(
                         trial_fn(
                             scratch,
                             url,
-                            args.ack_runs,
-                            args.ack_concurrency,
+                            size,
+                            width,
                             kill_at,
                             rng.randrange(2**31),
                             args.backend,
@@ -279,7 +378,7 @@ def _scenario(name: str, trial_fn: Any, args: argparse.Namespace, scratch: Path)
                 finally:
                     if schema is not None:
                         base.pg_drop(args.pg_url, schema)
-                points.append(round(kill_at / args.ack_runs, 3))
+                points.append(round(kill_at / span, 3))
         base.emit(
             name,
             store=kind,
@@ -309,15 +408,24 @@ def scenario_ack_202(args: argparse.Namespace, scratch: Path) -> None:
     _scenario("ack_kill_after_202", ack_202_trial, args, scratch)
 
 
+def scenario_sweep_kill(args: argparse.Namespace, scratch: Path) -> None:
+    """SIGKILL a library process right after ``submit_sweep`` returned, or later."""
+    _scenario("sweep_kill_after_submit", sweep_kill_trial, args, scratch)
+
+
 #: The scenarios this module adds to chaos.py, by ``--only`` name.
-SCENARIOS = {"ack-kill": scenario_ack_kill, "ack-202": scenario_ack_202}
+SCENARIOS = {
+    "ack-kill": scenario_ack_kill,
+    "ack-202": scenario_ack_202,
+    "sweep-kill": scenario_sweep_kill,
+}
 
 
 if __name__ == "__main__":
     command, backend, url, runs, concurrency, kill_at, acks, log, seed = sys.argv[1:]
-    assert command == "_ackbatch", command
+    assert command in ("_ackbatch", "_sweepkill"), command
     anyio.run(
-        child_ack_batch,
+        child_sweep if command == "_sweepkill" else child_ack_batch,
         url,
         int(runs),
         int(concurrency),

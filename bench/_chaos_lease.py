@@ -9,14 +9,21 @@ twice), ``non_terminal`` (runs still ``running`` at the end) and ``disagreements
 (runs whose final status in the process holding them differs from the store's): all 0.
 
 - ``quick-restart``: a runtime process runs ``--lease-runs`` 3-stage runs (stages sleep
-  0.4-0.8 s), is SIGKILLed after 1 s, and a new one (``open_runtime(on_start="resume")``)
-  starts 1.5 s later; ``resume_s`` is the time from its start until every run ended.
+  0.4-0.8 s), is SIGKILLed at a seeded point of the batch, and a new one
+  (``open_runtime(on_start="resume")``) starts 1.5 s later; ``resume_s`` is the longest
+  time from its start until every run ended.
 - ``serve-quick-restart``: the same with ``crucible-actors serve`` (runs submitted over
-  HTTP, 4 stages each), SIGKILLed after 1 s and restarted 1.5 s later; ``resume_s``
-  counts from the restart, its start-up included.
+  HTTP, 4 stages each), SIGKILLed at a seeded point and restarted 1.5 s later;
+  ``resume_s`` counts from the restart, its start-up included.
 - ``second-replica``: two runtime processes share the store; the first submits the runs
-  and is SIGKILLed after 1 s; the second, up all along and never restarted, adopts them
-  (``adopt_s``: from the kill until every run ended).
+  and is SIGKILLed at a seeded point; the second, up all along and never restarted,
+  adopts them (``adopt_s``: from the kill until every run ended).
+
+The kill points of those three are spread, by seed, from the very start of the batch
+(its first acknowledgement: kill point 0 may land while runs are still being submitted)
+to its end (the last run's stages done, about 2.7 s later): ``--lease-trials`` points
+per seed, one in each slice of the batch, over ``--lease-seeds`` seeds from ``--seed``;
+each trial has a fresh store, and the JSON line sums them and lists ``kill_s``.
 - ``clock-step``: the owner runs the runs while a second process's wall clock (and
   monotonic clock) steps forward 2 hours through libfaketime (``FAKETIME_TIMESTAMP_FILE``)
   mid-run: the heartbeat looks 2 h old to it, and it must take nothing.
@@ -32,11 +39,13 @@ from __future__ import annotations
 import collections
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -136,6 +145,52 @@ def child_main(argv: list[str]) -> None:
 
 
 # -- the parent side ---------------------------------------------------------------------------
+
+#: Seconds from a batch's first acknowledgement to its end: submissions, then the last
+#: run's three stages at up to 0.8 s each.
+BATCH_S = 0.3 + STAGES * 0.8
+
+
+def add_arguments(parser: Any) -> None:
+    """Add this module's options to chaos.py's parser."""
+    parser.add_argument("--lease-trials", type=int, default=3, help="kill points per seed")
+    parser.add_argument("--lease-seeds", type=int, default=2, help="seeds (from --seed on)")
+
+
+def kill_times(trials: int, rng: random.Random) -> list[float]:
+    """``trials`` kill times (seconds after the batch's first ack), one per slice."""
+    return [round((t + rng.random()) * BATCH_S / trials, 3) for t in range(trials)]
+
+
+def _spread(args: Any, scratch: Path, kind: str, name: str, trial: Any) -> dict[str, Any]:
+    """Run ``trial(url, kill_s)`` at every seeded kill point, each on a fresh store;
+    return the sums (and the slowest ``*_s`` figure) with the kill times."""
+    results: list[dict[str, Any]] = []
+    kills: list[float] = []
+    seeds = [args.seed + i for i in range(args.lease_seeds)]
+    for seed in seeds:
+        rng = random.Random(f"{seed}-{name}-{kind}")
+        for kill_s in kill_times(args.lease_trials, rng):
+            results.append(
+                _with_store(
+                    args, scratch, kind, f"{name}-{len(kills)}", lambda url, k=kill_s: trial(url, k)
+                )
+            )
+            kills.append(kill_s)
+    out: dict[str, Any] = {"seeds": seeds, "trials": len(results), "kill_s": sorted(kills)}
+    for key in results[0]:
+        values = [r[key] for r in results]
+        out[key] = round(max(values), 2) if key.endswith("_s") else sum(values)
+    return out
+
+
+def wait_first_ack(acks: Path, proc: Any, timeout: float = 60) -> None:
+    """Wait until the submitting child acknowledged its first run (the batch's start)."""
+    deadline = time.monotonic() + timeout
+    while not (acks.exists() and acks.stat().st_size):
+        if proc.proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{proc.name} failed:\n{proc.out.read_text()[-3000:]}")
+        time.sleep(0.005)
 
 
 class Proc:
@@ -333,11 +388,11 @@ def scenario_quick_restart(args: Any, scratch: Path) -> None:
     (scratch / "lease_stages.py").write_text(LEASE_STAGES_PY)
     for kind in stores(args):
 
-        def trial(url: str, kind: str = kind) -> dict[str, Any]:
-            opts = _opts(scratch, args.lease_runs, f"quick-{kind}")
+        def trial(url: str, kill_s: float, kind: str = kind) -> dict[str, Any]:
+            opts = _opts(scratch, args.lease_runs, f"quick-{kind}-{time.monotonic_ns()}")
             first = Proc(scratch, url, "submit", opts, args.backend)
-            first.wait_ready()
-            time.sleep(1.0)
+            wait_first_ack(Path(opts["acks"]), first)
+            time.sleep(kill_s)
             first.kill()
             acked = _acked(opts)
             before = store_state(url, acked)
@@ -361,7 +416,7 @@ def scenario_quick_restart(args: Any, scratch: Path) -> None:
             }
 
         started = time.perf_counter()
-        result = _with_store(args, scratch, kind, "quick", trial)
+        result = _spread(args, scratch, kind, "quick", trial)
         emit(
             "lease_quick_restart",
             store=kind,
@@ -376,13 +431,13 @@ def scenario_second_replica(args: Any, scratch: Path) -> None:
     (scratch / "lease_stages.py").write_text(LEASE_STAGES_PY)
     for kind in stores(args):
 
-        def trial(url: str, kind: str = kind) -> dict[str, Any]:
-            opts = _opts(scratch, args.lease_runs, f"replica-{kind}")
+        def trial(url: str, kill_s: float, kind: str = kind) -> dict[str, Any]:
+            opts = _opts(scratch, args.lease_runs, f"replica-{kind}-{time.monotonic_ns()}")
             replica = Proc(scratch, url, "replica", opts, args.backend)
             replica.wait_ready()
             first = Proc(scratch, url, "submit", opts, args.backend)
-            first.wait_ready()
-            time.sleep(1.0)
+            wait_first_ack(Path(opts["acks"]), first)
+            time.sleep(kill_s)
             first.kill()
             acked = _acked(opts)
             before = store_state(url, acked)
@@ -405,7 +460,7 @@ def scenario_second_replica(args: Any, scratch: Path) -> None:
             }
 
         started = time.perf_counter()
-        result = _with_store(args, scratch, kind, "replica", trial)
+        result = _spread(args, scratch, kind, "replica", trial)
         emit(
             "lease_second_replica",
             store=kind,
@@ -528,47 +583,64 @@ def scenario_starved_loop(args: Any, scratch: Path) -> None:
         )
 
 
-def _serve_quick_restart(args: Any, scratch: Path, url: str, kind: str) -> dict[str, Any]:
-    """``crucible-actors serve`` killed after 1 s of running, restarted 1.5 s later."""
+def _serve_quick_restart(
+    args: Any, scratch: Path, url: str, kind: str, kill_s: float
+) -> dict[str, Any]:
+    """``crucible-actors serve`` killed ``kill_s`` after its first 202 (while runs are
+    still being posted, for early points), restarted 1.5 s later."""
     import httpx
     from chaos import SERVE_STAGES, Served
 
-    log = scratch / f"serve-quick-{kind}.log"
+    log = scratch / f"serve-quick-{kind}-{time.monotonic_ns()}.log"
     server = Served(scratch, url, args.backend)
     acked: list[str] = []
-    with httpx.Client(timeout=30) as client:
-        for i in range(args.lease_runs):
-            pipeline = [
-                {
-                    "name": f"s{k}",
-                    "options": {"delay": [0.4, 0.6, 0.8][(i + k) % 3], "log": str(log)},
-                }
-                for k in range(SERVE_STAGES)
-            ]
-            body = {"experiment": {"id": "lease-serve", "pipeline": pipeline}}
-            response = client.post(f"{server.base}/api/runs", json=body)
-            if response.status_code in (200, 202):
-                acked.append(response.json()["run_id"])
-        time.sleep(1.0)
-        server.signal(signal.SIGKILL)
-        before = store_state(url, acked)
-        in_flight = sum(1 for status, _ in before.values() if status == "running")
-        time.sleep(1.5)
-        started = time.monotonic()
-        server = Served(scratch, url, args.backend)
-        restarted = server.proc.pid
-        try:
-            wait_terminal(url, acked, 60)
-            resume_s = time.monotonic() - started
-            answered = {}
+    first = threading.Event()
+
+    def post_all() -> None:
+        with httpx.Client(timeout=30) as poster:
+            for i in range(args.lease_runs):
+                pipeline = [
+                    {
+                        "name": f"s{k}",
+                        "options": {"delay": [0.4, 0.6, 0.8][(i + k) % 3], "log": str(log)},
+                    }
+                    for k in range(SERVE_STAGES)
+                ]
+                body = {"experiment": {"id": "lease-serve", "pipeline": pipeline}}
+                try:
+                    response = poster.post(f"{server.base}/api/runs", json=body)
+                except httpx.TransportError:
+                    return  # the server is gone: this one was never acknowledged
+                if response.status_code in (200, 202):
+                    acked.append(response.json()["run_id"])
+                    first.set()
+
+    posting = threading.Thread(target=post_all)
+    posting.start()
+    if not first.wait(60):
+        raise SystemExit(f"serve acknowledged nothing:\n{server.log.read_text()[-3000:]}")
+    time.sleep(kill_s)
+    server.signal(signal.SIGKILL)
+    posting.join()
+    before = store_state(url, acked)
+    in_flight = sum(1 for status, _ in before.values() if status == "running")
+    time.sleep(1.5)
+    started = time.monotonic()
+    server = Served(scratch, url, args.backend)
+    restarted = server.proc.pid
+    try:
+        wait_terminal(url, acked, 60)
+        resume_s = time.monotonic() - started
+        answered = {}
+        with httpx.Client(timeout=30) as client:
             for run_id in acked:
                 response = client.get(f"{server.base}/api/runs/{run_id}")
                 answered[run_id] = (
                     response.json()["status"] if response.status_code == 200 else "lost"
                 )
-            tracebacks = server.unhandled_errors()
-        finally:
-            server.signal(signal.SIGINT)
+        tracebacks = server.unhandled_errors()
+    finally:
+        server.signal(signal.SIGINT)
     # The chaos stages log "run stage pid" lines, as the lease stages do.
     return {
         "in_flight_at_kill": in_flight,
@@ -581,12 +653,12 @@ def _serve_quick_restart(args: Any, scratch: Path, url: str, kind: str) -> dict[
 def scenario_serve_quick_restart(args: Any, scratch: Path) -> None:
     for kind in stores(args):
         started = time.perf_counter()
-        result = _with_store(
+        result = _spread(
             args,
             scratch,
             kind,
             "serve-quick",
-            lambda url, kind=kind: _serve_quick_restart(args, scratch, url, kind),
+            lambda url, kill_s, kind=kind: _serve_quick_restart(args, scratch, url, kind, kill_s),
         )
         emit(
             "lease_serve_quick_restart",

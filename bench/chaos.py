@@ -29,8 +29,9 @@ Scenarios (``--only NAME``, repeatable):
   a store write failing once) in a fresh process per backend: every run terminal with its
   planned outcome, the same outcome counts on trio and asyncio, no task, thread or child
   process left after the runtime closed, and allocated memory blocks back near the start.
-- ``ack-kill``, ``ack-202`` (``_chaos_ack.py``): SIGKILL right after the k-th
-  ``submit()`` returned, or right after ``serve``'s k-th 202, over kill points from the
+- ``ack-kill``, ``ack-202``, ``sweep-kill`` (``_chaos_ack.py``): SIGKILL right after the
+  k-th ``submit()`` returned, right after ``serve``'s k-th 202, or right after
+  ``submit_sweep`` returned (then later, over the sweep), over kill points from the
   start of the batch to its end and several seeds: no acknowledged run may be lost.
 - ``data-sigkill``: ``sigkill`` with numpy arrays above the blob threshold in every run
   (``bench/_chaos_data.py``): no run lost or wrong, no blob missing or corrupt, no
@@ -42,7 +43,8 @@ Scenarios (``--only NAME``, repeatable):
   different body gets the documented 422 ``IdempotencyKeyReused``.
 - ``quick-restart``, ``serve-quick-restart``, ``second-replica``, ``clock-step``,
   ``starved-loop``: owner leases
-  (``bench/_chaos_lease.py``, ``--lease-runs`` runs each).
+  (``bench/_chaos_lease.py``, ``--lease-runs`` runs each; the kills spread over the
+  batch by seed, ``--lease-trials`` x ``--lease-seeds``).
 
 Usage: ``python bench/chaos.py [--seed N] [--trials N] [--runs N] [--only sigkill ...]``.
 The defaults finish in a few minutes on a shared 2-core machine.
@@ -206,6 +208,7 @@ async def child_resume(url: str, stale_after: float) -> None:
         report = persistence.last_recovery
         for handle in rt.runs():
             await handle.wait()
+        await rt.wait_idle()  # and the sweep points adopted pending, started as they fit
         resumed = len(report.resumed) if report is not None else 0
     print(json.dumps({"resumed": resumed, "pid": os.getpid()}), flush=True)
 
@@ -853,6 +856,7 @@ SCENARIOS = {
 }
 
 from _chaos_lease import LEASE_SCENARIOS  # noqa: E402 - owner leases (issue 21 item 2)
+from _chaos_lease import add_arguments as add_lease_arguments  # noqa: E402
 
 SCENARIOS.update(LEASE_SCENARIOS)
 # Store faults (issue 21): PostgreSQL restart and outage, a full disk.
@@ -881,6 +885,7 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true")
     add_ack_arguments(parser)
+    add_lease_arguments(parser)
     _chaos_data.add_arguments(parser)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -47,6 +47,12 @@ def seed_unrecoverable_orphan(db: Path, run_id: str = "poison1") -> None:
         conn.commit()
 
 
+def seed_orphan(db: Path, run_id: str = "orphan1") -> None:
+    """Store run ``run_id`` in ``db`` as ``running`` under an owner that is dead on this
+    host (its pid does not exist), with its initial checkpoint: a run to adopt."""
+    anyio.run(_seed, db, run_id)
+
+
 async def _seed(db: Path, run_id: str) -> None:
     now = datetime.now(UTC)
     exp = Experiment(id="orphaned", pipeline=[StageDef(stage="data_checks")])

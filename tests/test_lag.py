@@ -24,7 +24,7 @@ from crucible_actors import (
     open_runtime,
     stage,
 )
-from crucible_actors._core._lag import LongAttempt, describe_lag
+from crucible_actors._core._lag import InlineAttempt, LongAttempt, describe_lag
 
 
 @pytest.fixture
@@ -73,18 +73,55 @@ async def test_a_stage_blocking_the_loop_is_named_by_the_lag_monitor(
     ]
 
 
-async def test_a_stage_still_running_after_the_block_is_not_named(
+async def test_a_stage_still_running_after_the_block_is_named_as_executing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """The stage blocks for 3 s, then awaits (still running when the monitor wakes):
+    it is named as the inline stage executing then."""
     opts = {"seconds": 3.0, "then_sleep": 2.0}
     exp = Experiment(id="hog", pipeline=[StageDef(stage=hog, options=opts)])
     async with open_runtime(registry=Registry()) as rt:
         await trio.sleep(0.1)  # the monitor is asleep, due in 0.4 s
         handle = await rt.submit(exp, run_id="r1")
         assert await handle.wait() is RunStatus.COMPLETED
-    (warning,) = lag_warnings(caplog)
-    assert "no inline stage finished meanwhile" in warning
-    assert "'hog'" not in warning
+    assert lag_warnings(caplog) == [
+        "the event loop was blocked for 2.6 s by stage 'hog' of run r1, executing inline "
+        "for 3.0 s so far without awaiting in time; every other run waited (give it "
+        "isolation='thread' or 'process', or make it await)"
+    ]
+
+
+@stage("waiter")
+async def waiter(ctx: Context, opts: Any) -> Context:
+    await trio.sleep(opts["seconds"])
+    return ctx
+
+
+async def test_every_inline_stage_executing_during_the_block_is_listed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A well-behaved stage awaits while another blocks then awaits: the monitor cannot
+    tell which one held the loop, so it names both, and neither once they ended."""
+    blocker = Experiment(
+        id="hog", pipeline=[StageDef(stage=hog, options={"seconds": 3.0, "then_sleep": 2.0})]
+    )
+    calm = Experiment(id="calm", pipeline=[StageDef(stage=waiter, options={"seconds": 10.0})])
+    async with open_runtime(registry=Registry()) as rt:
+        quiet = await rt.submit(calm, run_id="calm1")
+        await trio.sleep(0.1)  # the monitor is asleep, due in 0.4 s
+        noisy = await rt.submit(blocker, run_id="hog1")
+        assert await noisy.wait() is RunStatus.COMPLETED
+        assert await quiet.wait() is RunStatus.COMPLETED
+        trio.lowlevel.current_clock().jump(2.0)  # type: ignore[attr-defined]
+        await trio.sleep(1)
+    first, second = lag_warnings(caplog)
+    assert first == (
+        "the event loop was blocked for 2.6 s by one of the stages executing inline: "
+        "'waiter' of run calm1, 'hog' of run hog1; every other run waited (give it "
+        "isolation='thread' or 'process', or make it await)"
+    )
+    # A block outside any stage (here the test's own jump) names no stage.
+    assert "no inline stage was executing" in second
 
 
 async def test_a_loop_that_is_never_blocked_logs_nothing(
@@ -164,5 +201,12 @@ def test_describe_lag_names_an_attempt_only_if_it_ran_during_the_block() -> None
     during = LongAttempt("hog", "r1", 10.0, 16.0, None)
     before = LongAttempt("hog", "r1", 1.0, 9.0, None)
     assert "by stage 'hog' of run r1, which ran 6.0 s" in describe_lag(10.5, 16.0, during)
-    assert "no inline stage finished meanwhile" in describe_lag(10.5, 16.0, before)
+    assert "no inline stage was executing" in describe_lag(10.5, 16.0, before)
     assert describe_lag(10.5, 16.0, None).startswith("the event loop was blocked for 5.5 s:")
+    running = InlineAttempt("slow", "r2", 9.0, None)
+    later = InlineAttempt("late", "r3", 16.5, None)  # began after the monitor woke
+    assert "by stage 'slow' of run r2, executing inline for 7.0 s" in describe_lag(
+        10.5, 16.0, before, [running, later]
+    )
+    # An attempt that finished during the block is the cause, whatever else executes.
+    assert "by stage 'hog' of run r1, which ran" in describe_lag(10.5, 16.0, during, [running])

@@ -343,17 +343,17 @@ async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -
     from crucible_actors.store import MemoryStore
 
     class SlowStart(MemoryStore):
-        """Run rows commit only once ``commit`` is set."""
+        """Points start (pending to running) only once ``commit`` is set."""
 
         def __init__(self) -> None:
             super().__init__()
             self.writing = anyio.Event()
             self.commit = anyio.Event()
 
-        async def start_run(self, run: Any, **kw: Any) -> None:
+        async def start_pending(self, run_id: str, **kw: Any) -> bool:
             self.writing.set()
             await self.commit.wait()
-            await super().start_run(run, **kw)
+            return await super().start_pending(run_id, **kw)
 
     @ca.stage("call_model", options=ModelOptions)
     async def forever(ctx: Context, opts: ModelOptions) -> Context:
@@ -366,7 +366,7 @@ async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -
     store = SlowStart()
     async with ca.open_runtime(registry=registry(forever), store=store) as rt:
         handle = await rt.submit_sweep(exp)
-        await store.writing.wait()  # submit() of a point is committing its row
+        await store.writing.wait()  # a point's start is committing its row
         async with anyio.create_task_group() as tg:
             tg.start_soon(handle.cancel)
             await anyio.wait_all_tasks_blocked()
@@ -376,3 +376,107 @@ async def test_cancel_while_a_point_is_being_recorded_cancels_that_point_too() -
         assert handle.runs()
         assert {run.status for run in handle.runs()} == {"cancelled"}
     assert {r.status for r in await store.list_runs()} == {"cancelled"}
+
+
+# -- durable points: pending rows, shutdown and adoption ------------------------------------
+
+
+async def _interrupt_a_sweep(url: str) -> str:
+    """Run a 4-point sweep (one at a time) until its first point started, then close the
+    runtime with ``on_shutdown="interrupt"``; return the sweep id."""
+    started = anyio.Event()
+
+    @ca.stage("call_model", options=ModelOptions)
+    async def stuck(ctx: Context, opts: ModelOptions) -> Context:
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    exp = Experiment(
+        id="sw", pipeline=[StageDef(name="call_model")], sweep={"call_model.temperature": [0.1] * 4}
+    )
+    async with ca.open_runtime(registry=registry(stuck), store=url, on_shutdown="interrupt") as rt:
+        handle = await rt.submit_sweep(exp, max_concurrent=1)
+        async with open_store(url) as store:  # every point has its row already
+            statuses = [(await store.get_run(p.run_id)).status for p in handle.points]
+        assert sorted(statuses) == ["pending"] * 4 or sorted(statuses) == [
+            "pending",
+            "pending",
+            "pending",
+            "running",
+        ]
+        await started.wait()
+    assert await handle.wait() == {"interrupted": 4}
+    return handle.sweep_id
+
+
+async def test_points_an_interrupting_shutdown_left_pending_are_started_by_the_next_resume(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    sweep_id = await _interrupt_a_sweep(url)
+    async with open_store(url) as store:
+        points = await store.list_sweep_points(sweep_id)
+        before = sorted([(await store.get_run(p.run_id)).status for p in points])
+        left = await store.get_sweep(sweep_id)
+    assert before == ["interrupted", "pending", "pending", "pending"]
+    assert left is not None
+    assert left.status == "running"  # not over: its points wait for the next resume
+
+    active = peak = 0
+
+    @ca.stage("call_model", options=ModelOptions)
+    async def counted(ctx: Context, opts: ModelOptions) -> Context:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        active -= 1
+        return ctx.put_metric("temperature", opts.temperature)
+
+    async with ca.open_runtime(registry=registry(counted), store=url, on_start="resume") as rt:
+        assert rt.recovery is not None
+        assert len(rt.recovery.resumed) == 4
+        await rt.wait_idle()  # waits for the adopted points too
+    assert peak == 1  # the sweep's max_concurrent, after the restart too
+    async with open_store(url) as store:
+        after = [(await store.get_run(p.run_id)) for p in points]
+        record = await store.get_sweep(sweep_id)
+    assert [r.status for r in after] == ["completed"] * 4
+    assert all(r.resume_count <= 1 for r in after)
+    assert record is not None
+    assert record.status == "completed"
+
+
+async def test_pending_points_of_a_dead_owner_are_marked_interrupted_by_default(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    sweep_id = await _interrupt_a_sweep(url)
+    async with ca.open_runtime(registry=registry(), store=url) as rt:  # mark_interrupted
+        assert rt.recovery is not None
+        assert len(rt.recovery.interrupted) == 3  # the pending ones; the 4th already was
+    async with open_store(url) as store:
+        runs = [await store.get_run(p.run_id) for p in await store.list_sweep_points(sweep_id)]
+    assert [r.status for r in runs] == ["interrupted"] * 4
+    messages = sorted(str((r.failure or {}).get("message")) for r in runs)
+    assert sum("was to start it" in m for m in messages) == 3
+
+
+@pytest.mark.slow
+def test_pending_points_are_listed_by_status_and_cannot_be_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from crucible_actors.cli import main
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    anyio.run(_interrupt_a_sweep, url)
+    capsys.readouterr()
+    assert main(["runs", "list", "--store", url, "--status", "pending", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["status"] for r in listed] == ["pending"] * 3
+    assert main(["runs", "delete", listed[0]["id"], "--store", url, "--yes"]) == 2
+    assert "pending" in capsys.readouterr().err

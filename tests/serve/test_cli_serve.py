@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 import pytest
-from tests.store_faults import seed_unrecoverable_orphan
+from tests.store_faults import seed_orphan, seed_unrecoverable_orphan
 
 from crucible_actors.cli import main
 
@@ -262,6 +262,30 @@ def test_serve_starts_despite_a_run_it_cannot_recover_and_reports_it(tmp_path: P
     log = served.log()
     assert "could not recover 1 run(s), left as they are (see /readyz): poison1" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adopt", [True, False], ids=["adopting", "no-adopt"])
+def test_no_adopt_leaves_a_run_orphaned_while_serving_to_the_next_start(
+    tmp_path: Path, adopt: bool
+) -> None:
+    """A run orphaned after start-up (its owner died) is adopted by a running service
+    within a few seconds, unless it was started with ``--no-adopt``."""
+    served = start_served(tmp_path, *([] if adopt else ["--no-adopt"]))
+    try:
+        seed_orphan(tmp_path / "serve.db", "orphan1")
+        if adopt:  # adopted (resumed) on a tick 1.5 s apart: it ends, here
+            detail = wait_for_status(
+                served.base_url, "orphan1", {"completed", "failed", "cancelled"}
+            )
+            assert detail["status"] in {"completed", "failed"}
+        else:
+            time.sleep(4.5)  # three adoption ticks: the service must take nothing
+            response = httpx.get(f"{served.base_url}/api/runs/orphan1", timeout=5)
+            assert response.json()["status"] == "running"
+    finally:
+        assert served.stop() == 0, served.log()
+    assert "Traceback" not in served.log()
 
 
 def test_the_listen_backlog_defaults_to_2048_and_follows_backlog() -> None:

@@ -32,8 +32,10 @@ from crucible_actors import (
     open_runtime,
     stage,
 )
+from crucible_actors._core._encoding import encode_context
 from crucible_actors.errors import OutcomeNotStored, StoreCorrupt, StoreError, StoreUnavailable
 from crucible_actors.store import (
+    Checkpoint,
     ExperimentRecord,
     OwnerRecord,
     PostgresStore,
@@ -459,6 +461,72 @@ async def test_writes_retried_after_a_lost_commit_acknowledgement_are_idempotent
                     ),
                     experiment=experiment,
                 )
+
+
+class LostResumeAck(DiskFull):
+    """A connection whose next ``lose`` COMMITs of a resume (the transaction that wrote
+    ``resume_count``) go through but report a lost connection."""
+
+    lose = 0
+    resuming = False
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        result = self.conn.execute(sql, params)
+        if "resume_count" in sql and sql.lstrip().upper().startswith("UPDATE"):
+            LostResumeAck.resuming = True
+        if sql.strip().upper() == "COMMIT":
+            resumed, LostResumeAck.resuming = LostResumeAck.resuming, False
+            if resumed and LostResumeAck.lose > 0:
+                LostResumeAck.lose -= 1
+                raise sqlite3.OperationalError("database is locked")  # a transient fault
+        return result
+
+
+async def test_a_resume_retried_after_a_lost_commit_acknowledgement_counts_once(
+    tmp_path: Path,
+) -> None:
+    """Recovery resumes an orphan; the commit of its resume goes through but its answer
+    is lost, so the writer runs the write again: the run is counted resumed once."""
+    exp = Experiment(id="once", pipeline=[StageDef(stage=after)])
+    now = datetime.now(UTC)
+    db = tmp_path / "resume.db"
+    async with open_sqlite_store(db) as store:
+        await store.register_owner(
+            OwnerRecord(
+                id="dead",
+                host=socket.gethostname(),
+                pid=999_999_999,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+        await store.start_run(
+            RunRecord(
+                id="r1", experiment_id=exp.id, status="running", started_at=now, owner_id="dead"
+            ),
+            experiment=ExperimentRecord(
+                id=exp.id, definition={"id": exp.id}, created_at=now, updated_at=now
+            ),
+            checkpoint=Checkpoint(
+                run_id="r1",
+                index=0,
+                created_at=now,
+                data=encode_context(Context.new(exp, run_id="r1")),
+            ),
+        )
+    LostResumeAck.lose, LostResumeAck.resuming = 1, False
+    with anyio.fail_after(20):
+        async with (
+            open_sqlite_store(db, connect=LostResumeAck) as store,
+            open_runtime(store=store, registry=Registry(), on_start="resume") as rt,
+        ):
+            handle = rt.get("r1")
+            assert handle is not None
+            assert await handle.wait() is RunStatus.COMPLETED
+            assert LostResumeAck.lose == 0  # the resume's answer was lost once
+            assert store._writer.retries == 1  # and its write ran again
+            run = await store.get_run("r1")
+    assert (run.status, run.resume_count) == ("completed", 1)
 
 
 @stage("pause")

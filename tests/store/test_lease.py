@@ -30,8 +30,11 @@ from crucible_actors.store import (
     Checkpoint,
     ExperimentRecord,
     OwnerRecord,
+    PendingRun,
     RunRecord,
     StageAttempt,
+    SweepPointRecord,
+    SweepRecord,
     open_persistence,
     open_store,
 )
@@ -183,6 +186,73 @@ async def test_a_live_local_owner_keeps_its_runs_until_its_process_dies(
             sleeper.wait()
             assert await wait_ended(store, "r1") == "completed"
         assert CALLS == ["r1"]
+
+
+@pytest.mark.slow
+async def test_a_live_runtime_adopts_the_pending_sweep_points_of_an_owner_that_dies(
+    tmp_path: Path, registry: Registry, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """A sweep recorded by a live process (its 5 points all pending, none started; no
+    run is ``running``) is left alone while it lives, then started, within the sweep's
+    ``max_concurrent``, by a runtime that was up all along, and its outcome recorded."""
+    start = process_start(sleeper.pid)
+    assert start is not None
+    ids = [f"p{i}" for i in range(5)]
+    async with open_store(f"sqlite:///{tmp_path}/lease.db") as store:
+        await store.register_owner(owner("live", pid=sleeper.pid, lease=PID_LEASE + start))
+        await store.record_sweep(
+            SweepRecord(
+                id="sw1",
+                experiment_id=EXP.id,
+                sweep={"options": {"max_concurrent": 2}},
+                runs=len(ids),
+                created_at=T0,
+            ),
+            points=[
+                SweepPointRecord(
+                    sweep_id="sw1", index=i, point=i, repeat=0, run_id=r, parameters={}, seed=i
+                )
+                for i, r in enumerate(ids)
+            ],
+            experiment=ExperimentRecord(
+                id=EXP.id, definition={"id": EXP.id}, created_at=T0, updated_at=T0
+            ),
+            pending=[
+                PendingRun(
+                    run=RunRecord(
+                        id=r,
+                        experiment_id=EXP.id,
+                        status="pending",
+                        metadata={"sweep_id": "sw1", "sweep_index": i},
+                        owner_id="live",
+                    ),
+                    checkpoint=Checkpoint(
+                        run_id=r,
+                        index=0,
+                        data=encode_context(Context.new(EXP, run_id=r)),
+                        created_at=T0,
+                    ),
+                )
+                for i, r in enumerate(ids)
+            ],
+        )
+        async with open_runtime(
+            store=store, registry=registry, on_start="resume", adopt_interval=0.05
+        ) as rt:
+            assert rt.recovery is not None
+            assert rt.recovery.resumed == []  # its owner lives
+            await anyio.sleep(0.2)  # four ticks: nothing taken
+            assert {(await store.get_run(r)).status for r in ids} == {"pending"}
+            sleeper.kill()  # the owner dies while this runtime is up
+            sleeper.wait()
+            with anyio.fail_after(15):
+                while (sweep := await store.get_sweep("sw1")) is None or (  # noqa: ASYNC110
+                    sweep.status == "running"
+                ):
+                    await anyio.sleep(0.05)
+        assert sweep.status == "completed"
+        assert sorted(CALLS) == ids  # each point ran once
+        assert {(await store.get_run(r)).status for r in ids} == {"completed"}
 
 
 async def test_a_recycled_pid_does_not_keep_the_runs(tmp_path: Path, registry: Registry) -> None:

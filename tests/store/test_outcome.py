@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 import pytest
 
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
@@ -168,8 +169,9 @@ async def _orphan(store: Store, run_id: str, resumes: int) -> None:
     snapshot = encode_context(Context.new(exp, run_id=run_id))
     checkpoint = Checkpoint(run_id=run_id, index=0, data=snapshot, created_at=now)
     await store.start_run(run, experiment=record, checkpoint=checkpoint)
-    for _ in range(resumes):
-        await store.start_run(run, experiment=record, resume=True)
+    for n in range(1, resumes + 1):  # the caller numbers each resume
+        resumed = msgspec.structs.replace(run, resume_count=n)
+        await store.start_run(resumed, experiment=record, resume=True)
     assert (await store.get_run(run_id)).resume_count == resumes
 
 

@@ -60,6 +60,11 @@ class RunObserver:
     async def run_started(self, handle: RunHandle, snapshot: bytes) -> None:
         """The run was admitted; ``snapshot`` is the initial Context."""
 
+    async def pending_started(self, handle: RunHandle, snapshot: bytes) -> None:
+        """The run was admitted from a ``pending`` row its sweep recorded (the store has
+        its row and ``snapshot`` already); by default, as :meth:`run_started`."""
+        await self.run_started(handle, snapshot)
+
     async def checkpoint(self, handle: RunHandle, index: int, snapshot: bytes) -> None:
         """``snapshot`` is the Context before stage ``index`` (or after the last one)."""
 

@@ -11,8 +11,11 @@ measures how late it wakes. When late by ``threshold`` or more it logs one warni
 names the stage when it knows which: the run supervisor reports an inline attempt that
 lasted ``threshold`` or more (:func:`note_long_attempt`, one comparison per attempt on
 the hot path), and an attempt that finished after the monitor should have woken ran
-while the loop was blocked, so it is the one that blocked it. A stage still running
-after the block (it awaited later) is not known by name; the warning says so.
+while the loop was blocked, so it is the one that blocked it. The supervisor also keeps
+the inline attempts executing right now (:func:`inline_started` /
+:func:`inline_ended`, one dict write each): when no attempt finished during the block,
+the ones still executing on this loop when the lag is seen are named instead (a stage
+that blocked, then awaited, is among them; with several, the warning lists them all).
 
 Time is the loop's clock (``anyio.current_time()``), so tests drive it with trio's
 ``MockClock``: a stage that calls ``clock.jump(5)`` without awaiting blocks the loop for
@@ -29,9 +32,12 @@ import anyio.lowlevel
 
 __all__ = [
     "LAG_THRESHOLD",
+    "InlineAttempt",
     "LagMonitor",
     "LongAttempt",
     "describe_lag",
+    "inline_ended",
+    "inline_started",
     "note_long_attempt",
 ]
 
@@ -55,6 +61,30 @@ class LongAttempt(NamedTuple):
 _latest: LongAttempt | None = None
 
 
+class InlineAttempt(NamedTuple):
+    """An inline attempt executing now: stage ``stage`` of run ``run_id`` on loop ``token``."""
+
+    stage: str
+    run_id: str
+    started: float
+    token: object
+
+
+#: The inline attempts executing now, by their run supervisor (one attempt at a time
+#: per run).
+_executing: dict[object, InlineAttempt] = {}
+
+
+def inline_started(owner: object, stage: str, run_id: str, started: float) -> None:
+    """Record that ``owner`` (a run supervisor) began an inline attempt of ``stage``."""
+    _executing[owner] = InlineAttempt(stage, run_id, started, anyio.lowlevel.current_token())
+
+
+def inline_ended(owner: object) -> None:
+    """Record that ``owner``'s inline attempt ended (however it ended)."""
+    _executing.pop(owner, None)
+
+
 def note_long_attempt(stage: str, run_id: str, started: float, finished: float) -> None:
     """Record that an inline attempt of ``stage`` ran from ``started`` to ``finished``.
 
@@ -64,23 +94,46 @@ def note_long_attempt(stage: str, run_id: str, started: float, finished: float) 
     _latest = LongAttempt(stage, run_id, started, finished, anyio.lowlevel.current_token())
 
 
-def describe_lag(expected: float, woke: float, attempt: LongAttempt | None) -> str:
+def describe_lag(
+    expected: float,
+    woke: float,
+    attempt: LongAttempt | None,
+    executing: list[InlineAttempt] | tuple[InlineAttempt, ...] = (),
+) -> str:
     """Return the warning for a monitor due at ``expected`` that woke at ``woke``.
 
     ``attempt`` (the latest long inline attempt on this loop) is named as the cause when
     it finished after ``expected``: it was running while the monitor waited for the loop.
+    Otherwise the inline attempts ``executing`` on this loop that began before ``woke``
+    are named: one of them held the loop (the only one, when there is one).
     """
     late = woke - expected
     head = f"the event loop was blocked for {late:.1f} s"
+    fix = "give it isolation='thread' or 'process', or make it await"
     if attempt is not None and attempt.finished > expected:
         return (
             f"{head} by stage {attempt.stage!r} of run {attempt.run_id}, which ran "
             f"{attempt.finished - attempt.started:.1f} s inline without awaiting; every other "
-            "run waited (give it isolation='thread' or 'process', or make it await)"
+            f"run waited ({fix})"
+        )
+    during = sorted((a for a in executing if a.started < woke), key=lambda a: a.started)
+    if len(during) == 1:
+        (one,) = during
+        return (
+            f"{head} by stage {one.stage!r} of run {one.run_id}, executing inline for "
+            f"{woke - one.started:.1f} s so far without awaiting in time; every other run "
+            f"waited ({fix})"
+        )
+    if during:
+        shown = ", ".join(f"{a.stage!r} of run {a.run_id}" for a in during[:5])
+        more = f" and {len(during) - 5} more" if len(during) > 5 else ""
+        return (
+            f"{head} by one of the stages executing inline: {shown}{more}; every other run "
+            f"waited ({fix})"
         )
     return (
-        f"{head}: code that does not await held it (no inline stage finished meanwhile; "
-        "one still running may be the cause: give it isolation='thread' or 'process')"
+        f"{head}: code that does not await held it (no inline stage was executing: "
+        "look for blocking calls in the host application or in a callback)"
     )
 
 
@@ -115,7 +168,8 @@ class LagMonitor:
                 self.lags += 1
                 self.worst = max(self.worst, late)
                 attempt = _latest if _latest is not None and _latest.token == token else None
-                log.warning("%s", describe_lag(expected, woke, attempt))
+                executing = [a for a in _executing.values() if a.token == token]
+                log.warning("%s", describe_lag(expected, woke, attempt, executing))
 
     def stop(self) -> None:
         """Stop watching (the task then returns)."""

@@ -21,6 +21,7 @@ handle says so too. An outcome that still could not be stored ends the handle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from ._errors import (
     OutcomeNotStored,
     OwnershipLost,
     ResumeLimitExceeded,
+    RunNotFound,
     StageFailed,
     StoreUnavailable,
 )
@@ -115,6 +117,14 @@ class StoreObserver(RunObserver):
         provenance = (
             await recorder.for_run(exp, snapshot) if recorder is not None and not resume else None
         )
+        count = 0
+        if resume:
+            # This resume's number, from the row the claim gave this runtime: stored as
+            # is (not incremented), so a write the store retries counts it once.
+            try:
+                count = (await p.store.get_run(handle.run_id)).resume_count + 1
+            except RunNotFound:
+                count = 1
         run = RunRecord(
             id=handle.run_id,
             experiment_id=exp.id,
@@ -123,6 +133,7 @@ class StoreObserver(RunObserver):
             started_at=now,
             owner_id=p.owner.id,
             provenance=provenance,
+            resume_count=count,
         )
         checkpoint = (
             None
@@ -134,12 +145,35 @@ class StoreObserver(RunObserver):
         await p.store.start_run(run, experiment=experiment, checkpoint=checkpoint, resume=resume)
         self._started = True
         self._last = (handle.resumed_from, snapshot)
-        if resume and p.max_resumes is not None:
+        if resume and p.max_resumes is not None and count > p.max_resumes:
             # The store counted this resume in the row; a run that never finishes is
             # failed rather than resumed at every start forever.
-            count = (await p.store.get_run(handle.run_id)).resume_count
-            if count > p.max_resumes:
-                raise ResumeLimitExceeded(handle.run_id, resumes=count, limit=p.max_resumes)
+            raise ResumeLimitExceeded(handle.run_id, resumes=count, limit=p.max_resumes)
+
+    async def pending_started(self, handle: RunHandle, snapshot: bytes) -> None:
+        """Start the run from its ``pending`` row (a sweep point recorded with its sweep).
+
+        The row and its initial checkpoint exist already; the conditional update starts
+        it only while this runtime owns it.
+
+        Raises:
+            OwnershipLost: another runtime took the point over (this one lost its lease).
+        """
+        p = self._p
+        start: Any = getattr(p.store, "start_pending", None)  # optional (see Store)
+        assert start is not None, "pending runs exist only on stores with start_pending"
+        if not await start(
+            handle.run_id,
+            owner_id=p.owner.id,
+            started_at=p.now(),
+            metadata={"resumed_from": handle.resumed_from},
+        ):
+            owner: str | None = None
+            with contextlib.suppress(RunNotFound):
+                owner = (await p.store.get_run(handle.run_id)).owner_id
+            raise OwnershipLost(handle.run_id, owner_id=owner, store=p.store.name)
+        self._started = True
+        self._last = (handle.resumed_from, snapshot)
 
     async def checkpoint(self, handle: RunHandle, index: int, snapshot: bytes) -> None:
         if self._after_hit:

@@ -38,10 +38,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from datetime import datetime
 
+    from ._context import Context
     from ._handle import RunHandle
     from ._ir import Experiment
     from ._runtime import Runtime
-    from ._store import OwnerRecord, RunRecord, Store
+    from ._store import Checkpoint, OwnerRecord, RunRecord, Store
 
 __all__ = ["Recovery", "RecoveryReport"]
 
@@ -114,6 +115,9 @@ class Recovery:
     lost: dict[str, str | None]
     _resuming: set[str]
     _interrupted_seen: int
+    #: During :meth:`recover`: the sweeps whose runs it adopts, by sweep id (None for
+    #: pending runs of no sweep): their pending points and their runs resumed here.
+    _sweeps: dict[str | None, tuple[list[tuple[int, str]], list[RunHandle]]] | None = None
 
     async def recover(self, runtime: Runtime, on_start: str) -> RecoveryReport:
         """Handle runs left ``running`` by dead processes, per ``on_start``.
@@ -131,11 +135,12 @@ class Recovery:
             return self.last_recovery
         store = self.store
         running = await self._list_runs("running")
+        pending = await self._list_runs("pending")
         # Runs are listed before owners: an owner registers before its first run, so a
         # live owner of any listed run is in the owner list read afterwards.
         owners = {o.id: o for o in await store.list_owners()}
         held = await self._leases_held(
-            {r.owner_id for r in running if r.owner_id and r.owner_id != self.owner.id}
+            {r.owner_id for r in [*running, *pending] if r.owner_id != self.owner.id}
             | {owner_id for owner_id in owners if owner_id != self.owner.id}
         )
         now = self.now()
@@ -145,6 +150,10 @@ class Recovery:
         skipped: list[str] = []
         failed: dict[str, str] = {}
         by_outcome = {"resumed": resumed, "interrupted": interrupted, "skipped": skipped}
+        # Sweeps whose runs this pass adopts: their pending points (index, run id) and
+        # the handles of their runs resumed here (filled by _resume_claimed).
+        sweeps: dict[str | None, tuple[list[tuple[int, str]], list[RunHandle]]] = {}
+        self._sweeps = sweeps
         for run in running:
             if run.owner_id == self.owner.id:
                 continue
@@ -163,18 +172,62 @@ class Recovery:
                     skipped.append(run.id)
             except Exception as exc:  # one run the store cannot settle must not stop the rest
                 failed[run.id] = _failed(run.id, exc)
-        if on_start == "resume":
-            # Runs a shutdown interrupted. Their runtime is done with them once they are
-            # stored interrupted, so its owner need not be dead; the claim, conditional
-            # on the status and the owner read here, lets one process resume each.
-            for run in await self._list_runs("interrupted"):
-                if not interrupted_by_shutdown(run):
-                    continue
-                try:
-                    outcome = await self._claim_and_resume(runtime, run, "interrupted")
-                    by_outcome[outcome].append(run.id)
-                except Exception as exc:  # as above
-                    failed[run.id] = _failed(run.id, exc)
+        for run in pending:  # sweep points a dead runtime recorded and never started
+            if run.owner_id == self.owner.id:
+                continue
+            if not self._is_dead(run.owner_id, owners, held, now):
+                continue
+            dead.add(run.owner_id)
+            try:
+                if on_start == "resume":
+                    if await store.claim_run(
+                        run.id, status="pending", owner_id=run.owner_id, new_owner_id=self.owner.id
+                    ):
+                        sweep_id = run.metadata.get("sweep_id")
+                        index = run.metadata.get("sweep_index", 0)
+                        sweeps.setdefault(sweep_id, ([], []))[0].append((index, run.id))
+                        resumed.append(run.id)
+                    else:
+                        skipped.append(run.id)
+                elif await self._interrupt(
+                    run.id, run.owner_id, None, owners.get(run.owner_id or ""), started=False
+                ):
+                    interrupted.append(run.id)
+                else:
+                    skipped.append(run.id)
+            except Exception as exc:  # as above
+                failed[run.id] = _failed(run.id, exc)
+        try:
+            if on_start == "resume":
+                # Runs a shutdown interrupted. Their runtime is done with them once they are
+                # stored interrupted, so its owner need not be dead; the claim, conditional
+                # on the status and the owner read here, lets one process resume each.
+                for run in await self._list_runs("interrupted"):
+                    if not interrupted_by_shutdown(run):
+                        continue
+                    try:
+                        outcome = await self._claim_and_resume(runtime, run, "interrupted")
+                        by_outcome[outcome].append(run.id)
+                    except Exception as exc:  # as above
+                        failed[run.id] = _failed(run.id, exc)
+        finally:
+            # The pending points claimed above start even if listing interrupted runs failed.
+            self._sweeps = None
+            if sweeps:
+                from ._sweep import adopt_points
+
+                for sweep_id, (points, handles) in sweeps.items():
+                    runtime._feeding_started()  # wait_idle() waits for the points to start
+                    runtime._tg.start_soon(
+                        adopt_points,
+                        runtime,
+                        self,
+                        sweep_id,
+                        points,
+                        handles,
+                        self._load_start,
+                        name=f"sweep {sweep_id} (adopted)",
+                    )
         # Dead owners' rows go too, with runs or without (one killed before its first
         # run was stored, say): live owners' never, their leases say so.
         for owner_id in owners:
@@ -240,6 +293,7 @@ class Recovery:
             found: tuple[set[str | None], int] = await query()
             return found
         running = {run.owner_id for run in await self._list_runs("running")}
+        running |= {run.owner_id for run in await self._list_runs("pending")}
         return running, len(await self._list_runs("interrupted"))
 
     async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
@@ -364,7 +418,7 @@ class Recovery:
             raise StoreError(
                 f"run {run_id!r} already completed; nothing to resume", store=store.name
             )
-        if run.status == "running":
+        if run.status in ("running", "pending"):
             owners = {o.id: o for o in await store.list_owners()}
             owner = owners.get(run.owner_id or "")
             held = await self._leases_held({run.owner_id} if run.owner_id else set())
@@ -390,6 +444,26 @@ class Recovery:
             raise
 
     async def _resume_claimed(self, runtime: Runtime, run_id: str) -> RunHandle:
+        checkpoint, ctx = await self._load(run_id)
+        experiment = _restore_labels(ctx.experiment)
+        self._resuming.add(run_id)
+        try:
+            handle = await runtime.resume(experiment, run_id, checkpoint.data, checkpoint.index)
+        except BaseException:
+            self._resuming.discard(run_id)
+            raise
+        sweep_id = ctx.telemetry_context.get("sweep_id")
+        if sweep_id is not None and self._sweeps is not None:
+            # A sweep's point: it holds one of the sweep's max_concurrent slots.
+            self._sweeps.setdefault(sweep_id, ([], []))[1].append(handle)
+        return handle
+
+    async def _load(self, run_id: str) -> tuple[Checkpoint, Context]:
+        """Return the run's last checkpoint and its decoded Context.
+
+        Raises:
+            CheckpointDecodeError: it has none, or it does not decode.
+        """
         checkpoint = await self.store.load_checkpoint(run_id)
         if checkpoint is None:
             raise CheckpointDecodeError(
@@ -398,13 +472,12 @@ class Recovery:
         ctx = decode_checkpoint(
             checkpoint, store=self.store.name, blobs=getattr(self.store, "blobs", None)
         )
-        experiment = _restore_labels(ctx.experiment)
-        self._resuming.add(run_id)
-        try:
-            return await runtime.resume(experiment, run_id, checkpoint.data, checkpoint.index)
-        except BaseException:
-            self._resuming.discard(run_id)
-            raise
+        return checkpoint, ctx
+
+    async def _load_start(self, run_id: str) -> tuple[Experiment, bytes]:
+        """Return the experiment and initial snapshot of a pending run (to start it)."""
+        checkpoint, ctx = await self._load(run_id)
+        return _restore_labels(ctx.experiment), checkpoint.data
 
     async def _interrupt(
         self,
@@ -412,16 +485,19 @@ class Recovery:
         owner_id: str | None,
         exc: Exception | None,
         owner: OwnerRecord | None = None,
+        *,
+        started: bool = True,
     ) -> bool:
         if exc is not None:
             failure = {"stage": None, "reason_type": type(exc).__name__, "message": str(exc)}
         else:
             who = f"pid {owner.pid} on {owner.host}" if owner is not None else "unknown"
-            failure = {
-                "stage": None,
-                "reason_type": "Interrupted",
-                "message": f"the runtime process running it ({who}) ended before it finished",
-            }
+            message = (
+                f"the runtime process running it ({who}) ended before it finished"
+                if started
+                else f"the runtime process that was to start it ({who}) ended first"
+            )
+            failure = {"stage": None, "reason_type": "Interrupted", "message": message}
         return await self.store.mark_interrupted(
             run_id, owner_id=owner_id, finished_at=self.now(), failure=failure
         )

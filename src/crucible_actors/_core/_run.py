@@ -55,7 +55,7 @@ from ._execute import ValidateMode, prepare_options, resolve_stage
 from ._executor import PreparedStage
 from ._handle import AttemptRecord, RunHandle, RunStatus
 from ._instruments import RunInstruments, RunObserver
-from ._lag import LAG_THRESHOLD, note_long_attempt
+from ._lag import LAG_THRESHOLD, inline_ended, inline_started, note_long_attempt
 from ._retry import GiveUp, RunRestarts, describe_error
 from ._stage import stage_info
 
@@ -344,6 +344,9 @@ class RunSupervisor(StageActor):
                     ins.attempt_started(record)
                     reply: msg.Message | None
                     late = False
+                    inline = stage_def.isolation == "inline"
+                    if inline:  # the lag monitor names the inline stages executing now
+                        inline_started(self, label, handle.run_id, started)
                     try:
                         command = msg.RunStage(gen, index, self.snapshot, attempt)
                         if timeout is None:
@@ -364,6 +367,9 @@ class RunSupervisor(StageActor):
                     except anyio.get_cancelled_exc_class():
                         await ins.attempt_cancelled(record)
                         raise
+                    finally:
+                        if inline:
+                            inline_ended(self)
                     if reply is not None and reply.generation != gen:
                         raise CrucibleError(
                             f"stage {label!r}: executor {type(executor).__name__} answered "
@@ -371,7 +377,7 @@ class RunSupervisor(StageActor):
                             "(an executor must answer the RunStage it was given)"
                         )
                     now = now_fn()
-                    if now - started >= LAG_THRESHOLD and stage_def.isolation == "inline":
+                    if inline and now - started >= LAG_THRESHOLD:
                         note_long_attempt(label, handle.run_id, started, now)
                     if isinstance(reply, msg.StageDone):
                         self.snapshot = reply.context

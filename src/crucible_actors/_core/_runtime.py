@@ -103,6 +103,8 @@ class Runtime:
         self._finished: deque[RunHandle] = deque(maxlen=keep_finished)
         self._by_id: dict[str, RunHandle] = {}
         self._waiting = 0
+        #: Sweeps still starting points here (their own or adopted): see wait_idle.
+        self._feeding = 0
         self._submitted = 0
         self._counts: dict[str, int] = {}
         self._idle = anyio.Event()
@@ -111,6 +113,8 @@ class Runtime:
         self._on_exit = self._run_exited  # one bound method shared by every run
         #: The store runs persist to (a Store), or None when nothing is persisted.
         self.store: Any = None
+        #: The store with this runtime's owner identity (a Persistence), or None.
+        self._persistence: Any = None
         #: The stage result cache (in ``store``), or None without a store that has one.
         self.cache: StageCache | None = None
         #: Where runs store large Context values (``store.blobs``; in memory without a
@@ -162,16 +166,7 @@ class Runtime:
         rid = run_id if run_id is not None else new_run_id()
         if rid in self._active:
             raise ValueError(f"run id {rid!r} is already running; pass a different run_id")
-        ctx = Context.new(exp, run_id=rid, assigns=assigns)
-        if telemetry:
-            ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
-        if enable_trace:
-            ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
-        token = set_codec(self.codec)
-        try:
-            snapshot = encode_context(ctx)
-        finally:
-            reset_codec(token)
+        snapshot = self._initial_snapshot(exp, rid, assigns, telemetry, enable_trace)
         return await self._admit(exp, rid, mode, snapshot, 0, persist, cache, durable=True)
 
     async def submit_sweep(
@@ -224,6 +219,44 @@ class Runtime:
         mode = check_validate_mode(validate_options)
         return await self._admit(experiment, run_id, mode, snapshot, start_index, True)
 
+    def _initial_snapshot(
+        self,
+        exp: Experiment,
+        run_id: str,
+        assigns: Mapping[str, Any] | None,
+        telemetry: Mapping[str, Any] | None,
+        enable_trace: bool,
+    ) -> bytes:
+        """Encode the Context a new run of ``exp`` starts from (what its first checkpoint
+        holds)."""
+        ctx = Context.new(exp, run_id=run_id, assigns=assigns)
+        if telemetry:
+            ctx = msgspec.structs.replace(ctx, telemetry_context=dict(telemetry))
+        if enable_trace:
+            ctx = msgspec.structs.replace(ctx, trace=new_chain(exp.name or exp.id))
+        token = set_codec(self.codec)
+        try:
+            return encode_context(ctx)
+        finally:
+            reset_codec(token)
+
+    async def _start_pending(
+        self, exp: Experiment, run_id: str, snapshot: bytes, mode: Any, cache: bool
+    ) -> RunHandle:
+        """Start the ``pending`` run ``run_id`` its sweep recorded (its row and initial
+        checkpoint ``snapshot`` are stored); return once it is ``running`` in the store.
+
+        Raises:
+            CrucibleError: the runtime is shutting down.
+            OwnershipLost: another runtime took the run over.
+            StoreError: the store could not start it.
+        """
+        if self._closing:
+            raise CrucibleError("the runtime is shutting down and accepts no new runs")
+        return await self._admit(
+            exp, run_id, mode, snapshot, 0, True, cache, durable=True, pending=True
+        )
+
     def runs(self) -> list[RunHandle]:
         """Return the handles of the active runs and the most recently finished ones."""
         return [*self._active.values(), *self._finished]
@@ -246,9 +279,22 @@ class Runtime:
         return True
 
     async def wait_idle(self) -> None:
-        """Wait until no run is active or waiting for admission."""
-        while self._active or self._waiting:
+        """Wait until no run is active or waiting for admission, and no sweep (submitted
+        here, or adopted from a dead process by ``on_start="resume"``) has points left to
+        start."""
+        while self._active or self._waiting or self._feeding:
             await self._idle.wait()
+
+    def _feeding_started(self) -> None:
+        """A sweep begins feeding points: the runtime is not idle until it ends."""
+        self._feeding += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+
+    def _feeding_ended(self) -> None:
+        self._feeding -= 1
+        if not self._active and not self._waiting and not self._feeding:
+            self._idle.set()
 
     @property
     def accepting(self) -> bool:
@@ -291,8 +337,10 @@ class Runtime:
         cache: bool = True,
         *,
         durable: bool = False,
+        pending: bool = False,
     ) -> RunHandle:
-        """Start a run; with ``durable``, record its row before its task starts.
+        """Start a run; with ``durable``, record its row before its task starts (with
+        ``pending``, start the ``pending`` row its sweep recorded instead).
 
         A durable admission writes the row in the caller's task (shielded: a cancelled
         caller still leaves a committed row behind, so the run is started anyway and
@@ -330,7 +378,10 @@ class Runtime:
                 # A caller cancelled already starts no write (the write itself is shielded).
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 with anyio.CancelScope(shield=True):
-                    await observer.run_started(handle, snapshot)
+                    if pending:
+                        await observer.pending_started(handle, snapshot)
+                    else:
+                        await observer.run_started(handle, snapshot)
             except BaseException:
                 if self._slots is not None:
                     self._slots.release()
@@ -369,7 +420,7 @@ class Runtime:
                 del self._by_id[oldest.run_id]
         finished.append(handle)
         self._counts[handle.status.value] = self._counts.get(handle.status.value, 0) + 1
-        if not self._active and not self._waiting:
+        if not self._active and not self._waiting and not self._feeding:
             self._idle.set()
 
     async def _shutdown(self) -> None:
@@ -511,6 +562,7 @@ async def open_runtime(
                 on_shutdown=on_shutdown,
             )
             rt.store = adapter.store if adapter is not None else None
+            rt._persistence = adapter
             # A store without blobs (a host's own) keeps large values inline. Without an
             # argument, crucible.toml is read when a run first needs the threshold: a
             # short run of small values never pays for the lookup.

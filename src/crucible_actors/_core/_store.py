@@ -43,6 +43,7 @@ __all__ = [
     "ExperimentRecord",
     "GcResult",
     "OwnerRecord",
+    "PendingRun",
     "RunRecord",
     "StageAttempt",
     "Store",
@@ -82,12 +83,16 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     that failed (or ``stage``/``reason_type``/``message`` for one cancelled or
     interrupted). ``owner_id`` names the runtime process executing (or last executing)
     the run; recovery compares it to the live owners. ``resume_count`` counts the times
-    ``start_run(resume=True)`` restarted it (the store increments it; a run resumed too
-    often without finishing is failed, see ``open_persistence(max_resumes=...)``).
+    ``start_run(resume=True)`` restarted it (the caller numbers each resume; a run resumed
+    too often without finishing is failed, see ``open_persistence(max_resumes=...)``).
     ``provenance`` is what produced the run, as recorded when it first started
     (:mod:`crucible_actors._core._provenance`): ``{"environment": id, "stages": {label:
     code fingerprint}, "inputs": {key: digest}}``, the environment itself stored once
     as an :class:`EnvironmentRecord`; None for runs recorded without it.
+
+    A ``pending`` run is a sweep point recorded with its sweep and not started yet: it
+    has its initial checkpoint, no ``started_at``, and ``owner_id`` names the runtime
+    that will start it (``metadata`` holds ``sweep_id`` and ``sweep_index``).
     """
 
     id: str
@@ -235,6 +240,17 @@ class SweepPointRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     seed: int
 
 
+class PendingRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A sweep point recorded with its sweep before it starts (:meth:`Store.record_sweep`).
+
+    ``run`` has status ``pending``; ``checkpoint`` is its initial Context (index 0), all a
+    runtime needs to start it, here or, after this process died, in the one adopting it.
+    """
+
+    run: RunRecord
+    checkpoint: Checkpoint
+
+
 class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One entry of the stage result cache: what stage ``stage`` produced from one input.
 
@@ -315,8 +331,13 @@ class Store(Protocol):
     lease), ``async check_lease(owner_id) -> bool`` (False: the lease was lost, e.g.
     the session died; it is taken again if it can be), ``async release_lease(owner_id)``
     and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
-    tuple[set[str | None], int]`` returns the owners of the ``running`` runs and the
-    number of ``interrupted`` runs, cheaply (the adoption tick asks every second or so).
+    tuple[set[str | None], int]`` returns the owners of the ``running`` and ``pending``
+    runs and the number of ``interrupted`` runs, cheaply (the adoption tick asks every
+    second or so). ``async start_pending(run_id, *, owner_id, started_at, metadata) ->
+    bool`` starts a ``pending`` run (sets it ``running`` with ``started_at`` and
+    ``metadata``) only while ``owner_id`` still owns it, False otherwise; a store with it
+    takes a sweep's points as ``pending`` runs in :meth:`record_sweep` (without it, each
+    point's row is written as it starts).
     Optional provenance methods (looked up with ``getattr``; a store without them
     records runs without their environment): ``async put_environment(env:
     EnvironmentRecord) -> bool`` stores an environment unless its id exists (True if it
@@ -360,8 +381,10 @@ class Store(Protocol):
         """Upsert ``experiment``, record ``run`` as running and save ``checkpoint``.
 
         With ``resume`` the existing row is updated (status, owner; ``started_at`` and
-        the earlier attempts are kept) and its ``resume_count`` goes up by one. Without
-        it the run must be new.
+        the earlier attempts are kept) and its ``resume_count`` is set to
+        ``run.resume_count``: the caller numbers the resume (the stored count plus one),
+        so a write retried after its commit's answer was lost counts it once. Without
+        ``resume`` the run must be new.
 
         Raises:
             StoreError: ``resume`` is false and a run with this id already exists.
@@ -410,8 +433,9 @@ class Store(Protocol):
     ) -> bool:
         """Atomically take run ``run_id`` over if it still has ``status`` and ``owner_id``.
 
-        On success the run is ``running`` and owned by ``new_owner_id``, and True is
-        returned; False means another process changed it first.
+        On success the run is owned by ``new_owner_id`` and ``running`` (a ``pending``
+        run stays ``pending``: it has not started; ``start_pending`` starts it), and
+        True is returned; False means another process changed it first.
         """
         ...
 
@@ -423,7 +447,8 @@ class Store(Protocol):
         finished_at: datetime,
         failure: dict[str, Any] | None = None,
     ) -> bool:
-        """Atomically mark a ``running`` run owned by ``owner_id`` as ``interrupted``."""
+        """Atomically mark a ``running`` (or ``pending``) run owned by ``owner_id`` as
+        ``interrupted``."""
         ...
 
     async def register_owner(self, owner: OwnerRecord) -> None:
@@ -438,8 +463,20 @@ class Store(Protocol):
         """Delete the owner row (its runs become orphans if any still run)."""
         ...
 
-    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+    async def record_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        points: Sequence[SweepPointRecord],
+        experiment: ExperimentRecord | None = None,
+        pending: Sequence[PendingRun] = (),
+    ) -> None:
         """Store a new sweep and all its points (run ids known before the runs start).
+
+        With ``pending`` (a store that has ``start_pending``), the points' runs are
+        recorded too, ``pending`` with their initial checkpoints, and ``experiment`` is
+        upserted, all in the same transaction: every point of an acknowledged sweep is
+        durable, and a runtime that adopts them after a crash can start them.
 
         Raises:
             StoreError: a sweep with this id already exists.

@@ -12,6 +12,18 @@ Every point run carries ``ctx.telemetry_context["seed"]`` (``sweep.seed`` plus t
 position, so repeats differ), ``["sweep_id"]`` and ``["sweep_point"]``. With a store, the
 sweep and its points (run id, parameters, seed) are recorded before the first run starts,
 and the sweep's outcome once the last one ends.
+
+Durability (issue 21): on a store that keeps ``pending`` runs (``start_pending``), every
+point is recorded, in the sweep's own transaction, as a ``pending`` run with its initial
+checkpoint and this runtime as its owner, so an acknowledged sweep survives a crash of
+this process whole. The feeder then starts the pending rows (``pending`` to ``running``,
+conditional on still owning them) as ``max_concurrent`` allows. A runtime that adopts a
+dead owner's runs (``on_start="resume"``, continuous adoption) claims its pending points
+too and feeds them the same way (:func:`adopt_points`), counting the sweep's runs it
+resumed against ``max_concurrent``, and records the sweep's outcome once every point
+ended. Closing the runtime cancels the points not started (stored ``cancelled``), or
+with ``on_shutdown="interrupt"`` leaves them ``pending`` for the next
+``on_start="resume"``.
 """
 
 from __future__ import annotations
@@ -24,12 +36,21 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
-from ._errors import CrucibleError, InvalidExperiment
+from ._errors import CrucibleError, InvalidExperiment, OwnershipLost
+from ._execute import check_validate_mode
 from ._ids import new_run_id
-from ._store import SweepPointRecord, SweepRecord
+from ._store import (
+    LIVE_STATUSES,
+    Checkpoint,
+    ExperimentRecord,
+    PendingRun,
+    RunRecord,
+    SweepPointRecord,
+    SweepRecord,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -43,6 +64,7 @@ __all__ = [
     "SweepHandle",
     "SweepPoint",
     "SweepStatistics",
+    "adopt_points",
     "check_sweep_options",
     "expand",
     "point_experiment",
@@ -206,6 +228,11 @@ class SweepHandle:
         self.points = points
         self._handles: list[RunHandle | None] = [None] * len(points)
         self._errors: dict[int, Exception] = {}
+        #: Points another runtime took over before they started here (lost lease).
+        self._lost: set[int] = set()
+        #: The status points never started here end with: ``cancelled``, or
+        #: ``interrupted`` when the runtime closed leaving them pending (resumable).
+        self._unstarted = "cancelled"
         self._submitted = 0
         self._counts: dict[str, int] | None = None  # set once every run has ended
         self._done = anyio.Event()
@@ -279,10 +306,12 @@ class SweepHandle:
         for i, run in enumerate(self._handles):
             if i in self._errors:
                 status = "failed"
+            elif i in self._lost:
+                status = "interrupted"
             elif run is None:
                 if not final:
                     continue
-                status = "cancelled"
+                status = self._unstarted
             else:
                 status = run.status.value
             counts[status] = counts.get(status, 0) + 1
@@ -342,15 +371,30 @@ async def submit_sweep(
             f"{LARGE_SWEEP}; pass --yes (confirm_large=True) to run them all"
         )
     check_sweep_options(exp, runtime.registry)
+    mode = check_validate_mode(validate_options)
     sid = sweep_id if sweep_id is not None else new_run_id()
     points = plan(exp)
     handle = SweepHandle(sid, exp, points)
+    experiments = [point_experiment(exp, params) for params in expand(sweep)]
     store = runtime.store if persist else None
     if store is not None and not callable(getattr(store, "record_sweep", None)):
         raise CrucibleError(
             f"the store {getattr(store, 'name', store)!r} cannot record sweeps (it has no "
             "record_sweep method; see the Store protocol); upgrade it or pass persist=False"
         )
+    persistence = runtime._persistence if store is not None else None
+    # Every point durable at acknowledgement: on a store that keeps pending runs.
+    durable = persistence is not None and callable(getattr(store, "start_pending", None))
+    snapshots: list[bytes | None] = []
+    if durable:
+        for point_exp in experiments:  # what submit() checks, before anything is stored
+            runtime.executors.check(point_exp, runtime.registry)
+        snapshots = [
+            runtime._initial_snapshot(
+                experiments[p.point], p.run_id, assigns, _telemetry(sid, p), enable_trace
+            )
+            for p in points
+        ]
     if store is not None:
         now = datetime.now(UTC)
         record = SweepRecord(
@@ -364,45 +408,101 @@ async def submit_sweep(
                     "mode": sweep.mode,
                     "repeats": sweep.repeats,
                     "seed": sweep.seed,
+                    # How its points start, for a runtime that adopts them after a crash.
+                    "options": {
+                        "max_concurrent": max_concurrent,
+                        "validate_options": mode,
+                        "cache": cache,
+                    },
                 }
             ),
             runs=total,
             status="running",
             created_at=now,
         )
-        await store.record_sweep(
-            record,
-            points=[
-                SweepPointRecord(
-                    sweep_id=sid,
-                    index=p.index,
-                    point=p.point,
-                    repeat=p.repeat,
-                    run_id=p.run_id,
-                    parameters=_json_safe(p.parameters),
-                    seed=p.seed,
-                )
-                for p in points
-            ],
+        point_records = [
+            SweepPointRecord(
+                sweep_id=sid,
+                index=p.index,
+                point=p.point,
+                repeat=p.repeat,
+                run_id=p.run_id,
+                parameters=_json_safe(p.parameters),
+                seed=p.seed,
+            )
+            for p in points
+        ]
+        if durable:
+            assert persistence is not None
+            owner = persistence.owner.id
+            definition, tags, metadata = persistence._experiment_fields(exp)
+            await store.record_sweep(
+                record,
+                points=point_records,
+                experiment=ExperimentRecord(
+                    id=exp.id,
+                    definition=definition,
+                    owner=exp.owner,
+                    tags=tags,
+                    metadata=metadata,
+                    created_at=now,
+                    updated_at=now,
+                ),
+                pending=[
+                    PendingRun(
+                        run=RunRecord(
+                            id=p.run_id,
+                            experiment_id=exp.id,
+                            status="pending",
+                            metadata={"sweep_id": sid, "sweep_index": p.index},
+                            owner_id=owner,
+                        ),
+                        checkpoint=Checkpoint(
+                            run_id=p.run_id, index=0, data=snapshot, created_at=now
+                        ),
+                    )
+                    for p, snapshot in zip(points, snapshots, strict=True)
+                    if snapshot is not None
+                ],
+            )
+        else:
+            await store.record_sweep(record, points=point_records)
+
+    async def start(point: SweepPoint) -> RunHandle:
+        if durable:
+            snapshot = snapshots[point.index]
+            assert snapshot is not None
+            snapshots[point.index] = None  # started: the store holds it now
+            return await runtime._start_pending(
+                experiments[point.point], point.run_id, snapshot, mode, cache
+            )
+        return await runtime.submit(
+            experiments[point.point],
+            run_id=point.run_id,
+            telemetry=_telemetry(sid, point),
+            assigns=assigns,
+            validate_options=validate_options,
+            enable_trace=enable_trace,
+            persist=persist,
+            cache=cache,
         )
-    experiments = [point_experiment(exp, params) for params in expand(sweep)]
+
+    runtime._feeding_started()  # wait_idle() waits for the points not started yet
     task_group.start_soon(
         _feed,
         runtime,
         handle,
-        experiments,
+        start,
         store,
-        {
-            "assigns": assigns,
-            "validate_options": validate_options,
-            "enable_trace": enable_trace,
-            "persist": persist,
-            "cache": cache,
-        },
+        durable,
         max_concurrent,
         name=f"sweep {sid}",
     )
     return handle
+
+
+def _telemetry(sweep_id: str, point: SweepPoint) -> dict[str, Any]:
+    return {"seed": point.seed, "sweep_id": sweep_id, "sweep_point": point.point}
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
@@ -412,54 +512,60 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
     return safe
 
 
+async def _release_when_done(slots: anyio.Semaphore, run: RunHandle) -> None:
+    try:
+        await run.wait()
+    finally:
+        slots.release()
+
+
 async def _feed(
     runtime: Runtime,
     handle: SweepHandle,
-    experiments: list[Experiment],
+    start: Callable[[SweepPoint], Awaitable[RunHandle]],
     store: Any,
-    submit_kw: dict[str, Any],
+    durable: bool,
     max_concurrent: int | None,
 ) -> None:
     slots = anyio.Semaphore(max_concurrent) if max_concurrent else None
-
-    async def release_when_done(run: RunHandle) -> None:
-        assert slots is not None
-        try:
-            await run.wait()
-        finally:
-            slots.release()
-
     todo = iter(handle.points)  # shared by the feeders: each point is taken once
 
     async def feeder(tg: TaskGroup) -> None:
         for point in todo:
             if slots is not None:
                 await slots.acquire()
+            if not runtime.accepting:  # closing: the points left are settled below
+                if slots is not None:
+                    slots.release()
+                return
             try:
-                run = await runtime.submit(
-                    experiments[point.point],
-                    run_id=point.run_id,
-                    telemetry={
-                        "seed": point.seed,
-                        "sweep_id": handle.sweep_id,
-                        "sweep_point": point.point,
-                    },
-                    **submit_kw,
+                run = await start(point)
+            except OwnershipLost as exc:  # another runtime adopted it (lost lease)
+                if slots is not None:
+                    slots.release()
+                handle._lost.add(point.index)
+                log.warning(
+                    "sweep %s: run %d not started here: %s", handle.sweep_id, point.index, exc
                 )
+                continue
             except Exception as exc:
                 if slots is not None:
                     slots.release()
+                if not runtime.accepting:
+                    return
                 handle._errors[point.index] = exc
                 log.error("sweep %s: run %d not submitted: %s", handle.sweep_id, point.index, exc)
+                if durable:
+                    await _end_unstarted(runtime, [point.run_id], "failed", f"not started: {exc}")
                 continue
             handle._handles[point.index] = run
             handle._submitted += 1
             if handle._cancelled:
-                # Cancelled while submit() committed the run's row (it shields that
-                # write): cancel() did not see this run; stop it here.
+                # Cancelled while the run's row was being started (that write is
+                # shielded): cancel() did not see this run; stop it here.
                 tg.start_soon(run.cancel)
             if slots is not None:  # a slot frees when its run ends
-                tg.start_soon(release_when_done, run)
+                tg.start_soon(_release_when_done, slots, run)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -467,8 +573,8 @@ async def _feed(
             # are cancelled one by one and still waited for below.
             with anyio.CancelScope() as scope:
                 handle._scope = scope
-                # submit() returns once the run's row is committed: several feeders let
-                # the rows of consecutive points share a commit.
+                # Each start returns once the run's row is committed: several feeders
+                # let the rows of consecutive points share a commit.
                 async with anyio.create_task_group() as feeders:
                     for _ in range(min(_FEEDERS, len(handle.points))):
                         feeders.start_soon(feeder, tg)
@@ -477,11 +583,196 @@ async def _feed(
             await run.wait()
     finally:
         with anyio.CancelScope(shield=True):
-            handle._settle()
-            if store is not None:
+            try:
+                if durable:
+                    await _settle_unstarted(runtime, handle)
+                handle._settle()
+                # Points left pending for the next resume: the sweep goes on there, and
+                # the runtime that finishes its last point records its outcome.
+                if store is not None and handle._unstarted != "interrupted":
+                    try:
+                        await store.finish_sweep(
+                            handle.sweep_id, status=handle.status, finished_at=datetime.now(UTC)
+                        )
+                    except Exception as exc:
+                        log.error(
+                            "could not store the outcome of sweep %s: %s", handle.sweep_id, exc
+                        )
+            finally:
+                runtime._feeding_ended()
+
+
+async def _settle_unstarted(runtime: Runtime, handle: SweepHandle) -> None:
+    """Store the outcome of the pending points that never started here.
+
+    Cancelled with the sweep, or by a runtime closing with ``on_shutdown="cancel"``;
+    left ``pending`` (resumable by the next ``on_start="resume"``) by one closing with
+    ``on_shutdown="interrupt"``.
+    """
+    left = [
+        p.run_id
+        for p in handle.points
+        if handle._handles[p.index] is None
+        and p.index not in handle._errors
+        and p.index not in handle._lost
+    ]
+    if not left:
+        return
+    if not handle._cancelled and runtime._interrupt_on_shutdown:
+        handle._unstarted = "interrupted"
+        log.info(
+            "sweep %s: %d point(s) not started are left pending for the next on_start='resume'",
+            handle.sweep_id,
+            len(left),
+        )
+        return
+    why = "the sweep was cancelled" if handle._cancelled else "the runtime shut down"
+    await _end_unstarted(runtime, left, "cancelled", f"{why} before this point started")
+
+
+async def _end_unstarted(
+    runtime: Runtime, run_ids: Sequence[str], status: str, message: str
+) -> None:
+    """Store pending runs of this runtime as ``status`` (best effort: logged if not)."""
+    persistence = runtime._persistence
+    if persistence is None:
+        return
+    store = persistence.store
+    now = persistence.now()
+    failure = {"stage": None, "reason_type": "NotStarted", "message": message}
+
+    async def end(run_id: str) -> None:
+        try:
+            await store.finish_run(
+                RunRecord(
+                    id=run_id,
+                    experiment_id="",  # not written: finish_run keeps the stored one
+                    status=status,
+                    failure=failure,
+                    finished_at=now,
+                    owner_id=persistence.owner.id,
+                ),
+                artifacts=[],
+                events=[],
+            )
+        except OwnershipLost:
+            pass  # another runtime adopted it: its outcome is that runtime's to store
+        except Exception as exc:
+            log.error("could not store run %s as %s: %s", run_id, status, exc)
+
+    async with anyio.create_task_group() as tg:
+        for run_id in run_ids:
+            tg.start_soon(end, run_id)
+
+
+async def adopt_points(
+    runtime: Runtime,
+    persistence: Any,
+    sweep_id: str | None,
+    pending: Sequence[tuple[int, str]],
+    resumed: Sequence[RunHandle],
+    load: Callable[[str], Awaitable[tuple[Experiment, bytes]]],
+) -> None:
+    """Start the ``pending`` points of sweep ``sweep_id`` this runtime claimed from a dead
+    owner, as the sweep's ``max_concurrent`` allows; store the sweep's outcome at the end.
+
+    ``pending`` are (index, run id) pairs; ``resumed`` the handles of the sweep's runs
+    recovery resumed here, which hold slots of ``max_concurrent`` until they end.
+    ``load(run_id)`` returns a point's experiment and initial snapshot. Runs in the
+    runtime's task group (the caller counted it with ``runtime._feeding_started()``);
+    store errors are logged, never raised.
+    """
+    try:
+        await _adopt_points(runtime, persistence, sweep_id, pending, resumed, load)
+    finally:
+        runtime._feeding_ended()
+
+
+async def _adopt_points(
+    runtime: Runtime,
+    persistence: Any,
+    sweep_id: str | None,
+    pending: Sequence[tuple[int, str]],
+    resumed: Sequence[RunHandle],
+    load: Callable[[str], Awaitable[tuple[Experiment, bytes]]],
+) -> None:
+    store = persistence.store
+    record = None
+    try:
+        if sweep_id is not None:
+            record = await store.get_sweep(sweep_id)
+    except Exception as exc:
+        log.error("sweep %s: could not read it to adopt its points: %s", sweep_id, exc)
+    options = (record.sweep.get("options") if record is not None else None) or {}
+    limit = options.get("max_concurrent")
+    slots = anyio.Semaphore(limit) if isinstance(limit, int) and limit > 0 else None
+    try:
+        mode = check_validate_mode(options.get("validate_options", "off"))
+    except ValueError:
+        mode = check_validate_mode("off")
+    cache = options.get("cache", True) is not False
+    started: list[RunHandle] = []
+    if pending:
+        log.info("sweep %s: adopting %d point(s) not started yet", sweep_id, len(pending))
+    async with anyio.create_task_group() as tg:
+        for run in resumed:
+            if slots is not None:
+                await slots.acquire()
+                tg.start_soon(_release_when_done, slots, run)
+        todo = iter(sorted(pending))
+
+        async def feeder() -> None:
+            for _, run_id in todo:
+                if slots is not None:
+                    await slots.acquire()
                 try:
-                    await store.finish_sweep(
-                        handle.sweep_id, status=handle.status, finished_at=datetime.now(UTC)
-                    )
+                    if not runtime.accepting:
+                        raise _Closing
+                    experiment, snapshot = await load(run_id)
+                    run = await runtime._start_pending(experiment, run_id, snapshot, mode, cache)
+                except _Closing:
+                    if slots is not None:
+                        slots.release()
+                    return  # left pending: the next runtime adopts it
+                except OwnershipLost:
+                    if slots is not None:
+                        slots.release()
+                    continue  # another runtime claimed it since
                 except Exception as exc:
-                    log.error("could not store the outcome of sweep %s: %s", handle.sweep_id, exc)
+                    if slots is not None:
+                        slots.release()
+                    if not runtime.accepting:
+                        return
+                    log.error("sweep %s: adopted run %s not started: %s", sweep_id, run_id, exc)
+                    await _end_unstarted(runtime, [run_id], "failed", f"not started: {exc}")
+                    continue
+                started.append(run)
+                if slots is not None:
+                    tg.start_soon(_release_when_done, slots, run)
+
+        async with anyio.create_task_group() as feeders:
+            for _ in range(min(_FEEDERS, len(pending))):
+                feeders.start_soon(feeder)
+    for run in [*resumed, *started]:
+        await run.wait()
+    if sweep_id is not None:
+        with anyio.CancelScope(shield=True):
+            await _finish_if_done(store, sweep_id)
+
+
+class _Closing(Exception):
+    """The runtime began closing: stop starting points."""
+
+
+async def _finish_if_done(store: Any, sweep_id: str) -> None:
+    """Store the sweep's outcome if every one of its points has ended."""
+    try:
+        statuses = [
+            (await store.get_run(p.run_id)).status for p in await store.list_sweep_points(sweep_id)
+        ]
+        if not statuses or any(s in LIVE_STATUSES for s in statuses):
+            return
+        status = "completed" if all(s == "completed" for s in statuses) else "failed"
+        await store.finish_sweep(sweep_id, status=status, finished_at=datetime.now(UTC))
+    except Exception as exc:
+        log.error("could not store the outcome of sweep %s: %s", sweep_id, exc)

@@ -5,7 +5,8 @@ Binds 127.0.0.1:8765 by default. Listening on any other address needs a token
 reaches the port could run experiments. The runtime is opened before the socket is
 bound, on the store named by ``--store``, ``CRUCIBLE_STORE_URL`` or the embedded
 ``./.crucible/crucible.db``, and resumes the runs a dead process left running or a
-stopped one interrupted. SIGINT or SIGTERM stop the server gracefully (a rolling restart,
+stopped one interrupted, and keeps adopting the runs of processes that die while it is up
+(``--no-adopt``: at start-up only). SIGINT or SIGTERM stop the server gracefully (a rolling restart,
 ``kill``, a container stop): runs still going are then stopped as fast as a cancel would
 stop them, but recorded ``interrupted`` with their last checkpoint, and the next ``serve``
 on the same store resumes them without re-running the stages they completed
@@ -74,6 +75,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="interrupt",
         help="what SIGINT/SIGTERM does to runs still going: interrupt (default; the next "
         "serve on the store resumes them) or cancel",
+    )
+    p.add_argument(
+        "--no-adopt",
+        dest="adopt",
+        action="store_false",
+        help="resume dead processes' runs at start-up only; by default the service keeps "
+        "adopting, every 1.5 s, the runs of processes sharing the store that die while it "
+        "is up",
     )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.add_argument(
@@ -217,6 +226,7 @@ async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
         store=url,
         max_concurrent_runs=args.max_concurrent_runs,
         on_start="resume",
+        adopt=args.adopt,
         ray_address=args.ray_address,
         on_shutdown=args.on_shutdown,
     ) as rt:

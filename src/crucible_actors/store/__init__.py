@@ -37,6 +37,7 @@ from .._core._store import EnvironmentRecord as EnvironmentRecord
 from .._core._store import ExperimentRecord as ExperimentRecord
 from .._core._store import GcResult as GcResult
 from .._core._store import OwnerRecord as OwnerRecord
+from .._core._store import PendingRun as PendingRun
 from .._core._store import RunRecord as RunRecord
 from .._core._store import StageAttempt as StageAttempt
 from .._core._store import Store as Store
@@ -70,6 +71,7 @@ __all__ = [
     "MemoryBlobStore",
     "MemoryStore",
     "OwnerRecord",
+    "PendingRun",
     "Persistence",
     "PostgresStore",
     "RecoveryReport",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         EnvironmentRecord,
         ExperimentRecord,
         OwnerRecord,
+        PendingRun,
         RunRecord,
         StageAttempt,
         SweepPointRecord,
@@ -110,7 +111,7 @@ class MemoryStore:
                 metadata=run.metadata,
                 failure=None,
                 finished_at=None,
-                resume_count=existing.resume_count + 1,
+                resume_count=run.resume_count,
             )
         else:
             self._runs[run.id] = run
@@ -177,7 +178,21 @@ class MemoryStore:
         run = self._runs.get(run_id)
         if run is None or run.status != status or run.owner_id != owner_id:
             return False
-        self._runs[run_id] = _replace(run, status="running", owner_id=new_owner_id)
+        claimed = "pending" if status == "pending" else "running"
+        self._runs[run_id] = _replace(run, status=claimed, owner_id=new_owner_id)
+        return True
+
+    async def start_pending(
+        self, run_id: str, *, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+    ) -> bool:
+        """Start the ``pending`` run ``run_id`` if ``owner_id`` still owns it (see Store)."""
+        await anyio.lowlevel.checkpoint()
+        run = self._runs.get(run_id)
+        if run is None or run.status != "pending" or run.owner_id != owner_id:
+            return False
+        self._runs[run_id] = _replace(
+            run, status="running", started_at=started_at, metadata=metadata
+        )
         return True
 
     async def mark_interrupted(
@@ -190,7 +205,7 @@ class MemoryStore:
     ) -> bool:
         await anyio.lowlevel.checkpoint()
         run = self._runs.get(run_id)
-        if run is None or run.status != "running" or run.owner_id != owner_id:
+        if run is None or run.status not in LIVE_STATUSES or run.owner_id != owner_id:
             return False
         self._runs[run_id] = _replace(
             run, status="interrupted", finished_at=finished_at, failure=failure
@@ -216,13 +231,36 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         self._owners.pop(owner_id, None)
 
-    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+    async def record_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        points: Sequence[SweepPointRecord],
+        experiment: ExperimentRecord | None = None,
+        pending: Sequence[PendingRun] = (),
+    ) -> None:
         await anyio.lowlevel.checkpoint()
         if sweep.id in self._sweeps:
             raise StoreError(
                 f"a sweep with id {sweep.id!r} already exists; choose another sweep_id",
                 store=self._name,
             )
+        taken = next((p.run.id for p in pending if p.run.id in self._runs), None)
+        if taken is not None:
+            raise StoreError(
+                f"a run with id {taken!r} already exists; choose another sweep_id",
+                store=self._name,
+            )
+        if experiment is not None:
+            old = self._experiments.get(experiment.id)
+            if old is not None:
+                experiment = _replace(experiment, created_at=old.created_at)
+            self._experiments[experiment.id] = experiment
+        for p in pending:
+            self._runs[p.run.id] = p.run
+            self._next_seq += 1
+            self._seq[p.run.id] = self._next_seq
+            self._checkpoints.setdefault(p.run.id, {})[p.checkpoint.index] = p.checkpoint
         self._sweeps[sweep.id] = sweep
         self._sweep_points[sweep.id] = sorted(points, key=lambda p: p.index)
 
@@ -492,8 +530,9 @@ class MemoryStore:
             raise OwnershipLost(run_id, owner_id=run.owner_id, store=self._name)
 
     async def adoption_probe(self) -> tuple[set[str | None], int]:
-        """Return the owners of the ``running`` runs and how many runs are ``interrupted``."""
+        """Return the owners of the ``running`` and ``pending`` runs and how many runs are
+        ``interrupted``."""
         await anyio.lowlevel.checkpoint()
         runs = self._runs.values()
-        owners = {run.owner_id for run in runs if run.status == "running"}
+        owners = {run.owner_id for run in runs if run.status in LIVE_STATUSES}
         return owners, sum(1 for run in runs if run.status == "interrupted")

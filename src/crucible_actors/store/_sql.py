@@ -303,11 +303,15 @@ def run_row(tx: Tx, run: RunRecord) -> tuple[Any, ...]:
 
 
 def resume_run(tx: Tx, run: RunRecord) -> None:
-    """Mark an existing run running again under ``run.owner_id`` (insert it if missing)."""
+    """Mark an existing run running again under ``run.owner_id`` (insert it if missing).
+
+    ``resume_count`` is set to ``run.resume_count`` (the caller's number for this resume),
+    not incremented: a write retried after its commit's answer was lost counts once.
+    """
     changed = tx.execute(
         "UPDATE runs SET status = ?, owner_id = ?, metadata = ?, failure = NULL,"
-        " finished_at = NULL, resume_count = resume_count + 1 WHERE id = ?",
-        (run.status, run.owner_id, tx.json_in(run.metadata), run.id),
+        " finished_at = NULL, resume_count = ? WHERE id = ?",
+        (run.status, run.owner_id, tx.json_in(run.metadata), run.resume_count, run.id),
     )
     if not changed:
         tx.execute(f"INSERT INTO runs ({_RUN_COLS}) VALUES {_values(1, 11)}", run_row(tx, run))
@@ -455,13 +459,41 @@ GROUP_HANDLERS = (
 
 
 def claim_run(tx: Tx, run_id: str, status: str, owner_id: str | None, new_owner_id: str) -> bool:
+    """Take the run over if it still has ``status`` and ``owner_id``; a ``pending`` run
+    stays pending (it has not started: :func:`start_pending` starts it)."""
+    target = "'pending'" if status == "pending" else "'running'"
     return (
         tx.execute(
-            f"UPDATE runs SET status = 'running', owner_id = ? WHERE id = ? AND status = ?"
+            f"UPDATE runs SET status = {target}, owner_id = ? WHERE id = ? AND status = ?"
             f" AND {tx.owner_match}",
             (new_owner_id, run_id, status, owner_id),
         )
         == 1
+    )
+
+
+def start_pending(
+    tx: Tx, run_id: str, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+) -> bool:
+    """Start the pending run ``run_id`` if ``owner_id`` still owns it."""
+    return (
+        tx.execute(
+            "UPDATE runs SET status = 'running', started_at = ?, metadata = ?"
+            " WHERE id = ? AND status = 'pending' AND owner_id = ?",
+            (tx.ts_in(started_at), tx.json_in(metadata), run_id, owner_id),
+        )
+        == 1
+    )
+
+
+def started_by(tx: Tx, run_id: str, owner_id: str, started_at: datetime) -> bool:
+    """Whether ``owner_id`` already started run ``run_id`` at ``started_at`` (a start
+    retried after its commit went through unacknowledged)."""
+    return bool(
+        tx.fetchall(
+            "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND started_at = ?",
+            (run_id, owner_id, tx.ts_in(started_at)),
+        )
     )
 
 
@@ -475,7 +507,7 @@ def mark_interrupted(
     return (
         tx.execute(
             "UPDATE runs SET status = 'interrupted', finished_at = ?, failure = ?"
-            f" WHERE id = ? AND status = 'running' AND {tx.owner_match}",
+            f" WHERE id = ? AND status IN ('running', 'pending') AND {tx.owner_match}",
             (tx.ts_in(finished_at), tx.json_in(failure), run_id, owner_id),
         )
         == 1
@@ -697,12 +729,16 @@ def list_owners(tx: Tx) -> list[OwnerRecord]:
 
 
 def adoption_probe(tx: Tx) -> tuple[set[str | None], int]:
-    """Return the owners of the ``running`` runs and how many runs are ``interrupted``.
+    """Return the owners of the ``running`` and ``pending`` runs and how many runs are
+    ``interrupted``.
 
     Both read through the index on status, for the adoption tick (``_recovery.py``).
     """
     owners = {
-        r[0] for r in tx.fetchall("SELECT DISTINCT owner_id FROM runs WHERE status = 'running'")
+        r[0]
+        for r in tx.fetchall(
+            "SELECT DISTINCT owner_id FROM runs WHERE status IN ('running', 'pending')"
+        )
     }
     count = tx.fetchall("SELECT count(*) FROM runs WHERE status = 'interrupted'")[0][0]
     return owners, int(count)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         EnvironmentRecord,
         ExperimentRecord,
         OwnerRecord,
+        PendingRun,
         RunRecord,
         StageAttempt,
         SweepPointRecord,
@@ -153,7 +154,7 @@ class SQLStore(abc.ABC):
             lambda tx: _sql.claim_run(tx, run_id, status, owner_id, new_owner_id),
             again=lambda tx: (
                 _sql.claim_run(tx, run_id, status, owner_id, new_owner_id)
-                or _owned_running(tx, run_id, new_owner_id)
+                or _owned_running(tx, run_id, new_owner_id, status)
             ),
         )
         return claimed
@@ -192,12 +193,44 @@ class SQLStore(abc.ABC):
             lambda tx: _sql.remove_owner(tx, owner_id), retry_on=_NEW_RUN_RETRIES
         )
 
-    async def record_sweep(self, sweep: SweepRecord, *, points: Sequence[SweepPointRecord]) -> None:
+    async def record_sweep(
+        self,
+        sweep: SweepRecord,
+        *,
+        points: Sequence[SweepPointRecord],
+        experiment: ExperimentRecord | None = None,
+        pending: Sequence[PendingRun] = (),
+    ) -> None:
         name = self._name
-        # New work, like a new run: refused at once on a full disk.
+        conv = self._writer.conv
+        # The pending points' rows travel as grouped parts (one statement per kind for
+        # the whole sweep), in the sweep's transaction.
+        parts: list[tuple[int, Any]] = []
+        if experiment is not None:
+            parts.append((EXPERIMENT, _sql.experiment_row(conv, experiment)))
+        parts += [(RUN, _sql.run_row(conv, p.run)) for p in pending]
+        parts += [(CHECKPOINT, _sql.checkpoint_row(conv, p.checkpoint)) for p in pending]
+        # New work, like a new run: refused at once on a full disk. A lost connection is
+        # retried, accepting the sweep an unacknowledged commit may have left.
         await self._writer.submit(
-            lambda tx: _sweeps.record_sweep(tx, sweep, points, name), retry_on=_NEW_RUN_RETRIES
+            lambda tx: _sweeps.record_sweep(tx, sweep, points, name),
+            parts=parts,
+            retry_on=_NEW_RUN_RETRIES,
+            again=lambda tx: _record_sweep_again(tx, parts, sweep, points, pending, name),
         )
+
+    async def start_pending(
+        self, run_id: str, *, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+    ) -> bool:
+        """Start the ``pending`` run ``run_id`` if ``owner_id`` still owns it (see Store)."""
+        started: bool = await self._writer.submit(
+            lambda tx: _sql.start_pending(tx, run_id, owner_id, started_at, metadata),
+            again=lambda tx: (
+                _sql.start_pending(tx, run_id, owner_id, started_at, metadata)
+                or _sql.started_by(tx, run_id, owner_id, started_at)
+            ),
+        )
+        return started
 
     async def finish_sweep(self, sweep_id: str, *, status: str, finished_at: datetime) -> None:
         name = self._name
@@ -414,13 +447,37 @@ def _start_run_again(
         _sql.GROUP_HANDLERS[kind](tx, [row], store)
 
 
-def _owned_running(tx: _sql.Tx, run_id: str, owner_id: str) -> bool:
+def _record_sweep_again(
+    tx: _sql.Tx,
+    parts: Sequence[tuple[int, Any]],
+    sweep: SweepRecord,
+    points: Sequence[SweepPointRecord],
+    pending: Sequence[PendingRun],
+    store: str,
+) -> None:
+    """Record a sweep on a retry: the same sweep, left by a commit whose acknowledgement
+    was lost (its first pending run is there, under the same owner), counts as recorded;
+    another sweep with its id is still refused."""
+    if tx.fetchall("SELECT 1 FROM sweeps WHERE id = ?", (sweep.id,)):
+        first = pending[0].run if pending else None
+        if first is None or tx.fetchall(
+            f"SELECT 1 FROM runs WHERE id = ? AND status = 'pending' AND {tx.owner_match}",
+            (first.id, first.owner_id),
+        ):
+            return
+    for kind, row in parts:
+        _sql.GROUP_HANDLERS[kind](tx, [row], store)
+    _sweeps.record_sweep(tx, sweep, points, store)
+
+
+def _owned_running(tx: _sql.Tx, run_id: str, owner_id: str, claimed: str) -> bool:
     """Whether ``owner_id`` already holds run ``run_id`` (a claim retried after its
-    commit went through unacknowledged)."""
+    commit went through unacknowledged); a claimed ``pending`` run stays pending."""
+    status = "pending" if claimed == "pending" else "running"
     return bool(
         tx.fetchall(
-            "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND status = 'running'",
-            (run_id, owner_id),
+            "SELECT 1 FROM runs WHERE id = ? AND owner_id = ? AND status = ?",
+            (run_id, owner_id, status),
         )
     )
 
