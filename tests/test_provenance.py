@@ -9,6 +9,7 @@ import textwrap
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
 import crucible_actors as ca
@@ -304,3 +305,36 @@ def test_the_environment_lists_the_stages_installed_distributions(
     assert record["python"] == ".".join(map(str, sys.version_info[:3]))
     assert len(env_id) == 32
     assert _provenance._build(key)[0] == env_id  # the id is a digest of the content
+
+
+class KOptions(msgspec.Struct, frozen=True):
+    """A swept option."""
+
+    k: int = 0
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_every_sweep_point_records_its_provenance(tmp_path: Path, url: str) -> None:
+    # Sweep points start from rows written pending with their sweep: starting one must
+    # record its provenance as a plain run's start does.
+    from crucible_actors.store import open_store
+
+    target = f"sqlite:///{tmp_path}/s.db" if url == "sqlite" else url
+    exp = Experiment(id="sw", pipeline=[StageDef(name="one")], sweep={"one.k": [1, 2, 3]})
+
+    @ca.stage("one", options=KOptions)
+    def one(ctx: Context, opts: KOptions) -> Context:
+        return ctx.put_metric("one", 1)
+
+    reg = Registry()
+    reg.register(one)
+    async with open_store(target) as store:
+        async with ca.open_runtime(registry=reg, store=store) as rt:
+            handle = await rt.submit_sweep(exp)
+            assert await handle.wait() == {"completed": 3}
+        runs = [r for r in await store.list_runs(limit=10) if r.experiment_id.startswith("sw")]
+        assert len(runs) == 3
+        for run in runs:
+            assert run.provenance is not None, run.id
+            assert set(run.provenance["stages"]) == {"one"}
+            assert run.provenance["environment"]

@@ -162,11 +162,16 @@ class StoreObserver(RunObserver):
         p = self._p
         start: Any = getattr(p.store, "start_pending", None)  # optional (see Store)
         assert start is not None, "pending runs exist only on stores with start_pending"
+        recorder = p.provenance
+        provenance = (
+            await recorder.for_run(handle.experiment, snapshot) if recorder is not None else None
+        )
         if not await start(
             handle.run_id,
             owner_id=p.owner.id,
             started_at=p.now(),
             metadata={"resumed_from": handle.resumed_from},
+            provenance=provenance,
         ):
             owner: str | None = None
             with contextlib.suppress(RunNotFound):

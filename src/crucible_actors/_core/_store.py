@@ -333,11 +333,12 @@ class Store(Protocol):
     and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
     tuple[set[str | None], int]`` returns the owners of the ``running`` and ``pending``
     runs and the number of ``interrupted`` runs, cheaply (the adoption tick asks every
-    second or so). ``async start_pending(run_id, *, owner_id, started_at, metadata) ->
-    bool`` starts a ``pending`` run (sets it ``running`` with ``started_at`` and
-    ``metadata``) only while ``owner_id`` still owns it, False otherwise; a store with it
-    takes a sweep's points as ``pending`` runs in :meth:`record_sweep` (without it, each
-    point's row is written as it starts).
+    second or so). ``async start_pending(run_id, *, owner_id, started_at, metadata,
+    provenance=None) -> bool`` starts a ``pending`` run (sets it ``running`` with
+    ``started_at``, ``metadata`` and, when given, ``provenance``) only while
+    ``owner_id`` still owns it, False otherwise; a store with it takes a sweep's points
+    as ``pending`` runs in :meth:`record_sweep` (without it, each point's row is
+    written as it starts).
     Optional provenance methods (looked up with ``getattr``; a store without them
     records runs without their environment): ``async put_environment(env:
     EnvironmentRecord) -> bool`` stores an environment unless its id exists (True if it

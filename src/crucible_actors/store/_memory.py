@@ -183,7 +183,13 @@ class MemoryStore:
         return True
 
     async def start_pending(
-        self, run_id: str, *, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+        self,
+        run_id: str,
+        *,
+        owner_id: str,
+        started_at: datetime,
+        metadata: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
     ) -> bool:
         """Start the ``pending`` run ``run_id`` if ``owner_id`` still owns it (see Store)."""
         await anyio.lowlevel.checkpoint()
@@ -191,7 +197,11 @@ class MemoryStore:
         if run is None or run.status != "pending" or run.owner_id != owner_id:
             return False
         self._runs[run_id] = _replace(
-            run, status="running", started_at=started_at, metadata=metadata
+            run,
+            status="running",
+            started_at=started_at,
+            metadata=metadata,
+            provenance=run.provenance if provenance is None else provenance,
         )
         return True
 

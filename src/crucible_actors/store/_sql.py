@@ -473,14 +473,27 @@ def claim_run(tx: Tx, run_id: str, status: str, owner_id: str | None, new_owner_
 
 
 def start_pending(
-    tx: Tx, run_id: str, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+    tx: Tx,
+    run_id: str,
+    owner_id: str,
+    started_at: datetime,
+    metadata: dict[str, Any],
+    provenance: dict[str, Any] | None = None,
 ) -> bool:
-    """Start the pending run ``run_id`` if ``owner_id`` still owns it."""
+    """Start the pending run ``run_id`` if ``owner_id`` still owns it, recording its
+    ``provenance`` (kept as it was when None)."""
     return (
         tx.execute(
-            "UPDATE runs SET status = 'running', started_at = ?, metadata = ?"
+            "UPDATE runs SET status = 'running', started_at = ?, metadata = ?,"
+            " provenance = COALESCE(?, provenance)"
             " WHERE id = ? AND status = 'pending' AND owner_id = ?",
-            (tx.ts_in(started_at), tx.json_in(metadata), run_id, owner_id),
+            (
+                tx.ts_in(started_at),
+                tx.json_in(metadata),
+                None if provenance is None else tx.json_in(provenance),
+                run_id,
+                owner_id,
+            ),
         )
         == 1
     )

@@ -220,13 +220,19 @@ class SQLStore(abc.ABC):
         )
 
     async def start_pending(
-        self, run_id: str, *, owner_id: str, started_at: datetime, metadata: dict[str, Any]
+        self,
+        run_id: str,
+        *,
+        owner_id: str,
+        started_at: datetime,
+        metadata: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
     ) -> bool:
         """Start the ``pending`` run ``run_id`` if ``owner_id`` still owns it (see Store)."""
         started: bool = await self._writer.submit(
-            lambda tx: _sql.start_pending(tx, run_id, owner_id, started_at, metadata),
+            lambda tx: _sql.start_pending(tx, run_id, owner_id, started_at, metadata, provenance),
             again=lambda tx: (
-                _sql.start_pending(tx, run_id, owner_id, started_at, metadata)
+                _sql.start_pending(tx, run_id, owner_id, started_at, metadata, provenance)
                 or _sql.started_by(tx, run_id, owner_id, started_at)
             ),
         )
