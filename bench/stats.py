@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
-from crucible_actors.stages._stats import analyze
+from crucible_actors.stats import analyze
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,8 +15,7 @@ from tests.compare_helpers import stored_run
 import crucible_actors as ca
 from crucible_actors.comparison import Comparison, ComparisonError, render
 from crucible_actors.errors import RunNotFound
-from crucible_actors.stages._effect_ci import _d_vectorized, effect_size_ci
-from crucible_actors.stages._stats import cohens_d
+from crucible_actors.stats import cohens_d, effect_size
 from crucible_actors.store import open_store
 
 if TYPE_CHECKING:
@@ -184,24 +183,32 @@ async def test_unknown_run_and_single_run_are_errors(store: Store) -> None:
         await ca.compare(store, ["a", "a"])
 
 
-def test_vectorized_effect_size_is_the_stage_formula() -> None:
+def _d(x: Any, y: Any, axis: int = -1) -> Any:
+    n1, n2 = x.shape[axis], y.shape[axis]
+    pooled = np.sqrt(
+        ((n1 - 1) * x.var(axis=axis, ddof=1) + (n2 - 1) * y.var(axis=axis, ddof=1)) / (n1 + n2 - 2)
+    )
+    return (y.mean(axis=axis) - x.mean(axis=axis)) / pooled
+
+
+def test_the_one_bca_implementation_gives_cohens_d_interval() -> None:
     a, b = sample(11, 15), sample(12, 19, shift=0.1)
-    assert float(_d_vectorized(np.asarray(a), np.asarray(b))) == pytest.approx(cohens_d(a, b))
-    ci = effect_size_ci(a, b, paired=False, iterations=2000, seed=1)
+    eff = effect_size(a, b, n_resamples=2000, seed=1)
     ref = stats.bootstrap(
         (np.asarray(a), np.asarray(b)),
-        _d_vectorized,
+        _d,
         n_resamples=2000,
         method="BCa",
         rng=np.random.default_rng(1),
     )
-    assert ci["ci"] == pytest.approx([ref.confidence_interval.low, ref.confidence_interval.high])
-    assert ci["ci"][0] < ci["value"] < ci["ci"][1]
+    expected = [ref.confidence_interval.low, ref.confidence_interval.high]
+    assert eff["cohens_d_ci"] == pytest.approx(expected, rel=1e-9)
+    assert eff["cohens_d_ci"][0] < cohens_d(a, b) < eff["cohens_d_ci"][1]
 
 
 def test_constant_samples_give_no_interval_and_no_warning() -> None:
-    ci = effect_size_ci([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], paired=True, iterations=200)
-    assert (ci["value"], ci["ci"], ci["mean_difference_ci"]) == (None, None, None)
+    eff = effect_size([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], paired=True, n_resamples=200)
+    assert (eff["cohens_dz"], eff["cohens_dz_ci"]) == (None, None)
 
 
 # -- rendering ------------------------------------------------------------------------

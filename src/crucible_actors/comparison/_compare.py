@@ -244,6 +244,36 @@ def _verdict(
     return f"{head}; {p_text} by {_TEST_NAMES[test]}{adjusted}; {eff}. {tail}", better
 
 
+def _effect_with_intervals(
+    a: list[float],
+    b: list[float],
+    *,
+    paired: bool,
+    confidence_level: float,
+    iterations: int,
+    seed: int | None,
+) -> dict[str, Any]:
+    from .. import stats
+
+    kw: dict[str, Any] = {
+        "paired": paired,
+        "confidence_level": confidence_level,
+        "n_resamples": iterations,
+        "seed": seed,
+    }
+    eff = stats.effect_size(a, b, **kw)
+    diff = stats.mean_difference_interval(a, b, **kw)
+    name = "cohens_dz" if paired else "cohens_d"
+    return {
+        "name": name,
+        "value": eff[name],
+        "ci": eff[f"{name}_ci"],
+        "interpretation": eff["interpretation"],
+        "mean_difference": diff["estimate"],
+        "mean_difference_ci": diff["confidence_interval"],
+    }
+
+
 def _analyze_groups(
     groups: list[GroupSummary],
     reference: int,
@@ -256,8 +286,7 @@ def _analyze_groups(
     seed: int | None,
     higher_is_better: bool,
 ) -> tuple[list[PairComparison], dict[str, Any] | None]:
-    from ..stages import _stats
-    from ..stages._effect_ci import effect_size_ci
+    from .. import stats as _stats
 
     tests = ("paired_ttest", "wilcoxon") if paired else ("ttest", "mann_whitney")
     base = groups[reference]
@@ -272,7 +301,7 @@ def _analyze_groups(
             alpha=alpha,
             confidence_level=confidence_level,
         )
-        effect = effect_size_ci(
+        effect = _effect_with_intervals(
             base.scores,
             cand.scores,
             paired=paired,
@@ -347,7 +376,7 @@ def _analyze_groups(
 def _summary(
     label: str, run_ids: list[str], scores: list[float], level: float, params: dict[str, Any]
 ) -> GroupSummary:
-    from ..stages import _stats
+    from .. import stats as _stats
 
     if len(scores) < 2:
         raise ComparisonError(
@@ -394,7 +423,7 @@ def _build(
     higher_is_better: bool,
     sweep_id: str | None,
 ) -> Comparison:
-    from ..stages import _stats
+    from .. import stats as _stats
 
     _stats.require_scipy("compare")
     if len(sides) < 2:

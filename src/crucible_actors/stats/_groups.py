@@ -1,7 +1,8 @@
-"""Pure statistics behind the ``bench`` stage: group comparisons, effect sizes, corrections.
+"""Group comparisons, effect sizes, corrections and the bootstrap (public via :mod:`..stats`).
 
 The ``bench`` stage collects numeric groups from a Context and passes them to
-:func:`analyze`; the dict it returns is the ``results`` part of ``metrics["bench"]``. Nothing
+:func:`analyze`; the dict it returns is the ``results`` part of ``metrics["bench"]``.
+``compare`` uses the same functions (and the one BCa implementation, :func:`_interval`). Nothing
 here touches a Context, does IO or keeps state. numpy and scipy are imported inside the
 functions that need them, so this module imports without the ``bench`` extra;
 :func:`require_scipy` turns a missing scipy into :class:`MissingDependency`. The small
@@ -705,9 +706,11 @@ def effect_size(
 ) -> Result:
     """Return the standardized effect of ``b`` against ``a`` with a BCa bootstrap interval.
 
-    Unpaired: ``{"cohens_d", "hedges_g", "hedges_g_ci", "interpretation"}`` (Hedges' g
-    resampled within each sample). Paired: ``{"cohens_dz", "cohens_dz_ci",
-    "interpretation"}``, ``dz = mean(b - a) / sd(b - a)``, the pairs resampled together.
+    Unpaired: ``{"cohens_d", "cohens_d_ci", "hedges_g", "hedges_g_ci", "interpretation"}``
+    (Hedges' g resampled within each sample; the interval of d is that of g divided by the
+    small-sample factor, which BCa carries over exactly because it is a positive constant).
+    Paired: ``{"cohens_dz", "cohens_dz_ci", "interpretation"}``,
+    ``dz = mean(b - a) / sd(b - a)``, the pairs resampled together.
     Both also carry ``confidence_level``, ``n_resamples`` and the ``seed`` used. Figures that
     are undefined (no spread) are ``None``.
 
@@ -756,7 +759,11 @@ def effect_size(
             seed=seed,
             method="BCa",
         )
-    return {**effect, "hedges_g_ci": ci, **common}
+    d_ci = None
+    if ci is not None and ci[0] is not None and ci[1] is not None:
+        factor = 1 - 3 / (4 * (x.size + y.size) - 9)
+        d_ci = [ci[0] / factor, ci[1] / factor]
+    return {**effect, "cohens_d_ci": d_ci, "hedges_g_ci": ci, **common}
 
 
 def permutation_pvalue(
