@@ -224,3 +224,17 @@ async def test_cross_validation_folds_get_the_corrected_test(store: Store) -> No
     assert "corrected resampled t-test (Nadeau & Bengio)" in result.design
     with pytest.raises(ValueError, match="test_train_ratio must be n_test / n_train"):
         await ca.compare(store, ["lr", "rf"], test_train_ratio=0)
+
+
+def test_large_comparisons_use_the_normal_interval_of_the_effect_size() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(0.5, 0.1, 10_001)
+    b = a + rng.normal(0.01, 0.1, a.size)
+    sides = [_Side("a", [record("ra", a.tolist())]), _Side("b", [record("rb", b.tolist())])]
+    (c,) = build(sides, reference=0, sweep_id=None).comparisons
+    d = b - a
+    dz = d.mean() / d.std(ddof=1)
+    se = np.sqrt(1 / d.size + dz**2 / (2 * d.size))
+    assert c.effect_size["interval"] == "normal"
+    assert c.effect_size["value"] == pytest.approx(dz)
+    assert c.effect_size["ci"] == pytest.approx([dz - 1.959964 * se, dz + 1.959964 * se])
