@@ -32,9 +32,11 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True):
 
     ``estimate`` is the tested difference (candidate - baseline, or the mean of the
     differences), ``standard_error`` its standard error and ``confidence_interval`` the
-    interval built from the same standard error and reference distribution as the p-value,
-    so the two never disagree: the interval excludes 0 exactly when ``p_value < alpha`` at
-    ``confidence_level = 1 - alpha``. ``df`` is None for a normal or exact reference.
+    interval that belongs to the test: for the t-based tests it is built from the same
+    standard error and t distribution as the p-value, so it excludes 0 exactly when
+    ``p_value < alpha`` at ``confidence_level = 1 - alpha`` (McNemar's is Agresti & Min's,
+    which can differ from the exact p at the margin). ``df`` is None for a normal or exact
+    reference.
     """
 
     __test__ = False  # not a pytest class, despite the name
