@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,3 +224,19 @@ def test_cohens_h_and_the_public_surface() -> None:
     public = {n for n in vars(stats) if not n.startswith("_")}
     assert set(stats.__all__) == public - {"annotations"}
     assert all(getattr(stats, name).__doc__ for name in stats.__all__ if name[0].islower())
+
+
+def test_paired_effect_interval_is_scipys_bca_over_the_pairs() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.normal(0.5, 0.1, 40)
+    b = a + rng.normal(0.03, 0.05, 40)
+    got = stats.effect_size(a, b, paired=True, n_resamples=2000, seed=3)["cohens_dz_ci"]
+
+    def dz(x: Any, y: Any, axis: int = -1) -> Any:
+        d = y - x
+        return d.mean(axis=axis) / d.std(axis=axis, ddof=1)
+
+    ref = sps.bootstrap(
+        (a, b), dz, paired=True, n_resamples=2000, method="BCa", rng=np.random.default_rng(3)
+    )
+    assert got == pytest.approx(list(ref.confidence_interval), rel=1e-10)
