@@ -228,7 +228,7 @@ async def test_cross_validation_folds_get_the_corrected_test(store: Store) -> No
 
 def test_large_comparisons_use_the_normal_interval_of_the_effect_size() -> None:
     rng = np.random.default_rng(3)
-    a = rng.normal(0.5, 0.1, 10_001)
+    a = rng.normal(0.5, 0.1, 2_501)
     b = a + rng.normal(0.01, 0.1, a.size)
     sides = [_Side("a", [record("ra", a.tolist())]), _Side("b", [record("rb", b.tolist())])]
     (c,) = build(sides, reference=0, sweep_id=None).comparisons

@@ -193,9 +193,10 @@ def effect(
 
 
 #: Above this many scores in a comparison, the effect size's interval is the large-sample
-#: normal one: BCa's jackknife costs O(n^2) (minutes at 2 x 100,000), and at that n the
-#: two agree to the digits printed.
-BOOTSTRAP_LIMIT = 20_000
+#: normal one: BCa's jackknife costs O(n^2) (about 5 s per comparison at 2 x 10,000,
+#: minutes at 2 x 100,000), and from a few thousand pairs on the two agree to the digits
+#: printed.
+BOOTSTRAP_LIMIT = 5_000
 
 
 def _large_sample_effect(
