@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-OLD_REF = "main"
+# The last commit of main before issue 18 (compare as it was: seeds as examples, Holm over
+# the k - 1 comparisons with the best, no McNemar, clusters or power).
+OLD_REF = "da545e70d6131192c20fc215b24868c056d374ab"
 OLD_FILES = {
     "comparison/_compare.py": "src/crucible_actors/comparison/_compare.py",
     "stages/_stats.py": "src/crucible_actors/stages/_stats.py",
@@ -140,7 +142,11 @@ def load_old() -> ModuleType | None:
             f"crucible_actors._core.{name}"
         )
     sys.path.insert(0, str(tmp))
-    return importlib.import_module("crucible_old.comparison._compare")
+    try:
+        return importlib.import_module("crucible_old.comparison._compare")
+    except ImportError as exc:
+        emit(figure="old_baseline", error=f"cannot load {OLD_REF[:12]}: {exc}")
+        return None
 
 
 def old_options() -> dict[str, Any]:
