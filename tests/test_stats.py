@@ -31,6 +31,7 @@ def test_mcnemar_exact_figures_of_the_contract() -> None:
     assert not small.p_value < 0.05
 
 
+@pytest.mark.slow  # imports statsmodels
 @pytest.mark.parametrize(("b", "c"), [(18, 34), (0, 4), (7, 7), (3, 20), (0, 0)])
 def test_mcnemar_matches_statsmodels(b: int, c: int) -> None:
     from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
@@ -65,8 +66,12 @@ def test_mcnemar_interval_is_agresti_min_and_refuses_non_binary_scores() -> None
         stats.mcnemar([1, 0], [0, 1], method="fisher")
 
 
-def test_clustered_se_figure_and_statsmodels() -> None:
+def test_clustered_se_figure() -> None:
     assert stats.clustered_se([1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0]) == pytest.approx(1 / 6)
+
+
+@pytest.mark.slow  # imports statsmodels
+def test_clustered_se_matches_statsmodels() -> None:
     import statsmodels.api as sm
 
     rng = random.Random(3)
@@ -122,8 +127,12 @@ def test_five_by_two_cv_ttest_is_dietterichs_formula() -> None:
     assert result.p_value == pytest.approx(2 * sps.t.sf(t, 5))
 
 
-def test_wilson_interval_figure_and_other_methods() -> None:
+def test_wilson_interval_figure() -> None:
     assert stats.proportion_interval(19, 20) == pytest.approx((0.76387, 0.99112), abs=5e-6)
+
+
+@pytest.mark.slow  # imports statsmodels
+def test_proportion_intervals_match_statsmodels() -> None:
     from statsmodels.stats.proportion import proportion_confint
 
     for method, sm_name in (
@@ -155,12 +164,17 @@ def test_power_figures_and_inverse() -> None:
     assert stats.sample_size(effect=0.05, sd=0.5, paired=False) == math.ceil(
         2 * (2.8015852 * 0.5 / 0.05) ** 2
     )
+
+
+@pytest.mark.slow  # imports statsmodels
+def test_sample_size_matches_statsmodels() -> None:
     from statsmodels.stats.power import NormalIndPower
 
     ref = NormalIndPower().solve_power(effect_size=0.3, alpha=0.05, power=0.8, ratio=1.0)
     assert stats.sample_size(effect=0.3, sd=1.0, paired=False) == math.ceil(ref)
 
 
+@pytest.mark.slow  # imports statsmodels and pandas
 def test_cochrans_q_friedman_and_rm_anova_match_references() -> None:
     import pandas as pd
     from statsmodels.stats.anova import AnovaRM
