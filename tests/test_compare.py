@@ -15,8 +15,7 @@ from tests.compare_helpers import stored_run
 import crucible_actors as ca
 from crucible_actors.comparison import Comparison, ComparisonError, render
 from crucible_actors.errors import RunNotFound
-from crucible_actors.stages._effect_ci import _d_vectorized, effect_size_ci
-from crucible_actors.stages._stats import cohens_d
+from crucible_actors.stats import cohens_d, effect_size
 from crucible_actors.store import open_store
 
 if TYPE_CHECKING:
@@ -69,22 +68,22 @@ async def test_paired_comparison_matches_scipy(store: Store) -> None:
     assert c.mean_difference == pytest.approx(diffs.mean())
     assert c.effect_size["name"] == "cohens_dz"
     assert c.effect_size["value"] == pytest.approx(diffs.mean() / diffs.std(ddof=1))
-    ref = stats.bootstrap(
-        (diffs,), np.mean, n_resamples=10_000, method="BCa", rng=np.random.default_rng(0)
-    )
-    assert c.mean_difference_ci == pytest.approx(
-        [ref.confidence_interval.low, ref.confidence_interval.high]
-    )
+    # The interval beside the verdict is the paired t-test's own.
+    ci = t.confidence_interval()
+    assert c.mean_difference_ci == pytest.approx([ci.low, ci.high])
+    assert c.test == "paired_ttest"
     assert c.p_value == c.tests["paired_ttest"]["p_value"]  # one comparison: nothing adjusted
     assert result.correction == "none"
+    assert result.design.startswith("paired by id (30 examples)")
 
 
 async def test_unpaired_comparison_matches_scipy(store: Store) -> None:
     a, b = sample(3, 25), sample(4, 32, shift=0.06, sd=0.14)
     await stored_run(store, "a", a)
     await stored_run(store, "b", b)
-    result = await ca.compare(store, ["a", "b"])
+    result = await ca.compare(store, ["a", "b"], unpaired=True)
     assert not result.paired
+    assert result.design.startswith("unpaired (as asked)")
     (c,) = result.comparisons
     welch = stats.ttest_ind(b, a, equal_var=False)
     assert c.tests["ttest"]["statistic"] == pytest.approx(welch.statistic, rel=1e-9)
@@ -108,7 +107,7 @@ async def test_three_runs_get_anova_kruskal_and_holm_adjusted_pairs(store: Store
     a, b, c = sample(5, 20), sample(6, 20, shift=0.02), sample(7, 20, shift=0.12)
     for name, xs in (("a", a), ("b", b), ("c", c)):
         await stored_run(store, name, xs)
-    result = await ca.compare(store, ["a", "b", "c"])
+    result = await ca.compare(store, ["a", "b", "c"], unpaired=True)
     assert result.omnibus is not None
     f = stats.f_oneway(a, b, c)
     assert result.omnibus["anova"]["statistic"] == pytest.approx(f.statistic, rel=1e-9)
@@ -127,7 +126,7 @@ async def test_verdict_says_which_is_better_or_that_it_may_be_noise(store: Store
     await stored_run(store, "base", base)
     await stored_run(store, "better", [x + 0.2 for x in sample(9, 40)])
     await stored_run(store, "same", [x + 0.001 for x in reversed(base)])
-    better = await ca.compare(store, ["base", "better"])
+    better = await ca.compare(store, ["base", "better"], unpaired=True)
     assert better.comparisons[0].better == "better"
     assert re.search(
         r"^better vs base: mean 0\.\d+ vs 0\.\d+ \(\+0\.\d+, 95% CI \[[-\d.e]+, [-\d.e]+\]\); "
@@ -135,11 +134,18 @@ async def test_verdict_says_which_is_better_or_that_it_may_be_noise(store: Store
         r"\(d = [\d.]+, 95% CI \[[\d.]+, [\d.]+\]\)\. better is better than base\.$",
         better.verdict,
     )
-    same = await ca.compare(store, ["base", "same"])
+    same = await ca.compare(store, ["base", "same"], unpaired=True)
     assert same.comparisons[0].better is None
     assert "Not significant (p = " in same.verdict
-    assert same.verdict.endswith("The difference may be noise.")
-    loss = await ca.compare(store, ["base", "better"], higher_is_better=False)
+    # "Not significant" says what the comparison could have detected (power 0.8).
+    mde = same.comparisons[0].minimum_detectable_effect
+    se = same.comparisons[0].tests["ttest"]["standard_error"]
+    assert mde == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * se)
+    assert same.verdict.endswith(
+        f"The difference may be noise; this comparison could not detect differences under "
+        f"{mde:.4g}."
+    )
+    loss = await ca.compare(store, ["base", "better"], higher_is_better=False, unpaired=True)
     assert loss.comparisons[0].better == "base"
 
 
@@ -184,24 +190,32 @@ async def test_unknown_run_and_single_run_are_errors(store: Store) -> None:
         await ca.compare(store, ["a", "a"])
 
 
-def test_vectorized_effect_size_is_the_stage_formula() -> None:
+def _d(x: Any, y: Any, axis: int = -1) -> Any:
+    n1, n2 = x.shape[axis], y.shape[axis]
+    pooled = np.sqrt(
+        ((n1 - 1) * x.var(axis=axis, ddof=1) + (n2 - 1) * y.var(axis=axis, ddof=1)) / (n1 + n2 - 2)
+    )
+    return (y.mean(axis=axis) - x.mean(axis=axis)) / pooled
+
+
+def test_the_one_bca_implementation_gives_cohens_d_interval() -> None:
     a, b = sample(11, 15), sample(12, 19, shift=0.1)
-    assert float(_d_vectorized(np.asarray(a), np.asarray(b))) == pytest.approx(cohens_d(a, b))
-    ci = effect_size_ci(a, b, paired=False, iterations=2000, seed=1)
+    eff = effect_size(a, b, n_resamples=2000, seed=1)
     ref = stats.bootstrap(
         (np.asarray(a), np.asarray(b)),
-        _d_vectorized,
+        _d,
         n_resamples=2000,
         method="BCa",
         rng=np.random.default_rng(1),
     )
-    assert ci["ci"] == pytest.approx([ref.confidence_interval.low, ref.confidence_interval.high])
-    assert ci["ci"][0] < ci["value"] < ci["ci"][1]
+    expected = [ref.confidence_interval.low, ref.confidence_interval.high]
+    assert eff["cohens_d_ci"] == pytest.approx(expected, rel=1e-9)
+    assert eff["cohens_d_ci"][0] < cohens_d(a, b) < eff["cohens_d_ci"][1]
 
 
 def test_constant_samples_give_no_interval_and_no_warning() -> None:
-    ci = effect_size_ci([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], paired=True, iterations=200)
-    assert (ci["value"], ci["ci"], ci["mean_difference_ci"]) == (None, None, None)
+    eff = effect_size([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], paired=True, n_resamples=200)
+    assert (eff["cohens_dz"], eff["cohens_dz_ci"]) == (None, None)
 
 
 # -- rendering ------------------------------------------------------------------------

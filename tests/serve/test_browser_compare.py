@@ -119,15 +119,17 @@ def test_ticked_runs_are_compared_on_the_same_page_as_the_cli(
     verdict, dots, pairs = _frame_text(page)
     assert f"{large[:8]} vs {small[:8]}: mean" in verdict
     assert verdict.endswith(f"{large[:8]} is better than {small[:8]}.")
-    assert (dots, pairs) == (80, 0)  # 40 scores per run, unpaired
-
-    # Pair by example id: the page re-fetches and draws the per-example differences.
-    page.find_element(By.ID, "compare-pair-by").send_keys("id")
-    page.find_element(By.ID, "compare-run").click()
-    _wait(page).until(ec.url_contains("pair_by=id"))
-    verdict, dots, pairs = _frame_text(page)
+    # Every output has a unique id: paired automatically, per-example differences drawn.
     assert "by the paired t-test" in verdict
     assert (dots, pairs) == (80, 40)
+
+    # Opt out of pairing: the page re-fetches, unpaired.
+    page.find_element(By.ID, "compare-unpaired").click()
+    page.find_element(By.ID, "compare-run").click()
+    _wait(page).until(ec.url_contains("unpaired=1"))
+    verdict, dots, pairs = _frame_text(page)
+    assert "by Welch's t-test" in verdict
+    assert (dots, pairs) == (80, 0)  # 40 scores per run, unpaired
     assert _severe(page) == []
 
 

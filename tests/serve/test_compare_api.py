@@ -35,6 +35,10 @@ async def test_compare_answers_json_and_a_locked_down_html_page(
         assert page.headers["content-security-policy"].startswith("default-src 'none'")
         assert "run-b is better than run-a.</p>" in page.text
         assert page.text.count('class="dot"') == 10
+        unpaired = await s.client.get(
+            "/api/compare", params={"runs": "run-a,run-b", "unpaired": "true"}
+        )
+        assert msgspec.json.decode(unpaired.content, type=Comparison).paired is False
 
 
 async def test_compare_errors_name_the_problem(
@@ -50,6 +54,8 @@ async def test_compare_errors_name_the_problem(
             ({"runs": "a,b", "format": "pdf"}, 422, "format: expected 'json' or 'html'"),
             ({"runs": "a,b", "alpha": "2"}, 422, "alpha: expected a number strictly between"),
             ({"runs": "a,b", "correction": "x"}, 422, "correction: expected one of"),
+            ({"runs": "a,b", "repeats": "x"}, 422, "repeats: expected 'seeds' or 'samples'"),
+            ({"runs": "a,b", "cv_ratio": "-1"}, 422, "cv_ratio: expected n_test / n_train"),
             ({"runs": "a,nope"}, 404, "no run with id 'nope'"),
             ({"sweep": "nope"}, 404, "no sweep 'nope'"),
             ({"runs": "a,b"}, 422, "no numeric field is present in the outputs of every run"),

@@ -26,8 +26,8 @@ from crucible_actors import (
     stage,
 )
 from crucible_actors.stages import BenchStage
-from crucible_actors.stages._stats import analyze
 from crucible_actors.stages.bench import MISSING_GROUP, BenchOptions
+from crucible_actors.stats import analyze
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tests for the statistics behind the ``bench`` stage (``crucible_actors.stages._stats``).
+"""Tests for the statistics behind the ``bench`` stage (``crucible_actors.stats``).
 
 Every figure is checked against scipy called directly. Reference values from R are written
 next to their datasets; R reports group1 - group2 where we report group2 - group1, so the
@@ -20,10 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-import crucible_actors.stages as stages_pkg
+import crucible_actors.stats as stats_pkg
 from crucible_actors._core._errors import MissingDependency
-from crucible_actors.stages import _stats
-from crucible_actors.stages._stats import (
+from crucible_actors.stats import _groups as _stats
+from crucible_actors.stats._groups import (
     TESTS,
     adjust_pvalues,
     analyze,
@@ -760,7 +760,7 @@ def test_module_imports_and_helpers_work_without_numpy_or_scipy(
 ) -> None:
     monkeypatch.setitem(sys.modules, "numpy", None)
     monkeypatch.delitem(sys.modules, _stats.__name__)
-    monkeypatch.setattr(stages_pkg, "_stats", _stats)
+    monkeypatch.setattr(stats_pkg, "_groups", _stats)
     fresh = importlib.import_module(_stats.__name__)
     assert fresh is not _stats
     assert fresh.cohens_d(SLEEP_1, SLEEP_2) == pytest.approx(cohens_d(SLEEP_1, SLEEP_2))

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from crucible_actors.stages import _stats
-from crucible_actors.stages._stats import (
+from crucible_actors.stats import _groups as _stats
+from crucible_actors.stats._groups import (
     adjust_pvalues,
     analyze,
     cohens_d,

@@ -2,9 +2,11 @@
 
 ``compare RUN_A RUN_B [RUN_C ...]`` tests every run against RUN_A; ``compare --sweep ID``
 ranks the points of a sweep and tests each against the best. Per-example scores come
-from the runs' outputs (``--metric``), paired by an example key when ``--pair-by`` is
-given. ``--format`` picks a text table (default), Markdown, JSON or a self-contained
-HTML page; ``-o FILE`` writes it to a file. See :mod:`crucible_actors.comparison`.
+from the runs' outputs (``--metric``), paired by ``id`` when every output has a unique one
+(``--pair-by FIELD`` names another key, ``--unpaired`` opts out); ``--cluster-by``,
+``--repeats`` and ``--cv-ratio`` describe the data so the right test is used (see
+``docs/statistics.md``). ``--format`` picks a text table (default), Markdown, JSON or a
+self-contained HTML page; ``-o FILE`` writes it to a file. See :mod:`crucible_actors.comparison`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs; the first is the baseline")
     p.add_argument("--sweep", metavar="ID", help="compare the points of this sweep")
     p.add_argument("--metric", metavar="NAME", help="the per-example score field of the outputs")
-    p.add_argument("--pair-by", metavar="FIELD", help="pair examples across runs by this field")
+    p.add_argument(
+        "--pair-by",
+        metavar="FIELD",
+        help="pair examples across runs by this field (default: id, when unique in every run)",
+    )
+    p.add_argument(
+        "--unpaired", action="store_true", help="do not pair the examples, even by a unique id"
+    )
+    p.add_argument(
+        "--cluster-by",
+        metavar="FIELD",
+        help="examples sharing this field (a passage, a document) are dependent: "
+        "cluster-robust tests",
+    )
+    p.add_argument(
+        "--repeats",
+        choices=("seeds", "samples"),
+        default="seeds",
+        help="what the repeated runs of a sweep point are: training/run seeds (default; "
+        "run-to-run variance counts) or eval-time samples (averaged per example)",
+    )
+    p.add_argument(
+        "--cv-ratio",
+        type=float,
+        metavar="RATIO",
+        help="the scores are per-fold CV results with n_test/n_train = RATIO (0.25 for "
+        "5-fold): use the corrected resampled t-test",
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
@@ -71,6 +100,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "metric": args.metric,
         "pair_by": args.pair_by,
+        "unpaired": args.unpaired,
+        "cluster_by": args.cluster_by,
+        "repeats": args.repeats,
+        "test_train_ratio": args.cv_ratio,
         "alpha": args.alpha,
         "correction": args.correction,
         "higher_is_better": not args.lower_is_better,

@@ -1,7 +1,8 @@
 """Statistical comparison of stored runs and sweep points (``crucible-actors compare``).
 
 :func:`compare` and :func:`compare_sweep` read runs from a Store and return a
-:class:`Comparison` computed with the ``bench`` stage's statistics; :func:`render`
+:class:`Comparison` computed with :mod:`crucible_actors.stats` (the test chosen to fit
+the data, see ``docs/statistics.md``); :func:`render`
 prints it as a table, Markdown, JSON or a self-contained HTML page. scipy (extra
 ``bench``) is imported only when a comparison is computed.
 """

@@ -1,24 +1,28 @@
-"""Comparing stored runs: per-example scores, the bench statistics, a verdict.
+"""Comparing stored runs: per-example scores, the test that fits them, a verdict.
 
 :func:`compare` reads runs from a Store, takes one score per example from each run's
-``outputs`` (the items holding the ``metric`` field), optionally pairs the examples of
-the runs by a key field (``pair_by``), and compares every run with the first one, the
-*baseline*, using the ``bench`` stage's statistics (:func:`..stages._stats.analyze`):
+``outputs`` (the items holding the ``metric`` field) and compares every run with the
+first one, the *baseline*; :func:`compare_sweep` compares the points of a sweep. The
+statistics are :mod:`crucible_actors.stats`; :mod:`._design` chooses the test:
 
-- paired (``pair_by`` given): the paired t-test and the Wilcoxon signed-rank test, on the
-  examples every run has (the others are counted in ``dropped``);
-- unpaired: Welch's t-test and the Mann-Whitney U test;
-- three groups or more: ANOVA and Kruskal-Wallis across all of them first;
-- the p-values of the same test across the comparisons are adjusted for multiple
-  testing (``correction``, Holm by default), and each comparison reports Cohen's d
-  (d_z when paired) and the mean difference with BCa bootstrap intervals
-  (:func:`..stages._effect_ci.effect_size_ci`).
+- **pairing**: by ``pair_by``, or automatically by ``id`` when every output of every run
+  carries a unique one (``unpaired=True`` opts out); the header says which and why;
+- **0/1 scores**: McNemar's exact test with the discordant counts, Wilson intervals, the
+  difference in points and Cohen's h;
+- **clusters** (``cluster_by``): cluster-robust (CR1) standard errors and t-tests;
+- **repeated runs** of a sweep point are seeds by default (``repeats="seeds"``): the
+  test counts run-to-run variance (:func:`~crucible_actors.stats.seed_ttest`) and the
+  seed SD is printed; ``repeats="samples"`` averages them per example instead;
+- **cross-validation** (``test_train_ratio``): per-fold scores compared with the
+  corrected resampled t-test, never the naive one;
+- **several comparisons**: against the baseline, Holm (``correction``) over the k - 1
+  comparisons; in a sweep, over *all* pairs of points, so picking the best point after
+  seeing the data keeps the family-wise error at alpha; the omnibus test fits the design
+  (Cochran's Q, Friedman and repeated-measures ANOVA, ANOVA on run means, ANOVA and
+  Kruskal-Wallis).
 
-The verdict of each comparison uses the reference's wording (``Significant (p < 0.05)``,
-``Not significant (p = 0.31)``; effect sizes ``negligible``, ``small``, ``medium``,
-``large``). :func:`compare_sweep` does the same for the points of a sweep (the repeats of a
-point pooled, or averaged per example when paired), ranked on the metric, each against
-the best point.
+Each verdict prints the interval of its own test, and every "not significant" verdict
+the minimum detectable effect at that n (power 0.8).
 """
 
 from __future__ import annotations
@@ -36,9 +40,13 @@ from .._core._store import RunRecord
 from ._warnings import provenance_warnings_of
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Hashable, Sequence
+
+    from ._design import Design, Side
 
 __all__ = ["Comparison", "ComparisonError", "GroupSummary", "PairComparison", "compare"]
+
+REPEATS = ("seeds", "samples")
 
 
 class ComparisonError(CrucibleError, ValueError):
@@ -52,8 +60,10 @@ class ComparisonError(CrucibleError, ValueError):
 class GroupSummary(msgspec.Struct, frozen=True, kw_only=True):
     """One side of a comparison: a run, or the runs of one sweep point.
 
-    ``confidence_interval`` is the t interval of the mean; ``scores`` are the values
-    compared (in ``Comparison.keys`` order when paired).
+    ``confidence_interval`` fits the data (``interval``: ``Wilson`` for 0/1 scores,
+    ``t``, ``cluster-robust t``, or ``seeds``: the run means' spread counted);
+    ``scores`` are the values compared (in ``Comparison.keys`` order when paired; the
+    per-example average of a point's runs). ``seed_sd`` is the SD of the run means.
     """
 
     label: str
@@ -64,14 +74,19 @@ class GroupSummary(msgspec.Struct, frozen=True, kw_only=True):
     confidence_interval: list[float | None] | None
     scores: list[float]
     parameters: dict[str, Any] = {}
+    interval: str = "t"
+    seed_sd: float | None = None
+    n_clusters: int | None = None
 
 
 class PairComparison(msgspec.Struct, frozen=True, kw_only=True):
     """One group (``candidate``) against the reference group (``baseline``).
 
-    ``tests`` holds the bench stage's result entries by test name (with
-    ``p_value_adjusted`` when a correction applies); ``p_value`` and ``significant``
-    come from the first test (the t-test), adjusted. Figures are candidate - baseline.
+    ``tests`` holds the entries by test name (with ``p_value_adjusted`` when a correction
+    applies); ``test`` names the one the verdict uses, and ``p_value``, ``significant``
+    and ``mean_difference_ci`` are that test's (adjusted). Figures are candidate -
+    baseline. ``minimum_detectable_effect`` is the difference that test would detect
+    with power 0.8; ``discordant`` is McNemar's (b, c).
     """
 
     baseline: str
@@ -85,10 +100,18 @@ class PairComparison(msgspec.Struct, frozen=True, kw_only=True):
     significant: bool
     better: str | None
     verdict: str
+    test: str = ""
+    minimum_detectable_effect: float | None = None
+    discordant: list[int] | None = None
 
 
 class Comparison(msgspec.Struct, frozen=True, kw_only=True):
-    """What :func:`compare` found; encodes to JSON as is (``msgspec.json.encode``)."""
+    """What :func:`compare` found; encodes to JSON as is (``msgspec.json.encode``).
+
+    ``design`` says in words which test was used and why; ``family`` is what
+    ``correction`` adjusts over (``baseline``: the comparisons against it; ``all_pairs``:
+    every pair of sweep points).
+    """
 
     metric: str
     pair_by: str | None
@@ -105,6 +128,13 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     dropped: dict[str, int]
     verdict: str
     sweep_id: str | None = None
+    design: str = ""
+    binary: bool = False
+    cluster_by: str | None = None
+    repeats: str = "seeds"
+    family: str = "baseline"
+    test_train_ratio: float | None = None
+    notes: list[str] = []
     #: One line per way the compared runs differ in code, environment or input data.
     warnings: list[str] = []
 
@@ -116,22 +146,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _numeric_fields(run: RunRecord, pair_by: str | None) -> set[str]:
+def _numeric_fields(run: RunRecord, exclude: set[str]) -> set[str]:
     items = [o for o in run.outputs if isinstance(o, dict)]
     if not items:
         return set()
     common = set.intersection(*({k for k, v in o.items() if _is_number(v)} for o in items))
-    common.discard(pair_by or "")
-    return common
+    return common - exclude
 
 
-def choose_metric(runs: Sequence[RunRecord], pair_by: str | None) -> str:
+def choose_metric(runs: Sequence[RunRecord], pair_by: str | None, *also: str | None) -> str:
     """Pick the field to compare when none is named: the one numeric field all outputs share.
 
     Raises:
         ComparisonError: no such field, or several (listed, with the ``--metric`` fix).
     """
-    fields = set.intersection(*(_numeric_fields(r, pair_by) for r in runs)) if runs else set()
+    exclude = {f for f in (pair_by, *also) if f}
+    fields = set.intersection(*(_numeric_fields(r, exclude) for r in runs)) if runs else set()
     if "score" in fields:
         return "score"
     if len(fields) == 1:
@@ -156,7 +186,13 @@ def run_scores(run: RunRecord, metric: str, pair_by: str | None) -> list[tuple[s
     Raises:
         ComparisonError: no scores, a non-numeric score, a missing or repeated key.
     """
-    found: list[tuple[str | None, float]] = []
+    return [(k, v) for k, v, _ in _run_items(run, metric, pair_by, None)]
+
+
+def _run_items(
+    run: RunRecord, metric: str, pair_by: str | None, cluster_by: str | None
+) -> list[tuple[str | None, float, Hashable]]:
+    found: list[tuple[str | None, float, Hashable]] = []
     for i, item in enumerate(run.outputs):
         if not isinstance(item, dict) or metric not in item:
             continue
@@ -172,18 +208,31 @@ def run_scores(run: RunRecord, metric: str, pair_by: str | None) -> list[tuple[s
                     f"run {run.id}: outputs[{i}] has {metric!r} but no {pair_by!r} to pair by"
                 )
             key = str(item[pair_by])
-        found.append((key, float(value)))
+        cluster: Hashable = None
+        if cluster_by is not None:
+            if cluster_by not in item:
+                raise ComparisonError(
+                    f"run {run.id}: outputs[{i}] has {metric!r} but no {cluster_by!r} to "
+                    "cluster by; every output needs the --cluster-by field"
+                )
+            cluster = _hashable(item[cluster_by])
+        found.append((key, float(value), cluster))
     if not found:
         listed = run.metrics.get(metric)
         if isinstance(listed, list) and listed and all(_is_number(v) for v in listed):
-            return [(str(i) if pair_by else None, float(v)) for i, v in enumerate(listed)]
+            if cluster_by is not None:
+                raise ComparisonError(
+                    f"run {run.id}: {metric!r} is a run metric (a list), which has no "
+                    f"{cluster_by!r} field to cluster by"
+                )
+            return [(str(i) if pair_by else None, float(v), None) for i, v in enumerate(listed)]
         raise ComparisonError(
             f"run {run.id} has no scores named {metric!r}: no output item holds that field "
             "and no metric of that name is a list of numbers; check --metric"
         )
     if pair_by is not None:
         seen: set[str | None] = set()
-        for key, _ in found:
+        for key, _, _ in found:
             if key in seen:
                 raise ComparisonError(
                     f"run {run.id}: {pair_by}={key!r} appears twice in the outputs; "
@@ -193,49 +242,92 @@ def run_scores(run: RunRecord, metric: str, pair_by: str | None) -> list[tuple[s
     return found
 
 
-# -- statistics -----------------------------------------------------------------------
+def _hashable(value: Any) -> Hashable:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _has_unique_ids(runs: Sequence[RunRecord], metric: str, field: str = "id") -> bool:
+    """Whether every output with ``metric`` of every run carries a unique ``field``."""
+    for run in runs:
+        seen: set[str] = set()
+        items = [o for o in run.outputs if isinstance(o, dict) and metric in o]
+        if not items:
+            return False
+        for item in items:
+            if field not in item or item[field] is None:
+                return False
+            key = str(item[field])
+            if key in seen:
+                return False
+            seen.add(key)
+    return True
+
+
+# -- verdicts -------------------------------------------------------------------------
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
-def _ci_text(ci: list[float | None] | None, level: float) -> str:
+def _amount(x: float | None, binary: bool, signed: bool = False) -> str:
+    """A difference: in points (percentage points) for 0/1 scores."""
+    if x is None:
+        return "n/a"
+    if binary:
+        return f"{x * 100:+.1f} points" if signed else f"{x * 100:.1f} points"
+    return f"{'+' if signed and x >= 0 else ''}{_fmt(x)}"
+
+
+def _ci_text(ci: Sequence[float | None] | None, level: float, binary: bool = False) -> str:
     if not ci or ci[0] is None or ci[1] is None:
         return ""
+    if binary:
+        return f", {round(level * 100):d}% CI [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
     return f", {round(level * 100):d}% CI [{_fmt(ci[0], 3)}, {_fmt(ci[1], 3)}]"
 
 
-_TEST_NAMES = {
-    "paired_ttest": "the paired t-test",
-    "wilcoxon": "the Wilcoxon signed-rank test",
-    "ttest": "Welch's t-test",
-    "mann_whitney": "the Mann-Whitney U test",
-}
+_EFFECT_SYMBOLS = {"cohens_dz": "d_z", "cohens_d": "d", "cohens_h": "h"}
 
 
 def _verdict(
     base: GroupSummary,
     cand: GroupSummary,
-    diff: float | None,
-    diff_ci: list[float | None] | None,
-    effect: dict[str, Any],
     test: str,
     entry: dict[str, Any],
+    effect: dict[str, Any],
+    mde: float | None,
+    *,
     level: float,
+    binary: bool,
     higher_is_better: bool,
 ) -> tuple[str, str | None]:
+    from ._design import TEST_NAMES
+
+    diff = entry.get("estimate")
     significant = bool(entry.get("significant"))
-    sign = "+" if (diff or 0) >= 0 else ""
+    ci = _ci_text(entry.get("confidence_interval"), level, binary)
     head = (
         f"{cand.label} vs {base.label}: mean {_fmt(cand.mean)} vs {_fmt(base.mean)} "
-        f"({sign}{_fmt(diff)}{_ci_text(diff_ci, level)})"
+        f"({_amount(diff, binary, signed=True)}{ci})"
     )
     p_text = entry.get("interpretation") or "Not computable (p undefined)"
     adjusted = " after correction" if "p_value_adjusted" in entry else ""
+    extra = ""
+    if test == "mcnemar":
+        b, c = entry["discordant"]
+        extra = f" (b = {b}, c = {c})"
+    elif "seed_sd" in entry:
+        runs = entry.get("runs") or []
+        extra = f" (seed SD {_fmt(entry['seed_sd'], 3)}; {'+'.join(map(str, runs))} runs)"
     eff = (
-        f"effect size {effect['interpretation']} ({'d_z' if effect['name'] == 'cohens_dz' else 'd'}"
-        f" = {_fmt(effect['value'], 3)}{_ci_text(effect['ci'], level)})"
+        f"effect size {effect['interpretation']} "
+        f"({_EFFECT_SYMBOLS.get(effect['name'], effect['name'])} = {_fmt(effect['value'], 3)}"
+        f"{_ci_text(effect.get('ci'), level)})"
     )
     better: str | None = None
     if significant and diff is not None and diff != 0:
@@ -243,130 +335,23 @@ def _verdict(
         worse = base.label if better == cand.label else cand.label
         tail = f"{better} is better than {worse}."
     else:
-        tail = "The difference may be noise."
-    return f"{head}; {p_text} by {_TEST_NAMES[test]}{adjusted}; {eff}. {tail}", better
-
-
-def _analyze_groups(
-    groups: list[GroupSummary],
-    reference: int,
-    *,
-    paired: bool,
-    alpha: float,
-    correction: str,
-    confidence_level: float,
-    iterations: int,
-    seed: int | None,
-    higher_is_better: bool,
-) -> tuple[list[PairComparison], dict[str, Any] | None]:
-    from ..stages import _stats
-    from ..stages._effect_ci import effect_size_ci
-
-    tests = ("paired_ttest", "wilcoxon") if paired else ("ttest", "mann_whitney")
-    base = groups[reference]
-    raw: list[tuple[GroupSummary, dict[str, Any], dict[str, Any]]] = []
-    for i, cand in enumerate(groups):
-        if i == reference:
-            continue
-        # Names sort as baseline < candidate, so every figure is candidate - baseline.
-        result = _stats.analyze(
-            {"0": base.scores, "1": cand.scores},
-            tests=tests,
-            alpha=alpha,
-            confidence_level=confidence_level,
-        )
-        effect = effect_size_ci(
-            base.scores,
-            cand.scores,
-            paired=paired,
-            confidence_level=confidence_level,
-            iterations=iterations,
-            seed=seed,
-        )
-        raw.append((cand, result["test_results"], effect))
-    # The family of a test is its comparisons against the reference.
-    if correction != "none" and len(raw) > 1:
-        for test in tests:
-            entries = [r[1][test] for r in raw if r[1][test]["p_value"] is not None]
-            adjusted = _stats.adjust_pvalues([e["p_value"] for e in entries], correction)
-            for entry, p in zip(entries, adjusted, strict=True):
-                entry["p_value_adjusted"] = p
-                entry["significant"] = p < alpha
-                entry["interpretation"] = _stats.interpret_p(p, alpha)
-    out: list[PairComparison] = []
-    for cand, results, effect in raw:
-        primary = results[tests[0]]
-        # The stage's own figure for the estimate; the interval from the bootstrap.
-        stage_effect = primary["effect_size"]
-        value = stage_effect.get("cohens_dz" if paired else "cohens_d")
-        effect = {**effect, "value": value, "interpretation": _stats.interpret_effect(value)}
-        diff = primary.get("mean_difference")
-        verdict, better = _verdict(
-            base,
-            cand,
-            diff,
-            effect["mean_difference_ci"],
-            effect,
-            tests[0],
-            primary,
-            confidence_level,
-            higher_is_better,
-        )
-        out.append(
-            PairComparison(
-                baseline=base.label,
-                candidate=cand.label,
-                n=len(cand.scores) if paired else len(base.scores) + len(cand.scores),
-                mean_difference=diff,
-                mean_difference_ci=effect["mean_difference_ci"],
-                effect_size=effect,
-                tests=results,
-                p_value=primary.get("p_value_adjusted", primary["p_value"]),
-                significant=bool(primary["significant"]),
-                better=better,
-                verdict=verdict,
-            )
-        )
-    omnibus = None
-    if len(groups) >= 3:
-        # Zero-padded names keep the groups in their order (analyze sorts by name).
-        width = len(str(len(groups)))
-        res = _stats.analyze(
-            {f"{i:0{width}d}": g.scores for i, g in enumerate(groups)},
-            tests=("anova", "kruskal_wallis"),
-            alpha=alpha,
-        )
-        omnibus = {
-            **res["test_results"],
-            "verdict": (
-                f"Across all {len(groups)} groups: "
-                f"{res['test_results']['anova']['interpretation']} by ANOVA, "
-                f"{res['test_results']['kruskal_wallis']['interpretation']} by Kruskal-Wallis."
-            ),
-        }
-    return out, omnibus
-
-
-def _summary(
-    label: str, run_ids: list[str], scores: list[float], level: float, params: dict[str, Any]
-) -> GroupSummary:
-    from ..stages import _stats
-
-    if len(scores) < 2:
-        raise ComparisonError(
-            f"{label} has {len(scores)} score(s); comparing needs at least 2 per run"
-        )
-    desc = _stats.analyze({label: scores}, confidence_level=level)
-    return GroupSummary(
-        label=label,
-        run_ids=run_ids,
-        n=desc["n"],
-        mean=desc["mean"],
-        std=desc["std"],
-        confidence_interval=desc["confidence_interval"],
-        scores=scores,
-        parameters=params,
+        tail = "The difference may be noise"
+        if mde is not None:
+            tail += f"; this comparison could not detect differences under {_amount(mde, binary)}"
+        tail += "."
+    return (
+        f"{head}; {p_text} by {TEST_NAMES.get(test, test)}{extra}{adjusted}; {eff}. {tail}",
+        better,
     )
+
+
+# -- building a comparison ------------------------------------------------------------
+
+
+class _Side(msgspec.Struct):
+    label: str
+    runs: list[RunRecord]
+    parameters: dict[str, Any] = {}
 
 
 def _labels(runs: Sequence[RunRecord]) -> list[str]:
@@ -377,10 +362,140 @@ def _labels(runs: Sequence[RunRecord]) -> list[str]:
     return [r.id for r in runs]
 
 
-class _Side(msgspec.Struct):
-    label: str
-    runs: list[RunRecord]
-    parameters: dict[str, Any] = {}
+def _check(repeats: str, test_train_ratio: float | None, correction: str) -> None:
+    from .. import stats
+
+    if repeats not in REPEATS:
+        raise ValueError(f"repeats must be 'seeds' or 'samples', got {repeats!r}")
+    if test_train_ratio is not None and (
+        isinstance(test_train_ratio, bool)
+        or not isinstance(test_train_ratio, int | float)
+        or not 0 < test_train_ratio < math.inf
+    ):
+        raise ValueError(
+            "test_train_ratio must be n_test / n_train of one fold (1/4 for 5-fold CV), "
+            f"got {test_train_ratio!r}"
+        )
+    if correction not in stats.CORRECTIONS:
+        raise ValueError(
+            f"unknown correction {correction!r}; expected one of {', '.join(stats.CORRECTIONS)}"
+        )
+
+
+def _pairing(
+    all_runs: list[RunRecord],
+    metric: str,
+    *,
+    pair_by: str | None,
+    unpaired: bool,
+    cv: bool,
+) -> tuple[str | None, str]:
+    """Return (the key field to pair by or None, the words saying so)."""
+    if cv:
+        return None, "fold scores paired by position"
+    if unpaired:
+        if pair_by is not None:
+            raise ComparisonError("pair_by and unpaired contradict each other; give one")
+        return None, "unpaired (as asked)"
+    if pair_by is not None:
+        return pair_by, f"paired by {pair_by}"
+    if _has_unique_ids(all_runs, metric):
+        return (
+            "id",
+            "paired by id (automatically: every output has a unique id; --unpaired to opt out)",
+        )
+    return None, "unpaired (not every output has a unique id; --pair-by FIELD pairs them)"
+
+
+def _sides_data(
+    sides: list[_Side],
+    per_side: list[list[list[tuple[str | None, float, Hashable]]]],
+    *,
+    key_field: str | None,
+    cv: bool,
+    clustered: bool,
+) -> tuple[list[Side], list[str], dict[str, int]]:
+    from ._design import Side
+
+    keys: list[str] = []
+    dropped: dict[str, int] = {}
+    out: list[Side] = []
+    if cv:
+        for side, runs in zip(sides, per_side, strict=True):
+            values = [v for items in runs for _, v, _ in items]
+            out.append(Side(label=side.label, runs=[values], values=values))
+        lengths = {len(s.values) for s in out}
+        if len(lengths) > 1:
+            raise ComparisonError(
+                "the corrected resampled t-test pairs folds by position; the runs have "
+                f"{sorted(lengths)} fold scores: give every run the same folds"
+            )
+        keys = [str(i) for i in range(lengths.pop())]
+        return out, keys, dropped
+    if key_field is not None:
+        key_sets = [{k for k, _, _ in items} for runs in per_side for items in runs]
+        common = set.intersection(*key_sets)
+        keys = [k for k, _, _ in per_side[0][0] if k is not None and k in common]
+        cluster_of = {k: c for k, _, c in per_side[0][0]}
+        for side, runs in zip(sides, per_side, strict=True):
+            extra = sum(len(items) for items in runs) - len(common) * len(runs)
+            if extra:
+                dropped[side.label] = extra
+            aligned = []
+            for items in runs:
+                by_key = {k: v for k, v, _ in items}
+                aligned.append([by_key[k] for k in keys])
+            values = [math.fsum(col) / len(aligned) for col in zip(*aligned, strict=True)]
+            out.append(
+                Side(
+                    label=side.label,
+                    runs=aligned,
+                    values=values,
+                    clusters=[cluster_of[k] for k in keys] if clustered else None,
+                )
+            )
+        return out, keys, dropped
+    for side, runs in zip(sides, per_side, strict=True):
+        run_values = [[v for _, v, _ in items] for items in runs]
+        out.append(
+            Side(
+                label=side.label,
+                runs=run_values,
+                values=[v for r in run_values for v in r],
+                clusters=[c for items in runs for _, _, c in items] if clustered else None,
+            )
+        )
+    return out, keys, dropped
+
+
+def _describe(design: Design, pairing: str, cluster_by: str | None, n_clusters: int | None) -> str:
+    if design.cv_ratio is not None:
+        return (
+            f"{pairing}; the corrected resampled t-test (Nadeau & Bengio), test/train ratio "
+            f"{design.cv_ratio:.4g}"
+        )
+    parts = [pairing]
+    if design.seeds:
+        parts.append(
+            "repeated runs are seeds: the test counts run-to-run variance "
+            "(--repeats samples averages them per example instead)"
+        )
+    if design.clustered:
+        parts.append(f"clustered by {cluster_by} ({n_clusters} clusters): cluster-robust SEs")
+    if design.seeds:
+        test = "the seed-variance t-test" if design.paired else "the run-level t-test"
+    elif design.clustered:
+        test = "the cluster-robust t-test"
+    elif design.paired and design.binary:
+        test = "0/1 scores: McNemar's exact test, Wilson intervals"
+    elif design.paired:
+        test = "the paired t-test (Wilcoxon signed-rank beside it)"
+    elif design.binary:
+        test = "0/1 scores: Welch's t-test on the accuracies, Wilson intervals"
+    else:
+        test = "Welch's t-test (Mann-Whitney U beside it)"
+    parts.append(test)
+    return "; ".join(parts)
 
 
 def _build(
@@ -388,6 +503,10 @@ def _build(
     *,
     metric: str | None,
     pair_by: str | None,
+    cluster_by: str | None,
+    unpaired: bool,
+    repeats: str,
+    test_train_ratio: float | None,
     reference: int | None,
     alpha: float,
     correction: str,
@@ -397,77 +516,144 @@ def _build(
     higher_is_better: bool,
     sweep_id: str | None,
 ) -> Comparison:
-    from ..stages import _stats
+    from .. import stats
+    from . import _design
+    from ._design import Design
 
-    _stats.require_scipy("compare")
+    stats.require_scipy("compare")
+    _check(repeats, test_train_ratio, correction)
+    if not 0 < alpha < 1 or not 0 < confidence_level < 1:
+        raise ValueError(
+            f"alpha and confidence_level must lie strictly between 0 and 1; got {alpha!r} "
+            f"and {confidence_level!r}"
+        )
     if len(sides) < 2:
         raise ComparisonError(
             f"comparing needs at least 2 runs (or sweep points); got {len(sides)}"
         )
     all_runs = [r for s in sides for r in s.runs]
-    name = metric or choose_metric(all_runs, pair_by)
-    per_side: list[list[list[tuple[str | None, float]]]] = [
-        [run_scores(r, name, pair_by) for r in s.runs] for s in sides
-    ]
-    keys: list[str] = []
-    dropped: dict[str, int] = {}
-    if pair_by is not None:
-        key_sets = [{k for k, _ in scores if k is not None} for runs in per_side for scores in runs]
-        common = set.intersection(*key_sets)
-        if len(common) < 2:
-            raise ComparisonError(
-                f"only {len(common)} {pair_by!r} value(s) appear in every run; pairing needs "
-                "at least 2 shared examples (drop --pair-by to compare unpaired)"
-            )
-        first = [k for k, _ in per_side[0][0] if k in common]
-        keys = first
-        for side, runs in zip(sides, per_side, strict=True):
-            extra = sum(len(scores) for scores in runs) - len(common) * len(runs)
-            if extra:
-                dropped[side.label] = extra
-    groups: list[GroupSummary] = []
-    for side, runs in zip(sides, per_side, strict=True):
-        if pair_by is not None:
-            # One value per example: the mean over the side's runs (a point's repeats).
-            sums = dict.fromkeys(keys, 0.0)
-            for scores in runs:
-                for k, v in scores:
-                    if k is not None and k in sums:
-                        sums[k] += v
-            values = [sums[k] / len(runs) for k in keys]
-        else:
-            values = [v for scores in runs for _, v in scores]
-        groups.append(
-            _summary(
-                side.label, [r.id for r in side.runs], values, confidence_level, side.parameters
-            )
+    cv = test_train_ratio is not None
+    name = metric or choose_metric(all_runs, pair_by, cluster_by, "id")
+    key_field, pairing = _pairing(all_runs, name, pair_by=pair_by, unpaired=unpaired, cv=cv)
+    per_side = [[_run_items(r, name, key_field, cluster_by) for r in s.runs] for s in sides]
+    if key_field is not None:
+        common = set.intersection(
+            *({k for k, _, _ in items} for runs in per_side for items in runs)
         )
+        if len(common) < 2:
+            if pair_by is not None:
+                raise ComparisonError(
+                    f"only {len(common)} {pair_by!r} value(s) appear in every run; pairing "
+                    "needs at least 2 shared examples (drop --pair-by to compare unpaired)"
+                )
+            key_field, pairing = None, "unpaired (the runs share fewer than 2 example ids)"
+            per_side = [[_run_items(r, name, None, cluster_by) for r in s.runs] for s in sides]
+    dsides, keys, dropped = _sides_data(
+        sides, per_side, key_field=key_field, cv=cv, clustered=cluster_by is not None
+    )
+    if key_field is not None:
+        pairing = pairing.replace(
+            f"paired by {key_field}", f"paired by {key_field} ({len(keys)} examples)", 1
+        )
+    for ds in dsides:
+        if len(ds.values) < 2:
+            raise ComparisonError(
+                f"{ds.label} has {len(ds.values)} score(s); comparing needs at least 2 per run"
+            )
+    raw_binary = all(v in (0.0, 1.0) for items in per_side for runs in items for _, v, _ in runs)
+    seeds = repeats == "seeds" and not cv and any(len(ds.runs) >= 2 for ds in dsides)
+    design = Design(
+        paired=key_field is not None or cv,
+        binary=all(v in (0.0, 1.0) for ds in dsides for v in ds.values),
+        seeds=seeds,
+        clustered=cluster_by is not None and not cv,
+        cv_ratio=float(test_train_ratio) if test_train_ratio is not None else None,
+        seed_variance=stats.pooled_seed_variance([ds.runs for ds in dsides]) if seeds else None,
+    )
+    notes: list[str] = []
+    if repeats == "samples" and any(len(ds.runs) >= 2 for ds in dsides):
+        notes.append(
+            "repeated runs treated as eval-time samples of one system (averaged per example); "
+            "if they are training seeds, use --repeats seeds"
+        )
+    elif sweep_id is not None and not cv and all(len(ds.runs) == 1 for ds in dsides):
+        notes.append(
+            "one run per point: run-to-run (seed) variance cannot be estimated, so the test "
+            "counts the examples as the only source of noise"
+        )
+    groups = [
+        _group(design, side, ds, confidence_level=confidence_level)
+        for side, ds in zip(sides, dsides, strict=True)
+    ]
     order = sorted(
         range(len(groups)),
         key=lambda i: -(groups[i].mean or 0.0) if higher_is_better else (groups[i].mean or 0.0),
     )
     ref = order[0] if reference is None else reference
-    comparisons, omnibus = _analyze_groups(
-        groups,
-        ref,
-        paired=pair_by is not None,
-        alpha=alpha,
-        correction=correction,
-        confidence_level=confidence_level,
-        iterations=bootstrap_iterations,
-        seed=seed,
-        higher_is_better=higher_is_better,
-    )
+    family = "baseline" if reference is not None else "all_pairs"
+    pairs = [(ref, i) for i in range(len(groups)) if i != ref]
+    if family == "all_pairs":
+        pairs += [
+            (i, j)
+            for i in range(len(groups))
+            for j in range(i + 1, len(groups))
+            if ref not in (i, j)
+        ]
+    tested: list[tuple[str, dict[str, dict[str, Any]]]] = [
+        _design.pair_test(
+            design, dsides[i], dsides[j], alpha=alpha, confidence_level=confidence_level
+        )
+        for i, j in pairs
+    ]
+    if correction != "none" and len(tested) > 1:
+        for test in {t for _, entries in tested for t in entries}:
+            family_entries = [
+                e[test] for _, e in tested if test in e and e[test].get("p_value") is not None
+            ]
+            adjusted = stats.adjust_pvalues([e["p_value"] for e in family_entries], correction)
+            for entry, p in zip(family_entries, adjusted, strict=True):
+                entry["p_value_adjusted"] = p
+                entry["significant"] = p < alpha
+                entry["interpretation"] = stats.interpret_p(p, alpha)
+    comparisons: list[PairComparison] = []
+    for (i, j), (test, entries) in zip(pairs, tested, strict=True):
+        if i != ref:
+            continue
+        comparisons.append(
+            _pair_comparison(
+                design,
+                groups[i],
+                groups[j],
+                dsides[i],
+                dsides[j],
+                test,
+                entries,
+                raw_binary=raw_binary,
+                alpha=alpha,
+                confidence_level=confidence_level,
+                iterations=bootstrap_iterations,
+                seed=seed,
+                higher_is_better=higher_is_better,
+            )
+        )
     if reference is None:  # the reference is the best group: list the rest by rank
         rank = {groups[i].label: r for r, i in enumerate(order)}
         comparisons.sort(key=lambda c: rank[c.candidate])
-    verdict = _overall(groups, ref, comparisons, reference is None)
+    omnibus = _omnibus(design, dsides, alpha) if len(groups) >= 3 else None
+    n_clusters = len(set(dsides[0].clusters)) if dsides[0].clusters is not None else None
+    text = _describe(design, pairing, cluster_by, n_clusters)
+    if correction != "none" and len(tested) > 1:
+        text += (
+            f", p adjusted ({correction}) over all {len(tested)} pairs of points"
+            if family == "all_pairs"
+            else f", p adjusted ({correction})"
+        )
     return Comparison(
         metric=name,
-        pair_by=pair_by,
-        paired=pair_by is not None,
+        pair_by=key_field,
+        paired=design.paired,
         alpha=float(alpha),
-        correction=correction if len(comparisons) > 1 else "none",
+        correction=correction if len(tested) > 1 else "none",
         confidence_level=float(confidence_level),
         higher_is_better=higher_is_better,
         groups=groups,
@@ -476,9 +662,115 @@ def _build(
         ranking=[groups[i].label for i in order],
         keys=keys,
         dropped=dropped,
-        verdict=verdict,
+        verdict=_overall(groups, ref, comparisons, reference is None),
         sweep_id=sweep_id,
+        design=text,
+        binary=raw_binary,
+        cluster_by=cluster_by,
+        repeats=repeats,
+        family=family,
+        test_train_ratio=design.cv_ratio,
+        notes=notes,
     )
+
+
+def _group(design: Design, side: _Side, ds: Side, *, confidence_level: float) -> GroupSummary:
+    from ._design import group_interval
+
+    mean, _, ci, method = group_interval(design, ds, confidence_level=confidence_level)
+    n = len(ds.values)
+    m = math.fsum(ds.values) / n
+    sd = math.sqrt(math.fsum((v - m) ** 2 for v in ds.values) / (n - 1))
+    seed_sd = None
+    if len(ds.runs) >= 2:
+        means = [math.fsum(r) / len(r) for r in ds.runs]
+        mm = math.fsum(means) / len(means)
+        seed_sd = math.sqrt(math.fsum((x - mm) ** 2 for x in means) / (len(means) - 1))
+    return GroupSummary(
+        label=side.label,
+        run_ids=[r.id for r in side.runs],
+        n=n,
+        mean=mean,
+        std=sd,
+        confidence_interval=ci,
+        scores=ds.values,
+        parameters=side.parameters,
+        interval=method,
+        seed_sd=seed_sd,
+        n_clusters=len(set(ds.clusters)) if ds.clusters is not None else None,
+    )
+
+
+def _pair_comparison(
+    design: Design,
+    base: GroupSummary,
+    cand: GroupSummary,
+    base_side: Side,
+    cand_side: Side,
+    test: str,
+    entries: dict[str, dict[str, Any]],
+    *,
+    raw_binary: bool,
+    alpha: float,
+    confidence_level: float,
+    iterations: int,
+    seed: int | None,
+    higher_is_better: bool,
+) -> PairComparison:
+    from ._design import detectable, effect
+
+    primary = entries[test]
+    eff = effect(
+        design,
+        base_side,
+        cand_side,
+        proportions=raw_binary,
+        confidence_level=confidence_level,
+        iterations=iterations,
+        seed=seed,
+    )
+    mde = None if primary.get("significant") else detectable(primary, alpha=alpha)
+    verdict, better = _verdict(
+        base,
+        cand,
+        test,
+        primary,
+        eff,
+        mde,
+        level=confidence_level,
+        binary=raw_binary,
+        higher_is_better=higher_is_better,
+    )
+    ci = primary.get("confidence_interval")
+    return PairComparison(
+        baseline=base.label,
+        candidate=cand.label,
+        n=cand.n if design.paired else base.n + cand.n,
+        mean_difference=primary.get("estimate"),
+        mean_difference_ci=list(ci) if ci is not None else None,
+        effect_size=eff,
+        tests=entries,
+        p_value=primary.get("p_value_adjusted", primary.get("p_value")),
+        significant=bool(primary.get("significant")),
+        better=better,
+        verdict=verdict,
+        test=test,
+        minimum_detectable_effect=mde,
+        discordant=primary.get("discordant"),
+    )
+
+
+def _omnibus(design: Design, dsides: list[Side], alpha: float) -> dict[str, Any] | None:
+    from ._design import OMNIBUS_NAMES, omnibus
+
+    results = omnibus(design, dsides, alpha=alpha)
+    if not results:
+        return None
+    said = ", ".join(
+        f"{entry['interpretation']} by {OMNIBUS_NAMES.get(key, key)}"
+        for key, entry in results.items()
+    )
+    return {**results, "verdict": f"Across all {len(dsides)} groups: {said}."}
 
 
 def _overall(
@@ -551,6 +843,10 @@ async def compare(
     *,
     metric: str | None = None,
     pair_by: str | None = None,
+    cluster_by: str | None = None,
+    unpaired: bool = False,
+    repeats: str = "seeds",
+    test_train_ratio: float | None = None,
     alpha: float = 0.05,
     correction: str = "holm",
     confidence_level: float = 0.95,
@@ -562,10 +858,16 @@ async def compare(
 
     ``store`` is a Store or a store URL (opened for the call).
     ``metric`` names the per-example score field of the outputs (default: the one numeric
-    field every output shares, ``score`` if present); ``pair_by`` a field identifying the
-    example, to pair the runs on. ``correction`` (``holm``, ``bonferroni``, ``fdr_bh``,
+    field every output shares, ``score`` if present). ``pair_by`` names the field
+    identifying the example; without it the runs are paired by ``id`` when every output
+    carries a unique one, unless ``unpaired``. ``cluster_by`` names a field grouping
+    dependent examples (a passage, a document): the tests use cluster-robust SEs.
+    ``repeats`` says what several runs of one group are (``seeds``: run-to-run variance
+    counts; ``samples``: eval-time samples, averaged per example). ``test_train_ratio``
+    (n_test / n_train of a fold) declares the scores per-fold CV results and uses the
+    corrected resampled t-test. ``correction`` (``holm``, ``bonferroni``, ``fdr_bh``,
     ``none``) adjusts each test's p-values across the comparisons. See the module
-    docstring for the tests.
+    docstring for the choice of test.
 
     Raises:
         RunNotFound: a run id is not in the store.
@@ -585,6 +887,10 @@ async def compare(
         sides,
         metric=metric,
         pair_by=pair_by,
+        cluster_by=cluster_by,
+        unpaired=unpaired,
+        repeats=repeats,
+        test_train_ratio=test_train_ratio,
         reference=0,
         alpha=alpha,
         correction=correction,
@@ -648,6 +954,10 @@ async def compare_sweep(
     *,
     metric: str | None = None,
     pair_by: str | None = None,
+    cluster_by: str | None = None,
+    unpaired: bool = False,
+    repeats: str = "seeds",
+    test_train_ratio: float | None = None,
     alpha: float = 0.05,
     correction: str = "holm",
     confidence_level: float = 0.95,
@@ -657,9 +967,13 @@ async def compare_sweep(
 ) -> Comparison:
     """Rank the points of sweep ``sweep_id`` on the metric and test each against the best.
 
-    A point's repeats are pooled (unpaired) or averaged per example (paired). Points
-    whose runs did not all complete are left out and counted in ``dropped`` under
-    ``"incomplete points"``. Options as for :func:`compare`.
+    A point's repeats are seeds by default (``repeats="seeds"``: the run-to-run variance,
+    pooled over the points, enters every test); ``repeats="samples"`` averages them per
+    example (paired) or pools them (unpaired). ``correction`` runs over every pair of
+    points (``family="all_pairs"``), so the best point, picked after seeing the data, is
+    still compared at the family-wise alpha. Points whose runs did not all complete are
+    left out and counted in ``dropped`` under ``"incomplete points"``. Options as for
+    :func:`compare`.
 
     Raises:
         ComparisonError: no such sweep, or fewer than 2 complete points.
@@ -676,6 +990,10 @@ async def compare_sweep(
         sides,
         metric=metric,
         pair_by=pair_by,
+        cluster_by=cluster_by,
+        unpaired=unpaired,
+        repeats=repeats,
+        test_train_ratio=test_train_ratio,
         reference=None,
         alpha=alpha,
         correction=correction,

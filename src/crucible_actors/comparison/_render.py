@@ -45,6 +45,8 @@ def _p(c: PairComparison) -> str:
 def _group_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     level = f"{round(cmp.confidence_level * 100)}% CI"
     headers = ["RANK", "GROUP", "N", "MEAN", "SD", level, "RUNS"]
+    if any(g.seed_sd is not None for g in cmp.groups):
+        headers.append("SEED SD")
     rank = {label: i + 1 for i, label in enumerate(cmp.ranking)}
     rows = [
         [
@@ -55,41 +57,56 @@ def _group_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
             _f(g.std),
             _ci(g.confidence_interval),
             str(len(g.run_ids)),
+            *([_f(g.seed_sd, 3)] if len(headers) > 7 else []),
         ]
         for g in sorted(cmp.groups, key=lambda g: rank[g.label])
     ]
     return headers, rows
 
 
+_SYMBOLS = {"cohens_dz": "d_z", "cohens_d": "d", "cohens_h": "h"}
+
+
+def _diff(x: float | None, binary: bool) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 100:+.1f} pt" if binary else _f(x)
+
+
+def _diff_ci(ci: Sequence[float | None] | None, binary: bool) -> str:
+    if not binary or not ci or ci[0] is None or ci[1] is None:
+        return _ci(ci)
+    return f"[{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}] pt"
+
+
 def _pair_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
-    eff = "d_z" if cmp.paired else "d"
-    headers = ["CANDIDATE", "BASELINE", "DIFF", "DIFF CI", eff, f"{eff} CI", "EFFECT", "p", "SIG"]
-    rows = [
-        [
-            c.candidate,
-            c.baseline,
-            _f(c.mean_difference),
-            _ci(c.mean_difference_ci),
-            _f(c.effect_size.get("value"), 3),
-            _ci(c.effect_size.get("ci")),
-            str(c.effect_size.get("interpretation")),
-            _p(c),
-            "yes" if c.significant else "no",
-        ]
-        for c in cmp.comparisons
-    ]
+    level = f"{round(cmp.confidence_level * 100)}% CI"
+    headers = ["CANDIDATE", "BASELINE", "DIFF", level, "TEST", "p", "SIG", "EFFECT", "MDE"]
+    rows = []
+    for c in cmp.comparisons:
+        eff = c.effect_size
+        symbol = _SYMBOLS.get(str(eff.get("name")), str(eff.get("name")))
+        test = c.test or "-"
+        if c.discordant is not None:
+            test += f" b={c.discordant[0]} c={c.discordant[1]}"
+        rows.append(
+            [
+                c.candidate,
+                c.baseline,
+                _diff(c.mean_difference, cmp.binary),
+                _diff_ci(c.mean_difference_ci, cmp.binary),
+                test,
+                _p(c),
+                "yes" if c.significant else "no",
+                f"{symbol} = {_f(eff.get('value'), 3)} {eff.get('interpretation')}",
+                _diff(c.minimum_detectable_effect, cmp.binary).lstrip("+"),
+            ]
+        )
     return headers, rows
 
 
 def _tests_line(cmp: Comparison) -> str:
-    tests = (
-        "paired t-test and Wilcoxon signed-rank"
-        if cmp.paired
-        else "Welch's t-test and Mann-Whitney U"
-    )
-    pairing = f"paired by {cmp.pair_by} ({len(cmp.keys)} examples)" if cmp.paired else "unpaired"
-    corr = f", p adjusted ({cmp.correction})" if cmp.correction != "none" else ""
-    return f"metric {cmp.metric}, {pairing}; {tests}{corr}; alpha {cmp.alpha:g}"
+    return f"metric {cmp.metric}, {cmp.design}; alpha {cmp.alpha:g}"
 
 
 def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -112,7 +129,7 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _notes(cmp: Comparison) -> list[str]:
-    out = []
+    out = list(cmp.notes)
     if cmp.omnibus is not None:
         out.append(str(cmp.omnibus["verdict"]))
     for label, n in cmp.dropped.items():

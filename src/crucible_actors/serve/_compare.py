@@ -1,7 +1,8 @@
 """``GET /api/compare``: the comparison of stored runs (or a sweep's points) over HTTP.
 
 Query: ``runs`` (run ids, comma-separated or repeated; the first is the baseline) or
-``sweep`` (a sweep id), and optionally ``metric``, ``pair_by``, ``correction``,
+``sweep`` (a sweep id), and optionally ``metric``, ``pair_by``, ``unpaired``,
+``cluster_by``, ``repeats`` (``seeds``/``samples``), ``cv_ratio``, ``correction``,
 ``alpha``, ``lower_is_better`` and ``format`` (``json``, the default, or ``html``: the same
 self-contained page ``crucible-actors compare --format html`` writes, which the
 dashboard's compare view shows). Bad input answers 422 (``ComparisonError``), unknown runs
@@ -44,13 +45,33 @@ def _options(q: Any) -> dict[str, Any]:
         alpha = -1.0
     if not 0 < alpha < 1:
         raise _bad(f"alpha: expected a number strictly between 0 and 1, got {alpha_text!r}")
+    repeats = q.get("repeats") or "seeds"
+    if repeats not in ("seeds", "samples"):
+        raise _bad(f"repeats: expected 'seeds' or 'samples', got {repeats!r}")
+    ratio_text = q.get("cv_ratio") or None
+    ratio: float | None = None
+    if ratio_text is not None:
+        try:
+            ratio = float(ratio_text)
+        except ValueError:
+            ratio = -1.0
+        if not 0 < ratio < 1e9:
+            raise _bad(f"cv_ratio: expected n_test / n_train > 0, got {ratio_text!r}")
     return {
         "metric": q.get("metric") or None,
         "pair_by": q.get("pair_by") or None,
+        "unpaired": _flag(q.get("unpaired")),
+        "cluster_by": q.get("cluster_by") or None,
+        "repeats": repeats,
+        "test_train_ratio": ratio,
         "correction": correction,
         "alpha": alpha,
-        "higher_is_better": (q.get("lower_is_better") or "false").lower() not in ("1", "true"),
+        "higher_is_better": not _flag(q.get("lower_is_better")),
     }
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "false").lower() in ("1", "true", "on", "yes")
 
 
 def compare_endpoint(service: Service) -> Callable[[Request], Awaitable[Response]]:

@@ -668,10 +668,21 @@ def _paths() -> dict[str, Any]:
                 "operationId": "compareRuns",
                 "parameters": [
                     {"name": n, "in": "query", "schema": _STR}
-                    for n in ("runs", "sweep", "metric", "pair_by", "correction", "alpha")
+                    for n in (
+                        "runs",
+                        "sweep",
+                        "metric",
+                        "pair_by",
+                        "cluster_by",
+                        "cv_ratio",
+                        "correction",
+                        "alpha",
+                    )
                 ]
                 + [
                     {"name": "lower_is_better", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "unpaired", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "repeats", "in": "query", "schema": {"enum": ["seeds", "samples"]}},
                     {"name": "format", "in": "query", "schema": {"enum": ["json", "html"]}},
                 ],
                 "responses": {

@@ -1,7 +1,7 @@
 """The ``bench`` stage: statistical comparison of numeric groups (extra ``bench``).
 
 The stage collects ``{group: [numbers]}`` from the Context, hands it to
-:func:`crucible_actors.stages._stats.analyze` (scipy) in a worker thread, and stores
+:func:`crucible_actors.stats.analyze` (scipy) in a worker thread, and stores
 ``metrics["bench"] = {"tests_run", "alpha", "correction", "results", "group_stats",
 "timestamp"}``. ``results`` is exactly what ``analyze`` returns; ``group_stats`` adds the
 size, mean, standard deviation and t confidence interval of every group, which the
@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio.to_thread
 import msgspec
 
+from .. import stats as _stats
 from .._core._stage import Stage
-from . import _stats
+from ..stats import _groups
 from ._plugins import call_plugin, describe_plugin, load_ref
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ def compute(groups: Mapping[str, Sequence[float]], settings: Settings) -> dict[s
     group_stats: dict[str, Any] = {}
     if not results.get("no_data"):
         for name in sorted(groups):
-            summary = _stats._describe_one(
+            summary = _groups._describe_one(
                 name, [float(v) for v in groups[name]], settings.confidence_level
             )
             summary.pop("tests_skipped", None)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
+from .. import stats as _stats
 from .._core import _registry
 from .._core._errors import SchemaError, ValidationFailed
 from .._core._ir_refs import describe_validation_error, stage_ref
 from .._core._schema_options import validate_options
 from .._core._stage import Stage, coerce_stage, stage_info
-from . import _stats
 from .report import FORMATS, SINKS
 
 if TYPE_CHECKING:

@@ -859,11 +859,18 @@
           sweep,
           metric: $("#compare-metric").value.trim(),
           pair_by: $("#compare-pair-by").value.trim(),
+          cluster_by: $("#compare-cluster-by").value.trim(),
+          unpaired: $("#compare-unpaired").checked ? "1" : "",
         });
       },
     },
     field("compare-metric", "Score field", params.get("metric") || "", "auto"),
-    field("compare-pair-by", "Pair examples by", params.get("pair_by") || "", "e.g. id (unpaired if empty)"),
+    field("compare-pair-by", "Pair examples by", params.get("pair_by") || "", "auto: id, when unique"),
+    field("compare-cluster-by", "Cluster by", params.get("cluster_by") || "", "e.g. passage"),
+    h("div", { class: "field" },
+      h("label", { for: "compare-unpaired" },
+        h("input", { id: "compare-unpaired", name: "compare-unpaired", type: "checkbox", checked: params.get("unpaired") === "1" }),
+        " Unpaired")),
     h("button", { type: "submit", id: "compare-run" }, "Compare"));
     const what = sweep ? `sweep ${sweep}` : `${runs.length} runs`;
     const holder = h("div", { id: "compare-result" }, h("p", { class: "muted" }, "Comparing…"));
@@ -880,7 +887,7 @@
     const q = new URLSearchParams();
     if (sweep) q.set("sweep", sweep);
     else q.set("runs", runs.join(","));
-    for (const key of ["metric", "pair_by"]) if (params.get(key)) q.set(key, params.get(key));
+    for (const key of ["metric", "pair_by", "cluster_by", "unpaired"]) if (params.get(key)) q.set(key, params.get(key));
     (async () => {
       try {
         q.set("format", "html");

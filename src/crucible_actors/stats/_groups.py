@@ -1,7 +1,8 @@
-"""Pure statistics behind the ``bench`` stage: group comparisons, effect sizes, corrections.
+"""Group comparisons, effect sizes, corrections and the bootstrap (public via :mod:`..stats`).
 
 The ``bench`` stage collects numeric groups from a Context and passes them to
-:func:`analyze`; the dict it returns is the ``results`` part of ``metrics["bench"]``. Nothing
+:func:`analyze`; the dict it returns is the ``results`` part of ``metrics["bench"]``.
+``compare`` uses the same functions (and the one BCa implementation, :func:`_interval`). Nothing
 here touches a Context, does IO or keeps state. numpy and scipy are imported inside the
 functions that need them, so this module imports without the ``bench`` extra;
 :func:`require_scipy` turns a missing scipy into :class:`MissingDependency`. The small
@@ -605,8 +606,7 @@ def _hedges_stat(x: FloatArray, y: FloatArray, axis: int = -1) -> Any:
     return (y.mean(axis=axis) - x.mean(axis=axis)) / pooled * (1 - 3 / (4 * (n1 + n2) - 9))
 
 
-def _dz_stat(x: FloatArray, y: FloatArray, axis: int = -1) -> Any:
-    d = y - x
+def _dz_one_stat(d: FloatArray, axis: int = -1) -> Any:
     return d.mean(axis=axis) / d.std(axis=axis, ddof=1)
 
 
@@ -705,9 +705,11 @@ def effect_size(
 ) -> Result:
     """Return the standardized effect of ``b`` against ``a`` with a BCa bootstrap interval.
 
-    Unpaired: ``{"cohens_d", "hedges_g", "hedges_g_ci", "interpretation"}`` (Hedges' g
-    resampled within each sample). Paired: ``{"cohens_dz", "cohens_dz_ci",
-    "interpretation"}``, ``dz = mean(b - a) / sd(b - a)``, the pairs resampled together.
+    Unpaired: ``{"cohens_d", "cohens_d_ci", "hedges_g", "hedges_g_ci", "interpretation"}``
+    (Hedges' g resampled within each sample; the interval of d is that of g divided by the
+    small-sample factor, which BCa carries over exactly because it is a positive constant).
+    Paired: ``{"cohens_dz", "cohens_dz_ci", "interpretation"}``,
+    ``dz = mean(b - a) / sd(b - a)``, the pairs resampled together.
     Both also carry ``confidence_level``, ``n_resamples`` and the ``seed`` used. Figures that
     are undefined (no spread) are ``None``.
 
@@ -729,10 +731,12 @@ def effect_size(
         dz = mean / math.sqrt(var) if var > 0 else math.nan
         ci = None
         if var > 0:
+            # Resampling the differences draws the same indices as resampling the pairs
+            # (scipy resamples pairs through an index array), at half the jackknife cost.
             ci, _ = _interval(
-                (x, y),
-                _dz_stat,
-                paired=True,
+                (y - x,),
+                _dz_one_stat,
+                paired=False,
                 confidence_level=confidence_level,
                 n_resamples=n_resamples,
                 seed=seed,
@@ -756,7 +760,11 @@ def effect_size(
             seed=seed,
             method="BCa",
         )
-    return {**effect, "hedges_g_ci": ci, **common}
+    d_ci = None
+    if ci is not None and ci[0] is not None and ci[1] is not None:
+        factor = 1 - 3 / (4 * (x.size + y.size) - 9)
+        d_ci = [ci[0] / factor, ci[1] / factor]
+    return {**effect, "cohens_d_ci": d_ci, "hedges_g_ci": ci, **common}
 
 
 def permutation_pvalue(
