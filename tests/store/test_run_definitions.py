@@ -227,3 +227,50 @@ def test_runs_list_columns_shows_each_runs_own_options(
     options = {d["key"]: (d["a"], d["b"]) for d in diff["options"]}
     assert options["score.model"] == ("small", "large")
     assert options["score.lr"] == (0.1, 0.5)
+
+
+class CountingWrites(CountingStore):
+    """A store that also counts the definitions written through it."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.puts: list[str] = []
+
+    async def put_definition(self, definition: DefinitionRecord) -> bool:
+        self.puts.append(definition.id)
+        stored: bool = await self.inner.put_definition(definition)
+        return stored
+
+
+async def test_a_definition_is_written_once_and_sweep_points_keep_their_own() -> None:
+    async with open_store("memory://") as inner:
+        store = CountingWrites(inner)
+        async with open_runtime(registry=_registry(), store=store) as rt:
+            exp = _definition(model="small")
+            for _ in range(4):
+                await (await rt.submit(exp)).wait()
+            sweep = await rt.submit_sweep(
+                {
+                    **_definition(examples=5),
+                    "sweep": {"repeats": 2, "parameters": {"score.lr": [0.2, 0.4]}},
+                }
+            )
+            await sweep.wait()
+        # One write per distinct definition: the plain runs' one, then one per sweep point
+        # (its two repeats share it).
+        assert len(store.puts) == len(set(store.puts)) == 3
+        runs = await inner.list_runs(limit=100)
+        assert len(runs) == 8
+        point_runs = [r for r in runs if r.id in {p.run_id for p in sweep.points}]
+        by_def = {r.provenance["definition"] for r in point_runs if r.provenance}
+        assert len(by_def) == 2
+        defs = await load_definitions(inner, point_runs)
+        assert {d["pipeline"][0]["options"]["lr"] for d in defs if d} == {0.2, 0.4}
+        # Columns the sweep varies come from the point records: no definition is read.
+        store.definition_calls.clear()
+        values = await Results().columns_of(store, point_runs, ["params.score.lr"])
+        assert sorted(v["params.score.lr"] for v in values) == [0.2, 0.2, 0.4, 0.4]
+        assert store.definition_calls == []
+        values = await Results().columns_of(store, point_runs, ["params.score.examples"])
+        assert [v["params.score.examples"] for v in values] == [5] * 4
+        assert [len(c) for c in store.definition_calls] == [2]

@@ -266,21 +266,38 @@ def definition_id(definition: Mapping[str, Any]) -> str:
     return digest_of([_json.encode(definition)])
 
 
+# Definition ids a recorder remembers as written before it starts over (a long-lived
+# process running many sweeps would otherwise keep one per point forever).
+_MAX_WRITTEN: Final = 100_000
+
+
 class ProvenanceRecorder:
     """Records provenance for the runs of one persistence (one store).
 
     ``registry`` resolves stage names (as the run will); ``now`` stamps environment
-    records. Remembers the environments already written to its store.
+    records. Remembers the environments and definitions already written to its store
+    (the definitions' ids up to :data:`_MAX_WRITTEN`, then forgotten: writing one again
+    is a no-op insert).
     """
 
-    __slots__ = ("_def_ids", "_lock", "_plans", "_written", "now", "registry", "store")
+    __slots__ = (
+        "_def_ids",
+        "_defs_written",
+        "_lock",
+        "_plans",
+        "_written",
+        "now",
+        "registry",
+        "store",
+    )
 
     def __init__(self, store: Any, registry: Registry, now: Callable[[], datetime]) -> None:
         self.store = store
         self.registry = registry
         self.now = now
-        #: Environment and definition ids already in the store.
+        #: Environment ids, and definition ids, already in the store.
         self._written: set[str] = set()
+        self._defs_written: set[str] = set()
         self._def_ids: dict[int, tuple[Mapping[str, Any], str]] = {}
         self._plans: dict[int, tuple[Experiment, dict[str, str], list[Any]]] = {}
         self._lock = anyio.Lock()
@@ -339,7 +356,7 @@ class ProvenanceRecorder:
             out: dict[str, Any] = {"environment": env_id}
             if definition is not None and hasattr(self.store, "put_definition"):
                 def_id = self._definition_id(definition)
-                if def_id not in self._written:
+                if def_id not in self._defs_written:
                     await self._store_definition(def_id, definition)
                 out["definition"] = def_id
             out["stages"] = stages
@@ -367,7 +384,7 @@ class ProvenanceRecorder:
 
     async def _store_definition(self, def_id: str, definition: Mapping[str, Any]) -> None:
         async with self._lock:
-            if def_id in self._written:
+            if def_id in self._defs_written:
                 return
             record = DefinitionRecord(id=def_id, definition=dict(definition), created_at=self.now())
             try:
@@ -375,7 +392,9 @@ class ProvenanceRecorder:
             except Exception as exc:  # readers fall back to the experiment record
                 log.warning("could not store the run definition %s: %s", def_id, exc)
                 return
-            self._written.add(def_id)
+            if len(self._defs_written) >= _MAX_WRITTEN:
+                self._defs_written.clear()
+            self._defs_written.add(def_id)
 
 
 # -- reading it back ------------------------------------------------------------------
