@@ -16,9 +16,10 @@ Printed, one JSON object per line (``"bench": "provenance"``):
   (medians over ``--rounds``), and ``provenance_cost_per_run_ms``: their difference
   (target: <= 1 ms per run after the first);
 - ``store_bytes_per_run``: ``provenance_json`` (the per-run record as stored, the
-  environment record left out since it is stored once: target < 1024),
-  ``environment_json`` (that one record), and each store's database size per run (page
-  count x page size after a WAL checkpoint) with and without provenance.
+  environment and definition records left out since each is stored once: target <
+  1024), ``environment_json`` and ``definition_json`` (those records), and each
+  store's database size per run (page count x page size after a WAL checkpoint) with
+  and without provenance.
 
 Usage: ``python bench/provenance.py [--runs N] [--rounds N] [--backend trio|asyncio]``
 (defaults 300 runs per side per round, 3 rounds; ``--quick``: 30 runs, 1 round).
@@ -122,6 +123,7 @@ async def measure(runs: int, rounds: int) -> None:
             row = await store_on.list_runs(limit=1)
             prov = row[0].provenance or {}
             env = await store_on.get_environment(prov.get("environment", ""))
+            defs = await store_on.get_definitions([prov.get("definition", "")])
         after = {flag: db_bytes(paths[flag]) for flag in paths}
     med = {flag: statistics.median(v) for flag, v in per_run.items()}
     for flag in (True, False):
@@ -143,6 +145,9 @@ async def measure(runs: int, rounds: int) -> None:
         figure="store_bytes_per_run",
         provenance_json=len(json.dumps(prov, separators=(",", ":"))),
         environment_json=len(json.dumps(env.record if env else None, separators=(",", ":"))),
+        definition_json=sum(
+            len(json.dumps(d.definition, separators=(",", ":"))) for d in defs.values()
+        ),
         db_bytes_per_run_provenance=round(growth[True], 1),
         db_bytes_per_run_no_provenance=round(growth[False], 1),
         target_bytes=1024,

@@ -368,6 +368,7 @@ async def test_a_stored_run_detail_has_its_provenance(served: Served) -> None:
     prov = detail["provenance"]
     assert set(prov) == {
         "environment",
+        "definition",
         "python",
         "crucible_actors",
         "platform",

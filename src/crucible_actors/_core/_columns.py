@@ -10,7 +10,8 @@ One syntax, shared by ``crucible-actors runs list --columns`` and the dashboard'
 - ``params.<stage label>.<option>``: the option of the run's stage with that label, as
   the run saw it: the sweep point's value when the run is a point of a sweep that
   varies it (``params.<sweep path>``: the sweep's own paths are ``<label>.<option>``,
-  so a sweep column is the same string), else the experiment definition's. The label
+  so a sweep column is the same string), else the run's own definition's (the caller
+  passes it: :func:`crucible_actors._core._provenance.load_definitions`). The label
   is the part before the first dot, the option path the rest (dots go into nested
   tables). A stage without a ``name`` matches its ``"module:qualname"`` reference or
   that reference's last qualname part (``cv_eval`` for ``"stages:cv_eval"``).
@@ -75,8 +76,9 @@ def run_columns(
     """Return ``{column: value}`` for one run, for each of ``columns`` (in order).
 
     ``run`` is a :class:`~crucible_actors._core._store.RunRecord` or its JSON mapping
-    (anything with ``metrics``). ``definition`` is the run's experiment definition as
-    stored (``ExperimentRecord.definition``: a mapping with ``pipeline``), and
+    (anything with ``metrics``). ``definition`` is the experiment definition the run
+    executed, as stored (``DefinitionRecord.definition``, or for a run recorded without
+    one ``ExperimentRecord.definition``: a mapping with ``pipeline``), and
     ``parameters`` the run's sweep point parameters (``SweepPointRecord.parameters``)
     when it is a sweep point; either may be None. A value that is not there is None.
     Columns are expected to be checked by :func:`parse_columns`; an unknown kind gives

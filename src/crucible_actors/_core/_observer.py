@@ -115,7 +115,9 @@ class StoreObserver(RunObserver):
         # A resumed run keeps the provenance of its first start (the store leaves it).
         recorder = p.provenance
         provenance = (
-            await recorder.for_run(exp, snapshot) if recorder is not None and not resume else None
+            await recorder.for_run(exp, snapshot, definition)
+            if recorder is not None and not resume
+            else None
         )
         count = 0
         if resume:

@@ -12,8 +12,16 @@ Two parts, stored differently so that a run costs a few hundred bytes:
   is stored once by content as an
   :class:`~crucible_actors._core._store.EnvironmentRecord` whose id is the digest of
   its JSON (:func:`~crucible_actors._core._blobs.digest_of`);
-- per run, ``RunRecord.provenance``: ``{"environment": id, "stages": {label: code
-  fingerprint}, "inputs": {key: digest}}``. Fingerprints are
+- the **definition**: the experiment definition the run executes, as the experiment
+  record stores it (``ExperimentRecord.definition``), stored once by content as a
+  :class:`~crucible_actors._core._store.DefinitionRecord` whose id is
+  :func:`definition_id`. The experiment record is overwritten each time its id is
+  submitted again, so it is only the *latest* definition; a run's own options
+  (``params.*`` columns, ``runs diff``) are read from its definition record
+  (:func:`load_definitions`), and from the experiment record only for runs recorded
+  without one;
+- per run, ``RunRecord.provenance``: ``{"environment": id, "definition": id, "stages":
+  {label: code fingerprint}, "inputs": {key: digest}}``. Fingerprints are
   :func:`~crucible_actors._core._fingerprint.code_fingerprint` (the one the result
   cache keys on); ``inputs`` holds the blob digest of each large value of the run's
   initial Context (``assigns['X']``: the values stored by content, see ``_data.py``),
@@ -21,9 +29,11 @@ Two parts, stored differently so that a run costs a few hundred bytes:
 
 Each environment is computed once per process (in a worker thread: ``git rev-parse
 HEAD`` and ``git status --porcelain`` run as subprocesses, each bounded by
-:data:`GIT_TIMEOUT` seconds) and written once per store. Anything that goes wrong
-(no git, a package without metadata, a store without ``put_environment``) leaves that
-part out; provenance never fails a run.
+:data:`GIT_TIMEOUT` seconds) and written once per store; a definition's digest is
+computed once per definition object and the record written once per store. Anything
+that goes wrong (no git, a package without metadata, a store without
+``put_environment`` or ``put_definition``) leaves that part out; provenance never
+fails a run.
 
 :func:`provenance_view` joins the two parts into the JSON shape ``runs show --json``
 and ``GET /api/runs/{id}`` return.
@@ -48,10 +58,11 @@ from ._blobs import digest_of
 from ._execute import resolve_stage
 from ._fingerprint import code_fingerprint, code_target
 from ._payload import EXT_BLOB, ref_decode
-from ._store import EnvironmentRecord
+from ._records import checkpoint_definition
+from ._store import DefinitionRecord, EnvironmentRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from datetime import datetime
 
     from ._ir import Experiment
@@ -62,9 +73,11 @@ __all__ = [
     "EXTRA_MODULES",
     "GIT_TIMEOUT",
     "ProvenanceRecorder",
+    "definition_id",
     "environment_of",
     "git_state",
     "input_digests",
+    "load_definitions",
     "load_provenance",
     "provenance_diff",
     "provenance_view",
@@ -248,20 +261,44 @@ def input_digests(snapshot: bytes) -> dict[str, str]:
     return found
 
 
+def definition_id(definition: Mapping[str, Any]) -> str:
+    """Return the id of a stored definition: the digest of its JSON with sorted keys."""
+    return digest_of([_json.encode(definition)])
+
+
+# Definition ids a recorder remembers as written before it starts over (a long-lived
+# process running many sweeps would otherwise keep one per point forever).
+_MAX_WRITTEN: Final = 100_000
+
+
 class ProvenanceRecorder:
     """Records provenance for the runs of one persistence (one store).
 
     ``registry`` resolves stage names (as the run will); ``now`` stamps environment
-    records. Remembers the environments already written to its store.
+    records. Remembers the environments and definitions already written to its store
+    (the definitions' ids up to :data:`_MAX_WRITTEN`, then forgotten: writing one again
+    is a no-op insert).
     """
 
-    __slots__ = ("_lock", "_plans", "_written", "now", "registry", "store")
+    __slots__ = (
+        "_def_ids",
+        "_defs_written",
+        "_lock",
+        "_plans",
+        "_written",
+        "now",
+        "registry",
+        "store",
+    )
 
     def __init__(self, store: Any, registry: Registry, now: Callable[[], datetime]) -> None:
         self.store = store
         self.registry = registry
         self.now = now
+        #: Environment ids, and definition ids, already in the store.
         self._written: set[str] = set()
+        self._defs_written: set[str] = set()
+        self._def_ids: dict[int, tuple[Mapping[str, Any], str]] = {}
         self._plans: dict[int, tuple[Experiment, dict[str, str], list[Any]]] = {}
         self._lock = anyio.Lock()
 
@@ -286,17 +323,43 @@ class ProvenanceRecorder:
         self._plans[id(experiment)] = (experiment, stages, targets)
         return stages, targets
 
-    async def for_run(self, experiment: Experiment, snapshot: bytes) -> dict[str, Any] | None:
-        """Return the run's provenance record, storing its environment first if new.
+    def _definition_id(self, definition: Mapping[str, Any]) -> str:
+        """:func:`definition_id`, computed once per definition object."""
+        hit = self._def_ids.get(id(definition))
+        if hit is not None and hit[0] is definition:
+            return hit[1]
+        found = definition_id(definition)
+        if len(self._def_ids) > 256:
+            self._def_ids.clear()
+        self._def_ids[id(definition)] = (definition, found)
+        return found
 
-        None (logged) if it could not be made; never raises Exception.
+    async def for_run(
+        self,
+        experiment: Experiment,
+        snapshot: bytes,
+        definition: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Return the run's provenance record, storing its environment and definition
+        first if new.
+
+        ``definition`` is the run's experiment as the experiment record stores it
+        (``ExperimentRecord.definition``); without it, or with a store that has no
+        ``put_definition``, the record has no ``definition``. None (logged) if it could
+        not be made; never raises Exception.
         """
         try:
             stages, targets = self._plan(experiment)
             env_id, record = await environment_of(targets)
             if env_id not in self._written:
                 await self._store_environment(env_id, record)
-            out: dict[str, Any] = {"environment": env_id, "stages": stages}
+            out: dict[str, Any] = {"environment": env_id}
+            if definition is not None and hasattr(self.store, "put_definition"):
+                def_id = self._definition_id(definition)
+                if def_id not in self._defs_written:
+                    await self._store_definition(def_id, definition)
+                out["definition"] = def_id
+            out["stages"] = stages
             inputs = input_digests(snapshot)
             if inputs:
                 out["inputs"] = inputs
@@ -319,8 +382,65 @@ class ProvenanceRecorder:
                 return
             self._written.add(env_id)
 
+    async def _store_definition(self, def_id: str, definition: Mapping[str, Any]) -> None:
+        async with self._lock:
+            if def_id in self._defs_written:
+                return
+            record = DefinitionRecord(id=def_id, definition=dict(definition), created_at=self.now())
+            try:
+                await self.store.put_definition(record)
+            except Exception as exc:  # readers fall back to the experiment record
+                log.warning("could not store the run definition %s: %s", def_id, exc)
+                return
+            if len(self._defs_written) >= _MAX_WRITTEN:
+                self._defs_written.clear()
+            self._defs_written.add(def_id)
+
 
 # -- reading it back ------------------------------------------------------------------
+
+
+async def load_definitions(
+    store: Any, runs: Sequence[Any], *, checkpoints: bool = False
+) -> list[dict[str, Any] | None]:
+    """Return the experiment definition each of ``runs`` (RunRecords) executed.
+
+    A run's own definition is the one its provenance names (``definition``), read with
+    one ``get_definitions`` call for all the distinct ids; a run without one (recorded
+    before definitions were stored, with provenance off, or by a store without
+    ``put_definition``) or whose definition is missing gets its experiment's stored
+    definition, the latest submitted under that id (one ``get_experiment`` per distinct
+    experiment). With ``checkpoints``, such a run's latest checkpoint is decoded first
+    (:func:`~._records.checkpoint_definition`: right for older runs too, but one
+    checkpoint read per run, so for a few runs only). None when nothing is stored.
+    """
+    ids: dict[str, None] = {}
+    for run in runs:
+        def_id = (run.provenance or {}).get("definition")
+        if isinstance(def_id, str):
+            ids[def_id] = None
+    get = getattr(store, "get_definitions", None)
+    found: Mapping[str, DefinitionRecord] = await get(list(ids)) if ids and get else {}
+    latest: dict[str, dict[str, Any] | None] = {}
+    out: list[dict[str, Any] | None] = []
+    for run in runs:
+        def_id = (run.provenance or {}).get("definition")
+        own = found.get(def_id) if isinstance(def_id, str) else None
+        if own is not None:
+            out.append(own.definition)
+            continue
+        if checkpoints:
+            checkpoint = await store.load_checkpoint(run.id)
+            decoded = checkpoint_definition(checkpoint.data) if checkpoint is not None else None
+            if decoded is not None:
+                out.append(decoded)
+                continue
+        exp_id = run.experiment_id
+        if exp_id not in latest:
+            stored = await store.get_experiment(exp_id)
+            latest[exp_id] = stored.definition if stored is not None else None
+        out.append(latest[exp_id])
+    return out
 
 
 def provenance_view(
@@ -328,8 +448,9 @@ def provenance_view(
 ) -> dict[str, Any] | None:
     """Join a run's provenance and its environment record into the documented shape.
 
-    ``{"environment", "python", "crucible_actors", "platform", "host", "packages",
-    "git", "stages", "inputs"}``; an environment that is not stored leaves its fields
+    ``{"environment", "definition", "python", "crucible_actors", "platform", "host",
+    "packages", "git", "stages", "inputs"}`` (``definition``: the id of the run's stored
+    definition, None when not recorded); an environment that is not stored leaves its fields
     None (``packages`` empty). None when the run has no provenance.
     """
     if provenance is None:
@@ -337,6 +458,7 @@ def provenance_view(
     env = environment or {}
     return {
         "environment": provenance.get("environment"),
+        "definition": provenance.get("definition"),
         "python": env.get("python"),
         "crucible_actors": env.get("crucible_actors"),
         "platform": env.get("platform"),

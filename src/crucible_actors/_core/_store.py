@@ -38,6 +38,7 @@ __all__ = [
     "ArtifactRecord",
     "CachedResult",
     "Checkpoint",
+    "DefinitionRecord",
     "DeletedRuns",
     "EnvironmentRecord",
     "ExperimentRecord",
@@ -86,9 +87,11 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     ``start_run(resume=True)`` restarted it (the caller numbers each resume; a run resumed
     too often without finishing is failed, see ``open_persistence(max_resumes=...)``).
     ``provenance`` is what produced the run, as recorded when it first started
-    (:mod:`crucible_actors._core._provenance`): ``{"environment": id, "stages": {label:
-    code fingerprint}, "inputs": {key: digest}}``, the environment itself stored once
-    as an :class:`EnvironmentRecord`; None for runs recorded without it.
+    (:mod:`crucible_actors._core._provenance`): ``{"environment": id, "definition": id,
+    "stages": {label: code fingerprint}, "inputs": {key: digest}}``, the environment and
+    the experiment definition the run executed each stored once by content (as an
+    :class:`EnvironmentRecord` and a :class:`DefinitionRecord`); None for runs recorded
+    without it.
 
     A ``pending`` run is a sweep point recorded with its sweep and not started yet: it
     has its initial checkpoint, no ``started_at``, and ``owner_id`` names the runtime
@@ -119,6 +122,21 @@ class EnvironmentRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     record: dict[str, Any]
+    created_at: datetime
+
+
+class DefinitionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An experiment definition as one run executed it, stored once by content.
+
+    ``id`` is the digest of ``definition`` (``ExperimentRecord.definition``'s JSON-safe
+    form, encoded with sorted keys; see
+    :func:`crucible_actors._core._provenance.definition_id`); runs refer to it from
+    ``RunRecord.provenance["definition"]``. Unlike the :class:`ExperimentRecord`, which
+    the next submission of the same experiment id overwrites, it never changes.
+    """
+
+    id: str
+    definition: dict[str, Any]
     created_at: datetime
 
 
@@ -342,7 +360,10 @@ class Store(Protocol):
     Optional provenance methods (looked up with ``getattr``; a store without them
     records runs without their environment): ``async put_environment(env:
     EnvironmentRecord) -> bool`` stores an environment unless its id exists (True if it
-    was new), and ``async get_environment(env_id) -> EnvironmentRecord | None``.
+    was new), and ``async get_environment(env_id) -> EnvironmentRecord | None``; likewise
+    ``async put_definition(definition: DefinitionRecord) -> bool`` and ``async
+    get_definitions(ids: Sequence[str]) -> dict[str, DefinitionRecord]`` (those of
+    ``ids`` that are stored, read at once) for the runs' own experiment definitions.
     A store that fences writes also applies ``save_checkpoint`` and ``record_attempt``
     only while ``owner_id`` of the record (when set) still owns the run, raising
     :class:`~crucible_actors.errors.OwnershipLost` otherwise.

@@ -1,13 +1,13 @@
 """``crucible-actors runs diff A B``, and the provenance part of ``runs show``.
 
 ``runs diff`` reads two stored runs and prints what differs between them: options (each
-``<stage label>.<option>`` of the run's own definition, from its latest checkpoint,
-else the stored experiment's), code fingerprints, environment (Python,
-crucible-actors, platform, host, git), package versions, input data digests and
-metrics. It exits 0 whether or not they differ (2 for an unknown run). ``--json``
-prints ``{"store", "a", "b", "same", "options", "code", "environment", "packages",
-"inputs", "metrics"}``, each part a list of ``{"key", "a", "b"}`` (a value a run does
-not have is null).
+``<stage label>.<option>`` of the run's own definition: stored by content with its
+provenance, else from its latest checkpoint, else the stored experiment's), code
+fingerprints, environment (Python, crucible-actors, platform, host, git), package
+versions, input data digests and metrics. It exits 0 whether or not they differ (2 for
+an unknown run). ``--json`` prints ``{"store", "a", "b", "same", "options", "code",
+"environment", "packages", "inputs", "metrics"}``, each part a list of ``{"key", "a",
+"b"}`` (a value a run does not have is null).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._core._encoding import to_json_safe
-from .._core._provenance import load_provenance, provenance_diff
-from .._core._records import checkpoint_definition
+from .._core._provenance import load_definitions, load_provenance, provenance_diff
 from ._format import _common, _json, _table, store_url
 
 if TYPE_CHECKING:
@@ -98,11 +97,7 @@ def _options(definition: Mapping[str, Any] | None) -> dict[str, Any]:
 
 async def _facts(store: Any, run_id: str) -> tuple[RunRecord, dict[str, Any]]:
     run = await store.get_run(run_id)
-    checkpoint = await store.load_checkpoint(run_id)
-    definition = checkpoint_definition(checkpoint.data) if checkpoint is not None else None
-    if definition is None:
-        experiment = await store.get_experiment(run.experiment_id)
-        definition = experiment.definition if experiment is not None else None
+    (definition,) = await load_definitions(store, [run], checkpoints=True)
     return run, {
         "options": _options(definition),
         "provenance": await load_provenance(store, run.provenance),

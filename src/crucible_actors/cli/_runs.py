@@ -22,8 +22,8 @@ The ``--json`` documents:
 
 Run records carry ``id``, ``experiment_id``, ``status``, ``metrics``, ``outputs``,
 ``metadata``, ``failure``, ``started_at``, ``finished_at`` (ISO 8601), ``owner_id``,
-``resume_count`` and ``provenance`` (as stored: ``{"environment": id, "stages",
-"inputs"}`` or null).
+``resume_count`` and ``provenance`` (as stored: ``{"environment": id, "definition": id,
+"stages", "inputs"}`` or null).
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ import anyio
 
 from .._core._columns import parse_columns, run_columns
 from .._core._encoding import to_json_safe
-from .._core._provenance import load_provenance
-from .._core._records import checkpoint_definition
+from .._core._provenance import load_definitions, load_provenance
 from .._core._store import RUN_STATUSES
 from ._console import fancy, stdout_console
 from ._diff import add_diff, provenance_lines
@@ -207,7 +206,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 before=args.before,
             )
-            return runs, [await _columns_of(store, r, columns) for r in runs] if columns else []
+            return runs, await _columns_of(store, runs, columns) if columns else []
 
     runs, values = anyio.run(main, backend="trio")
     next_before = runs[-1].id if len(runs) == args.limit else None
@@ -274,11 +273,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                 await store.list_attempts(run.id),
                 await store.list_artifacts(run.id),
                 await store.load_checkpoint(run.id),
-                await store.get_experiment(run.experiment_id),
+                (await load_definitions(store, [run]))[0],
                 await load_provenance(store, run.provenance),
             )
 
-    run, attempts, artifacts, checkpoint, experiment, provenance = anyio.run(main, backend="trio")
+    run, attempts, artifacts, checkpoint, definition, provenance = anyio.run(main, backend="trio")
     cp = (
         None
         if checkpoint is None
@@ -299,7 +298,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     where = None
     if checkpoint is not None:
-        total = len((experiment.definition if experiment else {}).get("pipeline", ()))
+        total = len((definition or {}).get("pipeline", ()))
         where = (
             "after the last stage"
             if total and checkpoint.index >= total
@@ -368,17 +367,15 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else _metric_text(value, 40)
 
 
-async def _columns_of(store: Any, run: RunRecord, columns: list[str]) -> dict[str, Any]:
-    """The values of ``columns`` for ``run``; its options from its own latest checkpoint."""
-    definition = None
+async def _columns_of(
+    store: Any, runs: Sequence[RunRecord], columns: list[str]
+) -> list[dict[str, Any]]:
+    """The values of ``columns`` for each of ``runs``; options from each run's own
+    definition (stored by content; for older runs, their latest checkpoint)."""
+    definitions: list[dict[str, Any] | None] = [None] * len(runs)
     if any(c.startswith("params.") for c in columns):
-        checkpoint = await store.load_checkpoint(run.id)
-        if checkpoint is not None:
-            definition = checkpoint_definition(checkpoint.data)
-        if definition is None:
-            experiment = await store.get_experiment(run.experiment_id)
-            definition = experiment.definition if experiment is not None else None
-    return run_columns(run, columns, definition=definition)
+        definitions = await load_definitions(store, runs, checkpoints=True)
+    return [run_columns(r, columns, definition=d) for r, d in zip(runs, definitions, strict=True)]
 
 
 def _metric_text(value: Any, limit: int = 100) -> str:

@@ -296,10 +296,13 @@ class Provenance(msgspec.Struct):
     distribution name to version; ``git`` is null outside a git work tree; ``stages``
     maps stage label to its code fingerprint (the one the result cache keys on);
     ``inputs`` maps a key of the run's initial Context (``assigns['X']``) to the
-    content digest of that large value.
+    content digest of that large value. ``definition`` is the id of the experiment
+    definition the run executed, stored once by content (null for runs recorded
+    without it); its options are the run's ``params.*`` columns.
     """
 
     environment: str | None
+    definition: str | None
     python: str | None
     crucible_actors: str | None
     platform: str | None

@@ -4,8 +4,8 @@
 API that look at what runs produced rather than how they ran:
 
 - the columns of ``GET /api/runs?columns=...`` (a run's metrics and parameters, read by
-  :func:`crucible_actors._core._columns.run_columns` from the run's metrics, its
-  experiment's definition and its sweep point), and the server-side sort and filters;
+  :func:`crucible_actors._core._columns.run_columns` from the run's metrics, its own
+  stored definition and its sweep point), and the server-side sort and filters;
 - ``GET /api/runs/columns``: the column paths the recent runs have;
 - ``GET /api/sweeps/{id}``: a sweep's points with their runs' metrics, repeats
   summarised as mean, standard deviation and count;
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from .._core._columns import parse_columns, run_columns
+from .._core._provenance import load_definitions
 from ._errors import ApiError
 
 if TYPE_CHECKING:
@@ -281,54 +282,47 @@ class Results:
     def __init__(self) -> None:
         self.index = SweepIndex()
 
-    async def definition(self, store: Store, experiment_id: str) -> dict[str, Any] | None:
-        """Return the stored definition of ``experiment_id``, or None."""
-        stored = await store.get_experiment(experiment_id)
-        if stored is None:
-            return None
-        return stored.definition
-
     async def columns_of(
         self, store: Store, records: Sequence[RunRecord], paths: Sequence[str]
     ) -> list[dict[str, Any]]:
-        """Return, per run, ``{path: value}`` for ``paths`` (None where a run has none)."""
+        """Return, per run, ``{path: value}`` for ``paths`` (None where a run has none).
+
+        Options come from each run's own stored definition (see
+        :func:`~crucible_actors._core._provenance.load_definitions`: one read for all
+        the distinct definitions), or its sweep point for the options the sweep varies;
+        a run whose requested options are all swept needs no definition.
+        """
         if not paths:
             return [{} for _ in records]
         await self.index.refresh(store)
-        definitions: dict[str, dict[str, Any] | None] = {}
-        out = []
-        for record in records:
-            exp_id = record.experiment_id
-            if exp_id not in definitions:
-                definitions[exp_id] = await self.definition(store, exp_id)
-            point = self.index.by_run.get(record.id)
-            out.append(
-                run_columns(
-                    record,
-                    paths,
-                    definition=definitions[exp_id],
-                    parameters=point.parameters if point is not None else None,
-                )
+        params = [p.partition(".")[2] for p in paths if p.startswith("params.")]
+        points = [self.index.by_run.get(r.id) for r in records]
+        needs = [
+            i
+            for i, point in enumerate(points)
+            if any(point is None or p not in point.parameters for p in params)
+        ]
+        loaded = await load_definitions(store, [records[i] for i in needs])
+        definitions: dict[int, dict[str, Any] | None] = dict(zip(needs, loaded, strict=True))
+        return [
+            run_columns(
+                record,
+                paths,
+                definition=definitions.get(i),
+                parameters=point.parameters if point is not None else None,
             )
-        return out
+            for i, (record, point) in enumerate(zip(records, points, strict=True))
+        ]
 
     async def available(self, store: Store, records: Sequence[RunRecord]) -> dict[str, Any]:
         """Return the column paths ``records`` have (see :func:`available_columns`)."""
         await self.index.refresh(store)
-        definitions: dict[str, dict[str, Any] | None] = {}
+        definitions = await load_definitions(store, records)
         rows = []
-        for record in records:
-            if record.experiment_id not in definitions:
-                definitions[record.experiment_id] = await self.definition(
-                    store, record.experiment_id
-                )
+        for record, definition in zip(records, definitions, strict=True):
             point = self.index.by_run.get(record.id)
             rows.append(
-                (
-                    record.metrics,
-                    definitions[record.experiment_id],
-                    point.parameters if point is not None else None,
-                )
+                (record.metrics, definition, point.parameters if point is not None else None)
             )
         return available_columns(rows)
 

@@ -23,7 +23,7 @@ from .._core._decision import TraceChain, TraceEvent
 from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreError
 from .._core._ir import stage_ref
 from .._core._ir_load import experiment_from_mapping
-from .._core._provenance import load_provenance
+from .._core._provenance import load_definitions, load_provenance
 from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
 from .._core._store import RUN_STATUSES
 from ._errors import ApiError, api_error_from
@@ -241,7 +241,7 @@ class Service:
             definition = as_stored_json(experiment)
             pipeline = pipeline_of(experiment)
         else:
-            definition, pipeline = await self._stored_definition(record.experiment_id)
+            definition, pipeline = await self._stored_definition(record)
         artifacts = await self.store.list_artifacts(run_id)
         chain = await self._chain_from_store(run_id, ctx)
         provenance = await load_provenance(self.store, record.provenance)
@@ -302,17 +302,18 @@ class Service:
         return await self.results.available(self.store, records)
 
     async def _stored_definition(
-        self, experiment_id: str
+        self, record: RunRecord
     ) -> tuple[dict[str, Any] | None, list[tuple[str, bool]]]:
+        """The run's own stored definition (else its experiment's latest) and pipeline."""
         assert self.store is not None
-        stored = await self.store.get_experiment(experiment_id)
-        if stored is None:
+        (definition,) = await load_definitions(self.store, [record])
+        if definition is None:
             return None, []
         try:
-            pipeline = pipeline_of(experiment_from_mapping(stored.definition))
+            pipeline = pipeline_of(experiment_from_mapping(definition))
         except Exception:  # a definition written by another version; show it as is
             pipeline = []
-        return stored.definition, pipeline
+        return definition, pipeline
 
     async def list_runs(
         self,

@@ -32,6 +32,7 @@ from .._core._store import RUN_STATUSES as RUN_STATUSES
 from .._core._store import ArtifactRecord as ArtifactRecord
 from .._core._store import CachedResult as CachedResult
 from .._core._store import Checkpoint as Checkpoint
+from .._core._store import DefinitionRecord as DefinitionRecord
 from .._core._store import DeletedRuns as DeletedRuns
 from .._core._store import EnvironmentRecord as EnvironmentRecord
 from .._core._store import ExperimentRecord as ExperimentRecord
@@ -63,6 +64,7 @@ __all__ = [
     "ArtifactRecord",
     "CachedResult",
     "Checkpoint",
+    "DefinitionRecord",
     "DeletedRuns",
     "DirectoryBlobStore",
     "EnvironmentRecord",

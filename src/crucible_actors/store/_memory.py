@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ArtifactRecord,
         CachedResult,
         Checkpoint,
+        DefinitionRecord,
         EnvironmentRecord,
         ExperimentRecord,
         OwnerRecord,
@@ -70,6 +71,7 @@ class MemoryStore:
         self._sweep_points: dict[str, list[SweepPointRecord]] = {}
         self._results: dict[str, CachedResult] = {}  # insertion order is the store order
         self._environments: dict[str, EnvironmentRecord] = {}
+        self._definitions: dict[str, DefinitionRecord] = {}
         #: Where large Context values live (in memory too).
         self.blobs: BlobStore = MemoryBlobStore()
 
@@ -295,6 +297,13 @@ class MemoryStore:
         self._environments[env.id] = env
         return True
 
+    async def put_definition(self, definition: DefinitionRecord) -> bool:
+        await anyio.lowlevel.checkpoint()
+        if definition.id in self._definitions:
+            return False
+        self._definitions[definition.id] = definition
+        return True
+
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
         await anyio.lowlevel.checkpoint()
         gone = [k for k, r in self._results.items() if stage is None or r.stage == stage]
@@ -400,6 +409,10 @@ class MemoryStore:
     async def get_environment(self, env_id: str) -> EnvironmentRecord | None:
         await anyio.lowlevel.checkpoint()
         return self._environments.get(env_id)
+
+    async def get_definitions(self, ids: Sequence[str]) -> dict[str, DefinitionRecord]:
+        await anyio.lowlevel.checkpoint()
+        return {i: self._definitions[i] for i in ids if i in self._definitions}
 
     async def list_cached_results(
         self, *, stage: str | None = None, limit: int = 100

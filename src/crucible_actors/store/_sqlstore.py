@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ArtifactRecord,
         CachedResult,
         Checkpoint,
+        DefinitionRecord,
         DeletedRuns,
         EnvironmentRecord,
         ExperimentRecord,
@@ -260,6 +261,14 @@ class SQLStore(abc.ABC):
         )
         return stored
 
+    async def put_definition(self, definition: DefinitionRecord) -> bool:
+        # Best effort, like the environment: a run whose definition could not be stored
+        # shows its experiment's latest definition instead.
+        stored: bool = await self._writer.submit(
+            lambda tx: _environments.put_definition(tx, definition), retry_on=frozenset()
+        )
+        return stored
+
     async def clear_cached_results(self, *, stage: str | None = None) -> int:
         removed: int = await self._writer.submit(lambda tx: _cache.clear_cached_results(tx, stage))
         return removed
@@ -369,6 +378,12 @@ class SQLStore(abc.ABC):
     async def get_environment(self, env_id: str) -> EnvironmentRecord | None:
         found: EnvironmentRecord | None = await self._read(
             lambda tx: _environments.get_environment(tx, env_id)
+        )
+        return found
+
+    async def get_definitions(self, ids: Sequence[str]) -> dict[str, DefinitionRecord]:
+        found: dict[str, DefinitionRecord] = await self._read(
+            lambda tx: _environments.get_definitions(tx, ids)
         )
         return found
 

@@ -2,11 +2,20 @@
 -- packages, platform, host, git) is stored once by content in ``environments`` and
 -- shared by the runs that have the same one; a run keeps only its reference, its
 -- stages' code fingerprints and its inputs' digests. Cached results keep the code
--- fingerprint of the stage that computed them.
+-- fingerprint of the stage that computed them. Each distinct experiment definition is
+-- stored once by content in ``definitions`` too, and a run names its own in
+-- ``runs.provenance`` (``definition``): ``experiments`` keeps only the latest definition
+-- submitted under an id, which is not what older runs of that id ran.
 
 CREATE TABLE environments (
     id          text PRIMARY KEY,
     record      jsonb NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+
+CREATE TABLE definitions (
+    id          text PRIMARY KEY,
+    definition  jsonb NOT NULL,
     created_at  timestamptz NOT NULL
 );
 
