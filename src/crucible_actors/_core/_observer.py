@@ -165,9 +165,10 @@ class StoreObserver(RunObserver):
         start: Any = getattr(p.store, "start_pending", None)  # optional (see Store)
         assert start is not None, "pending runs exist only on stores with start_pending"
         recorder = p.provenance
-        provenance = (
-            await recorder.for_run(handle.experiment, snapshot) if recorder is not None else None
-        )
+        provenance = None
+        if recorder is not None:
+            definition = p._experiment_fields(handle.experiment)[0]
+            provenance = await recorder.for_run(handle.experiment, snapshot, definition)
         if not await start(
             handle.run_id,
             owner_id=p.owner.id,
