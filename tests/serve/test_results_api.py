@@ -187,6 +187,10 @@ async def test_malformed_columns_sort_and_filters_are_refused_with_the_fix(
             ({"filter": "bogus>1"}, "filter: column 'bogus': expected"),
             ({"offset": "3"}, "offset: only with sort or filter"),
             ({"offset": "-1", "sort": "id"}, "offset: expected an integer"),
+            (
+                {"columns": ",".join(f"metrics.m{i}" for i in range(51))},
+                "columns: at most 50 columns, got 51",
+            ),
         ]
         for params, message in cases:
             resp = await client.get("/api/runs", params=params)

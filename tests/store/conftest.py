@@ -82,6 +82,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store that several store objects and processes can open: a
+    SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/shared.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     """Yield an open, migrated, empty store of each kind."""

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import pytest
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
@@ -16,8 +15,6 @@ from crucible_actors.store import CachedResult, Checkpoint, StageAttempt, open_s
 from .test_contract import start
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from crucible_actors.store import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -123,17 +120,8 @@ async def test_attempts_record_whether_they_were_cache_hits(store: Store) -> Non
     assert [(a.stage, a.cache_hit) for a in found] == [("s0", True), ("s1", False)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a database two store objects can share: a SQLite file, or PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/shared.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def test_two_runtimes_on_one_database_share_results_and_store_a_key_once(
-    shared_url: str,
+    shared_store_url: str,
 ) -> None:
     """Each runtime has its own store object (its own connections), as two processes do."""
     inside = 0
@@ -152,8 +140,8 @@ async def test_two_runtimes_on_one_database_share_results_and_store_a_key_once(
     reg.register(model)
     exp = Experiment(id="shared", pipeline=[StageDef(name="model", cache=True)])
     async with (
-        open_store(shared_url, migrate=True) as one,
-        open_store(shared_url, migrate=True) as two,
+        open_store(shared_store_url, migrate=True) as one,
+        open_store(shared_store_url, migrate=True) as two,
         ca.open_runtime(registry=reg, store=one) as rt1,
         ca.open_runtime(registry=reg, store=two) as rt2,
     ):

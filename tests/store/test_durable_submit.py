@@ -69,34 +69,25 @@ CHILD = """
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ack_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated store URL: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ack.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.mark.parametrize("child_backend", ["asyncio", "trio"])
 async def test_runs_acknowledged_before_a_sigkill_are_all_resumed_and_completed(
-    tmp_path: Path, ack_url: str, child_backend: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_store_url: str, child_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "ack_stages.py").write_text(textwrap.dedent(STAGES))
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD).replace("{runs}", str(RUNS)))
-    async with open_store(ack_url, migrate=True):
+    async with open_store(shared_store_url, migrate=True):
         pass
     ids_file, allow = tmp_path / "ids", tmp_path / "allow"
-    cmd = [sys.executable, str(script), ack_url, str(ids_file), str(allow), child_backend]
+    cmd = [sys.executable, str(script), shared_store_url, str(ids_file), str(allow), child_backend]
     with anyio.fail_after(60):
         done = await anyio.run_process(cmd, cwd=tmp_path, check=False)
     assert done.returncode == -9, done.stderr.decode()
     ids = ids_file.read_text().split()
     assert len(ids) == RUNS
 
-    async with open_store(ack_url) as store:
+    async with open_store(shared_store_url) as store:
         for run_id in ids:
             assert (await store.get_run(run_id)).status == "running"
 
@@ -104,16 +95,16 @@ async def test_runs_acknowledged_before_a_sigkill_are_all_resumed_and_completed(
     # PostgreSQL judges the killed owner by its heartbeat only (until owners hold a
     # lease the server releases): look at the store from an hour later.
     now = None
-    if ack_url.startswith("postgresql"):
+    if shared_store_url.startswith("postgresql"):
         now = lambda: datetime.now(UTC) + timedelta(hours=1)  # noqa: E731
     with anyio.fail_after(60):
         async with (
-            open_persistence(ack_url, now=now) as p,
+            open_persistence(shared_store_url, now=now) as p,
             open_runtime(store=p, registry=Registry(), on_start="resume") as rt,
         ):
             assert sorted(p.last_recovery.resumed) == sorted(ids)
             await rt.wait_idle()
-    async with open_store(ack_url) as store:
+    async with open_store(shared_store_url) as store:
         runs = {r.id: r for r in await store.list_runs(limit=100)}
     assert sorted(runs) == sorted(ids)
     assert {r.status for r in runs.values()} == {"completed"}

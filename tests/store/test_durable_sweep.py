@@ -100,18 +100,9 @@ CHILD = """
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sweep_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated store URL: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/sweep.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.mark.parametrize("child_backend", ["asyncio", "trio"])
 async def test_a_sweep_acknowledged_before_a_sigkill_completes_every_point_once(
-    tmp_path: Path, sweep_url: str, child_backend: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_store_url: str, child_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("durable_sweep_stages", None)  # a fresh module (and counters) per test
@@ -120,16 +111,16 @@ async def test_a_sweep_acknowledged_before_a_sigkill_completes_every_point_once(
     script.write_text(
         textwrap.dedent(CHILD).replace("{points}", str(POINTS)).replace("{limit}", str(LIMIT))
     )
-    async with open_store(sweep_url, migrate=True):
+    async with open_store(shared_store_url, migrate=True):
         pass
     sweep_file, allow, log = tmp_path / "sweep", tmp_path / "allow", tmp_path / "log"
-    cmd = [sys.executable, str(script), sweep_url, str(sweep_file), str(allow), str(log)]
+    cmd = [sys.executable, str(script), shared_store_url, str(sweep_file), str(allow), str(log)]
     with anyio.fail_after(60):
         done = await anyio.run_process([*cmd, child_backend], cwd=tmp_path, check=False)
     assert done.returncode == -9, done.stderr.decode()
     sweep_id = sweep_file.read_text()
 
-    async with open_store(sweep_url) as store:
+    async with open_store(shared_store_url) as store:
         points = await store.list_sweep_points(sweep_id)
         assert len(points) == POINTS
         statuses = [(await store.get_run(p.run_id)).status for p in points]
@@ -141,13 +132,13 @@ async def test_a_sweep_acknowledged_before_a_sigkill_completes_every_point_once(
     allow.touch()
     with anyio.fail_after(60):
         async with (
-            open_persistence(sweep_url) as p,
+            open_persistence(shared_store_url) as p,
             open_runtime(store=p, registry=Registry(), on_start="resume") as rt,
         ):
             assert sorted(p.last_recovery.resumed) == sorted(pt.run_id for pt in points)
             await rt.wait_idle()
     # The runtime closed once the adopted sweep had recorded its outcome.
-    async with open_store(sweep_url) as store:
+    async with open_store(shared_store_url) as store:
         record = await store.get_sweep(sweep_id)
         runs = {pt.run_id: await store.get_run(pt.run_id) for pt in points}
     assert record is not None

@@ -25,8 +25,6 @@ from crucible_actors.serve._results import Results
 from crucible_actors.store import DefinitionRecord, open_store
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from crucible_actors.store import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -191,25 +189,16 @@ async def test_columns_read_each_distinct_definition_once_per_request() -> None:
         assert counting.experiment_calls == []
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def cli_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty store another process (the CLI) can open too."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/crucible.db"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 def test_runs_list_columns_shows_each_runs_own_options(
-    cli_store_url: str, capsys: pytest.CaptureFixture[str]
+    shared_store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def record() -> list[str]:
-        async with open_store(cli_store_url, migrate=True) as store:
+        async with open_store(shared_store_url, migrate=True) as store:
             return await _record_runs(store)
 
     old, new, bare = anyio.run(record, backend="trio")
     cols = "params.score.model,params.score.lr"
-    argv = ["runs", "list", "--store", cli_store_url, "--columns", cols]
+    argv = ["runs", "list", "--store", shared_store_url, "--columns", cols]
     assert main([*argv, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     values = dict(zip((r["id"] for r in doc["runs"]), doc["values"], strict=True))
@@ -222,7 +211,7 @@ def test_runs_list_columns_shows_each_runs_own_options(
     rows = {line.split()[0]: line.split()[-2:] for line in capsys.readouterr().out.splitlines()}
     assert rows[old] == ["small", "0.1"]
     assert rows[new] == ["large", "0.5"]
-    assert main(["runs", "diff", old, new, "--store", cli_store_url, "--json"]) == 0
+    assert main(["runs", "diff", old, new, "--store", shared_store_url, "--json"]) == 0
     diff = json.loads(capsys.readouterr().out)
     options = {d["key"]: (d["a"], d["b"]) for d in diff["options"]}
     assert options["score.model"] == ("small", "large")

@@ -54,6 +54,7 @@ import msgspec
 
 from ._fingerprint import code_fingerprint
 from ._ir import Experiment, is_plugin_object, stage_ref
+from ._memo import IdentityMemo
 from ._store import CachedResult
 
 if TYPE_CHECKING:
@@ -246,26 +247,22 @@ class StageCache:
     def __init__(self, store: Any, *, now: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.now = now or (lambda: datetime.now(UTC))
-        self._plans: dict[int, tuple[Experiment, RunCache | None]] = {}
+        self._plans: IdentityMemo[Experiment, RunCache | None] = IdentityMemo(4096)
 
     def for_run(self, experiment: Experiment) -> RunCache | None:
         """Return the cache of a run of ``experiment``, or None when no stage is cached.
 
         Made once per Experiment object (a sweep's runs share their point's).
         """
-        hit = self._plans.get(id(experiment))
-        if hit is not None and hit[0] is experiment:
-            return hit[1]
+        return self._plans.get(experiment, self._plan)
+
+    def _plan(self, experiment: Experiment) -> RunCache | None:
         default = experiment.cache.default if experiment.cache is not None else False
         flags = tuple(
             sd.enabled and (sd.cache if sd.cache is not None else default)
             for sd in experiment.pipeline
         )
-        plan = RunCache(self, flags) if any(flags) else None
-        if len(self._plans) > 4096:
-            self._plans.clear()
-        self._plans[id(experiment)] = (experiment, plan)
-        return plan
+        return RunCache(self, flags) if any(flags) else None
 
 
 class RunCache:

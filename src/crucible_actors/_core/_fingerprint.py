@@ -31,15 +31,15 @@ import ast
 import inspect
 import textwrap
 import types
-from typing import Any, Final
+from typing import Any
 
 from ._blobs import digest_of
+from ._memo import IdentityMemo
 from ._stage import FunctionStage
 
 __all__ = ["code_fingerprint", "code_target"]
 
-_cache: dict[int, tuple[Any, str]] = {}
-_CACHE_MAX: Final = 4096
+_fingerprints: IdentityMemo[Any, str] = IdentityMemo(4096)
 
 
 def code_target(stage_obj: object) -> Any:
@@ -58,16 +58,11 @@ def code_fingerprint(stage_obj: object) -> str:
     docstring for what the digest covers. Never raises for a Python object: without
     source or code it digests the qualified name alone.
     """
-    target = code_target(stage_obj)
-    key = id(target)
-    hit = _cache.get(key)
-    if hit is not None and hit[0] is target:
-        return hit[1]
-    fingerprint = digest_of([_source_part(target) or _compiled_part(target)])
-    if len(_cache) >= _CACHE_MAX:
-        _cache.clear()
-    _cache[key] = (target, fingerprint)
-    return fingerprint
+    return _fingerprints.get(code_target(stage_obj), _digest)
+
+
+def _digest(target: Any) -> str:
+    return digest_of([_source_part(target) or _compiled_part(target)])
 
 
 def _source_part(target: Any) -> bytes | None:

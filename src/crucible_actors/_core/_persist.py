@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._errors import StoreError, StoreUnavailable
+from ._memo import IdentityMemo
 from ._observer import StoreObserver
 from ._owner import heartbeat, new_owner, owner_is_dead, utcnow
 from ._owner import pid_alive as pid_alive_default
@@ -111,7 +112,9 @@ class Persistence(Recovery):
         self.lost: dict[str, str | None] = {}
         self._interrupted_seen = 0
         self._resuming: set[str] = set()
-        self._definitions: dict[int, tuple[Experiment, tuple[dict[str, Any], list[Any], Any]]] = {}
+        self._definitions: IdentityMemo[Experiment, tuple[dict[str, Any], list[Any], Any]] = (
+            IdentityMemo()
+        )
         #: Records each new run's provenance; set by ``open_runtime`` (None: not recorded).
         self.provenance: ProvenanceRecorder | None = None
 
@@ -127,14 +130,9 @@ class Persistence(Recovery):
         Runs of one experiment then reuse them instead of sanitizing the same values
         again for every run.
         """
-        hit = self._definitions.get(id(exp))
-        if hit is not None and hit[0] is exp:
-            return hit[1]
-        fields = (as_stored_json(exp), list(exp.tags), as_stored_json(exp.metadata))
-        if len(self._definitions) > 256:
-            self._definitions.clear()
-        self._definitions[id(exp)] = (exp, fields)
-        return fields
+        return self._definitions.get(
+            exp, lambda e: (as_stored_json(e), list(e.tags), as_stored_json(e.metadata))
+        )
 
     async def _heartbeat(self) -> None:
         await heartbeat(self.store, self.owner, self.heartbeat_interval, self.now)

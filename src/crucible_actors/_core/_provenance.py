@@ -57,6 +57,7 @@ import msgspec
 from ._blobs import digest_of
 from ._execute import resolve_stage
 from ._fingerprint import code_fingerprint, code_target
+from ._memo import IdentityMemo
 from ._payload import EXT_BLOB, ref_decode
 from ._records import checkpoint_definition
 from ._store import DefinitionRecord, EnvironmentRecord
@@ -298,15 +299,15 @@ class ProvenanceRecorder:
         #: Environment ids, and definition ids, already in the store.
         self._written: set[str] = set()
         self._defs_written: set[str] = set()
-        self._def_ids: dict[int, tuple[Mapping[str, Any], str]] = {}
-        self._plans: dict[int, tuple[Experiment, dict[str, str], list[Any]]] = {}
+        self._def_ids: IdentityMemo[Mapping[str, Any], str] = IdentityMemo()
+        self._plans: IdentityMemo[Experiment, tuple[dict[str, str], list[Any]]] = IdentityMemo()
         self._lock = anyio.Lock()
 
     def _plan(self, experiment: Experiment) -> tuple[dict[str, str], list[Any]]:
         """The stages' fingerprints and code targets, made once per Experiment object."""
-        hit = self._plans.get(id(experiment))
-        if hit is not None and hit[0] is experiment:
-            return hit[1], hit[2]
+        return self._plans.get(experiment, self._make_plan)
+
+    def _make_plan(self, experiment: Experiment) -> tuple[dict[str, str], list[Any]]:
         stages: dict[str, str] = {}
         targets: list[Any] = []
         for sd in experiment.pipeline:
@@ -318,21 +319,11 @@ class ProvenanceRecorder:
                 continue
             stages[sd.label] = code_fingerprint(stage_obj)
             targets.append(code_target(stage_obj))
-        if len(self._plans) > 256:
-            self._plans.clear()
-        self._plans[id(experiment)] = (experiment, stages, targets)
         return stages, targets
 
     def _definition_id(self, definition: Mapping[str, Any]) -> str:
         """:func:`definition_id`, computed once per definition object."""
-        hit = self._def_ids.get(id(definition))
-        if hit is not None and hit[0] is definition:
-            return hit[1]
-        found = definition_id(definition)
-        if len(self._def_ids) > 256:
-            self._def_ids.clear()
-        self._def_ids[id(definition)] = (definition, found)
-        return found
+        return self._def_ids.get(definition, definition_id)
 
     async def for_run(
         self,

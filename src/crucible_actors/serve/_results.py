@@ -62,6 +62,10 @@ _OPS: Final = (">=", "<=", "!=", "=", ">", "<", "~")
 _json = msgspec.json.Encoder()
 
 
+#: Columns one runs-list request may ask for.
+MAX_COLUMNS: Final = 50
+
+
 def _bad(message: str) -> ApiError:
     return ApiError(422, message[:300], type="InvalidParameter")
 
@@ -83,16 +87,13 @@ def parse_columns_param(values: Iterable[str]) -> list[str]:
     Raises:
         ApiError: 422 naming the malformed path and the accepted forms.
     """
-    paths: list[str] = []
-    for value in values:
-        paths += [p.strip() for p in value.split(",") if p.strip()]
-    if len(paths) > 50:
-        raise _bad(f"columns: at most 50 columns, got {len(paths)}")
     try:
-        parse_columns(paths)
+        paths = parse_columns(",".join(values))
     except ValueError as exc:
         raise _bad(f"columns: {exc}") from exc
-    return list(dict.fromkeys(paths))
+    if len(paths) > MAX_COLUMNS:
+        raise _bad(f"columns: at most {MAX_COLUMNS} columns, got {len(paths)}; choose fewer")
+    return paths
 
 
 def parse_sort(value: str | None) -> tuple[str | None, bool]:
