@@ -8,6 +8,9 @@ each other directly. Public names are re-exported again by the public modules
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import _messages as messages  # noqa: F401  (the executor wire, as a namespace)
 from . import _telemetry as telemetry  # noqa: F401  (the event API, as a namespace)
 from ._actor import cleanup_scope as cleanup_scope
@@ -93,11 +96,6 @@ from ._messages import Message as Message
 from ._messages import RunStage as RunStage
 from ._messages import decode_message as decode_message
 from ._messages import encode_message as encode_message
-from ._metrics import DURATION_BUCKETS as DURATION_BUCKETS
-from ._metrics import METER_NAME as METER_NAME
-from ._metrics import RuntimeMetrics as RuntimeMetrics
-from ._metrics import instrument as instrument
-from ._metrics import observe_store_commit as observe_store_commit
 from ._provenance import load_definitions as load_definitions
 from ._provenance import load_provenance as load_provenance
 from ._provenance import provenance_diff as provenance_diff
@@ -178,3 +176,26 @@ from .persistence._store import Store as Store
 from .persistence._store import SweepPointRecord as SweepPointRecord
 from .persistence._store import SweepRecord as SweepRecord
 from .persistence._store import TraceEventRecord as TraceEventRecord
+
+# The metrics instruments import OpenTelemetry, which ``import crucible_actors`` must not
+# pay for: their names are loaded on first use (PEP 562), typed as if imported.
+if TYPE_CHECKING:
+    from ._metrics import DURATION_BUCKETS as DURATION_BUCKETS
+    from ._metrics import METER_NAME as METER_NAME
+    from ._metrics import RuntimeMetrics as RuntimeMetrics
+    from ._metrics import instrument as instrument
+    from ._metrics import observe_store_commit as observe_store_commit
+
+_LAZY = dict.fromkeys(
+    ("DURATION_BUCKETS", "METER_NAME", "RuntimeMetrics", "instrument", "observe_store_commit"),
+    "._metrics",
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
