@@ -19,8 +19,9 @@ point, a fresh process resumes the runs, and the store is checked:
   those still there after ``Store.gc()`` (must be 0); after the collection the final
   Contexts are decoded again (``missing_after_gc``).
 
-Decoding a stored final Context uses ``crucible_actors._core._persist.decode_checkpoint``
-(no public API returns a stored run's Context); everything else is public.
+Decoding a stored final Context uses
+``crucible_actors._core.persistence._persistence.decode_checkpoint`` (no public API
+returns a stored run's Context); everything else is public.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ async def check_store(
     """
     import numpy as np
 
-    from crucible_actors._core._persist import decode_checkpoint
+    from crucible_actors._core.persistence._persistence import decode_checkpoint
     from crucible_actors.errors import BlobCorrupt, BlobMissing
     from crucible_actors.store import open_store
 

@@ -38,8 +38,8 @@ import crucible_actors as ca
 from crucible_actors import CacheConfig, Context, Experiment, Registry, StageDef
 from crucible_actors._core._cache import StageCache
 from crucible_actors._core._encoding import decode_context, encode_context
-from crucible_actors._core._execute import prepare_options, resolve_stage
 from crucible_actors._core._executor import PreparedStage, default_executors
+from crucible_actors._core._invoke import prepare_options, resolve_stage
 from crucible_actors._core._stage import stage_info
 from crucible_actors.store import open_store
 

@@ -388,7 +388,7 @@ def boundary_costs(value: Any, floor_s: float) -> dict[str, Any]:
 
     import msgspec
 
-    from crucible_actors._core._blobs import digest_of
+    from crucible_actors._core.persistence._blobs import digest_of
 
     def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         t0 = time.perf_counter()

@@ -32,8 +32,8 @@ from typing import Any
 import anyio
 import msgspec
 
-from crucible_actors._core._blobs import digest_of
 from crucible_actors._core._data import EXT_BLOB, BlobRef, blob_digests
+from crucible_actors._core.persistence._blobs import digest_of
 from crucible_actors.store import (
     Checkpoint,
     ExperimentRecord,

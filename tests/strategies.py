@@ -25,7 +25,7 @@ from crucible_actors import (
     StageDef,
     StatsConfig,
 )
-from crucible_actors._core._decision import TraceChain, TraceEvent
+from crucible_actors._core._trace_chain import TraceChain, TraceEvent
 
 __all__ = [
     "contexts",

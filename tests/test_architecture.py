@@ -4,8 +4,12 @@ Every module of ``src/crucible_actors`` is parsed (``ast``, nothing imported) an
 imports of ``crucible_actors`` modules collected, those inside functions included.
 Imports under ``if TYPE_CHECKING:`` are left out: they never run.
 
-Two rules:
+Three rules:
 
+- Outside ``_core``, modules import the core only through its facade
+  (``crucible_actors._core``), and name no ``_core`` module, not even in a docstring or
+  a string: the facade is the line the adapters stand on, so the core's modules can be
+  moved and renamed without touching them.
 - ``_core`` imports nothing from the adapters (``store``, ``stages``, ``serve``, ``cli``,
   ``executors``), not even lazily inside a function: the core gets what it needs from
   them injected (executors by isolation name, a store opener).
@@ -19,6 +23,7 @@ Two rules:
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import crucible_actors
@@ -132,7 +137,30 @@ def test_the_walk_sees_lazy_and_module_level_imports() -> None:
     # The rules above are only as good as the walk: it must find both kinds.
     edges = dict(_graph())["crucible_actors._adapters"]
     assert ("crucible_actors.store", False) in edges
-    assert ("crucible_actors._core._persist", True) in edges
+    assert ("crucible_actors._core", True) in edges
+    assert ("crucible_actors.store", False) in edges
+
+
+def test_outside_the_core_only_the_facade_is_imported_or_named() -> None:
+    core = PACKAGE / "_core"
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.is_relative_to(core):
+            continue
+        rel = path.relative_to(PACKAGE.parent)
+        for target, _top in _imports(path, set()):
+            if target.startswith("crucible_actors._core."):
+                bad.append(f"{rel} imports {target}")
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"_core\.\w", line):
+                bad.append(f"{rel}:{lineno} names a core module: {line.strip()}")
+    assert bad == [], "import from crucible_actors._core (the facade) instead:\n" + "\n".join(bad)
+
+
+def test_the_facade_rule_sees_a_private_import() -> None:
+    # The rule above is only as good as its check: a private import must be caught.
+    found = _imports(PACKAGE / "_core" / "persistence" / "_observer.py", set())
+    assert any(t.startswith("crucible_actors._core.") for t, _ in found)
 
 
 def test_only_the_clock_helper_in_the_core_names_a_backend() -> None:
@@ -141,7 +169,7 @@ def test_only_the_clock_helper_in_the_core_names_a_backend() -> None:
     core = PACKAGE / "_core"
     allowed = {"_clock.py"}
     bad = []
-    for path in sorted(core.glob("*.py")):
+    for path in sorted(core.rglob("*.py")):
         if path.name in allowed:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

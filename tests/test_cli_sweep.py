@@ -161,7 +161,7 @@ def test_a_failed_point_shows_why_and_compare_needs_two_completed(
 
 
 def test_a_long_failure_reason_is_shortened_in_the_table() -> None:
-    from crucible_actors._core._store import RunRecord
+    from crucible_actors._core.persistence._store import RunRecord
     from crucible_actors.cli._sweep import _result_text
 
     run = RunRecord(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from crucible_actors._core._columns import parse_columns, run_columns
-from crucible_actors._core._store import RunRecord
+from crucible_actors._core.persistence._columns import parse_columns, run_columns
+from crucible_actors._core.persistence._store import RunRecord
 
 DEFINITION = {
     "id": "exp",

@@ -27,7 +27,6 @@ from tests.strategies import data_values
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors._core import _data, _payload
-from crucible_actors._core._blobs import MemoryBlobStore, digest_of
 from crucible_actors._core._data import (
     DEFAULT_BLOB_THRESHOLD,
     blob_digests,
@@ -42,8 +41,9 @@ from crucible_actors._core._encoding import (
     encode_light,
     to_json_safe,
 )
-from crucible_actors._core._persist import open_persistence
 from crucible_actors._core._runtime import open_runtime
+from crucible_actors._core.persistence._blobs import MemoryBlobStore, digest_of
+from crucible_actors._core.persistence._persistence import open_persistence
 from crucible_actors.cli import main
 from crucible_actors.errors import BlobCorrupt, BlobMissing, EncodeError, MessageError
 from crucible_actors.store import open_store

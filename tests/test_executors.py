@@ -44,7 +44,7 @@ class Recording:
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         self.seen.append((stage.label, command.index, command.attempt, stage.ref))
         return await InlineExecutor().run(stage, command, io)
 
@@ -110,7 +110,7 @@ async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:
     class Hanging:
         async def run(
             self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-        ) -> msg.StageDone | msg.StageFailed:
+        ) -> msg.AttemptDone | msg.AttemptFailed:
             started.set()
             try:
                 await anyio.sleep_forever()
@@ -142,7 +142,7 @@ async def test_an_executor_answering_another_attempt_fails_the_run_saying_so() -
     class Stale:
         async def run(
             self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-        ) -> msg.StageDone | msg.StageFailed:
+        ) -> msg.AttemptDone | msg.AttemptFailed:
             reply = await InlineExecutor().run(stage, command, io)
             return msgspec.structs.replace(reply, generation=command.generation + 7)
 

@@ -130,7 +130,7 @@ async def test_cancelled_attempt_is_recorded_in_its_span(
 async def test_no_tracer_provider_means_no_opentelemetry_calls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import crucible_actors._core._tracing as tracing
+    import crucible_actors._core._spans as tracing
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("OpenTelemetry was called with tracing off")

@@ -13,7 +13,7 @@ import pytest
 import crucible_actors
 from crucible_actors import Context, Experiment, Registry, StageDef, stage
 from crucible_actors import trace as tr
-from crucible_actors._core._decision import TraceChain, TraceEvent
+from crucible_actors._core._trace_chain import TraceChain, TraceEvent
 
 if TYPE_CHECKING:
     from pathlib import Path

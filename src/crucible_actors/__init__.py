@@ -8,69 +8,43 @@ cancellation, persistence and OpenTelemetry spans. Start with :func:`run` (block
 
 from . import _adapters as _adapters  # the default executors and store opener
 from . import executors as executors
-from ._core._actor import cleanup_scope as cleanup_scope
-from ._core._context import Context as Context
-from ._core._errors import (
-    CrucibleError as CrucibleError,
-)
-from ._core._errors import (
-    DuplicateStage as DuplicateStage,
-)
-from ._core._errors import (
-    EncodeError as EncodeError,
-)
-from ._core._errors import (
-    InvalidExperiment as InvalidExperiment,
-)
-from ._core._errors import (
-    InvalidOptions as InvalidOptions,
-)
-from ._core._errors import (
-    MissingDependency as MissingDependency,
-)
-from ._core._errors import (
-    RestartIntensityExceeded as RestartIntensityExceeded,
-)
-from ._core._errors import (
-    RunCancelled as RunCancelled,
-)
-from ._core._errors import (
-    RuntimeShutdown as RuntimeShutdown,
-)
-from ._core._errors import (
-    SchemaError as SchemaError,
-)
-from ._core._errors import (
-    StageFailed as StageFailed,
-)
-from ._core._errors import (
-    StageTimeout as StageTimeout,
-)
-from ._core._errors import (
-    UnknownStage as UnknownStage,
-)
-from ._core._handle import RunEvent as RunEvent
-from ._core._handle import RunHandle as RunHandle
-from ._core._handle import RunStatus as RunStatus
-from ._core._ir import BackendRef as BackendRef
-from ._core._ir import Backoff as Backoff
-from ._core._ir import CacheConfig as CacheConfig
-from ._core._ir import DatasetRef as DatasetRef
-from ._core._ir import Experiment as Experiment
-from ._core._ir import OutputSpec as OutputSpec
-from ._core._ir import ReliabilityConfig as ReliabilityConfig
-from ._core._ir import StageDef as StageDef
-from ._core._ir import StatsConfig as StatsConfig
-from ._core._ir import Sweep as Sweep
-from ._core._ir_load import load_experiment as load_experiment
-from ._core._registry import Registry as Registry
-from ._core._runner import run as run
-from ._core._runner import run_async as run_async
-from ._core._runtime import Runtime as Runtime
-from ._core._runtime import open_runtime as open_runtime
-from ._core._stage import Stage as Stage
-from ._core._stage import stage as stage
-from ._core._sweep import SweepHandle as SweepHandle
+from ._core import BackendRef as BackendRef
+from ._core import Backoff as Backoff
+from ._core import CacheConfig as CacheConfig
+from ._core import Context as Context
+from ._core import CrucibleError as CrucibleError
+from ._core import DatasetRef as DatasetRef
+from ._core import DuplicateStage as DuplicateStage
+from ._core import EncodeError as EncodeError
+from ._core import Experiment as Experiment
+from ._core import InvalidExperiment as InvalidExperiment
+from ._core import InvalidOptions as InvalidOptions
+from ._core import MissingDependency as MissingDependency
+from ._core import OutputSpec as OutputSpec
+from ._core import Registry as Registry
+from ._core import ReliabilityConfig as ReliabilityConfig
+from ._core import RestartIntensityExceeded as RestartIntensityExceeded
+from ._core import RunCancelled as RunCancelled
+from ._core import RunEvent as RunEvent
+from ._core import RunHandle as RunHandle
+from ._core import RunStatus as RunStatus
+from ._core import Runtime as Runtime
+from ._core import RuntimeShutdown as RuntimeShutdown
+from ._core import SchemaError as SchemaError
+from ._core import Stage as Stage
+from ._core import StageDef as StageDef
+from ._core import StageFailed as StageFailed
+from ._core import StageTimeout as StageTimeout
+from ._core import StatsConfig as StatsConfig
+from ._core import Sweep as Sweep
+from ._core import SweepHandle as SweepHandle
+from ._core import UnknownStage as UnknownStage
+from ._core import cleanup_scope as cleanup_scope
+from ._core import load_experiment as load_experiment
+from ._core import open_runtime as open_runtime
+from ._core import run as run
+from ._core import run_async as run_async
+from ._core import stage as stage
 from .comparison import Comparison as Comparison
 from .comparison import compare as compare
 from .comparison import compare_sweep as compare_sweep

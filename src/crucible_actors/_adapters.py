@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import executors as executors
-from ._core._persist import set_store_opener
+from ._core import set_store_opener
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from ._core._store import Store
+    from ._core import Store
 
 __all__ = ["open_store_url"]
 

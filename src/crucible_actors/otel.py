@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._core._errors import MissingDependency
+from ._core import MissingDependency
 from .metrics import RuntimeMetrics, instrument
 
 try:

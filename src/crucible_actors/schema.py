@@ -1,18 +1,17 @@
 """Stage option schemas: validation, normalization and option checking.
 
 Reproduces the reference's ``Crucible.Stage.Schema``, ``Schema.Normalizer`` and
-``Stage.Validator``. The schema format and its type vocabulary are
-:mod:`crucible_actors._core._schema`, option checking (and how each type spec treats
-Python values) :mod:`crucible_actors._core._schema_options`, and the derivation from an
-``Options`` Struct :mod:`crucible_actors._core._schema_struct`.
+``Stage.Validator``. The schema format and its type vocabulary are checked by
+:func:`validate_schema`, options against a schema by :func:`validate_options`, and a
+schema is derived from an ``Options`` Struct by :func:`schema_from_struct`.
 """
 
-from ._core._schema import format_type_spec as format_type_spec
-from ._core._schema import normalize_schema as normalize_schema
-from ._core._schema import valid_type_spec as valid_type_spec
-from ._core._schema import validate_schema as validate_schema
-from ._core._schema_options import validate_options as validate_options
-from ._core._schema_struct import schema_from_struct as schema_from_struct
+from ._core import format_type_spec as format_type_spec
+from ._core import normalize_schema as normalize_schema
+from ._core import schema_from_struct as schema_from_struct
+from ._core import valid_type_spec as valid_type_spec
+from ._core import validate_options as validate_options
+from ._core import validate_schema as validate_schema
 
 __all__ = [
     "format_type_spec",

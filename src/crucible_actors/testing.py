@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ._core._stage import Stage
+from ._core import Stage
 from .store import MemoryStore as MemoryStore
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
-    from ._core._context import Context
+    from ._core import Context
 
 __all__ = ["MemoryStore", "RecordingStage", "SpanCapture", "capture_spans"]
 

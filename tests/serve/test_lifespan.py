@@ -9,7 +9,7 @@ import httpx
 
 from crucible_actors import Context, Experiment, StageDef
 from crucible_actors._core._encoding import encode_context
-from crucible_actors._core._records import as_stored_json
+from crucible_actors._core.persistence._records import as_stored_json
 from crucible_actors.serve import create_app
 from crucible_actors.store import Checkpoint, ExperimentRecord, RunRecord, open_store
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crucible_actors._core._blobs import (
+from crucible_actors._core.persistence._blobs import (
     DIGEST_LENGTH,
     BlobStore,
     MemoryBlobStore,

@@ -24,7 +24,7 @@ import pytest
 
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
 from crucible_actors._core._encoding import encode_context
-from crucible_actors._core._owner import PID_LEASE, owner_is_dead, process_start
+from crucible_actors._core.persistence._owner import PID_LEASE, owner_is_dead, process_start
 from crucible_actors.errors import OwnershipLost
 from crucible_actors.store import (
     Checkpoint,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crucible_actors import Experiment, Registry, StageDef, open_runtime, stage
-from crucible_actors._core import _persist
+from crucible_actors._core.persistence import _persistence as _persist
 from crucible_actors.errors import StoreUnavailable
 from crucible_actors.store import MemoryStore, open_persistence
 

@@ -155,8 +155,8 @@ async def test_an_outcome_never_stored_is_reported_on_the_handle_never_completed
 
 async def _orphan(store: Store, run_id: str, resumes: int) -> None:
     """Store run ``run_id`` as ``running`` under a dead owner, already resumed ``resumes`` times."""
-    from crucible_actors._core._records import as_stored_json
-    from crucible_actors._core._store import Checkpoint, ExperimentRecord, RunRecord
+    from crucible_actors._core.persistence._records import as_stored_json
+    from crucible_actors._core.persistence._store import Checkpoint, ExperimentRecord, RunRecord
 
     exp = _experiment("flat_metric")
     now = datetime.now(UTC)

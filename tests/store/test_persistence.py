@@ -12,7 +12,7 @@ import pytest
 
 import crucible_actors
 from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef, open_runtime, stage
-from crucible_actors._core._persist import artifacts_from_context
+from crucible_actors._core.persistence._persistence import artifacts_from_context
 from crucible_actors.errors import StoreError
 from crucible_actors.store import MemoryStore, open_store
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crucible_actors._core._blobs import digest_of
+from crucible_actors._core.persistence._blobs import digest_of
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
 from crucible_actors.store import _pg_blobs, open_store
 from crucible_actors.store._blobs import DirectoryBlobStore, open_blob_store

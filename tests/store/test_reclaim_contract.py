@@ -10,8 +10,8 @@ import anyio.to_thread
 import msgspec
 import pytest
 
-from crucible_actors._core._blobs import digest_of
 from crucible_actors._core._data import EXT_BLOB, BlobRef
+from crucible_actors._core.persistence._blobs import digest_of
 from crucible_actors.errors import RunNotFound, RunStillRunning
 from crucible_actors.store import (
     CachedResult,
@@ -25,7 +25,7 @@ from crucible_actors.store._reclaim import SLACK, cutoff
 from .test_contract import T0, artifact, at, checkpoint, done, event, outcome, start
 
 if TYPE_CHECKING:
-    from crucible_actors._core._blobs import BlobStore
+    from crucible_actors._core.persistence._blobs import BlobStore
     from crucible_actors.store import Store
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
 from crucible_actors._core._encoding import encode_context
-from crucible_actors._core._persist import owner_is_dead
+from crucible_actors._core.persistence._persistence import owner_is_dead
 from crucible_actors.errors import CheckpointDecodeError, RunNotFound, StoreError
 from crucible_actors.store import (
     Checkpoint,

@@ -4,7 +4,7 @@ One actor per run. It holds the stage being run (a
 :class:`~crucible_actors._core._executor.PreparedStage`, set by the run supervisor before
 the stage's first attempt) and is the run's
 :class:`~crucible_actors._core._executor.AttemptIO`: it decodes each attempt's Context
-from the ``RunStage`` snapshot and builds the ``StageDone``/``StageFailed`` reply, while
+from the ``RunStage`` snapshot and builds the ``AttemptDone``/``AttemptFailed`` reply, while
 the stage's executor decides where the body runs.
 
 A message reaches the actor by a direct call in the run's task, timed or not: the run
@@ -48,9 +48,9 @@ import msgspec
 import msgspec.structs
 
 from . import _messages as msg
-from ._decision import append_event
 from ._encoding import decode_context, decode_context_with, encode_context, encode_light
 from ._registry import current_registry
+from ._trace_chain import append_event
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -144,14 +144,14 @@ class StageActor:
             ctx = trace_event(ctx, "stage_start", label, f"Starting stage: {label}")
         return ctx
 
-    def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
+    def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.AttemptDone:
         """Return the reply for an attempt whose stage returned ``result``."""
         result = self._completed(stage, result)
-        return msg.StageDone(command.generation, command.index, encode_context(result))
+        return msg.AttemptDone(command.generation, command.index, encode_context(result))
 
     async def finish(
         self, stage: PreparedStage, command: msg.RunStage, result: Context
-    ) -> msg.StageDone:
+    ) -> msg.AttemptDone:
         """:meth:`done`, encoding in a worker thread unless that is cheap (``encode_light``).
 
         Pickling, hashing and writing a large new value (about 1 s per GB) would stall
@@ -163,7 +163,7 @@ class StageActor:
         data = encode_light(result)
         if data is None:
             data = await anyio.to_thread.run_sync(encode_context, result, abandon_on_cancel=True)
-        return msg.StageDone(command.generation, command.index, data)
+        return msg.AttemptDone(command.generation, command.index, data)
 
     def _completed(self, stage: PreparedStage, result: Context) -> Context:
         label = stage.label
@@ -180,8 +180,8 @@ class StageActor:
             )
         return result
 
-    def failed(self, command: msg.RunStage, error: Exception) -> msg.StageFailed:
+    def failed(self, command: msg.RunStage, error: Exception) -> msg.AttemptFailed:
         """Return the reply for an attempt that raised ``error``."""
-        return msg.StageFailed(
+        return msg.AttemptFailed(
             command.generation, command.index, type(error).__name__, str(error), exception=error
         )

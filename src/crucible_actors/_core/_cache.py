@@ -36,11 +36,12 @@ decision trace, it is decoded to add ``stage_start``/``stage_complete`` events; 
 trace events the stage itself added when it ran are not replayed). A stage that
 replaced ``ctx.experiment`` is not cached (a result replays data, not an experiment).
 
-Results live in the store (:meth:`~crucible_actors._core._store.Store.put_cached_result`):
-the first write of a key wins, so two runs that miss on one key at once both compute
-it and it is stored once. Only successful attempts are stored; a store error while
-looking up or storing is logged and the stage simply runs (the cache is an
-optimization, never a reason for a run to fail).
+Results live in the store
+(:meth:`~crucible_actors._core.persistence._store.Store.put_cached_result`): the first
+write of a key wins, so two runs that miss on one key at once both compute it and it is
+stored once. Only successful attempts are stored; a store error while looking up or
+storing is logged and the stage simply runs (the cache is an optimization, never a
+reason for a run to fail).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import msgspec
 from ._fingerprint import code_fingerprint
 from ._ir import Experiment, is_plugin_object, stage_ref
 from ._memo import IdentityMemo
-from ._store import CachedResult
+from .persistence._store import CachedResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import msgspec.structs
 
-from ._decision import TraceChain
 from ._ir import Experiment
+from ._trace_chain import TraceChain
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from ._blobs import digest_of
 from ._errors import BlobError, BlobMissing, EncodeError
 from ._payload import (
     EXT_BLOB,
@@ -56,11 +55,12 @@ from ._payload import (
     type_label,
     unpack,
 )
+from .persistence._blobs import digest_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from ._blobs import BlobStore
+    from .persistence._blobs import BlobStore
 
 __all__ = [
     "DEFAULT_BLOB_THRESHOLD",

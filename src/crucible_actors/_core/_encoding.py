@@ -27,9 +27,9 @@ from ._data import (
     locate_blob_error,
     type_label,
 )
-from ._decision import TraceChain
 from ._errors import BlobError, EncodeError, MessageError
 from ._ir import Experiment, StageDef, is_plugin_object, stage_ref
+from ._trace_chain import TraceChain
 
 if TYPE_CHECKING:
     from ._data import BlobCodec
@@ -358,7 +358,7 @@ def to_json_safe(value: Any) -> Any:
     datetimes → ISO 8601 strings, bytes → base64, unknown objects → ``repr``.
 
     Never fails (unknown objects become their ``repr``). Store records use
-    :func:`~crucible_actors._core._records.as_stored_json`, which also normalises the
+    :func:`~crucible_actors._core.persistence._records.as_stored_json`, which also normalises the
     result through JSON so every store returns the same values.
     """
     return _lists(msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True))

@@ -1,11 +1,11 @@
 """The executor port: where one stage attempt runs (``StageDef.isolation``).
 
 The run supervisor never knows *how* a stage body runs. For every attempt it hands the
-stage actor a :class:`~crucible_actors._core._messages.RunStage` (the Context snapshot
+stage actor a :class:`~crucible_actors.abc.RunStage` (the Context snapshot
 as bytes, the attempt's generation, index and number); the actor looks up the
 :class:`Executor` registered under the stage's ``isolation`` name and awaits
-:meth:`Executor.run`, which answers ``StageDone`` (the new Context as bytes) or
-``StageFailed``. The executors themselves live outside ``_core``, in
+:meth:`Executor.run`, which answers ``AttemptDone`` (the new Context as bytes) or
+``AttemptFailed``. The executors themselves live outside ``_core``, in
 :mod:`crucible_actors.executors` (``inline``, ``thread``, ``process``); ``_core`` only
 defines the port and a registry, and the runtime receives the executors it uses when it
 is opened (:func:`~crucible_actors.open_runtime` ``executors=``), falling back to the
@@ -14,39 +14,8 @@ on import (importing :mod:`crucible_actors` imports it). So ``_core`` imports no
 executor, and a new one (a warm process pool, ``isolation="ray"``) is added by
 registering it, without touching the supervisor.
 
-The contract of :meth:`Executor.run`:
-
-- **In**: the :class:`PreparedStage` (resolved once per stage, before its first attempt:
-  the stage object, its converted options, its ``"module:attr"`` reference and its
-  :class:`~crucible_actors.StageDef`), the ``RunStage`` command, and the
-  :class:`AttemptIO` of the run (the stage actor), whose ``begin`` decodes the snapshot
-  into the attempt's Context (telemetry context and trace start included) and whose
-  ``done``/``failed`` build the reply (stage marked complete, trace, encoding).
-- **Out**: exactly one ``StageDone`` or ``StageFailed`` for ``command.generation``. A
-  stage's exception is never raised out of ``run``; it becomes ``io.failed(command,
-  exc)``. Only cancellation (and ``KeyboardInterrupt``/``SystemExit``) propagates.
-- **Abandon**: an attempt is abandoned by cancelling the task awaiting ``run`` (its
-  timeout's cancel scope, or the run's cancellation). The executor must then give up the
-  attempt's resources before re-raising (kill the worker process, ``ray.cancel``, leave a
-  blocked thread behind) and may take at most the run's grace for it (wrap any await in
-  :func:`~crucible_actors.cleanup_scope`). An answer given after the attempt's
-  deadline fired is dropped by the supervisor as late, so an executor never has to
-  filter them.
-- **Concurrency**: one executor object serves every run of the runtime concurrently;
-  ``run`` must be reentrant. State belongs to the executor (a pool of workers keyed by
-  :attr:`PreparedStage.ref` gives *stateful stages*: set up once per worker, reused by
-  later attempts of the same stage), never to the ``PreparedStage``.
-- **Lifecycle**: an executor that holds resources (a pool, a cluster connection) is an
-  async context manager; :func:`~crucible_actors.open_runtime` enters every executor it
-  is given that has ``__aenter__`` before the first run and exits it after the last.
-- **Per runtime** (optional): a process-wide executor with ``for_runtime(settings)``
-  is a template: each :func:`~crucible_actors.open_runtime` calls it with the runtime's
-  :class:`ExecutorSettings` and uses (and enters, and exits) the executor it returns, so
-  a warm process pool or a Ray connection belongs to one runtime.
-- **Check** (optional): ``check(stage_def, registry)`` is called for every enabled stage
-  when a run is submitted, before it is admitted; it raises what the executor can tell
-  from the definition alone (a missing extra, a stage it cannot ship), so such a run
-  fails before any stage runs.
+The contract every executor keeps is documented where plug-in authors read it, in
+:mod:`crucible_actors.abc`.
 """
 
 from __future__ import annotations
@@ -140,7 +109,7 @@ class AttemptIO(Protocol):
         """
         ...
 
-    def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.StageDone:
+    def done(self, stage: PreparedStage, command: msg.RunStage, result: Context) -> msg.AttemptDone:
         """Return the reply for a successful attempt whose stage returned ``result``.
 
         Raises:
@@ -148,13 +117,13 @@ class AttemptIO(Protocol):
         """
         ...
 
-    def failed(self, command: msg.RunStage, error: Exception) -> msg.StageFailed:
+    def failed(self, command: msg.RunStage, error: Exception) -> msg.AttemptFailed:
         """Return the reply for an attempt that raised ``error``."""
         ...
 
     async def finish(
         self, stage: PreparedStage, command: msg.RunStage, result: Context
-    ) -> msg.StageDone:
+    ) -> msg.AttemptDone:
         """:meth:`done`, encoding in a worker thread unless that is cheap for the loop.
 
         What an executor on the runtime's loop calls, so a large new value is not
@@ -176,7 +145,7 @@ class Executor(Protocol):
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt ``command`` of ``stage``; return its reply, never its error.
 
         The usual shape::

@@ -33,9 +33,9 @@ import textwrap
 import types
 from typing import Any
 
-from ._blobs import digest_of
 from ._memo import IdentityMemo
 from ._stage import FunctionStage
+from .persistence._blobs import digest_of
 
 __all__ = ["code_fingerprint", "code_target"]
 

@@ -12,7 +12,7 @@ started, completed, failed, timed out or was cancelled, a stage restarted or gav
 - a ``crucible_actors.telemetry`` event, only when a handler is attached (the
   ``if _tel_handlers`` short-circuits keep a run without handlers free of it);
 - OpenTelemetry spans (run, stage, attempt) through the runtime's
-  :class:`~crucible_actors._core._tracing.SpanRecorder`, when spans are on;
+  :class:`~crucible_actors._core._spans.SpanRecorder`, when spans are on;
 - the run's :class:`RunObserver` (the store), when the run persists.
 
 A transition the store must record before the run goes on returns that write for the
@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _telemetry as tel
+from ._attempt_policy import describe_error
 from ._handle import RunEvent, RunStatus
-from ._retry import describe_error
 from ._telemetry import _by_event as _tel_handlers
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._handle import AttemptRecord, RunHandle
-    from ._tracing import SpanRecorder
+    from ._spans import SpanRecorder
 
 __all__ = ["RunInstruments", "RunObserver"]
 

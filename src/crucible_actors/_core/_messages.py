@@ -1,12 +1,16 @@
 """Messages between a run supervisor and its stage actor: a msgspec tagged union.
 
-Commands take the imperative (``RunStage``, ``Cancel``), replies the past tense
-(``StageDone``, ``StageFailed``). The Context always travels as msgpack bytes, so the
+The command takes the imperative (``RunStage``), the replies the past tense
+(``AttemptDone``, ``AttemptFailed``; named for the attempt, so the failure reply is never
+confused with the exception :class:`~crucible_actors.errors.StageFailed`). Abandoning an
+attempt is not a message: the run supervisor cancels the attempt's scope, and the
+executor's cleanup runs there. This is the wire of the executor plug-in contract,
+public as :mod:`crucible_actors.abc`. The Context always travels as msgpack bytes, so the
 same messages cross into a worker process unchanged. ``generation`` numbers each
 attempt (the idempotency key has it): a reply must carry the generation of the attempt
 it answers, and one given after that attempt's deadline fired is dropped as late.
 
-``StageFailed.exception`` carries the live exception object inside one process and is
+``AttemptFailed.exception`` carries the live exception object inside one process and is
 never encoded; across a process boundary ``error_pickle`` carries it instead.
 """
 
@@ -17,7 +21,14 @@ from typing import Any
 import msgspec
 import msgspec.structs
 
-__all__ = ["Cancel", "Message", "RunStage", "StageDone", "StageFailed", "decode", "encode"]
+__all__ = [
+    "AttemptDone",
+    "AttemptFailed",
+    "Message",
+    "RunStage",
+    "decode_message",
+    "encode_message",
+]
 
 
 class RunStage(msgspec.Struct, tag="run_stage", frozen=True, gc=False):
@@ -29,13 +40,7 @@ class RunStage(msgspec.Struct, tag="run_stage", frozen=True, gc=False):
     attempt: int = 1
 
 
-class Cancel(msgspec.Struct, tag="cancel", frozen=True, gc=False):
-    """Abandon the attempt numbered ``generation``."""
-
-    generation: int
-
-
-class StageDone(msgspec.Struct, tag="stage_done", frozen=True, gc=False):
+class AttemptDone(msgspec.Struct, tag="stage_done", frozen=True, gc=False):
     """Attempt ``generation`` succeeded; ``context`` is the resulting Context."""
 
     generation: int
@@ -43,7 +48,7 @@ class StageDone(msgspec.Struct, tag="stage_done", frozen=True, gc=False):
     context: bytes
 
 
-class StageFailed(msgspec.Struct, tag="stage_failed", frozen=True):
+class AttemptFailed(msgspec.Struct, tag="stage_failed", frozen=True):
     """Attempt ``generation`` raised ``error_type: message``."""
 
     generation: int
@@ -54,20 +59,20 @@ class StageFailed(msgspec.Struct, tag="stage_failed", frozen=True):
     exception: Any = None
 
 
-Message = RunStage | Cancel | StageDone | StageFailed
+Message = RunStage | AttemptDone | AttemptFailed
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 
 
-def encode(message: Message) -> bytes:
-    """Encode ``message`` for another process (``StageFailed.exception`` is dropped)."""
-    if isinstance(message, StageFailed) and message.exception is not None:
+def encode_message(message: Message) -> bytes:
+    """Encode ``message`` for another process (``AttemptFailed.exception`` is dropped)."""
+    if isinstance(message, AttemptFailed) and message.exception is not None:
         message = msgspec.structs.replace(message, exception=None)
     return _encoder.encode(message)
 
 
-def decode(data: bytes) -> Message:
-    """Decode bytes produced by :func:`encode`."""
+def decode_message(data: bytes) -> Message:
+    """Decode bytes produced by :func:`encode_message`."""
     message: Message = _decoder.decode(data)
     return message

@@ -50,7 +50,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from . import _telemetry as tel
-from ._tracing import package_version
+from ._spans import package_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

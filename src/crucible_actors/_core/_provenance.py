@@ -10,11 +10,11 @@ Two parts, stored differently so that a run costs a few hundred bytes:
   the work tree holding the stages' own source files (the first stage defined outside
   installed packages; else the current directory), absent outside a git work tree. It
   is stored once by content as an
-  :class:`~crucible_actors._core._store.EnvironmentRecord` whose id is the digest of
-  its JSON (:func:`~crucible_actors._core._blobs.digest_of`);
+  :class:`~crucible_actors._core.persistence._store.EnvironmentRecord` whose id is the digest of
+  its JSON (:func:`~crucible_actors._core.persistence._blobs.digest_of`);
 - the **definition**: the experiment definition the run executes, as the experiment
   record stores it (``ExperimentRecord.definition``), stored once by content as a
-  :class:`~crucible_actors._core._store.DefinitionRecord` whose id is
+  :class:`~crucible_actors._core.persistence._store.DefinitionRecord` whose id is
   :func:`definition_id`. The experiment record is overwritten each time its id is
   submitted again, so it is only the *latest* definition; a run's own options
   (``params.*`` columns, ``runs diff``) are read from its definition record
@@ -54,13 +54,13 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from ._blobs import digest_of
-from ._execute import resolve_stage
 from ._fingerprint import code_fingerprint, code_target
+from ._invoke import resolve_stage
 from ._memo import IdentityMemo
 from ._payload import EXT_BLOB, ref_decode
-from ._records import checkpoint_definition
-from ._store import DefinitionRecord, EnvironmentRecord
+from .persistence._blobs import digest_of
+from .persistence._records import checkpoint_definition
+from .persistence._store import DefinitionRecord, EnvironmentRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence

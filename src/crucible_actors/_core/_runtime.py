@@ -21,35 +21,35 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from ._blobs import MemoryBlobStore
 from ._context import Context
 from ._data import DEFAULT_BLOB_THRESHOLD, blob_codec, reset_codec, set_codec
-from ._decision import new_chain
 from ._encoding import encode_context
 from ._errors import CrucibleError
-from ._execute import check_validate_mode
 from ._executor import ExecutorRegistry, ExecutorSettings, default_executors
 from ._handle import RunHandle
 from ._ids import new_run_id
+from ._invoke import check_validate_mode
 from ._ir import Experiment
 from ._ir_load import experiment_from_mapping, load_experiment
 from ._lag import LagMonitor
 from ._registry import Registry
-from ._run import RunSupervisor, unwrap_fatal
+from ._run_supervisor import RunSupervisor, unwrap_fatal
+from ._trace_chain import new_chain
+from .persistence._blobs import MemoryBlobStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
     from anyio.abc import TaskGroup
 
-    from ._blobs import BlobStore
     from ._cache import StageCache
     from ._data import BlobCodec
     from ._executor import Executor
     from ._instruments import RunObserver
     from ._metrics import RuntimeMetrics
-    from ._recovery import RecoveryReport
     from ._sweep import SweepHandle
+    from .persistence._blobs import BlobStore
+    from .persistence._recovery import RecoveryReport
 
 __all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
 
@@ -402,7 +402,7 @@ class Runtime:
     def _capture_parent(self) -> Any:
         if self._recorder is None:
             return None
-        from ._tracing import capture_parent
+        from ._spans import capture_parent
 
         return capture_parent()
 
@@ -532,7 +532,7 @@ async def open_runtime(
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
     if blob_threshold is not None:
         _check_threshold(blob_threshold, "blob_threshold")
-    from ._tracing import make_recorder
+    from ._spans import make_recorder
 
     reg = registry if registry is not None else Registry.default()
     settings = ExecutorSettings(process_workers=process_workers, ray_address=ray_address)
@@ -663,7 +663,7 @@ async def _open_store_adapter(store: Any) -> AsyncIterator[Any]:
     if store is None:
         yield None
         return
-    from ._persist import open_persistence
+    from .persistence._persistence import open_persistence
 
     async with open_persistence(store) as adapter:
         yield adapter

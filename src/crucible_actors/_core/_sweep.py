@@ -37,9 +37,9 @@ import anyio
 import msgspec
 
 from ._errors import CrucibleError, InvalidExperiment, OwnershipLost
-from ._execute import check_validate_mode
 from ._ids import new_run_id
-from ._store import (
+from ._invoke import check_validate_mode
+from .persistence._store import (
     LIVE_STATUSES,
     Checkpoint,
     ExperimentRecord,

@@ -1,6 +1,6 @@
 """Trace emitters: add events to the decision trace a Context carries.
 
-The chain itself (:class:`~crucible_actors._core._decision.TraceChain`, its events and
+The chain itself (:class:`~crucible_actors._core._trace_chain.TraceChain`, its events and
 the accepted event types) is defined in :mod:`._decision`; this module is the
 Context-level layer over it. ``crucible_actors.run(..., enable_trace=True)`` starts a
 chain and the run supervisor appends ``stage_start``/``stage_complete``/``stage_failed``
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import msgspec.structs
 
-from ._decision import append_event, check_event, new_chain
 from ._encoding import to_json_safe
+from ._trace_chain import append_event, check_event, new_chain
 
 if TYPE_CHECKING:
     from datetime import datetime

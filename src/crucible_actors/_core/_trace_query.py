@@ -1,7 +1,7 @@
 """Trace queries: read the decision trace a Context carries without changing it.
 
 The counterpart of :mod:`._trace_emit`: the emitters append to
-``Context.trace`` (a :class:`~crucible_actors._core._decision.TraceChain`), these
+``Context.trace`` (a :class:`~crucible_actors._core._trace_chain.TraceChain`), these
 functions answer questions about it, and every one of them treats a Context without a
 trace as an empty answer rather than an error. :func:`chain_confidence_stats` works on
 a bare chain, so the exporters in :mod:`crucible_actors.trace` summarize traces loaded
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._context import Context
-    from ._decision import TraceChain, TraceEvent
+    from ._trace_chain import TraceChain, TraceEvent
 
 __all__ = [
     "chain_confidence_stats",

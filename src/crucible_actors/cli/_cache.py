@@ -19,7 +19,7 @@ from ._runs import _when
 if TYPE_CHECKING:
     import argparse
 
-    from .._core._store import CachedResult
+    from .._core import CachedResult
 
 __all__ = ["register"]
 

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import to_json_safe
-from .._core._provenance import load_definitions, load_provenance, provenance_diff
+from .._core import load_definitions, load_provenance, provenance_diff, to_json_safe
 from ._format import _common, _json, _table, store_url
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-    from .._core._store import RunRecord
+    from .._core import RunRecord
 
 __all__ = ["add_diff", "provenance_lines"]
 

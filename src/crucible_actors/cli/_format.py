@@ -6,13 +6,13 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._core._encoding import to_json_safe
+from .._core import to_json_safe
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from .._core._store import RunRecord
+    from .._core import RunRecord
 
 __all__ = ["_common", "_elapsed", "_json", "_positive", "_seconds", "_table", "store_url"]
 

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._store import LIVE_STATUSES, RUN_STATUSES
+from .._core import LIVE_STATUSES, RUN_STATUSES
 from ._format import _common, _json, store_url
 
 if TYPE_CHECKING:
     import argparse
 
-    from .._core._store import DeletedRuns, GcResult
+    from .._core import DeletedRuns, GcResult
 
 __all__ = ["add_delete", "human_bytes", "parse_duration", "register"]
 

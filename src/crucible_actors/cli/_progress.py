@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
-    from .._core._handle import RunEvent
-    from .._core._ir import Experiment
+    from .._core import Experiment, RunEvent
 
 __all__ = ["LiveProgress", "PlainProgress", "RunProgress", "StageRow", "fmt_seconds"]
 

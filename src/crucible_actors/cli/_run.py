@@ -17,10 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import to_json_safe
-from .._core._handle import RunHandle, RunStatus
-from .._core._ir_load import load_experiment
-from .._core._registry import Registry
+from .._core import Registry, RunHandle, RunStatus, load_experiment, to_json_safe
 from ..errors import CrucibleError, InvalidExperiment, StageFailed, StoreError
 from ._console import fancy, stdout_console
 from ._format import store_url
@@ -172,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_sweep(args, experiment, registry, url, assigns)
 
     async def main() -> RunHandle:
-        from .._core._runtime import open_runtime
+        from .._core import open_runtime
 
         async with open_runtime(registry=registry, store=url, ray_address=args.ray_address) as rt:
             handle = await rt.submit(
@@ -208,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {' '.join(str(failure).split())}", file=sys.stderr)
         return 2
     if args.json:
-        from .._core._encoding import context_to_json
+        from .._core import context_to_json
 
         ctx = handle.context
         if ctx is not None:

@@ -12,10 +12,10 @@ The ``--json`` documents:
 - ``runs list --json``: ``{"store", "runs": [run...], "next_before"}``; pass
   ``next_before`` as ``--before`` to fetch the next (older) page, null on the last one.
   With ``--columns``, also ``"columns": [path...]`` and ``"values": [{path: value}...]``
-  (one per run, :mod:`crucible_actors._core._columns`).
+  (one per run; the column syntax is the dashboard's).
 - ``runs show --json``: ``{"store", "run", "stages": [...], "attempts": [...],
   "artifacts": [...], "checkpoint": {"index", "created_at"} | null, "provenance"}``
-  (``provenance``: see :func:`crucible_actors._core._provenance.provenance_view`;
+  (``provenance``: the stored provenance view;
   null for a run stored without it).
 - ``runs diff --json``: see :mod:`._diff`.
 - ``runs resume --json``: ``{"store", "run_id", "resumed_from", "status", "failure"}``.
@@ -35,10 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._columns import parse_columns, run_columns
-from .._core._encoding import to_json_safe
-from .._core._provenance import load_definitions, load_provenance
-from .._core._store import RUN_STATUSES
+from .._core import (
+    RUN_STATUSES,
+    load_definitions,
+    load_provenance,
+    parse_columns,
+    run_columns,
+    to_json_safe,
+)
 from ._console import fancy, stdout_console
 from ._diff import add_diff, provenance_lines
 from ._format import _common, _elapsed, _json, _positive, _seconds, _table, store_url
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from .._core._store import ArtifactRecord, RunRecord, StageAttempt
+    from .._core import ArtifactRecord, RunRecord, StageAttempt
 
 __all__ = ["register"]
 
@@ -420,9 +424,7 @@ def _show_rich(
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Resume a run from its last checkpoint and wait for it; 0 when it completes."""
-    from .._core._persist import open_persistence
-    from .._core._registry import Registry
-    from .._core._runtime import open_runtime
+    from .._core import Registry, open_persistence, open_runtime
     from ._progress import LiveProgress, PlainProgress, RunProgress
 
     url = store_url(args.store)

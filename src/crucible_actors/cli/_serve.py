@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._errors import MissingDependency
+from .._core import MissingDependency
 
 if TYPE_CHECKING:
     import argparse
@@ -214,8 +214,7 @@ def hypercorn_config(args: argparse.Namespace, host: str) -> Any:
 
 async def _serve(args: argparse.Namespace, url: str, token: str | None) -> None:
 
-    from .._core._registry import Registry
-    from .._core._runtime import open_runtime
+    from .._core import Registry, open_runtime
     from ..serve import create_app
     from ..store._sql import redact_url
 

@@ -16,9 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._core._encoding import to_json_safe
-from .._core._ir import stage_ref
-from .._core._registry import Registry
+from .._core import Registry, stage_ref, to_json_safe
 from ..schema import format_type_spec
 from ._console import fancy, stdout_console
 
@@ -58,7 +56,7 @@ def pipeline_rows(path: str) -> list[dict[str, Any]]:
     Raises:
         InvalidExperiment: the file does not load (the message names the file and field).
     """
-    from .._core._ir_load import load_experiment
+    from .._core import load_experiment
 
     exp = load_experiment(path)
     rows: list[dict[str, Any]] = []
@@ -346,7 +344,7 @@ def cmd_stages(args: argparse.Namespace, registry: Registry | None = None) -> in
     reg = registry if registry is not None else Registry.default()
     out = sys.stdout
     if getattr(args, "file", None) is not None:
-        from .._core._errors import CrucibleError
+        from .._core import CrucibleError
 
         try:
             rows = pipeline_rows(args.file)

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._core._encoding import to_json_safe
+from .._core import to_json_safe
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-    from .._core._ir import Experiment
-    from .._core._registry import Registry
-    from .._core._store import RunRecord, SweepPointRecord, SweepRecord
+    from .._core import Experiment, Registry, RunRecord, SweepPointRecord, SweepRecord
 
 __all__ = ["add_run_options", "list_sweep", "run_sweep"]
 
@@ -128,7 +126,7 @@ def _print(headers: list[str], rows: list[list[str]]) -> None:
 async def _read_sweep(
     store: Any, sweep_id: str
 ) -> tuple[SweepRecord, list[SweepPointRecord], dict[str, RunRecord | None]]:
-    from .._core._errors import RunNotFound
+    from .._core import RunNotFound
     from ..errors import CrucibleError
 
     record = await store.get_sweep(sweep_id)
@@ -183,8 +181,7 @@ def run_sweep(
     assigns: dict[str, Any] | None,
 ) -> int:
     """Run every point of ``experiment.sweep``; 0 when all completed, 1 otherwise."""
-    from .._core._runtime import open_runtime
-    from .._core._store import RunRecord, SweepPointRecord
+    from .._core import RunRecord, SweepPointRecord, open_runtime
 
     sweep = experiment.sweep
     assert sweep is not None

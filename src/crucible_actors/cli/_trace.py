@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from .._core._decision import TraceChain, TraceEvent
-from .._core._errors import CrucibleError
+from .._core import CrucibleError, TraceChain, TraceEvent
 from ._format import store_url
 
 if TYPE_CHECKING:
     import argparse
 
-    from .._core._store import TraceEventRecord
+    from .._core import TraceEventRecord
 
 __all__ = ["chain_from_records", "register"]
 

@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import msgspec
 
-from .._core._errors import CrucibleError, RunNotFound
-from .._core._store import RunRecord
+from .._core import CrucibleError, RunNotFound, RunRecord
 from ._warnings import provenance_warnings_of
 
 if TYPE_CHECKING:

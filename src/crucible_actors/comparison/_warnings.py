@@ -2,7 +2,7 @@
 
 A difference in scores means little when the compared runs ran different stage code, a
 different numpy, or other input data. :func:`provenance_warnings_of` reads the runs'
-provenance (:mod:`crucible_actors._core._provenance`) and returns one line per kind of
+provenance (see the provenance guide) and returns one line per kind of
 difference; :class:`~._compare.Comparison` carries them in ``warnings``.
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._core._provenance import provenance_view, provenance_warnings
+from .._core import provenance_view, provenance_warnings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._core._store import RunRecord
+    from .._core import RunRecord
 
 __all__ = ["provenance_warnings_of"]
 

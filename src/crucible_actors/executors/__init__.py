@@ -22,12 +22,12 @@ Add one with :func:`register` (process-wide), or per runtime with
 
 from __future__ import annotations
 
-from .._core._executor import AttemptIO as AttemptIO
-from .._core._executor import Executor as Executor
-from .._core._executor import ExecutorRegistry as ExecutorRegistry
-from .._core._executor import PreparedStage as PreparedStage
-from .._core._executor import UnknownIsolation as UnknownIsolation
-from .._core._executor import default_executors
+from .._core import AttemptIO as AttemptIO
+from .._core import Executor as Executor
+from .._core import ExecutorRegistry as ExecutorRegistry
+from .._core import PreparedStage as PreparedStage
+from .._core import UnknownIsolation as UnknownIsolation
+from .._core import default_executors
 from .inline import InlineExecutor as InlineExecutor
 from .pool import PoolExecutor as PoolExecutor
 from .pool import PoolStatistics as PoolStatistics

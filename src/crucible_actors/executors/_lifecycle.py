@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from .._core._executor import ExecutorSettings
-    from .._core._stage import Stage
+    from .._core import ExecutorSettings, Stage
 
 __all__ = ["LocalExecutor", "LocalSetups", "run_setup", "run_teardown"]
 

@@ -4,7 +4,7 @@ Each frame is a 4-byte big-endian length and a msgpack body. The parent sends a
 :class:`Attempt` or :class:`Shutdown`; a worker answers an attempt with one byte,
 :data:`KEEP` or :data:`RETIRE`, a second saying whether the stage kept the attempt's
 Experiment object (``b"\x01"``: the driver may decode the result around its own), and the
-encoded ``StageDone``/``StageFailed``.
+encoded ``AttemptDone``/``AttemptFailed``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from .._core import _messages as msg
-from .._core._data import DEFAULT_BLOB_THRESHOLD
+from .._core import DEFAULT_BLOB_THRESHOLD
+from .._core import messages as msg
 
 __all__ = ["HEADER", "KEEP", "RETIRE", "Attempt", "Request", "Shutdown", "frame", "request_decoder"]
 

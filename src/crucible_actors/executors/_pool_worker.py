@@ -1,13 +1,13 @@
 """The loop of one warm pool worker: ``python -m crucible_actors.executors._pool_worker``.
 
-The parent (:mod:`crucible_actors.executors._pool`) writes frames on the worker's stdin
+The parent (:mod:`crucible_actors.executors._worker_pool`) writes frames on the worker's stdin
 and reads frames from its stdout; each frame is a 4-byte big-endian length and a msgpack
 body. An :class:`Attempt` names the stage (``"module:attr"``), its label and options and
 carries the attempt's ``RunStage`` (the Context as msgpack bytes, its large values as
 references into the blob store the attempt names, which the worker opens once and keeps);
 the worker answers one
 frame whose first byte is :data:`KEEP` or :data:`RETIRE` followed by an encoded
-``StageDone`` / ``StageFailed`` (:mod:`crucible_actors._core._messages`). ``RETIRE`` means
+``AttemptDone`` / ``AttemptFailed`` (:mod:`crucible_actors.abc`). ``RETIRE`` means
 the worker exits after this reply (its stage's ``setup()`` failed), so the parent never
 hands it out again. A :class:`Shutdown` frame (or the end of stdin) tears down every
 stateful stage this worker set up, then exits.
@@ -26,7 +26,7 @@ import pickle
 import sys
 from typing import Any
 
-from .._core import _messages as msg
+from .._core import messages as msg
 from ._pool_protocol import HEADER, KEEP, RETIRE, Shutdown, frame, request_decoder
 
 __all__ = ["main"]
@@ -35,9 +35,7 @@ __all__ = ["main"]
 async def _serve(in_fd: int, out_fd: int) -> None:
     import trio
 
-    from .._core._data import use_blob_store
-    from .._core._execute import checked_result
-    from .._core._stage import load_stage_ref, stage_info
+    from .._core import checked_result, load_stage_ref, stage_info, use_blob_store
     from ._lifecycle import run_setup, run_teardown
     from ._wire import WorkerBlobStores, WorkerContexts
 
@@ -104,20 +102,20 @@ async def _serve(in_fd: int, out_fd: int) -> None:
                     result = checked_result(request.label, result)
                     data, same = contexts.encode(ctx, result)
                 kept = b"\x01" if same else b"\x00"
-                reply = msg.StageDone(command.generation, command.index, data)
+                reply = msg.AttemptDone(command.generation, command.index, data)
             except Exception as exc:
                 try:
                     blob: bytes | None = pickle.dumps(exc)
                 except Exception:
                     blob = None
-                reply = msg.StageFailed(
+                reply = msg.AttemptFailed(
                     command.generation,
                     command.index,
                     type(exc).__name__,
                     str(exc),
                     error_pickle=blob,
                 )
-            write_all(frame(flag + kept + msg.encode(reply)))
+            write_all(frame(flag + kept + msg.encode_message(reply)))
             if flag == RETIRE:
                 return
     finally:

@@ -7,7 +7,7 @@ Experiment object by an equal copy (the reply says whether the stage kept the ex
 and then the driver decodes the result around its own object, which keeps the run's fast
 decoding path).
 
-Large values (blobs, see :mod:`crucible_actors._core._data`) never cross as bytes when
+Large values (blobs; see the data guide) never cross as bytes when
 the worker can reach the run's blob store: the snapshot carries references, and a pool
 worker opens the store from its ``location()`` (:class:`WorkerBlobStores`), maps each
 blob it reads and writes the large values of its result there itself. A store that lives
@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import msgspec.structs
 
-from .._core._encoding import decode_context, decode_context_with, encode_context
-from .._core._ir import Experiment
+from .._core import Experiment, decode_context, decode_context_with, encode_context
 
 if TYPE_CHECKING:
-    from .._core._blobs import BlobStore
-    from .._core._context import Context
+    from .._core import BlobStore, Context
 
 __all__ = ["WorkerBlobStores", "WorkerContexts", "decode_result", "open_worker_blob_store"]
 

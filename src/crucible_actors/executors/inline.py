@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._core._execute import checked_result, invoke_stage
+from .._core import checked_result, invoke_stage
 from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from .._core import _messages as msg
-    from .._core._executor import AttemptIO, PreparedStage
+    from .._core import AttemptIO, PreparedStage
+    from .._core import messages as msg
 
 __all__ = ["InlineExecutor"]
 
@@ -27,7 +27,7 @@ class InlineExecutor(LocalExecutor):
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt in the calling task; return its reply."""
         try:
             ctx = io.begin(stage, command)

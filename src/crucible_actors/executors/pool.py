@@ -32,20 +32,24 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._core import _messages as msg
-from .._core._data import DEFAULT_BLOB_THRESHOLD, current_codec, externalize, inline_blobs
-from .._core._encoding import encode_context, to_json_safe
-from .._core._errors import ExecutorError
-from ._pool import WorkerPool
+from .._core import (
+    DEFAULT_BLOB_THRESHOLD,
+    ExecutorError,
+    current_codec,
+    encode_context,
+    externalize,
+    inline_blobs,
+    to_json_safe,
+)
+from .._core import messages as msg
 from ._pool_protocol import Attempt
 from ._wire import decode_result
+from ._worker_pool import WorkerPool
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .._core._blobs import BlobStore
-    from .._core._context import Context
-    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
+    from .._core import AttemptIO, BlobStore, Context, ExecutorSettings, PreparedStage
 
 __all__ = ["PoolExecutor", "PoolStatistics"]
 
@@ -138,7 +142,7 @@ class PoolExecutor:
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt on a pool worker; return its reply."""
         try:
             ctx = io.begin(stage, command)
@@ -167,13 +171,13 @@ class PoolExecutor:
                 await pool.discard(worker)
             else:
                 pool.release(worker)
-            reply = msg.decode(body)
-            if isinstance(reply, msg.StageDone):
+            reply = msg.decode_message(body)
+            if isinstance(reply, msg.AttemptDone):
                 data = reply.context
                 if inline is not None:  # the worker could not store its large values
                     data = externalize(data, inline, threshold)
                 return io.done(stage, command, decode_result(data, kept, ctx))
-            assert isinstance(reply, msg.StageFailed)
+            assert isinstance(reply, msg.AttemptFailed)
             return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)
@@ -215,7 +219,7 @@ def attempt_request(
     )
 
 
-def error_of(label: str, reply: msg.StageFailed) -> Exception:
+def error_of(label: str, reply: msg.AttemptFailed) -> Exception:
     """Re-create the stage's exception from the worker's reply (when it unpickles)."""
     if reply.error_pickle is not None:
         try:

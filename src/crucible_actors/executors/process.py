@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core._data import (
+from .._core import (
     DEFAULT_BLOB_THRESHOLD,
+    CrucibleError,
     current_codec,
+    decode_context,
+    encode_context,
     externalize,
     inline_blobs,
+    to_json_safe,
     use_blob_store,
 )
-from .._core._encoding import decode_context, encode_context, to_json_safe
-from .._core._errors import CrucibleError
 
 if TYPE_CHECKING:
-    from .._core import _messages as msg
-    from .._core._context import Context
-    from .._core._executor import AttemptIO, PreparedStage
+    from .._core import AttemptIO, Context, PreparedStage
+    from .._core import messages as msg
 
 __all__ = ["ProcessExecutor", "WorkerError"]
 
@@ -65,7 +66,7 @@ class ProcessExecutor:
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt in a new worker process; return its reply."""
         try:
             ctx = io.begin(stage, command)
@@ -127,8 +128,7 @@ async def invoke_in_process(stage_ref: str, label: str, ctx: Context, opts: Any)
 
 
 def _serve_one() -> int:
-    from .._core._execute import invoke_stage
-    from .._core._stage import load_stage_ref, stage_info
+    from .._core import invoke_stage, load_stage_ref, stage_info
     from ._wire import open_worker_blob_store
 
     request = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=_Request)

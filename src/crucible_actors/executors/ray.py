@@ -20,7 +20,7 @@ plain data, and each attempt's Context as the same msgpack bytes as everywhere e
   first use with those resources; each calls ``setup()`` before its first attempt and
   ``teardown()`` when the runtime closes; Ray restarts an actor whose process dies
   (``max_restarts``), and it sets up again.
-- Large values (blobs, see :mod:`crucible_actors._core._data`): the snapshot carries
+- Large values (blobs; see the data guide): the snapshot carries
   references; each blob an attempt needs is ``ray.put`` once per runtime (the executor
   keeps digest -> ObjectRef) and handed to the task or actor call as an argument, so Ray
   ships it to a node once and the worker unpickles arrays over the object store's shared
@@ -47,12 +47,21 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from .._core import _messages as msg
-from .._core._actor import cleanup_scope
-from .._core._blobs import BlobInfo, check_digest
-from .._core._data import DEFAULT_BLOB_THRESHOLD, blob_digests, current_codec, use_blob_store
-from .._core._errors import ExecutorError, InvalidExperiment, MissingDependency, WorkerCrashed
-from .._core._ir import RAY_RESOURCES
+from .._core import (
+    DEFAULT_BLOB_THRESHOLD,
+    RAY_RESOURCES,
+    BlobInfo,
+    ExecutorError,
+    InvalidExperiment,
+    MissingDependency,
+    WorkerCrashed,
+    blob_digests,
+    check_digest,
+    cleanup_scope,
+    current_codec,
+    use_blob_store,
+)
+from .._core import messages as msg
 from ._pool_protocol import Attempt
 from ._wire import WorkerContexts, decode_result
 from .pool import attempt_request, error_of
@@ -61,11 +70,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import TracebackType
 
-    from .._core._blobs import BlobStore
-    from .._core._executor import AttemptIO, ExecutorSettings, PreparedStage
-    from .._core._ir import StageDef
-    from .._core._registry import Registry
-    from .._core._stage import Stage
+    from .._core import (
+        AttemptIO,
+        BlobStore,
+        ExecutorSettings,
+        PreparedStage,
+        Registry,
+        Stage,
+        StageDef,
+    )
 
 __all__ = ["RayExecutor", "ray_address", "ray_request"]
 
@@ -183,7 +196,7 @@ class _AttemptBlobs:
         return True
 
     def open(self, digest: str) -> memoryview:
-        from .._core._errors import BlobMissing
+        from .._core import BlobMissing
 
         if digest in self.made:
             return memoryview(self.made[digest])
@@ -211,14 +224,13 @@ class _AttemptBlobs:
 
 
 def _run_attempt(stage_obj: Stage, request: bytes, digests: Sequence[str], buffers: Any) -> Any:
-    """Run one attempt on a Ray worker; return ``kept`` + the encoded StageDone/Failed.
+    """Run one attempt on a Ray worker; return ``kept`` + the encoded AttemptDone/AttemptFailed.
 
     ``buffers`` are the blobs named by ``digests`` (Ray resolved their ObjectRefs). When
     the result has large values of its own, returns ``(reply, {digest: bytes})``.
     """
     global _contexts
-    from .._core._execute import checked_result
-    from .._core._stage import stage_info
+    from .._core import checked_result, stage_info
 
     if _contexts is None:
         _contexts = WorkerContexts()
@@ -234,12 +246,12 @@ def _run_attempt(stage_obj: Stage, request: bytes, digests: Sequence[str], buffe
             if inspect.isawaitable(result):
                 result = _on_worker_loop(result)
             data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
-        reply = (b"\x01" if kept else b"\x00") + msg.encode(
-            msg.StageDone(run.generation, run.index, data)
+        reply = (b"\x01" if kept else b"\x00") + msg.encode_message(
+            msg.AttemptDone(run.generation, run.index, data)
         )
         return (reply, blobs.made) if blobs.made else reply
     except Exception as exc:
-        return b"\x00" + msg.encode(_failure(run, exc))
+        return b"\x00" + msg.encode_message(_failure(run, exc))
 
 
 def _task_for(stage_obj: Stage) -> Callable[..., Any]:
@@ -251,14 +263,14 @@ def _task_for(stage_obj: Stage) -> Callable[..., Any]:
     return crucible_attempt
 
 
-def _failure(run: msg.RunStage, exc: Exception) -> msg.StageFailed:
+def _failure(run: msg.RunStage, exc: Exception) -> msg.AttemptFailed:
     import pickle
 
     try:
         blob: bytes | None = pickle.dumps(exc)
     except Exception:
         blob = None
-    return msg.StageFailed(run.generation, run.index, type(exc).__name__, str(exc), blob)
+    return msg.AttemptFailed(run.generation, run.index, type(exc).__name__, str(exc), blob)
 
 
 class _StageActorImpl:
@@ -284,7 +296,7 @@ class _StageActorImpl:
                 _on_worker_loop(run_setup(self.stage))
             except Exception as exc:
                 run = _attempt_decoder.decode(request).command
-                return b"\x01\x00" + msg.encode(_failure(run, exc))
+                return b"\x01\x00" + msg.encode_message(_failure(run, exc))
             self.ready = True
         answer = _run_attempt(self.stage, request, digests, buffers)
         if isinstance(answer, tuple):
@@ -443,7 +455,7 @@ class RayExecutor:
             InvalidExperiment: Ray cannot serialize the stage object.
         """
         _import_ray()
-        from .._core._execute import resolve_stage
+        from .._core import resolve_stage
 
         stage_obj = resolve_stage(stage_def, registry)
         key = id(stage_obj)
@@ -583,7 +595,7 @@ class RayExecutor:
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt as a Ray task or on a stage actor; return its reply."""
         try:
             ray = await self._connect()
@@ -603,13 +615,13 @@ class RayExecutor:
             else:
                 answer = await self._as_task(ray, stage, request, args)
             body, made = answer if isinstance(answer, tuple) else (answer, None)
-            reply = msg.decode(body[1:])
-            if isinstance(reply, msg.StageDone):
+            reply = msg.decode_message(body[1:])
+            if isinstance(reply, msg.AttemptDone):
                 if made:
                     assert store is not None
                     await anyio.to_thread.run_sync(_store_made, store, made)
                 return io.done(stage, command, decode_result(reply.context, body[0] == 1, ctx))
-            assert isinstance(reply, msg.StageFailed)
+            assert isinstance(reply, msg.AttemptFailed)
             return io.failed(command, error_of(stage.label, reply))
         except Exception as exc:
             return io.failed(command, exc)

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from .._core._execute import invoke_stage
+from .._core import invoke_stage
 from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from .._core import _messages as msg
-    from .._core._context import Context
-    from .._core._executor import AttemptIO, PreparedStage
-    from .._core._stage import StageInfo
+    from .._core import AttemptIO, Context, PreparedStage, StageInfo
+    from .._core import messages as msg
 
 __all__ = ["ThreadExecutor"]
 
@@ -32,7 +30,7 @@ class ThreadExecutor(LocalExecutor):
 
     async def run(
         self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.StageDone | msg.StageFailed:
+    ) -> msg.AttemptDone | msg.AttemptFailed:
         """Run the attempt in a worker thread; return its reply."""
         try:
             ctx = io.begin(stage, command)

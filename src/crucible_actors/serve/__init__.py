@@ -7,7 +7,7 @@ documented in ``docs/http-api.md`` and served as OpenAPI at ``/api/openapi.json`
 ``crucible-actors serve`` runs the app on Hypercorn.
 """
 
-from .._core._errors import MissingDependency
+from .._core import MissingDependency
 
 try:
     import starlette  # noqa: F401

@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from .._core._errors import CrucibleError
+from .._core import CrucibleError
 from ..trace import export_html_chain, export_json_chain
 from ._compare import compare_endpoint
 from ._errors import ApiError, api_error_from, error_response, json_response
@@ -46,8 +46,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from .._core._registry import Registry
-    from .._core._runtime import Runtime
+    from .._core import Registry, Runtime
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -129,8 +128,7 @@ def create_app(
         if runtime is not None:
             yield
             return
-        from .._core._registry import Registry
-        from .._core._runtime import open_runtime
+        from .._core import Registry, open_runtime
         from ..store import default_store_url
 
         async with open_runtime(

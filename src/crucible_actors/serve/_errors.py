@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from starlette.responses import Response
 
-from .._core._errors import (
+from .._core import (
     CrucibleError,
     EncodeError,
     InvalidExperiment,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from starlette.types import Receive, Scope, Send
 
-    from .._core._handle import RunHandle
+    from .._core import RunHandle
 
 __all__ = ["EventStream", "format_event", "live_events", "resumed_events"]
 

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
 from .. import metrics as runtime_metrics
-from .._core._errors import MissingDependency
+from .._core import MissingDependency
 
 try:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - the serve extra installs both
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from .._core._runtime import Runtime
+    from .._core import Runtime
 
 __all__ = ["BUCKETS", "CONTENT_TYPE", "Metrics"]
 

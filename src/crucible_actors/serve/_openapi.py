@@ -20,8 +20,7 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
-from .._core._handle import RunEvent
-from .._core._ir import Experiment
+from .._core import Experiment, RunEvent
 
 __all__ = ["openapi_document", "schema_components"]
 

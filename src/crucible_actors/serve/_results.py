@@ -4,8 +4,8 @@
 API that look at what runs produced rather than how they ran:
 
 - the columns of ``GET /api/runs?columns=...`` (a run's metrics and parameters, read by
-  :func:`crucible_actors._core._columns.run_columns` from the run's metrics, its own
-  stored definition and its sweep point), and the server-side sort and filters;
+  the core's ``run_columns`` from the run's metrics, its own stored definition and its
+  sweep point), and the server-side sort and filters;
 - ``GET /api/runs/columns``: the column paths the recent runs have;
 - ``GET /api/sweeps/{id}``: a sweep's points with their runs' metrics, repeats
   summarised as mean, standard deviation and count;
@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from .._core._columns import parse_columns, run_columns
-from .._core._provenance import load_definitions
+from .._core import load_definitions, parse_columns, run_columns
 from ._errors import ApiError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from .._core._store import RunRecord, Store, SweepPointRecord, SweepRecord
+    from .._core import RunRecord, Store, SweepPointRecord, SweepRecord
 
 __all__ = [
     "MAX_SCAN",
@@ -289,7 +288,7 @@ class Results:
         """Return, per run, ``{path: value}`` for ``paths`` (None where a run has none).
 
         Options come from each run's own stored definition (see
-        :func:`~crucible_actors._core._provenance.load_definitions`: one read for all
+        ``load_definitions``: one read for all
         the distinct definitions), or its sweep point for the options the sweep varies;
         a run whose requested options are all swept needs no definition.
         """
@@ -406,7 +405,7 @@ class Results:
 
 
 async def _get_run(store: Store, run_id: str) -> RunRecord | None:
-    from .._core._errors import RunNotFound
+    from .._core import RunNotFound
 
     try:
         return await store.get_run(run_id)

@@ -18,14 +18,23 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import msgspec
 
-from .._core._columns import run_columns
-from .._core._decision import TraceChain, TraceEvent
-from .._core._errors import CrucibleError, RunNotFound, RunStillRunning, StoreError
-from .._core._ir import stage_ref
-from .._core._ir_load import experiment_from_mapping
-from .._core._provenance import load_definitions, load_provenance
-from .._core._records import artifacts_from_context, as_stored_json, decode_checkpoint
-from .._core._store import RUN_STATUSES
+from .._core import (
+    RUN_STATUSES,
+    CrucibleError,
+    RunNotFound,
+    RunStillRunning,
+    StoreError,
+    TraceChain,
+    TraceEvent,
+    artifacts_from_context,
+    as_stored_json,
+    decode_checkpoint,
+    experiment_from_mapping,
+    load_definitions,
+    load_provenance,
+    run_columns,
+    stage_ref,
+)
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
 from ._metrics import Metrics
@@ -58,12 +67,16 @@ from ._views import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from .._core._context import Context
-    from .._core._handle import RunHandle
-    from .._core._ir import Experiment
-    from .._core._registry import Registry
-    from .._core._runtime import Runtime
-    from .._core._store import ArtifactRecord, RunRecord, Store
+    from .._core import (
+        ArtifactRecord,
+        Context,
+        Experiment,
+        Registry,
+        RunHandle,
+        RunRecord,
+        Runtime,
+        Store,
+    )
 
 __all__ = ["Service"]
 

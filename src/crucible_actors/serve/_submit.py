@@ -23,17 +23,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._core._errors import CrucibleError, InvalidOptions, UnknownStage
-from .._core._ir import Experiment
-from .._core._ir_load import experiment_from_mapping
-from .._core._schema_options import validate_options
-from .._core._stage import stage_info
+from .._core import (
+    CrucibleError,
+    Experiment,
+    InvalidOptions,
+    UnknownStage,
+    experiment_from_mapping,
+    stage_info,
+    validate_options,
+)
 from ._errors import ApiError, api_error_from
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from .._core._registry import Registry
+    from .._core import Registry
 
 __all__ = ["IdempotencyKeys", "Limits", "Submission", "parse_submission", "read_json_body"]
 

@@ -17,15 +17,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._core._handle import RunStatus
-from .._core._records import as_stored_json
+from .._core import RunStatus, as_stored_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .._core._handle import AttemptRecord, RunHandle
-    from .._core._ir import Experiment
-    from .._core._store import ArtifactRecord, RunRecord, StageAttempt
+    from .._core import (
+        ArtifactRecord,
+        AttemptRecord,
+        Experiment,
+        RunHandle,
+        RunRecord,
+        StageAttempt,
+    )
 
 __all__ = [
     "TERMINAL_EVENTS",
@@ -233,7 +237,7 @@ def assemble_detail(
 ) -> dict[str, Any]:
     """Return a RunDetail: the summary plus stages, metrics, outputs, artifacts, definition.
 
-    ``provenance`` is the stored run's provenance view (``_core._provenance``), or None.
+    ``provenance`` is the stored run's provenance view (the core's ``provenance_view``), or None.
     """
     return {
         **summary,

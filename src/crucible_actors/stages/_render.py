@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from .._core._encoding import to_json_safe
+from .._core import to_json_safe
 
 if TYPE_CHECKING:
-    from .._core._context import Context
+    from .._core import Context
 
 __all__ = [
     "EXTENSIONS",

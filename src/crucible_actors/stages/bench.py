@@ -37,15 +37,14 @@ import anyio.to_thread
 import msgspec
 
 from .. import stats as _stats
-from .._core._stage import Stage
+from .._core import Stage
 from ..stats import _groups
 from ._plugins import call_plugin, describe_plugin, load_ref
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._core._context import Context
-    from .._core._ir import StatsConfig
+    from .._core import Context, StatsConfig
 
 __all__ = ["MISSING_GROUP", "BenchOptions", "BenchStage"]
 

@@ -17,12 +17,11 @@ import anyio.to_thread
 import msgspec
 import msgspec.structs
 
-from .._core._errors import DataChecksFailed
-from .._core._stage import Stage
+from .._core import DataChecksFailed, Stage
 from ._plugins import call_plugin, check_ref_or_callable, describe_plugin, load_ref
 
 if TYPE_CHECKING:
-    from .._core._context import Context
+    from .._core import Context
 
 __all__ = ["DataChecksOptions", "DataChecksStage", "missing_fields"]
 

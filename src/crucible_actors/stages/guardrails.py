@@ -21,9 +21,7 @@ import anyio.to_thread
 import msgspec
 import msgspec.structs
 
-from .._core._config import ConfigFileError, find_config
-from .._core._errors import GuardrailViolation, InvalidOptions
-from .._core._stage import Stage
+from .._core import ConfigFileError, GuardrailViolation, InvalidOptions, Stage, find_config
 from ._patterns import NoopAdapter
 from ._plugins import call_plugin, check_ref_or_callable, describe_plugin, load_ref
 
@@ -31,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from .._core._context import Context
+    from .._core import Context
 
 __all__ = ["GuardrailsOptions", "GuardrailsStage"]
 

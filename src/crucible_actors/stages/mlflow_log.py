@@ -50,9 +50,8 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from .._core import _telemetry as tel
-from .._core._errors import MissingDependency, StageFailed
-from .._core._stage import Stage
+from .._core import MissingDependency, Stage, StageFailed
+from .._core import telemetry as tel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -60,9 +59,7 @@ if TYPE_CHECKING:
     from anyio.abc import ObjectReceiveStream
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .._core._context import Context
-    from .._core._handle import RunHandle
-    from .._core._runtime import Runtime
+    from .._core import Context, RunHandle, Runtime
 
 log = logging.getLogger("crucible_actors")
 
@@ -373,7 +370,7 @@ async def log_handle(handle: RunHandle, options: MlflowLogOptions | None = None)
         ctx = err.context
     if ctx is None:
         # Cancelled or interrupted before a stage finished: the definition is all there is.
-        from .._core._context import Context
+        from .._core import Context
 
         ctx = Context.new(handle.experiment, run_id=handle.run_id)
     duration = None

@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import msgspec
 import msgspec.structs
 
-from .._core._stage import Stage
+from .._core import Stage
 from ._render import EXTENSIONS, RENDERERS
 
 if TYPE_CHECKING:
-    from .._core._context import Context
-    from .._core._ir import OutputSpec
+    from .._core import Context, OutputSpec
 
 __all__ = ["FORMATS", "SINKS", "ReportOptions", "ReportStage", "report_path"]
 

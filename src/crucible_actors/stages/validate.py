@@ -20,19 +20,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 
 from .. import stats as _stats
-from .._core import _registry
-from .._core._errors import SchemaError, ValidationFailed
-from .._core._ir_refs import describe_validation_error, stage_ref
-from .._core._schema_options import validate_options
-from .._core._stage import Stage, coerce_stage, stage_info
+from .._core import (
+    Registry,
+    SchemaError,
+    Stage,
+    ValidationFailed,
+    coerce_stage,
+    current_registry,
+    describe_validation_error,
+    stage_info,
+    stage_ref,
+    validate_options,
+)
 from .report import FORMATS, SINKS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._core._context import Context
-    from .._core._ir import Experiment, StageDef
-    from .._core._registry import Registry
+    from .._core import Context, Experiment, StageDef
 
 __all__ = ["ValidateOptions", "ValidateStage", "check_experiment"]
 
@@ -53,16 +58,11 @@ class ValidateOptions(msgspec.Struct, frozen=True, kw_only=True):
 def _registry_for_run() -> Registry:
     """Return the registry the current run resolves stages with.
 
-    The runtime publishes it in the context variable
-    ``crucible_actors._core._registry.current_registry``; outside a run (or before the
-    runtime sets it) this is :meth:`Registry.default`.
+    The runtime publishes it in a context variable while a run executes; outside a run
+    (or before the runtime sets it) this is :meth:`Registry.default`.
     """
-    var = getattr(_registry, "current_registry", None)
-    if var is not None:
-        registry = var.get(None)
-        if registry is not None:
-            return registry  # type: ignore[no-any-return]
-    return _registry.Registry.default()
+    registry = current_registry.get(None)
+    return registry if registry is not None else Registry.default()
 
 
 def _import_ref(ref: str) -> Any:
@@ -93,7 +93,7 @@ def _resolve(
             obj = coerce_stage(target, where=ref)
         except Exception as exc:  # e.g. a class whose __init__ needs arguments
             return None, None, [f"Stage module {ref} cannot be instantiated: {exc}"]
-        scratch = _registry.Registry()
+        scratch = Registry()
         try:
             scratch.register(obj, name=stage_def.label)  # the registry's contract checks
         except SchemaError as exc:

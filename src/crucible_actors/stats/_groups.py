@@ -50,7 +50,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any, Final, SupportsFloat, TypeAlias
 
-from .._core._errors import MissingDependency
+from .._core import MissingDependency
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

@@ -23,28 +23,28 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from .._core._blobs import MemoryBlobStore as MemoryBlobStore
-from .._core._errors import StoreUnavailable
-from .._core._persist import Persistence as Persistence
-from .._core._persist import RecoveryReport as RecoveryReport
-from .._core._persist import open_persistence as open_persistence
-from .._core._store import RUN_STATUSES as RUN_STATUSES
-from .._core._store import ArtifactRecord as ArtifactRecord
-from .._core._store import CachedResult as CachedResult
-from .._core._store import Checkpoint as Checkpoint
-from .._core._store import DefinitionRecord as DefinitionRecord
-from .._core._store import DeletedRuns as DeletedRuns
-from .._core._store import EnvironmentRecord as EnvironmentRecord
-from .._core._store import ExperimentRecord as ExperimentRecord
-from .._core._store import GcResult as GcResult
-from .._core._store import OwnerRecord as OwnerRecord
-from .._core._store import PendingRun as PendingRun
-from .._core._store import RunRecord as RunRecord
-from .._core._store import StageAttempt as StageAttempt
-from .._core._store import Store as Store
-from .._core._store import SweepPointRecord as SweepPointRecord
-from .._core._store import SweepRecord as SweepRecord
-from .._core._store import TraceEventRecord as TraceEventRecord
+from .._core import RUN_STATUSES as RUN_STATUSES
+from .._core import ArtifactRecord as ArtifactRecord
+from .._core import CachedResult as CachedResult
+from .._core import Checkpoint as Checkpoint
+from .._core import DefinitionRecord as DefinitionRecord
+from .._core import DeletedRuns as DeletedRuns
+from .._core import EnvironmentRecord as EnvironmentRecord
+from .._core import ExperimentRecord as ExperimentRecord
+from .._core import GcResult as GcResult
+from .._core import MemoryBlobStore as MemoryBlobStore
+from .._core import OwnerRecord as OwnerRecord
+from .._core import PendingRun as PendingRun
+from .._core import Persistence as Persistence
+from .._core import RecoveryReport as RecoveryReport
+from .._core import RunRecord as RunRecord
+from .._core import StageAttempt as StageAttempt
+from .._core import Store as Store
+from .._core import StoreUnavailable
+from .._core import SweepPointRecord as SweepPointRecord
+from .._core import SweepRecord as SweepRecord
+from .._core import TraceEventRecord as TraceEventRecord
+from .._core import open_persistence as open_persistence
 from ._blobs import DirectoryBlobStore as DirectoryBlobStore
 from ._blobs import open_blob_store as open_blob_store
 from ._memory import MemoryStore as MemoryStore

@@ -1,6 +1,6 @@
 """Blob stores on disk: one file per blob, named by its digest, read through mmap.
 
-:class:`DirectoryBlobStore` implements the :class:`~crucible_actors._core._blobs.BlobStore`
+:class:`DirectoryBlobStore` implements the :class:`~crucible_actors.abc.BlobStore`
 port for the SQLite store (``DIR/x.db.blobs`` beside ``DIR/x.db``) and for any shared
 directory. A blob ``abcdef...`` lives at ``ROOT/ab/abcdef...``; it is written to a
 temporary file in ``ROOT/tmp`` and renamed into place, so a reader never sees part of
@@ -20,19 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from .._core._blobs import (
+from .._core import (
     DIGEST_LENGTH,
     BlobInfo,
+    BlobMissing,
     MemoryBlobStore,
+    StoreUnavailable,
     check_digest,
     is_digest,
 )
-from .._core._errors import BlobMissing, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from .._core._blobs import BlobStore
+    from .._core import BlobStore
 
 __all__ = ["DirectoryBlobStore", "open_blob_store"]
 
@@ -67,7 +68,7 @@ class DirectoryBlobStore:
         if not is_digest(digest):
             raise ValueError(
                 f"not a blob digest: {digest!r}; expected {DIGEST_LENGTH} lowercase hex "
-                "characters (xxh3-128, see crucible_actors._core._blobs.digest_of)"
+                "characters (an xxh3-128 hex digest)"
             )
         return self.root / digest[:2] / digest
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._core._store import CachedResult
+from .._core import CachedResult
 
 if TYPE_CHECKING:
     from ._sql import Tx

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from .._core._store import DefinitionRecord, EnvironmentRecord
+from .._core import DefinitionRecord, EnvironmentRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

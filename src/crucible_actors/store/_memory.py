@@ -13,18 +13,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio.lowlevel
 import msgspec
 
-from .._core._blobs import MemoryBlobStore
-from .._core._errors import OwnershipLost, RunNotFound, RunStillRunning, StoreError
-from .._core._store import LIVE_STATUSES, DeletedRuns, GcResult
+from .._core import (
+    LIVE_STATUSES,
+    DeletedRuns,
+    GcResult,
+    MemoryBlobStore,
+    OwnershipLost,
+    RunNotFound,
+    RunStillRunning,
+    StoreError,
+)
 from ._reclaim import blob_usage, check_delete_args, cutoff, digests_in, sweep_blobs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import timedelta
 
-    from .._core._blobs import BlobStore
-    from .._core._store import (
+    from .._core import (
         ArtifactRecord,
+        BlobStore,
         CachedResult,
         Checkpoint,
         DefinitionRecord,

@@ -1,6 +1,6 @@
 """Blobs in PostgreSQL: chunked ``bytea`` rows, read through a local cache directory.
 
-A :class:`PostgresBlobStore` keeps each blob (see :mod:`crucible_actors._core._blobs`) as
+A :class:`PostgresBlobStore` keeps each blob (see :class:`~crucible_actors.abc.BlobStore`) as
 one ``blobs`` row (digest, size, created and touched times) and its bytes as
 ``blob_chunks`` rows of at most :data:`CHUNK_SIZE` bytes (migration ``0004_blobs.sql``).
 A blob is durable once its transaction commits, at the server's ``synchronous_commit``
@@ -32,8 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .._core._blobs import DIGEST_LENGTH, BlobInfo, check_digest, is_digest, new_hasher
-from .._core._errors import BlobCorrupt, BlobMissing, StoreUnavailable
+from .._core import (
+    DIGEST_LENGTH,
+    BlobCorrupt,
+    BlobInfo,
+    BlobMissing,
+    StoreUnavailable,
+    check_digest,
+    is_digest,
+    new_hasher,
+)
 from ._pg_driver import drivers, wrap_pg_error
 from ._sql import redact_url
 
@@ -118,7 +126,7 @@ def _map(path: Path) -> memoryview:
 
 
 class PostgresBlobStore:
-    """A :class:`~crucible_actors._core._blobs.BlobStore` in PostgreSQL tables.
+    """A :class:`~crucible_actors.abc.BlobStore` in PostgreSQL tables.
 
     Give it the store's ``psycopg_pool.ConnectionPool`` (the driver's side), or none: a
     worker process that reopened it from :meth:`location` connects on first need, with
@@ -291,7 +299,7 @@ class PostgresBlobStore:
         if not is_digest(digest):
             raise ValueError(
                 f"not a blob digest: {digest!r}; expected {DIGEST_LENGTH} lowercase hex "
-                "characters (xxh3-128, see crucible_actors._core._blobs.digest_of)"
+                "characters (an xxh3-128 hex digest)"
             )
         return self.cache_dir / digest[:2] / digest
 

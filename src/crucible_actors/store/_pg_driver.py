@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._core._errors import MissingDependency, StoreError, StoreUnavailable
+from .._core import MissingDependency, StoreError, StoreUnavailable
 
 __all__ = ["drivers", "wrap_pg_error"]
 

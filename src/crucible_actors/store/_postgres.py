@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from .._core._errors import StoreError, StoreUnavailable
+from .._core import StoreError, StoreUnavailable
 from . import _sql
 from ._pg_blobs import PostgresBlobStore, blob_options
 from ._pg_driver import drivers as _drivers
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
     from datetime import datetime
 
-    from .._core._blobs import BlobStore
+    from .._core import BlobStore
 
 
 __all__ = ["PostgresStore", "open_postgres_store"]
@@ -339,7 +339,7 @@ def _leases_held(tx: _sql.Tx, owner_ids: Sequence[str]) -> set[str]:
 
 
 class PostgresStore(SQLStore):
-    """A :class:`~crucible_actors._core._store.Store` in a PostgreSQL database.
+    """A :class:`~crucible_actors.abc.Store` in a PostgreSQL database.
 
     Obtain one with :func:`open_postgres_store` (or ``open_store("postgresql://...")``).
     """

@@ -1,20 +1,20 @@
 """Deleting runs and collecting garbage: the SQL of both dialects and the blob sweep.
 
-:meth:`~crucible_actors._core._store.Store.delete_runs` removes runs with every row that
+:meth:`~crucible_actors.abc.Store.delete_runs` removes runs with every row that
 names them (``stage_attempts``, ``checkpoints``, ``artifacts``, ``trace_events``,
 ``sweep_points``, and a sweep once none of its points is left) in ONE transaction, after
 checking, in that same transaction, that none of the named runs is ``running`` or
 ``pending``. A concurrent resume or takeover therefore either happens before (and the
 delete is refused) or finds the run gone.
 
-:meth:`~crucible_actors._core._store.Store.gc` then frees what no run needs:
+:meth:`~crucible_actors.abc.Store.gc` then frees what no run needs:
 
 1. in one transaction, the cached results whose run is gone are deleted, and the start
    of the oldest live run is read: the *cutoff* (:func:`cutoff`: that start less
    :data:`SLACK` seconds; with no live run, the collection's own start, less the slack
    too while a runtime is registered on the store);
 2. every checkpoint and cached result is read, page by page, and the blob digests in it
-   collected (:func:`~crucible_actors._core._data.blob_digests`, which never unpickles);
+   collected (``blob_digests``, which never unpickles);
 3. the blob store is listed last (so the ``mtime`` read is as fresh as it can be) and
    every blob neither referenced nor touched since the cutoff is deleted.
 
@@ -39,17 +39,22 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._core._blobs import DIGEST_LENGTH
-from .._core._data import blob_digests
-from .._core._errors import RunNotFound, RunStillRunning
-from .._core._store import LIVE_STATUSES, RUN_STATUSES, DeletedRuns
+from .._core import (
+    DIGEST_LENGTH,
+    LIVE_STATUSES,
+    RUN_STATUSES,
+    DeletedRuns,
+    RunNotFound,
+    RunStillRunning,
+    blob_digests,
+)
 from ._blobs import DirectoryBlobStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from datetime import datetime
 
-    from .._core._blobs import BlobStore
+    from .._core import BlobStore
     from ._sql import Tx
 
 __all__ = [

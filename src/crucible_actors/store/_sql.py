@@ -21,14 +21,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from .._core._errors import OwnershipLost, RunNotFound, StoreError
-from .._core._store import (
+from .._core import (
     ArtifactRecord,
     Checkpoint,
     ExperimentRecord,
     OwnerRecord,
+    OwnershipLost,
+    RunNotFound,
     RunRecord,
     StageAttempt,
+    StoreError,
     TraceEventRecord,
 )
 

@@ -44,8 +44,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
-from .._core._blobs import MemoryBlobStore
-from .._core._errors import StoreCorrupt, StoreError, StoreUnavailable
+from .._core import MemoryBlobStore, StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._blobs import DirectoryBlobStore
 from ._sqlstore import SQLStore
@@ -54,7 +53,7 @@ from ._writer import FAULT_CONNECTION, FAULT_FULL, RETRY_FOR, GroupCommitWriter
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-    from .._core._blobs import BlobStore
+    from .._core import BlobStore
 
 
 __all__ = ["APPLICATION_ID", "DURABILITY_LEVELS", "SQLiteStore", "open_sqlite_store"]
@@ -344,7 +343,7 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
 
 
 class SQLiteStore(SQLStore):
-    """A :class:`~crucible_actors._core._store.Store` in one SQLite file.
+    """A :class:`~crucible_actors.abc.Store` in one SQLite file.
 
     Obtain one with :func:`open_sqlite_store` (or ``open_store("sqlite:///path.db")``).
     ``batches`` and ``writes`` count the commits and the writes they carried;

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from .._core._store import GcResult
+from .._core import GcResult
 from . import _cache, _environments, _reclaim, _sql, _sweeps
 from ._sql import ATTEMPT, CHECKPOINT, EXPERIMENT, FENCE, FINISH, RUN
 from ._writer import FAULT_CONNECTION
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from datetime import timedelta
 
-    from .._core._blobs import BlobStore
-    from .._core._store import (
+    from .._core import (
         ArtifactRecord,
+        BlobStore,
         CachedResult,
         Checkpoint,
         DefinitionRecord,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._core._errors import StoreError
-from .._core._store import SweepPointRecord, SweepRecord
+from .._core import StoreError, SweepPointRecord, SweepRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -58,8 +58,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 import anyio.lowlevel
 
-from .._core._errors import StoreError, StoreUnavailable
-from .._core._metrics import observe_store_commit
+from .._core import StoreError, StoreUnavailable, observe_store_commit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence

@@ -9,10 +9,10 @@ on its own. :class:`RestartIntensity` is the pure sliding-window counter behind 
 supervisors that drive restarts themselves.
 """
 
-from .._core._restart import RestartIntensity as RestartIntensity
-from .._core._restart import RestartStatistics as RestartStatistics
-from .._core._restart import RestartType as RestartType
-from .._core._restart import Strategy as Strategy
+from .._core import RestartIntensity as RestartIntensity
+from .._core import RestartStatistics as RestartStatistics
+from .._core import RestartType as RestartType
+from .._core import Strategy as Strategy
 from ._supervisor import BRUTAL_KILL as BRUTAL_KILL
 from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import ChildState as ChildState

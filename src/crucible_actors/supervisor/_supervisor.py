@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeVar
 
 import anyio
 
-from .._core._errors import RestartIntensityExceeded
-from .._core._restart import (
+from .._core import (
     RestartIntensity,
+    RestartIntensityExceeded,
     RestartStatistics,
     RestartType,
     Strategy,

@@ -1,6 +1,6 @@
 """Decision traces: record what a run decided and why, and export the record.
 
-A trace is a :class:`~crucible_actors._core._decision.TraceChain` carried in
+A trace is a :class:`TraceChain` carried in
 ``Context.trace``. ``crucible_actors.run(..., enable_trace=True)`` starts one and the run
 supervisor adds ``stage_start``/``stage_complete``/``stage_failed`` events around every
 stage; inside a stage, :func:`emit_decision` and :func:`emit_event` add the stage's own
@@ -11,28 +11,26 @@ The exporters render a chain as JSON (the format :func:`save_trace`/:func:`load_
 round-trip), as one self-contained HTML page (no external scripts, styles or fonts) and
 as Markdown. The ``*_chain`` variants take a bare chain, for traces loaded from a store.
 
-This package only re-exports: the chain's types live in ``_core._decision``, the
-emitters in ``_core._trace_emit`` and the queries in ``_core._trace_query`` (the runtime
-needs them without this package), and each exporter has its own module here
-(``_json``, ``_html``, ``_markdown``). It mirrors the reference's
-``Crucible.TraceIntegration`` (wording of the stage events included) and is pure
-Python: it needs no extra.
+The chain's types, emitters and queries live in the core (the runtime needs them without
+this package); this package re-exports them and adds the exporters. It mirrors the
+reference's ``Crucible.TraceIntegration`` (wording of the stage events included) and is
+pure Python: it needs no extra.
 """
 
-from .._core._decision import EVENT_TYPES as EVENT_TYPES
-from .._core._decision import TraceChain as TraceChain
-from .._core._decision import TraceEvent as TraceEvent
-from .._core._trace_emit import emit_decision as emit_decision
-from .._core._trace_emit import emit_event as emit_event
-from .._core._trace_emit import emit_stage_complete as emit_stage_complete
-from .._core._trace_emit import emit_stage_failed as emit_stage_failed
-from .._core._trace_emit import emit_stage_start as emit_stage_start
-from .._core._trace_emit import init_trace as init_trace
-from .._core._trace_query import confidence_stats as confidence_stats
-from .._core._trace_query import event_count as event_count
-from .._core._trace_query import filter_events as filter_events
-from .._core._trace_query import last_event as last_event
-from .._core._trace_query import tracing_enabled as tracing_enabled
+from .._core import EVENT_TYPES as EVENT_TYPES
+from .._core import TraceChain as TraceChain
+from .._core import TraceEvent as TraceEvent
+from .._core import confidence_stats as confidence_stats
+from .._core import emit_decision as emit_decision
+from .._core import emit_event as emit_event
+from .._core import emit_stage_complete as emit_stage_complete
+from .._core import emit_stage_failed as emit_stage_failed
+from .._core import emit_stage_start as emit_stage_start
+from .._core import event_count as event_count
+from .._core import filter_events as filter_events
+from .._core import init_trace as init_trace
+from .._core import last_event as last_event
+from .._core import tracing_enabled as tracing_enabled
 from ._html import export_html as export_html
 from ._html import export_html_chain as export_html_chain
 from ._json import export_json as export_json

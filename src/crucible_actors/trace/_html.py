@@ -1,12 +1,12 @@
 """The HTML form of a trace: one self-contained page, nothing loaded from elsewhere.
 
-:func:`export_html_chain` renders a chain
-(:class:`~crucible_actors._core._decision.TraceChain`) as a page with a summary,
-statistics, a timeline and one card per event; the styles are inlined and every value
-is HTML-escaped, so the page can be saved as a run artifact or served as it is (the
-``serve`` app's ``/api/runs/{id}/trace?format=html``). The statistics come from
-:mod:`crucible_actors._core._trace_query` and the text of timestamps, offsets and
-confidence classes from :mod:`._text`, shared with the Markdown exporter.
+:func:`export_html_chain` renders a chain (:class:`~crucible_actors.trace.TraceChain`)
+as a page with a summary, statistics, a timeline and one card per event; the styles are
+inlined and every value is HTML-escaped, so the page can be saved as a run artifact or
+served as it is (the ``serve`` app's ``/api/runs/{id}/trace?format=html``). The
+statistics come from the trace queries (:func:`~crucible_actors.trace.event_count`, ...)
+and the text of timestamps, offsets and confidence classes from :mod:`._text`, shared
+with the Markdown exporter.
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._core._encoding import to_json_safe
-from .._core._trace_query import chain_confidence_stats
+from .._core import chain_confidence_stats, to_json_safe
 from ._text import confidence_class, duration, iso, offset, type_label
 
 if TYPE_CHECKING:
-    from .._core._context import Context
-    from .._core._decision import TraceChain
+    from .._core import Context, TraceChain
 
 __all__ = ["export_html", "export_html_chain"]
 

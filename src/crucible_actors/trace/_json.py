@@ -1,12 +1,12 @@
 """The JSON form of a trace: export, and the file that save and load round-trip.
 
-A chain (:class:`~crucible_actors._core._decision.TraceChain`) encodes to indented
+A chain (:class:`~crucible_actors.trace.TraceChain`) encodes to indented
 JSON with ISO 8601 timestamps; :func:`save_trace` writes exactly what
 :func:`export_json_chain` returns and :func:`load_trace` decodes it back into a chain,
 which the HTML and Markdown exporters beside this module then render
 (``crucible-actors trace export`` does the same for a trace read from a store). Values
 JSON cannot hold are made safe by the runtime's encoder
-(:mod:`crucible_actors._core._encoding`), so exporting never fails.
+(the runtime's JSON normaliser), so exporting never fails.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from .._core._decision import TraceChain
-from .._core._encoding import to_json_safe
+from .._core import TraceChain, to_json_safe
 
 if TYPE_CHECKING:
-    from .._core._context import Context
+    from .._core import Context
 
 __all__ = ["export_json", "export_json_chain", "load_trace", "save_trace"]
 

@@ -1,10 +1,10 @@
 """The Markdown form of a trace: a summary, an event table and a section per event.
 
 :func:`export_markdown_chain` renders a chain
-(:class:`~crucible_actors._core._decision.TraceChain`) as text that reads well in a
-terminal, a pull request or a report; every value that lands in a table cell is
-escaped so a ``|`` or a newline in a decision cannot break the table. The summary
-comes from :mod:`crucible_actors._core._trace_query` and the text of timestamps,
+(:class:`~crucible_actors.trace.TraceChain`) as text that reads well in a terminal, a
+pull request or a report; every value that lands in a table cell is escaped so a ``|``
+or a newline in a decision cannot break the table. The summary comes from the trace
+queries (:func:`~crucible_actors.trace.event_count`, ...) and the text of timestamps,
 offsets and confidence classes from :mod:`._text`, shared with the HTML exporter.
 """
 
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._core._trace_query import chain_confidence_stats
+from .._core import chain_confidence_stats
 from ._text import confidence_class, iso, offset
 
 if TYPE_CHECKING:
-    from .._core._context import Context
-    from .._core._decision import TraceChain
+    from .._core import Context, TraceChain
 
 __all__ = ["export_markdown", "export_markdown_chain"]
 

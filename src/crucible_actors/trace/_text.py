@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .._core._decision import TraceChain, TraceEvent
+    from .._core import TraceChain, TraceEvent
 
 __all__ = ["confidence_class", "duration", "iso", "offset", "type_label"]
 

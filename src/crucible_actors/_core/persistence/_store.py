@@ -10,8 +10,8 @@ Every method is async and must work under trio and asyncio. Each write method is
 atomic transaction and returns only once it is durable, so an acknowledged write is
 never lost. Records are msgspec Structs whose free-form values (``metrics``,
 ``outputs``, ``metadata``, ``definition``) are already JSON-safe: the persistence layer
-runs them through :func:`~crucible_actors._core._records.as_stored_json` first. Timestamps are
-timezone-aware UTC datetimes.
+runs them through :func:`~crucible_actors._core.persistence._records.as_stored_json`
+first. Timestamps are timezone-aware UTC datetimes.
 
 Errors: every method raises a :class:`~crucible_actors.errors.StoreError` subclass on
 failure (:class:`StoreUnavailable` for an unreachable server or a full disk,
@@ -196,7 +196,7 @@ class ArtifactRecord(msgspec.Struct, frozen=True, kw_only=True):
 class TraceEventRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One decision-trace event of a run; ``seq`` counts from 1 in trace order.
 
-    ``event`` is the whole JSON-safe :class:`~crucible_actors._core._decision.TraceEvent`.
+    ``event`` is the whole JSON-safe :class:`~crucible_actors._core._trace_chain.TraceEvent`.
     """
 
     run_id: str

@@ -8,8 +8,8 @@ down with ``on_shutdown="interrupt"`` (stored ``interrupted`` with a ``RuntimeSh
 failure); the other policies leave those interrupted. :meth:`Recovery.resume_run`
 resumes one run on request. Runs are claimed with a conditional update (``... WHERE
 owner = old``), so two processes never take over the same run.
-:class:`~crucible_actors._core._persist.Persistence` mixes this in; the resumed run is
-admitted through ``Runtime.resume``.
+:class:`~crucible_actors._core.persistence._persistence.Persistence` mixes this in; the
+resumed run is admitted through ``Runtime.resume``.
 
 :meth:`Recovery.adopt_forever` keeps doing the same while the runtime is up (every
 ``adopt_interval`` seconds, ``open_runtime(on_start="resume")``): one cheap read gives
@@ -28,20 +28,20 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ._errors import BlobError, CheckpointDecodeError, OwnershipLost, StoreError
-from ._ir import stage_ref_name
+from .._errors import BlobError, CheckpointDecodeError, OwnershipLost, StoreError
+from .._ir import stage_ref_name
+from .._stage import coerce_stage
 from ._owner import owner_is_dead
 from ._records import decode_checkpoint
-from ._stage import coerce_stage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from datetime import datetime
 
-    from ._context import Context
-    from ._handle import RunHandle
-    from ._ir import Experiment
-    from ._runtime import Runtime
+    from .._context import Context
+    from .._handle import RunHandle
+    from .._ir import Experiment
+    from .._runtime import Runtime
     from ._store import Checkpoint, OwnerRecord, RunRecord, Store
 
 __all__ = ["Recovery", "RecoveryReport"]
@@ -214,7 +214,7 @@ class Recovery:
             # The pending points claimed above start even if listing interrupted runs failed.
             self._sweeps = None
             if sweeps:
-                from ._sweep import adopt_points
+                from .._sweep import adopt_points
 
                 for sweep_id, (points, handles) in sweeps.items():
                     runtime._feeding_started()  # wait_idle() waits for the points to start

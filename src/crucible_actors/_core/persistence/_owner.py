@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ._errors import StoreError
+from .._errors import StoreError
 from ._store import OwnerRecord
 
 if TYPE_CHECKING:

@@ -75,7 +75,7 @@ def run_columns(
 ) -> dict[str, Any]:
     """Return ``{column: value}`` for one run, for each of ``columns`` (in order).
 
-    ``run`` is a :class:`~crucible_actors._core._store.RunRecord` or its JSON mapping
+    ``run`` is a :class:`~crucible_actors._core.persistence._store.RunRecord` or its JSON mapping
     (anything with ``metrics``). ``definition`` is the experiment definition the run
     executed, as stored (``DefinitionRecord.definition``, or for a run recorded without
     one ``ExperimentRecord.definition``: a mapping with ``pipeline``), and

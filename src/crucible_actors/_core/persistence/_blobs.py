@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 import msgspec
 import xxhash
 
-from ._errors import BlobCorrupt, BlobMissing
+from .._errors import BlobCorrupt, BlobMissing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._execute import check_validate_mode
+from ._invoke import check_validate_mode
 from ._runtime import coerce_experiment, open_runtime
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Persistence of runs: a Store, this process's owner identity, and how they are opened.
 
-:func:`open_persistence` wraps a :class:`~crucible_actors._core._store.Store` (or opens
+:func:`open_persistence` wraps a :class:`~crucible_actors._core.persistence._store.Store` (or opens
 one from a URL through a *store opener*) into a :class:`Persistence`, which
 :func:`open_runtime` uses in three ways:
 
@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._errors import StoreError, StoreUnavailable
-from ._memo import IdentityMemo
+from .._errors import StoreError, StoreUnavailable
+from .._memo import IdentityMemo
 from ._observer import StoreObserver
 from ._owner import heartbeat, new_owner, owner_is_dead, utcnow
 from ._owner import pid_alive as pid_alive_default
@@ -51,9 +51,9 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import TypeAlias
 
-    from ._instruments import RunObserver
-    from ._ir import Experiment
-    from ._provenance import ProvenanceRecorder
+    from .._instruments import RunObserver
+    from .._ir import Experiment
+    from .._provenance import ProvenanceRecorder
     from ._store import Store
 
     #: Opens the store a URL names, as an async context manager yielding it.

@@ -2,13 +2,12 @@
 
 :class:`StoreObserver` implements the run supervisor's
 :class:`~crucible_actors._core._instruments.RunObserver` hooks for one run, on behalf of
-a :class:`~crucible_actors._core._persist.Persistence` (which owns the store, the clock
-and this process's owner id). It records the run (with the initial Context, unless
-recovery resumed it from the checkpoint the store already holds) and its provenance
-(``_provenance.py``) when it starts, commits
-the Context snapshot before every stage, records each stage attempt, and stores the
-outcome with the final Context, the artifacts and the trace events when the run ends:
-one commit per stage boundary.
+a :class:`~crucible_actors._core.persistence._persistence.Persistence` (which owns the
+store, the clock and this process's owner id). It records the run (with the initial
+Context, unless recovery resumed it from the checkpoint the store already holds) and its
+provenance (``_provenance.py``) when it starts, commits the Context snapshot before
+every stage, records each stage attempt, and stores the outcome with the final Context,
+the artifacts and the trace events when the run ends: one commit per stage boundary.
 
 The outcome is kept until it is stored (``run_finished``): a store that is unavailable
 (connection lost, disk full) is retried with backoff until the write lands or the run's
@@ -28,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._encoding import decode_context
-from ._errors import (
+from .._encoding import decode_context
+from .._errors import (
     MessageError,
     OutcomeNotStored,
     OwnershipLost,
@@ -38,16 +37,16 @@ from ._errors import (
     StageFailed,
     StoreUnavailable,
 )
-from ._handle import RunStatus
-from ._instruments import RunObserver
+from .._handle import RunStatus
+from .._instruments import RunObserver
 from ._records import artifacts_from_context, as_stored_json, events_from_context
 from ._store import Checkpoint, ExperimentRecord, RunRecord, StageAttempt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._handle import AttemptRecord, RunHandle
-    from ._persist import Persistence
+    from .._handle import AttemptRecord, RunHandle
+    from ._persistence import Persistence
     from ._store import ArtifactRecord, TraceEventRecord
 
 __all__ = ["StoreObserver"]

@@ -5,8 +5,8 @@ the Context is threaded, so restarting stage k re-runs k and whatever follows, a
 the stages before it. For each attempt it sends the run's stage actor (``_actor.py``) a
 ``RunStage`` message holding the encoded snapshot of the Context taken before the stage;
 the stage's executor (``_executor.py``, chosen by ``StageDef.isolation`` from the
-runtime's registry) runs the attempt, and the answer is ``StageDone`` (the new Context as
-bytes) or ``StageFailed``. A failed attempt therefore leaves nothing behind, and the
+runtime's registry) runs the attempt, and the answer is ``AttemptDone`` (the new Context as
+bytes) or ``AttemptFailed``. A failed attempt therefore leaves nothing behind, and the
 snapshot is also what the store checkpoints, so restart and crash-resume are one
 operation.
 
@@ -47,16 +47,16 @@ import anyio.lowlevel
 
 from . import _messages as msg
 from ._actor import StageActor, enter_run, trace_event
+from ._attempt_policy import GiveUp, RunRestarts, describe_error
 from ._clock import deadline_scope_type, loop_clock
 from ._data import set_codec
 from ._encoding import decode_context, decode_context_with, encode_context
 from ._errors import CrucibleError, RunCancelled, RuntimeShutdown, StageFailed, StageTimeout
-from ._execute import ValidateMode, prepare_options, resolve_stage
 from ._executor import PreparedStage
 from ._handle import AttemptRecord, RunHandle, RunStatus
 from ._instruments import RunInstruments, RunObserver
+from ._invoke import ValidateMode, prepare_options, resolve_stage
 from ._lag import LAG_THRESHOLD, inline_ended, inline_started, note_long_attempt
-from ._retry import GiveUp, RunRestarts, describe_error
 from ._stage import stage_info
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from ._executor import ExecutorRegistry
     from ._ir import StageDef
     from ._registry import Registry
-    from ._tracing import SpanRecorder
+    from ._spans import SpanRecorder
 
 __all__ = ["RunObserver", "RunSupervisor", "unwrap_fatal"]
 
@@ -379,7 +379,7 @@ class RunSupervisor(StageActor):
                     now = now_fn()
                     if inline and now - started >= LAG_THRESHOLD:
                         note_long_attempt(label, handle.run_id, started, now)
-                    if isinstance(reply, msg.StageDone):
+                    if isinstance(reply, msg.AttemptDone):
                         self.snapshot = reply.context
                         self._at = index + 1
                         write = ins.attempt_completed(record, now)
@@ -435,7 +435,7 @@ class RunSupervisor(StageActor):
         index: int,
         stage_def: StageDef,
         record: AttemptRecord,
-        reply: msg.StageFailed | None,
+        reply: msg.AttemptFailed | None,
         attempt: int,
         now: float,
         *,

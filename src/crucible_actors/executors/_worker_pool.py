@@ -29,7 +29,7 @@ import anyio
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .._core._errors import WorkerCrashed
+from .._core import WorkerCrashed
 from ._pool_protocol import KEEP, RETIRE, Shutdown, frame
 
 if TYPE_CHECKING:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._data import use_blob_store
-from ._encoding import decode_context, to_json_safe
-from ._errors import BlobError, CheckpointDecodeError, MessageError
-from ._ir import Experiment
+from .._data import use_blob_store
+from .._encoding import decode_context, to_json_safe
+from .._errors import BlobError, CheckpointDecodeError, MessageError
+from .._ir import Experiment
 from ._store import ArtifactRecord, TraceEventRecord
 
 if TYPE_CHECKING:
+    from .._context import Context
     from ._blobs import BlobStore
-    from ._context import Context
     from ._store import Checkpoint
 
 

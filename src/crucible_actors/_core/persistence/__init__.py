@@ -1,0 +1,1 @@
+"""Persistence: the store port, the run observer, recovery, owners and stored records."""
