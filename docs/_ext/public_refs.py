@@ -185,34 +185,61 @@ def _qualify(target: str, signature: addnodes.desc_signature) -> str:
     return f"{full}.{rest}" if rest else full
 
 
+def _documented_name(env: BuildEnvironment, path: str) -> str | None:
+    """The documented public name of the object at ``path``, or None.
+
+    The longest prefix of ``path`` that names an object exported by a public module is
+    replaced by the name that documents it, so ``crucible_actors.errors.StageFailed``,
+    ``crucible_actors.store.Store.gc`` and (in a signature) a private path all land on
+    the one page that documents the object.
+    """
+    parts = path.split(".")
+    for cut in range(len(parts), 0, -1):
+        ok, obj = _lookup(".".join(parts[:cut]))
+        if not ok or inspect.ismodule(obj):
+            continue
+        for public in _public_names(obj):
+            full = ".".join([public, *parts[cut:]])
+            if _documented(env, full):
+                return full
+    return None
+
+
 def missing_reference(
     app: Sphinx, env: BuildEnvironment, node: addnodes.pending_xref, contnode: nodes.Element
 ) -> nodes.Node | None:
-    if node.get("refdomain") != "py":
+    if node.get("refdomain") != "py" or node.get("reftype") == "mod":
         return None
-    target = node.get("reftarget", "")
+    target = node.get("reftarget", "").lstrip("~.")
     signature = _signature(node)
     if signature is not None:
         target = _qualify(target, signature)
+    module, cls = node.get("py:module"), node.get("py:class")
+    candidates = [target]
+    if module and not target.startswith(PACKAGE + "."):
+        candidates = [f"{module}.{cls}.{target}"] if cls else []
+        candidates += [f"{module}.{target}", target]
+    for candidate in candidates:
+        if not candidate.startswith(PACKAGE + "."):
+            continue
+        if _is_private(candidate) and signature is None:
+            continue  # a docstring that links to a private name must say the public one
+        public = _documented_name(env, candidate)
+        if public is not None:
+            return env.get_domain("py").resolve_xref(
+                env, node["refdoc"], app.builder, node["reftype"], public, node, contnode
+            )
     if target.startswith(PACKAGE + ".") or target == PACKAGE:
         if signature is None or not _is_private(target):
             return None
-        ok, obj = _lookup(target)
-        if not ok:
-            module, _, name = target.rpartition(".")
-            if _imports(module).get(name) == target:  # a type alias for type checkers only
-                UNDOCUMENTED.add(target)
-                return contnode
-            return None
-        for public in _public_names(obj):
-            if _documented(env, public):
-                domain = env.get_domain("py")
-                return domain.resolve_xref(
-                    env, node["refdoc"], app.builder, node["reftype"], public, node, contnode
-                )
-        # A private type in a public signature: nothing documents it, so it stays text.
-        UNDOCUMENTED.add(target)
-        return contnode
+        ok, _ = _lookup(target)
+        owner, _, name = target.rpartition(".")
+        if ok or _imports(owner).get(name) == target:
+            # A private type in a public signature (or a type alias for type checkers
+            # only): nothing documents it, so it stays text, and the build lists it.
+            UNDOCUMENTED.add(target)
+            return contnode
+        return None
     ok, _ = _lookup(target)
     return contnode if ok else None
 
