@@ -52,8 +52,8 @@ def _is_data(value: object) -> bool:
 
 @pytest.fixture(scope="module")
 def documented(tmp_path_factory: pytest.TempPathFactory) -> tuple[set[str], set[str]]:
-    pytest.importorskip("sphinx", reason="the docs build needs the docs extra: pip install '.[docs]'")
-    pytest.importorskip("myst_parser", reason="the docs build needs the docs extra: pip install '.[docs]'")
+    for module in ("sphinx", "myst_parser"):
+        pytest.importorskip(module, reason=f"{module} missing: install the docs extra, '.[docs]'")
     from sphinx import deprecation
     from sphinx.application import Sphinx
 
