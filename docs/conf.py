@@ -43,6 +43,12 @@ autodoc_default_options = {
     "members": True,
     "undoc-members": True,
     "show-inheritance": True,
+    # Public classes get methods from private bases (SQLiteStore from the shared SQL
+    # store, Persistence from recovery): document those; not what Python's own bases give.
+    "inherited-members": (
+        "object,BaseException,Exception,tuple,dict,list,str,int,float,Enum,IntEnum,StrEnum,"
+        "Protocol,Generic,Struct,ABC,NamedTuple"
+    ),
 }
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"

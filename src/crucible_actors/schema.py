@@ -1,6 +1,6 @@
 """Stage option schemas: validation, normalization and option checking.
 
-Reproduces the reference's ``Crucible.Stage.Schema``, ``Schema.Normalizer`` and
+Reproduces CrucibleFramework's ``Crucible.Stage.Schema``, ``Schema.Normalizer`` and
 ``Stage.Validator``. The schema format and its type vocabulary are checked by
 :func:`validate_schema`, options against a schema by :func:`validate_options`, and a
 schema is derived from an ``Options`` Struct by :func:`schema_from_struct`.

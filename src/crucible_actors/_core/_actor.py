@@ -13,24 +13,10 @@ cancel scope with the attempt's deadline around that await. So the deadline is e
 where the attempt runs, and an answer the attempt gives once its deadline has fired (a
 stage that swallowed the cancellation) is dropped as late.
 
-Why no actor task of its own for timed stages (the design until issue #12): an actor fed
-over memory streams lets the supervisor record a timeout at the deadline while a stage
-that resists cancellation (a shielded cleanup) is still unwinding. That is all it buys,
-and it bought less than it cost. The actor still serves one attempt at a time, so the
-next attempt, or the run's end, waits for the unwinding anyway, and the next attempt's
-deadline ran while it waited: with a 5 s timeout, a 3 s cleanup and a 4 s retry, the
-actor task timed the retry out at 10 s and needed a third attempt (attempts ``timeout
-0-5, timeout 5-10, completed 10-14``), where the direct call gives ``timeout 0-8,
-completed 8-12``
-(``test_a_timed_out_attempt_that_unwinds_slowly_leaves_the_next_its_full_timeout``). It
-also made a timed run cost 3.4-3.9x an untimed one per stage (``bench/overhead.py``,
-``submit_1_timed_transient`` against ``submit_1``; now 1.5-1.7x, a stage's own share
-1.2-1.5x baseline (b)) and held 40-80 more GC-tracked objects per blocked run (two
-tasks, four streams, a task group; now 6-7 more, the cancel scope). So
-the timeout of an attempt that resists cancellation is recorded once it has unwound, and
-its record shows how long it held the stage; a cooperative attempt (any await, a stage
-in a thread, which is abandoned, or in a process, which is killed) unwinds at the
-deadline.
+The timeout of an attempt that resists cancellation (a shielded cleanup) is recorded
+once it has unwound, and the next attempt starts with its whole timeout. Why a direct call
+and not an actor task of its own behind memory streams, with the figures:
+``docs/design/0002-timed-attempts-direct-call.md``.
 
 Also here: the run's context variable (:func:`current_run`) and :func:`cleanup_scope`,
 which stages use from inside an attempt.

@@ -1,6 +1,6 @@
 """Entry points that run one experiment: :func:`run_async` and the blocking :func:`run`.
 
-Semantics follow the reference's ``Pipeline.Runner``: stages run in pipeline order,
+Semantics follow CrucibleFramework's ``Pipeline.Runner``: stages run in pipeline order,
 threading one Context; a disabled stage is skipped and listed in
 ``assigns["skipped_stages"]``; any failure stops the run with :class:`StageFailed`
 carrying the Context from before the failing stage.

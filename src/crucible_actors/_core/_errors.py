@@ -190,8 +190,8 @@ class StageTimeout(CrucibleError):
 class RestartIntensityExceeded(CrucibleError):
     """More than ``max_restarts`` restarts happened within ``max_seconds``: supervision gave up.
 
-    Raised by :class:`Supervisor.wait` to the supervisor's parent, and used as
-    ``StageFailed.reason`` when a run's restart budget runs out.
+    Raised by :meth:`~crucible_actors.supervisor.Supervisor.wait` to the supervisor's
+    parent, and used as ``StageFailed.reason`` when a run's restart budget runs out.
     """
 
     def __init__(
@@ -431,8 +431,8 @@ class BlobCorrupt(BlobError):
 class OutcomeNotStored(StoreError):
     """A run ended but its outcome could not be written to the store.
 
-    Raised by :meth:`RunHandle.result` (the handle's status is then ``interrupted``):
-    the store still holds the run ``running`` (a later ``open_runtime`` marks it
+    Raised by :meth:`~crucible_actors.RunHandle.result` (the handle's status is then
+    ``interrupted``): the store still holds the run ``running`` (a later ``open_runtime`` marks it
     interrupted or resumes it), so the outcome the run reached here, ``outcome``, is not
     what the store says. Unlike :class:`StoreUnavailable`, which a store call raises at
     once, this reports a run whose outcome write was retried until the runtime closed or

@@ -1,6 +1,6 @@
 """The experiment IR: frozen msgspec Structs describing what to run.
 
-Field names follow the reference's ``crucible_ir``. An :class:`Experiment` lists
+Field names follow CrucibleFramework's ``crucible_ir``. An :class:`Experiment` lists
 :class:`StageDef` entries in ``pipeline``; the runtime threads a Context through them.
 The IR is pure data: it encodes to JSON/msgpack (a Python object given as
 ``StageDef.stage`` is encoded as its ``"module:qualname"`` reference) and loads from
@@ -160,7 +160,7 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
 
     ``cache`` turns the stage result cache on (True) or off (False) for this stage;
     None (the default) follows the experiment's ``[cache] default``. See
-    :mod:`crucible_actors._core._cache` for the key and what a hit replays.
+    :doc:`the stage result cache </sweeps>` for the key and what a hit replays.
     """
 
     name: str | None = None
@@ -205,7 +205,7 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
 
     @property
     def label(self) -> str:
-        """The name used in errors, events and records: ``name``, else the stage's own."""
+        """The name used in errors, events and records; ``name``, else the stage's own."""
         if self.name:
             return self.name
         return stage_ref_name(self.stage)

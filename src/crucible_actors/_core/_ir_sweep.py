@@ -53,7 +53,7 @@ class Sweep(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fiel
 
     @property
     def size(self) -> int:
-        """The number of points (runs without repeats): the grid's product or a list's length."""
+        """The number of points (runs without repeats); the grid's product or a list's length."""
         lengths = [len(v) for v in self.parameters.values()]
         if self.mode == "zip":
             return lengths[0] if lengths else 0

@@ -3,8 +3,9 @@
 Every run shares one event loop, so a stage that does not await (a CPU loop or a
 blocking call inside ``async def run``, on the default ``isolation="inline"``) stops
 every other run for as long as it runs: their timeouts, heartbeats and HTTP answers all
-wait (issue 21: one stage blocking for 5 s turned the other runs' 1 s timeouts into
-10 s). The runtime cannot interrupt such a stage; it can say so.
+wait (one stage blocking for 5 s turns the other runs' 1 s timeouts into 10 s). The
+runtime cannot interrupt such a stage; it can say so
+(``docs/design/0005-lag-monitor.md``).
 
 :class:`LagMonitor` is one cheap task per runtime: it sleeps ``interval`` seconds and
 measures how late it wakes. When late by ``threshold`` or more it logs one warning, and

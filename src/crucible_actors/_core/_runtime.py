@@ -149,7 +149,7 @@ class Runtime:
         ``ctx.telemetry_context`` (a sweep puts each run's ``seed`` there). With
         ``cache=False`` the run neither looks up nor stores stage results (the CLI's
         ``--no-cache``); otherwise the stages its experiment caches use the runtime's
-        store (see :mod:`crucible_actors._core._cache`).
+        store (see :doc:`the stage result cache </sweeps>`).
 
         Raises:
             ValueError: bad ``validate_options`` or a ``run_id`` already in use.
@@ -184,7 +184,7 @@ class Runtime:
     ) -> SweepHandle:
         """Check and record ``experiment.sweep``, start its runs, and return their handle.
 
-        See :func:`crucible_actors._core._sweep.submit_sweep` for the options and errors;
+        See :doc:`/sweeps` for the options, and the errors below;
         ``cache`` is :meth:`submit`'s, for every run.
         """
         from ._sweep import submit_sweep
@@ -346,7 +346,7 @@ class Runtime:
         caller still leaves a committed row behind, so the run is started anyway and
         reaches a terminal state) and raises the store's error instead of starting a
         run the store does not know. Resumed runs already have their row: their task
-        records the restart, as before.
+        records the restart.
         """
         handle = RunHandle(run_id, exp, resumed_from=start_index)
         observer: RunObserver | None = None
@@ -511,7 +511,7 @@ async def open_runtime(
     off, since the one run it owns is the only one a block could delay.
     ``provenance`` (default on, with a store) records with each new run what produced it
     (versions, packages, platform, host, git commit, stage code fingerprints, input
-    digests; see :mod:`crucible_actors._core._provenance`).
+    digests; see :doc:`/provenance`).
 
     Raises:
         ValueError: ``max_concurrent_runs`` or ``process_workers`` is not positive,

@@ -1,6 +1,6 @@
 """The stage schema format: the canonical ``describe()`` shape and its type specs.
 
-A stage describes its options with a plain mapping (the reference's
+A stage describes its options with a plain mapping (CrucibleFramework's
 ``Crucible.Stage.Schema``)::
 
     {
@@ -34,7 +34,7 @@ Type specs, spelled in Python: the primitives ``"string" "integer" "float" "bool
 may also be a list (``["list", "string"]``), because JSON has no tuples. What each spec
 accepts is :mod:`._schema_options`'s business.
 
-Messages keep the reference wording (tools match on it); Elixir's ``inspect`` becomes
+Messages keep CrucibleFramework's wording (tools match on it); Elixir's ``inspect`` becomes
 ``repr``, so ``[:input]`` reads ``['input']``. An "atom" is a ``str`` that is an
 identifier.
 """
@@ -71,7 +71,7 @@ def validate_schema(schema: object) -> list[str]:
     """Check a schema against the canonical format.
 
     Returns:
-        Every problem found, in the reference's order (name, description, required,
+        Every problem found, in CrucibleFramework's order (name, description, required,
         optional, types, overlap, required types, defaults, schema version); an empty
         list means the schema is valid. Legacy shapes should go through
         :func:`normalize_schema` first.
@@ -158,7 +158,7 @@ def valid_type_spec(spec: object) -> bool:
 def normalize_schema(schema: Mapping[str, object]) -> dict[str, object]:
     """Upgrade a legacy ``describe()`` result to the canonical shape.
 
-    A string ``stage`` key becomes ``name`` (replacing any ``name``, as the reference
+    A string ``stage`` key becomes ``name`` (replacing any ``name``, as CrucibleFramework
     does); missing ``required``/``optional`` become ``[]`` and missing ``types`` ``{}``;
     every non-core key moves into ``__extensions__``, merged over an existing one. The
     ``__extensions__`` key is left out when there is nothing in it. The input is not
@@ -194,7 +194,7 @@ def _unique(items: typing.Iterable[object]) -> list[object]:
 
 
 def _sorted_terms(items: list[object]) -> list[object]:
-    """Sort like the reference's MapSet; mixed, unorderable terms fall back to repr order."""
+    """Sort like CrucibleFramework's MapSet; mixed, unorderable terms fall back to repr order."""
     try:
         return sorted(items)  # type: ignore[type-var]
     except TypeError:

@@ -7,7 +7,7 @@ stage runs and turns the messages into :class:`InvalidOptions`; the ``validate``
 and the ``serve`` submission check report the same messages. Every function here is
 pure.
 
-Messages keep the reference's ``Stage.Validator`` wording word for word (tools match
+Messages keep CrucibleFramework's ``Stage.Validator`` wording word for word (tools match
 on it); Elixir's ``inspect`` becomes ``repr``. Where Python differs from the BEAM, the
 rules are deliberately:
 
@@ -171,7 +171,7 @@ def _check(path: str, value: object, spec: object, errors: list[str]) -> None:
 def _single_error(value: object, spec: object) -> str | None:
     """Return the message for a nested value, or None when it conforms.
 
-    Mirrors the reference: the value is checked under the path ``value``, the *last*
+    Mirrors CrucibleFramework: the value is checked under the path ``value``, the *last*
     error wins and every ``value: `` is stripped, so a doubly nested list reads
     ``items[0]: value[1]: expected integer, got 'x'``.
     """

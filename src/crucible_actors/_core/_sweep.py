@@ -13,17 +13,17 @@ position, so repeats differ), ``["sweep_id"]`` and ``["sweep_point"]``. With a s
 sweep and its points (run id, parameters, seed) are recorded before the first run starts,
 and the sweep's outcome once the last one ends.
 
-Durability (issue 21): on a store that keeps ``pending`` runs (``start_pending``), every
-point is recorded, in the sweep's own transaction, as a ``pending`` run with its initial
-checkpoint and this runtime as its owner, so an acknowledged sweep survives a crash of
-this process whole. The feeder then starts the pending rows (``pending`` to ``running``,
-conditional on still owning them) as ``max_concurrent`` allows. A runtime that adopts a
-dead owner's runs (``on_start="resume"``, continuous adoption) claims its pending points
-too and feeds them the same way (:func:`adopt_points`), counting the sweep's runs it
-resumed against ``max_concurrent``, and records the sweep's outcome once every point
-ended. Closing the runtime cancels the points not started (stored ``cancelled``), or
-with ``on_shutdown="interrupt"`` leaves them ``pending`` for the next
-``on_start="resume"``.
+Durability (``docs/design/0008-durable-sweeps.md``): on a store that keeps ``pending`` runs
+(``start_pending``), every point is recorded, in the sweep's own transaction, as a
+``pending`` run with its initial checkpoint and this runtime as its owner, so an
+acknowledged sweep survives a crash of this process whole. The feeder then starts the
+pending rows (``pending`` to ``running``, conditional on still owning them) as
+``max_concurrent`` allows. A runtime that adopts a dead owner's runs (``on_start="resume"``,
+continuous adoption) claims its pending points too and feeds them the same way
+(:func:`adopt_points`), counting the sweep's runs it resumed against ``max_concurrent``, and
+records the sweep's outcome once every point ended. Closing the runtime cancels the points
+not started (stored ``cancelled``), or with ``on_shutdown="interrupt"`` leaves them
+``pending`` for the next ``on_start="resume"``.
 """
 
 from __future__ import annotations
@@ -223,8 +223,11 @@ class SweepHandle:
     """
 
     def __init__(self, sweep_id: str, experiment: Experiment, points: list[SweepPoint]) -> None:
+        #: The sweep's id, as the store and ``runs list --sweep`` know it.
         self.sweep_id = sweep_id
+        #: The experiment the sweep expands (its ``sweep`` set).
         self.experiment = experiment
+        #: Every run of the sweep, in order (parameters, repeat, seed and run id each).
         self.points = points
         self._handles: list[RunHandle | None] = [None] * len(points)
         self._errors: dict[int, Exception] = {}

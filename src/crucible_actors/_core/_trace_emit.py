@@ -10,7 +10,7 @@ Context; with no trace on the Context they return it unchanged, so stages can em
 unconditionally. Reading a trace back is :mod:`._trace_query`; rendering it is the
 exporters' job in :mod:`crucible_actors.trace`, which re-exports these functions.
 
-The stage events keep the wording of the reference's ``Crucible.TraceIntegration``.
+The stage events keep the wording of CrucibleFramework's ``Crucible.TraceIntegration``.
 """
 
 from __future__ import annotations

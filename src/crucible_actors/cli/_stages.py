@@ -1,6 +1,6 @@
 """``crucible-actors stages [--name NAME]``: list registered stages and their option schemas.
 
-Piped, the output follows the reference's ``mix crucible.stages``; on a terminal it is a
+Piped, the output follows CrucibleFramework's ``mix crucible.stages``; on a terminal it is a
 rich table. ``--name`` shows one row per option: its type, whether it is required, its
 default, the values it allows and what it does, all from the stage's schema. An
 option's description comes from ``msgspec.Meta(description=...)`` on the field of the

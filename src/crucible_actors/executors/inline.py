@@ -3,7 +3,8 @@
 An async ``run`` is awaited directly (no task, no thread: the run hot path); a plain
 ``def run`` goes to a worker thread, abandoned rather than waited for on cancellation.
 A stage with ``setup()`` is set up once per runtime, before its first attempt, and torn
-down when the runtime closes (each runtime gets its own executor: :meth:`for_runtime`).
+down when the runtime closes (each runtime gets its own executor:
+:meth:`InlineExecutor.for_runtime`).
 """
 
 from __future__ import annotations

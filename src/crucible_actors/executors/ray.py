@@ -382,7 +382,8 @@ class RayExecutor:
 
     Args:
         address: The cluster (``"auto"``, ``"ray://head:10001"``, ``"host:6379"``); None
-            resolves as :func:`ray_address` does, and starts a local Ray if nothing is set.
+            resolves as :func:`~crucible_actors.executors.ray.ray_address` does, and
+            starts a local Ray if nothing is set.
         runtime_env: Passed to ``ray.init`` (``working_dir``, ``py_modules``, ``pip``...).
             A local Ray started here gets ``env_vars={"PYTHONPATH": <the driver's
             sys.path>}`` unless this sets its own.

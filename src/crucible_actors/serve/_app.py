@@ -77,7 +77,8 @@ def create_app(
 
     With ``runtime`` the app serves that open runtime, its registry and its store (the
     runtime's owner closes it). Without one, the app's lifespan opens a runtime with
-    ``registry`` (default :meth:`Registry.default`), ``store`` (a Store or URL; default
+    ``registry`` (default :meth:`~crucible_actors.Registry.default`), ``store`` (a Store or
+    URL; default
     :func:`~crucible_actors.store.default_store_url`), ``max_concurrent_runs`` and
     ``shutdown_grace``, resuming runs a dead process left running or a shutdown
     interrupted, and closes it on shutdown, ending the runs still going per

@@ -2,11 +2,11 @@
 ``mlflow_log``.
 
 Each declares its options as a msgspec Struct (``Options``), from which ``describe()``,
-option validation and ``crucible-actors stages`` derive. :meth:`Registry.default` registers
-them by name; the guardrail adapters :class:`NoopAdapter` (the default) and
-:class:`PatternScanner` are exported for ``[guardrails] adapter`` and the ``adapter`` option.
-``bench`` needs the ``bench`` extra (scipy) and ``mlflow_log`` the ``mlflow`` extra, each
-only when it runs.
+option validation and ``crucible-actors stages`` derive.
+:meth:`~crucible_actors.Registry.default` registers them by name; the guardrail adapters
+:class:`NoopAdapter` (the default) and :class:`PatternScanner` are exported for
+``[guardrails] adapter`` and the ``adapter`` option. ``bench`` needs the ``bench`` extra
+(scipy) and ``mlflow_log`` the ``mlflow`` extra, each only when it runs.
 """
 
 from ._patterns import NoopAdapter as NoopAdapter

@@ -194,7 +194,8 @@ def _overlaps(a: Finding, b: Finding) -> bool:
 class PatternScanner:
     """A guardrail adapter that flags PII, secrets and prompt-injection phrases by pattern.
 
-    ``kinds`` limits the scan to some of :data:`KINDS`; ``fields`` limits it to those
+    ``kinds`` limits the scan to some of the kinds it knows (``api_key``,
+    ``payment_card``, ``email``, ``phone``, ``prompt_injection``); ``fields`` limits it to those
     top-level keys of dict examples (default: every string, nested ones included).
 
     Raises:

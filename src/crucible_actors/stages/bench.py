@@ -12,7 +12,7 @@ Where the groups come from (``data_source``):
 - ``"outputs"`` (default): the dict items of ``ctx.outputs``, grouped by ``group_by``
   (default ``prompt``); an item's value is ``score_key``, or by default the first numeric
   of ``score``, ``accuracy``, ``loss``. Items without the group key (or with ``None``
-  there) form one group of their own, named ``"nil"`` after the reference's ``nil`` key, so
+  there) form one group of their own, named ``"nil"`` after CrucibleFramework's ``nil`` key, so
   unlabelled scores still get ``n``, ``mean``, ``std`` and a confidence interval. Items with
   no number are skipped, and a warning on the ``crucible_actors`` logger counts them.
 - ``"metrics"``: the metrics named in ``keys``, each a list of numbers; by default every
@@ -62,7 +62,7 @@ DEFAULT_BOOTSTRAP_ITERATIONS = 10_000
 DEFAULT_CONFIDENCE_LEVEL = 0.95
 SCORE_KEYS = ("score", "accuracy", "loss")
 MISSING_GROUP = "nil"
-"""The group of ``outputs`` items that have no ``group_by`` key (the reference's ``nil``)."""
+"""The group of ``outputs`` items that have no ``group_by`` key (CrucibleFramework's ``nil``)."""
 
 
 def _check_unit_interval(name: str, value: float | None) -> None:

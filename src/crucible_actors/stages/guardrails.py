@@ -5,8 +5,8 @@ async), a class with that method (instantiated with no arguments), a plain funct
 taking ``(examples, opts)``, or a ``"pkg.mod:attr"`` reference to any of these. Without
 the ``adapter`` option the stage uses ``[guardrails] adapter`` from the project config
 (``crucible.toml``, or ``[tool.crucible.guardrails]`` in ``pyproject.toml``, the nearest at
-or above the working directory), else :class:`~crucible_actors.stages.NoopAdapter`. Shipped
-adapters live in :mod:`crucible_actors.stages._patterns` (:class:`PatternScanner`).
+or above the working directory), else :class:`~crucible_actors.stages.NoopAdapter`. The
+shipped adapter that scans is :class:`~crucible_actors.stages.PatternScanner`.
 """
 
 from __future__ import annotations

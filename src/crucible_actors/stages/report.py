@@ -1,7 +1,7 @@
 """The ``report`` stage: render the run for each ``OutputSpec`` of the experiment.
 
-Formats (:mod:`._render`): ``markdown``, ``json``, ``html``, ``csv``. Sinks: ``stdout``
-prints ``== name (format) ==`` and the body (the reference's layout); ``file`` writes
+Formats: ``markdown``, ``json``, ``html``, ``csv``. Sinks: ``stdout``
+prints ``== name (format) ==`` and the body (CrucibleFramework's layout); ``file`` writes
 ``{dir}/{experiment_id}-{run_id}-{name}.{ext}``, where ``dir`` is the spec's ``dir``
 option, else the stage option ``output_dir`` (default ``reports``). Each format has its
 own extension, so the files of one spec never overwrite each other; characters outside

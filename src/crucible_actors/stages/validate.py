@@ -2,7 +2,7 @@
 
 Every ``StageDef`` (the validate stage's own included) must resolve to a stage: an explicit
 ``stage`` must import and implement ``run``, a ``name`` must be registered. Going further
-than the reference, each stage's options are checked against its schema (and converted
+than CrucibleFramework, each stage's options are checked against its schema (and converted
 into its ``Options`` Struct, exactly as the runtime will), each ``OutputSpec`` must name
 known formats and a known sink, and ``reliability.stats`` must name known tests. Problems
 are reported, never raised one by one: the stage records them all in

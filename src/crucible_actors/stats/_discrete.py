@@ -214,7 +214,7 @@ def cohens_h(p1: float, p2: float) -> float:
     """Return Cohen's h of proportion ``p2`` against ``p1``: ``2 asin sqrt(p2) - 2 asin sqrt(p1)``.
 
     The arcsine transform makes equal h mean equally detectable differences anywhere in
-    [0, 1] (Cohen 1988, ch. 6); |h| < 0.2 negligible, < 0.5 small, < 0.8 medium, else large.
+    [0, 1] (Cohen 1988, ch. 6); ``|h|`` < 0.2 negligible, < 0.5 small, < 0.8 medium, else large.
 
     Raises:
         ValueError: a proportion outside [0, 1].

@@ -169,11 +169,11 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def interpret_p(p: float | None, alpha: float = 0.05) -> str:
-    """Describe a p-value the way the reference ``bench`` stage does.
+    """Describe a p-value the way CrucibleFramework's ``bench`` stage does.
 
     ``Extremely significant (p < 0.001)``, ``Highly significant (p < 0.01)``,
     ``Significant (p < 0.05)`` (the actual alpha) or ``Not significant (p = 0.0794)`` (p
-    rounded to 4 decimals, trailing zeros dropped as in the reference). The first two are
+    rounded to 4 decimals, trailing zeros dropped as in CrucibleFramework). The first two are
     only used when ``p < alpha`` too. ``None``/NaN gives ``Not computable (p undefined)``.
     """
     if p is None or math.isnan(p):
@@ -202,7 +202,7 @@ def _magnitude(value: float | None, scale: tuple[float, float, float]) -> str:
 
 
 def interpret_effect(d: float | None) -> str:
-    """Name the size of Cohen's d or Hedges' g: |d| < 0.2 negligible, < 0.5 small, < 0.8
+    """Name the size of Cohen's d or Hedges' g: ``|d|`` < 0.2 negligible, < 0.5 small, < 0.8
     medium, otherwise large; ``undefined`` for ``None``/NaN."""
     return _magnitude(d, _D_SCALE)
 

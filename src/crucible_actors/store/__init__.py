@@ -1,7 +1,7 @@
 """Stores: where runs are persisted. ``open_store(url)`` picks the adapter by URL scheme.
 
 - ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``: the embedded default,
-  one file, created and migrated on open (:mod:`._sqlite`); ``?durability=power`` makes
+  one file, created and migrated on open; ``?durability=power`` makes
   every commit survive a power loss (the default, ``process``, survives the process
   being killed), ``?max_batch=N`` and ``?busy_timeout=S`` tune the writer;
 - ``sqlite://:memory:``: a private in-memory SQLite database;
@@ -9,7 +9,7 @@
   ``crucible-actors db migrate`` (needs ``pip install 'crucible-actors[postgres]'``);
   large Context values (blobs) go to its ``blobs`` tables and are read through a cache
   directory on each host (``?blob_cache=/dir``, default ``~/.cache/crucible-actors/blobs``),
-  or to a directory every host mounts with ``?blobs=/shared/dir`` (:mod:`._pg_blobs`);
+  or to a directory every host mounts with ``?blobs=/shared/dir``;
 - ``memory://``: a :class:`MemoryStore`.
 
 Pass a store (or a URL) as ``open_runtime(store=...)`` or ``run(..., store=...)``.

@@ -41,7 +41,7 @@ _DURABILITY = ("process", "power")
 
 
 class DirectoryBlobStore:
-    """A :class:`BlobStore` in a directory (see the module docstring).
+    """A :class:`~crucible_actors.abc.BlobStore` in a directory (see the module docstring).
 
     ``durability`` is ``"process"`` (a blob survives the process once ``put`` returns:
     the OS has it) or ``"power"`` (also a power loss: file and directory are fsynced).

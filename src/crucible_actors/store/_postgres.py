@@ -346,7 +346,7 @@ class PostgresStore(SQLStore):
 
     local = False
     _writer: _PgWriter
-    #: Where large Context values live: the database, or the ``?blobs=DIR`` directory.
+    #: Where large Context values live; the database, or the ``?blobs=DIR`` directory.
     blobs: BlobStore
 
     def __init__(self, name: str, pool: Any, writer: _PgWriter, readers: int) -> None:

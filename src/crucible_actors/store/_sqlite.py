@@ -207,7 +207,7 @@ class _SQLiteWriter(GroupCommitWriter[_SQLiteTx]):
 
         A WAL file keeps its largest size until truncated, and grows to about 4 MB
         (1,000 pages) between automatic checkpoints: without this, the space a user
-        frees is soon taken again by the log growing back into it (issue 21). From the
+        frees is soon taken again by the log growing back into it. From the
         first full disk on, the log is checkpointed every 64 pages and truncated after
         each checkpoint (more checkpoints, each one smaller), and this checkpoint moves
         what the log holds into the database and truncates it.
@@ -363,7 +363,7 @@ class SQLiteStore(SQLStore):
         blobs: BlobStore | None = None,
     ) -> None:
         self._name = name
-        #: Where large Context values live: ``x.db.blobs/`` beside the file.
+        #: Where large Context values live; ``x.db.blobs/`` beside the file.
         self.blobs: BlobStore = blobs if blobs is not None else MemoryBlobStore()
         self._writer = writer
         self._read_tx = read_tx  # None: one connection only; reads go to the writer

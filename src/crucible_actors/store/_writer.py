@@ -30,18 +30,18 @@ one bad write (a duplicate run id, say) fails only its own caller. At most
 ``queue_size`` writes wait at a time: when the database falls behind, callers wait to
 enqueue (backpressure). Closing lets the thread commit what was queued, then stops it.
 
-Store faults are ridden out (issue 21): a transaction that fails with a *transient*
-fault (:meth:`~GroupCommitWriter.fault_kind`: a lost or unreachable server, a locked
-database, a full disk) fails its whole batch at once, without the write-by-write retry
-(which would only wait out the fault once per write), and each caller waits with
-backoff on the event loop and queues its write again, until it commits or
+Store faults are ridden out (``docs/design/0007-store-faults-ridden-out.md``): a transaction
+that fails with a *transient* fault (:meth:`~GroupCommitWriter.fault_kind`: a lost or
+unreachable server, a locked database, a full disk) fails its whole batch at once, without
+the write-by-write retry (which would only wait out the fault once per write), and each
+caller waits with backoff on the event loop and queues its write again, until it commits or
 ``retry_for`` seconds have passed since its first failure; then it raises the last
 :class:`StoreUnavailable`. Every write is idempotent when repeated (upserts, fenced
 updates), and a write whose first commit may have gone through unacknowledged (the
-connection died during ``COMMIT``) gives an ``again`` function for its retries that
-accepts its own earlier row. A write may decline a fault (``retry_on``): a new run is
-refused at once on a full disk, while the runs already accepted keep their writes
-waiting for space. Before the first transaction after a fault the thread calls
+connection died during ``COMMIT``) gives an ``again`` function for its retries that accepts
+its own earlier row. A write may decline a fault (``retry_on``): a new run is refused at
+once on a full disk, while the runs already accepted keep their writes waiting for space.
+Before the first transaction after a fault the thread calls
 :meth:`~GroupCommitWriter.recover` (SQLite truncates its write-ahead log there).
 """
 

@@ -86,7 +86,7 @@ class ChildState(enum.StrEnum):
     """Where a child is in its life, as reported by :meth:`Supervisor.which_children`."""
 
     STARTING = "starting"
-    """First start: running, but ``task_status.started()`` not yet called."""
+    """Starting for the first time; running, but ``task_status.started()`` not yet called."""
     RUNNING = "running"
     """Started and running."""
     RESTARTING = "restarting"
@@ -94,7 +94,7 @@ class ChildState(enum.StrEnum):
     STOPPING = "stopping"
     """Cancelled by its supervisor, within its shutdown grace."""
     TERMINATED = "terminated"
-    """Ended for good: no restart is pending."""
+    """Ended for good; no restart is pending."""
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -221,7 +221,8 @@ class Supervisor:
     in OTP, a group restart also starts again non-temporary children that had ended, and
     drops temporary ones. Each restart is counted in one sliding window for the whole
     supervisor; more than ``max_restarts`` within ``max_seconds`` stops all children in
-    reverse order and raises :class:`RestartIntensityExceeded` from :meth:`wait`. If no
+    reverse order and raises :class:`~crucible_actors.errors.RestartIntensityExceeded`
+    from :meth:`wait`. If no
     task is in :meth:`wait` at that moment, the body is cancelled instead, and
     ``__aexit__`` raises the error unless :meth:`wait` already did.
 

@@ -147,7 +147,9 @@ def is_digest(name: str) -> bool:
 
 
 class MemoryBlobStore:
-    """A :class:`BlobStore` in this process's memory (``memory://`` stores, store-less runtimes).
+    """A :class:`~crucible_actors.abc.BlobStore` in this process's memory.
+
+    For ``memory://`` stores and store-less runtimes.
 
     Blobs are immutable ``bytes``; :meth:`open` returns read-only views of them. Nothing
     survives the process, and another process cannot open it (:meth:`location` is None).
@@ -166,7 +168,10 @@ class MemoryBlobStore:
         return digest in self._blobs
 
     def put(self, digest: str, chunks: Sequence[bytes | memoryview], size: int) -> bool:
-        """Store the concatenated ``chunks`` under ``digest`` (see :meth:`BlobStore.put`)."""
+        """Store the concatenated ``chunks`` under ``digest``.
+
+        See :meth:`~crucible_actors.abc.BlobStore.put`.
+        """
         with self._lock:
             found = self._blobs.get(digest)
             if found is not None:
@@ -180,7 +185,7 @@ class MemoryBlobStore:
         return True
 
     def open(self, digest: str) -> memoryview:
-        """Return the blob's bytes, read-only (see :meth:`BlobStore.open`)."""
+        """Return the blob's bytes, read-only (see :meth:`~crucible_actors.abc.BlobStore.open`)."""
         found = self._blobs.get(digest)
         if found is None:
             raise BlobMissing(digest, store="memory")
@@ -217,7 +222,10 @@ class MemoryBlobStore:
         return True
 
     def corrupt(self, digest: str, data: bytes) -> None:
-        """Replace a blob's bytes without updating its digest (tests of :class:`BlobCorrupt`)."""
+        """Replace a blob's bytes without updating its digest.
+
+        For tests of :class:`~crucible_actors.errors.BlobCorrupt`.
+        """
         with self._lock:
             self._blobs[digest] = (data, time.time())
             self._altered.add(digest)

@@ -99,7 +99,8 @@ class Persistence(Recovery):
         max_resumes: int | None = 3,
     ) -> None:
         self.store = store
-        #: Resumes a run gets before it is failed (ResumeLimitExceeded); None: no limit.
+        #: Resumes a run gets before it is failed with ``ResumeLimitExceeded`` (None for
+        #: no limit).
         self.max_resumes = max_resumes
         self.now = now
         self.heartbeat_interval = heartbeat_interval
@@ -107,7 +108,7 @@ class Persistence(Recovery):
         self.pid_alive = pid_alive
         self.owner = new_owner(host, pid, now(), lease)
         self.last_recovery = RecoveryReport()
-        #: Runs another runtime took over from this one (run id -> new owner id): they
+        #: Runs another runtime took over from this one, run id to new owner id. They
         #: stop here and their observers write nothing more.
         self.lost: dict[str, str | None] = {}
         self._interrupted_seen = 0
@@ -162,14 +163,15 @@ async def open_persistence(
 ) -> AsyncIterator[Persistence]:
     """Open persistence on ``store`` (a Store, a store URL, a path, or a Persistence).
 
-    A URL is opened with ``opener`` (default: the one set by :func:`set_store_opener`,
+    A URL is opened with ``opener`` (default: the process-wide opener, which is
     :func:`crucible_actors.store.open_store` once :mod:`crucible_actors` is imported) and
-    closed on exit; a
-    Store object stays open (the caller owns it); a :class:`Persistence` is yielded as
-    is, so a caller can share one (and its clock) with :func:`open_runtime`. ``now``
+    closed on exit; a Store object stays open (the caller owns it); a
+    :class:`Persistence` is yielded as is, so a caller can share one (and its clock) with
+    :func:`~crucible_actors.open_runtime`. ``now``
     gives the wall-clock time stored in records and compared with heartbeats.
     ``max_resumes`` is how many times a run is resumed (the store counts them in the
-    run's row) before the next resume fails it with :class:`ResumeLimitExceeded`
+    run's row) before the next resume fails it with
+    :class:`~crucible_actors.errors.ResumeLimitExceeded`
     instead: a run that takes its process down every time is not resumed forever.
 
     Raises:

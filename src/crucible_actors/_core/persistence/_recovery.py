@@ -85,14 +85,17 @@ def _restore_labels(exp: Experiment) -> Experiment:
 
 
 class RecoveryReport(msgspec.Struct, frozen=True):
-    """What :meth:`Persistence.recover` did with the orphaned (and shut-down) runs it found."""
+    """What recovery did with the orphaned (and shut-down) runs it found.
+
+    Returned by :meth:`~crucible_actors.store.Persistence.recover`.
+    """
 
     resumed: list[str] = []
     interrupted: list[str] = []
     skipped: list[str] = []
-    #: Runs recovery could not settle (a store error, say), by id, with the reason: they
-    #: are left as they were, for the next recovery (issue 21: one such run used to stop
-    #: the runtime, and ``serve``, from starting).
+    #: Runs recovery could not settle (after a store error, say), by id, with the
+    #: reason. They are left as they were for the next recovery, and the runtime (and
+    #: ``serve``) starts anyway.
     failed: dict[str, str] = {}
 
 
@@ -299,7 +302,8 @@ class Recovery:
     async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
         """Adopt, every ``interval`` seconds, the runs of owners that died; never returns.
 
-        Each tick checks this runtime's own lease (see :meth:`_check_own_lease`), then
+        Each tick checks this runtime's own lease (a runtime that lost it stops the runs
+        another process took over), then
         reads the owners of the ``running`` runs and the number of ``interrupted`` ones;
         when one of those owners is dead (judged as at start-up, by its lease), or more
         runs are ``interrupted`` than at the last tick (a runtime shut down with

@@ -87,7 +87,7 @@ class RunRecord(msgspec.Struct, frozen=True, kw_only=True):
     ``start_run(resume=True)`` restarted it (the caller numbers each resume; a run resumed
     too often without finishing is failed, see ``open_persistence(max_resumes=...)``).
     ``provenance`` is what produced the run, as recorded when it first started
-    (:mod:`crucible_actors._core._provenance`): ``{"environment": id, "definition": id,
+    (:doc:`/provenance`): ``{"environment": id, "definition": id,
     "stages": {label: code fingerprint}, "inputs": {key: digest}}``, the environment and
     the experiment definition the run executed each stored once by content (as an
     :class:`EnvironmentRecord` and a :class:`DefinitionRecord`); None for runs recorded
@@ -116,7 +116,7 @@ class EnvironmentRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The environment part of runs' provenance, stored once by content.
 
     ``id`` is the digest of ``record`` (``python``, ``crucible_actors``, ``platform``,
-    ``host``, ``packages`` and ``git``; see :mod:`crucible_actors._core._provenance`);
+    ``host``, ``packages`` and ``git``; see :doc:`/provenance`);
     runs refer to it from ``RunRecord.provenance["environment"]``.
     """
 
@@ -129,8 +129,7 @@ class DefinitionRecord(msgspec.Struct, frozen=True, kw_only=True):
     """An experiment definition as one run executed it, stored once by content.
 
     ``id`` is the digest of ``definition`` (``ExperimentRecord.definition``'s JSON-safe
-    form, encoded with sorted keys; see
-    :func:`crucible_actors._core._provenance.definition_id`); runs refer to it from
+    form, encoded with sorted keys; see :doc:`/provenance`); runs refer to it from
     ``RunRecord.provenance["definition"]``. Unlike the :class:`ExperimentRecord`, which
     the next submission of the same experiment id overwrites, it never changes.
     """
@@ -157,7 +156,7 @@ class StageAttempt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     duration: float | None = None
     error: str | None = None
     cache_hit: bool = False
-    #: The owner writing it: a store that fences writes applies it only while the run
+    #: The owner writing it. A store that fences writes applies it only while the run
     #: is still this owner's (not stored; None on records read back).
     owner_id: str | None = None
 
@@ -172,7 +171,7 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     index: int
     data: bytes
     created_at: datetime
-    #: The owner writing it: a store that fences writes applies it only while the run
+    #: The owner writing it. A store that fences writes applies it only while the run
     #: is still this owner's (not stored; None on records read back).
     owner_id: str | None = None
 
@@ -274,7 +273,7 @@ class CachedResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     ``key`` is the hex digest the runtime computes from the stage, its ``version``, its
     code fingerprint, its options and its input Context
-    (:mod:`crucible_actors._core._cache`); ``result`` the msgpack map of the Context
+    (:doc:`/sweeps`); ``result`` the msgpack map of the Context
     fields the stage changed; ``size`` its length in bytes; ``run_id`` the run that
     computed it; ``code`` the stage's code fingerprint (``""`` for entries stored before
     fingerprints were kept). Listings leave ``result`` empty.
@@ -343,30 +342,30 @@ class Store(Protocol):
     ``local`` is True when every process using the store runs on one host (SQLite,
     memory): recovery may then also treat an owner whose process id is gone as dead.
 
-    Optional lease methods (looked up with ``getattr``; ``_owner.py`` says how they are
-    used): ``lease_kind`` (a str stored in :attr:`OwnerRecord.lease`), ``async
-    acquire_lease(owner_id) -> bool`` (False: another live session holds that owner's
-    lease), ``async check_lease(owner_id) -> bool`` (False: the lease was lost, e.g.
-    the session died; it is taken again if it can be), ``async release_lease(owner_id)``
-    and ``async leases_held(owner_ids) -> set[str]``. ``async adoption_probe() ->
-    tuple[set[str | None], int]`` returns the owners of the ``running`` and ``pending``
-    runs and the number of ``interrupted`` runs, cheaply (the adoption tick asks every
-    second or so). ``async start_pending(run_id, *, owner_id, started_at, metadata,
-    provenance=None) -> bool`` starts a ``pending`` run (sets it ``running`` with
-    ``started_at``, ``metadata`` and, when given, ``provenance``) only while
-    ``owner_id`` still owns it, False otherwise; a store with it takes a sweep's points
-    as ``pending`` runs in :meth:`record_sweep` (without it, each point's row is
-    written as it starts).
-    Optional provenance methods (looked up with ``getattr``; a store without them
-    records runs without their environment): ``async put_environment(env:
-    EnvironmentRecord) -> bool`` stores an environment unless its id exists (True if it
-    was new), and ``async get_environment(env_id) -> EnvironmentRecord | None``; likewise
-    ``async put_definition(definition: DefinitionRecord) -> bool`` and ``async
-    get_definitions(ids: Sequence[str]) -> dict[str, DefinitionRecord]`` (those of
-    ``ids`` that are stored, read at once) for the runs' own experiment definitions.
-    A store that fences writes also applies ``save_checkpoint`` and ``record_attempt``
-    only while ``owner_id`` of the record (when set) still owns the run, raising
-    :class:`~crucible_actors.errors.OwnershipLost` otherwise.
+    Optional lease methods (looked up with ``getattr``; recovery says how they are
+    used): ``lease_kind`` (a str stored in
+    :attr:`~crucible_actors.store.OwnerRecord.lease`), ``async acquire_lease(owner_id) ->
+    bool`` (False: another live session holds that owner's lease), ``async
+    check_lease(owner_id) -> bool`` (False: the lease was lost, e.g. the session died; it is
+    taken again if it can be), ``async release_lease(owner_id)`` and ``async
+    leases_held(owner_ids) -> set[str]``. ``async adoption_probe() -> tuple[set[str | None],
+    int]`` returns the owners of the ``running`` and ``pending`` runs and the number of
+    ``interrupted`` runs, cheaply (the adoption tick asks every second or so). ``async
+    start_pending(run_id, *, owner_id, started_at, metadata, provenance=None) -> bool``
+    starts a ``pending`` run (sets it ``running`` with ``started_at``, ``metadata`` and,
+    when given, ``provenance``) only while ``owner_id`` still owns it, False otherwise; a
+    store with it takes a sweep's points as ``pending`` runs in :meth:`record_sweep`
+    (without it, each point's row is written as it starts). Optional provenance methods
+    (looked up with ``getattr``; a store without them records runs without their
+    environment): ``async put_environment(env: EnvironmentRecord) -> bool`` stores an
+    environment unless its id exists (True if it was new), and ``async
+    get_environment(env_id) -> EnvironmentRecord | None``; likewise ``async
+    put_definition(definition: DefinitionRecord) -> bool`` and ``async get_definitions(ids:
+    Sequence[str]) -> dict[str, DefinitionRecord]`` (those of ``ids`` that are stored, read
+    at once) for the runs' own experiment definitions. A store that fences writes also
+    applies ``save_checkpoint`` and ``record_attempt`` only while ``owner_id`` of the record
+    (when set) still owns the run, raising :class:`~crucible_actors.errors.OwnershipLost`
+    otherwise.
     """
 
     @property
