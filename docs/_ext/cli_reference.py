@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from docutils import nodes
@@ -80,8 +81,18 @@ class CliReference(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        parser = _parser(self.arguments[0])
-        return [self._section(parser, parser.prog, "")]
+        # argparse wraps usage lines to the terminal's width: fix it, so every build
+        # renders the same page.
+        saved = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = "88"
+        try:
+            parser = _parser(self.arguments[0])
+            return [self._section(parser, parser.prog, "")]
+        finally:
+            if saved is None:
+                del os.environ["COLUMNS"]
+            else:
+                os.environ["COLUMNS"] = saved
 
     def _section(self, parser: argparse.ArgumentParser, title: str, summary: str) -> nodes.section:
         section = nodes.section(ids=[nodes.make_id("cli " + title)])
