@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, get_args
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from .._core import CrucibleError
+from .._core import CrucibleError, ShutdownMode
 from ._errors import ApiError, api_error_from, error_response
 from ._openapi import openapi_document
 from ._routes import STATIC_DIR, Handlers, build_routes
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from .._core import Registry, Runtime
+    from .._core import Registry, Runtime, Store
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -51,7 +51,7 @@ _GUARDED = ("/api/", "/metrics")
 def create_app(
     runtime: Runtime | None = None,
     registry: Registry | None = None,
-    store: Any = None,
+    store: Store | str | None = None,
     token: str | None = None,
     *,
     max_body: int = 1 << 20,
@@ -60,7 +60,7 @@ def create_app(
     max_queue: int = 100,
     max_concurrent_runs: int | None = None,
     shutdown_grace: float = 10.0,
-    on_shutdown: str = "interrupt",
+    on_shutdown: ShutdownMode = "interrupt",
     poll_interval: float = 1.0,
 ) -> Starlette:
     """Return the service as an ASGI (Starlette) application.
@@ -84,7 +84,7 @@ def create_app(
         ValueError: a limit is out of range, ``token`` is empty, ``on_shutdown`` is
             unknown, or ``registry`` / ``store`` contradict the given runtime's.
     """
-    if on_shutdown not in ("interrupt", "cancel"):
+    if on_shutdown not in get_args(ShutdownMode):
         raise ValueError(f"on_shutdown must be 'interrupt' or 'cancel'; got {on_shutdown!r}")
     if token is not None and not token:
         raise ValueError("token must be a non-empty string (or None for no auth)")
