@@ -409,11 +409,16 @@
       setNav("");
       newView();
       document.title = "Not found · crucible-actors";
-      main.append(
-        h("h1", null, "Page not found"),
-        h("p", null, "There is no page at ", h("code", null, hash), ". ", h("a", { href: "#/runs" }, "Show the runs"), "."),
-      );
+      main.append(...notFound("Page not found", "There is no page at ", hash, "Show the runs"));
     }
+  }
+
+  /** The heading and paragraph of a page for something that does not exist. */
+  function notFound(title, what, id, back) {
+    return [
+      h("h1", null, title),
+      h("p", null, what, h("code", null, id), ". ", h("a", { href: "#/runs" }, back), "."),
+    ];
   }
 
   function focusHeading(main) {
@@ -974,10 +979,7 @@
         if (!view.alive || err.name === "AbortError") return;
         if (err instanceof ApiError && err.status === 404) {
           view.stop();
-          main.replaceChildren(
-            h("h1", null, "Sweep not found"),
-            h("p", null, "There is no sweep with id ", h("code", null, sweepId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
-          );
+          main.replaceChildren(...notFound("Sweep not found", "There is no sweep with id ", sweepId, "Show all runs"));
           return;
         }
         errorHolder.replaceChildren(errorBox(err, "Could not load the sweep") || "");
@@ -1243,10 +1245,7 @@
         if (err instanceof ApiError && err.status === 404) {
           finished = true;
           view.stop();
-          main.replaceChildren(
-            h("h1", null, "Run not found"),
-            h("p", null, "There is no run with id ", h("code", null, runId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
-          );
+          main.replaceChildren(...notFound("Run not found", "There is no run with id ", runId, "Show all runs"));
           return;
         }
         errorHolder.replaceChildren(errorBox(err, "Could not load the run") || "");
