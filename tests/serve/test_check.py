@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.fuzz._budget import fuzz_settings
 
 from crucible_actors import InvalidExperiment, load_experiment
 
@@ -141,3 +145,64 @@ async def test_nothing_is_checked_against_the_registry(served: Served) -> None:
     assert response.status_code == 200
     [stage] = response.json()["submission"]["experiment"]["pipeline"]
     assert (stage["name"], stage["stage"]) == ("nope", "pkg.mod:attr")
+
+
+async def test_yaml_aliases_are_refused_before_they_expand(served: Served) -> None:
+    # 450 bytes that stand for ten million values: loading alone takes seconds per level.
+    lines = ["id: bomb", "pipeline: [{name: echo}]", "metadata:", "  l0: &l0 [x, x, x, x, x]"]
+    lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    response = await _check(served, "\n".join(lines), "application/yaml")
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["errors"] == [
+        {
+            "stage": None,
+            "message": "YAML aliases (*name) are not accepted by the service; write the values out",
+        }
+    ]
+    broken = "id: [unclosed\n"
+    response = await _check(served, broken, "application/yaml")
+    assert [e["message"] for e in response.json()["error"]["details"]["errors"]] == (
+        _loader_errors(broken, "yaml")
+    )
+
+
+_VALID_TOML = 'id = "x"\n[[pipeline]]\nname = "echo"\noptions = { value = 1 }\n'
+
+
+def _mutate(text: str, edits: list[tuple[int, str]]) -> bytes:
+    out = text
+    for at, chunk in edits:
+        out = out[:at] + chunk + out[at + 1 :]
+    return out.encode("utf-8", "surrogatepass")
+
+
+_documents = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        _mutate,
+        st.just(_VALID_TOML),
+        st.lists(st.tuples(st.integers(0, 60), st.text(max_size=3)), min_size=1, max_size=4),
+    ),
+    st.integers(1, 3000).map(lambda n: ("a = " + "[" * n + "]" * n).encode()),
+    st.integers(1, 3000).map(lambda n: ("a: " + "[" * n + "]" * n).encode()),
+    st.integers(1, 3000).map(
+        lambda n: ("a:\n" + "".join(" " * i + "- \n" for i in range(n))).encode()
+    ),
+    st.integers(1, 3000).map(lambda n: b'{"id": ' + b"[" * n + b"]" * n + b"}"),
+    st.sampled_from([b"id = nan", b"id: !!python/object:os.system {}", b'{"experiment": []}']),
+)
+_media = st.sampled_from(
+    ["application/toml", "application/json", "application/yaml", "text/plain", "", "a/b; x"]
+)
+
+
+@fuzz_settings(60)
+@given(body=_documents, media=_media)
+async def test_no_document_makes_the_check_fail_with_500(
+    served: Served, caplog: pytest.LogCaptureFixture, body: bytes, media: str
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="crucible_actors.serve"):
+        response = await _check(served, body, media or None)
+    assert response.status_code in (200, 413, 422), (body[:200], response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -61,6 +61,8 @@ def check_document(body: bytes, media_type: str | None, limits: Limits) -> dict[
             envelope = check_envelope(data)
             experiment = experiment_from_mapping(raw, source=_SOURCE)
         else:
+            if fmt == "yaml":
+                _refuse_aliases(body)
             experiment = load_experiment(body, format=fmt)
     except InvalidExperiment as exc:
         # The loader names bytes "<bytes>"; the page says where they came from.
@@ -69,3 +71,27 @@ def check_document(body: bytes, media_type: str | None, limits: Limits) -> dict[
         raise ApiError(415, str(exc), type="UnsupportedMediaType") from exc
     submission = {"experiment": msgspec.to_builtins(experiment), **envelope}
     return {"format": fmt, "submission": submission}
+
+
+def _refuse_aliases(body: bytes) -> None:
+    """Refuse a YAML document with aliases (``*name``) before anything expands them.
+
+    Nested aliases make a few hundred bytes stand for millions of values (the "billion
+    laughs"), which loading and answering would walk: a file on the command line may do
+    that to its own user, a request may not do it to the service.
+    """
+    try:
+        import yaml
+    except ImportError as exc:
+        raise MissingDependency("pyyaml", "YAML experiment files", extra="yaml") from exc
+    try:
+        aliased = any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(body))
+    except yaml.YAMLError:
+        return  # not YAML: the loader says where
+    if aliased:
+        raise api_error_from(
+            InvalidExperiment(
+                "YAML aliases (*name) are not accepted by the service; write the values out",
+                source=_SOURCE,
+            )
+        )
