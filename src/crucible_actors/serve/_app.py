@@ -9,7 +9,8 @@ event loop (trio or asyncio), never a second loop.
 Middleware, outermost first: Starlette's ``ServerErrorMiddleware``, :class:`_CatchAll`
 (turns any unexpected exception into the JSON 500 without a traceback, and logs it),
 :class:`_BearerAuth` (``/api/*`` and ``/metrics`` need the token when one is set), then
-Starlette's exception middleware and the routes.
+Starlette's exception middleware and the routes (``_routes``: the handlers, each with
+its OpenAPI operation).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .. import __version__
 from .._core import CrucibleError, ShutdownMode
 from ._errors import ApiError, api_error_from, error_response
 from ._openapi import openapi_document
-from ._routes import STATIC_DIR, Handlers, build_routes
+from ._routes import Handlers, build_routes
 from ._service import Service
 from ._submit import Limits
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from .._core import Registry, Runtime, Store
 
-__all__ = ["STATIC_DIR", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("crucible_actors.serve")
 
