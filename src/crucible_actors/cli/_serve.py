@@ -23,11 +23,11 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import anyio
 
-from .._core import MissingDependency
+from .._core import MissingDependency, ShutdownMode
 
 if TYPE_CHECKING:
     import argparse
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--on-shutdown",
-        choices=("interrupt", "cancel"),
+        choices=get_args(ShutdownMode),
         default="interrupt",
         help="what SIGINT/SIGTERM does to runs still going: interrupt (default; the next "
         "serve on the store resumes them) or cancel",
