@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import pytest
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors._core import ConfigFileError
 from crucible_actors.errors import InvalidExperiment, MissingDependency
 from crucible_actors.executors import UnknownIsolation
 from crucible_actors.executors.ray import ray_address
@@ -131,3 +133,38 @@ def test_the_ray_address_comes_from_the_argument_then_env_then_crucible_toml(
     monkeypatch.delenv("RAY_ADDRESS")
     with pytest.raises(InvalidExperiment, match=r"\[ray\] address must be a string"):
         ray_address(None, cwd=tmp_path)
+
+
+def test_the_ray_address_is_found_in_pyproject_from_a_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    deep = tmp_path / "src" / "pkg"
+    deep.mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n[tool.crucible.ray]\naddress = "ray://head:10001"\n'
+    )
+    assert ray_address(None, cwd=deep) == "ray://head:10001"
+    monkeypatch.chdir(deep)
+    assert ray_address() == "ray://head:10001"  # default: from the working directory
+    (tmp_path / "pyproject.toml").write_text("[tool.crucible.ray]\naddress = 5\n")
+    with pytest.raises(
+        InvalidExperiment, match=r"\[tool\.crucible\.ray\] address must be a string"
+    ) as info:
+        ray_address()
+    assert info.value.source == str(tmp_path / "pyproject.toml")
+
+
+def test_a_malformed_config_file_is_reported_with_its_path_not_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = tmp_path / "crucible.toml"
+    path.write_text('[ray]\naddress = "ray://head:10001\n')  # unterminated string
+    with pytest.raises(ConfigFileError, match=f"cannot read {re.escape(str(path))}") as info:
+        ray_address(None, cwd=tmp_path)
+    assert info.value.path == path
+    path.write_text('ray = "head:6379"\n')  # not a table
+    with pytest.raises(ConfigFileError, match=r"\[ray\] must be a table"):
+        ray_address(None, cwd=tmp_path)
+    assert ray_address("auto", cwd=tmp_path) == "auto"  # an explicit address reads no file

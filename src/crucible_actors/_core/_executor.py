@@ -166,7 +166,8 @@ class ExecutorSettings(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         process_workers: Size of the warm process pool (None: the CPU count).
         ray_address: The Ray cluster to connect to (None: ``RAY_ADDRESS``, then
-            ``[ray] address`` in ``crucible.toml``, then a local Ray started on first use).
+            ``address`` in the ``[ray]`` table of the project configuration, then a local
+            Ray started on first use).
     """
 
     process_workers: int | None = None

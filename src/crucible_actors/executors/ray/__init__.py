@@ -3,10 +3,12 @@
 The only module of crucible-actors that imports ``ray`` (extra ``ray``), and only once a
 run with a ray stage is submitted. Each runtime has its own :class:`RayExecutor`; where
 the cluster is comes from ``open_runtime(ray_address=...)``, else ``RAY_ADDRESS``, else
-``[ray] address`` in ``crucible.toml`` in the working directory; with none of them a
-local Ray is started on first use (``include_dashboard=False``, workers get the driver's
-``sys.path``) and shut down when the runtime closes. A Ray the program had already
-initialised is used as it is and left running.
+``address`` in the project configuration (``[ray]`` in ``crucible.toml``, or
+``[tool.crucible.ray]`` in ``pyproject.toml``, the nearest at or above the working
+directory, as for stages: see :func:`ray_address`); with none of them a local Ray is
+started on first use (``include_dashboard=False``, workers get the driver's ``sys.path``)
+and shut down when the runtime closes. A Ray the program had already initialised is
+used as it is and left running.
 
 What crosses: the stage object is shipped once per stage the way Ray ships functions
 (cloudpickle: a function or class from an importable module goes by reference, so the

@@ -3,46 +3,46 @@
 from __future__ import annotations
 
 import os
-import tomllib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._core import RAY_RESOURCES, InvalidExperiment
+from ..._core import RAY_RESOURCES, InvalidExperiment, find_config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..._core import StageDef
 
 __all__ = ["ray_address", "ray_request"]
 
 
 def ray_address(explicit: str | None = None, *, cwd: str | Path | None = None) -> str | None:
-    """Return the Ray address a runtime uses: ``explicit``, ``RAY_ADDRESS``, ``crucible.toml``.
+    """Return the Ray address a runtime uses: ``explicit``, ``RAY_ADDRESS``, the config.
 
-    None means: start a local Ray.
+    The config is the project configuration, found as the stage registry finds it: the
+    nearest ``crucible.toml`` (its ``[ray]`` table), or ``pyproject.toml`` with a
+    ``[tool.crucible]`` table (its ``[tool.crucible.ray]``), at or above ``cwd``
+    (default: the working directory). None means: start a local Ray. Sync file IO:
+    async callers run it in a worker thread.
 
     Raises:
-        InvalidExperiment: ``crucible.toml`` has a ``[ray]`` table whose ``address`` is
-            not a string.
+        ConfigFileError: the nearest configuration file is unreadable or not valid TOML,
+            or its ``ray`` is not a table (the error names the file).
+        InvalidExperiment: the ``ray`` table's ``address`` is not a string.
     """
     if explicit:
         return explicit
     env = os.environ.get("RAY_ADDRESS")
     if env:
         return env
-    path = Path(cwd or Path.cwd()) / "crucible.toml"
-    if not path.is_file():
+    config = find_config(cwd)
+    if config is None:
         return None
-    try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None  # the registry reports an unreadable crucible.toml
-    section = config.get("ray", {})
-    address = section.get("address") if isinstance(section, dict) else None
+    address = config.table("ray").get("address")
     if address is not None and not isinstance(address, str):
         raise InvalidExperiment(
-            f"[ray] address must be a string like 'ray://head:10001' or 'auto', "
-            f"got {type(address).__name__}",
-            source=str(path),
+            f"{config.table_name('ray')} address must be a string like 'ray://head:10001' "
+            f"or 'auto', got {type(address).__name__}",
+            source=str(config.path),
         )
     return address or None
 

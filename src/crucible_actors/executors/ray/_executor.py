@@ -266,7 +266,7 @@ class RayExecutor:
                 return self._ray
             ray = _import_ray()
             if not ray.is_initialized():
-                address = ray_address(self._address)
+                address = await anyio.to_thread.run_sync(ray_address, self._address)
                 options: dict[str, Any] = {"log_to_driver": True, **self._init_options}
                 env = self._runtime_env
                 if address is None:
