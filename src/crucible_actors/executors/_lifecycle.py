@@ -84,8 +84,7 @@ class LocalSetups:
 
 
 class LocalExecutor(abc.ABC):
-    """What the in-process executors (inline, thread) share: the attempt, and stages set
-    up once per runtime.
+    """What the in-process executors (inline, thread) share: the attempt and set-up stages.
 
     A subclass says where an async stage's ``run`` goes (:meth:`_run_async`); a plain
     ``def run`` always goes to a worker thread. Each runtime gets its own instance
