@@ -8,8 +8,6 @@ process:
 - ``pool_vs_process_pool_executor``: the warm pool (``isolation="process"``) against
   ``concurrent.futures.ProcessPoolExecutor(1).submit(echo, payload).result()``
   (target <= 1.5x);
-- ``pool_vs_spawn_per_attempt``: the warm pool against the spawn-per-attempt executor
-  (``ProcessExecutor``) it replaced (target >= 20x faster);
 - ``ray_task_vs_bare``: ray tasks against ``ray.get(f.remote(payload))`` (target <= 1.3x);
 - ``ray_actor_vs_bare``: a stateful stage on its actor against a bare actor method round
   trip (target <= 1.3x);
@@ -61,8 +59,7 @@ import _executor_stages as st
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
-from crucible_actors._core._encoding import encode_context
-from crucible_actors.executors import ProcessExecutor
+from crucible_actors._core import encode_context
 
 K = 20
 
@@ -136,20 +133,6 @@ def bench_pool(backend: str, rounds: int) -> None:
         bare_us_per_round_trip=round(base * 1e6, 1),
         ratio=round(ratio, 2),
         target="<= 1.5",
-    )
-    spawn = per_attempt(
-        backend,
-        pipeline("process", k=3),
-        2,
-        executors={"process": ProcessExecutor()},
-    )
-    emit(
-        "pool_vs_spawn_per_attempt",
-        backend=backend,
-        pool_us_per_attempt=round(mine * 1e6, 1),
-        spawn_us_per_attempt=round(spawn * 1e6, 1),
-        speedup=round(spawn / mine, 1),
-        target=">= 20",
     )
 
 

@@ -101,6 +101,10 @@ def test_registering_checks_the_executor_and_refuses_to_replace_silently() -> No
         reg.register("x", InlineExecutor())
     reg.register("x", InlineExecutor(), replace=True)
     assert list(reg) == ["x"]
+    for bad in ("", "a gpu", "2x"):  # names no StageDef(isolation=...) could give
+        with pytest.raises(ValueError, match="an executor's name must be a letter"):
+            reg.register(bad, InlineExecutor())
+    reg.register("gpu-2.a_b", InlineExecutor())
 
 
 async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:

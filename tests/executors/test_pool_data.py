@@ -133,25 +133,3 @@ async def test_a_memory_store_sends_values_inline_and_stores_large_results() -> 
     expected = data_stages.big_array(2)
     assert ctx.get_metric("sum") == float(expected.sum())
     assert np.array_equal(ctx.assigns["X"], expected)
-
-
-@pytest.mark.parametrize("store", ["sqlite", "memory"])
-async def test_the_spawn_per_attempt_executor_passes_arrays_too(tmp_path: Path, store: str) -> None:
-    from crucible_actors.executors import ProcessExecutor
-
-    exp = Experiment(
-        id="e",
-        pipeline=[
-            StageDef(name="make_array"),
-            StageDef(name="read_array", isolation="process"),
-            StageDef(name="make_array", isolation="process", options={"seed": 4}),
-        ],
-    )
-    url = f"sqlite:///{tmp_path}/x.db" if store == "sqlite" else "memory://"
-    async with ca.open_runtime(
-        registry=_registry(), store=url, executors={"process": ProcessExecutor()}
-    ) as rt:
-        ctx = await (await rt.submit(exp)).result()
-    assert ctx.get_metric("sum") == float(data_stages.big_array().sum())
-    assert ctx.get_metric("writeable") is False
-    assert np.array_equal(ctx.assigns["X"], data_stages.big_array(4))

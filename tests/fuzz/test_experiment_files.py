@@ -110,7 +110,7 @@ _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     | st.fixed_dictionaries({}, optional=dict.fromkeys(("initial", "max", "multiplier"), _numbers))
     | _values,
     "retry_on": st.lists(_wild_text, max_size=3) | _values,
-    "isolation": st.sampled_from(["inline", "thread", "process", "gpu"]) | _values,
+    "isolation": st.sampled_from(["inline", "thread", "process", "gpu", "a gpu"]) | _values,
 }
 
 
@@ -254,7 +254,11 @@ _FAULTS: list[tuple[str, str, Any, str]] = [
     ("pipeline", "max_restarts", -2, "pipeline[1]: max_restarts must be >= 0"),
     ("pipeline", "max_restarts", 2**70, "pipeline[1].max_restarts: integer"),
     ("pipeline", "options", [1, 2], "pipeline[1].options"),
-    ("pipeline", "isolation", "gpu", "pipeline[1].isolation"),
+    # Any executor's name loads (whether one is registered is checked at submit); a
+    # value that cannot be a name does not.
+    ("pipeline", "isolation", "a gpu", "pipeline[1]: stage 'bench': isolation must be an executor"),
+    ("pipeline", "isolation", "", "pipeline[1]: stage 'bench': isolation must be"),
+    ("pipeline", "isolation", 3, "pipeline[1].isolation: expected str, got int"),
     ("pipeline", "retry_on", [1], "pipeline[1].retry_on[0]"),
     ("pipeline", "backoff", {"initial": "x"}, "pipeline[1].backoff.initial"),
     ("pipeline", "backoff", {"initial": math.nan}, "pipeline[1].backoff: initial must be"),

@@ -24,6 +24,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from crucible_actors import InvalidExperiment, load_experiment
+
 pytest.importorskip("starlette", reason="needs the serve extra")
 pytest.importorskip("hypercorn", reason="needs the serve extra")
 pytest.importorskip("selenium", reason="needs selenium (dev extra)")
@@ -282,56 +284,55 @@ def test_bench_run_page_draws_group_means_with_confidence_intervals(
     assert _severe(page) == []
 
 
-TRICKY_TOML = "\n".join(
-    [
-        "# every construct the dashboard's parser claims to cover",
-        r'title = "quote \" tab \t unicode \u00e9"',
-        r"literal = 'C:\no\escapes'",
-        'multi = """',
-        "first line",
-        "  second \\",
-        '    joined"""',
-        "raw = '''",
-        r"keep \n as is'''",
-        "ints = [+1, -2, 1_000, 0xff, 0o17, 0b101]",
-        "floats = [1.5, -0.25, 6.02e23, 1e-3]",
-        "flags = [true, false]",
-        "nested = [[1, 2], [\"a\", 'b'], ]",
-        "spread = [",
-        "  1,  # one",
-        "  2,",
-        "]",
-        'point = { x = 1, y.z = 2, label = "}" }',
-        '"quoted key" = "v"',
-        "a.b.c = 3",
-        "[table.sub]",
-        'key = "value"',
-        "[[items]]",
-        'name = "first"',
-        "[items.details]",
-        "size = 1",
-        "[[items.parts]]",
-        "id = 1",
-        "[[items]]",
-        'name = "second"',
-        "",
-    ]
-)
+def _fill_definition(driver: WebDriver, base: str, definition: str) -> None:
+    driver.get(f"{base}/#/submit")
+    textarea = _wait(driver).until(ec.element_to_be_clickable((By.ID, "definition")))
+    textarea.clear()
+    textarea.send_keys(definition)
 
 
-def test_toml_parser_agrees_with_tomllib(dashboard_server: str, page: WebDriver) -> None:
-    page.get(f"{dashboard_server}/#/submit")
+def _loader_message(definition: str) -> str:
+    """Return the message of the CLI loader's error for ``definition``, as the server says it."""
+    with pytest.raises(InvalidExperiment) as caught:
+        load_experiment(definition.encode(), format="toml")
+    return str(InvalidExperiment(caught.value.errors, source="request"))
+
+
+MALFORMED = 'id = "broken"\n[[pipeline]\nname = "seed"\n'
+MISTYPED = 'id = "mistyped"\n[[pipeline]]\nname = "seed"\nrestart = "sometimes"\n'
+
+
+def test_the_server_reads_the_definition_and_the_page_shows_its_errors(
+    dashboard_server: str, page: WebDriver
+) -> None:
+    # "Check" shows what the server read: the example, as the CLI loads it.
+    definition = (EXAMPLES / "core_pipeline.toml").read_text(encoding="utf-8")
+    _fill_definition(page, dashboard_server, definition)
+    page.find_element(By.ID, "check-definition").click()
+    stages = len(tomllib.loads(definition)["pipeline"])
     _wait(page).until(
-        lambda d: d.execute_script("return Boolean(window.crucibleDashboard)") is True
-    )
-    documents = {p.name: p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.toml"))}
-    documents["tricky"] = TRICKY_TOML
-    for name, text in documents.items():
-        parsed = page.execute_script(
-            "return window.crucibleDashboard.parseToml(arguments[0])", text
+        ec.text_to_be_present_in_element(
+            (By.ID, "submit-message"),
+            f'Parsed as TOML: experiment "core-pipeline" with {stages} stage(s).',
         )
-        assert parsed == tomllib.loads(text), name
-    assert _severe(page) == []
+    )
+    # A malformed file and a wrong field: the page shows the loader's message, with the
+    # line or the field path, and stays on the form.
+    for text, where in ((MALFORMED, "line 2"), (MISTYPED, "pipeline[0].restart")):
+        expected = _loader_message(text)
+        assert where in expected
+        _fill_definition(page, dashboard_server, text)
+        page.find_element(By.ID, "submit-run").click()
+        alert = _wait(page).until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "#submit-message .alert"))
+        )
+        _wait(page).until(ec.text_to_be_present_in_element((By.ID, "submit-message"), expected))
+        assert "InvalidExperiment, HTTP 422" in alert.text
+        assert page.current_url.endswith("#/submit")
+    # The browser logs the two refused requests, and nothing else.
+    severe = _severe(page)
+    statuses = [re.findall(r"status of (\d+)", e["message"]) for e in severe]
+    assert statuses == [["422"], ["422"]], severe
 
 
 # The tests below use served_app (conftest.py): a server with the service tests' stages.

@@ -324,3 +324,33 @@ def test_serve_on_a_corrupt_store_prints_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert err.startswith(f"error: store sqlite:///{garbage}: the file is not a readable")
+
+
+def test_the_cli_offers_the_shutdown_modes_create_app_and_open_runtime_accept() -> None:
+    import argparse
+    import inspect
+    import sys
+    import typing
+
+    from crucible_actors import Registry, Runtime, open_runtime
+    from crucible_actors.cli._serve import register
+    from crucible_actors.serve import create_app
+    from crucible_actors.store import Store
+
+    names = {"Runtime": Runtime, "Registry": Registry, "Store": Store}
+    hints = typing.get_type_hints(create_app, localns=names)
+    modes = typing.get_args(hints["on_shutdown"])
+    assert set(modes) == {"interrupt", "cancel"}
+    assert typing.get_args(hints["store"]) == (Store, str, type(None))
+    annotation = inspect.signature(open_runtime).parameters["on_shutdown"].annotation
+    runtime_module = vars(sys.modules[open_runtime.__module__])
+    assert typing.get_args(eval(annotation, runtime_module)) == modes
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    for mode in modes:
+        assert parser.parse_args(["serve", "--on-shutdown", mode]).on_shutdown == mode
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--on-shutdown", "stop"])
+    with pytest.raises(ValueError, match="on_shutdown must be 'interrupt' or 'cancel'; got 'stop'"):
+        create_app(on_shutdown="stop")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -9,7 +10,10 @@ import pytest
 from openapi_spec_validator import validate as validate_openapi
 from starlette.routing import Mount, Route
 
+from crucible_actors.serve import create_app
+from crucible_actors.serve._endpoint import endpoints_of
 from crucible_actors.serve._openapi import openapi_document
+from crucible_actors.serve._routes import ENDPOINTS, Handlers
 
 from .test_events import parse_sse
 
@@ -36,28 +40,82 @@ def validate(value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str = 
     ]
 
 
-def app_routes(app: Any) -> set[tuple[str, str]]:
-    """Return ``(path, method)`` for every route of the app (HEAD left out)."""
-    out = set()
-    for route in app.routes:
+def app_routes(routes: list[Any]) -> dict[tuple[str, str], set[str]]:
+    """Return ``{(path, method): path parameter names}`` for the routes (HEAD left out)."""
+    out = {}
+    for route in routes:
         if isinstance(route, Route):
             for method in route.methods or ():
                 if method != "HEAD":
-                    out.add((route.path, method.lower()))
+                    out[(route.path, method.lower())] = set(route.param_convertors)
         elif isinstance(route, Mount):
-            out.add((f"{route.path}/{{path}}", "get"))
+            out[(f"{route.path}/{{path}}", "get")] = {"path"}
     return out
+
+
+def documented_routes(doc: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """Return ``{(path, method): declared path parameter names}`` for the document."""
+    return {
+        (path, method): {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+        for path, ops in doc["paths"].items()
+        for method, op in ops.items()
+    }
+
+
+def route_problems(routes: list[Any], doc: dict[str, Any]) -> list[str]:
+    """Return what the routes and the document disagree on, one line per problem."""
+    served, documented = app_routes(routes), documented_routes(doc)
+    problems = [
+        f"{m.upper()} {p}: a route without documentation"
+        for p, m in served.keys() - documented.keys()
+    ]
+    problems += [
+        f"{m.upper()} {p}: documented, but no route" for p, m in documented.keys() - served.keys()
+    ]
+    problems += [
+        f"{m.upper()} {p}: path parameters {sorted(documented[p, m])}, route has {sorted(params)}"
+        for (p, m), params in served.items()
+        if (p, m) in documented and documented[p, m] != params
+    ]
+    return sorted(problems)
 
 
 async def test_every_route_is_documented_and_every_documented_route_exists(served: Served) -> None:
     doc = (await served.client.get("/api/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
-    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
-    assert documented == app_routes(served.app)
-    for path, ops in doc["paths"].items():
-        for op in ops.values():
-            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
-            assert declared == {seg[1:-1] for seg in path.split("/") if seg.startswith("{")}
+    assert route_problems(served.app.routes, doc) == []
+    assert len(documented_routes(doc)) == len(ENDPOINTS)
+
+
+def test_a_route_added_without_documentation_or_the_reverse_is_found() -> None:
+    async def handler(request: Any) -> Any:
+        raise AssertionError("never called")
+
+    doc = openapi_document(version="x", token=False)
+    app = create_app()
+    extra = Route("/api/extra/{thing}", handler, methods=["PUT"])
+    assert route_problems([*app.routes, extra], doc) == [
+        "PUT /api/extra/{thing}: a route without documentation"
+    ]
+    del doc["paths"]["/api/stages"]
+    doc["paths"]["/api/runs/{run_id}"]["get"]["parameters"][0]["name"] = "id"
+    assert route_problems(app.routes, doc) == [
+        "GET /api/runs/{run_id}: path parameters ['id'], route has ['run_id']",
+        "GET /api/stages: a route without documentation",
+    ]
+    doc["paths"]["/api/nothing"] = {"get": {"responses": {}}}
+    assert "GET /api/nothing: documented, but no route" in route_problems(app.routes, doc)
+
+
+def test_every_handler_method_is_an_endpoint() -> None:
+    handlers = {
+        name
+        for name, value in vars(Handlers).items()
+        if inspect.iscoroutinefunction(value) and not name.startswith("_")
+    }
+    assert handlers == {name for name, _ in endpoints_of(Handlers)}
+    ids = [spec.operation_id for spec in ENDPOINTS]
+    assert len(ids) == len(set(ids)), ids
 
 
 class Checker:
@@ -188,6 +246,18 @@ async def test_answers_validate_against_the_declared_schemas(
         check("/static/{path}", "get", await c.get("/static/none.css"))
         check("/api/runs/{run_id}", "delete", await c.delete(f"/api/runs/{failed['run_id']}"))
         check("/api/runs/{run_id}", "delete", await c.delete("/api/runs/nope"))
+        experiments = "/api/experiments/check"
+        toml = {"Content-Type": "application/toml"}
+        good = 'id = "t"\n[[pipeline]]\nname = "echo"\n'
+        checked = check(experiments, "post", await c.post(experiments, content=good, headers=toml))
+        assert checked["submission"]["experiment"]["id"] == "t"
+        check(experiments, "post", await c.post(experiments, content="id = ", headers=toml))
+        check(experiments, "post", await c.post(experiments, content=b"#" * 5000, headers=toml))
+        yaml = {"Content-Type": "application/yaml"}
+        check(experiments, "post", await c.post(experiments, content="id: y\n", headers=yaml))
+        envelope = {"experiment": {"id": "j", "pipeline": [{"name": "echo"}]}, "trace": False}
+        checked = check(experiments, "post", await c.post(experiments, json=envelope))
+        assert checked["submission"]["trace"] is False
         checker = check.__self__  # type: ignore[attr-defined]
         operations = {(p, m) for p, ops in doc["paths"].items() for m in ops}
         assert operations == {(p, m) for p, m, _ in checker.seen}

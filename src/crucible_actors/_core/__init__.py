@@ -109,6 +109,7 @@ from ._restart import RestartType as RestartType
 from ._restart import Strategy as Strategy
 from ._restart import should_restart as should_restart
 from ._runtime import Runtime as Runtime
+from ._runtime import ShutdownMode as ShutdownMode
 from ._runtime import open_runtime as open_runtime
 from ._schema import format_type_spec as format_type_spec
 from ._schema import normalize_schema as normalize_schema

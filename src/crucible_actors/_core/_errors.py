@@ -4,6 +4,7 @@ Every error the library raises on purpose derives from :class:`CrucibleError`::
 
     CrucibleError
       InvalidExperiment, SchemaError, InvalidOptions     bad definitions and options
+        UnknownIsolation                                 a stage names no registered executor
       UnknownStage, DuplicateStage                       registry
       StageFailed (cause chained: StageTimeout, ...)     a failed run, with the pre-stage Context
       StageTimeout                                       one attempt ran past its timeout

@@ -20,12 +20,13 @@ The contract every executor keeps is documented where plug-in authors read it, i
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ._errors import CrucibleError
-from ._ir import stage_ref
+from ._errors import InvalidExperiment
+from ._ir import is_isolation_name, stage_ref
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -166,15 +167,40 @@ class ExecutorSettings(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         process_workers: Size of the warm process pool (None: the CPU count).
         ray_address: The Ray cluster to connect to (None: ``RAY_ADDRESS``, then
-            ``[ray] address`` in ``crucible.toml``, then a local Ray started on first use).
+            ``address`` in the ``[ray]`` table of the project configuration, then a local
+            Ray started on first use).
     """
 
     process_workers: int | None = None
     ray_address: str | None = None
 
 
-class UnknownIsolation(CrucibleError):
-    """A stage asks for an isolation no executor is registered under."""
+class UnknownIsolation(InvalidExperiment):
+    """A stage asks for an isolation no executor is registered under.
+
+    Raised when a run is submitted, before any stage runs, not when an experiment is
+    loaded: which executors exist is the runtime's (:func:`crucible_actors.executors.register`,
+    ``open_runtime(executors=...)``), so a file may name one registered later. An
+    :class:`~crucible_actors.errors.InvalidExperiment`, so the CLI and the service report
+    it as bad input; ``stage``, ``isolation`` and ``registered`` (the names there are)
+    say what was asked and what exists.
+    """
+
+    def __init__(self, stage: str, isolation: str, *, registered: Iterable[str] = ()) -> None:
+        self.stage = stage
+        self.isolation = isolation
+        self.registered = sorted(registered)
+        known = ", ".join(self.registered) or "none"
+        super().__init__(
+            f"stage {stage!r} asks for isolation {isolation!r}, but no executor is "
+            f"registered under that name (registered: {known}); register one with "
+            "crucible_actors.executors.register() or pass open_runtime(executors=...)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt with ``registered`` (keyword-only), so the message survives pickling.
+        rebuild = functools.partial(type(self), registered=self.registered)
+        return (rebuild, (self.stage, self.isolation))
 
 
 class ExecutorRegistry(dict[str, "Executor"]):
@@ -196,8 +222,15 @@ class ExecutorRegistry(dict[str, "Executor"]):
 
         Raises:
             TypeError: ``executor`` has no async ``run(stage, command, io)``.
-            ValueError: ``name`` is taken and ``replace`` is False.
+            ValueError: ``name`` is not a name a StageDef can give (a letter or ``_``,
+                then letters, digits, ``_``, ``.`` or ``-``), or it is taken and
+                ``replace`` is False.
         """
+        if not is_isolation_name(name):
+            raise ValueError(
+                f"an executor's name must be a letter or '_', then letters, digits, '_', "
+                f"'.' or '-' (what StageDef(isolation=...) accepts), got {name!r}"
+            )
         if not isinstance(executor, Executor):
             raise TypeError(
                 f"executor for {name!r} must have an async run(stage, command, io) method; "
@@ -259,12 +292,7 @@ class ExecutorRegistry(dict[str, "Executor"]):
         """
         executor = self.get(name)
         if executor is None:
-            known = ", ".join(sorted(self)) or "none"
-            raise UnknownIsolation(
-                f"stage {label!r} asks for isolation {name!r}, but no executor is "
-                f"registered under that name (registered: {known}); register one with "
-                "crucible_actors.executors.register() or pass open_runtime(executors=...)"
-            )
+            raise UnknownIsolation(label, name, registered=self)
         return executor
 
 

@@ -10,9 +10,10 @@ TOML, JSON or YAML by :func:`~._ir_load.load_experiment`. The sweep definition l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import msgspec.structs
@@ -39,7 +40,22 @@ __all__ = [
 
 ExperimentType = Literal["evaluation", "training", "comparison", "ablation"]
 RestartKind = Literal["temporary", "transient"]
-Isolation = Literal["inline", "thread", "process", "ray"]
+#: What an executor's name looks like: a letter or ``_``, then letters, digits, ``_``,
+#: ``.`` or ``-``. Which names exist is the runtime's business (the built-ins ``inline``,
+#: ``thread``, ``process``, ``ray``, plus any registered), checked when a run is submitted.
+ISOLATION_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+# The pattern is checked by StageDef.__post_init__, whose message names the stage and
+# the value; the schema only shows it (a Meta pattern would answer first, less clearly).
+Isolation = Annotated[
+    str,
+    msgspec.Meta(
+        description="the name of a registered executor: inline, thread, process, ray, "
+        "or one registered with crucible_actors.executors.register()",
+        extra_json_schema={"pattern": ISOLATION_PATTERN},
+    ),
+]
+_BUILTIN_ISOLATIONS: Final = frozenset({"inline", "thread", "process", "ray"})
+_ISOLATION_NAME: Final = re.compile(ISOLATION_PATTERN)
 #: Resource names Ray knows itself; any other key of ``StageDef.resources`` is a custom one.
 RAY_RESOURCES = ("num_cpus", "num_gpus", "memory")
 
@@ -151,7 +167,10 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
     ``restart="transient"`` retries after an exception or a timeout, at most
     ``max_restarts`` times within ``max_seconds``, waiting ``backoff`` between tries;
     ``retry_on``/``fail_on`` filter by exception class name (matched against the
-    exception's class and its bases). ``isolation`` picks where the stage runs.
+    exception's class and its bases). ``isolation`` picks where the stage runs: the name of
+    an executor (``inline``, ``thread``, ``process``, ``ray`` or one registered with
+    :func:`crucible_actors.executors.register`); an unknown name is refused when the run is
+    submitted, naming the registered ones.
 
     Executors (see :mod:`crucible_actors.executors`): a stage class with ``setup()`` keeps
     ``pool`` set-up workers (process, Ray actors); ``resources`` (``num_cpus``,
@@ -198,7 +217,13 @@ class StageDef(msgspec.Struct, frozen=True, omit_defaults=True):
         backoff = self.backoff
         if isinstance(backoff, int | float) and not backoff >= 0:
             raise InvalidExperiment(f"backoff must be >= 0 seconds, got {backoff!r}")
-        if self.isolation == "process" and self.options:
+        iso = self.isolation
+        if not is_isolation_name(iso):
+            raise InvalidExperiment(
+                f"stage {self.label!r}: isolation must be an executor's name (a letter or "
+                f"'_', then letters, digits, '_', '.' or '-'), got {iso!r}"
+            )
+        if iso == "process" and self.options:
             check_no_plugin_objects(self.label, self.options, "")
         if self.pool != 1 or self.resources:
             _check_executor_fields(self)
@@ -220,6 +245,13 @@ class CacheConfig(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknow
     """
 
     default: bool = False
+
+
+def is_isolation_name(value: object) -> bool:
+    """Return whether ``value`` is a name an executor can be registered and asked for by."""
+    if not isinstance(value, str):
+        return False
+    return value in _BUILTIN_ISOLATIONS or _ISOLATION_NAME.fullmatch(value) is not None
 
 
 def _check_executor_fields(sd: StageDef) -> None:

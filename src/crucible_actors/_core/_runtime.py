@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import anyio
 import anyio.lowlevel
@@ -51,7 +51,11 @@ if TYPE_CHECKING:
     from .persistence._blobs import BlobStore
     from .persistence._recovery import RecoveryReport
 
-__all__ = ["Runtime", "RuntimeStatistics", "coerce_experiment", "open_runtime"]
+__all__ = ["Runtime", "RuntimeStatistics", "ShutdownMode", "coerce_experiment", "open_runtime"]
+
+#: What closing a runtime does to the runs still going: record them ``cancelled``, or
+#: ``interrupted`` with their last checkpoint, for ``on_start="resume"`` to continue.
+ShutdownMode = Literal["cancel", "interrupt"]
 
 
 def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
@@ -87,7 +91,7 @@ class Runtime:
         recorder: Any,
         shutdown_grace: float,
         keep_finished: int,
-        on_shutdown: str = "cancel",
+        on_shutdown: ShutdownMode = "cancel",
     ) -> None:
         self._tg = task_group
         self.registry = registry
@@ -467,7 +471,7 @@ async def open_runtime(
     meter_provider: Any = None,
     process_workers: int | None = None,
     ray_address: str | None = None,
-    on_shutdown: str = "cancel",
+    on_shutdown: ShutdownMode = "cancel",
     blob_threshold: int | None = None,
     adopt: bool = True,
     adopt_interval: float = 1.5,
@@ -528,7 +532,7 @@ async def open_runtime(
         )
     if not adopt_interval > 0:
         raise ValueError(f"adopt_interval must be > 0 seconds, got {adopt_interval!r}")
-    if on_shutdown not in ("cancel", "interrupt"):
+    if on_shutdown not in get_args(ShutdownMode):
         raise ValueError(f"on_shutdown must be 'cancel' or 'interrupt'; got {on_shutdown!r}")
     if blob_threshold is not None:
         _check_threshold(blob_threshold, "blob_threshold")

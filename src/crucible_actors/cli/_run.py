@@ -64,8 +64,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--ray-address",
         metavar="ADDR",
-        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
-        "in crucible.toml, else a local Ray started on first use)",
+        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, else address "
+        "in [ray] of crucible.toml or [tool.crucible.ray] of pyproject.toml, else a local "
+        "Ray started on first use)",
     )
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     from ._sweep import add_run_options

@@ -23,11 +23,11 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import anyio
 
-from .._core import MissingDependency
+from .._core import MissingDependency, ShutdownMode
 
 if TYPE_CHECKING:
     import argparse
@@ -66,12 +66,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--ray-address",
         metavar="ADDR",
-        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, [ray] address "
-        "in crucible.toml, else a local Ray started on first use)",
+        help="Ray cluster for isolation='ray' stages (default: RAY_ADDRESS, else address "
+        "in [ray] of crucible.toml or [tool.crucible.ray] of pyproject.toml, else a local "
+        "Ray started on first use)",
     )
     p.add_argument(
         "--on-shutdown",
-        choices=("interrupt", "cancel"),
+        choices=get_args(ShutdownMode),
         default="interrupt",
         help="what SIGINT/SIGTERM does to runs still going: interrupt (default; the next "
         "serve on the store resumes them) or cancel",

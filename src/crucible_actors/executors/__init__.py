@@ -6,7 +6,7 @@ contract); this package holds the implementations and registers them on import:
 - ``"inline"``: :class:`InlineExecutor`, in the run's own task (the default);
 - ``"thread"``: :class:`ThreadExecutor`, an async stage on its own loop in a thread;
 - ``"process"``: :class:`PoolExecutor`, a warm pool of worker processes, one pool per
-  runtime (:class:`ProcessExecutor`, a new process per attempt, stays available);
+  runtime (a killed or crashed worker is replaced);
 - ``"ray"``: :class:`RayExecutor`, Ray tasks, or Ray actor pools for stages with
   ``setup()`` (extra ``ray``; :mod:`crucible_actors.executors.ray` is the only module
   that imports ``ray``, and only when a ray stage is submitted).
@@ -31,8 +31,6 @@ from .._core import default_executors
 from .inline import InlineExecutor as InlineExecutor
 from .pool import PoolExecutor as PoolExecutor
 from .pool import PoolStatistics as PoolStatistics
-from .process import ProcessExecutor as ProcessExecutor
-from .process import WorkerError as WorkerError
 from .ray import RayExecutor as RayExecutor
 from .thread import ThreadExecutor as ThreadExecutor
 
@@ -44,11 +42,9 @@ __all__ = [
     "PoolExecutor",
     "PoolStatistics",
     "PreparedStage",
-    "ProcessExecutor",
     "RayExecutor",
     "ThreadExecutor",
     "UnknownIsolation",
-    "WorkerError",
     "default_executors",
     "register",
 ]

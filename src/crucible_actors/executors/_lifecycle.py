@@ -9,17 +9,21 @@ attempt gets a fresh worker, which sets up again.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._core import invoke_stage
+
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from .._core import ExecutorSettings, Stage
+    from .._core import AttemptIO, Context, ExecutorSettings, PreparedStage, Stage
+    from .._core import messages as msg
 
 __all__ = ["LocalExecutor", "LocalSetups", "run_setup", "run_teardown"]
 
@@ -79,17 +83,39 @@ class LocalSetups:
             await run_teardown(stage_obj)
 
 
-class LocalExecutor:
-    """What the in-process executors (inline, thread) share: stages set up once per runtime.
+class LocalExecutor(abc.ABC):
+    """What the in-process executors (inline, thread) share: the attempt and set-up stages.
 
-    A subclass defines ``run``. Each runtime gets its own instance (:meth:`for_runtime`),
-    so set-up stages are torn down when that runtime closes.
+    A subclass says where an async stage's ``run`` goes (:meth:`_run_async`); a plain
+    ``def run`` always goes to a worker thread. Each runtime gets its own instance
+    (:meth:`for_runtime`), so set-up stages are torn down when that runtime closes.
     """
 
     __slots__ = ("_setups",)
 
     def __init__(self) -> None:
         self._setups = LocalSetups()
+
+    async def run(
+        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
+    ) -> msg.AttemptDone | msg.AttemptFailed:
+        """Run the attempt in this process (see the subclass); return its reply."""
+        try:
+            ctx = io.begin(stage, command)
+            info = stage.info
+            if info.has_setup:  # set up in the runtime's process, once per runtime
+                await self._setups.ensure(info.stage)
+            if info.is_async:
+                result = await self._run_async(stage, ctx)
+            else:
+                result = await invoke_stage(info, stage.label, ctx, stage.options)
+            return await io.finish(stage, command, result)
+        except Exception as exc:
+            return io.failed(command, exc)
+
+    @abc.abstractmethod
+    async def _run_async(self, stage: PreparedStage, ctx: Context) -> Context:
+        """Run an async stage's ``run`` on ``ctx``; return its checked result."""
 
     def for_runtime(self, settings: ExecutorSettings) -> Self:
         """Return a new runtime's own executor of this kind (its own set-up stages)."""

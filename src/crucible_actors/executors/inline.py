@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._core import checked_result, invoke_stage
+from .._core import checked_result
 from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from .._core import AttemptIO, PreparedStage
-    from .._core import messages as msg
+    from .._core import Context, PreparedStage
 
 __all__ = ["InlineExecutor"]
 
@@ -26,19 +25,6 @@ class InlineExecutor(LocalExecutor):
 
     __slots__ = ()
 
-    async def run(
-        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.AttemptDone | msg.AttemptFailed:
-        """Run the attempt in the calling task; return its reply."""
-        try:
-            ctx = io.begin(stage, command)
-            info = stage.info
-            if info.has_setup:
-                await self._setups.ensure(info.stage)
-            if info.is_async:
-                result = checked_result(stage.label, await info.stage.run(ctx, stage.options))  # type: ignore[misc]
-            else:
-                result = await invoke_stage(info, stage.label, ctx, stage.options)
-            return await io.finish(stage, command, result)
-        except Exception as exc:
-            return io.failed(command, exc)
+    async def _run_async(self, stage: PreparedStage, ctx: Context) -> Context:
+        # Awaited right here: no task, no thread (the run hot path).
+        return checked_result(stage.label, await stage.info.stage.run(ctx, stage.options))  # type: ignore[misc]

@@ -17,8 +17,7 @@ from .._core import invoke_stage
 from ._lifecycle import LocalExecutor
 
 if TYPE_CHECKING:
-    from .._core import AttemptIO, Context, PreparedStage, StageInfo
-    from .._core import messages as msg
+    from .._core import Context, PreparedStage, StageInfo
 
 __all__ = ["ThreadExecutor"]
 
@@ -28,24 +27,15 @@ class ThreadExecutor(LocalExecutor):
 
     __slots__ = ()
 
-    async def run(
-        self, stage: PreparedStage, command: msg.RunStage, io: AttemptIO
-    ) -> msg.AttemptDone | msg.AttemptFailed:
-        """Run the attempt in a worker thread; return its reply."""
-        try:
-            ctx = io.begin(stage, command)
-            info = stage.info
-            if info.has_setup:  # set up in the runtime's process, once per runtime
-                await self._setups.ensure(info.stage)
-            if info.is_async:
-                result = await anyio.to_thread.run_sync(
-                    _run_on_own_loop, info, stage.label, ctx, stage.options, abandon_on_cancel=True
-                )
-            else:
-                result = await invoke_stage(info, stage.label, ctx, stage.options)
-            return await io.finish(stage, command, result)
-        except Exception as exc:
-            return io.failed(command, exc)
+    async def _run_async(self, stage: PreparedStage, ctx: Context) -> Context:
+        return await anyio.to_thread.run_sync(
+            _run_on_own_loop,
+            stage.info,
+            stage.label,
+            ctx,
+            stage.options,
+            abandon_on_cancel=True,
+        )
 
 
 def _run_on_own_loop(info: StageInfo, label: str, ctx: Context, opts: Any) -> Context:

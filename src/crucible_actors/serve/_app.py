@@ -9,7 +9,8 @@ event loop (trio or asyncio), never a second loop.
 Middleware, outermost first: Starlette's ``ServerErrorMiddleware``, :class:`_CatchAll`
 (turns any unexpected exception into the JSON 500 without a traceback, and logs it),
 :class:`_BearerAuth` (``/api/*`` and ``/metrics`` need the token when one is set), then
-Starlette's exception middleware and the routes.
+Starlette's exception middleware and the routes (``_routes``: the handlers, each with
+its OpenAPI operation).
 """
 
 from __future__ import annotations
@@ -17,43 +18,33 @@ from __future__ import annotations
 import hmac
 import logging
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, get_args
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
-from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from .. import __version__
-from .._core import CrucibleError
-from ..trace import export_html_chain, export_json_chain
-from ._compare import compare_endpoint
-from ._errors import ApiError, api_error_from, error_response, json_response
-from ._events import EventStream
-from ._metrics import CONTENT_TYPE
+from .._core import CrucibleError, ShutdownMode
+from ._errors import ApiError, api_error_from, error_response
 from ._openapi import openapi_document
-from ._results import MAX_SCAN, parse_columns_param, parse_filter, parse_sort
+from ._routes import Handlers, build_routes
 from ._service import Service
-from ._submit import Limits, check_key, parse_submission, read_json_body
+from ._submit import Limits
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from starlette.requests import Request
+    from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from .._core import Registry, Runtime
+    from .._core import Registry, Runtime, Store
 
-__all__ = ["STATIC_DIR", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("crucible_actors.serve")
-
-#: Where the dashboard's files live (``GET /`` serves ``index.html`` from here).
-STATIC_DIR = Path(__file__).parent / "static"
 
 _GUARDED = ("/api/", "/metrics")
 
@@ -61,7 +52,7 @@ _GUARDED = ("/api/", "/metrics")
 def create_app(
     runtime: Runtime | None = None,
     registry: Registry | None = None,
-    store: Any = None,
+    store: Store | str | None = None,
     token: str | None = None,
     *,
     max_body: int = 1 << 20,
@@ -70,7 +61,7 @@ def create_app(
     max_queue: int = 100,
     max_concurrent_runs: int | None = None,
     shutdown_grace: float = 10.0,
-    on_shutdown: str = "interrupt",
+    on_shutdown: ShutdownMode = "interrupt",
     poll_interval: float = 1.0,
 ) -> Starlette:
     """Return the service as an ASGI (Starlette) application.
@@ -95,7 +86,7 @@ def create_app(
         ValueError: a limit is out of range, ``token`` is empty, ``on_shutdown`` is
             unknown, or ``registry`` / ``store`` contradict the given runtime's.
     """
-    if on_shutdown not in ("interrupt", "cancel"):
+    if on_shutdown not in get_args(ShutdownMode):
         raise ValueError(f"on_shutdown must be 'interrupt' or 'cancel'; got {on_shutdown!r}")
     if token is not None and not token:
         raise ValueError("token must be a non-empty string (or None for no auth)")
@@ -146,29 +137,9 @@ def create_app(
             finally:
                 service.bind(None)
 
-    routes = _Routes(service, token is not None)
+    document = openapi_document(version=__version__, token=token is not None)
     app = Starlette(
-        routes=[
-            Route("/api/runs", routes.submit, methods=["POST"]),
-            Route("/api/runs", routes.list_runs, methods=["GET"]),
-            Route("/api/runs/{run_id}", routes.get_run, methods=["GET"]),
-            Route("/api/runs/{run_id}", routes.delete_run, methods=["DELETE"]),
-            Route("/api/runs/{run_id}/cancel", routes.cancel, methods=["POST"]),
-            Route("/api/runs/{run_id}/events", routes.events, methods=["GET"]),
-            Route("/api/runs/{run_id}/trace", routes.trace, methods=["GET"]),
-            Route("/api/runs/{run_id}/artifacts/{name}", routes.artifact, methods=["GET"]),
-            Route("/api/runs/{run_id}/outputs", routes.outputs, methods=["GET"]),
-            Route("/api/columns", routes.columns, methods=["GET"]),
-            Route("/api/sweeps/{sweep_id}", routes.sweep, methods=["GET"]),
-            Route("/api/stages", routes.stages, methods=["GET"]),
-            Route("/api/compare", compare_endpoint(service), methods=["GET"]),
-            Route("/api/openapi.json", routes.openapi, methods=["GET"]),
-            Route("/healthz", routes.healthz, methods=["GET"]),
-            Route("/readyz", routes.readyz, methods=["GET"]),
-            Route("/metrics", routes.metrics, methods=["GET"]),
-            Route("/", routes.dashboard, methods=["GET"]),
-            Mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
-        ],
+        routes=build_routes(Handlers(service, document)),
         middleware=[Middleware(_CatchAll), Middleware(_BearerAuth, token=token)],
         exception_handlers={
             ApiError: _api_error,
@@ -179,159 +150,6 @@ def create_app(
     )
     app.state.service = service
     return app
-
-
-def _base(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def _int_param(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise ApiError(
-            422,
-            f"{name}: expected an integer from {low} to {high}, got {value!r}"[:300],
-            type="InvalidParameter",
-        )
-    return number
-
-
-class _Routes:
-    """The request handlers; each parses the request and asks the :class:`Service`."""
-
-    def __init__(self, service: Service, guarded: bool) -> None:
-        self.service = service
-        self.guarded = guarded
-
-    async def submit(self, request: Request) -> Response:
-        service = self.service
-        service.rt  # noqa: B018  (503 before reading a body the service cannot run)
-        key = check_key(request.headers.get("idempotency-key"))
-        data = await read_json_body(request, service.limits)
-        sub = parse_submission(data, service.reg, service.limits)
-        status, answer = await service.submit(sub, key, _base(request))
-        headers = {"Location": answer["links"]["self"]}
-        return json_response(answer, status, headers)
-
-    async def list_runs(self, request: Request) -> Response:
-        q = request.query_params
-        limit = _int_param(q.get("limit"), "limit", default=50, low=1, high=200)
-        offset = _int_param(q.get("offset"), "offset", default=0, low=0, high=MAX_SCAN)
-        columns = parse_columns_param(q.getlist("columns"))
-        sort, descending = parse_sort(q.get("sort"))
-        filters = [parse_filter(f) for f in q.getlist("filter") if f.strip()]
-        page = await self.service.list_runs(
-            experiment_id=q.get("experiment_id") or None,
-            status=q.get("status") or None,
-            limit=limit,
-            before=q.get("before") or None,
-            columns=columns,
-            sort=sort,
-            descending=descending,
-            filters=filters,
-            offset=offset,
-        )
-        return json_response(page)
-
-    async def outputs(self, request: Request) -> Response:
-        q = request.query_params
-        run_id = request.path_params["run_id"]
-        offset = _int_param(q.get("offset"), "offset", default=0, low=0, high=2**62)
-        limit = _int_param(q.get("limit"), "limit", default=50, low=1, high=500)
-        query = q.get("q") or None
-        return json_response(
-            await self.service.outputs(run_id, offset=offset, limit=limit, query=query)
-        )
-
-    async def columns(self, request: Request) -> Response:
-        q = request.query_params
-        limit = _int_param(q.get("limit"), "limit", default=500, low=1, high=5000)
-        return json_response(
-            await self.service.columns(experiment_id=q.get("experiment_id") or None, limit=limit)
-        )
-
-    async def sweep(self, request: Request) -> Response:
-        return json_response(await self.service.sweep(request.path_params["sweep_id"]))
-
-    async def get_run(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        return json_response(await self.service.detail(run_id, _base(request)))
-
-    async def cancel(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        return json_response(await self.service.cancel(run_id), 202)
-
-    async def delete_run(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        return json_response(await self.service.delete(run_id))
-
-    async def events(self, request: Request) -> Response | EventStream:
-        run_id = request.path_params["run_id"]
-        after_text = request.query_params.get("after") or request.headers.get("last-event-id")
-        after = _int_param(after_text, "after", default=0, low=0, high=2**62)
-        source = await self.service.events(run_id, after)
-        return EventStream(
-            source, keepalive=self.service.keepalive, closing=self.service.wait_closing
-        )
-
-    async def trace(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        fmt = request.query_params.get("format", "json")
-        if fmt not in ("json", "html"):
-            raise ApiError(
-                422,
-                f"format: expected 'json' or 'html', got {fmt!r}"[:300],
-                type="InvalidParameter",
-            )
-        chain = await self.service.trace(run_id)
-        if chain is None:
-            raise ApiError(404, f"run {run_id!r} has no trace", type="NoTrace")
-        if fmt == "html":
-            return HTMLResponse(
-                export_html_chain(chain),
-                headers={
-                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"
-                },
-            )
-        return Response(export_json_chain(chain), media_type="application/json")
-
-    async def artifact(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        path, _record = await self.service.artifact(run_id, request.path_params["name"])
-        return FileResponse(
-            path,
-            filename=path.name,
-            content_disposition_type="inline",
-            headers={
-                # The file is whatever the run wrote: never let it script this origin.
-                "Content-Security-Policy": "sandbox",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
-    async def stages(self, request: Request) -> Response:
-        return json_response({"stages": self.service.stages()})
-
-    async def openapi(self, request: Request) -> Response:
-        return json_response(openapi_document(version=__version__, token=self.guarded))
-
-    async def healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        return json_response(await self.service.ready())
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(self.service.metrics.render(), media_type=CONTENT_TYPE)
-
-    async def dashboard(self, request: Request) -> Response:
-        index = STATIC_DIR / "index.html"
-        return FileResponse(index, media_type="text/html")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

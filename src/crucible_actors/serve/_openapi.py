@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 document of the service, next to ``docs/http-api.md``.
 
-The paths are written here; the schemas are generated with
+The paths are generated from the routes: each request handler declares its method, path
+and operation (``_routes``, with the builders of ``_endpoint``), and the same list makes
+the app's routes, so neither can go without the other. The schemas are generated with
 ``msgspec.json.schema_components``: the request from the IR Structs the service decodes
 (:class:`Experiment`, :class:`StageDef`, :class:`Backoff`, ...), so a submitted
 experiment is described field by field with the same types and defaults the decoder
@@ -9,18 +11,21 @@ applies, and the answers from the response Structs below (and the runtime's own
 not used to encode it.
 
 ``tests/serve/test_openapi.py`` keeps it honest: every route of the app appears here
-with the same methods, the document is valid OpenAPI 3.1, and the answers of the
-implementation validate against the schemas declared for them.
+with the same methods and path parameters, and the reverse; the document is valid
+OpenAPI 3.1; and the answers of the implementation validate against the schemas declared
+for them.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import msgspec
 
 from .._core import Experiment, RunEvent
+from ._endpoint import failure
+from ._routes import ENDPOINTS
 
 __all__ = ["openapi_document", "schema_components"]
 
@@ -59,6 +64,18 @@ class SubmissionEnvelope(SubmissionOptions, kw_only=True, forbid_unknown_fields=
     """A submission with the experiment under ``experiment`` and the envelope beside it."""
 
     experiment: Experiment
+
+
+class CheckedExperiment(msgspec.Struct):
+    """An experiment file read by the loader of ``crucible-actors run``.
+
+    ``format``: how the file was read; ``submission``: the body of ``POST /api/runs``
+    that runs it (the envelope keys of a JSON submission body kept beside
+    ``experiment``).
+    """
+
+    format: Literal["toml", "json", "yaml"]
+    submission: SubmissionEnvelope
 
 
 class ErrorBody(msgspec.Struct):
@@ -363,6 +380,7 @@ class Ready(msgspec.Struct):
 _RESPONSES = (
     Error,
     Accepted,
+    CheckedExperiment,
     CancelAnswer,
     DeleteAnswer,
     RunList,
@@ -421,346 +439,11 @@ def schema_components() -> dict[str, Any]:
     return components
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_STR = {"type": "string"}
-_STATUS = {"enum": list(get_args(Status))}
-
-
-def _json(schema: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-def _err(description: str) -> dict[str, Any]:
-    return _json("Error", description)
-
-
-_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _STR}
-
-
 def _paths() -> dict[str, Any]:
-    not_found = _err("unknown run")
-    return {
-        "/api/runs": {
-            "post": {
-                "operationId": "submitRun",
-                "summary": "Submit a run (returns once admitted)",
-                "parameters": [
-                    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": _STR}
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("Submission")}},
-                },
-                "responses": {
-                    "202": _json("Accepted", "admitted"),
-                    "200": _json("Accepted", "a retried Idempotency-Key: the run it created"),
-                    "409": _err("run_id already taken"),
-                    "413": _err("body too large"),
-                    "422": _err("invalid JSON, experiment, options, stage import path, key reuse"),
-                    "429": _err("admission queue full; see Retry-After"),
-                    "503": _err("the runtime is shutting down"),
-                },
-            },
-            "get": {
-                "operationId": "listRuns",
-                "summary": "List runs, newest first",
-                "parameters": [
-                    {"name": "experiment_id", "in": "query", "schema": _STR},
-                    {"name": "status", "in": "query", "schema": _STATUS},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                    {"name": "before", "in": "query", "schema": _STR},
-                    {
-                        "name": "columns",
-                        "in": "query",
-                        "description": "column paths, comma-separated or repeated: "
-                        "metrics.<name> (dots walk nested metrics), "
-                        "params.<stage label>.<option> (a sweep point's own value for swept "
-                        "options); each run gets them under `columns`",
-                        "schema": _STR,
-                    },
-                    {
-                        "name": "sort",
-                        "in": "query",
-                        "description": "a column path or a RunSummary field (id, "
-                        "experiment_id, status, started_at, finished_at, duration); a leading "
-                        "`-` sorts descending; runs without the value come last",
-                        "schema": _STR,
-                    },
-                    {
-                        "name": "filter",
-                        "in": "query",
-                        "description": "repeatable, all must hold: <column><op><value>, op "
-                        "one of = != > >= < <= ~ (contains); numbers compare as numbers, "
-                        "text case-insensitively",
-                        "schema": _STR,
-                    },
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "description": "with sort or filter: runs to skip",
-                        "schema": {"type": "integer", "minimum": 0, "default": 0},
-                    },
-                ],
-                "responses": {
-                    "200": _json("RunList", "a page of runs"),
-                    "422": _err("bad parameter (a malformed column path, sort or filter)"),
-                },
-            },
-        },
-        "/api/runs/{run_id}": {
-            "get": {
-                "operationId": "getRun",
-                "parameters": [_RUN_ID],
-                "responses": {"200": _json("RunDetail", "the run"), "404": not_found},
-            },
-            "delete": {
-                "operationId": "deleteRun",
-                "summary": "Delete a finished run with its attempts, checkpoints, events, "
-                "artifacts records and sweep points",
-                "parameters": [_RUN_ID],
-                "responses": {
-                    "200": _json("DeleteAnswer", "deleted; what went with it"),
-                    "404": not_found,
-                    "409": _err("the run is running or pending"),
-                },
-            },
-        },
-        "/api/runs/{run_id}/cancel": {
-            "post": {
-                "operationId": "cancelRun",
-                "parameters": [_RUN_ID],
-                "responses": {
-                    "202": _json("CancelAnswer", "cancelled, or cancelling"),
-                    "404": not_found,
-                    "409": _err("already finished, or executed by another process"),
-                },
-            }
-        },
-        "/api/runs/{run_id}/events": {
-            "get": {
-                "operationId": "runEvents",
-                "parameters": [
-                    _RUN_ID,
-                    {"name": "Last-Event-ID", "in": "header", "schema": _STR},
-                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                ],
-                "responses": {
-                    "200": {
-                        "description": "Server-sent events; `data` is a RunEvent",
-                        "content": {"text/event-stream": {"schema": _ref("RunEvent")}},
-                    },
-                    "404": not_found,
-                    "422": _err("bad Last-Event-ID or after"),
-                },
-            }
-        },
-        "/api/runs/{run_id}/trace": {
-            "get": {
-                "operationId": "runTrace",
-                "parameters": [
-                    _RUN_ID,
-                    {"name": "format", "in": "query", "schema": {"enum": ["json", "html"]}},
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the decision trace",
-                        "content": {
-                            "application/json": {"schema": {"type": "object"}},
-                            "text/html": {"schema": _STR},
-                        },
-                    },
-                    "404": _err("unknown run, or the run has no trace"),
-                    "422": _err("bad format"),
-                },
-            }
-        },
-        "/api/runs/{run_id}/artifacts/{name}": {
-            "get": {
-                "operationId": "runArtifact",
-                "parameters": [
-                    _RUN_ID,
-                    {"name": "name", "in": "path", "required": True, "schema": _STR},
-                ],
-                "responses": {
-                    "200": {"description": "the file", "content": {"application/octet-stream": {}}},
-                    "404": _err("unknown run or artifact, or not a local file"),
-                },
-            }
-        },
-        "/api/runs/{run_id}/outputs": {
-            "get": {
-                "operationId": "runOutputs",
-                "summary": "A page of a run's outputs, optionally searched",
-                "parameters": [
-                    _RUN_ID,
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    },
-                    {
-                        "name": "q",
-                        "in": "query",
-                        "description": "keep the outputs whose JSON contains this text "
-                        "(case-insensitive)",
-                        "schema": _STR,
-                    },
-                ],
-                "responses": {
-                    "200": _json("OutputPage", "a page of outputs"),
-                    "404": not_found,
-                    "422": _err("bad offset or limit"),
-                },
-            }
-        },
-        "/api/columns": {
-            "get": {
-                "operationId": "listColumns",
-                "summary": "The metric and parameter column paths of the newest runs",
-                "parameters": [
-                    {"name": "experiment_id", "in": "query", "schema": _STR},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": "how many of the newest runs to look at",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": 5000,
-                            "default": 500,
-                        },
-                    },
-                ],
-                "responses": {
-                    "200": _json("ColumnList", "the column paths"),
-                    "422": _err("bad limit"),
-                },
-            }
-        },
-        "/api/sweeps/{sweep_id}": {
-            "get": {
-                "operationId": "getSweep",
-                "summary": "A sweep's points, their runs' metrics, repeats summarised",
-                "parameters": [
-                    {"name": "sweep_id", "in": "path", "required": True, "schema": _STR}
-                ],
-                "responses": {
-                    "200": _json("SweepDetail", "the sweep"),
-                    "404": _err("unknown sweep"),
-                    "503": _err("no store"),
-                },
-            }
-        },
-        "/api/stages": {
-            "get": {
-                "operationId": "listStages",
-                "responses": {"200": _json("StageList", "the registered stages")},
-            }
-        },
-        "/api/compare": {
-            "get": {
-                "operationId": "compareRuns",
-                "parameters": [
-                    {"name": n, "in": "query", "schema": _STR}
-                    for n in (
-                        "runs",
-                        "sweep",
-                        "metric",
-                        "pair_by",
-                        "cluster_by",
-                        "cv_ratio",
-                        "correction",
-                        "alpha",
-                    )
-                ]
-                + [
-                    {"name": "lower_is_better", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "unpaired", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "repeats", "in": "query", "schema": {"enum": ["seeds", "samples"]}},
-                    {"name": "format", "in": "query", "schema": {"enum": ["json", "html"]}},
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the comparison (crucible_actors.comparison.Comparison)",
-                        "content": {
-                            "application/json": {"schema": {"type": "object"}},
-                            "text/html": {"schema": _STR},
-                        },
-                    },
-                    "404": _err("unknown run or sweep"),
-                    "422": _err("bad parameters, or runs that cannot be compared"),
-                    "503": _err("no store"),
-                },
-            }
-        },
-        "/api/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "responses": {
-                    "200": {
-                        "description": "this document",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "health",
-                "security": [],
-                "responses": {"200": _json("Health", "the process is up")},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "ready",
-                "security": [],
-                "responses": {
-                    "200": _json("Ready", "ready"),
-                    "503": _err("store unavailable or runtime closed"),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format 0.0.4",
-                        "content": {"text/plain": {"schema": _STR}},
-                    }
-                },
-            }
-        },
-        "/": {
-            "get": {
-                "operationId": "dashboard",
-                "security": [],
-                "responses": {
-                    "200": {"description": "the dashboard", "content": {"text/html": {}}}
-                },
-            }
-        },
-        "/static/{path}": {
-            "get": {
-                "operationId": "static",
-                "security": [],
-                "parameters": [{"name": "path", "in": "path", "required": True, "schema": _STR}],
-                "responses": {
-                    "200": {"description": "a dashboard file"},
-                    "404": _err("no such file"),
-                },
-            }
-        },
-    }
+    paths: dict[str, Any] = {}
+    for spec in ENDPOINTS:
+        paths.setdefault(spec.path, {})[spec.method.lower()] = spec.operation()
+    return paths
 
 
 def openapi_document(*, version: str, token: bool) -> dict[str, Any]:
@@ -779,6 +462,6 @@ def openapi_document(*, version: str, token: bool) -> dict[str, Any]:
         doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         doc["security"] = [{"bearer": []}]
         for op in doc["paths"]["/api/runs"].values():
-            op["responses"]["401"] = _err("missing token")
-            op["responses"]["403"] = _err("wrong token")
+            op["responses"]["401"] = failure("missing token")
+            op["responses"]["403"] = failure("wrong token")
     return doc

@@ -39,9 +39,21 @@ if TYPE_CHECKING:
 
     from .._core import Registry
 
-__all__ = ["IdempotencyKeys", "Limits", "Submission", "parse_submission", "read_json_body"]
+__all__ = [
+    "ENVELOPE",
+    "IdempotencyKeys",
+    "Limits",
+    "Submission",
+    "check_envelope",
+    "decode_json",
+    "parse_submission",
+    "read_body",
+    "read_json_body",
+    "split_envelope",
+]
 
-_ENVELOPE = ("assigns", "run_id", "validate_options", "trace")
+#: The keys of a submission that say how to run the experiment, not what it is.
+ENVELOPE = ("assigns", "run_id", "validate_options", "trace")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _MODES = ("off", "warn", "error")
@@ -83,12 +95,11 @@ def _invalid(message: str, *, type: str = "InvalidRequest", **details: Any) -> A
     return ApiError(422, message, type=type, details={"errors": entries, **details})
 
 
-async def read_json_body(request: Request, limits: Limits) -> Any:
-    """Read the request body (at most ``max_body`` bytes) and decode it as JSON.
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """Read the request body, at most ``max_body`` bytes.
 
     Raises:
-        ApiError: 413 for a body over the limit (announced or streamed), 422 for a body
-            that is not JSON or nests deeper than ``max_depth``.
+        ApiError: 413 for a body over the limit (announced or streamed).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body:
@@ -101,7 +112,16 @@ async def read_json_body(request: Request, limits: Limits) -> Any:
             if size > limits.max_body:
                 raise _too_large(limits)
             chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def decode_json(body: bytes, limits: Limits) -> Any:
+    """Decode a request body as JSON.
+
+    Raises:
+        ApiError: 422 for a body that is empty, not JSON, or nests deeper than
+            ``max_depth``.
+    """
     if not body.strip():
         raise _invalid("the request body is empty; send a JSON object", type="InvalidJSON")
     try:
@@ -113,6 +133,11 @@ async def read_json_body(request: Request, limits: Limits) -> Any:
     if json_depth(data, limits.max_depth) > limits.max_depth:
         raise _too_deep(limits)
     return data
+
+
+async def read_json_body(request: Request, limits: Limits) -> Any:
+    """Read the request body (see :func:`read_body`) and decode it (:func:`decode_json`)."""
+    return decode_json(await read_body(request, limits), limits)
 
 
 def _too_large(limits: Limits) -> ApiError:
@@ -170,20 +195,7 @@ def parse_submission(data: Any, registry: Registry, limits: Limits) -> Submissio
     Raises:
         ApiError: 422 with every problem found (``details.errors``).
     """
-    if not isinstance(data, dict):
-        raise _invalid(f"expected a JSON object, got {_type_name(data)}")
-    if "experiment" in data:
-        raw = data["experiment"]
-        if not isinstance(raw, dict):
-            raise _invalid(f"experiment: expected object, got {_type_name(raw)}")
-        unknown = sorted(k for k in data if k != "experiment" and k not in _ENVELOPE)
-        if unknown:
-            raise _invalid(
-                f"unknown field(s) beside 'experiment': {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(_ENVELOPE)}"[:500]
-            )
-    else:
-        raw = {k: v for k, v in data.items() if k not in _ENVELOPE}
+    raw = split_envelope(data)
     assigns, run_id, mode, trace = _envelope(data)
     experiment = _experiment(raw, limits)
     _check_stages(experiment, registry)
@@ -195,6 +207,42 @@ def parse_submission(data: Any, registry: Registry, limits: Limits) -> Submissio
         trace=trace,
         fingerprint=fingerprint(data),
     )
+
+
+def split_envelope(data: Any) -> dict[str, Any]:
+    """Return the experiment mapping of a submission body (envelope keys left out).
+
+    The body is ``{"experiment": {...}, ...envelope}`` or the experiment object itself
+    with the envelope keys alongside.
+
+    Raises:
+        ApiError: 422 when the body or its ``experiment`` is not an object, or unknown
+            keys stand beside ``experiment``.
+    """
+    if not isinstance(data, dict):
+        raise _invalid(f"expected a JSON object, got {_type_name(data)}")
+    if "experiment" not in data:
+        return {k: v for k, v in data.items() if k not in ENVELOPE}
+    raw = data["experiment"]
+    if not isinstance(raw, dict):
+        raise _invalid(f"experiment: expected object, got {_type_name(raw)}")
+    unknown = sorted(k for k in data if k != "experiment" and k not in ENVELOPE)
+    if unknown:
+        raise _invalid(
+            f"unknown field(s) beside 'experiment': {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(ENVELOPE)}"[:500]
+        )
+    return raw
+
+
+def check_envelope(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the envelope keys present in a submission body, once checked.
+
+    Raises:
+        ApiError: 422 naming every envelope key with a bad value.
+    """
+    _envelope(data)
+    return {k: data[k] for k in ENVELOPE if k in data}
 
 
 def _envelope(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str, bool]:

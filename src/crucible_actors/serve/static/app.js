@@ -18,9 +18,11 @@
  *   page falls back to polling the detail every 1.5 s. The runs table has no list-wide
  *   stream to follow, so it polls GET /api/runs every 2 s. Polling pauses while the tab is
  *   hidden.
- * - Submitting: TOML is converted to JSON in the browser by parseToml() (tables, arrays of
- *   tables, dotted keys, all string forms, numbers, booleans, arrays, inline tables; dates
- *   stay strings) and POSTed as {"experiment": {...}}.
+ * - Submitting: the definition's text (TOML, JSON or YAML) goes to POST
+ *   /api/experiments/check, where the server reads it with the loader of
+ *   `crucible-actors run` and answers the POST /api/runs body that runs it, or the
+ *   loader's errors with their field paths, which the form shows. The page parses no
+ *   experiment format itself.
  */
 (() => {
   "use strict";
@@ -243,16 +245,20 @@
   }
 
   /**
-   * Call the API. Returns parsed JSON, or the Response itself with raw: true.
+   * Call the API. Returns parsed JSON, or the Response itself with raw: true. The request
+   * body is `body` as JSON, or `text` sent as `contentType`.
    * Asks for a token on 401/403 (unless the user already declined) and retries.
    */
-  async function api(path, { method = "GET", body, headers = {}, signal, raw = false } = {}) {
+  async function api(path, { method = "GET", body, text, contentType, headers = {}, signal, raw = false } = {}) {
     for (let attempt = 0; ; attempt++) {
       const hdrs = new Headers(headers);
       const token = getToken();
       if (token) hdrs.set("Authorization", `Bearer ${token}`);
       let payload;
-      if (body !== undefined) {
+      if (text !== undefined) {
+        hdrs.set("Content-Type", contentType || "text/plain");
+        payload = text;
+      } else if (body !== undefined) {
         hdrs.set("Content-Type", "application/json");
         payload = JSON.stringify(body);
       }
@@ -403,11 +409,16 @@
       setNav("");
       newView();
       document.title = "Not found · crucible-actors";
-      main.append(
-        h("h1", null, "Page not found"),
-        h("p", null, "There is no page at ", h("code", null, hash), ". ", h("a", { href: "#/runs" }, "Show the runs"), "."),
-      );
+      main.append(...notFound("Page not found", "There is no page at ", hash, "Show the runs"));
     }
+  }
+
+  /** The heading and paragraph of a page for something that does not exist. */
+  function notFound(title, what, id, back) {
+    return [
+      h("h1", null, title),
+      h("p", null, what, h("code", null, id), ". ", h("a", { href: "#/runs" }, back), "."),
+    ];
   }
 
   function focusHeading(main) {
@@ -968,10 +979,7 @@
         if (!view.alive || err.name === "AbortError") return;
         if (err instanceof ApiError && err.status === 404) {
           view.stop();
-          main.replaceChildren(
-            h("h1", null, "Sweep not found"),
-            h("p", null, "There is no sweep with id ", h("code", null, sweepId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
-          );
+          main.replaceChildren(...notFound("Sweep not found", "There is no sweep with id ", sweepId, "Show all runs"));
           return;
         }
         errorHolder.replaceChildren(errorBox(err, "Could not load the sweep") || "");
@@ -1237,10 +1245,7 @@
         if (err instanceof ApiError && err.status === 404) {
           finished = true;
           view.stop();
-          main.replaceChildren(
-            h("h1", null, "Run not found"),
-            h("p", null, "There is no run with id ", h("code", null, runId), ". ", h("a", { href: "#/runs" }, "Show all runs"), "."),
-          );
+          main.replaceChildren(...notFound("Run not found", "There is no run with id ", runId, "Show all runs"));
           return;
         }
         errorHolder.replaceChildren(errorBox(err, "Could not load the run") || "");
@@ -2026,25 +2031,22 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  /** Parse the definition text; returns the request body for POST /api/runs. */
-  function parseDefinition(text, format) {
-    const trimmed = text.trim();
-    if (!trimmed) throw new Error("The definition is empty.");
-    const fmt = format === "auto" ? (trimmed.startsWith("{") ? "json" : "toml") : format;
-    let value;
-    if (fmt === "json") {
-      try {
-        value = JSON.parse(trimmed);
-      } catch (err) {
-        throw new Error(`Invalid JSON: ${err.message}`);
-      }
-    } else {
-      value = parseToml(text); // TomlError's message says where
-    }
-    if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error("The definition must be an object/table.");
-    // A full request body ({"experiment": {...}, ...}) passes through unchanged.
-    const isRequest = value.experiment && typeof value.experiment === "object" && !("pipeline" in value);
-    return { format: fmt, body: isRequest ? value : { experiment: value } };
+  const MEDIA_TYPES = { auto: "text/plain", toml: "application/toml", json: "application/json", yaml: "application/yaml" };
+
+  /**
+   * Have the server read the definition with the CLI's loader (POST /api/experiments/check).
+   * Returns { format, body }: the format it was read as and the body for POST /api/runs.
+   * Throws ApiError with the loader's errors (field path and message) when it cannot.
+   */
+  async function checkDefinition(text, format, signal) {
+    if (!text.trim()) throw new Error("The definition is empty.");
+    const answer = await api("api/experiments/check", {
+      method: "POST",
+      text,
+      contentType: MEDIA_TYPES[format] || MEDIA_TYPES.auto,
+      signal,
+    });
+    return { format: answer.format, body: answer.submission };
   }
 
   /**
@@ -2098,10 +2100,10 @@
     textarea.value = sessionStorage.getItem(DRAFT_KEY) || "";
     textarea.addEventListener("input", () => sessionStorage.setItem(DRAFT_KEY, textarea.value));
 
-    const fileInput = h("input", { id: "definition-file", type: "file", accept: ".toml,.json,application/json,application/toml,text/plain" });
-    const formatRadios = ["auto", "toml", "json"].map((f) =>
+    const fileInput = h("input", { id: "definition-file", type: "file", accept: ".toml,.json,.yaml,.yml,application/json,application/toml,application/yaml,text/plain" });
+    const formatRadios = ["auto", "toml", "json", "yaml"].map((f) =>
       h("label", null, h("input", { type: "radio", name: "format", value: f, checked: f === "auto" }), " ",
-        { auto: "Detect", toml: "TOML", json: "JSON" }[f]));
+        { auto: "Detect", toml: "TOML", json: "JSON", yaml: "YAML" }[f]));
     const runIdInput = h("input", { id: "run-id", name: "run_id", type: "text", autocomplete: "off", spellcheck: "false", "aria-describedby": "run-id-hint" });
     const assignsInput = h("textarea", { id: "assigns", name: "assigns", rows: 3, spellcheck: "false", "aria-describedby": "assigns-hint", placeholder: "{}" });
     const validateSelect = h("select", { id: "validate-options", name: "validate_options", "aria-describedby": "validate-hint" },
@@ -2120,7 +2122,8 @@
       textarea.value = await file.text();
       sessionStorage.setItem(DRAFT_KEY, textarea.value);
       const ext = file.name.toLowerCase().split(".").pop();
-      const radio = main.querySelector(`input[name="format"][value="${ext === "json" ? "json" : ext === "toml" ? "toml" : "auto"}"]`);
+      const format = { json: "json", toml: "toml", yaml: "yaml", yml: "yaml" }[ext] || "auto";
+      const radio = main.querySelector(`input[name="format"][value="${format}"]`);
       if (radio) radio.checked = true;
       message.replaceChildren(h("div", { class: "alert info" }, `Loaded ${file.name} (${file.size} bytes).`));
     });
@@ -2130,10 +2133,11 @@
       return checked ? checked.value : "auto";
     }
 
-    function buildBody() {
-      const { format, body } = parseDefinition(textarea.value, currentFormat());
+    /** The form's fields, checked here; the definition is read by the server. */
+    function formFields() {
+      const fields = {};
       const runId = runIdInput.value.trim();
-      if (runId) body.run_id = runId;
+      if (runId) fields.run_id = runId;
       const assignsText = assignsInput.value.trim();
       if (assignsText) {
         let assigns;
@@ -2143,11 +2147,24 @@
           throw new Error(`Assigns are not valid JSON: ${err.message}`);
         }
         if (!assigns || typeof assigns !== "object" || Array.isArray(assigns)) throw new Error("Assigns must be a JSON object.");
-        body.assigns = assigns;
+        fields.assigns = assigns;
       }
-      if (validateSelect.value !== "off") body.validate_options = validateSelect.value;
-      if (!traceBox.checked) body.trace = false;
-      return { format, body };
+      if (validateSelect.value !== "off") fields.validate_options = validateSelect.value;
+      if (!traceBox.checked) fields.trace = false;
+      return fields;
+    }
+
+    /** Returns { format, body } for POST /api/runs: the server's reading plus the form's fields. */
+    async function buildBody() {
+      const fields = formFields();
+      const { format, body } = await checkDefinition(textarea.value, currentFormat(), view.signal);
+      return { format, body: Object.assign(body, fields) };
+    }
+
+    /** Show why the definition could not be used: the server's answer, or a local problem. */
+    function showFailure(err, what) {
+      if (err instanceof ApiError) message.replaceChildren(errorBox(err, what) || "");
+      else showProblem(err.message);
     }
 
     function showProblem(text) {
@@ -2156,7 +2173,7 @@
 
     checkButton.addEventListener("click", async () => {
       try {
-        const { format, body } = buildBody();
+        const { format, body } = await buildBody();
         const notes = await resolveStageRefs(body.experiment, view.signal);
         const stages = Array.isArray(body.experiment.pipeline) ? body.experiment.pipeline.length : 0;
         message.replaceChildren(h("div", { class: "alert info" },
@@ -2166,8 +2183,7 @@
       } catch (err) {
         if (!view.alive || err.name === "AbortError") return;
         preview.replaceChildren();
-        if (err instanceof ApiError) message.replaceChildren(errorBox(err, "Could not check the stages") || "");
-        else showProblem(err.message);
+        showFailure(err, "Could not check the definition");
       }
     });
 
@@ -2179,16 +2195,18 @@
       novalidate: true,
       onsubmit: async (event) => {
         event.preventDefault();
+        submitButton.disabled = true;
+        message.replaceChildren(h("p", { class: "muted" }, "Submitting…"));
         let body;
         try {
-          body = buildBody().body;
+          body = (await buildBody()).body;
         } catch (err) {
-          showProblem(err.message);
+          submitButton.disabled = false;
+          if (!view.alive || err.name === "AbortError") return;
+          showFailure(err, "The server could not read the definition");
           textarea.focus();
           return;
         }
-        submitButton.disabled = true;
-        message.replaceChildren(h("p", { class: "muted" }, "Submitting…"));
         try {
           await resolveStageRefs(body.experiment, view.signal);
         } catch (err) {
@@ -2226,10 +2244,10 @@
       },
     },
     h("div", null,
-      h("label", { for: "definition" }, "Experiment definition (TOML or JSON)"),
+      h("label", { for: "definition" }, "Experiment definition (TOML, JSON or YAML)"),
       textarea,
       h("p", { class: "hint", id: "definition-hint" },
-        "Paste an experiment file such as examples/core_pipeline.toml. TOML is converted to JSON in your browser. ",
+        "Paste an experiment file such as examples/core_pipeline.toml. The server reads it as crucible-actors run does. ",
         "The server runs registered stages only: a reference like ", h("code", null, "module:name"),
         " is sent by name when the server registers that very reference.")),
     h("div", { class: "row" },
@@ -2255,391 +2273,7 @@
     focusHeading(main);
   }
 
-  // --- TOML ----------------------------------------------------------------------------
-
-  class TomlError extends Error {
-    constructor(message, line, column) {
-      super(`TOML: ${message} (line ${line}, column ${column})`);
-      this.name = "TomlError";
-      this.line = line;
-      this.column = column;
-    }
-  }
-
-  /**
-   * Parse a TOML document into plain objects. Covers TOML 1.0 documents as experiments use
-   * them; dates and times are kept as their strings, and integers beyond 2^53 or inf/nan
-   * are rejected because JSON cannot carry them faithfully.
-   */
-  function parseToml(src) {
-    let i = 0;
-    const n = src.length;
-    const root = {};
-    const explicit = new Set(); // tables opened by a [header]
-    const dotted = new Set(); // tables created by dotted keys
-    const frozen = new Set(); // inline tables and value arrays: closed for extension
-    const arraysOfTables = new Set();
-
-    function fail(message, at = i) {
-      const before = src.slice(0, at);
-      const line = before.split("\n").length;
-      const column = at - before.lastIndexOf("\n");
-      throw new TomlError(message, line, column);
-    }
-
-    const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-
-    function skipWs() {
-      while (i < n && (src[i] === " " || src[i] === "\t")) i++;
-    }
-    function skipComment() {
-      if (src[i] === "#") while (i < n && src[i] !== "\n") i++;
-    }
-    function skipBlank() {
-      // whitespace, newlines and comments (inside arrays, between statements)
-      for (;;) {
-        skipWs();
-        skipComment();
-        if (src[i] === "\n") i++;
-        else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
-        else return;
-      }
-    }
-    function endOfLine() {
-      skipWs();
-      skipComment();
-      if (i >= n) return;
-      if (src[i] === "\n") i++;
-      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
-      else fail(`expected the end of the line, found ${JSON.stringify(src[i])}`);
-    }
-    function expect(text) {
-      if (src.startsWith(text, i)) i += text.length;
-      else fail(`expected ${JSON.stringify(text)}`);
-    }
-
-    function parseSimpleKey() {
-      if (src[i] === '"') {
-        if (src.startsWith('"""', i)) fail("a key cannot be a multi-line string");
-        return parseBasicString();
-      }
-      if (src[i] === "'") {
-        if (src.startsWith("'''", i)) fail("a key cannot be a multi-line string");
-        return parseLiteralString();
-      }
-      const start = i;
-      while (i < n && /[A-Za-z0-9_-]/.test(src[i])) i++;
-      if (i === start) fail(i < n ? `unexpected ${JSON.stringify(src[i])} where a key should be` : "expected a key");
-      return src.slice(start, i);
-    }
-    function parseKey() {
-      const keys = [parseSimpleKey()];
-      for (;;) {
-        skipWs();
-        if (src[i] !== ".") return keys;
-        i++;
-        skipWs();
-        keys.push(parseSimpleKey());
-      }
-    }
-
-    function parseEscape() {
-      const c = src[i++];
-      const simple = { b: "\b", t: "\t", n: "\n", f: "\f", r: "\r", e: "\x1b", '"': '"', "\\": "\\" };
-      if (c in simple) return simple[c];
-      if (c === "u" || c === "U") {
-        const len = c === "u" ? 4 : 8;
-        const hex = src.slice(i, i + len);
-        if (!new RegExp(`^[0-9A-Fa-f]{${len}}$`).test(hex)) fail("invalid unicode escape", i - 2);
-        i += len;
-        const code = parseInt(hex, 16);
-        if (code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) fail("invalid unicode scalar", i - len - 2);
-        return String.fromCodePoint(code);
-      }
-      return fail(`invalid escape "\\${c ?? ""}"`, i - 2);
-    }
-
-    function parseBasicString() {
-      i++; // opening quote
-      let out = "";
-      for (;;) {
-        if (i >= n || src[i] === "\n") fail("unterminated string");
-        const c = src[i];
-        if (c === '"') {
-          i++;
-          return out;
-        }
-        if (c === "\\") {
-          i++;
-          out += parseEscape();
-        } else {
-          out += c;
-          i++;
-        }
-      }
-    }
-    function parseLiteralString() {
-      i++;
-      const end = src.indexOf("'", i);
-      const nl = src.indexOf("\n", i);
-      if (end < 0 || (nl >= 0 && nl < end)) fail("unterminated string");
-      const out = src.slice(i, end);
-      i = end + 1;
-      return out;
-    }
-    function parseMultilineBasic() {
-      i += 3;
-      if (src[i] === "\n") i++;
-      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
-      let out = "";
-      for (;;) {
-        if (i >= n) fail("unterminated multi-line string");
-        if (src.startsWith('"""', i)) {
-          let extra = 0; // up to two quotes may end the content
-          while (src[i + 3 + extra] === '"' && extra < 2) extra++;
-          out += '"'.repeat(extra);
-          i += 3 + extra;
-          return out;
-        }
-        const c = src[i];
-        if (c === "\\") {
-          // a line-ending backslash trims the newline and the following whitespace
-          let j = i + 1;
-          while (src[j] === " " || src[j] === "\t") j++;
-          if (src[j] === "\n" || (src[j] === "\r" && src[j + 1] === "\n")) {
-            i = j;
-            while (i < n && /[ \t\r\n]/.test(src[i])) i++;
-            continue;
-          }
-          i++;
-          out += parseEscape();
-          continue;
-        }
-        if (c === "\r" && src[i + 1] === "\n") {
-          out += "\n";
-          i += 2;
-          continue;
-        }
-        out += c;
-        i++;
-      }
-    }
-    function parseMultilineLiteral() {
-      i += 3;
-      if (src[i] === "\n") i++;
-      else if (src[i] === "\r" && src[i + 1] === "\n") i += 2;
-      const end = src.indexOf("'''", i);
-      if (end < 0) fail("unterminated multi-line string");
-      let extra = 0;
-      while (src[end + 3 + extra] === "'" && extra < 2) extra++;
-      const out = src.slice(i, end + extra).replace(/\r\n/g, "\n");
-      i = end + 3 + extra;
-      return out;
-    }
-
-    const DATE_RE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:\d{2})?)?/;
-    const TIME_RE = /^\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?/;
-    const NUM_END = /[\s,\]}#]/;
-
-    function parseNumberOrDate() {
-      const rest = src.slice(i, i + 64);
-      let m = DATE_RE.exec(rest);
-      if (m) {
-        let text = m[0];
-        // "1979-05-27 07:32" only joins date and time when a time really follows the space
-        if (/ $/.test(text)) text = text.trimEnd();
-        i += text.length;
-        return text;
-      }
-      m = TIME_RE.exec(rest);
-      if (m && /^\d{2}:/.test(rest)) {
-        i += m[0].length;
-        return m[0];
-      }
-      let j = i;
-      while (j < n && !NUM_END.test(src[j])) j++;
-      const token = src.slice(i, j);
-      const at = i;
-      i = j;
-      if (/^[+-]?(inf|nan)$/.test(token)) fail(`${token} cannot be sent as JSON`, at);
-      let m2 = /^0x([0-9A-Fa-f](?:_?[0-9A-Fa-f])*)$/.exec(token);
-      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 16), token, at);
-      m2 = /^0o([0-7](?:_?[0-7])*)$/.exec(token);
-      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 8), token, at);
-      m2 = /^0b([01](?:_?[01])*)$/.exec(token);
-      if (m2) return checkedInt(parseInt(m2[1].replace(/_/g, ""), 2), token, at);
-      if (/^[+-]?(?:0|[1-9](?:_?\d)*)$/.test(token)) return checkedInt(Number(token.replace(/_/g, "")), token, at);
-      if (/^[+-]?(?:0|[1-9](?:_?\d)*)(?:\.\d(?:_?\d)*)?(?:[eE][+-]?\d(?:_?\d)*)?$/.test(token) && /[.eE]/.test(token)) {
-        return Number(token.replace(/_/g, ""));
-      }
-      return fail(token ? `invalid value ${JSON.stringify(token)}` : "expected a value", at);
-    }
-    function checkedInt(value, token, at) {
-      if (!Number.isSafeInteger(value)) fail(`integer ${token} is too large for JSON in a browser`, at);
-      return value;
-    }
-
-    function parseArray() {
-      i++;
-      const out = [];
-      for (;;) {
-        skipBlank();
-        if (src[i] === "]") {
-          i++;
-          break;
-        }
-        if (i >= n) fail("unterminated array");
-        out.push(parseValue());
-        skipBlank();
-        if (src[i] === ",") i++;
-        else if (src[i] === "]") {
-          i++;
-          break;
-        } else fail("expected ',' or ']' in the array");
-      }
-      frozen.add(out);
-      return out;
-    }
-    function parseInlineTable() {
-      i++;
-      const table = {};
-      skipBlank();
-      if (src[i] === "}") {
-        i++;
-        frozen.add(table);
-        return table;
-      }
-      for (;;) {
-        skipBlank();
-        const keys = parseKey();
-        skipWs();
-        expect("=");
-        skipWs();
-        assign(table, keys, parseValue(), true);
-        skipBlank();
-        if (src[i] === ",") {
-          i++;
-          continue;
-        }
-        if (src[i] === "}") {
-          i++;
-          break;
-        }
-        fail("expected ',' or '}' in the inline table");
-      }
-      frozen.add(table);
-      return table;
-    }
-
-    function parseValue() {
-      const c = src[i];
-      if (c === '"') return src.startsWith('"""', i) ? parseMultilineBasic() : parseBasicString();
-      if (c === "'") return src.startsWith("'''", i) ? parseMultilineLiteral() : parseLiteralString();
-      if (c === "[") return parseArray();
-      if (c === "{") return parseInlineTable();
-      if (src.startsWith("true", i) && (i + 4 >= n || NUM_END.test(src[i + 4]))) {
-        i += 4;
-        return true;
-      }
-      if (src.startsWith("false", i) && (i + 5 >= n || NUM_END.test(src[i + 5]))) {
-        i += 5;
-        return false;
-      }
-      if (i >= n || c === "\n") fail("expected a value");
-      return parseNumberOrDate();
-    }
-
-    /** Set table[keys...] = value, creating intermediate (dotted) tables. */
-    function assign(table, keys, value, inline) {
-      let t = table;
-      for (const key of keys.slice(0, -1)) {
-        if (!(key in t)) {
-          t[key] = {};
-          dotted.add(t[key]);
-        } else if (!isObj(t[key]) || frozen.has(t[key]) || (explicit.has(t[key]) && !inline)) {
-          fail(`cannot add keys to ${JSON.stringify(key)}: it is already defined`);
-        }
-        t = t[key];
-      }
-      const last = keys[keys.length - 1];
-      if (last in t) fail(`duplicate key ${JSON.stringify(last)}`);
-      t[last] = value;
-    }
-
-    function walk(keys) {
-      let t = root;
-      for (const key of keys) {
-        if (!(key in t)) t[key] = {};
-        let next = t[key];
-        if (Array.isArray(next)) {
-          if (!arraysOfTables.has(next)) fail(`${JSON.stringify(key)} is an array, not a table`);
-          next = next[next.length - 1];
-        } else if (!isObj(next) || frozen.has(next)) {
-          fail(`${JSON.stringify(key)} is already defined as a value`);
-        }
-        t = next;
-      }
-      return t;
-    }
-
-    function openTable(keys) {
-      const parent = walk(keys.slice(0, -1));
-      const last = keys[keys.length - 1];
-      if (!(last in parent)) {
-        parent[last] = {};
-      } else {
-        const existing = parent[last];
-        if (!isObj(existing) || frozen.has(existing) || explicit.has(existing) || dotted.has(existing)) {
-          fail(`table [${keys.join(".")}] is defined twice`);
-        }
-      }
-      explicit.add(parent[last]);
-      return parent[last];
-    }
-
-    function openArrayTable(keys) {
-      const parent = walk(keys.slice(0, -1));
-      const last = keys[keys.length - 1];
-      if (!(last in parent)) {
-        parent[last] = [];
-        arraysOfTables.add(parent[last]);
-      } else if (!arraysOfTables.has(parent[last])) {
-        fail(`[[${keys.join(".")}]] conflicts with an earlier definition`);
-      }
-      const table = {};
-      parent[last].push(table);
-      return table;
-    }
-
-    if (src.charCodeAt(0) === 0xfeff) i = 1;
-    let table = root;
-    for (;;) {
-      skipBlank();
-      if (i >= n) break;
-      if (src[i] === "[") {
-        const isArray = src[i + 1] === "[";
-        i += isArray ? 2 : 1;
-        skipWs();
-        const keys = parseKey();
-        skipWs();
-        expect(isArray ? "]]" : "]");
-        table = isArray ? openArrayTable(keys) : openTable(keys);
-      } else {
-        const keys = parseKey();
-        skipWs();
-        expect("=");
-        skipWs();
-        assign(table, keys, parseValue(), false);
-      }
-      endOfLine();
-    }
-    return root;
-  }
-
   // --- start ---------------------------------------------------------------------------
-
-  // For tests and the curious: window.crucibleDashboard.parseToml(text).
-  window.crucibleDashboard = Object.freeze({ parseToml, flatten });
 
   function start() {
     updateTokenState();

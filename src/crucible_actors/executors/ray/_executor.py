@@ -1,56 +1,19 @@
-"""``isolation="ray"``: attempts run as Ray tasks, or on Ray actors for stateful stages.
-
-The only module of crucible-actors that imports ``ray`` (extra ``ray``), and only once a
-run with a ray stage is submitted. Each runtime has its own :class:`RayExecutor`; where
-the cluster is comes from ``open_runtime(ray_address=...)``, else ``RAY_ADDRESS``, else
-``[ray] address`` in ``crucible.toml`` in the working directory; with none of them a
-local Ray is started on first use (``include_dashboard=False``, workers get the driver's
-``sys.path``) and shut down when the runtime closes. A Ray the program had already
-initialised is used as it is and left running.
-
-What crosses: the stage object is shipped once per stage the way Ray ships functions
-(cloudpickle: a function or class from an importable module goes by reference, so the
-module must be importable on the workers; give ``runtime_env={"working_dir": ...}`` or
-``{"py_modules": [...]}`` to :class:`RayExecutor` for a remote cluster), the options as
-plain data, and each attempt's Context as the same msgpack bytes as everywhere else.
-
-- A stage without ``setup()`` runs each attempt as a task (``max_retries=0``: retries are
-  the supervisor's, by policy) with ``StageDef.resources`` as its request.
-- A stage class with ``setup()`` runs on a pool of ``StageDef.pool`` actors created on
-  first use with those resources; each calls ``setup()`` before its first attempt and
-  ``teardown()`` when the runtime closes; Ray restarts an actor whose process dies
-  (``max_restarts``), and it sets up again.
-- Large values (blobs; see the data guide): the snapshot carries
-  references; each blob an attempt needs is ``ray.put`` once per runtime (the executor
-  keeps digest -> ObjectRef) and handed to the task or actor call as an argument, so Ray
-  ships it to a node once and the worker unpickles arrays over the object store's shared
-  memory: zero-copy and read-only. Large values of the result come back beside the reply
-  and the driver writes them to the run's blob store.
-- A timeout or a cancel calls ``ray.cancel(ref, force=True)`` on a task, or kills the
-  actor (a new one replaces it); a worker, actor or node lost mid-attempt fails the
-  attempt with :class:`~crucible_actors.errors.WorkerCrashed`, which restart policies
-  match by name.
-"""
+"""The driver's side: :class:`RayExecutor`, its connection, actor pools and blob refs."""
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import sys
-import tomllib
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 import msgspec
 
-from .._core import (
+from ..._core import (
     DEFAULT_BLOB_THRESHOLD,
-    RAY_RESOURCES,
-    BlobInfo,
     ExecutorError,
     InvalidExperiment,
     MissingDependency,
@@ -59,28 +22,27 @@ from .._core import (
     check_digest,
     cleanup_scope,
     current_codec,
-    use_blob_store,
 )
-from .._core import messages as msg
-from ._pool_protocol import Attempt
-from ._wire import WorkerContexts, decode_result
-from .pool import attempt_request, error_of
+from ..._core import messages as msg
+from .._wire import decode_result
+from ..pool import attempt_request, error_of
+from ._config import ray_address, ray_request
+from ._worker import _StageActorImpl, _task_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
-    from .._core import (
+    from ..._core import (
         AttemptIO,
         BlobStore,
         ExecutorSettings,
         PreparedStage,
         Registry,
-        Stage,
         StageDef,
     )
 
-__all__ = ["RayExecutor", "ray_address", "ray_request"]
+__all__ = ["RayExecutor"]
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -94,224 +56,6 @@ def _import_ray() -> Any:
     except ImportError as exc:
         raise MissingDependency("ray", "isolation='ray' stages", extra="ray") from exc
     return ray
-
-
-def ray_address(explicit: str | None = None, *, cwd: str | Path | None = None) -> str | None:
-    """Return the Ray address a runtime uses: ``explicit``, ``RAY_ADDRESS``, ``crucible.toml``.
-
-    None means: start a local Ray.
-
-    Raises:
-        InvalidExperiment: ``crucible.toml`` has a ``[ray]`` table whose ``address`` is
-            not a string.
-    """
-    if explicit:
-        return explicit
-    env = os.environ.get("RAY_ADDRESS")
-    if env:
-        return env
-    path = Path(cwd or Path.cwd()) / "crucible.toml"
-    if not path.is_file():
-        return None
-    try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None  # the registry reports an unreadable crucible.toml
-    section = config.get("ray", {})
-    address = section.get("address") if isinstance(section, dict) else None
-    if address is not None and not isinstance(address, str):
-        raise InvalidExperiment(
-            f"[ray] address must be a string like 'ray://head:10001' or 'auto', "
-            f"got {type(address).__name__}",
-            source=str(path),
-        )
-    return address or None
-
-
-def ray_request(stage_def: StageDef) -> dict[str, Any]:
-    """Return the Ray ``.options(...)`` resource keywords for ``stage_def.resources``."""
-    request: dict[str, Any] = {}
-    custom: dict[str, float] = {}
-    for key, value in stage_def.resources.items():
-        if key in RAY_RESOURCES:
-            request[key] = int(value) if key == "memory" else value
-        else:
-            custom[key] = float(value)
-    if custom:
-        request["resources"] = custom
-    return request
-
-
-# -- what runs on the Ray workers --------------------------------------------------------
-
-
-_contexts: WorkerContexts | None = None
-_loop: Any = None
-
-
-def _on_worker_loop(awaitable: Any) -> Any:
-    """Finish ``awaitable`` on this Ray worker's own event loop (made once, kept).
-
-    One asyncio loop per worker process (anyio code runs on it): starting a loop per
-    attempt would cost more than a no-op attempt, and an actor's async ``setup()`` may
-    leave loop-bound state (a client session) that its attempts go on using.
-    """
-    global _loop
-    import asyncio
-
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-
-    async def finish() -> Any:
-        return await awaitable
-
-    return _loop.run_until_complete(finish())
-
-
-_attempt_decoder = msgspec.msgpack.Decoder(Attempt)
-
-#: Blobs this worker process checked against their digest (each is checked once).
-_verified: set[str] = set()
-
-
-class _AttemptBlobs:
-    """The blob store a Ray attempt sees: the blobs it was handed, plus the ones it makes.
-
-    ``given`` maps digests to the object store's buffers (read-only shared memory);
-    blobs the result needs that were not given are kept in ``made`` and go back to the
-    driver beside the reply.
-    """
-
-    def __init__(self, given: dict[str, Any]) -> None:
-        self.given = given
-        self.made: dict[str, bytes] = {}
-
-    def exists(self, digest: str) -> bool:
-        return digest in self.given or digest in self.made
-
-    def put(self, digest: str, chunks: Sequence[bytes | memoryview], size: int) -> bool:
-        if self.exists(digest):
-            return False
-        self.made[digest] = b"".join(chunks)
-        return True
-
-    def open(self, digest: str) -> memoryview:
-        from .._core import BlobMissing
-
-        if digest in self.made:
-            return memoryview(self.made[digest])
-        found = self.given.get(digest)
-        if found is None:
-            raise BlobMissing(digest, detail="the attempt was not handed this blob")
-        view = memoryview(found).cast("B")
-        if digest not in _verified:
-            check_digest(digest, view, store="ray object store")
-            _verified.add(digest)
-        return view
-
-    def location(self) -> str | None:
-        return None
-
-    def list(self) -> Iterator[BlobInfo]:
-        for digest in (*self.given, *self.made):
-            yield BlobInfo(digest, len(self.open(digest)), 0.0)
-
-    def delete(self, digest: str) -> int:
-        return 0
-
-    def touch(self, digest: str) -> bool:
-        return self.exists(digest)
-
-
-def _run_attempt(stage_obj: Stage, request: bytes, digests: Sequence[str], buffers: Any) -> Any:
-    """Run one attempt on a Ray worker; return ``kept`` + the encoded AttemptDone/AttemptFailed.
-
-    ``buffers`` are the blobs named by ``digests`` (Ray resolved their ObjectRefs). When
-    the result has large values of its own, returns ``(reply, {digest: bytes})``.
-    """
-    global _contexts
-    from .._core import checked_result, stage_info
-
-    if _contexts is None:
-        _contexts = WorkerContexts()
-    attempt = _attempt_decoder.decode(request)
-    run = attempt.command
-    blobs = _AttemptBlobs(dict(zip(digests, buffers, strict=True)))
-    try:
-        info = stage_info(stage_obj)
-        opts = info.convert_options(attempt.label, attempt.options or {})
-        with use_blob_store(blobs, threshold=attempt.blob_threshold):
-            ctx = _contexts.decode(run.context, attempt.telemetry)
-            result: Any = stage_obj.run(ctx, opts)
-            if inspect.isawaitable(result):
-                result = _on_worker_loop(result)
-            data, kept = _contexts.encode(ctx, checked_result(attempt.label, result))
-        reply = (b"\x01" if kept else b"\x00") + msg.encode_message(
-            msg.AttemptDone(run.generation, run.index, data)
-        )
-        return (reply, blobs.made) if blobs.made else reply
-    except Exception as exc:
-        return b"\x00" + msg.encode_message(_failure(run, exc))
-
-
-def _task_for(stage_obj: Stage) -> Callable[..., Any]:
-    """Return the function one stage's Ray tasks run (the stage object in its closure)."""
-
-    def crucible_attempt(request: bytes, digests: list[str], *buffers: Any) -> Any:
-        return _run_attempt(stage_obj, request, digests, buffers)
-
-    return crucible_attempt
-
-
-def _failure(run: msg.RunStage, exc: Exception) -> msg.AttemptFailed:
-    import pickle
-
-    try:
-        blob: bytes | None = pickle.dumps(exc)
-    except Exception:
-        blob = None
-    return msg.AttemptFailed(run.generation, run.index, type(exc).__name__, str(exc), blob)
-
-
-class _StageActorImpl:
-    """A Ray actor holding one set-up stage object (a stateful stage's pool member)."""
-
-    def __init__(self, stage_obj: Stage) -> None:
-        self.stage = stage_obj
-        self.ready = False
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def attempt(self, request: bytes, digests: list[str], *buffers: Any) -> Any:
-        """Set up on first use, then run the attempt; ``retire + kept + reply``.
-
-        Plain bytes (flags as prefix bytes): Ray passes bytes through without pickling.
-        A result with large values of its own comes as ``(bytes, {digest: bytes})``.
-        """
-        if not self.ready:
-            from ._lifecycle import run_setup
-
-            try:
-                _on_worker_loop(run_setup(self.stage))
-            except Exception as exc:
-                run = _attempt_decoder.decode(request).command
-                return b"\x01\x00" + msg.encode_message(_failure(run, exc))
-            self.ready = True
-        answer = _run_attempt(self.stage, request, digests, buffers)
-        if isinstance(answer, tuple):
-            return (b"\x00" + answer[0], answer[1])
-        return b"\x00" + answer
-
-    def teardown(self) -> None:
-        if self.ready:
-            from ._lifecycle import run_teardown
-
-            _on_worker_loop(run_teardown(self.stage))
-            self.ready = False
-
-
-# -- the driver's side ----------------------------------------------------------------
 
 
 def _wake_soon() -> Callable[[Callable[[], object]], object]:
@@ -456,7 +200,7 @@ class RayExecutor:
             InvalidExperiment: Ray cannot serialize the stage object.
         """
         _import_ray()
-        from .._core import resolve_stage
+        from ..._core import resolve_stage
 
         stage_obj = resolve_stage(stage_def, registry)
         key = id(stage_obj)
@@ -523,7 +267,7 @@ class RayExecutor:
                 return self._ray
             ray = _import_ray()
             if not ray.is_initialized():
-                address = ray_address(self._address)
+                address = await anyio.to_thread.run_sync(ray_address, self._address)
                 options: dict[str, Any] = {"log_to_driver": True, **self._init_options}
                 env = self._runtime_env
                 if address is None:
