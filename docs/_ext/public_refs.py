@@ -212,6 +212,10 @@ def missing_reference(
         return None
     target = node.get("reftarget", "").lstrip("~.")
     signature = _signature(node)
+    if signature is not None and not all(part.isidentifier() for part in target.split(".")):
+        # Not a name but an annotation autodoc could not split (``Annotated[str, Meta(...)]``
+        # behind an alias): it reads as written and has nothing to link to.
+        return contnode
     if signature is not None:
         target = _qualify(target, signature)
     module, cls = node.get("py:module"), node.get("py:class")

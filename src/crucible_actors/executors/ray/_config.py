@@ -25,8 +25,8 @@ def ray_address(explicit: str | None = None, *, cwd: str | Path | None = None) -
     async callers run it in a worker thread.
 
     Raises:
-        ConfigFileError: the nearest configuration file is unreadable or not valid TOML,
-            or its ``ray`` is not a table (the error names the file).
+        ValueError: the nearest configuration file is unreadable or not valid TOML, or
+            its ``ray`` is not a table (a ``ConfigFileError``, which names the file).
         InvalidExperiment: the ``ray`` table's ``address`` is not a string.
     """
     if explicit:
