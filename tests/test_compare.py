@@ -236,7 +236,7 @@ async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     assert "| RANK | GROUP | N | MEAN | SD | 95% CI | RUNS |" in md
     assert f"**Verdict:** {result.verdict}" in md
     page = render(result, "html")
-    assert page.startswith("<!doctype html>")
+    assert page.startswith("<!DOCTYPE html>")
     # Self-contained: nothing is fetched (the SVG namespace is an identifier, not a fetch).
     assert re.findall(r"(?:src|href)=", page) == []
     assert "<script" not in page
