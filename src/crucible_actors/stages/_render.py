@@ -150,10 +150,7 @@ def flatten(value: Any, prefix: str = "", *, lists: bool = False) -> list[tuple[
 
 
 def _compact_json(value: Any) -> str:
-    try:
-        return msgspec.json.encode(_json_safe(value)).decode()
-    except (TypeError, ValueError, msgspec.EncodeError):
-        return repr(value)
+    return msgspec.json.encode(to_json_safe(value)).decode()
 
 
 def _cell(value: Any) -> str:
@@ -171,30 +168,6 @@ def _cell(value: Any) -> str:
     else:
         text = _compact_json(value)
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 3] + "..."
-
-
-def _str_keys(value: Any) -> Any:
-    """Copy containers, turning keys JSON cannot hold (tuples, objects) into strings."""
-    if isinstance(value, Mapping):
-        return {
-            (k if isinstance(k, str | int | float) and not isinstance(k, bool) else str(k)): (
-                _str_keys(v)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_str_keys(v) for v in value]
-    return value
-
-
-def _json_safe(value: Any) -> Any:
-    """Return a JSON-encodable copy of ``value``; never raises for odd values."""
-    try:
-        return to_json_safe(_str_keys(value))
-    except (TypeError, ValueError, msgspec.EncodeError):
-        # A value msgspec cannot even walk (e.g. a Struct holding a dict with tuple keys):
-        # keep the report, show the value as text.
-        return repr(value)
 
 
 # --- bench -----------------------------------------------------------------------------
@@ -356,9 +329,9 @@ def render_json(ctx: Context) -> str:
             "description": ctx.experiment.description,
         },
         "stages": stage_rows(ctx),
-        "metrics": {str(k): _json_safe(v) for k, v in ctx.metrics.items()},
-        "outputs": [_json_safe(item) for item in ctx.outputs],
-        "artifacts": {str(k): _json_safe(v) for k, v in ctx.artifacts.items()},
+        "metrics": {str(k): to_json_safe(v) for k, v in ctx.metrics.items()},
+        "outputs": [to_json_safe(item) for item in ctx.outputs],
+        "artifacts": {str(k): to_json_safe(v) for k, v in ctx.artifacts.items()},
     }
     return msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
 
@@ -375,7 +348,7 @@ def _csv_value(value: Any) -> str:
         return str(value) if not isinstance(value, float) else repr(value)
     if isinstance(value, Mapping | list | tuple):  # only empty ones reach here
         return _compact_json(value)
-    return str(_json_safe(value))
+    return str(to_json_safe(value))
 
 
 def render_csv(ctx: Context) -> str:
@@ -383,7 +356,7 @@ def render_csv(ctx: Context) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["metric", "value"])
-    for key, value in flatten(_json_safe(ctx.metrics), lists=True):
+    for key, value in flatten(to_json_safe(ctx.metrics), lists=True):
         writer.writerow([key, _csv_value(value)])
     return buffer.getvalue()
 
