@@ -11,20 +11,23 @@ per-example differences of each comparison. The dashboard serves the same page.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
 import msgspec
 
 from .._render_kit import escape, html_table, md_table, number, page
+from ._verdict import EFFECT_SYMBOLS
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from ._compare import Comparison, PairComparison
+    from ._result import Comparison, PairComparison
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "Format", "render"]
 
-FORMATS = ("table", "markdown", "json", "html")
+#: An output format of :func:`render`.
+Format: TypeAlias = Literal["table", "markdown", "json", "html"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 
 
 def _ci(ci: Sequence[float | None] | None) -> str:
@@ -63,9 +66,6 @@ def _group_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-_SYMBOLS = {"cohens_dz": "d_z", "cohens_d": "d", "cohens_h": "h"}
-
-
 def _diff(x: float | None, binary: bool) -> str:
     if x is None:
         return "-"
@@ -84,7 +84,7 @@ def _pair_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for c in cmp.comparisons:
         eff = c.effect_size
-        symbol = _SYMBOLS.get(str(eff.get("name")), str(eff.get("name")))
+        symbol = EFFECT_SYMBOLS.get(str(eff.get("name")), str(eff.get("name")))
         test = c.test or "-"
         if c.discordant is not None:
             test += f" b={c.discordant[0]} c={c.discordant[1]}"
@@ -351,13 +351,13 @@ def render_html(cmp: Comparison, *, title: str | None = None) -> str:
     return page(heading, "".join(parts))
 
 
-def render(cmp: Comparison, format: str = "table") -> str:
+def render(cmp: Comparison, format: Format = "table") -> str:
     """Return ``cmp`` in ``format``: one of :data:`FORMATS`.
 
     Raises:
         ValueError: an unknown format.
     """
-    renderers: dict[str, Any] = {
+    renderers: dict[str, Callable[[Comparison], str]] = {
         "table": render_table,
         "markdown": render_markdown,
         "json": render_json,
@@ -366,5 +366,4 @@ def render(cmp: Comparison, format: str = "table") -> str:
     fn = renderers.get(format)
     if fn is None:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    out: str = fn(cmp)
-    return out
+    return fn(cmp)

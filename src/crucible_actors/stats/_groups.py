@@ -48,7 +48,7 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Final, SupportsFloat, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, SupportsFloat, TypeAlias, get_args
 
 from .._core import MissingDependency
 
@@ -95,7 +95,9 @@ TESTS: Final = (
     "anova",
     "kruskal_wallis",
 )
-CORRECTIONS: Final = ("none", "holm", "bonferroni", "fdr_bh")
+#: A multiple-comparison correction: none, Holm, Bonferroni or Benjamini-Hochberg.
+Correction: TypeAlias = Literal["none", "holm", "bonferroni", "fdr_bh"]
+CORRECTIONS: Final[tuple[Correction, ...]] = get_args(Correction)
 #: The tests :func:`paired` runs; ``bootstrap`` there resamples pairs.
 PAIRED_TESTS: Final = ("paired_ttest", "wilcoxon", "bootstrap")
 #: The tests :func:`k_sample` runs.
