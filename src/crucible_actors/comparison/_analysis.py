@@ -1,27 +1,10 @@
 """Computing a comparison: from the runs of each side to the groups, tests and verdicts.
 
 :func:`build` takes one score per example from each run's ``outputs`` (:mod:`._scores`),
-pairs, clusters or pools them, and tests every group against the reference group. The
-statistics are :mod:`crucible_actors.stats`; :mod:`._design` chooses the test:
-
-- **pairing**: by ``pair_by``, or automatically by ``id`` when every output of every run
-  carries a unique one (``unpaired=True`` opts out); the header says which and why;
-- **0/1 scores**: McNemar's exact test with the discordant counts, Wilson intervals, the
-  difference in points and Cohen's h;
-- **clusters** (``cluster_by``): cluster-robust (CR1) standard errors and t-tests;
-- **repeated runs** of a sweep point are seeds by default (``repeats="seeds"``): the
-  test counts run-to-run variance (:func:`~crucible_actors.stats.seed_ttest`) and the
-  seed SD is printed; ``repeats="samples"`` averages them per example instead;
-- **cross-validation** (``test_train_ratio``): per-fold scores compared with the
-  corrected resampled t-test, never the naive one;
-- **several comparisons**: against the baseline, Holm (``correction``) over the k - 1
-  comparisons; in a sweep, over *all* pairs of points, so picking the best point after
-  seeing the data keeps the family-wise error at alpha; the omnibus test fits the design
-  (Cochran's Q, Friedman and repeated-measures ANOVA, ANOVA on run means, ANOVA and
-  Kruskal-Wallis).
-
-Each verdict prints the interval of its own test, and every "not significant" verdict
-the minimum detectable effect at that n (power 0.8).
+pairs, clusters or pools them as :class:`~crucible_actors.comparison.CompareOptions`
+say, lets :mod:`._design` choose the test that fits (the choice is described in
+:mod:`crucible_actors.comparison`), tests every group against the reference group with
+:mod:`crucible_actors.stats`, and words the result (:mod:`._verdict`).
 """
 
 from __future__ import annotations
@@ -181,7 +164,7 @@ def build(
 
     ``reference`` is the index of the baseline every other group is tested against
     (``None``: the best group, tested against every other, with ``correction`` over all
-    pairs). See :mod:`crucible_actors.comparison` for the choice of test.
+    pairs).
 
     Raises:
         ComparisonError: fewer than 2 sides, no or ambiguous scores, too few examples.
