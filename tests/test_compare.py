@@ -13,6 +13,7 @@ from scipy import stats
 from tests.compare_helpers import stored_run
 
 import crucible_actors as ca
+from crucible_actors._render_kit import CSS
 from crucible_actors.comparison import Comparison, ComparisonError, render
 from crucible_actors.errors import RunNotFound
 from crucible_actors.stats import cohens_d, effect_size
@@ -237,6 +238,7 @@ async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     assert f"**Verdict:** {result.verdict}" in md
     page = render(result, "html")
     assert page.startswith("<!DOCTYPE html>")
+    assert f"<style>{CSS}</style>" in page  # the shell and stylesheet of every page
     # Self-contained: nothing is fetched (the SVG namespace is an identifier, not a fetch).
     assert re.findall(r"(?:src|href)=", page) == []
     assert "<script" not in page
