@@ -307,6 +307,9 @@ def test_to_json_safe_never_fails_even_on_odd_keys_inside_a_struct() -> None:
     assert to_json_safe(Holder({(1, "a"): {frozenset({2}): 3}})) == {
         "table": {"(1, 'a')": {"frozenset({2})": 3}}
     }
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    assert to_json_safe({"loop": cyclic}) == repr({"loop": cyclic})
 
 
 def test_to_json_safe_returns_a_copy() -> None:

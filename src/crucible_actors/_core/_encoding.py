@@ -375,15 +375,16 @@ def to_json_safe(value: Any, *, finite: bool = False) -> Any:
     - NaN and infinities stay floats (a value sent to a worker keeps them; msgspec's
       JSON encoder writes them as ``null``); with ``finite=True`` they become ``None``,
       which is what a JSON column stores, so records are the same from every store;
-    - anything else becomes its ``repr``.
+    - anything else becomes its ``repr``, and so does a container that holds itself.
     """
     try:
         plain = msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         # A key msgspec cannot spell (a tuple, None, a bool): spell the keys, then again.
+        # A container that holds itself fails both times and is written as its repr.
         try:
             plain = msgspec.to_builtins(_spelled_keys(value), enc_hook=_repr_hook, str_keys=True)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return repr(value)
     plain = _lists(plain)
     if finite and plain:
