@@ -59,7 +59,7 @@ def export_html_chain(chain: TraceChain) -> str:
     ]
 
     timeline_items = []
-    cards_html = []
+    event_cards = []
     for index, event in enumerate(chain.events, 1):
         at = offset(event, start) if start is not None else ""
         timeline_items.append(
@@ -84,7 +84,7 @@ def export_html_chain(chain: TraceChain) -> str:
         if event.metadata:
             encoded = msgspec.json.encode(to_json_safe(event.metadata)).decode()
             meta.append(f"<span>Metadata: <code>{_e(encoded)}</code></span>")
-        cards_html.append(
+        event_cards.append(
             f'<div class="event" id="event-{_e(event.id)}" data-type="{_e(event.type)}">'
             f'<div class="event-header"><span class="event-type">{_e(type_label(event.type))}'
             f"</span>{_badge(event.confidence)}</div>"
@@ -108,6 +108,6 @@ def export_html_chain(chain: TraceChain) -> str:
 {timeline}
 </section>
 <section class="events"><h2>Events</h2>
-{"".join(cards_html)}
+{"".join(event_cards)}
 </section>"""
     return page(f"{chain.name} - Trace", body)
