@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
-from crucible_actors.comparison import _compare
+from crucible_actors.comparison import CompareOptions, _analysis
 from crucible_actors.stats import analyze
 from crucible_actors.store import RunRecord
 
@@ -174,6 +174,14 @@ def new_options() -> dict[str, Any]:
     }
 
 
+def new_build(sides: list[Any], kw: dict[str, Any]) -> Any:
+    """Run today's compare statistics on ``sides`` with the flat options of new_options()."""
+    options = dict(kw)
+    reference = options.pop("reference", None)
+    sweep_id = options.pop("sweep_id", None)
+    return _analysis.build(sides, CompareOptions(**options), reference=reference, sweep_id=sweep_id)
+
+
 def run(run_id: str, scores: Any, **fields: Any) -> RunRecord:
     outputs = [
         {"id": f"q{i}", "score": float(s), **{k: v[i] for k, v in fields.items()}}
@@ -192,13 +200,15 @@ def compare_figures(old: ModuleType | None, args: argparse.Namespace) -> None:
     n2 = args.examples_two
     truth = rng.normal(0.6, 0.15, n2)
     two = [
-        _compare._Side(label, [run(label, np.clip(truth + shift + rng.normal(0, 0.1, n2), 0, 1))])
+        _analysis.RunGroup(
+            label, [run(label, np.clip(truth + shift + rng.normal(0, 0.1, n2), 0, 1))]
+        )
         for label, shift in (("a", 0.0), ("b", 0.002))
     ]
     k, seeds, n = args.points, 3, args.examples_sweep
     truth = rng.normal(0.6, 0.15, n)
     sweep = [
-        _compare._Side(
+        _analysis.RunGroup(
             f"p{p}",
             [
                 run(f"p{p}r{r}", np.clip(truth + 0.001 * p + rng.normal(0, 0.1, n), 0, 1))
@@ -208,7 +218,7 @@ def compare_figures(old: ModuleType | None, args: argparse.Namespace) -> None:
         for p in range(k)
     ]
     small = [
-        _compare._Side(s.label, [run(r.id, [o["score"] for o in r.outputs[: n2 // 10]])])
+        _analysis.RunGroup(s.label, [run(r.id, [o["score"] for o in r.outputs[: n2 // 10]])])
         for s in two
         for r in s.runs
     ]
@@ -224,7 +234,7 @@ def compare_figures(old: ModuleType | None, args: argparse.Namespace) -> None:
     )
     for name, sides, extra, shape in cases:
         new_kw = {**new_options(), "bootstrap_iterations": args.resamples, **extra}
-        new = _median_seconds(lambda s=sides, kw=new_kw: _compare._build(s, **kw), args.rounds)
+        new = _median_seconds(lambda s=sides, kw=new_kw: new_build(s, kw), args.rounds)
         figure: dict[str, Any] = {
             "figure": "compare_seconds",
             "case": name,
@@ -272,7 +282,7 @@ def type_i_figures(old: ModuleType | None, reps: int) -> None:
     def seeds_case(rng: np.random.Generator) -> tuple[list[Any], dict[str, Any]]:
         difficulty = rng.normal(1.0, 1.5, 1000)
         sides = [
-            _compare._Side(label, _binary_runs(rng, difficulty, 3, 0.1, label))
+            _analysis.RunGroup(label, _binary_runs(rng, difficulty, 3, 0.1, label))
             for label in ("A", "B")
         ]
         return sides, {"reference": 0}
@@ -287,15 +297,15 @@ def type_i_figures(old: ModuleType | None, reps: int) -> None:
         )
         labels = passages.tolist()
         sides = [
-            _compare._Side("A", [run("A", base, passage=labels)]),
-            _compare._Side("B", [run("B", cand, passage=labels)]),
+            _analysis.RunGroup("A", [run("A", base, passage=labels)]),
+            _analysis.RunGroup("B", [run("B", cand, passage=labels)]),
         ]
         return sides, {"reference": 0, "cluster_by": "passage"}
 
     def sweep_case(rng: np.random.Generator) -> tuple[list[Any], dict[str, Any]]:
         difficulty = rng.normal(1.0, 1.5, 500)
         sides = [
-            _compare._Side(f"p{p}", _binary_runs(rng, difficulty, 3, 0.1, f"p{p}"))
+            _analysis.RunGroup(f"p{p}", _binary_runs(rng, difficulty, 3, 0.1, f"p{p}"))
             for p in range(10)
         ]
         return sides, {}
@@ -311,7 +321,7 @@ def type_i_figures(old: ModuleType | None, reps: int) -> None:
         start = time.perf_counter()
         for _ in range(reps):
             sides, extra = make(rng)
-            hits += _rejects(_compare._build(sides, **{**new_options(), **cheap, **extra}))
+            hits += _rejects(new_build(sides, {**new_options(), **cheap, **extra}))
             if old is not None:
                 old_kw = {**old_options(), **cheap, **extra}
                 old_kw.pop("cluster_by", None)

@@ -13,6 +13,7 @@ from scipy import stats
 from tests.compare_helpers import stored_run
 
 import crucible_actors as ca
+from crucible_actors._render_kit import CSS
 from crucible_actors.comparison import Comparison, ComparisonError, render
 from crucible_actors.errors import RunNotFound
 from crucible_actors.stats import cohens_d, effect_size
@@ -236,7 +237,8 @@ async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     assert "| RANK | GROUP | N | MEAN | SD | 95% CI | RUNS |" in md
     assert f"**Verdict:** {result.verdict}" in md
     page = render(result, "html")
-    assert page.startswith("<!doctype html>")
+    assert page.startswith("<!DOCTYPE html>")
+    assert f"<style>{CSS}</style>" in page  # the shell and stylesheet of every page
     # Self-contained: nothing is fetched (the SVG namespace is an identifier, not a fetch).
     assert re.findall(r"(?:src|href)=", page) == []
     assert "<script" not in page
@@ -244,7 +246,7 @@ async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     assert page.count('class="pair"') == 12  # every per-example difference
     assert page.count('class="diff"') == 1
     with pytest.raises(ValueError, match="unknown format 'pdf'"):
-        render(result, "pdf")
+        render(result, "pdf")  # type: ignore[arg-type]  # refused at run time too
 
 
 async def test_a_store_url_is_opened_for_the_call(tmp_path: Path) -> None:
@@ -256,3 +258,52 @@ async def test_a_store_url_is_opened_for_the_call(tmp_path: Path) -> None:
     assert result.comparisons[0].better == "b"
     with pytest.raises(ComparisonError, match="no sweep 'nope'"):
         await ca.compare_sweep(url, "nope")
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+async def test_options_and_keyword_changes_are_one_call(store: Store) -> None:
+    a = sample(5, 12)
+    await stored_run(store, "a", a)
+    await stored_run(store, "b", [x + 0.02 for x in a])
+    by_keywords = await ca.compare(store, ["a", "b"], pair_by="id", bootstrap_iterations=200)
+    options = ca.CompareOptions(pair_by="id", bootstrap_iterations=200)
+    assert await ca.compare(store, ["a", "b"], options) == by_keywords
+    # A keyword changes one option of the given ones.
+    unpaired = await ca.compare(store, ["a", "b"], options, pair_by=None, unpaired=True)
+    assert (by_keywords.paired, unpaired.paired) == (True, False)
+    assert unpaired.comparisons[0].tests.keys() != by_keywords.comparisons[0].tests.keys()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"repeats": "trials"}, "repeats must be 'seeds' or 'samples', got 'trials'"),
+        ({"correction": "sidak"}, "unknown correction 'sidak'; expected one of none, holm"),
+        ({"test_train_ratio": 0}, "test_train_ratio must be n_test / n_train"),
+        ({"test_train_ratio": True}, "test_train_ratio must be n_test / n_train"),
+        ({"alpha": 1.0}, "alpha and confidence_level must lie strictly between 0 and 1"),
+        ({"confidence_level": 0}, "alpha and confidence_level must lie strictly between 0 and 1"),
+    ],
+)
+async def test_options_out_of_range_are_refused_before_the_store_is_read(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ca.CompareOptions(**changes)
+    # No store is opened: the URL names none that exists.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await ca.compare("sqlite:///nowhere/never.db", ["a", "b"], **changes)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        await ca.compare_sweep("sqlite:///nowhere/never.db", "s", ca.CompareOptions(), **changes)
+
+
+def test_the_keyword_changes_mirror_the_options() -> None:
+    from typing import get_type_hints
+
+    from crucible_actors.comparison import CompareChanges
+
+    fields = get_type_hints(ca.CompareOptions)
+    assert get_type_hints(CompareChanges) == fields
+    assert list(CompareChanges.__annotations__) == list(ca.CompareOptions.__struct_fields__)

@@ -13,8 +13,9 @@ from tests.compare_helpers import stored_run
 
 import crucible_actors as ca
 from crucible_actors import stats
-from crucible_actors.comparison import ComparisonError, render
-from crucible_actors.comparison._compare import _build, _Side
+from crucible_actors.comparison import CompareOptions, ComparisonError, render
+from crucible_actors.comparison._analysis import RunGroup
+from crucible_actors.comparison._analysis import build as _build
 from crucible_actors.store import RunRecord, open_store
 
 if TYPE_CHECKING:
@@ -48,24 +49,15 @@ def record(run_id: str, scores: Sequence[float], **fields: Sequence[Any]) -> Run
     )
 
 
-def build(sides: list[_Side], **options: Any) -> ca.Comparison:
-    defaults: dict[str, Any] = {
-        "metric": None,
-        "pair_by": None,
-        "cluster_by": None,
-        "unpaired": False,
-        "repeats": "seeds",
-        "test_train_ratio": None,
-        "reference": None,
-        "alpha": 0.05,
-        "correction": "holm",
-        "confidence_level": 0.95,
-        "bootstrap_iterations": 500,
-        "seed": 0,
-        "higher_is_better": True,
-        "sweep_id": "s",
-    }
-    return _build(sides, **{**defaults, **options})
+def build(
+    sides: list[RunGroup],
+    *,
+    reference: int | None = None,
+    sweep_id: str | None = "s",
+    **options: Any,
+) -> ca.Comparison:
+    opts = CompareOptions(**{"bootstrap_iterations": 500, **options})
+    return _build(sides, opts, reference=reference, sweep_id=sweep_id)
 
 
 async def test_0_1_scores_get_mcnemar_with_b_and_c_and_wilson_intervals(store: Store) -> None:
@@ -129,8 +121,8 @@ def test_cluster_by_uses_cluster_robust_errors() -> None:
     a = [0.5 + effects[g] + rng.gauss(0, 0.2) for g in passages]
     b = [x + 0.03 + effects[g] * 0.5 + rng.gauss(0, 0.2) for x, g in zip(a, passages, strict=True)]
     sides = [
-        _Side("a", [record("ra", a, passage=passages)]),
-        _Side("b", [record("rb", b, passage=passages)]),
+        RunGroup("a", [record("ra", a, passage=passages)]),
+        RunGroup("b", [record("rb", b, passage=passages)]),
     ]
     result = build(sides, cluster_by="passage", reference=0, sweep_id=None)
     (c,) = result.comparisons
@@ -148,12 +140,12 @@ def test_cluster_by_uses_cluster_robust_errors() -> None:
     assert result.groups[0].interval == "cluster-robust t"
 
 
-def _seed_runs(label: str, accuracies: Sequence[float]) -> _Side:
+def _seed_runs(label: str, accuracies: Sequence[float]) -> RunGroup:
     runs = []
     for r, acc in enumerate(accuracies):
         right = round(acc * 1000)
         runs.append(record(f"{label}{r}", [1.0] * right + [0.0] * (1000 - right)))
-    return _Side(label, runs)
+    return RunGroup(label, runs)
 
 
 def test_sweep_repeats_are_seeds_by_default() -> None:
@@ -182,7 +174,7 @@ def test_sweep_corrects_over_all_pairs_and_picks_the_omnibus_for_the_design() ->
     base = [rng.random() for _ in range(60)]
     shifts = (0.0, 0.01, 0.03, 0.05)
     values = [[x + s + rng.gauss(0, 0.05) for x in base] for s in shifts]
-    sides = [_Side(f"p{i}", [record(f"r{i}", v)]) for i, v in enumerate(values)]
+    sides = [RunGroup(f"p{i}", [record(f"r{i}", v)]) for i, v in enumerate(values)]
     result = build(sides)
     assert result.family == "all_pairs"
     assert "over all 6 pairs of points" in result.design
@@ -201,7 +193,7 @@ def test_sweep_corrects_over_all_pairs_and_picks_the_omnibus_for_the_design() ->
         sps.friedmanchisquare(*values).pvalue
     )
     binary = [[float(rng.random() < p) for _ in range(80)] for p in (0.5, 0.6, 0.8)]
-    sides = [_Side(f"b{i}", [record(f"s{i}", v)]) for i, v in enumerate(binary)]
+    sides = [RunGroup(f"b{i}", [record(f"s{i}", v)]) for i, v in enumerate(binary)]
     q = build(sides).omnibus
     assert q is not None
     assert set(q) == {"cochrans_q", "verdict"}
@@ -230,7 +222,7 @@ def test_large_comparisons_use_the_normal_interval_of_the_effect_size() -> None:
     rng = np.random.default_rng(3)
     a = rng.normal(0.5, 0.1, 2_501)
     b = a + rng.normal(0.01, 0.1, a.size)
-    sides = [_Side("a", [record("ra", a.tolist())]), _Side("b", [record("rb", b.tolist())])]
+    sides = [RunGroup("a", [record("ra", a.tolist())]), RunGroup("b", [record("rb", b.tolist())])]
     (c,) = build(sides, reference=0, sweep_id=None).comparisons
     d = b - a
     dz = d.mean() / d.std(ddof=1)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
+import enum
+import json
+import math
 import threading
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -11,6 +18,7 @@ from hypothesis import given
 from tests.strategies import contexts
 
 from crucible_actors import Context, CrucibleError, EncodeError, Experiment, Stage, StageDef, stage
+from crucible_actors._core import to_json_safe
 from crucible_actors._core._encoding import (
     context_to_json,
     decode_context,
@@ -205,11 +213,108 @@ def test_context_to_json_never_fails_and_writes_unknown_values_as_repr() -> None
 
 
 def test_to_json_safe_turns_nested_tuples_into_lists() -> None:
-    from crucible_actors._core._encoding import to_json_safe
-
     assert to_json_safe({"a": (1, (2, 3)), "b": [(1, 2)], "c": {"d": ((),)}}) == {
         "a": [1, [2, 3]],
         "b": [[1, 2]],
         "c": {"d": [[]]},
     }
     assert type(to_json_safe((1,))) is list
+    assert sorted(to_json_safe({1, 2})) == [1, 2]
+    assert to_json_safe(frozenset({"x"})) == ["x"]
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+class _Pair(enum.Enum):
+    ONE_TWO = (1, 2)
+
+
+@dataclasses.dataclass
+class _Row:
+    name: str
+    at: datetime
+
+
+def test_to_json_safe_spells_every_key_as_a_string() -> None:
+    value = {
+        (1, 2): "t",
+        None: "n",
+        True: "b",
+        3: "i",
+        2.5: "f",
+        _Color.RED: "e",
+        _Pair.ONE_TWO: "p",
+    }
+    assert to_json_safe(value) == {
+        "(1, 2)": "t",
+        "None": "n",
+        "True": "b",
+        "3": "i",
+        "2.5": "f",
+        "red": "e",
+        "_Pair.ONE_TWO": "p",
+    }
+
+
+def test_to_json_safe_writes_scalars_as_json_values() -> None:
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    got = to_json_safe(
+        {
+            "when": when,
+            "day": date(2025, 1, 2),
+            "took": timedelta(seconds=3),
+            "blob": b"hi",
+            "color": _Color.RED,
+            "id": uuid.UUID(int=1),
+            "amount": decimal.Decimal("1.5"),
+            "row": _Row("a", when),
+            "point": _Point(1, 2),
+            "thing": Opaque(),
+        }
+    )
+    assert got["when"] == "2025-01-02T03:04:05Z"
+    assert got["day"] == "2025-01-02"
+    assert got["took"] == "PT3S"
+    assert got["blob"] == "aGk="
+    assert got["color"] == "red"
+    assert got["id"] == "00000000-0000-0000-0000-000000000001"
+    assert got["amount"] == "1.5"
+    assert got["row"] == {"name": "a", "at": "2025-01-02T03:04:05Z"}
+    assert got["point"] == {"x": 1, "y": 2}
+    assert got["thing"].startswith("<")
+    assert "Opaque" in got["thing"]
+
+
+def test_to_json_safe_keeps_non_finite_floats_unless_asked_for_finite_values() -> None:
+    value = {"nan": math.nan, "inf": [math.inf, -math.inf], "ok": 1.5}
+    kept = to_json_safe(value)
+    assert math.isnan(kept["nan"])
+    assert kept["inf"] == [math.inf, -math.inf]
+    stored = to_json_safe(value, finite=True)
+    assert stored == {"nan": None, "inf": [None, None], "ok": 1.5}
+    assert json.loads(json.dumps(stored, allow_nan=False)) == stored
+    assert to_json_safe(math.nan, finite=True) is None
+    assert to_json_safe((), finite=True) == []
+    assert to_json_safe({}, finite=True) == {}
+
+
+def test_to_json_safe_never_fails_even_on_odd_keys_inside_a_struct() -> None:
+    class Holder(msgspec.Struct):
+        table: dict[Any, Any]
+
+    assert to_json_safe(Holder({(1, "a"): {frozenset({2}): 3}})) == {
+        "table": {"(1, 'a')": {"frozenset({2})": 3}}
+    }
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    assert to_json_safe({"loop": cyclic}) == repr({"loop": cyclic})
+
+
+def test_to_json_safe_returns_a_copy() -> None:
+    value = {"a": [1, 2], "b": {"c": [3]}}
+    got = to_json_safe(value, finite=False)
+    got["a"].append(9)
+    got["b"]["c"].append(9)
+    assert value == {"a": [1, 2], "b": {"c": [3]}}

@@ -45,6 +45,7 @@ from ._core import open_runtime as open_runtime
 from ._core import run as run
 from ._core import run_async as run_async
 from ._core import stage as stage
+from .comparison import CompareOptions as CompareOptions
 from .comparison import Comparison as Comparison
 from .comparison import compare as compare
 from .comparison import compare_sweep as compare_sweep
@@ -56,6 +57,7 @@ __all__ = [
     "BackendRef",
     "Backoff",
     "CacheConfig",
+    "CompareOptions",
     "Comparison",
     "Context",
     "CrucibleError",

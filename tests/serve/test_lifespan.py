@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from crucible_actors import Context, Experiment, StageDef
+from crucible_actors._core import to_json_safe
 from crucible_actors._core._encoding import encode_context
-from crucible_actors._core.persistence._records import as_stored_json
 from crucible_actors.serve import create_app
 from crucible_actors.store import Checkpoint, ExperimentRecord, RunRecord, open_store
 
@@ -29,7 +29,7 @@ async def seed_orphan(url: str, run_id: str) -> None:
                 id=run_id, experiment_id="exp", status="running", started_at=now, owner_id="gone"
             ),
             experiment=ExperimentRecord(
-                id="exp", definition=as_stored_json(exp), created_at=now, updated_at=now
+                id="exp", definition=to_json_safe(exp, finite=True), created_at=now, updated_at=now
             ),
             checkpoint=Checkpoint(
                 run_id=run_id,

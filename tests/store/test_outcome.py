@@ -155,13 +155,13 @@ async def test_an_outcome_never_stored_is_reported_on_the_handle_never_completed
 
 async def _orphan(store: Store, run_id: str, resumes: int) -> None:
     """Store run ``run_id`` as ``running`` under a dead owner, already resumed ``resumes`` times."""
-    from crucible_actors._core.persistence._records import as_stored_json
+    from crucible_actors._core import to_json_safe
     from crucible_actors._core.persistence._store import Checkpoint, ExperimentRecord, RunRecord
 
     exp = _experiment("flat_metric")
     now = datetime.now(UTC)
     record = ExperimentRecord(
-        id=exp.id, definition=as_stored_json(exp), created_at=now, updated_at=now
+        id=exp.id, definition=to_json_safe(exp, finite=True), created_at=now, updated_at=now
     )
     run = RunRecord(
         id=run_id, experiment_id=exp.id, status="running", started_at=now, owner_id="dead"

@@ -157,7 +157,6 @@ from .persistence._persistence import RecoveryReport as RecoveryReport
 from .persistence._persistence import open_persistence as open_persistence
 from .persistence._persistence import set_store_opener as set_store_opener
 from .persistence._records import artifacts_from_context as artifacts_from_context
-from .persistence._records import as_stored_json as as_stored_json
 from .persistence._records import decode_checkpoint as decode_checkpoint
 from .persistence._store import LIVE_STATUSES as LIVE_STATUSES
 from .persistence._store import RUN_STATUSES as RUN_STATUSES

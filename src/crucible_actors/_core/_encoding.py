@@ -11,6 +11,8 @@ msgspec call.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -353,19 +355,46 @@ def _repr_hook(obj: Any) -> Any:
     return repr(obj)
 
 
-def to_json_safe(value: Any) -> Any:
-    """Return a JSON-safe copy of ``value``: tuples/sets → lists, enums → values,
-    datetimes → ISO 8601 strings, bytes → base64, unknown objects → ``repr``.
+def to_json_safe(value: Any, *, finite: bool = False) -> Any:
+    """Return a JSON-safe copy of ``value``: dicts with string keys, lists and scalars.
 
-    Never fails (unknown objects become their ``repr``). Store records use
-    :func:`~crucible_actors._core.persistence._records.as_stored_json`, which also normalises the
-    result through JSON so every store returns the same values.
+    The one normaliser of values for JSON (store records, trace metadata, reports, the
+    CLI's ``--json``, options sent to worker processes). It never raises and always
+    copies, so changing the result never changes ``value``:
+
+    - mappings become dicts; keys become strings (numbers and enums as msgspec spells
+      them, tuples, ``None``, booleans and other keys as ``str(key)``);
+    - tuples, lists, sets and frozensets become lists;
+    - msgspec Structs and dataclasses become dicts of their fields; enums their values;
+    - datetimes, dates and times become ISO 8601 strings, timedeltas ISO 8601 durations,
+      UUIDs and Decimals strings, bytes base64 strings;
+    - stage objects become their ``"module:qualname"`` reference;
+    - numpy scalars become Python numbers and arrays of up to 1,000 elements (nested)
+      lists; larger arrays and pandas or pyarrow objects become a summary
+      (``{"type", "shape", "dtype", ...}``), never the data;
+    - NaN and infinities stay floats (a value sent to a worker keeps them; msgspec's
+      JSON encoder writes them as ``null``); with ``finite=True`` they become ``None``,
+      which is what a JSON column stores, so records are the same from every store;
+    - anything else becomes its ``repr``, and so does a container that holds itself.
     """
-    return _lists(msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True))
+    try:
+        plain = msgspec.to_builtins(value, enc_hook=_repr_hook, str_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        # A key msgspec cannot spell (a tuple, None, a bool): spell the keys, then again.
+        # A container that holds itself fails both times and is written as its repr.
+        try:
+            plain = msgspec.to_builtins(_spelled_keys(value), enc_hook=_repr_hook, str_keys=True)
+        except (TypeError, ValueError, RecursionError):
+            return repr(value)
+    plain = _lists(plain)
+    if finite and plain:
+        # The JSON round trip is msgspec's C walk: NaN and infinities become null.
+        return msgspec.json.decode(msgspec.json.encode(plain))
+    return plain
 
 
 def _lists(value: Any) -> Any:
-    # msgspec.to_builtins keeps tuples as tuples; JSON-safe records want lists.
+    # msgspec.to_builtins keeps tuples as tuples; JSON-safe values want lists.
     if isinstance(value, tuple):
         return [_lists(v) for v in value]
     if isinstance(value, list):
@@ -377,6 +406,27 @@ def _lists(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _lists(v) for k, v in value.items()}
     return value
+
+
+def _spelled_keys(value: Any) -> Any:
+    """Copy the containers of ``value`` with every key msgspec refuses turned into ``str``."""
+    if isinstance(value, Mapping):
+        return {_key(k): _spelled_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_spelled_keys(v) for v in value]
+    if isinstance(value, msgspec.Struct):
+        return {f: _spelled_keys(getattr(value, f)) for f in value.__struct_fields__}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _spelled_keys(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def _key(key: Any) -> Any:
+    if key is None or isinstance(key, bool | tuple | frozenset):
+        return str(key)
+    if isinstance(key, enum.Enum) and not isinstance(key.value, str | int | float):
+        return str(key)
+    return key
 
 
 def context_to_json(ctx: Context) -> bytes:

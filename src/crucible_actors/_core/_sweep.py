@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import msgspec
 
+from ._encoding import to_json_safe
 from ._errors import CrucibleError, InvalidExperiment, OwnershipLost
 from ._ids import new_run_id
 from ._invoke import check_validate_mode
@@ -403,7 +404,7 @@ async def submit_sweep(
         record = SweepRecord(
             id=sid,
             experiment_id=exp.id,
-            sweep=_json_safe(
+            sweep=to_json_safe(
                 {
                     "parameters": sweep.parameters,
                     # The order of the paths, which a jsonb column does not keep.
@@ -430,7 +431,7 @@ async def submit_sweep(
                 point=p.point,
                 repeat=p.repeat,
                 run_id=p.run_id,
-                parameters=_json_safe(p.parameters),
+                parameters=to_json_safe(p.parameters),
                 seed=p.seed,
             )
             for p in points
@@ -506,13 +507,6 @@ async def submit_sweep(
 
 def _telemetry(sweep_id: str, point: SweepPoint) -> dict[str, Any]:
     return {"seed": point.seed, "sweep_id": sweep_id, "sweep_point": point.point}
-
-
-def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
-    from ._encoding import to_json_safe
-
-    safe: dict[str, Any] = to_json_safe(value)
-    return safe
 
 
 async def _release_when_done(slots: anyio.Semaphore, run: RunHandle) -> None:

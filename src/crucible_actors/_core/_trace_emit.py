@@ -89,7 +89,8 @@ def emit_event(
         reasoning,
         alternatives=alts,
         confidence=conf,
-        metadata=_json_safe(metadata) if metadata else {},
+        # Plain JSON data (NaN as null), so the event round-trips through save and load.
+        metadata=to_json_safe(metadata, finite=True) if metadata else {},
         code_section=code_section,
         spec_reference=spec_reference,
         stage_id=str(stage) if stage is not None else None,
@@ -152,20 +153,6 @@ def emit_decision(
         alternatives=alternatives,
         confidence=confidence,
     )
-
-
-def _json_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``metadata`` as plain JSON data, so it round-trips through save and load."""
-    data = msgspec.json.decode(msgspec.json.encode(to_json_safe(_str_keys(metadata))))
-    return data if isinstance(data, dict) else {}
-
-
-def _str_keys(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): _str_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_str_keys(v) for v in value]
-    return value
 
 
 def _summarize(results: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -25,7 +25,8 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``compare`` command."""
-    from ..comparison import FORMATS
+    from ..comparison import FORMATS, REPEATS
+    from ..stats import CORRECTIONS
 
     p = sub.add_parser(
         "compare",
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--repeats",
-        choices=("seeds", "samples"),
+        choices=REPEATS,
         default="seeds",
         help="what the repeated runs of a sweep point are: training/run seeds (default; "
         "run-to-run variance counts) or eval-time samples (averaged per example)",
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
     p.add_argument(
         "--correction",
-        choices=("holm", "bonferroni", "fdr_bh", "none"),
+        choices=CORRECTIONS,
         default="holm",
         help="multiple-comparison correction across the comparisons (holm)",
     )
@@ -86,7 +87,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare the runs; 0 on success, 2 on bad input (unknown run, no scores, ...)."""
-    from ..comparison import compare, compare_sweep, render
+    from ..comparison import CompareOptions, Comparison, compare, compare_sweep, render
     from ..store import open_store
     from ._format import store_url
 
@@ -97,26 +98,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         return 2
     url = store_url(args.store)
-    options: dict[str, Any] = {
-        "metric": args.metric,
-        "pair_by": args.pair_by,
-        "unpaired": args.unpaired,
-        "cluster_by": args.cluster_by,
-        "repeats": args.repeats,
-        "test_train_ratio": args.cv_ratio,
-        "alpha": args.alpha,
-        "correction": args.correction,
-        "higher_is_better": not args.lower_is_better,
-    }
 
-    async def main() -> Any:
+    async def main(options: CompareOptions) -> Comparison:
         async with open_store(url) as store:
             if args.sweep:
-                return await compare_sweep(store, args.sweep, **options)
-            return await compare(store, args.run_ids, **options)
+                return await compare_sweep(store, args.sweep, options)
+            return await compare(store, args.run_ids, options)
 
     try:
-        result = anyio.run(main, backend="trio")
+        options = CompareOptions(
+            metric=args.metric,
+            pair_by=args.pair_by,
+            unpaired=args.unpaired,
+            cluster_by=args.cluster_by,
+            repeats=args.repeats,
+            test_train_ratio=args.cv_ratio,
+            alpha=args.alpha,
+            correction=args.correction,
+            higher_is_better=not args.lower_is_better,
+        )
+        result = anyio.run(main, options, backend="trio")
     except ValueError as exc:  # an option out of range, from the statistics
         print(f"error: {exc}", file=sys.stderr)
         return 2

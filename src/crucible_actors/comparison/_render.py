@@ -1,6 +1,8 @@
 """Render a :class:`~._compare.Comparison`: a text table, Markdown, JSON, or an HTML page.
 
-The HTML page is self-contained (inline CSS and SVG, no script, no external request): a
+The HTML page is self-contained (inline CSS and SVG, no script, no external request; the
+page shell, stylesheet, tables and cells are the shared rendering kit's,
+:mod:`crucible_actors._render_kit`, as for the report stage and traces): a
 distribution plot of each group's scores (dots, quartile box, mean), a forest plot of
 the mean differences against the baseline with their intervals, and, when paired, the
 per-example differences of each comparison. The dashboard serves the same page.
@@ -8,30 +10,30 @@ per-example differences of each comparison. The dashboard serves the same page.
 
 from __future__ import annotations
 
-import html
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
 import msgspec
 
+from .._render_kit import escape, html_table, md_table, number, page
+from ._verdict import EFFECT_SYMBOLS
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from ._compare import Comparison, PairComparison
+    from ._result import Comparison, PairComparison
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "Format", "render"]
 
-FORMATS = ("table", "markdown", "json", "html")
-
-
-def _f(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
+#: An output format of :func:`render`.
+Format: TypeAlias = Literal["table", "markdown", "json", "html"]
+FORMATS: tuple[Format, ...] = get_args(Format)
 
 
 def _ci(ci: Sequence[float | None] | None) -> str:
     if not ci or ci[0] is None or ci[1] is None:
         return "-"
-    return f"[{_f(ci[0], 3)}, {_f(ci[1], 3)}]"
+    return f"[{number(ci[0], 3)}, {number(ci[1], 3)}]"
 
 
 def _p(c: PairComparison) -> str:
@@ -53,24 +55,21 @@ def _group_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
             str(rank[g.label]),
             g.label,
             str(g.n),
-            _f(g.mean),
-            _f(g.std),
+            number(g.mean),
+            number(g.std),
             _ci(g.confidence_interval),
             str(len(g.run_ids)),
-            *([_f(g.seed_sd, 3)] if len(headers) > 7 else []),
+            *([number(g.seed_sd, 3)] if len(headers) > 7 else []),
         ]
         for g in sorted(cmp.groups, key=lambda g: rank[g.label])
     ]
     return headers, rows
 
 
-_SYMBOLS = {"cohens_dz": "d_z", "cohens_d": "d", "cohens_h": "h"}
-
-
 def _diff(x: float | None, binary: bool) -> str:
     if x is None:
         return "-"
-    return f"{x * 100:+.1f} pt" if binary else _f(x)
+    return f"{x * 100:+.1f} pt" if binary else number(x)
 
 
 def _diff_ci(ci: Sequence[float | None] | None, binary: bool) -> str:
@@ -85,7 +84,7 @@ def _pair_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for c in cmp.comparisons:
         eff = c.effect_size
-        symbol = _SYMBOLS.get(str(eff.get("name")), str(eff.get("name")))
+        symbol = EFFECT_SYMBOLS.get(str(eff.get("name")), str(eff.get("name")))
         test = c.test or "-"
         if c.discordant is not None:
             test += f" b={c.discordant[0]} c={c.discordant[1]}"
@@ -98,7 +97,7 @@ def _pair_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
                 test,
                 _p(c),
                 "yes" if c.significant else "no",
-                f"{symbol} = {_f(eff.get('value'), 3)} {eff.get('interpretation')}",
+                f"{symbol} = {number(eff.get('value'), 3)} {eff.get('interpretation')}",
                 _diff(c.minimum_detectable_effect, cmp.binary).lstrip("+"),
             ]
         )
@@ -117,15 +116,6 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
         for line in [list(headers), *rows]
     )
-
-
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def esc(c: str) -> str:
-        return c.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(esc, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _notes(cmp: Comparison) -> list[str]:
@@ -158,9 +148,9 @@ def render_markdown(cmp: Comparison) -> str:
         "",
         _tests_line(cmp) + ".",
         "",
-        _md_table(*_group_rows(cmp)),
+        "\n".join(md_table(*_group_rows(cmp))),
     ]
-    parts += ["", _md_table(*_pair_rows(cmp)), ""]
+    parts += ["", "\n".join(md_table(*_pair_rows(cmp))), ""]
     parts += [f"- {c.verdict}" for c in cmp.comparisons]
     parts += [f"- {n}" for n in _notes(cmp)]
     parts += ["", f"**Verdict:** {cmp.verdict}"]
@@ -217,7 +207,7 @@ def _label(text: str, y: float) -> str:
     shown = text if len(text) <= 26 else text[:25] + "\u2026"
     return (
         f'<text x="{_LEFT - 8}" y="{y + 4:.1f}" font-size="12" text-anchor="end">'
-        f"<title>{html.escape(text)}</title>{html.escape(shown)}</text>"
+        f"<title>{escape(text)}</title>{escape(shown)}</text>"
     )
 
 
@@ -229,7 +219,7 @@ def svg_distributions(cmp: Comparison) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plot distributions" width="{_W}" '
         f'height="{height}" viewBox="0 0 {_W} {height}" role="img" '
-        f'aria-label="{html.escape(cmp.metric)} per group">'
+        f'aria-label="{escape(cmp.metric)} per group">'
     ]
     for i, g in enumerate(cmp.groups):
         y = 20 + _ROW * i + _ROW / 2
@@ -325,64 +315,49 @@ def svg_paired(cmp: Comparison, c: PairComparison) -> str:
         parts.append(
             f'<circle class="pair" cx="{_x(d, lo, hi):.1f}" cy="{y + jitter:.1f}" r="2.6" '
             f'fill="{color}" fill-opacity="0.7">'
-            f"<title>{html.escape(str(key))}: {d:.4g}</title></circle>"
+            f"<title>{escape(str(key))}: {d:.4g}</title></circle>"
         )
     parts += _axis(lo, hi, 68)
     parts.append("</svg>")
     return "".join(parts)
 
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:920px;color:#111;padding:0 12px}
-h1{font-size:20px}h2{font-size:16px;margin-top:28px}
-table{border-collapse:collapse;margin:8px 0}th,td{padding:4px 10px;border-bottom:1px solid #ddd;
-text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f4f6}
-.verdict{background:#f0fdf4;border-left:4px solid #059669;padding:8px 12px}
-.note{color:#555}.sig{color:#059669;font-weight:600}
-"""
-
-
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def render_html(cmp: Comparison, *, title: str | None = None) -> str:
     """Return a self-contained HTML page of the comparison with inline SVG plots."""
     heading = title or (f"Sweep {cmp.sweep_id}" if cmp.sweep_id else "Comparison of runs")
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>{html.escape(heading)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(heading)}</h1>",
-        f'<p class="verdict" id="verdict">{html.escape(cmp.verdict)}</p>',
-        f'<p class="note">{html.escape(_tests_line(cmp))}</p>',
-        "<h2>Groups</h2>",
-        _html_table(*_group_rows(cmp), "groups"),
-        f"<h2>Distribution of {html.escape(cmp.metric)}</h2>",
+        f"<header><h1>{escape(heading)}</h1>",
+        f'<p class="verdict" id="verdict">{escape(cmp.verdict)}</p>',
+        f'<p class="note">{escape(_tests_line(cmp))}</p></header>',
+        "<section><h2>Groups</h2>",
+        html_table(*_group_rows(cmp), "groups"),
+        f"<h2>Distribution of {escape(cmp.metric)}</h2>",
         svg_distributions(cmp),
-        "<h2>Differences against the baseline</h2>",
-        _html_table(*_pair_rows(cmp), "comparisons"),
+        "</section><section><h2>Differences against the baseline</h2>",
+        html_table(*_pair_rows(cmp), "comparisons"),
         svg_differences(cmp),
     ]
-    parts += [f'<p class="note">{html.escape(c.verdict)}</p>' for c in cmp.comparisons]
+    parts += [f'<p class="note">{escape(c.verdict)}</p>' for c in cmp.comparisons]
+    parts.append("</section>")
     if cmp.paired:
-        parts.append("<h2>Per-example differences</h2>")
+        parts.append("<section><h2>Per-example differences</h2>")
         parts += [svg_paired(cmp, c) for c in cmp.comparisons]
-    parts += [f'<p class="note">{html.escape(n)}</p>' for n in _notes(cmp)]
-    parts.append("</body></html>\n")
-    return "".join(parts)
+        parts.append("</section>")
+    notes = _notes(cmp)
+    if notes:
+        parts.append("<section>")
+        parts += [f'<p class="note">{escape(n)}</p>' for n in notes]
+        parts.append("</section>")
+    return page(heading, "".join(parts))
 
 
-def render(cmp: Comparison, format: str = "table") -> str:
+def render(cmp: Comparison, format: Format = "table") -> str:
     """Return ``cmp`` in ``format``: one of :data:`FORMATS`.
 
     Raises:
         ValueError: an unknown format.
     """
-    renderers: dict[str, Any] = {
+    renderers: dict[str, Callable[[Comparison], str]] = {
         "table": render_table,
         "markdown": render_markdown,
         "json": render_json,
@@ -391,5 +366,4 @@ def render(cmp: Comparison, format: str = "table") -> str:
     fn = renderers.get(format)
     if fn is None:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    out: str = fn(cmp)
-    return out
+    return fn(cmp)

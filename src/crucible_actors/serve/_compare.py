@@ -11,16 +11,19 @@ and sweeps 404, a service without a store 503.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from starlette.responses import HTMLResponse, Response
 
+from ..comparison import CompareOptions
 from ._endpoint import param
 from ._errors import ApiError
 
 if TYPE_CHECKING:
     from starlette.datastructures import QueryParams
 
+    from ..comparison import Repeats
+    from ..stats import Correction
     from ._service import Service
 
 __all__ = ["COMPARE_PARAMETERS", "compare_answer"]
@@ -65,7 +68,7 @@ def _number(q: QueryParams, name: str, default: str | None) -> tuple[str | None,
         return text, -1.0
 
 
-def _options(q: QueryParams) -> dict[str, Any]:
+def _options(q: QueryParams) -> CompareOptions:
     correction = q.get("correction") or "holm"
     if correction not in _CORRECTIONS:
         raise _bad(f"correction: expected one of {', '.join(_CORRECTIONS)}, got {correction!r}")
@@ -78,17 +81,17 @@ def _options(q: QueryParams) -> dict[str, Any]:
     ratio_text, ratio = _number(q, "cv_ratio", None)
     if ratio_text is not None and not 0 < ratio < 1e9:
         raise _bad(f"cv_ratio: expected n_test / n_train > 0, got {ratio_text!r}")
-    return {
-        "metric": q.get("metric") or None,
-        "pair_by": q.get("pair_by") or None,
-        "unpaired": _flag(q.get("unpaired")),
-        "cluster_by": q.get("cluster_by") or None,
-        "repeats": repeats,
-        "test_train_ratio": ratio if ratio_text is not None else None,
-        "correction": correction,
-        "alpha": alpha,
-        "higher_is_better": not _flag(q.get("lower_is_better")),
-    }
+    return CompareOptions(
+        metric=q.get("metric") or None,
+        pair_by=q.get("pair_by") or None,
+        unpaired=_flag(q.get("unpaired")),
+        cluster_by=q.get("cluster_by") or None,
+        repeats=cast("Repeats", repeats),  # checked above
+        test_train_ratio=ratio if ratio_text is not None else None,
+        correction=cast("Correction", correction),  # checked above
+        alpha=alpha,
+        higher_is_better=not _flag(q.get("lower_is_better")),
+    )
 
 
 def _flag(value: str | None) -> bool:
@@ -117,9 +120,9 @@ async def compare_answer(service: Service, q: QueryParams) -> Response:
         raise ApiError(404, f"no sweep {sweep!r}", type="SweepNotFound")
     try:
         if sweep is not None:
-            result = await compare_sweep(store, sweep, **options)
+            result = await compare_sweep(store, sweep, options)
         else:
-            result = await compare(store, run_ids, **options)
+            result = await compare(store, run_ids, options)
     except ComparisonError as exc:
         raise ApiError(422, str(exc), type="ComparisonError") from exc
     except ValueError as exc:  # an option the statistics refuse

@@ -27,13 +27,13 @@ from .._core import (
     TraceChain,
     TraceEvent,
     artifacts_from_context,
-    as_stored_json,
     decode_checkpoint,
     experiment_from_mapping,
     load_definitions,
     load_provenance,
     run_columns,
     stage_ref,
+    to_json_safe,
 )
 from ._errors import ApiError, api_error_from
 from ._events import live_events, resumed_events, stored_events
@@ -224,11 +224,11 @@ class Service:
                 summary,
                 pipeline=pipeline_of(handle.experiment),
                 attempts=[(r.index, attempt_from_handle(handle, r)) for r in handle.attempts],
-                metrics=as_stored_json(ctx.metrics) if ctx is not None else {},
-                outputs=as_stored_json(ctx.outputs) if ctx is not None else [],
+                metrics=to_json_safe(ctx.metrics, finite=True) if ctx is not None else {},
+                outputs=to_json_safe(ctx.outputs, finite=True) if ctx is not None else [],
                 artifacts=artifact_views(records, base, run_id),
                 has_trace=trace is not None and bool(trace.events),
-                experiment=as_stored_json(handle.experiment),
+                experiment=to_json_safe(handle.experiment, finite=True),
             )
         assert self.store is not None
         stored_attempts = await self.store.list_attempts(run_id)
@@ -251,7 +251,7 @@ class Service:
         definition: dict[str, Any] | None = None
         pipeline: list[tuple[str, bool]] = []
         if experiment is not None:
-            definition = as_stored_json(experiment)
+            definition = to_json_safe(experiment, finite=True)
             pipeline = pipeline_of(experiment)
         else:
             definition, pipeline = await self._stored_definition(record)
@@ -280,7 +280,7 @@ class Service:
         else:
             assert handle is not None
             ctx = handle.context if handle.done else None
-            outputs = as_stored_json(ctx.outputs) if ctx is not None else []
+            outputs = to_json_safe(ctx.outputs, finite=True) if ctx is not None else []
         return {"run_id": run_id, **page_outputs(outputs, offset=offset, limit=limit, query=query)}
 
     async def sweep(self, sweep_id: str) -> dict[str, Any]:
@@ -305,8 +305,8 @@ class Service:
             rows = [row for _, row in self._handle_rows(experiment_id, None)[:limit]]
             return available_columns(
                 (
-                    as_stored_json(h.context.metrics) if h.done and h.context else {},
-                    as_stored_json(h.experiment),
+                    to_json_safe(h.context.metrics, finite=True) if h.done and h.context else {},
+                    to_json_safe(h.experiment, finite=True),
                     None,
                 )
                 for h in rows
@@ -871,8 +871,10 @@ def _handle_sweep(handle: RunHandle) -> str | None:
 def _handle_columns(handle: RunHandle, columns: Sequence[str]) -> dict[str, Any]:
     """The column values of a run known only from its handle (its own point options)."""
     ctx = handle.context if handle.done else None
-    metrics = as_stored_json(ctx.metrics) if ctx is not None else {}
-    return run_columns({"metrics": metrics}, columns, definition=as_stored_json(handle.experiment))
+    metrics = to_json_safe(ctx.metrics, finite=True) if ctx is not None else {}
+    return run_columns(
+        {"metrics": metrics}, columns, definition=to_json_safe(handle.experiment, finite=True)
+    )
 
 
 def _taken(run_id: str) -> ApiError:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._core import RunStatus, as_stored_json
+from .._core import RunStatus, to_json_safe
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,7 +139,9 @@ def summary_from_handle(handle: RunHandle) -> dict[str, Any]:
         "started_at": _iso_wall(_wall_of(handle, handle.started_at)),
         "finished_at": _iso_wall(_wall_of(handle, finished)),
         "duration": duration,
-        "failure": as_stored_json(handle._failure_summary()) if status in TERMINAL else None,
+        "failure": to_json_safe(handle._failure_summary(), finite=True)
+        if status in TERMINAL
+        else None,
     }
 
 

@@ -7,14 +7,14 @@ metrics, the ``bench`` metric), so the formats agree with each other:
 - JSON: the run as data, made JSON-safe first (tuples, sets, enums, datetimes, odd
   objects and non-string keys never make it fail);
 - HTML: one self-contained page (inline CSS and SVG, no script, nothing fetched) with
-  every value escaped;
+  every value escaped; the page shell, stylesheet, tables and cells are the shared
+  rendering kit's (:mod:`crucible_actors._render_kit`), as for traces and comparisons;
 - CSV: ``metric,value`` rows with nested keys and list indices joined by dots.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 from collections.abc import Callable, Mapping
@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from .._core import to_json_safe
+from .._render_kit import cards, html_table, md_cell, md_table, number, page
+from .._render_kit import escape as _e
 
 if TYPE_CHECKING:
     from .._core import Context
@@ -147,66 +149,25 @@ def flatten(value: Any, prefix: str = "", *, lists: bool = False) -> list[tuple[
     return [(prefix, value)]
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _compact_json(value: Any) -> str:
-    try:
-        return msgspec.json.encode(_json_safe(value)).decode()
-    except (TypeError, ValueError, msgspec.EncodeError):
-        return repr(value)
+    return msgspec.json.encode(to_json_safe(value)).decode()
 
 
 def _cell(value: Any) -> str:
     """Return a short human-readable rendering of a metric value."""
     if value is None or isinstance(value, bool | int | float):
-        text = _num(value, 6)
+        text = number(value, 6)
     elif isinstance(value, str):
         text = value
     elif isinstance(value, list | tuple) and all(
         v is None or isinstance(v, bool | int | float | str) for v in value
     ):
-        shown = ", ".join(_num(v, 6) if not isinstance(v, str) else v for v in value[:10])
+        shown = ", ".join(number(v, 6) if not isinstance(v, str) else v for v in value[:10])
         more = f", ... ({len(value)} items)" if len(value) > 10 else ""
         text = f"[{shown}{more}]"
     else:
         text = _compact_json(value)
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 3] + "..."
-
-
-def _str_keys(value: Any) -> Any:
-    """Copy containers, turning keys JSON cannot hold (tuples, objects) into strings."""
-    if isinstance(value, Mapping):
-        return {
-            (k if isinstance(k, str | int | float) and not isinstance(k, bool) else str(k)): (
-                _str_keys(v)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_str_keys(v) for v in value]
-    return value
-
-
-def _json_safe(value: Any) -> Any:
-    """Return a JSON-encodable copy of ``value``; never raises for odd values."""
-    try:
-        return to_json_safe(_str_keys(value))
-    except (TypeError, ValueError, msgspec.EncodeError):
-        # A value msgspec cannot even walk (e.g. a Struct holding a dict with tuple keys):
-        # keep the report, show the value as text.
-        return repr(value)
 
 
 # --- bench -----------------------------------------------------------------------------
@@ -224,7 +185,7 @@ def _group_points(bench: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]
 
 def _ci_text(ci: Any) -> str:
     if isinstance(ci, list | tuple) and len(ci) == 2:
-        return f"[{_num(ci[0])}, {_num(ci[1])}]"
+        return f"[{number(ci[0])}, {number(ci[1])}]"
     return "-"
 
 
@@ -242,9 +203,9 @@ def _test_rows(results: Mapping[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 str(name),
-                _num(entry.get("statistic")),
-                _num(entry.get("p_value")),
-                _num(entry.get("p_value_adjusted")) if "p_value_adjusted" in entry else "-",
+                number(entry.get("statistic")),
+                number(entry.get("p_value")),
+                number(entry.get("p_value_adjusted")) if "p_value_adjusted" in entry else "-",
                 "yes" if entry.get("significant") else "no",
                 str(entry.get("interpretation", "")),
             ]
@@ -267,9 +228,9 @@ def _group_rows(bench: Mapping[str, Any]) -> list[list[str]]:
     return [
         [
             name,
-            _num(s.get("n")),
-            _num(s.get("mean")),
-            _num(s.get("std")),
+            number(s.get("n")),
+            number(s.get("mean")),
+            number(s.get("std")),
             _ci_text(s.get("confidence_interval")),
         ]
         for name, s in _group_points(bench)
@@ -280,30 +241,19 @@ def _effect_rows(results: Mapping[str, Any]) -> list[list[str]]:
     effect = results.get("effect_size")
     if not isinstance(effect, Mapping):
         return []
-    return [[str(k), v if isinstance(v, str) else _num(v)] for k, v in effect.items()]
+    return [[str(k), v if isinstance(v, str) else number(v)] for k, v in effect.items()]
 
 
 def _bench_summary(bench: Mapping[str, Any]) -> str:
     tests = bench.get("tests_run")
     names = ", ".join(map(str, tests)) if isinstance(tests, list | tuple) else str(tests)
-    parts = [f"tests: {names}", f"alpha: {_num(bench.get('alpha'))}"]
+    parts = [f"tests: {names}", f"alpha: {number(bench.get('alpha'))}"]
     if "correction" in bench:
         parts.append(f"correction: {bench['correction']}")
     return "; ".join(parts)
 
 
 # --- markdown --------------------------------------------------------------------------------
-
-
-def _md(value: Any) -> str:
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-    return lines
 
 
 def _title(ctx: Context) -> str:
@@ -313,10 +263,10 @@ def _title(ctx: Context) -> str:
 def render_markdown(ctx: Context) -> str:
     """Render the run as Markdown: summary, stages, metrics and bench tables."""
     rows = stage_rows(ctx)
-    lines = [f"# Experiment {_md(_title(ctx))}", ""]
+    lines = [f"# Experiment {md_cell(_title(ctx))}", ""]
     if ctx.experiment.description:
-        lines += [_md(ctx.experiment.description), ""]
-    lines += _md_table(
+        lines += [md_cell(ctx.experiment.description), ""]
+    lines += md_table(
         ["Field", "Value"],
         [
             ["Experiment", ctx.experiment_id],
@@ -336,31 +286,31 @@ def render_markdown(ctx: Context) -> str:
         ]
         for r in rows
     ]
-    lines += _md_table(header, stage_table)
+    lines += md_table(header, stage_table)
     lines += ["", "## Metrics", ""]
     metrics = flatten(_plain_metrics(ctx))
     if metrics:
-        lines += _md_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
+        lines += md_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
     else:
         lines.append("No metrics recorded.")
     lines.append("")
     bench = _bench(ctx)
     if bench is not None:
-        lines += ["## Bench results", "", _md(_bench_summary(bench)), ""]
+        lines += ["## Bench results", "", md_cell(_bench_summary(bench)), ""]
         results = bench["results"]
         if results.get("no_data"):
             lines += ["No data available for analysis.", ""]
         group_rows = _group_rows(bench)
         if group_rows:
-            lines += ["### Groups", "", *_md_table(_GROUP_HEADER, group_rows), ""]
+            lines += ["### Groups", "", *md_table(_GROUP_HEADER, group_rows), ""]
         if "tests_skipped" in results:
-            lines += [_md(results["tests_skipped"]), ""]
+            lines += [md_cell(results["tests_skipped"]), ""]
         test_rows = _test_rows(results)
         if test_rows:
-            lines += ["### Tests", "", *_md_table(_TEST_HEADER, test_rows), ""]
+            lines += ["### Tests", "", *md_table(_TEST_HEADER, test_rows), ""]
         effect_rows = _effect_rows(results)
         if effect_rows:
-            lines += ["### Effect size", "", *_md_table(["Measure", "Value"], effect_rows), ""]
+            lines += ["### Effect size", "", *md_table(["Measure", "Value"], effect_rows), ""]
     lines += ["## Outputs", "", f"{len(ctx.outputs)} output(s) recorded before this report."]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -379,9 +329,9 @@ def render_json(ctx: Context) -> str:
             "description": ctx.experiment.description,
         },
         "stages": stage_rows(ctx),
-        "metrics": {str(k): _json_safe(v) for k, v in ctx.metrics.items()},
-        "outputs": [_json_safe(item) for item in ctx.outputs],
-        "artifacts": {str(k): _json_safe(v) for k, v in ctx.artifacts.items()},
+        "metrics": {str(k): to_json_safe(v) for k, v in ctx.metrics.items()},
+        "outputs": [to_json_safe(item) for item in ctx.outputs],
+        "artifacts": {str(k): to_json_safe(v) for k, v in ctx.artifacts.items()},
     }
     return msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
 
@@ -398,7 +348,7 @@ def _csv_value(value: Any) -> str:
         return str(value) if not isinstance(value, float) else repr(value)
     if isinstance(value, Mapping | list | tuple):  # only empty ones reach here
         return _compact_json(value)
-    return str(_json_safe(value))
+    return str(to_json_safe(value))
 
 
 def render_csv(ctx: Context) -> str:
@@ -406,23 +356,12 @@ def render_csv(ctx: Context) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["metric", "value"])
-    for key, value in flatten(_json_safe(ctx.metrics), lists=True):
+    for key, value in flatten(to_json_safe(ctx.metrics), lists=True):
         writer.writerow([key, _csv_value(value)])
     return buffer.getvalue()
 
 
 # --- html ------------------------------------------------------------------------------------
-
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _finite(value: Any) -> float | None:
@@ -460,7 +399,7 @@ def svg_means(points: list[tuple[str, Mapping[str, Any]]]) -> str:
 
     label = "Group means with confidence intervals"
     parts = [
-        f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'<svg class="plot means" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{label}"><title>{label}</title>',
     ]
     for step in range(5):
@@ -469,7 +408,7 @@ def svg_means(points: list[tuple[str, Mapping[str, Any]]]) -> str:
         parts.append(
             f'<line class="grid" x1="{left}" y1="{ty:.1f}" x2="{right}" y2="{ty:.1f}"/>'
             f'<text class="tick" x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">'
-            f"{_e(_num(value, 3))}</text>"
+            f"{_e(number(value, 3))}</text>"
         )
     parts.append(
         f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/>'
@@ -485,56 +424,17 @@ def svg_means(points: list[tuple[str, Mapping[str, Any]]]) -> str:
                 f'y2="{y(lo):.1f}"/><line class="ci" x1="{cx - 9:.1f}" y1="{y(hi):.1f}" '
                 f'x2="{cx + 9:.1f}" y2="{y(hi):.1f}"/>'
             )
-        tip = f"{name}: mean {_num(mean)}, CI {_ci_text([lo, hi]) if lo is not None else '-'}"
+        tip = f"{name}: mean {number(mean)}, CI {_ci_text([lo, hi]) if lo is not None else '-'}"
         short = name if len(name) <= 18 else name[:17] + "\u2026"
         parts.append(
             f'<circle class="mean" cx="{cx:.1f}" cy="{y(mean):.1f}" r="5"><title>{_e(tip)}'
             f'</title></circle><text class="label" x="{cx:.1f}" y="{bottom + 18}" '
             f'text-anchor="middle">{_e(short)}</text>'
             f'<text class="value" x="{cx:.1f}" y="{bottom + 34}" text-anchor="middle">'
-            f"{_e(_num(mean))}</text>"
+            f"{_e(number(mean))}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
-
-
-_CSS: Final = """
-* { box-sizing: border-box; }
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0;
-  background: #f4f6f8; color: #2c3e50; line-height: 1.5; }
-main { max-width: 1100px; margin: 0 auto; padding: 20px; }
-header, section { background: #fff; border-radius: 8px; padding: 18px 24px; margin-bottom: 18px;
-  box-shadow: 0 1px 3px rgba(0,0,0,.1); }
-h1 { margin: 0 0 6px; } h2 { margin: 0 0 12px; border-bottom: 2px solid #3498db;
-  padding-bottom: 6px; } h3 { margin: 16px 0 8px; }
-.muted { color: #7f8c8d; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px;
-  margin-top: 12px; }
-.card { background: #f8f9fa; border-left: 4px solid #3498db; padding: 8px 12px;
-  border-radius: 4px; overflow-wrap: anywhere; }
-.card .label { color: #7f8c8d; font-size: .85em; } .card .value { font-weight: 600; }
-table { border-collapse: collapse; width: 100%; font-size: .92em; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e1e4e8;
-  vertical-align: top; overflow-wrap: anywhere; }
-th { background: #f8f9fa; }
-ol.timeline { list-style: none; margin: 0; padding: 0; }
-ol.timeline li { display: grid; grid-template-columns: 2.5em 1fr 8em 7em; gap: 8px;
-  align-items: center; padding: 6px 8px; border-left: 4px solid #bdc3c7; margin-bottom: 6px;
-  background: #f8f9fa; border-radius: 4px; }
-ol.timeline li.completed { border-left-color: #2e7d32; }
-ol.timeline li.skipped { border-left-color: #f57f17; }
-.badge { display: inline-block; padding: 1px 10px; border-radius: 10px; font-size: .8em;
-  font-weight: 600; text-align: center; background: #eceff1; }
-.badge.completed { background: #c8e6c9; color: #2e7d32; }
-.badge.skipped { background: #fff9c4; color: #f57f17; }
-.duration { font-family: Menlo, Consolas, monospace; color: #7f8c8d; text-align: right; }
-svg.plot { display: block; margin: 10px 0; background: #fff; }
-svg.plot .axis { stroke: #7f8c8d; stroke-width: 1; }
-svg.plot .grid { stroke: #eceff1; stroke-width: 1; }
-svg.plot .ci { stroke: #1565c0; stroke-width: 2; }
-svg.plot .mean { fill: #c62828; }
-svg.plot text { font-size: 11px; fill: #2c3e50; } svg.plot .tick, svg.plot .value { fill: #7f8c8d; }
-"""
 
 
 def _bench_html(bench: Mapping[str, Any]) -> str:
@@ -545,16 +445,16 @@ def _bench_html(bench: Mapping[str, Any]) -> str:
     points = _group_points(bench)
     if points:
         parts.append("<h3>Groups</h3>")
-        parts.append(_html_table(_GROUP_HEADER, _group_rows(bench)))
+        parts.append(html_table(_GROUP_HEADER, _group_rows(bench)))
         parts.append(f"<figure>{svg_means(points)}</figure>")
     if "tests_skipped" in results:
         parts.append(f"<p>{_e(results['tests_skipped'])}</p>")
     test_rows = _test_rows(results)
     if test_rows:
-        parts += ["<h3>Tests</h3>", _html_table(_TEST_HEADER, test_rows)]
+        parts += ["<h3>Tests</h3>", html_table(_TEST_HEADER, test_rows)]
     effect_rows = _effect_rows(results)
     if effect_rows:
-        parts += ["<h3>Effect size</h3>", _html_table(["Measure", "Value"], effect_rows)]
+        parts += ["<h3>Effect size</h3>", html_table(["Measure", "Value"], effect_rows)]
     parts.append("</section>")
     return "".join(parts)
 
@@ -563,15 +463,13 @@ def render_html(ctx: Context) -> str:
     """Render the run as one self-contained HTML page; every value is escaped."""
     rows = stage_rows(ctx)
     title = _title(ctx)
-    cards = [
-        ("Experiment", ctx.experiment_id),
-        ("Run", ctx.run_id),
-        ("Stages completed", _completed_text(rows)),
-        ("Metrics", str(len(ctx.metrics))),
-    ]
-    cards_html = "".join(
-        f'<div class="card"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
-        for k, v in cards
+    summary = cards(
+        [
+            ("Experiment", ctx.experiment_id),
+            ("Run", ctx.run_id),
+            ("Stages completed", _completed_text(rows)),
+            ("Metrics", str(len(ctx.metrics))),
+        ]
     )
     timeline = "".join(
         f'<li class="{_e(r["status"])}"><span class="muted">{r["index"]}</span>'
@@ -582,7 +480,7 @@ def render_html(ctx: Context) -> str:
     )
     metrics = flatten(_plain_metrics(ctx))
     metrics_html = (
-        _html_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
+        html_table(["Metric", "Value"], [[k, _cell(v)] for k, v in metrics])
         if metrics
         else "<p>No metrics recorded.</p>"
     )
@@ -592,25 +490,13 @@ def render_html(ctx: Context) -> str:
         if ctx.experiment.description
         else ""
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)} - Report</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<main>
-<header><h1>Experiment {_e(title)}</h1>{description}<div class="cards">{cards_html}</div></header>
-<section><h2>Stage timeline</h2><ol class="timeline">{timeline}</ol></section>
+    body = f"""<header><h1>Experiment {_e(title)}</h1>{description}{summary}</header>
+<section><h2>Stage timeline</h2><ol class="stages">{timeline}</ol></section>
 <section><h2>Metrics</h2>{metrics_html}</section>
 {_bench_html(bench) if bench is not None else ""}
-<section><h2>Outputs</h2><p>{len(ctx.outputs)} output(s) recorded before this report.</p></section>
-</main>
-</body>
-</html>
-"""
+<section><h2>Outputs</h2><p>{len(ctx.outputs)} output(s) recorded before this report.</p>
+</section>"""
+    return page(f"{title} - Report", body)
 
 
 RENDERERS: Final[dict[str, Callable[[Context], str]]] = {

@@ -38,7 +38,7 @@ import msgspec
 
 from .. import stats as _stats
 from .._core import Stage
-from ..stats import _groups
+from ..stats import Correction, _groups
 from ._plugins import call_plugin, describe_plugin, load_ref
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ log = logging.getLogger("crucible_actors")
 TestName = Literal[
     "ttest", "paired_ttest", "wilcoxon", "mann_whitney", "bootstrap", "anova", "kruskal_wallis"
 ]
-Correction = Literal["none", "holm", "bonferroni", "fdr_bh"]
 
 DEFAULT_TESTS = ("ttest",)
 DEFAULT_ALPHA = 0.05

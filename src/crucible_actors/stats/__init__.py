@@ -41,6 +41,7 @@ from ._groups import INTERVAL_METHODS as INTERVAL_METHODS
 from ._groups import K_SAMPLE_TESTS as K_SAMPLE_TESTS
 from ._groups import PAIRED_TESTS as PAIRED_TESTS
 from ._groups import TESTS as TESTS
+from ._groups import Correction as Correction
 from ._groups import adjust_pvalues as adjust_pvalues
 from ._groups import analyze as analyze
 from ._groups import cohens_d as cohens_d
@@ -76,6 +77,7 @@ __all__ = [
     "PAIRED_TESTS",
     "PROPORTION_INTERVALS",
     "TESTS",
+    "Correction",
     "Interval",
     "McNemarResult",
     "TestResult",

@@ -48,7 +48,16 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Final, SupportsFloat, TypeAlias
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    NamedTuple,
+    SupportsFloat,
+    TypeAlias,
+    get_args,
+)
 
 from .._core import MissingDependency
 
@@ -95,7 +104,9 @@ TESTS: Final = (
     "anova",
     "kruskal_wallis",
 )
-CORRECTIONS: Final = ("none", "holm", "bonferroni", "fdr_bh")
+#: A multiple-comparison correction: none, Holm, Bonferroni or Benjamini-Hochberg.
+Correction: TypeAlias = Literal["none", "holm", "bonferroni", "fdr_bh"]
+CORRECTIONS: Final[tuple[Correction, ...]] = get_args(Correction)
 #: The tests :func:`paired` runs; ``bootstrap`` there resamples pairs.
 PAIRED_TESTS: Final = ("paired_ttest", "wilcoxon", "bootstrap")
 #: The tests :func:`k_sample` runs.
@@ -892,9 +903,19 @@ def _check_tests(tests: Sequence[str], allowed: Sequence[str] = TESTS) -> list[s
     return list(dict.fromkeys(tests))
 
 
+class _Settings(NamedTuple):
+    """The checked options every comparison of groups shares."""
+
+    alpha: float
+    correction: str
+    bootstrap_iterations: int
+    seed: int | None
+    confidence_level: float
+
+
 def _check_options(
     alpha: float, correction: str, bootstrap_iterations: int, seed: int | None, level: float
-) -> None:
+) -> _Settings:
     for name, value in (("alpha", alpha), ("confidence_level", level)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
             raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
@@ -907,6 +928,7 @@ def _check_options(
         raise ValueError(f"bootstrap_iterations must be a positive int, got {iterations!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+    return _Settings(alpha, correction, bootstrap_iterations, seed, level)
 
 
 def _check_groups(groups: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
@@ -951,16 +973,14 @@ def _two_results(
     a: list[float],
     b: list[float],
     requested: Sequence[str],
+    settings: _Settings,
     *,
-    alpha: float,
-    correction: str,
-    bootstrap_iterations: int,
-    seed: int | None,
     equal_var: bool,
-    confidence_level: float,
     paired_bootstrap: bool = False,
 ) -> Result:
     import numpy as np
+
+    alpha, confidence_level = settings.alpha, settings.confidence_level
 
     for test in requested:
         if (test in _PAIRED_TESTS or (paired_bootstrap and test == "bootstrap")) and len(a) != len(
@@ -982,8 +1002,8 @@ def _two_results(
             arr_a,
             arr_b,
             alpha=alpha,
-            iterations=bootstrap_iterations,
-            seed=seed,
+            iterations=settings.bootstrap_iterations,
+            seed=settings.seed,
             confidence_level=confidence_level,
             paired=paired_bootstrap,
         ),
@@ -991,7 +1011,7 @@ def _two_results(
         "kruskal_wallis": lambda: _kruskal_wallis([arr_a, arr_b], alpha=alpha),
     }
     results: Result = {test: runners[test]() for test in requested}
-    _apply_correction(results, alpha, correction)
+    _apply_correction(results, alpha, settings.correction)
     return results
 
 
@@ -1035,20 +1055,11 @@ def two_sample(
         MissingDependency: scipy is not installed.
     """
     requested = _check_tests(tests)
-    _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
+    settings = _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
     data = _check_groups({"a": a, "b": b})
     require_scipy()
     results = _two_results(
-        ("a", "b"),
-        data["a"],
-        data["b"],
-        requested,
-        alpha=alpha,
-        correction=correction,
-        bootstrap_iterations=bootstrap_iterations,
-        seed=seed,
-        equal_var=equal_var,
-        confidence_level=confidence_level,
+        ("a", "b"), data["a"], data["b"], requested, settings, equal_var=equal_var
     )
     return {
         "sample_sizes": [len(data["a"]), len(data["b"])],
@@ -1082,7 +1093,7 @@ def paired(
         MissingDependency: scipy is not installed.
     """
     requested = _check_tests(tests, PAIRED_TESTS)
-    _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
+    settings = _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
     data = _check_groups({"a": a, "b": b})
     if len(data["a"]) != len(data["b"]):
         raise ValueError(
@@ -1095,12 +1106,8 @@ def paired(
         data["a"],
         data["b"],
         requested,
-        alpha=alpha,
-        correction=correction,
-        bootstrap_iterations=bootstrap_iterations,
-        seed=seed,
+        settings,
         equal_var=False,
-        confidence_level=confidence_level,
         paired_bootstrap=True,
     )
     diffs = [y - x for x, y in zip(data["a"], data["b"], strict=True)]
@@ -1189,7 +1196,7 @@ def analyze(
         MissingDependency: there is data and scipy is not installed.
     """
     requested = _check_tests(tests)
-    _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
+    settings = _check_options(alpha, correction, bootstrap_iterations, seed, confidence_level)
     data = _check_groups(groups)
     if not data:
         return {"no_data": True}
@@ -1204,16 +1211,7 @@ def analyze(
     if len(names) == 2:
         g1, g2 = names
         results = _two_results(
-            (g1, g2),
-            data[g1],
-            data[g2],
-            requested,
-            alpha=alpha,
-            correction=correction,
-            bootstrap_iterations=bootstrap_iterations,
-            seed=seed,
-            equal_var=equal_var,
-            confidence_level=confidence_level,
+            (g1, g2), data[g1], data[g2], requested, settings, equal_var=equal_var
         )
         return {
             "groups": [g1, g2],

@@ -2,8 +2,9 @@
 
 :func:`export_markdown_chain` renders a chain
 (:class:`~crucible_actors.trace.TraceChain`) as text that reads well in a terminal, a
-pull request or a report; every value that lands in a table cell is escaped so a ``|``
-or a newline in a decision cannot break the table. The summary comes from the trace
+pull request or a report; every value that lands in a table cell is escaped (the
+rendering kit's :func:`~crucible_actors._render_kit.md_cell`) so a ``|`` or a newline in
+a decision cannot break the table. The summary comes from the trace
 queries (:func:`~crucible_actors.trace.event_count`, ...) and the text of timestamps,
 offsets and confidence classes from :mod:`._text`, shared with the HTML exporter.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._core import chain_confidence_stats
+from .._render_kit import md_cell as _md
 from ._text import confidence_class, iso, offset
 
 if TYPE_CHECKING:
@@ -24,12 +26,6 @@ __all__ = ["export_markdown", "export_markdown_chain"]
 def export_markdown(ctx: Context) -> str | None:
     """Return the trace as Markdown, or None without a trace."""
     return export_markdown_chain(ctx.trace) if ctx.trace is not None else None
-
-
-def _md(value: object) -> str:
-    """Return ``value`` as text safe inside a Markdown table cell."""
-    text = "" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def export_markdown_chain(chain: TraceChain) -> str:

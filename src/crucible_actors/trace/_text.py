@@ -2,8 +2,9 @@
 
 :mod:`._html` and :mod:`._markdown` render the same facts about a chain, so the
 facts are spelled once here: an ISO 8601 timestamp, an event's offset from the first
-event, the confidence class of a badge and the chain's duration. Escaping is each
-exporter's own business and stays there.
+event, the confidence class of a badge and the chain's duration. Escaping, the page
+shell and the styles come from the rendering kit (:mod:`crucible_actors._render_kit`),
+which the report stage and comparisons share.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._encoding import decode_context
+from .._encoding import decode_context, to_json_safe
 from .._errors import (
     MessageError,
     OutcomeNotStored,
@@ -39,7 +39,7 @@ from .._errors import (
 )
 from .._handle import RunStatus
 from .._instruments import RunObserver
-from ._records import artifacts_from_context, as_stored_json, events_from_context
+from ._records import artifacts_from_context, events_from_context
 from ._store import Checkpoint, ExperimentRecord, RunRecord, StageAttempt
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ class StoreObserver(RunObserver):
             experiment_id=handle.experiment.id,
             status=handle.status.value if handle.status in _KEPT else RunStatus.FAILED.value,
             metadata={"resumed_from": handle.resumed_from},
-            failure=_short_failure(as_stored_json(summary)),
+            failure=_short_failure(to_json_safe(summary, finite=True)),
             finished_at=p.now(),
             owner_id=p.owner.id,
         )
@@ -459,7 +459,7 @@ def _describe(exc: BaseException) -> str:
 
 def _stored(part: str, value: Any) -> Any:
     try:
-        return as_stored_json(value)
+        return to_json_safe(value, finite=True)
     except MessageError:
         raise
     except Exception as exc:  # RecursionError, ...: name the part

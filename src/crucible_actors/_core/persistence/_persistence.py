@@ -37,12 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._encoding import to_json_safe
 from .._errors import StoreError, StoreUnavailable
 from .._memo import IdentityMemo
 from ._observer import StoreObserver
 from ._owner import heartbeat, new_owner, owner_is_dead, utcnow
 from ._owner import pid_alive as pid_alive_default
-from ._records import artifacts_from_context, as_stored_json, decode_checkpoint, events_from_context
+from ._records import artifacts_from_context, decode_checkpoint, events_from_context
 from ._recovery import Recovery, RecoveryReport
 
 if TYPE_CHECKING:
@@ -63,7 +64,6 @@ __all__ = [
     "Persistence",
     "RecoveryReport",
     "artifacts_from_context",
-    "as_stored_json",
     "decode_checkpoint",
     "events_from_context",
     "open_persistence",
@@ -132,7 +132,12 @@ class Persistence(Recovery):
         again for every run.
         """
         return self._definitions.get(
-            exp, lambda e: (as_stored_json(e), list(e.tags), as_stored_json(e.metadata))
+            exp,
+            lambda e: (
+                to_json_safe(e, finite=True),
+                list(e.tags),
+                to_json_safe(e.metadata, finite=True),
+            ),
         )
 
     async def _heartbeat(self) -> None:

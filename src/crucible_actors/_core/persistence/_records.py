@@ -1,10 +1,11 @@
-"""Store records built from a run: JSON-normalised values, artifacts, trace events,
-checkpoints.
+"""Store records built from a run: artifacts, trace events, checkpoints.
 
 Pure functions the store observer (``_observer.py``), recovery (``_recovery.py``) and the
-``serve``/``cli`` adapters share: :func:`as_stored_json` gives every store the same
-values, :func:`artifacts_from_context` and :func:`events_from_context` turn a final
-Context into its records, :func:`decode_checkpoint` reads a checkpoint back.
+``serve``/``cli`` adapters share: :func:`artifacts_from_context` and
+:func:`events_from_context` turn a final Context into its records,
+:func:`decode_checkpoint` reads a checkpoint back. Free-form values go through the one
+JSON normaliser, :func:`~crucible_actors._core._encoding.to_json_safe` with
+``finite=True`` (NaN and infinities become null), so every store holds the same values.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ _experiment_of = msgspec.msgpack.Decoder(_ExperimentOf, ext_hook=lambda code, da
 
 __all__ = [
     "artifacts_from_context",
-    "as_stored_json",
     "checkpoint_definition",
     "decode_checkpoint",
     "events_from_context",
@@ -55,20 +55,8 @@ def checkpoint_definition(data: bytes) -> dict[str, Any] | None:
         experiment = _experiment_of.decode(data).experiment
     except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError):
         return None
-    found: dict[str, Any] = as_stored_json(experiment)
+    found: dict[str, Any] = to_json_safe(experiment, finite=True)
     return found
-
-
-def as_stored_json(value: Any) -> Any:
-    """Return the JSON-safe form of ``value`` stored in records (tuples become lists).
-
-    :func:`~crucible_actors._core._encoding.to_json_safe` leaves tuples as tuples, which a
-    JSON column turns into lists; going through JSON once makes every store return the
-    same values.
-    """
-    if not value and isinstance(value, dict | list | tuple):
-        return {} if isinstance(value, dict) else []  # the common empty metrics/outputs
-    return _json_decode(_json_encode(to_json_safe(value)))
 
 
 def decode_checkpoint(
@@ -142,7 +130,7 @@ def artifacts_from_context(ctx: Context) -> list[ArtifactRecord]:
                     type=None if kind is None else str(kind),
                     location=str(entry["location"]),
                     format=None if fmt is None else str(fmt),
-                    metadata=as_stored_json(extra),
+                    metadata=to_json_safe(extra, finite=True),
                     key=str(key),
                 )
             )
@@ -160,7 +148,7 @@ def events_from_context(ctx: Context) -> list[TraceEventRecord]:
             type=ev.type,
             stage_id=ev.stage_id,
             timestamp=_aware(ev.timestamp),
-            event=as_stored_json(ev),
+            event=to_json_safe(ev, finite=True),
         )
         for i, ev in enumerate(ctx.trace.events, 1)
     ]

@@ -10,7 +10,7 @@ Every method is async and must work under trio and asyncio. Each write method is
 atomic transaction and returns only once it is durable, so an acknowledged write is
 never lost. Records are msgspec Structs whose free-form values (``metrics``,
 ``outputs``, ``metadata``, ``definition``) are already JSON-safe: the persistence layer
-runs them through :func:`~crucible_actors._core.persistence._records.as_stored_json`
+runs them through :func:`~crucible_actors._core._encoding.to_json_safe` (``finite=True``)
 first. Timestamps are timezone-aware UTC datetimes.
 
 Errors: every method raises a :class:`~crucible_actors.errors.StoreError` subclass on
