@@ -26,6 +26,7 @@ extensions = [
     "myst_parser",
     "cli_reference",
     "openapi_reference",
+    "public_api",
     "public_refs",
 ]
 

@@ -5,9 +5,10 @@ Python domain, which holds what the pages actually document, is checked against 
 public surface: every module whose dotted path has no part starting with ``_``, and each
 name in its ``__all__`` (or, without one, each name it binds that does not start with
 ``_``). A name passes when the module documents it, or when another public module
-documents the same object under a public name (a re-export links there). autodoc leaves
-out what it cannot see, such as a constant a package imports from a private module, so
-only the built reference can say what is missing.
+documents the same object under a public name (a re-export links there). The pages are
+generated from ``__all__`` at build time, but autodoc silently leaves out what it cannot
+import or see (a constant a package imports, a module missing its page), so only the
+built reference can say what is missing.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def test_every_public_module_has_a_reference_page(documented: tuple[set[str], se
     missing = [name for name in _public_modules() if name not in modules]
     assert not missing, (
         f"public modules without an API page: {missing}; add docs/reference/api/<module>.rst "
-        "with '.. automodule:: <module>' and list it in docs/reference/api/index.md"
+        "holding '.. public-module:: <module>' under a title, and list it in "
+        "docs/reference/api/index.md"
     )
 
 
@@ -112,7 +114,7 @@ def test_every_public_name_is_in_the_api_reference(documented: tuple[set[str], s
             if not elsewhere:
                 missing.append(f"{module_name}.{name}")
     assert not missing, (
-        f"public names the API reference does not document: {missing}; a class or function "
-        "is documented by its module page's automodule (check :exclude-members:), a constant "
-        "needs '.. autodata:: <module>.<name>' on that page"
+        f"public names the API reference does not document: {missing}; each module page's "
+        "'.. public-module::' documents its names (docs/_ext/public_api.py): is the page "
+        "there, and can autodoc import the module and see the name?"
     )

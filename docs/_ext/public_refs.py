@@ -22,12 +22,12 @@ import ast
 import builtins
 import importlib
 import inspect
-import pkgutil
 import sys
 import typing
 from functools import cache
 from typing import Any
 
+from public_api import public_modules
 from sphinx import addnodes
 from sphinx.util import logging
 
@@ -45,20 +45,10 @@ def _is_private(path: str) -> bool:
     return any(part.startswith("_") for part in path.split("."))
 
 
-@cache
-def _public_modules() -> tuple[str, ...]:
-    package = importlib.import_module(PACKAGE)
-    names = [PACKAGE]
-    for info in pkgutil.walk_packages(package.__path__, PACKAGE + "."):
-        if not _is_private(info.name):
-            names.append(info.name)
-    return tuple(names)
-
-
 def _public_names(obj: object) -> list[str]:
     """Every ``module.name`` of a public module whose ``__all__`` holds ``obj``."""
     found = []
-    for module_name in _public_modules():
+    for module_name in public_modules():
         module = importlib.import_module(module_name)
         for name in getattr(module, "__all__", ()):
             if getattr(module, name, None) is obj:
