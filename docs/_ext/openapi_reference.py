@@ -13,10 +13,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from docutils import nodes
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
 if TYPE_CHECKING:
     from sphinx.application import Sphinx
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -140,6 +143,12 @@ class OpenApiReference(SphinxDirective):
         out = nodes.inline()
         if "$ref" in schema:
             name = schema["$ref"].rsplit("/", 1)[-1]
+            if name not in self.schemas:
+                logger.warning(
+                    "openapi-reference: %s refers to a schema the document does not define",
+                    schema["$ref"],
+                    location=self.get_location(),
+                )
             out += nodes.reference("", name, refid=_schema_id(name), internal=True)
             return out
         for key, joiner in (("anyOf", " or "), ("oneOf", " or "), ("allOf", " and ")):
