@@ -2,7 +2,7 @@
 
 :func:`compare` and :func:`compare_sweep` read runs from a Store and return a
 :class:`Comparison` computed with :mod:`crucible_actors.stats` (the test chosen to fit
-the data, see ``docs/statistics.md``); :class:`CompareOptions` says how to compare;
+the data, see :doc:`/statistics`); :class:`CompareOptions` says how to compare;
 :func:`render` prints a comparison as a table, Markdown, JSON or a self-contained HTML
 page. scipy (extra ``bench``) is imported only when a comparison is computed.
 

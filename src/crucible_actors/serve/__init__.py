@@ -3,7 +3,7 @@
 :func:`create_app` returns a Starlette (ASGI) application that accepts submissions,
 runs them on the supervised runtime, reads history from the store, streams progress as
 server-sent events and serves the dashboard from ``serve/static``. The API is
-documented in ``docs/http-api.md`` and served as OpenAPI at ``/api/openapi.json``;
+documented in :doc:`/http-api` and served as OpenAPI at ``/api/openapi.json``;
 ``crucible-actors serve`` runs the app on Hypercorn.
 """
 

@@ -1,6 +1,6 @@
 """Statistics for "is B better than A?": the functions the ``bench`` stage and ``compare`` use.
 
-Which function for which data (``docs/statistics.md`` has the long version):
+Which function for which data (:doc:`/statistics` has the long version):
 
 * continuous scores, independent samples: :func:`two_sample` (Welch's t, Mann-Whitney,
   bootstrap); paired by example: :func:`paired` (paired t, Wilcoxon, bootstrap);
