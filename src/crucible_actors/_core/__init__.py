@@ -168,6 +168,7 @@ from .persistence._store import CachedResult as CachedResult
 from .persistence._store import Checkpoint as Checkpoint
 from .persistence._store import DefinitionRecord as DefinitionRecord
 from .persistence._store import DeletedRuns as DeletedRuns
+from .persistence._store import Durability as Durability
 from .persistence._store import EnvironmentRecord as EnvironmentRecord
 from .persistence._store import ExperimentRecord as ExperimentRecord
 from .persistence._store import GcResult as GcResult
