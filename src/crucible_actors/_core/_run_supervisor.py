@@ -139,7 +139,7 @@ class RunSupervisor:
         cache: RunCache | None = None,
         codec: BlobCodec | None = None,
     ) -> None:
-        #: The run this supervisor executes (it alone writes to it, through its methods).
+        #: The run this supervisor executes (its transitions go through the handle's methods).
         self.handle = handle
         #: The run's side of every attempt (decode the snapshot, build the reply).
         self.actor = StageActor(handle)
