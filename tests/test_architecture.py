@@ -1,4 +1,5 @@
-"""The import graph: ``_core`` at the bottom, no arrow up, no circle.
+"""The import graph: ``_core`` at the bottom, no arrow up, no circle; and who may
+change a run's state.
 
 Every module of ``src/crucible_actors`` is parsed (``ast``, nothing imported) and its
 imports of ``crucible_actors`` modules collected, those inside functions included.
@@ -18,6 +19,11 @@ Three rules:
   modules that each need the other, which is what this layout rules out; lazy imports
   stay for what they are for (an optional extra, or ``import crucible_actors`` staying
   light), always pointing the same way as the module-level ones.
+
+And one rule about state: a ``RunHandle`` is written only by ``_core/_handle.py``
+(others call its transitions, ``handle._finish(...)`` and the like), and ``serve`` and
+``cli`` read only its public properties. Which names hold a handle is a heuristic
+(annotations, the usual names, calls that return one); its own test keeps it honest.
 """
 
 from __future__ import annotations
@@ -184,3 +190,205 @@ def test_only_the_clock_helper_in_the_core_names_a_backend() -> None:
                 if n.split(".")[0] in ("asyncio", "trio", "sniffio")
             ]
     assert bad == [], "backend imports in _core outside _clock.py:\n" + "\n".join(bad)
+
+
+# -- RunHandle: one owner of its state --------------------------------------------------
+
+HANDLE_MODULE = PACKAGE / "_core" / "_handle.py"
+#: Names that hold a RunHandle by convention, unless annotated as something else.
+HANDLE_NAMES = frozenset({"handle", "run_handle", "h"})
+#: Calls that return a RunHandle (a name assigned from one holds it) or, for ``runs``,
+#: handles (a loop over one binds them).
+HANDLE_CALLS = frozenset({"submit", "resume", "resume_run", "run_handle", "RunHandle"})
+HANDLE_LISTS = frozenset({"runs"})
+#: Methods that change the list, dict or set they are called on.
+MUTATORS = frozenset(
+    {"append", "extend", "insert", "pop", "remove", "clear", "add", "discard", "update"}
+)
+
+
+def _handle_methods() -> frozenset[str]:
+    """The methods of RunHandle: the only ``_`` attributes others may touch (by calling)."""
+    tree = ast.parse(HANDLE_MODULE.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RunHandle")
+    return frozenset(
+        n.name
+        for n in cls.body
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        and not any(ast.unparse(d) == "property" for d in n.decorator_list)
+    )
+
+
+def _called_name(node: ast.expr) -> str | None:
+    """The name of the function ``node`` calls (``await`` stripped), if it is a call."""
+    if isinstance(node, ast.Await):
+        node = node.value
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def _handle_names(scope: ast.AST, inherited: dict[str, bool]) -> dict[str, bool]:
+    """Which names of ``scope`` hold a RunHandle (True) or explicitly do not (False)."""
+    known = dict(inherited)
+
+    def annotate(name: str, annotation: ast.expr | None) -> None:
+        if annotation is not None:
+            known[name] = "RunHandle" in ast.unparse(annotation)
+
+    if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef):
+        args = scope.args
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+            annotate(arg.arg, arg.annotation)
+    for node in _own_nodes(scope):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            annotate(node.target.id, node.annotation)
+        elif isinstance(node, ast.Assign) and _called_name(node.value) in HANDLE_CALLS:
+            known.update({t.id: True for t in node.targets if isinstance(t, ast.Name)})
+        elif (
+            isinstance(node, ast.For | ast.AsyncFor | ast.comprehension)
+            and isinstance(node.target, ast.Name)
+            and _called_name(node.iter) in HANDLE_LISTS
+        ):
+            known[node.target.id] = True
+    return known
+
+
+def _own_nodes(scope: ast.AST) -> list[ast.AST]:
+    """The nodes of ``scope``, not those of the functions and classes defined in it."""
+    found: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _is_handle(node: ast.expr, known: dict[str, bool]) -> bool:
+    if isinstance(node, ast.Name):
+        return known.get(node.id, node.id in HANDLE_NAMES)
+    # ``self.handle``: the run supervisor's, its actor's and its instruments' handle.
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr in HANDLE_NAMES
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+
+
+def _handle_touches(path: Path) -> list[tuple[int, str, str]]:
+    """Every ``x.attr`` on a RunHandle ``x`` in ``path``: (line, attr, how: read, call or
+    write)."""
+    found: list[tuple[int, str, str]] = []
+
+    def walk(scope: ast.AST, inherited: dict[str, bool]) -> None:
+        known = _handle_names(scope, inherited)
+        nodes = _own_nodes(scope)
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+        for node in nodes:
+            if isinstance(node, ast.Attribute) and _is_handle(node.value, known):
+                if isinstance(node.ctx, ast.Store | ast.Del):
+                    how = "write"
+                elif id(node) in called:
+                    how = "call"
+                else:
+                    how = "read"
+                found.append((node.lineno, node.attr, how))
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                # ``handle._scope.cancel()``, ``handle.attempts.append(...)``: a write
+                # through a private attribute, or through a public one's mutator.
+                inner = node.value
+                if (
+                    isinstance(inner, ast.Attribute)
+                    and (inner.attr.startswith("_") or node.attr in MUTATORS)
+                    and _is_handle(inner.value, known)
+                    and id(node) in called
+                ):
+                    found.append((node.lineno, inner.attr, "write"))
+            if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+                inner = node.value
+                if isinstance(inner, ast.Attribute) and _is_handle(inner.value, known):
+                    found.append((node.lineno, inner.attr, "write"))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                walk(node, known)
+
+    walk(ast.parse(path.read_text(), str(path)), {})
+    return found
+
+
+def _handle_violations(package: Path, methods: frozenset[str]) -> list[str]:
+    handle_module = package / "_core" / "_handle.py"
+    adapters = [package / "serve", package / "cli"]
+    bad = []
+    for path in sorted(package.rglob("*.py")):
+        if path == handle_module:
+            continue
+        rel = path.relative_to(package.parent)
+        adapter = any(path.is_relative_to(a) for a in adapters)
+        touches = _handle_touches(path)
+        writes = {(lineno, attr) for lineno, attr, how in touches if how == "write"}
+        for lineno, attr, how in sorted(set(touches)):
+            private = attr.startswith("_") and not attr.startswith("__")
+            if how == "write":
+                bad.append(f"{rel}:{lineno} writes handle.{attr}")
+            elif (lineno, attr) in writes or not private:
+                continue
+            elif adapter:
+                bad.append(f"{rel}:{lineno} reads handle.{attr} (use a public property)")
+            elif not (how == "call" and attr in methods):
+                bad.append(f"{rel}:{lineno} touches handle.{attr} (call a RunHandle method)")
+    return bad
+
+
+def test_only_the_handle_module_writes_a_run_handle() -> None:
+    # RunHandle owns its state: the runtime changes it only through the handle's own
+    # transitions (``handle._finish(...)``, ...), and serve/ and cli/ read only its
+    # public, read-only properties.
+    bad = _handle_violations(PACKAGE, _handle_methods())
+    assert bad == [], "RunHandle state touched outside _core/_handle.py:\n" + "\n".join(bad)
+
+
+def test_the_handle_rule_sees_writes_and_private_reads(tmp_path: Path) -> None:
+    # The rule above is only as good as its walk: the ways code used to reach into a
+    # handle must all be caught.
+    (tmp_path / "_core").mkdir()
+    (tmp_path / "serve").mkdir()
+    (tmp_path / "_core" / "_runtime.py").write_text(
+        "def stop(handle, deadline):\n"
+        "    handle._scope = None\n"
+        "    handle.grace_deadline = deadline\n"
+        "    handle._events.append(1)\n"
+        "    handle._shut_down(deadline, interrupt=True)\n"
+        "class Sup:\n"
+        "    def end(self):\n"
+        "        self.handle._mark_done()\n"
+        "        if self.handle._interrupt:\n"
+        "            self.handle.status = 1\n"
+        "        self.handle.attempts.append(1)\n"
+        "        self.handle.experiment.pipeline.index(1)\n"
+    )
+    (tmp_path / "serve" / "_views.py").write_text(
+        "async def view(rt, sweep: 'SweepHandle'):\n"
+        "    h = rt.get('r')\n"
+        "    h._failure_summary()\n"
+        "    run = sweep.run_handle(0)\n"
+        "    x = run._events\n"
+        "    sweep._handles = []\n"
+        "    for r in rt.runs():\n"
+        "        r._error\n"
+    )
+    found = _handle_violations(tmp_path, frozenset({"_shut_down", "_mark_done"}))
+    assert [Path(line.split(" ", 1)[0]).name for line in found] == [
+        "_runtime.py:2",
+        "_runtime.py:3",
+        "_runtime.py:4",
+        "_runtime.py:9",
+        "_runtime.py:10",
+        "_runtime.py:11",
+        "_views.py:3",
+        "_views.py:5",
+        "_views.py:8",
+    ]

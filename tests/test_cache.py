@@ -107,7 +107,7 @@ async def run_once(
 
 
 def types(handle: RunHandle) -> list[tuple[str, str | None]]:
-    return [(e.type, e.stage) for e in handle._events]
+    return [(e.type, e.stage) for e in handle.events_nowait()]
 
 
 async def test_a_cached_stage_runs_once_and_later_runs_replay_its_result(url: str) -> None:
@@ -130,7 +130,7 @@ async def test_a_cached_stage_runs_once_and_later_runs_replay_its_result(url: st
         ("stage_completed", "tally"),
         ("run_completed", None),
     ]
-    cached = next(e for e in second._events if e.type == "stage_cached")
+    cached = next(e for e in second.events_nowait() if e.type == "stage_cached")
     assert cached.data["source_run"] == first.run_id
     assert len(cached.data["key"]) == 64
     assert [(a.stage, a.status, a.cache_hit) for a in second.attempts] == [

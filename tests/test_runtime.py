@@ -71,7 +71,7 @@ async def test_transient_stage_fails_once_then_succeeds() -> None:
     assert ctx.get_metric("a") == 2
     assert handle.status is RunStatus.COMPLETED
     assert [(r.attempt, r.status) for r in handle.attempts] == [(1, "failed"), (2, "completed")]
-    types = [e.type for e in handle._events]
+    types = [e.type for e in handle.events_nowait()]
     assert types == [
         "run_started",
         "stage_started",
@@ -311,7 +311,7 @@ async def test_cancelling_one_of_100_concurrent_runs_leaves_the_others_untouched
     assert results[37] is RunStatus.CANCELLED
     with pytest.raises(RunCancelled):
         await victim.result()
-    assert [e.type for e in victim._events][-1] == "run_cancelled"
+    assert [e.type for e in victim.events_nowait()][-1] == "run_cancelled"
 
 
 async def test_failed_run_never_disturbs_sibling_runs() -> None:

@@ -68,7 +68,7 @@ async def test_hanging_attempt_times_out_and_the_restart_succeeds() -> None:
     assert ctx.get_metric("attempt") == 2
     assert anyio.current_time() - t0 == pytest.approx(5.0)
     assert [(r.attempt, r.status) for r in handle.attempts] == [(1, "timeout"), (2, "completed")]
-    assert "stage_timeout" in [e.type for e in handle._events]
+    assert "stage_timeout" in [e.type for e in handle.events_nowait()]
 
 
 async def test_always_hanging_stage_fails_with_stage_timeout() -> None:
@@ -206,7 +206,7 @@ async def test_cancel_during_backoff_ends_the_run_as_cancelled() -> None:
     reg = registry_with(fails)
     async with open_runtime(registry=reg) as rt:
         handle = await rt.submit(exp(StageDef(name="fails", restart="transient", backoff=100.0)))
-        while not any(e.type == "stage_restarted" for e in handle._events):
+        while not any(e.type == "stage_restarted" for e in handle.events_nowait()):
             await anyio.lowlevel.checkpoint()
         t_cancel = anyio.current_time()
         await handle.cancel()
@@ -303,5 +303,5 @@ async def test_a_timed_out_attempt_that_unwinds_slowly_leaves_the_next_its_full_
     assert [
         (r.attempt, r.status, r.started - t0, (r.finished or 0.0) - t0) for r in handle.attempts
     ] == [(1, "timeout", 0.0, 8.0), (2, "completed", 8.0, 12.0)]
-    timeouts = [e for e in handle._events if e.type == "stage_timeout"]
+    timeouts = [e for e in handle.events_nowait() if e.type == "stage_timeout"]
     assert [e.time - t0 for e in timeouts] == [8.0]

@@ -52,10 +52,10 @@ async def test_interrupt_without_a_store_ends_the_run_interrupted() -> None:
         await handle.result()
     assert info.value.stage == "blocks"
     assert not isinstance(info.value, RunCancelled)
-    last = handle._events[-1]
+    last = handle.events_nowait()[-1]
     assert (last.type, last.data["status"]) == ("run_interrupted", "interrupted")
     assert rt.statistics().by_status == {"interrupted": 1}
-    assert handle._failure_summary() == {
+    assert handle.failure == {
         "stage": "blocks",
         "reason_type": "RuntimeShutdown",
         "message": str(info.value),

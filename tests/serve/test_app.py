@@ -307,17 +307,30 @@ async def test_store_unavailable_is_503(served: Served, monkeypatch: pytest.Monk
     assert ready.json()["error"]["details"]["store"].startswith("unavailable")
 
 
-async def test_live_status_never_runs_ahead_of_the_store(served: Served) -> None:
+async def test_live_status_never_runs_ahead_of_the_store(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert served.store is not None
+    finish_run = served.store.finish_run
+    storing, stored = anyio.Event(), anyio.Event()
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        storing.set()
+        await stored.wait()
+        return await finish_run(*args, **kwargs)
+
+    monkeypatch.setattr(served.store, "finish_run", held)
     response = await served.submit("gate")
     run_id = response.json()["run_id"]
-    await served.gate.entered.wait()
     handle = served.runtime.get(run_id)
     assert handle is not None
-    # The handle turns terminal before the store has the outcome; the API waits for both.
-    handle.status = RunStatus.COMPLETED
-    assert (await served.client.get(f"/api/runs/{run_id}")).json()["status"] == "running"
-    handle.status = RunStatus.RUNNING
     served.gate.opened.set()
+    await storing.wait()
+    # The handle turns terminal before the store has the outcome; the API waits for both.
+    assert handle.status is RunStatus.COMPLETED
+    assert not handle.done
+    assert (await served.client.get(f"/api/runs/{run_id}")).json()["status"] == "running"
+    stored.set()
     await served.wait(run_id)
     assert (await served.client.get(f"/api/runs/{run_id}")).json()["status"] == "completed"
 

@@ -398,13 +398,13 @@ async def test_a_runtime_that_lost_its_lease_stops_the_runs_taken_over(
         assert await store.claim_run(
             "r1", status="running", owner_id=p.owner.id, new_owner_id="adopter"
         )
-        assert not await p._check_own_lease(rt)
+        assert not await p.recovery._check_own_lease(rt)
         assert await handle.wait() == "interrupted"
         with pytest.raises(OwnershipLost):
             await handle.result()
         assert p.lost == {"r1": "adopter"}
         # The lease is held again, for the runs it still has.
-        assert await p._check_own_lease(rt)
+        assert await p.recovery._check_own_lease(rt)
     async with open_store(pg_url) as again:
         run = await again.get_run("r1")
         assert (run.status, run.owner_id) == ("running", "adopter")  # not written over

@@ -148,7 +148,7 @@ async def test_an_outcome_never_stored_is_reported_on_the_handle_never_completed
     assert caught.value.run_id == handle.run_id
     assert caught.value.outcome == "completed"
     assert handle.run_id in str(caught.value)
-    events = [e.type for e in handle._events]
+    events = [e.type for e in handle.events_nowait()]
     assert events[-1] == "run_interrupted"
     assert (await store.get_run(handle.run_id)).status == "running"
 

@@ -77,7 +77,7 @@ async def test_an_interrupted_run_is_stored_interrupted_and_resumes_after_its_la
         await handle.result()
     assert (info.value.run_id, info.value.stage) == ("r1", "b")
     assert "runs resume r1" in str(info.value)
-    assert [e.type for e in handle._events][-1] == "run_interrupted"
+    assert [e.type for e in handle.events_nowait()][-1] == "run_interrupted"
     run = await store.get_run("r1")
     assert run.status == "interrupted"
     assert run.failure is not None

@@ -28,6 +28,7 @@ from ._encoding import decode_context as decode_context
 from ._encoding import decode_context_with as decode_context_with
 from ._encoding import encode_context as encode_context
 from ._encoding import to_json_safe as to_json_safe
+from ._entry import AsyncBackend as AsyncBackend
 from ._entry import run as run
 from ._entry import run_async as run_async
 from ._errors import BlobCorrupt as BlobCorrupt
@@ -72,6 +73,7 @@ from ._handle import AttemptRecord as AttemptRecord
 from ._handle import RunEvent as RunEvent
 from ._handle import RunHandle as RunHandle
 from ._handle import RunStatus as RunStatus
+from ._invoke import ValidateMode as ValidateMode
 from ._invoke import checked_result as checked_result
 from ._invoke import invoke_stage as invoke_stage
 from ._invoke import resolve_stage as resolve_stage
@@ -110,6 +112,7 @@ from ._restart import Strategy as Strategy
 from ._restart import should_restart as should_restart
 from ._runtime import Runtime as Runtime
 from ._runtime import ShutdownMode as ShutdownMode
+from ._runtime import StartMode as StartMode
 from ._runtime import open_runtime as open_runtime
 from ._schema import format_type_spec as format_type_spec
 from ._schema import normalize_schema as normalize_schema
@@ -165,6 +168,7 @@ from .persistence._store import CachedResult as CachedResult
 from .persistence._store import Checkpoint as Checkpoint
 from .persistence._store import DefinitionRecord as DefinitionRecord
 from .persistence._store import DeletedRuns as DeletedRuns
+from .persistence._store import Durability as Durability
 from .persistence._store import EnvironmentRecord as EnvironmentRecord
 from .persistence._store import ExperimentRecord as ExperimentRecord
 from .persistence._store import GcResult as GcResult

@@ -8,7 +8,7 @@ from the ``RunStage`` snapshot and builds the ``AttemptDone``/``AttemptFailed`` 
 the stage's executor decides where the body runs.
 
 A message reaches the actor by a direct call in the run's task, timed or not: the run
-supervisor (``_run.py``) awaits the executor, and a stage with a ``timeout`` adds one
+supervisor (``_run_supervisor.py``) awaits the executor, and a stage with a ``timeout`` adds one
 cancel scope with the attempt's deadline around that await. So the deadline is enforced
 where the attempt runs, and an answer the attempt gives once its deadline has fired (a
 stage that swallowed the cancellation) is dropped as late.
@@ -93,15 +93,18 @@ def trace_event(ctx: Context, kind: str, stage: str, decision: str, **kw: Any) -
 class StageActor:
     """The run's side of its stage attempts (decode the snapshot, build the reply).
 
-    The run supervisor is its run's actor (it subclasses this one), so a run in flight
-    holds one object fewer for the cyclic GC to traverse.
+    Owned by the run's supervisor, which sets :attr:`stage` before each stage's first
+    attempt and gives the actor to the stage's executor.
     """
 
-    __slots__ = ("experiment_intact", "handle", "stage")
+    __slots__ = ("experiment", "experiment_intact", "handle", "run_id", "stage")
 
     def __init__(self, handle: RunHandle) -> None:
         #: The run this actor serves.
         self.handle = handle
+        # Read on every attempt: kept here rather than looked up through the handle.
+        self.run_id = handle.run_id
+        self.experiment = handle.experiment
         # True while every snapshot carries the submitted Experiment unchanged, so
         # decoding can reuse that object (a stage may replace ctx.experiment).
         self.experiment_intact = True
@@ -112,15 +115,14 @@ class StageActor:
 
     def begin(self, stage: PreparedStage, command: msg.RunStage) -> Context:
         """Decode the attempt's Context from ``command`` (telemetry context, trace start)."""
-        handle = self.handle
         label = stage.label
         telemetry = {
             "stage": label,
             "attempt": command.attempt,
-            "idempotency_key": f"{handle.run_id}/{label}/{command.generation}",
+            "idempotency_key": f"{self.run_id}/{label}/{command.generation}",
         }
         if self.experiment_intact:
-            ctx = decode_context_with(command.context, handle.experiment, telemetry)
+            ctx = decode_context_with(command.context, self.experiment, telemetry)
         else:
             ctx = decode_context(command.context)
             ctx = msgspec.structs.replace(
@@ -153,7 +155,7 @@ class StageActor:
 
     def _completed(self, stage: PreparedStage, result: Context) -> Context:
         label = stage.label
-        if result.experiment is not self.handle.experiment:
+        if result.experiment is not self.experiment:
             self.experiment_intact = False
         result = result.mark_stage_complete(label)
         if result.trace is not None:

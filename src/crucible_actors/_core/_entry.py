@@ -8,14 +8,15 @@ carrying the Context from before the failing stage.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
 
-from ._invoke import check_validate_mode
+from ._invoke import ValidateMode, check_validate_mode
 from ._runtime import coerce_experiment, open_runtime
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping
     from pathlib import Path
 
@@ -23,8 +24,13 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._ir import Experiment
     from ._registry import Registry
+    from .persistence._persistence import Persistence
+    from .persistence._store import Store
 
-__all__ = ["coerce_experiment", "run", "run_async"]
+__all__ = ["AsyncBackend", "coerce_experiment", "run", "run_async"]
+
+#: The event loop :func:`run` starts (anyio's backend names).
+AsyncBackend: TypeAlias = Literal["trio", "asyncio"]
 
 
 async def run_async(
@@ -33,9 +39,9 @@ async def run_async(
     registry: Registry | None = None,
     run_id: str | None = None,
     assigns: Mapping[str, Any] | None = None,
-    validate_options: str = "off",
+    validate_options: ValidateMode = "off",
     enable_trace: bool = False,
-    store: Any = None,
+    store: Store | Persistence | str | os.PathLike[str] | None = None,
     persist: bool = True,
     executors: Mapping[str, Executor] | None = None,
     cache: bool = True,
@@ -84,13 +90,13 @@ def run(
     registry: Registry | None = None,
     run_id: str | None = None,
     assigns: Mapping[str, Any] | None = None,
-    validate_options: str = "off",
+    validate_options: ValidateMode = "off",
     enable_trace: bool = False,
-    store: Any = None,
+    store: Store | Persistence | str | os.PathLike[str] | None = None,
     persist: bool = True,
     executors: Mapping[str, Executor] | None = None,
     cache: bool = True,
-    backend: str = "trio",
+    backend: AsyncBackend = "trio",
     blob_threshold: int | None = None,
 ) -> Context:
     """Run ``experiment`` to completion on a new event loop (``backend``: trio or asyncio).

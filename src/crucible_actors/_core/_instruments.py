@@ -1,7 +1,7 @@
 """The instruments of one run: every transition fanned out to events, telemetry, spans
 and the observer in one call.
 
-The run supervisor (``_run.py``) reports what happens to a run, and only that: the run
+The run supervisor (``_run_supervisor.py``) reports what happens to a run, and only that: the run
 started or finished, a stage was entered, left, skipped, checkpointed or served from the
 result cache, an attempt
 started, completed, failed, timed out or was cancelled, a stage restarted or gave up.
@@ -32,7 +32,7 @@ import anyio
 
 from . import _telemetry as tel
 from ._attempt_policy import describe_error
-from ._handle import RunEvent, RunStatus
+from ._handle import RunStatus
 from ._telemetry import _by_event as _tel_handlers
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ class RunInstruments:
 
     __slots__ = (
         "_attempt_span",
-        "_seq",
         "_stage_span",
         "handle",
         "now",
@@ -106,7 +105,6 @@ class RunInstruments:
         self.wall = wall
         #: The loop's clock (set by the supervisor once the run's loop is known).
         self.now: Callable[[], float] = anyio.current_time
-        self._seq = 0
         self.run_span: Any = None
         self._stage_span: Any = None
         self._attempt_span: Any = None
@@ -122,24 +120,10 @@ class RunInstruments:
         data: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> None:
-        """Record a RunEvent; ``data`` is a fresh dict the event takes over."""
-        self._seq += 1
-        handle = self.handle
-        handle._events.append(
-            RunEvent(
-                self._seq,
-                type_,
-                handle.run_id,
-                self.now() if now is None else now,
-                self.wall(),
-                stage,
-                index,
-                attempt,
-                {} if data is None else data,
-            )
+        """Record a RunEvent on the handle; ``data`` is a fresh dict the event takes over."""
+        self.handle._record_event(
+            type_, self.now() if now is None else now, self.wall(), stage, index, attempt, data
         )
-        if handle._new_event is not None:
-            handle._wake_subscribers()
 
     def telemetry(
         self,
@@ -274,7 +258,7 @@ class RunInstruments:
         Returns the store write to await, or None when the run does not persist.
         """
         label, index = record.stage, record.index
-        self.handle.attempts.append(record)
+        self.handle._record_attempt(record)
         duration = (record.finished or record.started) - record.started
         data = {"key": key, "source_run": source_run, "duration": duration}
         self.event("stage_cached", label, index, record.attempt, data, record.finished)
@@ -328,13 +312,15 @@ class RunInstruments:
     def attempt_started(self, record: AttemptRecord) -> None:
         """The attempt ``record`` started at ``record.started``."""
         label, attempt = record.stage, record.attempt
-        self.handle.attempts.append(record)
-        self.event("stage_started", label, record.index, attempt, now=record.started)
+        handle = self.handle
+        handle._record_attempt(record)
+        handle._record_event(
+            "stage_started", record.started, self.wall(), label, record.index, attempt
+        )
         if _tel_handlers:  # any telemetry handler attached
             self.telemetry(tel.STAGE_START, label, attempt)
         rec = self.recorder
         if rec is not None:
-            handle = self.handle
             self._attempt_span = rec.start_attempt(
                 self._stage_span, handle.run_id, handle.experiment.id, label, attempt
             )
@@ -348,7 +334,15 @@ class RunInstruments:
         record.status, record.finished = "completed", now
         duration = now - record.started
         label, attempt = record.stage, record.attempt
-        self.event("stage_completed", label, record.index, attempt, {"duration": duration}, now)
+        self.handle._record_event(
+            "stage_completed",
+            now,
+            self.wall(),
+            label,
+            record.index,
+            attempt,
+            {"duration": duration},
+        )
         if _tel_handlers:  # any telemetry handler attached
             self.telemetry(tel.STAGE_STOP, label, attempt, duration)
         span = self._attempt_span

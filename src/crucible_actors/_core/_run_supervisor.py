@@ -95,11 +95,12 @@ def unwrap_fatal() -> Iterator[None]:
         raise leaf from None
 
 
-class RunSupervisor(StageActor):
+class RunSupervisor:
     """Executes one run: the ordered stages, their restarts, timeouts and checkpoints.
 
-    It is also the run's stage actor (the :class:`~._executor.AttemptIO` its executors
-    answer through): one object per run rather than two.
+    It owns the run's :class:`StageActor` (``actor``: the :class:`~._executor.AttemptIO`
+    its executors answer through) and tells it the stage before the stage's first
+    attempt.
     """
 
     __slots__ = (
@@ -107,9 +108,11 @@ class RunSupervisor(StageActor):
         "_current_stage",
         "_generation",
         "_scope_type",
+        "actor",
         "cache",
         "codec",
         "executors",
+        "handle",
         "instruments",
         "on_exit",
         "registry",
@@ -136,7 +139,10 @@ class RunSupervisor(StageActor):
         cache: RunCache | None = None,
         codec: BlobCodec | None = None,
     ) -> None:
-        super().__init__(handle)
+        #: The run this supervisor executes (its transitions go through the handle's methods).
+        self.handle = handle
+        #: The run's side of every attempt (decode the snapshot, build the reply).
+        self.actor = StageActor(handle)
         #: Where the run's large values go (the store's blobs); entered for the run's task.
         self.codec = codec
         self.registry = registry
@@ -160,19 +166,17 @@ class RunSupervisor(StageActor):
     async def execute(self) -> None:
         """Run the pipeline and record the outcome on the handle; never raises Exception.
 
-        The run's task handle (``handle._scope``) is what cancels it: cancellation
-        propagates after the handle is marked cancelled.
+        The run's task (attached to the handle by the runtime) is what cancels it:
+        cancellation propagates after the handle is marked cancelled.
         """
         handle = self.handle
         # The run's task encodes and decodes with its runtime's blob codec; the task has
         # a context of its own, so the setting ends with it.
-        handle._codec = self.codec
         set_codec(self.codec)
         ins = self.instruments
         now = ins.now = loop_clock()
         t0 = now()
-        handle.started_at = t0
-        handle.status = RunStatus.RUNNING
+        handle._mark_running(t0, self.codec)
         try:
             await ins.run_started(t0, self.snapshot)
             enter_run(handle, self.registry)
@@ -181,7 +185,7 @@ class RunSupervisor(StageActor):
             await self._end(RunStatus.FAILED, exc.context, exc, t0, "run_failed")
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                if handle._interrupt:  # the runtime shut down with on_shutdown="interrupt"
+                if handle._stop_reason():  # on_shutdown="interrupt", or taken over
                     await self._interrupted(t0)
                 else:
                     err = RunCancelled(handle.run_id, stage=self._current_stage)
@@ -193,10 +197,10 @@ class RunSupervisor(StageActor):
         else:
             # The handle decodes the final Context when asked, sharing the submitted
             # Experiment unless a stage replaced it.
-            ctx = None if self.experiment_intact else decode_context(final)
+            ctx = None if self.actor.experiment_intact else decode_context(final)
             await self._end(RunStatus.COMPLETED, ctx, None, t0, "run_completed", final)
         finally:
-            handle._scope = None
+            handle._detach_task()
             if self.on_exit is not None:
                 self.on_exit(handle)
 
@@ -214,9 +218,9 @@ class RunSupervisor(StageActor):
             except Exception:  # the previous checkpoint stands: that stage runs again
                 log.exception("could not checkpoint interrupted run %s", self.handle.run_id)
         at = pipeline[self._at].label if self._at < len(pipeline) else None
-        # An error in ``_interrupt`` says why if not a shutdown (OwnershipLost: another
-        # runtime took the run over).
-        reason = self.handle._interrupt
+        # An error says why if not a shutdown (OwnershipLost: another runtime took the
+        # run over).
+        reason = self.handle._stop_reason()
         err = (
             reason
             if isinstance(reason, Exception)
@@ -236,8 +240,7 @@ class RunSupervisor(StageActor):
         """Record the outcome on the handle, then report it; wake the waiters last."""
         handle = self.handle
         now = self.instruments.now()
-        handle.finished_at = now
-        handle._set_outcome(status, ctx, error, final)
+        handle._finish(status, now, ctx, error, final)
         try:
             await self.instruments.run_finished(status, error, now - t0, event, final)
         finally:
@@ -301,8 +304,10 @@ class RunSupervisor(StageActor):
         now_fn = ins.now
         pipeline = handle.experiment.pipeline
         cache = self.cache
+        actor = self.actor
+        run_id = actor.run_id
         for index in range(self.start_index, len(pipeline)):
-            if handle._cancel_requested:
+            if handle.cancel_requested:
                 # Cancelled while it could not be interrupted (before the run's first
                 # await, or in a shielded write): the run's cancelled scope raises here,
                 # so a stage that never awaits does not run after a cancel.
@@ -317,7 +322,7 @@ class RunSupervisor(StageActor):
             if ins.recorder is not None:  # spans are on
                 ins.stage_entered(label)
             try:
-                stage = self.stage = self._prepare(index, stage_def)
+                stage = actor.stage = self._prepare(index, stage_def)
                 probe: CacheProbe | None = None
                 if cache is not None and cache.flags[index]:
                     # The lookup is here, in the driver, whatever executor the stage
@@ -346,15 +351,15 @@ class RunSupervisor(StageActor):
                     late = False
                     inline = stage_def.isolation == "inline"
                     if inline:  # the lag monitor names the inline stages executing now
-                        inline_started(self, label, handle.run_id, started)
+                        inline_started(self, label, run_id, started)
                     try:
                         command = msg.RunStage(gen, index, self.snapshot, attempt)
                         if timeout is None:
-                            reply = await executor.run(stage, command, self)
+                            reply = await executor.run(stage, command, actor)
                         else:
                             assert scope_type is not None
                             with scope_type(deadline=started + timeout) as scope:
-                                reply = await executor.run(stage, command, self)
+                                reply = await executor.run(stage, command, actor)
                             if scope.cancel_called:
                                 # The deadline fired: the attempt timed out, and an answer
                                 # it gave anyway (it swallowed the cancellation) is late.
@@ -378,7 +383,7 @@ class RunSupervisor(StageActor):
                         )
                     now = now_fn()
                     if inline and now - started >= LAG_THRESHOLD:
-                        note_long_attempt(label, handle.run_id, started, now)
+                        note_long_attempt(label, run_id, started, now)
                     if isinstance(reply, msg.AttemptDone):
                         self.snapshot = reply.context
                         self._at = index + 1
@@ -387,7 +392,7 @@ class RunSupervisor(StageActor):
                             await write
                         if probe is not None:
                             assert cache is not None
-                            await cache.save(stage, probe, reply.context, handle.run_id)
+                            await cache.save(stage, probe, reply.context, run_id)
                         break
                     await self._attempt_failed(
                         index, stage_def, record, reply, attempt, now, late=late
@@ -407,7 +412,7 @@ class RunSupervisor(StageActor):
         assert snapshot is not None
         assert hit is not None
         if "trace" in probe.before:  # the run records a decision trace: mark the stage
-            if self.experiment_intact:
+            if self.actor.experiment_intact:
                 ctx = decode_context_with(snapshot, self.handle.experiment)
             else:
                 ctx = decode_context(snapshot)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import anyio
 import anyio.lowlevel
@@ -28,7 +28,7 @@ from ._errors import CrucibleError
 from ._executor import ExecutorRegistry, ExecutorSettings, default_executors
 from ._handle import RunHandle
 from ._ids import new_run_id
-from ._invoke import check_validate_mode
+from ._invoke import ValidateMode, check_validate_mode
 from ._ir import Experiment
 from ._ir_load import experiment_from_mapping, load_experiment
 from ._lag import LagMonitor
@@ -38,9 +38,12 @@ from ._trace_chain import new_chain
 from .persistence._blobs import MemoryBlobStore
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Callable, Mapping
 
     from anyio.abc import TaskGroup
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
     from ._cache import StageCache
     from ._data import BlobCodec
@@ -49,13 +52,25 @@ if TYPE_CHECKING:
     from ._metrics import RuntimeMetrics
     from ._sweep import SweepHandle
     from .persistence._blobs import BlobStore
+    from .persistence._persistence import Persistence
     from .persistence._recovery import RecoveryReport
+    from .persistence._store import Store
 
-__all__ = ["Runtime", "RuntimeStatistics", "ShutdownMode", "coerce_experiment", "open_runtime"]
+__all__ = [
+    "Runtime",
+    "RuntimeStatistics",
+    "ShutdownMode",
+    "StartMode",
+    "coerce_experiment",
+    "open_runtime",
+]
 
+#: What opening a runtime does to the runs a dead process left ``running``: resume them
+#: (and the runs a shutdown interrupted), mark them ``interrupted``, or leave them.
+StartMode: TypeAlias = Literal["mark_interrupted", "resume", "ignore"]
 #: What closing a runtime does to the runs still going: record them ``cancelled``, or
 #: ``interrupted`` with their last checkpoint, for ``on_start="resume"`` to continue.
-ShutdownMode = Literal["cancel", "interrupt"]
+ShutdownMode: TypeAlias = Literal["cancel", "interrupt"]
 
 
 def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | Path) -> Experiment:
@@ -138,7 +153,7 @@ class Runtime:
         *,
         run_id: str | None = None,
         assigns: Mapping[str, Any] | None = None,
-        validate_options: str = "off",
+        validate_options: ValidateMode = "off",
         enable_trace: bool = False,
         persist: bool = True,
         telemetry: Mapping[str, Any] | None = None,
@@ -179,7 +194,7 @@ class Runtime:
         *,
         sweep_id: str | None = None,
         assigns: Mapping[str, Any] | None = None,
-        validate_options: str = "off",
+        validate_options: ValidateMode = "off",
         enable_trace: bool = False,
         persist: bool = True,
         max_concurrent: int | None = None,
@@ -214,7 +229,7 @@ class Runtime:
         snapshot: bytes,
         start_index: int,
         *,
-        validate_options: str = "off",
+        validate_options: ValidateMode = "off",
     ) -> RunHandle:
         """Continue a run from the checkpoint ``snapshot`` taken before ``start_index``.
 
@@ -245,7 +260,7 @@ class Runtime:
             reset_codec(token)
 
     async def _start_pending(
-        self, exp: Experiment, run_id: str, snapshot: bytes, mode: Any, cache: bool
+        self, exp: Experiment, run_id: str, snapshot: bytes, mode: ValidateMode, cache: bool
     ) -> RunHandle:
         """Start the ``pending`` run ``run_id`` its sweep recorded (its row and initial
         checkpoint ``snapshot`` are stored); return once it is ``running`` in the store.
@@ -334,7 +349,7 @@ class Runtime:
         self,
         exp: Experiment,
         run_id: str,
-        mode: Any,
+        mode: ValidateMode,
         snapshot: bytes,
         start_index: int,
         persist: bool,
@@ -396,7 +411,7 @@ class Runtime:
         if self._idle.is_set():
             self._idle = anyio.Event()
         # The task's own cancel scope is the run's: ``RunHandle.cancel`` cancels the task.
-        handle._scope = self._tg.start_soon(supervisor.execute, name=f"run {run_id}")
+        handle._attach_task(self._tg.start_soon(supervisor.execute, name=f"run {run_id}"))
         if self._closing and durable:
             # Admitted while the runtime began closing (the row write above yielded):
             # the shutdown did not see this run, so give it the same treatment.
@@ -435,40 +450,28 @@ class Runtime:
 
     def _stop(self, handle: RunHandle, deadline: float) -> None:
         """Cancel (or interrupt) one run for the shutdown, cleanup until ``deadline``."""
-        if not handle.done:
-            # A run already cancelled on request stays cancelled.
-            if self._interrupt_on_shutdown and not handle._cancel_requested:
-                handle._interrupt = True
-            handle._cancel_requested = True
-            handle.grace_deadline = deadline
-            if handle._scope is not None:
-                handle._scope.cancel()
+        handle._shut_down(deadline, interrupt=self._interrupt_on_shutdown)
 
     def _stop_lost(self, run_id: str, reason: Exception) -> None:
         """Stop run ``run_id``, which another runtime took over: it ends ``interrupted``
         here with ``reason``, and its (fenced) writes no longer reach the store."""
         handle = self._active.get(run_id)
-        if handle is None or handle.done:
-            return
-        handle._interrupt = reason
-        handle._cancel_requested = True
-        handle.grace_deadline = anyio.current_time() + self._grace
-        if handle._scope is not None:
-            handle._scope.cancel()
+        if handle is not None:
+            handle._taken_over(reason, anyio.current_time() + self._grace)
 
 
 @asynccontextmanager
 async def open_runtime(
     *,
     registry: Registry | None = None,
-    store: Any = None,
+    store: Store | Persistence | str | os.PathLike[str] | None = None,
     max_concurrent_runs: int | None = None,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     shutdown_grace: float = 10.0,
     keep_finished: int = 10_000,
-    on_start: str = "mark_interrupted",
+    on_start: StartMode = "mark_interrupted",
     executors: Mapping[str, Executor] | None = None,
-    meter_provider: Any = None,
+    meter_provider: MeterProvider | None = None,
     process_workers: int | None = None,
     ray_address: str | None = None,
     on_shutdown: ShutdownMode = "cancel",
@@ -526,7 +529,7 @@ async def open_runtime(
         raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs!r}")
     if process_workers is not None and process_workers < 1:
         raise ValueError(f"process_workers must be >= 1, got {process_workers!r}")
-    if on_start not in ("resume", "mark_interrupted", "ignore"):
+    if on_start not in get_args(StartMode):
         raise ValueError(
             f"on_start must be 'resume', 'mark_interrupted' or 'ignore'; got {on_start!r}"
         )

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._handle import RunHandle
+    from ._invoke import ValidateMode
     from ._ir import Experiment, StageDef, Sweep
     from ._registry import Registry
     from ._runtime import Runtime
@@ -340,7 +341,7 @@ async def submit_sweep(
     *,
     sweep_id: str | None = None,
     assigns: Mapping[str, Any] | None = None,
-    validate_options: str = "off",
+    validate_options: ValidateMode = "off",
     enable_trace: bool = False,
     persist: bool = True,
     max_concurrent: int | None = None,

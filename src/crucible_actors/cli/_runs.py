@@ -455,7 +455,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                     async for event in handle.events():
                         view.update(event)
             await handle.wait()
-            return handle, handle._failure_summary()
+            return handle, handle.failure
 
     handle, failure = anyio.run(main, backend="trio")
     if args.json:

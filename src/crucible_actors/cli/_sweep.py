@@ -243,7 +243,7 @@ def run_sweep(
                 experiment_id=experiment.id,
                 status=run.status.value,
                 metrics=to_json_safe(ctx.metrics) if ctx is not None else {},
-                failure=to_json_safe(run._failure_summary()),
+                failure=to_json_safe(run.failure),
             )
         )
     counts = handle.statistics().by_status

@@ -28,6 +28,7 @@ from .._core import (
     Experiment,
     InvalidOptions,
     UnknownStage,
+    ValidateMode,
     experiment_from_mapping,
     stage_info,
     validate_options,
@@ -77,7 +78,7 @@ class Submission(msgspec.Struct, kw_only=True):
     experiment: Experiment
     assigns: dict[str, Any] | None = None
     run_id: str | None = None
-    validate_options: str = "off"
+    validate_options: ValidateMode = "off"
     trace: bool = True
     fingerprint: str = ""
 
@@ -245,7 +246,9 @@ def check_envelope(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ENVELOPE if k in data}
 
 
-def _envelope(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str, bool]:
+def _envelope(
+    data: dict[str, Any],
+) -> tuple[dict[str, Any] | None, str | None, ValidateMode, bool]:
     errors: list[str] = []
     assigns = data.get("assigns")
     if assigns is not None and not isinstance(assigns, dict):
@@ -256,7 +259,7 @@ def _envelope(data: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, 
             "run_id: expected 1-128 characters from A-Z a-z 0-9 . _ : - "
             f"(not starting with a symbol), got {run_id!r}"[:300]
         )
-    mode = data.get("validate_options")
+    mode: Any = data.get("validate_options")  # checked against _MODES below
     if mode is None:
         mode = "off"
     if mode not in _MODES:

@@ -95,7 +95,7 @@ def live_status(handle: RunHandle) -> str:
 
 def _handle_clock(handle: RunHandle) -> tuple[float, float] | None:
     """Return ``(runtime time, wall time)`` of the run's first event, to convert clocks."""
-    events = handle._events
+    events = handle.events_nowait()
     if not events:
         return None
     first = events[0]
@@ -139,9 +139,7 @@ def summary_from_handle(handle: RunHandle) -> dict[str, Any]:
         "started_at": _iso_wall(_wall_of(handle, handle.started_at)),
         "finished_at": _iso_wall(_wall_of(handle, finished)),
         "duration": duration,
-        "failure": to_json_safe(handle._failure_summary(), finite=True)
-        if status in TERMINAL
-        else None,
+        "failure": to_json_safe(handle.failure, finite=True) if status in TERMINAL else None,
     }
 
 

@@ -17,13 +17,14 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 from urllib.parse import unquote, urlparse
 
 from .._core import (
     DIGEST_LENGTH,
     BlobInfo,
     BlobMissing,
+    Durability,
     MemoryBlobStore,
     StoreUnavailable,
     check_digest,
@@ -37,7 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DirectoryBlobStore", "open_blob_store"]
 
-_DURABILITY = ("process", "power")
+
+def _check_durability(durability: object) -> Durability:
+    for level in get_args(Durability):
+        if durability == level:
+            return level  # type: ignore[no-any-return]  # get_args is untyped
+    raise ValueError(f"unknown blob store durability {durability!r}; use 'process' or 'power'")
 
 
 class DirectoryBlobStore:
@@ -48,13 +54,9 @@ class DirectoryBlobStore:
     Each blob is checked against its digest the first time this object reads it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: str = "process") -> None:
-        if durability not in _DURABILITY:
-            raise ValueError(
-                f"unknown blob store durability {durability!r}; use 'process' or 'power'"
-            )
+    def __init__(self, path: str | os.PathLike[str], *, durability: Durability = "process") -> None:
+        self.durability = _check_durability(durability)
         self.root = Path(path).absolute()
-        self.durability = durability
         self._verified: set[str] = set()
         self._lock = threading.Lock()
         # Shard directories known to exist; the root is created by the first put, so
@@ -214,11 +216,11 @@ def open_blob_store(location: str) -> BlobStore:
     """
     parsed = urlparse(location)
     if parsed.scheme == "file":
-        durability = "process"
+        durability: Durability = "process"
         for part in parsed.query.split("&"):
             name, _, value = part.partition("=")
             if name == "durability" and value:
-                durability = value
+                durability = _check_durability(value)
         return DirectoryBlobStore(unquote(parsed.path), durability=durability)
     if parsed.scheme == "memory":
         return MemoryBlobStore()

@@ -44,7 +44,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
-from .._core import MemoryBlobStore, StoreCorrupt, StoreError, StoreUnavailable
+from .._core import Durability, MemoryBlobStore, StoreCorrupt, StoreError, StoreUnavailable
 from . import _sql
 from ._blobs import DirectoryBlobStore
 from ._sqlstore import SQLStore
@@ -62,17 +62,18 @@ __all__ = ["APPLICATION_ID", "DURABILITY_LEVELS", "SQLiteStore", "open_sqlite_st
 APPLICATION_ID = 0x43524331
 
 #: The durability levels of the SQLite store and the ``PRAGMA synchronous`` of each.
-DURABILITY_LEVELS = {"process": "NORMAL", "power": "FULL"}
+DURABILITY_LEVELS: dict[Durability, str] = {"process": "NORMAL", "power": "FULL"}
 
 
-def check_durability(durability: object) -> str:
+def check_durability(durability: object) -> Durability:
     """Return ``durability`` if it is one of :data:`DURABILITY_LEVELS`.
 
     Raises:
         ValueError: it is not, naming the levels and what each survives.
     """
-    if isinstance(durability, str) and durability in DURABILITY_LEVELS:
-        return durability
+    for level in DURABILITY_LEVELS:
+        if durability == level:
+            return level
     raise ValueError(
         f"unknown SQLite durability {durability!r}; use 'process' (survives the process "
         "being killed, no fsync per commit; the default) or 'power' (also survives a "
@@ -359,7 +360,7 @@ class SQLiteStore(SQLStore):
         writer: _SQLiteWriter,
         read_tx: _SQLiteTx | None,
         *,
-        durability: str = "process",
+        durability: Durability = "process",
         blobs: BlobStore | None = None,
     ) -> None:
         self._name = name
@@ -440,7 +441,7 @@ async def open_sqlite_store(
     connect: Callable[[str], Any] | None = None,
     max_batch: int = 512,
     busy_timeout: float = 10.0,
-    durability: str = "process",
+    durability: Durability = "process",
     retry_for: float = RETRY_FOR,
 ) -> AsyncIterator[SQLiteStore]:
     """Open (creating and migrating as needed) the SQLite store at ``path``.

@@ -99,7 +99,7 @@ class StoreObserver(RunObserver):
         now = p.now()
         exp = handle.experiment
         # Recovery resumes from the store's own checkpoint: the store holds these bytes.
-        recovered = p._take_resuming(handle.run_id)
+        recovered = p.recovery.take_resuming(handle.run_id)
         resume = recovered or handle.resumed_from > 0
         definition, tags, metadata = p._experiment_fields(exp)
         experiment = ExperimentRecord(
@@ -291,7 +291,7 @@ class StoreObserver(RunObserver):
             metrics=_stored("metrics", ctx.metrics) if ctx is not None else {},
             outputs=_stored("outputs", ctx.outputs) if ctx is not None else [],
             metadata=metadata,
-            failure=_short_failure(_stored("failure", handle._failure_summary())),
+            failure=_short_failure(_stored("failure", handle.failure)),
             finished_at=p.now(),
             owner_id=p.owner.id,
         )
@@ -302,7 +302,7 @@ class StoreObserver(RunObserver):
     def _unencodable(self, handle: RunHandle, reason: str) -> RunRecord:
         """The row of a run whose outcome does not encode: failed, saying why."""
         p = self._p
-        summary = handle._failure_summary()
+        summary = handle.failure
         if handle.status is RunStatus.COMPLETED or summary is None:
             summary = {
                 "stage": None,
@@ -425,8 +425,8 @@ class StoreObserver(RunObserver):
             return  # already failed (or cancelled): the reason is in the row
         failure = run.failure or {}
         reason = MessageError(str(failure.get("message")))
-        handle._set_outcome(
-            RunStatus.FAILED, None, StageFailed("<outcome>", reason, None, run_id=handle.run_id)
+        handle._replace_outcome(
+            RunStatus.FAILED, StageFailed("<outcome>", reason, None, run_id=handle.run_id)
         )
 
     def _not_stored(self, handle: RunHandle, exc: Exception) -> None:
@@ -440,7 +440,7 @@ class StoreObserver(RunObserver):
         )
         err = OutcomeNotStored(handle.run_id, outcome, _clip(str(exc)), store=self._p.store.name)
         err.__cause__ = exc
-        handle._set_outcome(RunStatus.INTERRUPTED, None, err)
+        handle._replace_outcome(RunStatus.INTERRUPTED, err)
 
 
 def _clip(text: str, limit: int = 300) -> str:

@@ -52,9 +52,11 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import TypeAlias
 
+    from .._handle import RunHandle
     from .._instruments import RunObserver
     from .._ir import Experiment
     from .._provenance import ProvenanceRecorder
+    from .._runtime import Runtime, StartMode
     from ._store import Store
 
     #: Opens the store a URL names, as an async context manager yielding it.
@@ -82,8 +84,12 @@ def set_store_opener(opener: StoreOpener | None) -> None:
     _default_opener = opener
 
 
-class Persistence(Recovery):
-    """A store plus this process's owner identity; obtain one with :func:`open_persistence`."""
+class Persistence:
+    """A store plus this process's owner identity; obtain one with :func:`open_persistence`.
+
+    Its :class:`Recovery` (``recovery``) resumes or marks the runs dead processes left;
+    :meth:`recover`, :meth:`resume_run` and :meth:`adopt_forever` are its entry points.
+    """
 
     def __init__(
         self,
@@ -107,12 +113,11 @@ class Persistence(Recovery):
         self.stale_after = stale_after
         self.pid_alive = pid_alive
         self.owner = new_owner(host, pid, now(), lease)
-        self.last_recovery = RecoveryReport()
         #: Runs another runtime took over from this one, run id to new owner id. They
         #: stop here and their observers write nothing more.
         self.lost: dict[str, str | None] = {}
-        self._interrupted_seen = 0
-        self._resuming: set[str] = set()
+        #: Recovery and resume of the runs dead processes left, on this store.
+        self.recovery = Recovery(self)
         self._definitions: IdentityMemo[Experiment, tuple[dict[str, Any], list[Any], Any]] = (
             IdentityMemo()
         )
@@ -124,6 +129,25 @@ class Persistence(Recovery):
         return StoreObserver(self)
 
     # -- recovery -----------------------------------------------------------------
+
+    @property
+    def last_recovery(self) -> RecoveryReport:
+        """What the last :meth:`recover` did."""
+        return self.recovery.last_recovery
+
+    async def recover(self, runtime: Runtime, on_start: StartMode) -> RecoveryReport:
+        """Handle the runs dead processes left, per ``on_start`` (see
+        :meth:`Recovery.recover`)."""
+        return await self.recovery.recover(runtime, on_start)
+
+    async def resume_run(self, runtime: Runtime, run_id: str) -> RunHandle:
+        """Resume run ``run_id`` from its last checkpoint (see :meth:`Recovery.resume_run`)."""
+        return await self.recovery.resume_run(runtime, run_id)
+
+    async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
+        """Adopt the runs of owners that die, every ``interval`` seconds; never returns
+        (see :meth:`Recovery.adopt_forever`)."""
+        await self.recovery.adopt_forever(runtime, interval)
 
     def _experiment_fields(self, exp: Experiment) -> tuple[dict[str, Any], list[Any], Any]:
         """The experiment record's definition, tags and metadata, made once per object.

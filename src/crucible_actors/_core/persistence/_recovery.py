@@ -8,8 +8,8 @@ down with ``on_shutdown="interrupt"`` (stored ``interrupted`` with a ``RuntimeSh
 failure); the other policies leave those interrupted. :meth:`Recovery.resume_run`
 resumes one run on request. Runs are claimed with a conditional update (``... WHERE
 owner = old``), so two processes never take over the same run.
-:class:`~crucible_actors._core.persistence._persistence.Persistence` mixes this in; the
-resumed run is admitted through ``Runtime.resume``.
+:class:`~crucible_actors._core.persistence._persistence.Persistence` owns one (its
+``recovery``); the resumed run is admitted through ``Runtime.resume``.
 
 :meth:`Recovery.adopt_forever` keeps doing the same while the runtime is up (every
 ``adopt_interval`` seconds, ``open_runtime(on_start="resume")``): one cheap read gives
@@ -35,13 +35,14 @@ from ._owner import owner_is_dead
 from ._records import decode_checkpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Collection
     from datetime import datetime
 
     from .._context import Context
     from .._handle import RunHandle
     from .._ir import Experiment
-    from .._runtime import Runtime
+    from .._runtime import Runtime, StartMode
+    from ._persistence import Persistence
     from ._store import Checkpoint, OwnerRecord, RunRecord, Store
 
 __all__ = ["Recovery", "RecoveryReport"]
@@ -107,22 +108,41 @@ def _failed(run_id: str, exc: Exception) -> str:
 
 
 class Recovery:
-    """Recovery and resume of orphaned runs (mixed into ``Persistence``)."""
+    """Recovery and resume of orphaned runs, for one :class:`Persistence` (its
+    ``recovery``): it uses that persistence's store, owner identity and clock."""
 
-    store: Store
-    owner: OwnerRecord
-    now: Callable[[], datetime]
-    stale_after: float
-    pid_alive: Callable[[int], bool]
-    last_recovery: RecoveryReport
-    lost: dict[str, str | None]
-    _resuming: set[str]
-    _interrupted_seen: int
-    #: During :meth:`recover`: the sweeps whose runs it adopts, by sweep id (None for
-    #: pending runs of no sweep): their pending points and their runs resumed here.
-    _sweeps: dict[str | None, tuple[list[tuple[int, str]], list[RunHandle]]] | None = None
+    def __init__(self, persistence: Persistence) -> None:
+        self._persistence = persistence
+        #: What the last :meth:`recover` did.
+        self.last_recovery = RecoveryReport()
+        self._interrupted_seen = 0
+        #: Runs being resumed here whose resume the store observer has yet to record.
+        self._resuming: set[str] = set()
+        #: During :meth:`recover`: the sweeps whose runs it adopts, by sweep id (None for
+        #: pending runs of no sweep): their pending points and their runs resumed here.
+        self._sweeps: dict[str | None, tuple[list[tuple[int, str]], list[RunHandle]]] | None = None
 
-    async def recover(self, runtime: Runtime, on_start: str) -> RecoveryReport:
+    @property
+    def store(self) -> Store:
+        """The store recovered from (the persistence's)."""
+        return self._persistence.store
+
+    @property
+    def owner(self) -> OwnerRecord:
+        """This process's owner identity (the persistence's; it changes if the first
+        lease id tried was taken)."""
+        return self._persistence.owner
+
+    @property
+    def lost(self) -> dict[str, str | None]:
+        """Runs another runtime took over from this one (shared with the observers)."""
+        return self._persistence.lost
+
+    def now(self) -> datetime:
+        """The wall-clock time, by the persistence's clock."""
+        return self._persistence.now()
+
+    async def recover(self, runtime: Runtime, on_start: StartMode) -> RecoveryReport:
         """Handle runs left ``running`` by dead processes, per ``on_start``.
 
         ``"resume"`` claims each orphan and resumes it from its last checkpoint (a run
@@ -224,7 +244,7 @@ class Recovery:
                     runtime._tg.start_soon(
                         adopt_points,
                         runtime,
-                        self,
+                        self._persistence,
                         sweep_id,
                         points,
                         handles,
@@ -270,10 +290,10 @@ class Recovery:
         return owner_is_dead(
             owners.get(owner_id or ""),
             now=now,
-            stale_after=self.stale_after,
+            stale_after=self._persistence.stale_after,
             host=self.owner.host,
             local=self.store.local,
-            pid_alive=self.pid_alive,
+            pid_alive=self._persistence.pid_alive,
             lease_held=None if held is None or owner_id is None else owner_id in held,
         )
 
@@ -506,7 +526,9 @@ class Recovery:
             run_id, owner_id=owner_id, finished_at=self.now(), failure=failure
         )
 
-    def _take_resuming(self, run_id: str) -> bool:
+    def take_resuming(self, run_id: str) -> bool:
+        """Whether run ``run_id`` is being resumed by this recovery (asked once: the
+        store observer records its start as a resume)."""
         if run_id in self._resuming:
             self._resuming.discard(run_id)
             return True

@@ -22,7 +22,7 @@ failure (:class:`StoreUnavailable` for an unreachable server or a full disk,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
 
 import msgspec
 
@@ -40,6 +40,7 @@ __all__ = [
     "Checkpoint",
     "DefinitionRecord",
     "DeletedRuns",
+    "Durability",
     "EnvironmentRecord",
     "ExperimentRecord",
     "GcResult",
@@ -52,6 +53,10 @@ __all__ = [
     "SweepRecord",
     "TraceEventRecord",
 ]
+
+#: What an acknowledged write survives (``durability=`` of the SQLite store and of a blob
+#: directory): ``process``, the process being killed; ``power``, a power loss too.
+Durability: TypeAlias = Literal["process", "power"]
 
 #: The values of ``RunRecord.status``, as stored.
 RUN_STATUSES: Final = ("pending", "running", "completed", "failed", "cancelled", "interrupted")
