@@ -175,7 +175,7 @@ class RunHandle:
 
     @property
     def resumed_from(self) -> int:
-        """The index of the stage the run started at: 0, or where a resume continued it
+        """The index of the stage the run started at; 0, or where a resume continued it
         (the stages before it completed in an earlier process)."""
         return self._resumed_from
 

@@ -87,8 +87,8 @@ def set_store_opener(opener: StoreOpener | None) -> None:
 class Persistence:
     """A store plus this process's owner identity; obtain one with :func:`open_persistence`.
 
-    Its :class:`Recovery` (``recovery``) resumes or marks the runs dead processes left;
-    :meth:`recover`, :meth:`resume_run` and :meth:`adopt_forever` are its entry points.
+    Its ``recovery`` resumes or marks the runs dead processes left; :meth:`recover`,
+    :meth:`resume_run` and :meth:`adopt_forever` are its entry points.
     """
 
     def __init__(
@@ -136,17 +136,35 @@ class Persistence:
         return self.recovery.last_recovery
 
     async def recover(self, runtime: Runtime, on_start: StartMode) -> RecoveryReport:
-        """Handle the runs dead processes left, per ``on_start`` (see
-        :meth:`Recovery.recover`)."""
+        """Handle runs left ``running`` by dead processes, per ``on_start``.
+
+        ``"resume"`` claims each orphan and resumes it from its last checkpoint (then
+        does the same for the runs a runtime interrupted when it shut down);
+        ``"mark_interrupted"`` marks orphans interrupted; ``"ignore"`` does nothing.
+        Runs of live owners are never touched, and a run whose recovery fails is listed
+        in the report's ``failed`` while the others go on.
+        """
         return await self.recovery.recover(runtime, on_start)
 
     async def resume_run(self, runtime: Runtime, run_id: str) -> RunHandle:
-        """Resume run ``run_id`` from its last checkpoint (see :meth:`Recovery.resume_run`)."""
+        """Resume run ``run_id`` from its last checkpoint and return its handle.
+
+        Raises:
+            RunNotFound: no such run.
+            StoreError: the run completed, is running in a live process, or another
+                process claimed it first.
+            CheckpointDecodeError: its checkpoint no longer decodes (the run is then
+                marked interrupted with that reason).
+        """
         return await self.recovery.resume_run(runtime, run_id)
 
     async def adopt_forever(self, runtime: Runtime, interval: float) -> None:
-        """Adopt the runs of owners that die, every ``interval`` seconds; never returns
-        (see :meth:`Recovery.adopt_forever`)."""
+        """Adopt the runs of owners that die, every ``interval`` seconds; never returns.
+
+        Each tick checks this runtime's own lease, then resumes the runs of owners found
+        dead (by their lease) and the runs a shutting-down runtime left ``interrupted``.
+        Store errors are logged and the next tick tries again.
+        """
         await self.recovery.adopt_forever(runtime, interval)
 
     def _experiment_fields(self, exp: Experiment) -> tuple[dict[str, Any], list[Any], Any]:
