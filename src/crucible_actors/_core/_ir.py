@@ -23,20 +23,8 @@ from ._ir_refs import check_no_plugin_objects, describe_validation_error
 from ._ir_refs import is_plugin_object as is_plugin_object
 from ._ir_refs import stage_ref as stage_ref
 from ._ir_refs import stage_ref_name as stage_ref_name
-from ._ir_sweep import Sweep, check_sweep, coerce_sweep
-
-__all__ = [
-    "BackendRef",
-    "Backoff",
-    "CacheConfig",
-    "DatasetRef",
-    "Experiment",
-    "OutputSpec",
-    "ReliabilityConfig",
-    "StageDef",
-    "StatsConfig",
-    "Sweep",
-]
+from ._ir_sweep import Sweep as Sweep
+from ._ir_sweep import check_sweep, coerce_sweep
 
 ExperimentType = Literal["evaluation", "training", "comparison", "ablation"]
 RestartKind = Literal["temporary", "transient"]
