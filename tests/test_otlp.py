@@ -30,9 +30,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef, metrics, stage
+from crucible_actors import Context, Experiment, StageDef, metrics, stage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,8 +124,7 @@ async def test_runtime_metrics_reach_an_otlp_collector(collector: Collector) -> 
     async def score(ctx: Context, opts: Any) -> Context:
         return ctx.put_metric("accuracy", 0.9)
 
-    reg = Registry()
-    reg.register(score)
+    reg = registry_with(score)
     with metrics.instrument(provider):
         await ca.run_async(Experiment(id="otlp", pipeline=[StageDef(name="score")]), registry=reg)
     await anyio.to_thread.run_sync(provider.shutdown)  # the final collection is exported

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from tests.helpers import registry_with
+
 import crucible_actors as ca
-from crucible_actors import Experiment, Registry, StageDef
+from crucible_actors import Experiment, StageDef
 from crucible_actors.testing import MemoryStore, RecordingStage, capture_spans
 
 
 async def test_recording_stage_fails_on_chosen_calls_and_records_attempts() -> None:
     rec = RecordingStage("rec", fail_on_calls=[1])
-    reg = Registry()
-    reg.register(rec)
+    reg = registry_with(rec)
     ctx = await ca.run_async(
         Experiment(id="e", pipeline=[StageDef(name="rec", restart="transient", options={"k": 1})]),
         registry=reg,
@@ -22,8 +23,7 @@ async def test_recording_stage_fails_on_chosen_calls_and_records_attempts() -> N
 
 async def test_memory_store_and_capture_spans_plug_into_the_runtime() -> None:
     rec = RecordingStage("rec")
-    reg = Registry()
-    reg.register(rec)
+    reg = registry_with(rec)
     store = MemoryStore()
     with capture_spans() as capture:
         async with ca.open_runtime(

@@ -6,9 +6,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 from crucible_actors.errors import InvalidExperiment, MissingDependency
 from crucible_actors.executors import UnknownIsolation
 from crucible_actors.executors.ray import ray_address
@@ -78,8 +79,7 @@ def test_stage_defs_keep_pool_and_resources_and_round_trip() -> None:
 
 
 async def test_an_unknown_isolation_is_refused_at_submit_naming_the_stage() -> None:
-    reg = Registry()
-    reg.register(noop)
+    reg = registry_with(noop)
     exp = Experiment(id="e", pipeline=[StageDef(name="noop", isolation="gpu")])  # type: ignore[arg-type]
     async with ca.open_runtime(registry=reg) as rt:
         with pytest.raises(UnknownIsolation, match="stage 'noop' asks for isolation 'gpu'"):
@@ -98,9 +98,7 @@ async def test_without_the_ray_extra_a_ray_run_fails_before_any_stage_runs(
         ran.append(1)
         return ctx
 
-    reg = Registry()
-    reg.register(first)
-    reg.register(noop)
+    reg = registry_with(first, noop)
     exp = Experiment(
         id="e", pipeline=[StageDef(name="first"), StageDef(name="noop", isolation="ray")]
     )

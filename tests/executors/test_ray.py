@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
@@ -124,20 +125,17 @@ class Unshippable(ca.Stage):
         return ctx
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    for stage_obj in (
-        where,
-        async_where,
-        exit_once,
-        hang_once,
-        Scorer,
-        ExitingScorer,
-        HangingScorer,
-    ):
-        reg.register(stage_obj)
-    reg.register(Unshippable())
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (
+    where,
+    async_where,
+    exit_once,
+    hang_once,
+    Scorer,
+    ExitingScorer,
+    HangingScorer,
+    Unshippable(),
+)
 
 
 def _ray_executor(rt: ca.Runtime) -> RayExecutor:
@@ -160,7 +158,7 @@ def test_a_ray_stage_runs_on_a_local_ray_started_on_demand_and_stopped_after() -
             StageDef(name="async_where", isolation="ray", resources={"num_cpus": 1}),
         ],
     )
-    ctx = ca.run(exp, registry=_registry(), assigns={"x": 1})
+    ctx = ca.run(exp, registry=registry_with(*STAGES), assigns={"x": 1})
     assert ctx.get_metric("pid") != os.getpid()
     assert ctx.get_metric("async_pid") != os.getpid()
     assert ctx.completed_stages() == ["where", "async_where"]
@@ -173,7 +171,7 @@ async def test_a_worker_that_exits_mid_task_is_a_crash_retried_once() -> None:
     exp = Experiment(
         id="e", pipeline=[StageDef(name="exit_once", isolation="ray", restart="transient")]
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
         assert not _ray_executor(rt).statistics()["started_ray"]  # it used the session's
@@ -200,7 +198,7 @@ async def test_a_timed_out_task_is_cancelled_and_the_retry_runs_in_a_fresh_worke
             ),
         ],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     timed_out = next(a for a in handle.attempts if a.stage == "hang_once")
@@ -221,7 +219,7 @@ async def test_cancelling_a_run_on_ray_ends_it_cancelled_and_stops_the_task(
         pipeline=[StageDef(name="hang_once", isolation="ray", options={"dir": str(tmp_path)})],
     )
     pid_file = tmp_path / "attempt1.pid"
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         await wait_until(pid_file.exists)
         with anyio.fail_after(6.0):
@@ -235,7 +233,7 @@ async def test_cancelling_a_run_on_ray_ends_it_cancelled_and_stops_the_task(
 async def test_a_stateful_stage_sets_up_at_most_pool_actors_and_every_attempt_sees_it() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="scorer", isolation="ray", pool=2)])
     contexts = []
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         for _ in range(5):  # 5 rounds of 4 concurrent runs: 20 attempts
             handles = [await rt.submit(exp) for _ in range(4)]
             contexts += [await h.result() for h in handles]
@@ -252,7 +250,7 @@ async def test_an_actor_that_dies_mid_attempt_is_a_crash_and_a_fresh_actor_retri
         id="e",
         pipeline=[StageDef(name="exiting_scorer", isolation="ray", restart="transient")],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     assert [a.status for a in handle.attempts] == ["failed", "completed"]
@@ -276,7 +274,7 @@ async def test_a_timed_out_actor_is_killed_and_a_fresh_actor_takes_the_retry(
             )
         ],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
         pools = _ray_executor(rt).statistics()["actor_pools"]
@@ -294,7 +292,7 @@ async def test_a_timed_out_actor_is_killed_and_a_fresh_actor_takes_the_retry(
 @pytest.mark.usefixtures("ray_local")
 async def test_a_stage_ray_cannot_serialize_is_refused_before_the_run() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="unshippable", isolation="ray")])
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         with pytest.raises(InvalidExperiment) as info:
             await rt.submit(exp)
         assert rt.statistics().submitted == 0
@@ -308,7 +306,7 @@ async def test_a_resource_request_the_cluster_cannot_meet_fails_saying_so() -> N
     exp = Experiment(
         id="e", pipeline=[StageDef(name="where", isolation="ray", resources={"num_gpus": 1})]
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         with pytest.raises(StageFailed) as info:
             await (await rt.submit(exp)).result()
     assert isinstance(info.value.reason, ExecutorError)
@@ -330,7 +328,7 @@ async def test_custom_resources_and_memory_become_the_task_request() -> None:
         "resources": {"accelerator_x": 2.0},
     }
     fits = StageDef(name="where", isolation="ray", resources={"num_cpus": 0.5, "memory": 1e6})
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         ctx = await (await rt.submit(Experiment(id="e", pipeline=[fits]))).result()
     assert ctx.get_metric("pid") != os.getpid()
 
@@ -344,7 +342,7 @@ async def test_a_thousand_runs_of_three_ray_stages_all_complete_once_as_stored(
     exp = Experiment(id="many", pipeline=[StageDef(name="where", isolation="ray")] * 3)
     async with (
         open_store(f"sqlite:///{tmp_path / 'runs.db'}") as store,
-        ca.open_runtime(registry=_registry(), store=store) as rt,
+        ca.open_runtime(registry=registry_with(*STAGES), store=store) as rt,
     ):
         handles = [await rt.submit(exp) for _ in range(1000)]
         with anyio.fail_after(300):
@@ -369,10 +367,7 @@ async def test_a_thousand_runs_of_three_ray_stages_all_complete_once_as_stored(
 def _data_registry() -> Registry:
     from . import data_stages
 
-    reg = Registry()
-    for stage_obj in (data_stages.make_array, data_stages.read_array, data_stages.ArrayReader):
-        reg.register(stage_obj)
-    return reg
+    return registry_with(data_stages.make_array, data_stages.read_array, data_stages.ArrayReader)
 
 
 @pytest.mark.usefixtures("ray_local")

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 
 from .conftest import require_ray, wait_until
 
@@ -64,8 +65,7 @@ def cluster() -> Iterator[Any]:
 async def test_a_node_killed_mid_attempt_is_a_crash_retried_on_the_other_node(
     cluster: Any, tmp_path: Path
 ) -> None:
-    reg = Registry()
-    reg.register(on_node)
+    reg = registry_with(on_node)
     exp = Experiment(
         id="e",
         pipeline=[

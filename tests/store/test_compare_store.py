@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 from crucible_actors.comparison import ComparisonError
 
 if TYPE_CHECKING:
@@ -35,8 +36,7 @@ def experiment(**sweep: Any) -> Experiment:
 
 
 async def run_sweep(store: Store, exp: Experiment) -> str:
-    reg = Registry()
-    reg.register(answer)
+    reg = registry_with(answer)
     async with ca.open_runtime(registry=reg, store=store) as rt:
         handle = await rt.submit_sweep(exp, max_concurrent=4)
         await handle.wait()

@@ -6,9 +6,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef, stage
+from crucible_actors import Context, Experiment, StageDef, stage
 from crucible_actors.cli import main
 
 if TYPE_CHECKING:
@@ -41,9 +42,7 @@ def directory_bytes(root: Path) -> int:
 
 
 def run_once(url: str, run_id: str) -> Context:
-    registry = Registry()
-    registry.register(make_array)
-    registry.register(read_array)
+    registry = registry_with(make_array, read_array)
     experiment = Experiment(
         id="array",
         pipeline=[StageDef(name="make_array"), *(StageDef(name="read_array") for _ in range(4))],

@@ -1,0 +1,45 @@
+"""Helpers shared by the test modules: registries of test stages and the CLI's JSON output.
+
+Hypothesis strategies live in ``tests/strategies.py``; store fault seeding in
+``tests/store_faults.py``; the TCP proxy that cuts a server off is the public
+:class:`crucible_actors.testing.TcpProxy`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from crucible_actors import Registry
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["cli_json", "registry_with"]
+
+
+def registry_with(*stages: Any, default: bool = False) -> Registry:
+    """Return a fresh registry holding ``stages`` (classes, instances or ``@stage`` functions).
+
+    ``default=True`` starts from :meth:`Registry.default` (the built-ins and the
+    entry points) instead of an empty registry.
+    """
+    reg = Registry.default() if default else Registry()
+    for obj in stages:
+        reg.register(obj)
+    return reg
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    """Run ``crucible-actors *argv`` in-process, check it exits 0, and parse what it printed.
+
+    Output captured before the call is dropped first; ``argv`` must ask for JSON itself
+    (``--json``, or ``--format json`` for ``compare``).
+    """
+    from crucible_actors.cli import main  # the CLI's imports only where a test runs it
+
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, f"crucible-actors {' '.join(argv)} exited {code}: {captured.err}"
+    return json.loads(captured.out)
