@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from tests.store_faults import TcpProxy
 
 from crucible_actors import (
     Context,
@@ -44,6 +43,7 @@ from crucible_actors.store import (
     open_sqlite_store,
     open_store,
 )
+from crucible_actors.testing import TcpProxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
