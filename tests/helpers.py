@@ -7,15 +7,37 @@ Hypothesis strategies live in ``tests/strategies.py``; store fault seeding in
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pytest
 
 from crucible_actors import Registry
 
-if TYPE_CHECKING:
-    import pytest
+__all__ = ["cli_json", "missing_extra", "needs_extra", "registry_with"]
 
-__all__ = ["cli_json", "registry_with"]
+
+def missing_extra(extra: str) -> str:
+    """Return the reason a test skips when ``extra`` is not installed, with the install command.
+
+    For ``pytest.importorskip(module, reason=missing_extra("serve"))``. With ``CI`` set the
+    skip fails the run (``tests/conftest.py``): CI installs every extra.
+    """
+    return f"needs the {extra!r} extra: pip install -e '.[{extra}]'"
+
+
+def needs_extra(extra: str, module: str) -> pytest.MarkDecorator:
+    """Return a mark that skips a test when ``module`` of ``extra`` is not installed.
+
+    For the tests of a module that need an extra the others do not; where every test
+    of a module needs it, ``pytest.importorskip`` at the top says so once.
+    """
+    try:
+        missing = importlib.util.find_spec(module) is None
+    except ImportError:  # a parent package is missing
+        missing = True
+    return pytest.mark.skipif(missing, reason=missing_extra(extra))
 
 
 def registry_with(*stages: Any, default: bool = False) -> Registry:

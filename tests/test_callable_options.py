@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import needs_extra, registry_with
 
 import crucible_actors
 from crucible_actors import (
@@ -55,6 +55,7 @@ STAGES = (BenchStage, GuardrailsStage, load)
 
 
 @pytest.mark.parametrize("isolation", ["inline", "thread"])
+@needs_extra("bench", "scipy")
 async def test_bench_data_source_function_given_directly(isolation: str) -> None:
     exp = Experiment(
         id="c",
@@ -79,6 +80,7 @@ async def test_guardrail_adapter_class_given_directly() -> None:
     assert ctx.assigns["guardrail_violations"] == [{"example": 1, "kind": "shouting"}]
 
 
+@needs_extra("bench", "scipy")
 async def test_local_function_works_in_a_persisted_run(tmp_path: Path) -> None:
     def local_source(ctx: Context) -> dict[str, list[float]]:
         return {"only": [0.5, 0.7, 0.9]}

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.helpers import cli_json
+from tests.helpers import cli_json, needs_extra
 
 from crucible_actors.cli import main
 
@@ -52,6 +52,7 @@ def test_sweep_file_runs_every_point_and_lists_them(
     assert table[0].startswith(f"sweep {sweep_id}  experiment model-sweep  completed  12/12")
 
 
+@needs_extra("bench", "scipy")
 def test_compare_sweep_and_runs_from_the_command_line(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 import pytest
-from scipy import stats
 from tests.compare_helpers import stored_run
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
+from scipy import stats
 
 import crucible_actors as ca
 from crucible_actors.comparison import Comparison, ComparisonError, render

@@ -22,7 +22,7 @@ import anyio.from_thread
 import msgspec
 import pytest
 from hypothesis import given, settings
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 from tests.strategies import data_values
 
 import crucible_actors as ca
@@ -53,9 +53,9 @@ from crucible_actors.store._blobs import DirectoryBlobStore
 if TYPE_CHECKING:
     from crucible_actors._core._ir import Isolation
 
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
-pa = pytest.importorskip("pyarrow")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
+pd = pytest.importorskip("pandas", reason=missing_extra("dev"))
+pa = pytest.importorskip("pyarrow", reason=missing_extra("dev"))
 
 EXP = Experiment(id="e", pipeline=[StageDef(name="s")])
 

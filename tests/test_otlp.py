@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import pytest
+from tests.helpers import missing_extra
+
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason=missing_extra("otel"))
+pytest.importorskip("opentelemetry.distro", reason=missing_extra("otel"))
+
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
@@ -269,7 +269,7 @@ async def _stored_run(
 
 
 async def test_compare_warns_when_the_runs_differ_in_code_or_environment() -> None:
-    pytest.importorskip("scipy")
+    pytest.importorskip("scipy", reason=missing_extra("bench"))
     store = MemoryStore()
     await _stored_run(store, "a", {"score": "f1"}, "env1", "2.0.0")
     await _stored_run(store, "b", {"score": "f2"}, "env2", "2.1.0")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
 from crucible_actors import Experiment, StageDef
@@ -21,7 +21,7 @@ from . import data_stages
 if TYPE_CHECKING:
     from pathlib import Path
 
-np = pytest.importorskip("numpy")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
 pytestmark = pytest.mark.slow
 

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("ray", reason=missing_extra("ray"))
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors.errors import ExecutorError, InvalidExperiment
 
-from .conftest import pid_gone, require_ray, wait_until
+from .conftest import pid_gone, wait_until
 
 if TYPE_CHECKING:
     from crucible_actors.executors import RayExecutor
-
-require_ray()
 
 pytestmark = pytest.mark.slow
 
@@ -372,7 +372,7 @@ def _data_registry() -> Registry:
 
 @pytest.mark.usefixtures("ray_local")
 async def test_an_array_reaches_ray_attempts_read_only_and_is_put_once(tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     from . import data_stages
 
     exp = Experiment(
@@ -406,7 +406,7 @@ async def test_an_array_reaches_ray_attempts_read_only_and_is_put_once(tmp_path:
 async def test_an_array_made_on_ray_comes_back_and_is_stored_by_the_driver(
     tmp_path: Path,
 ) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     from . import data_stages
 
     exp = Experiment(

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("ray", reason=missing_extra("ray"))
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, StageDef
 
-from .conftest import require_ray, wait_until
+from .conftest import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-require_ray()
 
 pytestmark = pytest.mark.slow
 

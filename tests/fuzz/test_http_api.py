@@ -15,18 +15,24 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import schemathesis
 from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from tests.fuzz._budget import fuzz_settings
+from tests.helpers import missing_extra
 from tests.strategies import edits, mutate
+
+pytest.importorskip("starlette", reason=missing_extra("serve"))
+
+from tests.serve.conftest import serve as serve  # the fixtures this module's tests use
+from tests.serve.conftest import served as served
 
 from crucible_actors import __version__
 from crucible_actors.serve._openapi import openapi_document
 
 if TYPE_CHECKING:
-    import pytest
     from tests.serve.conftest import Served
 
 DOCUMENT = openapi_document(version=__version__, token=False)

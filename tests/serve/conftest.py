@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("starlette", reason=missing_extra("serve"))
+pytest.importorskip("hypercorn", reason=missing_extra("serve"))
+pytest.importorskip("prometheus_client", reason=missing_extra("serve"))
 
 from crucible_actors import Registry, open_runtime
 from crucible_actors.serve import create_app

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pytest
+from tests.helpers import missing_extra
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -256,7 +255,7 @@ def test_submitted_example_completes_and_run_page_shows_timeline_and_metrics(
 def test_bench_run_page_draws_group_means_with_confidence_intervals(
     dashboard_server: str, page: WebDriver, tmp_path: Path
 ) -> None:
-    pytest.importorskip("scipy", reason="the bench stage needs the bench extra")
+    pytest.importorskip("scipy", reason=missing_extra("bench"))
     definition = (EXAMPLES / "bench.toml").read_text(encoding="utf-8")
     run_id = _submit_through_form(page, dashboard_server, definition)
 

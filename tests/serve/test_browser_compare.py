@@ -14,10 +14,9 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import missing_extra
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec

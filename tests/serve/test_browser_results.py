@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from tests.helpers import missing_extra
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
     from crucible_actors import Runtime
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-
 
 class Score(Stage):
     """Metric ``accuracy`` = base[model] + lr/10 + seed/1000; outputs ``examples`` rows."""

@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
 import scipy.stats  # noqa: F401  (imported at collection, so no test pays for it)
-from tests.helpers import registry_with
 
 import crucible_actors
 from crucible_actors import (

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("mlflow", reason=missing_extra("mlflow"))
+
 from mlflow.tracking import MlflowClient
-from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import (

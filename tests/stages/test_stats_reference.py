@@ -15,10 +15,14 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
+import pingouin as pg
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+from tests.helpers import missing_extra
 
 from crucible_actors import (
     Context,
@@ -359,7 +360,7 @@ async def test_postgres_connections_terminated_mid_run_are_ridden_out(
 ) -> None:
     """pg_terminate_backend of all the store's connections while 20 runs write: all
     complete, stored ``completed``, and the store stays usable."""
-    pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg", reason=missing_extra("postgres"))
     CUT.clear()
     app = f"crucible-faults-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}&application_name={app}"

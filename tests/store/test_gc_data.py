@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, StageDef, stage
@@ -15,7 +15,7 @@ from crucible_actors.cli import main
 if TYPE_CHECKING:
     from pathlib import Path
 
-np = pytest.importorskip("numpy")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
 MB = 1_000_000
 ARRAY_BYTES = 5_000_000 * 8

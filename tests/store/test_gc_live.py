@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 
 from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef, open_runtime, stage
 from crucible_actors.errors import RunStillRunning
@@ -113,7 +113,7 @@ def read_reused(ctx: Context, opts: Any) -> Context:
 
 @pytest.mark.slow
 async def test_a_blob_recalled_by_identity_in_a_live_run_survives_gc(tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
     @stage("make_array")
     def make_array(ctx: Context, opts: Any) -> Context:

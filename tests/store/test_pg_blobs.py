@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
 
 from crucible_actors._core.persistence._blobs import digest_of
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
@@ -251,7 +251,7 @@ async def test_a_pool_worker_reads_the_array_through_its_own_cache(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The worker reopens the store from its location: the database URL and the cache.
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     import crucible_actors as ca
     from crucible_actors import Experiment, StageDef
     from crucible_actors.executors import PoolExecutor

@@ -16,7 +16,9 @@ import anyio
 import httpx
 import msgspec
 import pytest
-from tests.helpers import registry_with
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("starlette", reason=missing_extra("serve"))
 
 from crucible_actors import Context, Stage, open_runtime
 from crucible_actors._core._provenance import definition_id, load_definitions
