@@ -340,6 +340,7 @@ _edits = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(contexts(), _edits)
 def test_applying_a_result_to_its_input_gives_the_output_fields(
     before_ctx: Context, edits: dict[str, Any]

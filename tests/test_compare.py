@@ -225,6 +225,7 @@ def test_constant_samples_give_no_interval_and_no_warning() -> None:
 # -- rendering ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     a = sample(13, 12)
     await stored_run(store, "aaaa", a)

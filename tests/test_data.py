@@ -178,6 +178,7 @@ def test_every_type_round_trips_as_itself(threshold: int) -> None:
     assert (len(list(store.list())) > 0) is (threshold == 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(value=data_values)
 def test_any_mix_of_plain_and_packed_values_round_trips_as_itself(value: Any) -> None:

@@ -120,6 +120,7 @@ def collector() -> Iterator[Collector]:
     thread.join()
 
 
+@pytest.mark.slow
 async def test_runtime_metrics_reach_an_otlp_collector(collector: Collector) -> None:
     exporter = OTLPMetricExporter(endpoint=f"{collector.url}/v1/metrics")
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)

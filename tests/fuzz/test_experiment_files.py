@@ -192,6 +192,7 @@ def _check_usable(exp: Experiment) -> None:
     msgspec.json.encode(exp)
 
 
+@pytest.mark.slow
 @fuzz_settings(60)
 @given(doc=documents(), fmt=st.sampled_from(FORMATS))
 def test_generated_documents_load_or_fail_naming_the_file(

@@ -199,6 +199,7 @@ async def after(ctx: Context, opts: Any) -> Context:
     return ctx
 
 
+@pytest.mark.slow
 async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
@@ -226,6 +227,7 @@ async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     assert "PRAGMA wal_checkpoint(TRUNCATE)" in disk.statements
 
 
+@pytest.mark.slow
 async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_stages(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
@@ -261,6 +263,7 @@ async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_sta
     assert err.__cause__.store == f"sqlite:///{tmp_path}/full.db"
 
 
+@pytest.mark.slow
 async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_stage(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:

@@ -247,6 +247,7 @@ async def test_blobs_option_puts_them_in_a_shared_directory(pg_url: str, tmp_pat
         assert bytes(open_blob_store(store.blobs.location()).open(digest)) == data
 
 
+@pytest.mark.slow
 async def test_a_pool_worker_reads_the_array_through_its_own_cache(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
