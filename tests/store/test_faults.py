@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from tests.helpers import missing_extra
+from tests.helpers import missing_extra, needs_extra
 
 from crucible_actors import (
     Context,
@@ -109,6 +109,7 @@ async def test_schema_from_a_newer_version_is_refused(tmp_path: Path) -> None:
             pass
 
 
+@needs_extra("postgres", "psycopg")
 async def test_refused_postgres_connection_is_unavailable_at_once() -> None:
     with pytest.raises(StoreUnavailable, match="Connection refused") as info, anyio.fail_after(10):
         async with open_store("postgresql://postgres:secret@127.0.0.1:1/test"):
