@@ -25,18 +25,14 @@ import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors.errors import ExecutorError, InvalidExperiment
 
+from . import pool_stages
 from .conftest import pid_gone, wait_until
+from .pool_stages import write_atomically
 
 if TYPE_CHECKING:
     from crucible_actors.executors import RayExecutor
 
 pytestmark = pytest.mark.slow
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @ca.stage("where")
@@ -48,22 +44,6 @@ def where(ctx: Context, opts: Any) -> Context:
 async def async_where(ctx: Context, opts: Any) -> Context:
     await anyio.lowlevel.checkpoint()
     return ctx.put_metric("async_pid", os.getpid())
-
-
-@ca.stage("exit_once")
-def exit_once(ctx: Context, opts: Any) -> Context:
-    if ctx.telemetry_context["attempt"] == 1:
-        os._exit(1)
-    return ctx.put_metric("pid", os.getpid())
-
-
-@ca.stage("hang_once")
-def hang_once(ctx: Context, opts: Any) -> Context:
-    attempt = ctx.telemetry_context["attempt"]
-    _write(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
-    if attempt == 1:
-        time.sleep(60)
-    return ctx.put_metric("pid", os.getpid())
 
 
 class Scorer(ca.Stage):
@@ -104,7 +84,7 @@ class HangingScorer(Scorer):
 
     def run(self, ctx: Context, opts: Any) -> Context:
         attempt = ctx.telemetry_context["attempt"]
-        _write(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
+        write_atomically(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
         if attempt == 1:
             time.sleep(60)
         return super().run(ctx, opts)
@@ -129,8 +109,8 @@ class Unshippable(ca.Stage):
 STAGES = (
     where,
     async_where,
-    exit_once,
-    hang_once,
+    pool_stages.exit_once,
+    pool_stages.hang_once,
     Scorer,
     ExitingScorer,
     HangingScorer,

@@ -74,6 +74,23 @@ pytestmark = [
 ]
 
 
+def _cli(cwd: Path, *argv: str) -> str:
+    """Run ``crucible-actors *argv`` in a subprocess on the SQLite store in ``cwd``; its stdout."""
+    env = dict(os.environ)
+    env.pop("CRUCIBLE_STORE_URL", None)
+    store = f"sqlite:///{cwd / 'store.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "crucible_actors", *argv, "--store", store],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
+
+
 def _pump(stream: Any, lines: queue.Queue[str], log: list[str]) -> None:
     for line in stream:
         log.append(line)
