@@ -22,7 +22,7 @@ def missing_extra(extra: str) -> str:
     """Return the reason a test skips when ``extra`` is not installed, with the install command.
 
     For ``pytest.importorskip(module, reason=missing_extra("serve"))``. With ``CI`` set the
-    skip fails the run (``tests/conftest.py``): CI installs every extra.
+    skip fails the run (``tests/ci_skips.py``): CI installs every extra.
     """
     return f"needs the {extra!r} extra: pip install -e '.[{extra}]'"
 
