@@ -40,11 +40,9 @@ import logging
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -56,6 +54,8 @@ import anyio.to_thread
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
+
+    from crucible_actors.testing import TcpProxy
 
 TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 STAGES = 5
@@ -225,68 +225,7 @@ def _terminate(base: str, app: str) -> None:
         )
 
 
-class _Proxy:
-    """A TCP proxy to the server whose :meth:`cut` closes every connection and refuses
-    new ones (as a stopped server does) until :meth:`restore` (``CHAOS_PG_FAULT=proxy``)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port: int = sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.conns: list[socket.socket] = []
-        self.listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(256)
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self.lock:
-            listener, self.listener = self.listener, None
-            conns, self.conns = self.conns, []
-        if listener is not None:
-            listener.close()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                if self.listener is not listener:
-                    return
-                continue
-            with self.lock:
-                if self.listener is not listener:  # cut meanwhile: this one goes too
-                    client.close()
-                    upstream.close()
-                    return
-                self.conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-def _pg_fault(kind: str, base: str, app: str, proxy: _Proxy | None) -> float:
+def _pg_fault(kind: str, base: str, app: str, proxy: TcpProxy | None) -> float:
     """Inject the fault; return how long the server was unavailable (seconds)."""
     started = time.monotonic()
     mode = os.environ.get("CHAOS_PG_FAULT")
@@ -312,6 +251,7 @@ def _pg_fault(kind: str, base: str, app: str, proxy: _Proxy | None) -> float:
 async def _pg_trial(kind: str, base: str, scratch: Path, seed: int) -> dict[str, Any]:
     from crucible_actors import open_runtime
     from crucible_actors.store import open_store
+    from crucible_actors.testing import TcpProxy
 
     app = f"chaos-faults-{uuid.uuid4().hex[:8]}"
     url, schema = _pg_schema(base, app)
@@ -319,7 +259,7 @@ async def _pg_trial(kind: str, base: str, scratch: Path, seed: int) -> dict[str,
     proxy = None
     if os.environ.get("CHAOS_PG_FAULT") == "proxy":
         server = urlsplit(base)
-        proxy = _Proxy(server.hostname or "127.0.0.1", server.port or 5432)
+        proxy = TcpProxy((server.hostname or "127.0.0.1", server.port or 5432))
         url = url.replace(f"@{server.netloc.split('@')[-1]}", f"@127.0.0.1:{proxy.port}", 1)
     log = scratch / f"pg-{kind}-{uuid.uuid4().hex[:6]}.log"
     rng = random.Random(seed)

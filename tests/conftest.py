@@ -3,6 +3,8 @@
 Modules (or classes) that need virtual time override ``anyio_backend`` with
 ``("trio", {"clock": MockClock(autojump_threshold=0)})``. Tests marked ``pytest.mark.trio``
 are left to pytest-trio.
+
+With ``CI`` set, a skip fails the run (``tests/ci_skips.py``): CI installs every extra.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import inspect
 
 import pytest
 from tests.delivery import MODES, state
+
+pytest_plugins = ["tests.ci_skips"]
 
 
 def _wants_anyio(collector: pytest.Module | pytest.Class, obj: object) -> bool:

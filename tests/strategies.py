@@ -10,7 +10,7 @@ back into their declared types.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
@@ -27,11 +27,16 @@ from crucible_actors import (
 )
 from crucible_actors._core._trace_chain import TraceChain, TraceEvent
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 __all__ = [
     "contexts",
     "data_values",
+    "edits",
     "experiments",
     "json_values",
+    "mutate",
     "stage_defs",
     "texts",
 ]
@@ -229,3 +234,33 @@ data_values: st.SearchStrategy[Any] = st.recursive(
     ),
     max_leaves=12,
 )
+
+#: One edit of a byte string: (0 insert | 1 delete | 2 overwrite, position, bytes).
+Edit = tuple[int, int, bytes]
+
+
+def edits(
+    *, max_at: int, max_chunk: int, specials: Sequence[bytes]
+) -> st.SearchStrategy[list[Edit]]:
+    """Return 1 to 4 edits for :func:`mutate`: random or ``specials`` chunks at any position.
+
+    Positions wrap around the data's length, so ``max_at`` only sets how varied they are.
+    """
+    chunks = st.binary(min_size=1, max_size=max_chunk) | st.sampled_from(list(specials))
+    return st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, max_at), chunks), min_size=1, max_size=4
+    )
+
+
+def mutate(data: bytes, ops: Sequence[Edit]) -> bytes:
+    """Apply ``ops`` (from :func:`edits`) to ``data``: a valid document, slightly broken."""
+    out = bytearray(data)
+    for kind, pos, chunk in ops:
+        at = pos % (len(out) + 1)
+        if kind == 0:
+            out[at:at] = chunk
+        elif kind == 1:
+            del out[at : at + len(chunk)]
+        else:
+            out[at : at + len(chunk)] = chunk
+    return bytes(out)

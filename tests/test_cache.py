@@ -17,6 +17,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.helpers import registry_with
 from tests.strategies import contexts, json_values
 
 import crucible_actors as ca
@@ -77,9 +78,7 @@ def stages(calls: Calls) -> Registry:
         calls.hit("side_effect")
         return ctx.put_metric("written", True)
 
-    reg = Registry()
-    for s in (load, score, tally, side_effect):
-        reg.register(s)
+    reg = registry_with(load, score, tally, side_effect)
     reg.register(score_v2, name="score_v2")
     return reg
 
@@ -259,9 +258,7 @@ async def test_only_successful_attempts_are_stored(url: str) -> None:
         tries.append(1)
         raise RuntimeError("always")
 
-    reg = Registry()
-    reg.register(flaky)
-    reg.register(broken)
+    reg = registry_with(flaky, broken)
     exp = Experiment(id="f", pipeline=[StageDef(name="flaky", restart="transient", cache=True)])
     _, ctx = await run_once(url, reg, exp)
     assert ctx.metrics == {"try": 2}
@@ -301,8 +298,7 @@ async def test_a_hit_replays_removed_and_replaced_fields(url: str) -> None:
             ctx, metrics={}, outputs=[*ctx.outputs, "added"], artifacts={"a": {"path": "p"}}
         )
 
-    reg = Registry()
-    reg.register(prune)
+    reg = registry_with(prune)
     exp = Experiment(id="p", pipeline=[StageDef(name="prune", cache=True)])
     seed = {"rows": list(range(5))}
     _, ctx1 = await run_once(url, reg, exp, assigns=seed)
@@ -344,6 +340,7 @@ _edits = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @given(contexts(), _edits)
 def test_applying_a_result_to_its_input_gives_the_output_fields(
     before_ctx: Context, edits: dict[str, Any]
@@ -375,8 +372,7 @@ async def test_a_stage_that_replaces_the_experiment_is_not_cached(url: str) -> N
         new_exp = msgspec.structs.replace(ctx.experiment, description="rewritten")
         return msgspec.structs.replace(ctx, experiment=new_exp)
 
-    reg = Registry()
-    reg.register(rewrite)
+    reg = registry_with(rewrite)
     exp = Experiment(id="r", pipeline=[StageDef(name="rewrite", cache=True)])
     for _ in range(2):
         _, ctx = await run_once(url, reg, exp)
@@ -402,8 +398,7 @@ async def test_two_runs_missing_one_key_at_once_compute_twice_and_store_once(
         await both_inside.wait()  # neither finishes before both have missed
         return ctx.put_metric("value", 42)
 
-    reg = Registry()
-    reg.register(slow)
+    reg = registry_with(slow)
     exp = Experiment(id="s", pipeline=[StageDef(name="slow", cache=True)])
     async with (
         ca.open_runtime(registry=reg, store=url) as rt1,
@@ -536,8 +531,7 @@ async def test_a_process_isolated_stage_uses_the_same_cache(
     sys.modules.pop("cache_iso_stages", None)
     import cache_iso_stages  # type: ignore[import-not-found]
 
-    reg = Registry()
-    reg.register(cache_iso_stages.pid)
+    reg = registry_with(cache_iso_stages.pid)
     exp = Experiment(id="iso", pipeline=[StageDef(name="pid", isolation="process", cache=True)])
     _, ctx1 = await run_once(url, reg, exp)
     assert ctx1.metrics["pid"] != os.getpid()

@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import needs_extra, registry_with
 
 import crucible_actors
 from crucible_actors import (
@@ -18,7 +19,6 @@ from crucible_actors import (
     EncodeError,
     Experiment,
     InvalidExperiment,
-    Registry,
     StageDef,
     stage,
 )
@@ -50,15 +50,12 @@ def load(ctx: Context, opts: Any) -> Context:
     return ctx.assign("examples", list(EXAMPLES))
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(BenchStage)
-    reg.register(GuardrailsStage)
-    reg.register(load)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (BenchStage, GuardrailsStage, load)
 
 
 @pytest.mark.parametrize("isolation", ["inline", "thread"])
+@needs_extra("bench", "scipy")
 async def test_bench_data_source_function_given_directly(isolation: str) -> None:
     exp = Experiment(
         id="c",
@@ -67,7 +64,7 @@ async def test_bench_data_source_function_given_directly(isolation: str) -> None
             StageDef(name="bench", options={"data_source": scores}, isolation=isolation),  # type: ignore[arg-type]
         ],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.metrics["bench"]["results"]["sample_sizes"] == {"a": 3, "b": 3}
 
 
@@ -79,10 +76,11 @@ async def test_guardrail_adapter_class_given_directly() -> None:
             StageDef(name="guardrails", options={"adapter": ShoutScanner}),
         ],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.assigns["guardrail_violations"] == [{"example": 1, "kind": "shouting"}]
 
 
+@needs_extra("bench", "scipy")
 async def test_local_function_works_in_a_persisted_run(tmp_path: Path) -> None:
     def local_source(ctx: Context) -> dict[str, list[float]]:
         return {"only": [0.5, 0.7, 0.9]}
@@ -91,7 +89,7 @@ async def test_local_function_works_in_a_persisted_run(tmp_path: Path) -> None:
         id="c", pipeline=[StageDef(name="bench", options={"data_source": local_source})]
     )
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    ctx = await crucible_actors.run_async(exp, registry=_registry(), store=store)
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES), store=store)
     assert ctx.metrics["bench"]["results"]["n"] == 3
 
 
@@ -121,4 +119,6 @@ async def test_an_unpicklable_object_in_assigns_still_fails_with_encode_error() 
     # Picklable objects now travel (issue 22); a lock can be neither encoded nor pickled.
     exp = Experiment(id="c", pipeline=[StageDef(name="load")])
     with pytest.raises(EncodeError, match=r"assigns\['fn'\]"):
-        await crucible_actors.run_async(exp, registry=_registry(), assigns={"fn": threading.Lock()})
+        await crucible_actors.run_async(
+            exp, registry=registry_with(*STAGES), assigns={"fn": threading.Lock()}
+        )

@@ -179,6 +179,7 @@ def test_stages_json_is_machine_readable(project: Path, capsys: pytest.CaptureFi
     assert by_name["validate"]["schema"]["defaults"] == {"strict": False}
 
 
+@pytest.mark.slow
 def test_trace_export_renders_a_stored_trace(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -277,6 +278,7 @@ def test_ctrl_c_cancels_the_run_and_records_it_as_cancelled(tmp_path: Path) -> N
 # -- store errors: one line, exit 2 (issue 21) -----------------------------------------
 
 
+@pytest.mark.slow
 def test_run_on_a_locked_store_prints_one_line_and_exits_2(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
+from tests.helpers import cli_json
 
 from crucible_actors import Experiment, RunEvent, StageDef
 from crucible_actors.cli import main
@@ -62,12 +61,6 @@ def run_cli(workdir: Path, *argv: str) -> str:
     return proc.stdout
 
 
-def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    capsys.readouterr()
-    assert main([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
 @pytest.mark.slow
 def test_a_second_process_takes_the_stages_from_the_cache(
     workdir: Path, capsys: pytest.CaptureFixture[str]
@@ -89,12 +82,12 @@ def test_a_second_process_takes_the_stages_from_the_cache(
     assert accuracy == [ln for ln in second if ln.startswith("  accuracy:")]
     run2 = second[1].split()[1].rstrip(":")
 
-    shown = cli_json(capsys, "runs", "show", run2)
+    shown = cli_json(capsys, "runs", "show", run2, "--json")
     assert [(s["stage"], s["cache_hit"]) for s in shown["stages"]] == [
         ("questions", True),
         ("call_model", True),
     ]
-    listed = cli_json(capsys, "cache", "list")
+    listed = cli_json(capsys, "cache", "list", "--json")
     assert listed["store"] == "sqlite:///./.crucible/crucible.db"
     assert [r["stage"] for r in listed["results"]] == ["call_model", "questions"]
     assert {r["run_id"] for r in listed["results"]} == {run1}
@@ -119,10 +112,10 @@ def test_a_second_process_takes_the_stages_from_the_cache(
     # --no-cache runs everything and stores nothing new.
     third = run_cli(workdir, "run", "eval.toml", "--no-progress", "--no-cache").splitlines()
     assert "[2/2] call_model: started" in third
-    assert len(cli_json(capsys, "cache", "list")["results"]) == 2
+    assert len(cli_json(capsys, "cache", "list", "--json")["results"]) == 2
 
     # Clearing one stage: it runs again, the other still hits.
-    assert cli_json(capsys, "cache", "clear", "--stage", "call_model")["removed"] == 1
+    assert cli_json(capsys, "cache", "clear", "--stage", "call_model", "--json")["removed"] == 1
     fourth = run_cli(workdir, "run", "eval.toml", "--no-progress").splitlines()
     assert any(ln.startswith("[1/2] questions: cached") for ln in fourth)
     assert "[2/2] call_model: started" in fourth
@@ -263,8 +256,8 @@ def test_editing_a_cached_stage_body_computes_it_again_and_provenance_says_so(
     assert "  score: 300" in again
 
     run1, run3 = _run_id(first), _run_id(edited)
-    shown1 = cli_json(capsys, "runs", "show", run1)["provenance"]
-    shown3 = cli_json(capsys, "runs", "show", run3)["provenance"]
+    shown1 = cli_json(capsys, "runs", "show", run1, "--json")["provenance"]
+    shown3 = cli_json(capsys, "runs", "show", run3, "--json")["provenance"]
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -276,7 +269,7 @@ def test_editing_a_cached_stage_body_computes_it_again_and_provenance_says_so(
     assert shown1["stages"]["prepare"] == shown3["stages"]["prepare"]
     assert shown1["stages"]["score"] != shown3["stages"]["score"]
 
-    diff = cli_json(capsys, "runs", "diff", run1, run3)
+    diff = cli_json(capsys, "runs", "diff", run1, run3, "--json")
     assert diff["same"] is False
     assert diff["code"] == [
         {"key": "score", "a": shown1["stages"]["score"], "b": shown3["stages"]["score"]}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.helpers import cli_json, needs_extra
 
 from crucible_actors.cli import main
 
@@ -25,12 +25,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    capsys.readouterr()
-    assert main([*argv, "--json"] if argv[0] != "compare" else list(argv)) == 0
-    return json.loads(capsys.readouterr().out)
-
-
 def test_sweep_file_runs_every_point_and_lists_them(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -44,7 +38,7 @@ def test_sweep_file_runs_every_point_and_lists_them(
     assert out[-2] == f"sweep {sweep_id}: completed (12 completed)"
     assert out[-1] == f"compare the points: crucible-actors compare --sweep {sweep_id}"
 
-    doc = cli_json(capsys, "runs", "list", "--sweep", sweep_id)
+    doc = cli_json(capsys, "runs", "list", "--sweep", sweep_id, "--json")
     assert doc["sweep"]["status"] == "completed"
     runs = doc["runs"]
     assert [r["seed"] for r in runs] == list(range(12))
@@ -58,6 +52,7 @@ def test_sweep_file_runs_every_point_and_lists_them(
     assert table[0].startswith(f"sweep {sweep_id}  experiment model-sweep  completed  12/12")
 
 
+@needs_extra("bench", "scipy")
 def test_compare_sweep_and_runs_from_the_command_line(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,7 +63,7 @@ def test_compare_sweep_and_runs_from_the_command_line(
     assert doc["paired"] is True
     assert len(doc["comparisons"]) == 3
     # Two runs by id, written as an HTML page.
-    listed = cli_json(capsys, "runs", "list", "--sweep", sweep_id)
+    listed = cli_json(capsys, "runs", "list", "--sweep", sweep_id, "--json")
     a, b = listed["runs"][0]["run_id"], listed["runs"][6]["run_id"]
     assert main(["compare", a, b, "--pair-by", "id", "--format", "html", "-o", "cmp.html"]) == 0
     page = (workdir / "cmp.html").read_text()
@@ -184,7 +179,7 @@ def test_runs_list_columns_shows_metrics_and_parameters(
     assert main(["run", "sweep.toml", "--max-concurrent", "4"]) == 0
     capsys.readouterr()
     cols = "metrics.accuracy,params.call_model.model,params.call_model.temperature"
-    doc = cli_json(capsys, "runs", "list", "--columns", cols)
+    doc = cli_json(capsys, "runs", "list", "--columns", cols, "--json")
     assert doc["columns"] == cols.split(",")
     assert len(doc["values"]) == len(doc["runs"]) == 12
     for run, values in zip(doc["runs"], doc["values"], strict=True):

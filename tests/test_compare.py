@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 import pytest
-from scipy import stats
 from tests.compare_helpers import stored_run
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
+from scipy import stats
 
 import crucible_actors as ca
 from crucible_actors._render_kit import CSS
@@ -222,6 +226,7 @@ def test_constant_samples_give_no_interval_and_no_warning() -> None:
 # -- rendering ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_every_format_renders_the_same_comparison(store: Store) -> None:
     a = sample(13, 12)
     await stored_run(store, "aaaa", a)

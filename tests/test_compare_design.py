@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from scipy import stats as sps
 from tests.compare_helpers import stored_run
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
+from scipy import stats as sps
 
 import crucible_actors as ca
 from crucible_actors import stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
 from crucible_actors import Experiment, Registry, SchemaError, StageDef
@@ -122,8 +123,7 @@ def test_a_broken_nearer_file_is_reported_not_skipped(project: Path) -> None:
 
 def _guarded() -> tuple[Experiment, Registry]:
     exp = Experiment(id="g", pipeline=[StageDef(name="guardrails")])
-    reg = Registry()
-    reg.register(GuardrailsStage)
+    reg = registry_with(GuardrailsStage)
     return exp, reg
 
 

@@ -22,6 +22,7 @@ import anyio.from_thread
 import msgspec
 import pytest
 from hypothesis import given, settings
+from tests.helpers import missing_extra, registry_with
 from tests.strategies import data_values
 
 import crucible_actors as ca
@@ -52,9 +53,9 @@ from crucible_actors.store._blobs import DirectoryBlobStore
 if TYPE_CHECKING:
     from crucible_actors._core._ir import Isolation
 
-np = pytest.importorskip("numpy")
-pd = pytest.importorskip("pandas")
-pa = pytest.importorskip("pyarrow")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
+pd = pytest.importorskip("pandas", reason=missing_extra("dev"))
+pa = pytest.importorskip("pyarrow", reason=missing_extra("dev"))
 
 EXP = Experiment(id="e", pipeline=[StageDef(name="s")])
 
@@ -177,6 +178,7 @@ def test_every_type_round_trips_as_itself(threshold: int) -> None:
     assert (len(list(store.list())) > 0) is (threshold == 0)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(value=data_values)
 def test_any_mix_of_plain_and_packed_values_round_trips_as_itself(value: Any) -> None:
@@ -510,8 +512,7 @@ def test_a_five_stage_run_stores_an_unchanged_frame_once(tmp_path: Path) -> None
     def read(ctx: Context, opts: Any) -> Context:
         return ctx.put_metric("rows", ctx.metrics.get("rows", 0) + len(ctx.assigns["df"]))
 
-    reg = Registry()
-    reg.register(load)
+    reg = registry_with(load)
     for i in range(4):
         reg.register(read, f"r{i}")
     exp = Experiment(
@@ -689,10 +690,7 @@ def data_check(ctx: Context, opts: Any) -> Context:
 
 
 def data_registry() -> Registry:
-    reg = Registry()
-    reg.register(data_make)
-    reg.register(data_check)
-    return reg
+    return registry_with(data_make, data_check)
 
 
 def data_experiment(isolation: Isolation = "inline", **check_opts: Any) -> Experiment:
@@ -802,8 +800,7 @@ async def test_a_nested_value_too_deep_fails_the_stage_naming_the_key() -> None:
             nested = {"k": nested}
         return ctx.assign("key", nested)
 
-    reg = Registry()
-    reg.register(deep)
+    reg = registry_with(deep)
     with pytest.raises(StageFailed) as info:
         await ca.run_async(Experiment(id="d", pipeline=[StageDef(name="deep")]), registry=reg)
     assert isinstance(info.value.reason, EncodeError)
@@ -1073,9 +1070,7 @@ async def test_a_stage_of_another_run_progresses_while_a_result_is_encoded(
         "order": [],
     }
     ENCODING["state"] = state
-    reg = Registry()
-    reg.register(slow_to_encode)
-    reg.register(open_gate)
+    reg = registry_with(slow_to_encode, open_gate)
     slow = Experiment(id="slow", pipeline=[StageDef(name="slow_to_encode", isolation=isolation)])
     other = Experiment(id="other", pipeline=[StageDef(name="open_gate", isolation=isolation)])
     try:

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import missing_extra
 
 import crucible_actors as ca
 
-np = pytest.importorskip("numpy")
-pytest.importorskip("scipy")
-datasets = pytest.importorskip("sklearn.datasets")
+np = pytest.importorskip("numpy", reason=missing_extra("examples"))
+pytest.importorskip("scipy", reason=missing_extra("examples"))
+datasets = pytest.importorskip("sklearn.datasets", reason=missing_extra("examples"))
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 pytestmark = pytest.mark.slow

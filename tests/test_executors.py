@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec.structs
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
+from crucible_actors import Context, Experiment, StageDef, StageFailed
 from crucible_actors.executors import (
     ExecutorRegistry,
     InlineExecutor,
@@ -49,16 +50,14 @@ class Recording:
         return await InlineExecutor().run(stage, command, io)
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(inc)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (inc,)
 
 
 async def test_the_executor_of_an_isolation_runs_every_attempt_and_is_entered() -> None:
     rec = Recording()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc"), StageDef(name="inc")))
-    async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), executors={"inline": rec}) as rt:
         assert rec.entered
         handle = await rt.submit(exp)
         ctx = await handle.result()
@@ -75,7 +74,7 @@ async def test_the_executor_of_an_isolation_runs_every_attempt_and_is_entered() 
 async def test_a_timed_stage_reaches_its_executor_too() -> None:
     rec = Recording()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
-    async with ca.open_runtime(registry=_registry(), executors={"inline": rec}) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), executors={"inline": rec}) as rt:
         ctx = await (await rt.submit(exp)).result()
     assert ctx.get_metric("n") == 1
     assert [s[:3] for s in rec.seen] == [("inc", 0, 1)]
@@ -84,7 +83,7 @@ async def test_a_timed_stage_reaches_its_executor_too() -> None:
 async def test_a_stage_whose_isolation_has_no_executor_is_refused_before_the_run() -> None:
     empty = ExecutorRegistry()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         rt.executors = empty
         with pytest.raises(UnknownIsolation, match="no executor is registered") as info:
             await rt.submit(exp)
@@ -124,7 +123,9 @@ async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:
             raise AssertionError("unreachable")
 
     exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
-    async with ca.open_runtime(registry=_registry(), executors={"inline": Hanging()}) as rt:
+    async with ca.open_runtime(
+        registry=registry_with(*STAGES), executors={"inline": Hanging()}
+    ) as rt:
         handle = await rt.submit(exp)
         await started.wait()
         await handle.cancel()
@@ -135,7 +136,7 @@ async def test_an_executor_is_abandoned_by_cancelling_its_await() -> None:
 def test_run_passes_its_executors_to_its_private_runtime() -> None:
     rec = Recording()
     exp = Experiment(id="e", pipeline=(StageDef(name="inc"),))
-    ctx = ca.run(exp, registry=_registry(), executors={"inline": rec})
+    ctx = ca.run(exp, registry=registry_with(*STAGES), executors={"inline": rec})
     assert ctx.get_metric("n") == 1
     assert rec.entered
     assert rec.exited
@@ -151,7 +152,9 @@ async def test_an_executor_answering_another_attempt_fails_the_run_saying_so() -
             return msgspec.structs.replace(reply, generation=command.generation + 7)
 
     exp = Experiment(id="e", pipeline=(StageDef(name="inc", timeout=5.0),))
-    async with ca.open_runtime(registry=_registry(), executors={"inline": Stale()}) as rt:
+    async with ca.open_runtime(
+        registry=registry_with(*STAGES), executors={"inline": Stale()}
+    ) as rt:
         handle = await rt.submit(exp)
         with pytest.raises(StageFailed) as info:
             await handle.result()

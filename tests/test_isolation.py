@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.delivery import staged
+from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import Experiment, Registry, StageDef, StageFailed, StageTimeout
@@ -43,10 +44,7 @@ def stage_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     sys.modules.pop("iso_stages", None)
     import iso_stages  # type: ignore[import-not-found]
 
-    reg = Registry()
-    for name in ("pid", "crash", "block"):
-        reg.register(getattr(iso_stages, name))
-    return reg
+    return registry_with(iso_stages.pid, iso_stages.crash, iso_stages.block)
 
 
 @pytest.mark.slow

@@ -124,6 +124,7 @@ async def test_every_inline_stage_executing_during_the_block_is_listed(
     assert "no inline stage was executing" in second
 
 
+@pytest.mark.slow
 async def test_a_loop_that_is_never_blocked_logs_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -11,6 +11,7 @@ import anyio
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from tests.helpers import registry_with
 from trio.testing import MockClock
 
 import crucible_actors as ca
@@ -77,9 +78,7 @@ def registry(failures: int = 0) -> tuple[Registry, anyio.Event, anyio.Event]:
         await anyio.sleep_forever()
         return ctx
 
-    reg = Registry()
-    for s in (ok, flaky, gate, hang):
-        reg.register(s)
+    reg = registry_with(ok, flaky, gate, hang)
     return reg, entered, opened
 
 

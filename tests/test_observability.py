@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage, telemetry
@@ -44,10 +45,7 @@ def flaky_registry(failures: int) -> Registry:
         await anyio.sleep_forever()
         return ctx
 
-    reg = Registry()
-    reg.register(flaky)
-    reg.register(hang)
-    return reg
+    return registry_with(flaky, hang)
 
 
 async def test_run_stage_and_attempt_spans_with_restart_event(

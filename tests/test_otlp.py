@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import pytest
+from tests.helpers import missing_extra
+
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason=missing_extra("otel"))
+pytest.importorskip("opentelemetry.distro", reason=missing_extra("otel"))
+
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -30,9 +35,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef, metrics, stage
+from crucible_actors import Context, Experiment, StageDef, metrics, stage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -114,6 +120,7 @@ def collector() -> Iterator[Collector]:
     thread.join()
 
 
+@pytest.mark.slow
 async def test_runtime_metrics_reach_an_otlp_collector(collector: Collector) -> None:
     exporter = OTLPMetricExporter(endpoint=f"{collector.url}/v1/metrics")
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
@@ -123,8 +130,7 @@ async def test_runtime_metrics_reach_an_otlp_collector(collector: Collector) -> 
     async def score(ctx: Context, opts: Any) -> Context:
         return ctx.put_metric("accuracy", 0.9)
 
-    reg = Registry()
-    reg.register(score)
+    reg = registry_with(score)
     with metrics.instrument(provider):
         await ca.run_async(Experiment(id="otlp", pipeline=[StageDef(name="score")]), registry=reg)
     await anyio.to_thread.run_sync(provider.shutdown)  # the final collection is exported

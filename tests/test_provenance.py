@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
@@ -149,9 +150,7 @@ def registry() -> Registry:
     def one(ctx: Context, opts: Any) -> Context:
         return ctx.put_metric("one", 1)
 
-    reg = Registry()
-    reg.register(one)
-    return reg
+    return registry_with(one)
 
 
 async def test_a_failing_provenance_never_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,7 +269,7 @@ async def _stored_run(
 
 
 async def test_compare_warns_when_the_runs_differ_in_code_or_environment() -> None:
-    pytest.importorskip("scipy")
+    pytest.importorskip("scipy", reason=missing_extra("bench"))
     store = MemoryStore()
     await _stored_run(store, "a", {"score": "f1"}, "env1", "2.0.0")
     await _stored_run(store, "b", {"score": "f2"}, "env2", "2.1.0")
@@ -326,8 +325,7 @@ async def test_every_sweep_point_records_its_provenance(tmp_path: Path, url: str
     def one(ctx: Context, opts: KOptions) -> Context:
         return ctx.put_metric("one", 1)
 
-    reg = Registry()
-    reg.register(one)
+    reg = registry_with(one)
     async with open_store(target) as store:
         async with ca.open_runtime(registry=reg, store=store) as rt:
             handle = await rt.submit_sweep(exp)

@@ -11,6 +11,7 @@ from typing import Any
 import anyio.lowlevel
 import pytest
 import sniffio
+from tests.helpers import registry_with
 
 from crucible_actors import (
     Context,
@@ -81,13 +82,6 @@ class ProtocolStage:
 
     def run(self, ctx: Context, opts: Any) -> Context:
         return ctx.assign(protocol=True)
-
-
-def registry_with(*stages: Any) -> Registry:
-    reg = Registry()
-    for s in stages:
-        reg.register(s)
-    return reg
 
 
 def pipeline(*defs: StageDef | str) -> Experiment:

@@ -11,6 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from tests.delivery import staged
+from tests.helpers import registry_with
 from trio.testing import MockClock
 
 import crucible_actors as ca
@@ -18,7 +19,6 @@ from crucible_actors import (
     Context,
     EncodeError,
     Experiment,
-    Registry,
     RestartIntensityExceeded,
     RunCancelled,
     RunStatus,
@@ -37,13 +37,6 @@ class Boom(RuntimeError):
 
 class Fatal(ValueError):
     """A failure named in fail_on."""
-
-
-def registry_with(*stages: Any) -> Registry:
-    reg = Registry()
-    for s in stages:
-        reg.register(s)
-    return reg
 
 
 def exp(*defs: StageDef, **kw: Any) -> Experiment:

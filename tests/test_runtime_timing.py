@@ -10,6 +10,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from tests.delivery import staged
+from tests.helpers import registry_with
 from trio.testing import MockClock
 
 import crucible_actors as ca
@@ -17,7 +18,6 @@ from crucible_actors import (
     Backoff,
     Context,
     Experiment,
-    Registry,
     RunStatus,
     StageDef,
     StageFailed,
@@ -37,13 +37,6 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 class Boom(RuntimeError):
     """A stage failure used by the tests."""
-
-
-def registry_with(*stages: Any) -> Registry:
-    reg = Registry()
-    for s in stages:
-        reg.register(s)
-    return reg
 
 
 def exp(*defs: StageDef, **kw: Any) -> Experiment:

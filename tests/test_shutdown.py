@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from tests.helpers import registry_with
 from trio.testing import MockClock
 
 from crucible_actors import (
@@ -34,9 +35,7 @@ def blocking_registry(entered: anyio.Event) -> Registry:
         await anyio.sleep_forever()
         return ctx
 
-    reg = Registry()
-    reg.register(blocks)
-    return reg
+    return registry_with(blocks)
 
 
 async def test_interrupt_without_a_store_ends_the_run_interrupted() -> None:
@@ -121,8 +120,7 @@ async def test_a_cancel_requested_during_the_shutdown_grace_wins(anyio_backend: 
                 await anyio.sleep(5.0)
         return ctx
 
-    reg = Registry()
-    reg.register(slow)
+    reg = registry_with(slow)
     async with (
         anyio.create_task_group() as tg,
         open_runtime(registry=reg, on_shutdown="interrupt") as rt,

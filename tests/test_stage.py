@@ -9,6 +9,7 @@ import anyio
 import anyio.from_thread
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
 from crucible_actors import (
     Context,
@@ -48,13 +49,6 @@ class Train(Stage):
 
 def one_stage(name: str, **options: Any) -> Experiment:
     return Experiment(id="e", pipeline=[StageDef(name=name, options=options)])
-
-
-def registry_with(*stages: Any) -> Registry:
-    reg = Registry()
-    for s in stages:
-        reg.register(s)
-    return reg
 
 
 def plain_schema(name: str) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
 from scipy import stats as sps
 
 from crucible_actors import stats

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, InvalidExperiment, Registry, StageDef
@@ -36,10 +37,7 @@ def model_stage(log: list[dict[str, Any]] | None = None) -> Any:
 
 
 def registry(*stages: Any) -> Registry:
-    reg = Registry()
-    for s in stages or (model_stage(),):
-        reg.register(s)
-    return reg
+    return registry_with(*(stages or (model_stage(),)))
 
 
 def swept(**sweep: Any) -> Experiment:

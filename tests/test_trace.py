@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
-from crucible_actors import Context, Experiment, Registry, StageDef, stage
+from crucible_actors import Context, Experiment, StageDef, stage
 from crucible_actors import trace as tr
 from crucible_actors._core._trace_chain import TraceChain, TraceEvent
 
@@ -362,9 +363,7 @@ def _finish(ctx: Context, opts: object) -> Context:
 
 
 async def test_three_stage_run_with_one_decision_records_seven_events() -> None:
-    registry = Registry()
-    for fn in (_prepare, _choose, _finish):
-        registry.register(fn)
+    registry = registry_with(_prepare, _choose, _finish)
     exp = Experiment(
         id="traced",
         pipeline=[StageDef(name="prepare"), StageDef(name="choose"), StageDef(name="finish")],
@@ -389,8 +388,7 @@ async def test_three_stage_run_with_one_decision_records_seven_events() -> None:
 
 
 async def test_run_without_trace_ignores_emitted_decisions() -> None:
-    registry = Registry()
-    registry.register(_choose)
+    registry = registry_with(_choose)
     exp = Experiment(id="untraced", pipeline=[StageDef(name="choose")])
     ctx = await crucible_actors.run_async(exp, registry=registry)
     assert ctx.trace is None

@@ -4,11 +4,16 @@
   and PostgreSQL), for ``open_runtime(store=MemoryStore())``;
 - :class:`RecordingStage`: a stage that records every call and can fail on chosen
   attempts, for testing pipelines and restart policies;
-- :func:`capture_spans`: an OpenTelemetry tracer provider with an in-memory exporter.
+- :func:`capture_spans`: an OpenTelemetry tracer provider with an in-memory exporter;
+- :class:`TcpProxy`: a TCP proxy whose :meth:`~TcpProxy.cut` makes a server (PostgreSQL,
+  say) unreachable to its clients, for testing what a runtime or service does in an outage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._core import Context
 
-__all__ = ["MemoryStore", "RecordingStage", "SpanCapture", "capture_spans"]
+__all__ = ["MemoryStore", "RecordingStage", "SpanCapture", "TcpProxy", "capture_spans"]
 
 
 class RecordingStage(Stage):
@@ -100,3 +105,95 @@ def capture_spans() -> Iterator[SpanCapture]:
         yield SpanCapture(provider, exporter)
     finally:
         provider.shutdown()
+
+
+class TcpProxy:
+    """A TCP proxy on a free port of 127.0.0.1 to ``target``, whose outages are real to clients.
+
+    Point the client at ``127.0.0.1:{proxy.port}`` instead of the server. :meth:`cut`
+    closes every proxied connection and the listening socket, so connecting gets
+    ``Connection refused`` as from a stopped server, until :meth:`restore`. The proxy
+    runs on daemon threads, not on an event loop, so it serves clients on any loop (or
+    none) and keeps working while the code under test blocks its own loop.
+    """
+
+    def __init__(self, target: tuple[str, int], *, backlog: int = 256) -> None:
+        self.target = target
+        self.backlog = backlog
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.port: int = self._listen(0)
+
+    def restore(self) -> None:
+        """Accept connections again after :meth:`cut` (on the same port); no-op if open."""
+        if self._listener is None:
+            self._listen(self.port)
+
+    def cut(self) -> None:
+        """Close every proxied connection and stop listening; no-op if already cut."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
+            # shutdown, not only close: on Linux a close leaves the socket listening while
+            # the accepting thread is blocked in accept(), and the next client got through.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def close(self) -> None:
+        """Release the port and every connection (the same as :meth:`cut`)."""
+        self.cut()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _listen(self, port: int) -> int:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(self.backlog)
+        with self._lock:
+            self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        bound: int = listener.getsockname()[1]
+        return bound
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                if self._listener is not listener:
+                    return  # cut: the listener was closed
+                continue  # a client that gave up before it was accepted
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()  # the server itself is down: refuse this client too
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile: this one goes too
+                    client.close()
+                    upstream.close()
+                    return
+                self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -26,18 +26,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def require_ray() -> None:
-    """Skip a Ray test module where the ``ray`` extra is not installed, except in CI.
-
-    CI installs the extra (``.ci/run``), so there a missing ``ray`` fails the module
-    instead of skipping it silently.
-    """
-    if os.environ.get("CI"):
-        import ray  # noqa: F401  (an ImportError here is the failure)
-    else:
-        pytest.importorskip("ray", reason="the 'ray' extra is not installed")
-
-
 @pytest.fixture(autouse=True)
 def importable_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let worker processes import ``tests.executors.*``."""

@@ -9,9 +9,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 from crucible_actors._core import ConfigFileError
 from crucible_actors.errors import InvalidExperiment, MissingDependency
 from crucible_actors.executors import InlineExecutor, UnknownIsolation
@@ -113,8 +114,7 @@ def test_a_file_may_name_any_executor_but_only_a_name() -> None:
 
 
 async def test_an_unknown_isolation_is_refused_at_submit_naming_the_stage_and_executors() -> None:
-    reg = Registry()
-    reg.register(noop)
+    reg = registry_with(noop)
     exp = ca.load_experiment(GPU_FILE)
     async with ca.open_runtime(registry=reg) as rt:
         with pytest.raises(UnknownIsolation) as info:
@@ -130,8 +130,7 @@ async def test_an_unknown_isolation_is_refused_at_submit_naming_the_stage_and_ex
 
 
 async def test_a_file_naming_an_executor_given_to_the_runtime_runs_on_it() -> None:
-    reg = Registry()
-    reg.register(noop)
+    reg = registry_with(noop)
     gpu = Recording()
     async with ca.open_runtime(registry=reg, executors={"gpu": gpu}) as rt:
         await (await rt.submit(ca.load_experiment(GPU_FILE))).result()
@@ -183,9 +182,7 @@ async def test_without_the_ray_extra_a_ray_run_fails_before_any_stage_runs(
         ran.append(1)
         return ctx
 
-    reg = Registry()
-    reg.register(first)
-    reg.register(noop)
+    reg = registry_with(first, noop)
     exp = Experiment(
         id="e", pipeline=[StageDef(name="first"), StageDef(name="noop", isolation="ray")]
     )

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Experiment, Registry, StageDef, StageFailed, StageTimeout
+from crucible_actors import Experiment, StageDef, StageFailed, StageTimeout
 from crucible_actors.errors import WorkerCrashed
 from crucible_actors.executors import PoolExecutor
 
@@ -26,17 +27,14 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    for stage_obj in (
-        pool_stages.exit_once,
-        pool_stages.hang_once,
-        pool_stages.pid,
-        pool_stages.Model,
-        pool_stages.FlakySetup,
-    ):
-        reg.register(stage_obj)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (
+    pool_stages.exit_once,
+    pool_stages.hang_once,
+    pool_stages.pid,
+    pool_stages.Model,
+    pool_stages.FlakySetup,
+)
 
 
 def _pool(rt: ca.Runtime) -> PoolExecutor:
@@ -47,7 +45,7 @@ def _pool(rt: ca.Runtime) -> PoolExecutor:
 
 async def test_workers_are_reused_across_attempts_and_runs() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="pid", isolation="process")] * 3)
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         pids = set()
         for _ in range(3):
             ctx = await (await rt.submit(exp)).result()
@@ -61,7 +59,7 @@ async def test_workers_are_reused_across_attempts_and_runs() -> None:
 
 
 async def test_pool_size_defaults_to_the_cpu_count() -> None:
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         assert _pool(rt).workers == (os.cpu_count() or 1)
 
 
@@ -70,7 +68,7 @@ async def test_a_worker_that_exits_mid_attempt_is_a_crash_retried_once() -> None
         id="e",
         pipeline=[StageDef(name="exit_once", isolation="process", restart="transient")],
     )
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     assert [a.status for a in handle.attempts] == ["failed", "completed"]
@@ -96,7 +94,7 @@ async def test_worker_crash_is_matched_by_retry_on_and_reported_when_not_retried
         id="e",
         pipeline=[StageDef(name="exit_once", isolation="process", restart="temporary")],
     )
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         await (await rt.submit(retried)).result()
         with pytest.raises(StageFailed) as info:
             await (await rt.submit(not_retried)).result()
@@ -122,7 +120,7 @@ async def test_a_timed_out_attempt_kills_its_worker_and_the_retry_gets_a_fresh_o
             ),
         ],
     )
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     first, second = handle.attempts[1:]
@@ -145,7 +143,7 @@ async def test_a_timeout_without_retry_fails_the_run_with_stage_timeout(tmp_path
         ],
     )
     with anyio.fail_after(20):
-        async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+        async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
             with pytest.raises(StageFailed) as info:
                 await (await rt.submit(exp)).result()
     assert isinstance(info.value.reason, StageTimeout)
@@ -158,7 +156,7 @@ async def test_cancelling_a_run_kills_the_worker_within_the_grace_period(tmp_pat
         pipeline=[StageDef(name="hang_once", isolation="process", options={"dir": str(tmp_path)})],
     )
     pid_file = tmp_path / "attempt1.pid"
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         handle = await rt.submit(exp)
         await wait_until(pid_file.exists)  # the stage has started in its worker
         with anyio.fail_after(2.0):
@@ -171,7 +169,7 @@ async def test_cancelling_a_run_kills_the_worker_within_the_grace_period(tmp_pat
 
 async def test_a_dead_idle_worker_is_never_handed_out() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="pid", isolation="process")])
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         first = (await (await rt.submit(exp)).result()).get_metric("pid")
         os.kill(first, signal.SIGKILL)
         await wait_until(lambda: pid_gone(first))
@@ -187,7 +185,7 @@ async def test_a_killed_worker_reports_the_signal(tmp_path: Path) -> None:
         pipeline=[StageDef(name="hang_once", isolation="process", options={"dir": str(tmp_path)})],
     )
     pid_file = tmp_path / "attempt1.pid"
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         handle = await rt.submit(exp)
         await wait_until(pid_file.exists)
         os.kill(int(pid_file.read_text()), signal.SIGKILL)  # what the OOM killer does
@@ -206,7 +204,7 @@ async def test_a_stateful_stage_sets_up_at_most_pool_times_and_every_attempt_see
         pipeline=[StageDef(name="model", isolation="process", pool=2, options={"dir": "x"})],
     )
     contexts = []
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         for _ in range(5):  # 5 rounds of 4 concurrent runs: 20 attempts
             handles = [await rt.submit(exp) for _ in range(4)]
             contexts += [await h.result() for h in handles]
@@ -231,7 +229,7 @@ async def test_a_failed_setup_fails_the_attempt_and_the_retry_sets_up_a_fresh_wo
         id="e",
         pipeline=[StageDef(name="flaky_setup", isolation="process", restart="transient")],
     )
-    async with ca.open_runtime(registry=_registry(), process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     assert [a.status for a in handle.attempts] == ["failed", "completed"]
@@ -246,9 +244,9 @@ async def test_inline_stateful_stage_sets_up_once_per_runtime(
 ) -> None:
     monkeypatch.setenv("CRUCIBLE_TEST_DIR", str(tmp_path))
     exp = Experiment(id="e", pipeline=[StageDef(name="model", options={"dir": "x"})] * 2)
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         contexts = [await (await rt.submit(exp)).result() for _ in range(3)]
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         contexts.append(await (await rt.submit(exp)).result())
     log = (tmp_path / "lifecycle.log").read_text().splitlines()
     assert log == [f"setup {os.getpid()}", f"teardown {os.getpid()}"] * 2

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
-from crucible_actors import Experiment, Registry, StageDef
+from crucible_actors import Experiment, StageDef
 from crucible_actors.executors import PoolExecutor
 
 from . import data_stages
@@ -20,22 +21,15 @@ from . import data_stages
 if TYPE_CHECKING:
     from pathlib import Path
 
-np = pytest.importorskip("numpy")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
 pytestmark = pytest.mark.slow
 
 MB = 1024 * 1024
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    for stage_obj in (
-        data_stages.make_array,
-        data_stages.read_array,
-        data_stages.read_array_then_exit_once,
-    ):
-        reg.register(stage_obj)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (data_stages.make_array, data_stages.read_array, data_stages.read_array_then_exit_once)
 
 
 def _pool(rt: ca.Runtime) -> PoolExecutor:
@@ -57,7 +51,7 @@ async def test_an_array_reaches_a_process_stage_mapped_read_only_not_through_the
     )
     expected = data_stages.big_array()
     url = f"sqlite:///{tmp_path}/x.db"
-    async with ca.open_runtime(registry=_registry(), store=url, process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), store=url, process_workers=1) as rt:
         ctx = await (await rt.submit(exp)).result()
         stats = _pool(rt).statistics()
     assert ctx.get_metric("sum") == float(expected.sum())
@@ -82,7 +76,7 @@ async def test_an_array_made_in_a_worker_is_stored_by_the_worker(tmp_path: Path)
         ],
     )
     url = f"sqlite:///{tmp_path}/x.db"
-    async with ca.open_runtime(registry=_registry(), store=url, process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), store=url, process_workers=1) as rt:
         ctx = await (await rt.submit(exp)).result()
         stats = _pool(rt).statistics()
     expected = data_stages.big_array(3)
@@ -102,7 +96,7 @@ async def test_a_retry_after_a_worker_crash_sees_the_original_array(tmp_path: Pa
         ],
     )
     url = f"sqlite:///{tmp_path}/x.db"
-    async with ca.open_runtime(registry=_registry(), store=url, process_workers=1) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES), store=url, process_workers=1) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
         stats = _pool(rt).statistics()
@@ -123,7 +117,9 @@ async def test_a_memory_store_sends_values_inline_and_stores_large_results() -> 
             StageDef(name="read_array"),
         ],
     )
-    async with ca.open_runtime(registry=_registry(), store="memory://", process_workers=1) as rt:
+    async with ca.open_runtime(
+        registry=registry_with(*STAGES), store="memory://", process_workers=1
+    ) as rt:
         ctx = await (await rt.submit(exp)).result()
         stats = _pool(rt).statistics()
     # The worker cannot open a memory store: the array went (and came back) inline ...

@@ -17,25 +17,22 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("ray", reason=missing_extra("ray"))
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed
 from crucible_actors.errors import ExecutorError, InvalidExperiment
 
-from .conftest import pid_gone, require_ray, wait_until
+from . import pool_stages
+from .conftest import pid_gone, wait_until
+from .pool_stages import write_atomically
 
 if TYPE_CHECKING:
     from crucible_actors.executors import RayExecutor
 
-require_ray()
-
 pytestmark = pytest.mark.slow
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @ca.stage("where")
@@ -47,22 +44,6 @@ def where(ctx: Context, opts: Any) -> Context:
 async def async_where(ctx: Context, opts: Any) -> Context:
     await anyio.lowlevel.checkpoint()
     return ctx.put_metric("async_pid", os.getpid())
-
-
-@ca.stage("exit_once")
-def exit_once(ctx: Context, opts: Any) -> Context:
-    if ctx.telemetry_context["attempt"] == 1:
-        os._exit(1)
-    return ctx.put_metric("pid", os.getpid())
-
-
-@ca.stage("hang_once")
-def hang_once(ctx: Context, opts: Any) -> Context:
-    attempt = ctx.telemetry_context["attempt"]
-    _write(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
-    if attempt == 1:
-        time.sleep(60)
-    return ctx.put_metric("pid", os.getpid())
 
 
 class Scorer(ca.Stage):
@@ -103,7 +84,7 @@ class HangingScorer(Scorer):
 
     def run(self, ctx: Context, opts: Any) -> Context:
         attempt = ctx.telemetry_context["attempt"]
-        _write(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
+        write_atomically(Path(opts["dir"], f"attempt{attempt}.pid"), str(os.getpid()))
         if attempt == 1:
             time.sleep(60)
         return super().run(ctx, opts)
@@ -124,20 +105,17 @@ class Unshippable(ca.Stage):
         return ctx
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    for stage_obj in (
-        where,
-        async_where,
-        exit_once,
-        hang_once,
-        Scorer,
-        ExitingScorer,
-        HangingScorer,
-    ):
-        reg.register(stage_obj)
-    reg.register(Unshippable())
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (
+    where,
+    async_where,
+    pool_stages.exit_once,
+    pool_stages.hang_once,
+    Scorer,
+    ExitingScorer,
+    HangingScorer,
+    Unshippable(),
+)
 
 
 def _ray_executor(rt: ca.Runtime) -> RayExecutor:
@@ -160,7 +138,7 @@ def test_a_ray_stage_runs_on_a_local_ray_started_on_demand_and_stopped_after() -
             StageDef(name="async_where", isolation="ray", resources={"num_cpus": 1}),
         ],
     )
-    ctx = ca.run(exp, registry=_registry(), assigns={"x": 1})
+    ctx = ca.run(exp, registry=registry_with(*STAGES), assigns={"x": 1})
     assert ctx.get_metric("pid") != os.getpid()
     assert ctx.get_metric("async_pid") != os.getpid()
     assert ctx.completed_stages() == ["where", "async_where"]
@@ -173,7 +151,7 @@ async def test_a_worker_that_exits_mid_task_is_a_crash_retried_once() -> None:
     exp = Experiment(
         id="e", pipeline=[StageDef(name="exit_once", isolation="ray", restart="transient")]
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
         assert not _ray_executor(rt).statistics()["started_ray"]  # it used the session's
@@ -200,7 +178,7 @@ async def test_a_timed_out_task_is_cancelled_and_the_retry_runs_in_a_fresh_worke
             ),
         ],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     timed_out = next(a for a in handle.attempts if a.stage == "hang_once")
@@ -221,7 +199,7 @@ async def test_cancelling_a_run_on_ray_ends_it_cancelled_and_stops_the_task(
         pipeline=[StageDef(name="hang_once", isolation="ray", options={"dir": str(tmp_path)})],
     )
     pid_file = tmp_path / "attempt1.pid"
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         await wait_until(pid_file.exists)
         with anyio.fail_after(6.0):
@@ -235,7 +213,7 @@ async def test_cancelling_a_run_on_ray_ends_it_cancelled_and_stops_the_task(
 async def test_a_stateful_stage_sets_up_at_most_pool_actors_and_every_attempt_sees_it() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="scorer", isolation="ray", pool=2)])
     contexts = []
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         for _ in range(5):  # 5 rounds of 4 concurrent runs: 20 attempts
             handles = [await rt.submit(exp) for _ in range(4)]
             contexts += [await h.result() for h in handles]
@@ -252,7 +230,7 @@ async def test_an_actor_that_dies_mid_attempt_is_a_crash_and_a_fresh_actor_retri
         id="e",
         pipeline=[StageDef(name="exiting_scorer", isolation="ray", restart="transient")],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
     assert [a.status for a in handle.attempts] == ["failed", "completed"]
@@ -276,7 +254,7 @@ async def test_a_timed_out_actor_is_killed_and_a_fresh_actor_takes_the_retry(
             )
         ],
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(exp)
         ctx = await handle.result()
         pools = _ray_executor(rt).statistics()["actor_pools"]
@@ -294,7 +272,7 @@ async def test_a_timed_out_actor_is_killed_and_a_fresh_actor_takes_the_retry(
 @pytest.mark.usefixtures("ray_local")
 async def test_a_stage_ray_cannot_serialize_is_refused_before_the_run() -> None:
     exp = Experiment(id="e", pipeline=[StageDef(name="unshippable", isolation="ray")])
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         with pytest.raises(InvalidExperiment) as info:
             await rt.submit(exp)
         assert rt.statistics().submitted == 0
@@ -308,7 +286,7 @@ async def test_a_resource_request_the_cluster_cannot_meet_fails_saying_so() -> N
     exp = Experiment(
         id="e", pipeline=[StageDef(name="where", isolation="ray", resources={"num_gpus": 1})]
     )
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         with pytest.raises(StageFailed) as info:
             await (await rt.submit(exp)).result()
     assert isinstance(info.value.reason, ExecutorError)
@@ -330,7 +308,7 @@ async def test_custom_resources_and_memory_become_the_task_request() -> None:
         "resources": {"accelerator_x": 2.0},
     }
     fits = StageDef(name="where", isolation="ray", resources={"num_cpus": 0.5, "memory": 1e6})
-    async with ca.open_runtime(registry=_registry()) as rt:
+    async with ca.open_runtime(registry=registry_with(*STAGES)) as rt:
         ctx = await (await rt.submit(Experiment(id="e", pipeline=[fits]))).result()
     assert ctx.get_metric("pid") != os.getpid()
 
@@ -344,7 +322,7 @@ async def test_a_thousand_runs_of_three_ray_stages_all_complete_once_as_stored(
     exp = Experiment(id="many", pipeline=[StageDef(name="where", isolation="ray")] * 3)
     async with (
         open_store(f"sqlite:///{tmp_path / 'runs.db'}") as store,
-        ca.open_runtime(registry=_registry(), store=store) as rt,
+        ca.open_runtime(registry=registry_with(*STAGES), store=store) as rt,
     ):
         handles = [await rt.submit(exp) for _ in range(1000)]
         with anyio.fail_after(300):
@@ -369,15 +347,12 @@ async def test_a_thousand_runs_of_three_ray_stages_all_complete_once_as_stored(
 def _data_registry() -> Registry:
     from . import data_stages
 
-    reg = Registry()
-    for stage_obj in (data_stages.make_array, data_stages.read_array, data_stages.ArrayReader):
-        reg.register(stage_obj)
-    return reg
+    return registry_with(data_stages.make_array, data_stages.read_array, data_stages.ArrayReader)
 
 
 @pytest.mark.usefixtures("ray_local")
 async def test_an_array_reaches_ray_attempts_read_only_and_is_put_once(tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     from . import data_stages
 
     exp = Experiment(
@@ -411,7 +386,7 @@ async def test_an_array_reaches_ray_attempts_read_only_and_is_put_once(tmp_path:
 async def test_an_array_made_on_ray_comes_back_and_is_stored_by_the_driver(
     tmp_path: Path,
 ) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     from . import data_stages
 
     exp = Experiment(

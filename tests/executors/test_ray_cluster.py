@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("ray", reason=missing_extra("ray"))
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 
-from .conftest import require_ray, wait_until
+from .conftest import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-require_ray()
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +65,7 @@ def cluster() -> Iterator[Any]:
 async def test_a_node_killed_mid_attempt_is_a_crash_retried_on_the_other_node(
     cluster: Any, tmp_path: Path
 ) -> None:
-    reg = Registry()
-    reg.register(on_node)
+    reg = registry_with(on_node)
     exp = Experiment(
         id="e",
         pipeline=[

@@ -20,6 +20,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.fuzz._budget import fuzz_settings
+from tests.strategies import edits, mutate
 
 from crucible_actors import Context, Experiment, InvalidExperiment, load_experiment
 from crucible_actors._core._encoding import encode_context
@@ -144,28 +145,10 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-def _mutate(data: bytes, ops: list[tuple[int, int, bytes]]) -> bytes:
-    out = bytearray(data)
-    for kind, pos, chunk in ops:
-        at = pos % (len(out) + 1)
-        if kind == 0:
-            out[at:at] = chunk
-        elif kind == 1:
-            del out[at : at + len(chunk)]
-        else:
-            out[at : at + len(chunk)] = chunk
-    return bytes(out)
-
-
-_mutations = st.lists(
-    st.tuples(
-        st.integers(0, 2),
-        st.integers(0, 10_000),
-        st.binary(min_size=1, max_size=4)
-        | st.sampled_from([b"\xff", b"\xc3", b"\x00", b"[", b"{", b'"', b"\n", b"]]", b"---"]),
-    ),
-    min_size=1,
-    max_size=4,
+_mutations = edits(
+    max_at=10_000,
+    max_chunk=4,
+    specials=[b"\xff", b"\xc3", b"\x00", b"[", b"{", b'"', b"\n", b"]]", b"---"],
 )
 
 VALID = {
@@ -209,6 +192,7 @@ def _check_usable(exp: Experiment) -> None:
     msgspec.json.encode(exp)
 
 
+@pytest.mark.slow
 @fuzz_settings(60)
 @given(doc=documents(), fmt=st.sampled_from(FORMATS))
 def test_generated_documents_load_or_fail_naming_the_file(
@@ -225,7 +209,7 @@ def test_mutated_files_load_or_fail_naming_the_file(
     tmp_path: Path, fmt: str, ops: list[tuple[int, int, bytes]], guess: bool
 ) -> None:
     path = tmp_path / ("exp.txt" if guess else f"exp.{fmt}")
-    path.write_bytes(_mutate(_dump(VALID, fmt), ops))
+    path.write_bytes(mutate(_dump(VALID, fmt), ops))
     _check(path, "guess" if guess else fmt)
 
 

@@ -15,17 +15,24 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import schemathesis
 from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from tests.fuzz._budget import fuzz_settings
+from tests.helpers import missing_extra
+from tests.strategies import edits, mutate
+
+pytest.importorskip("starlette", reason=missing_extra("serve"))
+
+from tests.serve.conftest import serve as serve  # the fixtures this module's tests use
+from tests.serve.conftest import served as served
 
 from crucible_actors import __version__
 from crucible_actors.serve._openapi import openapi_document
 
 if TYPE_CHECKING:
-    import pytest
     from tests.serve.conftest import Served
 
 DOCUMENT = openapi_document(version=__version__, token=False)
@@ -105,33 +112,12 @@ for _path, _method, _mode in OPERATIONS:
     globals()[_name] = _route_test(_path, _method, _mode)
 
 
-def _mutate(data: bytes, ops: list[tuple[int, int, bytes]]) -> bytes:
-    out = bytearray(data)
-    for kind, pos, chunk in ops:
-        at = pos % (len(out) + 1)
-        if kind == 0:
-            out[at:at] = chunk
-        elif kind == 1:
-            del out[at : at + len(chunk)]
-        else:
-            out[at : at + len(chunk)] = chunk
-    return bytes(out)
-
-
 _raw_bodies = st.one_of(
     st.binary(max_size=200),
     st.builds(
-        _mutate,
+        mutate,
         st.just(json.dumps(VALID_BODY).encode()),
-        st.lists(
-            st.tuples(
-                st.integers(0, 2),
-                st.integers(0, 500),
-                st.binary(min_size=1, max_size=3) | st.sampled_from([b"\xff", b"{", b"]", b'"']),
-            ),
-            min_size=1,
-            max_size=4,
-        ),
+        edits(max_at=500, max_chunk=3, specials=[b"\xff", b"{", b"]", b'"']),
     ),
     st.integers(1, 3000).map(lambda n: b'{"experiment": ' + b"[" * n + b"]" * n + b"}"),
     st.sampled_from(

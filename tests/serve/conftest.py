@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("starlette", reason=missing_extra("serve"))
+pytest.importorskip("hypercorn", reason=missing_extra("serve"))
+pytest.importorskip("prometheus_client", reason=missing_extra("serve"))
 
 from crucible_actors import Registry, open_runtime
 from crucible_actors.serve import create_app
@@ -113,17 +118,14 @@ class Served:
 
 def make_registry(gate: Any) -> Registry:
     """Return a registry of the test stages and ``gate``."""
-    reg = Registry()
-    for cls in (
+    return registry_with(
         serve_stages.Echo,
         serve_stages.Need,
         serve_stages.Fail,
         serve_stages.Sleep,
         serve_stages.Write,
-    ):
-        reg.register(cls)
-    reg.register(gate)
-    return reg
+        gate,
+    )
 
 
 @pytest.fixture

@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import pytest
+from tests.helpers import missing_extra
 
 from crucible_actors import InvalidExperiment, load_experiment
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -75,6 +74,23 @@ pytestmark = [
         "(apt-get install chromium chromium-driver)",
     ),
 ]
+
+
+def _cli(cwd: Path, *argv: str) -> str:
+    """Run ``crucible-actors *argv`` in a subprocess on the SQLite store in ``cwd``; its stdout."""
+    env = dict(os.environ)
+    env.pop("CRUCIBLE_STORE_URL", None)
+    store = f"sqlite:///{cwd / 'store.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "crucible_actors", *argv, "--store", store],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout
 
 
 def _pump(stream: Any, lines: queue.Queue[str], log: list[str]) -> None:
@@ -258,7 +274,7 @@ def test_submitted_example_completes_and_run_page_shows_timeline_and_metrics(
 def test_bench_run_page_draws_group_means_with_confidence_intervals(
     dashboard_server: str, page: WebDriver, tmp_path: Path
 ) -> None:
-    pytest.importorskip("scipy", reason="the bench stage needs the bench extra")
+    pytest.importorskip("scipy", reason=missing_extra("bench"))
     definition = (EXAMPLES / "bench.toml").read_text(encoding="utf-8")
     run_id = _submit_through_form(page, dashboard_server, definition)
 

@@ -8,21 +8,18 @@ Chromium. Skips like ``test_browser.py`` when chromium or chromedriver is missin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import missing_extra
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from tests.serve.test_browser import (
     EXAMPLES,
+    _cli,
     _console,
     _serving,
     _severe,
@@ -33,31 +30,8 @@ from tests.serve.test_browser import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from selenium.webdriver.chrome.webdriver import WebDriver
-
-
-def _cli(cwd: Path, *argv: str) -> str:
-    env = dict(os.environ)
-    env.pop("CRUCIBLE_STORE_URL", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crucible_actors",
-            *argv,
-            "--store",
-            f"sqlite:///{cwd / 'store.db'}",
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

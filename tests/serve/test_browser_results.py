@@ -10,27 +10,24 @@ shows its marks in the accent colour, a filled table differs from the empty one.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import struct
-import subprocess
-import sys
 import urllib.request
 import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from tests.helpers import missing_extra
 
-pytest.importorskip("starlette", reason="needs the serve extra")
-pytest.importorskip("hypercorn", reason="needs the serve extra")
-pytest.importorskip("selenium", reason="needs selenium (dev extra)")
+pytest.importorskip("selenium", reason=missing_extra("dev"))
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from tests.serve.test_browser import (
     EXAMPLES,
+    _cli,
     _console,
     _serving,
     _severe,
@@ -57,22 +54,6 @@ class Swept:
         self.base = base
         self.sweep_id = sweep_id
         self.runs = runs
-
-
-def _cli(cwd: Path, *argv: str) -> str:
-    env = dict(os.environ)
-    env.pop("CRUCIBLE_STORE_URL", None)
-    store = f"sqlite:///{cwd / 'store.db'}"
-    done = subprocess.run(
-        [sys.executable, "-m", "crucible_actors", *argv, "--store", store],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return done.stdout
 
 
 def _get_json(url: str) -> Any:

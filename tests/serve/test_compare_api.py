@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from tests.compare_helpers import stored_run
+from tests.helpers import needs_extra
 
 from crucible_actors.comparison import Comparison
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from tests.serve.conftest import Served
 
 
+@needs_extra("bench", "scipy")
 async def test_compare_answers_json_and_a_locked_down_html_page(
     serve: Callable[..., AbstractAsyncContextManager[Served]],
 ) -> None:
@@ -41,6 +43,7 @@ async def test_compare_answers_json_and_a_locked_down_html_page(
         assert msgspec.json.decode(unpaired.content, type=Comparison).paired is False
 
 
+@needs_extra("bench", "scipy")
 async def test_compare_errors_name_the_problem(
     serve: Callable[..., AbstractAsyncContextManager[Served]],
 ) -> None:

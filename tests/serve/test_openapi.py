@@ -283,6 +283,7 @@ async def test_the_document_declares_bearer_auth_only_with_a_token(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token", [False, True])
 def test_the_document_is_valid_openapi_3_1(token: bool) -> None:
     validate_openapi(openapi_document(version="1.2.3", token=token))

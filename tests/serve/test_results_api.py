@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
-from crucible_actors import Context, Registry, Stage, open_runtime
+from crucible_actors import Context, Stage, open_runtime
 from crucible_actors.serve import create_app
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from crucible_actors import Runtime
-
-pytest.importorskip("starlette", reason="needs the serve extra")
 
 
 class Score(Stage):
@@ -66,8 +65,7 @@ SWEEP = {
 
 @asynccontextmanager
 async def _app(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    reg = Registry()
-    reg.register(Score)
+    reg = registry_with(Score)
     async with open_runtime(registry=reg, store=f"sqlite:///{tmp_path / 'r.db'}") as rt:
         transport = httpx.ASGITransport(app=create_app(rt))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -82,8 +80,7 @@ async def _sweep(rt: Runtime) -> tuple[str, list[str]]:
 
 async def _stored_sweep(tmp_path: Path) -> tuple[str, list[str]]:
     """Run the sweep in a runtime that then closes (the sweep's outcome is stored)."""
-    reg = Registry()
-    reg.register(Score)
+    reg = registry_with(Score)
     async with open_runtime(registry=reg, store=f"sqlite:///{tmp_path / 'r.db'}") as rt:
         return await _sweep(rt)
 
@@ -287,8 +284,7 @@ async def test_outputs_are_paged_and_searched_server_side(tmp_path: Path) -> Non
 
 
 async def test_runs_without_a_store_still_have_columns(tmp_path: Path) -> None:
-    reg = Registry()
-    reg.register(Score)
+    reg = registry_with(Score)
     async with open_runtime(registry=reg) as rt:
         transport = httpx.ASGITransport(app=create_app(rt))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -12,6 +12,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import missing_extra
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("mlflow", reason=missing_extra("mlflow"))
     from mlflow.tracking import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow") / "template.db"

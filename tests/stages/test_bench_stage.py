@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
 import scipy.stats  # noqa: F401  (imported at collection, so no test pays for it)
 
 import crucible_actors
@@ -18,7 +22,6 @@ from crucible_actors import (
     Experiment,
     InvalidOptions,
     MissingDependency,
-    Registry,
     ReliabilityConfig,
     StageDef,
     StageFailed,
@@ -303,8 +306,7 @@ async def test_bootstrap_with_a_seed_is_reproducible() -> None:
 async def test_bad_options_fail_the_stage_before_it_runs(
     options: dict[str, Any], message: str
 ) -> None:
-    registry = Registry()
-    registry.register(BenchStage)
+    registry = registry_with(BenchStage)
     exp = Experiment(id="b", pipeline=[StageDef(name="bench", options=options)])
     with pytest.raises(StageFailed) as info:
         await crucible_actors.run_async(exp, registry=registry)
@@ -322,11 +324,8 @@ def scores(ctx: Context, opts: Any) -> Context:
     return ctx.add_outputs(rows)
 
 
-def _registry() -> Registry:
-    registry = Registry()
-    registry.register(BenchStage)
-    registry.register(scores)
-    return registry
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (BenchStage, scores)
 
 
 async def test_bench_runs_in_a_pipeline() -> None:
@@ -334,7 +333,7 @@ async def test_bench_runs_in_a_pipeline() -> None:
         id="b",
         pipeline=[StageDef(name="scores"), StageDef(name="bench", options={"tests": ["ttest"]})],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     bench = ctx.metrics["bench"]
     assert bench["results"]["groups"] == ["base", "cand"]
     assert bench["results"]["test_results"]["ttest"]["significant"] is True
@@ -356,7 +355,7 @@ async def test_data_source_reference_in_a_pipeline(
         id="b",
         pipeline=[StageDef(name="bench", options={"data_source": "bench_ref_groups:groups"})],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.metrics["bench"]["results"]["groups"] == ["left", "right"]
 
 
@@ -367,7 +366,7 @@ async def test_without_scipy_the_stage_fails_with_missing_dependency(
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
     exp = Experiment(id="b", pipeline=[StageDef(name="scores"), StageDef(name="bench")])
     with pytest.raises(StageFailed) as info:
-        await crucible_actors.run_async(exp, registry=_registry())
+        await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     reason = info.value.reason
     assert isinstance(reason, MissingDependency)
     assert (reason.package, reason.feature, reason.extra) == ("scipy", "bench", "bench")

@@ -6,9 +6,10 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
-from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed, stage
+from crucible_actors import Context, Experiment, StageDef, StageFailed, stage
 from crucible_actors._core._errors import DataChecksFailed, InvalidOptions
 from crucible_actors.stages import DataChecksStage
 from crucible_actors.stages.data_checks import DataChecksOptions
@@ -39,11 +40,8 @@ def load(ctx: Context, opts: Any) -> Context:
     return ctx.assign("examples", list(EXAMPLES))
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(DataChecksStage)
-    reg.register(load)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (DataChecksStage, load)
 
 
 # --- no data ------------------------------------------------------------------------------
@@ -57,7 +55,7 @@ async def test_context_comes_back_unchanged_without_a_list_of_examples(examples:
 
 async def test_absent_examples_leave_no_metric_in_a_run() -> None:
     exp = Experiment(id="dc", pipeline=[StageDef(name="data_checks")])
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert "data_checks" not in ctx.metrics
     assert "data_issues" not in ctx.assigns
 
@@ -115,7 +113,7 @@ async def test_checks_run_in_a_pipeline() -> None:
             StageDef(name="data_checks", options={"fail_fast": False}),
         ],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.metrics["data_checks"]["missing_required"] == 3
     assert len(ctx.assigns["data_issues"]) == 3
 
@@ -126,7 +124,7 @@ async def test_fail_fast_stops_the_run() -> None:
         pipeline=[StageDef(name="load"), StageDef(name="data_checks", options={"fail_fast": True})],
     )
     with pytest.raises(StageFailed) as info:
-        await crucible_actors.run_async(exp, registry=_registry())
+        await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert info.value.stage == "data_checks"
     assert isinstance(info.value.reason, DataChecksFailed)
     assert len(info.value.reason.issues) == 3
@@ -199,7 +197,7 @@ async def test_checker_given_as_a_reference_runs_in_a_pipeline(
             StageDef(name="data_checks", options={"checker": "dc_ref_checker:long_inputs"}),
         ],
     )
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.assigns["data_issues"] == [
         {"example": {"input": "2+2", "output": "4"}, "reason": "long"},
         {"example": {"input": "3+3"}, "reason": "long"},
@@ -221,7 +219,7 @@ async def test_checker_option_of_the_wrong_kind_is_an_invalid_option() -> None:
         pipeline=[StageDef(name="load"), StageDef(name="data_checks", options={"checker": 5})],
     )
     with pytest.raises(StageFailed) as info:
-        await crucible_actors.run_async(exp, registry=_registry())
+        await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert isinstance(info.value.reason, InvalidOptions)
     assert str(info.value.reason) == (
         "invalid options for stage 'data_checks': "

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
-from crucible_actors import Context, Experiment, Registry, StageDef, StageFailed, stage
+from crucible_actors import Context, Experiment, StageDef, StageFailed, stage
 from crucible_actors._core._errors import GuardrailViolation, InvalidOptions
 from crucible_actors.stages import GuardrailsStage, NoopAdapter, PatternScanner
 from crucible_actors.stages._patterns import luhn_valid
@@ -182,11 +183,8 @@ def load(ctx: Context, opts: Any) -> Context:
     return ctx.assign("examples", list(EXAMPLES))
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(GuardrailsStage)
-    reg.register(load)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (GuardrailsStage, load)
 
 
 def _exp(**options: Any) -> Experiment:
@@ -203,14 +201,14 @@ async def test_context_comes_back_unchanged_without_a_list_of_examples(examples:
 
 async def test_default_adapter_is_the_noop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    ctx = await crucible_actors.run_async(_exp(), registry=_registry())
+    ctx = await crucible_actors.run_async(_exp(), registry=registry_with(*STAGES))
     assert ctx.metrics["guardrails"] == {"total": 3, "violations": 0}
     assert ctx.assigns["guardrail_violations"] == []
 
 
 async def test_pattern_scanner_by_reference_in_a_run() -> None:
     exp = _exp(adapter="crucible_actors.stages:PatternScanner")
-    ctx = await crucible_actors.run_async(exp, registry=_registry())
+    ctx = await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert ctx.metrics["guardrails"] == {"total": 3, "violations": 2}
     assert [(v["example"], v["kind"]) for v in ctx.assigns["guardrail_violations"]] == [
         (0, "email"),
@@ -225,7 +223,7 @@ async def test_adapter_comes_from_crucible_toml(
         '[guardrails]\nadapter = "crucible_actors.stages:PatternScanner"\n'
     )
     monkeypatch.chdir(tmp_path)
-    ctx = await crucible_actors.run_async(_exp(), registry=_registry())
+    ctx = await crucible_actors.run_async(_exp(), registry=registry_with(*STAGES))
     assert ctx.metrics["guardrails"] == {"total": 3, "violations": 2}
 
 
@@ -237,7 +235,7 @@ async def test_option_overrides_crucible_toml(
     )
     monkeypatch.chdir(tmp_path)
     ctx = await crucible_actors.run_async(
-        _exp(adapter="crucible_actors.stages:NoopAdapter"), registry=_registry()
+        _exp(adapter="crucible_actors.stages:NoopAdapter"), registry=registry_with(*STAGES)
     )
     assert ctx.metrics["guardrails"] == {"total": 3, "violations": 0}
 
@@ -296,7 +294,7 @@ async def test_adapter_error_fails_the_run(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(StageFailed) as info:
         await crucible_actors.run_async(
-            _exp(adapter="broken_guard_adapter:scan"), registry=_registry()
+            _exp(adapter="broken_guard_adapter:scan"), registry=registry_with(*STAGES)
         )
     assert info.value.stage == "guardrails"
     assert isinstance(info.value.reason, ConnectionError)
@@ -341,6 +339,6 @@ async def test_fail_on_violation_passes_clean_examples() -> None:
 async def test_fail_on_violation_stops_the_run() -> None:
     exp = _exp(adapter="crucible_actors.stages:PatternScanner", fail_on_violation=True)
     with pytest.raises(StageFailed) as info:
-        await crucible_actors.run_async(exp, registry=_registry())
+        await crucible_actors.run_async(exp, registry=registry_with(*STAGES))
     assert isinstance(info.value.reason, GuardrailViolation)
     assert len(info.value.reason.violations) == 2

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import missing_extra, registry_with
+
+pytest.importorskip("mlflow", reason=missing_extra("mlflow"))
+
 from mlflow.tracking import MlflowClient
 
 import crucible_actors as ca
@@ -20,7 +24,6 @@ from crucible_actors import (
     Experiment,
     MissingDependency,
     OutputSpec,
-    Registry,
     StageDef,
     open_runtime,
     stage,
@@ -58,11 +61,8 @@ def boom(ctx: Context, opts: Any) -> Context:
     raise RuntimeError("the model server went away")
 
 
-def _registry() -> Registry:
-    reg = Registry.default()
-    reg.register(scores)
-    reg.register(boom)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (scores, boom)
 
 
 def _experiment(uri: str, tmp_path: Path, **log_options: Any) -> Experiment:
@@ -91,7 +91,11 @@ def _experiment(uri: str, tmp_path: Path, **log_options: Any) -> Experiment:
 async def test_a_run_is_logged_with_params_metrics_bench_artifacts_and_status(
     mlflow_uri: str, tmp_path: Path
 ) -> None:
-    ctx = await ca.run_async(_experiment(mlflow_uri, tmp_path), registry=_registry(), run_id="r1")
+    ctx = await ca.run_async(
+        _experiment(mlflow_uri, tmp_path),
+        registry=registry_with(*STAGES, default=True),
+        run_id="r1",
+    )
     client = MlflowClient(tracking_uri=mlflow_uri)
     experiment = client.get_experiment_by_name("mlflow-demo")
     assert experiment is not None
@@ -138,7 +142,7 @@ def _read_json(path: str) -> Any:
 async def test_logging_the_same_run_again_updates_its_mlflow_run(
     mlflow_uri: str, tmp_path: Path
 ) -> None:
-    reg = _registry()
+    reg = registry_with(*STAGES, default=True)
     exp = _experiment(mlflow_uri, tmp_path)
     ctx = await ca.run_async(exp, registry=reg, run_id="same")
     again = log_run(ctx, MlflowLogOptions(tracking_uri=mlflow_uri), status="FAILED", duration=2.5)
@@ -156,7 +160,7 @@ async def test_log_handle_records_a_failed_run_with_status_duration_and_error(
 ) -> None:
     exp = Experiment(id="failing", pipeline=[StageDef(name="scores"), StageDef(name="boom")])
     opts = MlflowLogOptions(tracking_uri=mlflow_uri, experiment_name="nightly-evals")
-    async with open_runtime(registry=_registry()) as rt:
+    async with open_runtime(registry=registry_with(*STAGES, default=True)) as rt:
         handle = await rt.submit(exp, run_id="f1")
         await handle.wait()
         mlflow_run_id = await log_handle(handle, opts)
@@ -175,7 +179,7 @@ async def test_log_handle_refuses_a_run_still_going(mlflow_uri: str) -> None:
         await opened.wait()
         return ctx
 
-    reg = _registry()
+    reg = registry_with(*STAGES, default=True)
     reg.register(gate)
     async with open_runtime(registry=reg) as rt:
         handle = await rt.submit(Experiment(id="g", pipeline=[StageDef(name="gate")]))
@@ -287,7 +291,7 @@ async def test_the_bridge_logs_every_run_that_ends_with_its_status(mlflow_uri: s
         await opened.wait()
         return ctx
 
-    reg = _registry()
+    reg = registry_with(*STAGES, default=True)
     reg.register(gate)
     opts = MlflowLogOptions(tracking_uri=mlflow_uri, experiment_name="bridged")
     async with open_runtime(registry=reg) as rt, open_mlflow_bridge(rt, opts):

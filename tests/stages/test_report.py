@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
-from crucible_actors import Context, Experiment, OutputSpec, Registry, StageDef, stage
+from crucible_actors import Context, Experiment, OutputSpec, StageDef, stage
 from crucible_actors.stages import ReportStage
 from crucible_actors.stages._render import render_csv, render_html, render_json, render_markdown
 from crucible_actors.stages.report import ReportOptions
@@ -342,9 +343,7 @@ def load(ctx: Context, opts: Any) -> Context:
 
 
 async def test_report_in_a_run_counts_its_own_stage_as_completed(tmp_path: Path) -> None:
-    registry = Registry()
-    registry.register(ReportStage)
-    registry.register(load)
+    registry = registry_with(ReportStage, load)
     exp = Experiment(
         id="exp",
         pipeline=[
@@ -381,8 +380,7 @@ async def test_report_in_a_run_counts_its_own_stage_as_completed(tmp_path: Path)
 async def test_report_as_the_last_of_five_stages_says_five_of_five(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    registry = Registry()
-    registry.register(ReportStage)
+    registry = registry_with(ReportStage)
     for name in ("a", "b", "c", "d"):
         registry.register(stage(name)(lambda ctx, opts: ctx))
     exp = Experiment(

@@ -15,10 +15,14 @@ from unittest import mock
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.helpers import missing_extra
+
+pytest.importorskip("scipy", reason=missing_extra("bench"))
+
+import pingouin as pg
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -57,6 +61,7 @@ pvalues = st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size
 # --------------------------------------------------------------------------- corrections
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["holm", "bonferroni", "fdr_bh"])
 @given(ps=pvalues)
 def test_corrections_match_statsmodels_multipletests(method: str, ps: list[float]) -> None:
@@ -66,6 +71,7 @@ def test_corrections_match_statsmodels_multipletests(method: str, ps: list[float
     assert adjust_pvalues(ps, method) == pytest.approx(expected.tolist(), rel=1e-9, abs=1e-300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["holm", "bonferroni", "fdr_bh"])
 def test_corrections_reject_what_statsmodels_rejects(method: str) -> None:
     ps = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import msgspec.structs
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors
 from crucible_actors import (
@@ -55,11 +56,8 @@ class NotAStage:
     """Has no run method."""
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    for obj in (ValidateStage, DataChecksStage, ReportStage, noop, needs_input):
-        reg.register(obj)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (ValidateStage, DataChecksStage, ReportStage, noop, needs_input)
 
 
 @contextlib.contextmanager
@@ -87,7 +85,7 @@ def _validate(
 
 
 def _warnings(exp: Experiment, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    ctx = _validate(exp, _registry(), monkeypatch)
+    ctx = _validate(exp, registry_with(*STAGES), monkeypatch)
     result = ctx.metrics["validation"]
     assert result["status"] == "warnings"
     return list(result["warnings"])
@@ -108,14 +106,14 @@ def test_valid_experiment_passes(monkeypatch: pytest.MonkeyPatch) -> None:
         StageDef(name="report"),
         outputs=[OutputSpec(name="summary", formats=["markdown", "html"], sink="file")],
     )
-    ctx = _validate(exp, _registry(), monkeypatch)
+    ctx = _validate(exp, registry_with(*STAGES), monkeypatch)
     assert ctx.metrics["validation"] == {"status": "passed"}
 
 
 async def test_validate_passes_in_a_run_using_the_runs_registry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reg = _registry()
+    reg = registry_with(*STAGES)
     exp = _exp(StageDef(name="noop"))
     with run_registry(reg, monkeypatch):
         ctx = await crucible_actors.run_async(exp, registry=reg)
@@ -242,7 +240,7 @@ def test_every_problem_is_reported_in_pipeline_order(monkeypatch: pytest.MonkeyP
 def test_strict_fails_with_every_message(monkeypatch: pytest.MonkeyPatch) -> None:
     exp = _exp(StageDef(name="ghost"), StageDef(name="needs_input"))
     with pytest.raises(ValidationFailed) as info:
-        _validate(exp, _registry(), monkeypatch, strict=True)
+        _validate(exp, registry_with(*STAGES), monkeypatch, strict=True)
     assert info.value.messages == [
         "Stage 'ghost' is not registered",
         "Stage 'needs_input': missing required option: input_path",
@@ -254,14 +252,14 @@ def test_strict_fails_with_every_message(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_strict_passes_a_valid_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = _validate(_exp(StageDef(name="noop")), _registry(), monkeypatch, strict=True)
+    ctx = _validate(_exp(StageDef(name="noop")), registry_with(*STAGES), monkeypatch, strict=True)
     assert ctx.metrics["validation"] == {"status": "passed"}
 
 
 async def test_strict_validation_stops_the_run_before_later_stages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    reg = _registry()
+    reg = registry_with(*STAGES)
     exp = Experiment(
         id="v",
         pipeline=[
@@ -299,7 +297,7 @@ def test_registry_for_run_falls_back_to_the_default_registry(
 
 
 def test_registry_for_run_uses_the_published_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    reg = _registry()
+    reg = registry_with(*STAGES)
     with run_registry(reg, monkeypatch):
         assert _registry_for_run() is reg
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
+from tests.helpers import missing_extra
 
 from crucible_actors.store import open_store
 
@@ -30,7 +31,7 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 def pg_server_url() -> str:
     """Return the URL of a PostgreSQL server that answers, or skip."""
     url = os.environ.get("CRUCIBLE_TEST_POSTGRES_URL") or DEFAULT_PG_URL
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = pytest.importorskip("psycopg", reason=missing_extra("postgres"))
     try:
         with psycopg.connect(url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from tests.helpers import registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 from crucible_actors.store import CachedResult, Checkpoint, StageAttempt, open_store
 
 from .test_contract import start
@@ -136,8 +137,7 @@ async def test_two_runtimes_on_one_database_share_results_and_store_a_key_once(
         await both_inside.wait()  # both runs miss before either stores
         return ctx.add_output({"id": "q1", "score": 0.5}).put_metric("n", 1)
 
-    reg = Registry()
-    reg.register(model)
+    reg = registry_with(model)
     exp = Experiment(id="shared", pipeline=[StageDef(name="model", cache=True)])
     async with (
         open_store(shared_store_url, migrate=True) as one,

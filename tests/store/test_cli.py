@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import cli_json
 
 import crucible_actors
 from crucible_actors import Experiment, Registry, StageDef, StageFailed
@@ -89,11 +89,6 @@ def seeded(url: str, tmp_path: Path) -> str:
     record(url, "run-2", "exp-b", ok=False, tmp_path=tmp_path)
     record(url, "run-3", "exp-a", ok=True, tmp_path=tmp_path)
     return url
-
-
-def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    assert main(list(argv)) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def test_runs_list_prints_a_table_newest_first(

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from tests.helpers import needs_extra, registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef
+from crucible_actors import Context, Experiment, StageDef
 from crucible_actors.comparison import ComparisonError
 
 if TYPE_CHECKING:
@@ -35,14 +36,14 @@ def experiment(**sweep: Any) -> Experiment:
 
 
 async def run_sweep(store: Store, exp: Experiment) -> str:
-    reg = Registry()
-    reg.register(answer)
+    reg = registry_with(answer)
     async with ca.open_runtime(registry=reg, store=store) as rt:
         handle = await rt.submit_sweep(exp, max_concurrent=4)
         await handle.wait()
     return handle.sweep_id
 
 
+@needs_extra("bench", "scipy")
 async def test_sweep_points_are_ranked_and_tested_against_the_best(store: Store) -> None:
     sweep_id = await run_sweep(store, experiment(**{"answer.quality": [0.5, 0.8, 0.52]}, repeats=2))
     result = await ca.compare_sweep(store, sweep_id, pair_by="id")
@@ -60,6 +61,7 @@ async def test_sweep_points_are_ranked_and_tested_against_the_best(store: Store)
     assert result.groups[1].parameters == {"answer.quality": 0.8}
 
 
+@needs_extra("bench", "scipy")
 async def test_points_with_a_failed_run_are_left_out(store: Store) -> None:
     exp = experiment(
         **{"answer.quality": [0.5, 0.6, 0.7], "answer.broken": [False, True, False]}, mode="zip"

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
-from tests.store_faults import TcpProxy
+from tests.helpers import missing_extra, needs_extra
 
 from crucible_actors import (
     Context,
@@ -44,6 +44,7 @@ from crucible_actors.store import (
     open_sqlite_store,
     open_store,
 )
+from crucible_actors.testing import TcpProxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -108,6 +109,7 @@ async def test_schema_from_a_newer_version_is_refused(tmp_path: Path) -> None:
             pass
 
 
+@needs_extra("postgres", "psycopg")
 async def test_refused_postgres_connection_is_unavailable_at_once() -> None:
     with pytest.raises(StoreUnavailable, match="Connection refused") as info, anyio.fail_after(10):
         async with open_store("postgresql://postgres:secret@127.0.0.1:1/test"):
@@ -198,6 +200,7 @@ async def after(ctx: Context, opts: Any) -> Context:
     return ctx
 
 
+@pytest.mark.slow
 async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
@@ -225,6 +228,7 @@ async def test_full_disk_at_a_checkpoint_waits_for_space_then_completes(
     assert "PRAGMA wal_checkpoint(TRUNCATE)" in disk.statements
 
 
+@pytest.mark.slow
 async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_stages(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
@@ -260,6 +264,7 @@ async def test_full_disk_outlasting_retry_for_fails_the_run_without_retrying_sta
     assert err.__cause__.store == f"sqlite:///{tmp_path}/full.db"
 
 
+@pytest.mark.slow
 async def test_full_disk_while_recording_a_failed_attempt_does_not_retry_the_stage(
     tmp_path: Path, disk: type[DiskFull]
 ) -> None:
@@ -359,7 +364,7 @@ async def test_postgres_connections_terminated_mid_run_are_ridden_out(
 ) -> None:
     """pg_terminate_backend of all the store's connections while 20 runs write: all
     complete, stored ``completed``, and the store stays usable."""
-    pytest.importorskip("psycopg")
+    pytest.importorskip("psycopg", reason=missing_extra("postgres"))
     CUT.clear()
     app = f"crucible-faults-{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}&application_name={app}"

@@ -6,15 +6,16 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from tests.helpers import missing_extra, registry_with
 
 import crucible_actors as ca
-from crucible_actors import Context, Experiment, Registry, StageDef, stage
+from crucible_actors import Context, Experiment, StageDef, stage
 from crucible_actors.cli import main
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-np = pytest.importorskip("numpy")
+np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
 MB = 1_000_000
 ARRAY_BYTES = 5_000_000 * 8
@@ -41,9 +42,7 @@ def directory_bytes(root: Path) -> int:
 
 
 def run_once(url: str, run_id: str) -> Context:
-    registry = Registry()
-    registry.register(make_array)
-    registry.register(read_array)
+    registry = registry_with(make_array, read_array)
     experiment = Experiment(
         id="array",
         pipeline=[StageDef(name="make_array"), *(StageDef(name="read_array") for _ in range(4))],

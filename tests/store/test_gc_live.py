@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import missing_extra, registry_with
 
 from crucible_actors import Context, Experiment, Registry, RunStatus, StageDef, open_runtime, stage
 from crucible_actors.errors import RunStillRunning
@@ -59,10 +60,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def registry() -> Registry:
-    reg = Registry()
-    reg.register(produce)
-    reg.register(consume)
-    return reg
+    return registry_with(produce, consume)
 
 
 @pytest.mark.slow
@@ -115,15 +113,13 @@ def read_reused(ctx: Context, opts: Any) -> Context:
 
 @pytest.mark.slow
 async def test_a_blob_recalled_by_identity_in_a_live_run_survives_gc(tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
 
     @stage("make_array")
     def make_array(ctx: Context, opts: Any) -> Context:
         return ctx.assign("X", np.arange(100_000, dtype="float64"))
 
-    reg = Registry()
-    for fn in (make_array, keep_array, reuse_array, read_reused):
-        reg.register(fn)
+    reg = registry_with(make_array, keep_array, reuse_array, read_reused)
     first = Experiment(id="a", pipeline=[StageDef(name="make_array"), StageDef(name="keep_array")])
     second = Experiment(
         id="b", pipeline=[StageDef(name="reuse_array"), StageDef(name="read_reused")]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import registry_with
 
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
 from crucible_actors._core._encoding import encode_context
@@ -116,9 +117,7 @@ EXP = Experiment(id="lease", pipeline=[StageDef(name="lease_step")])
 @pytest.fixture
 def registry() -> Registry:
     CALLS.clear()
-    reg = Registry()
-    reg.register(lease_step)
-    return reg
+    return registry_with(lease_step)
 
 
 async def seed(store: Store, run_id: str, owner_row: OwnerRecord | None, owner_id: str) -> None:

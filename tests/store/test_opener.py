@@ -6,8 +6,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import registry_with
 
-from crucible_actors import Experiment, Registry, StageDef, open_runtime, stage
+from crucible_actors import Experiment, StageDef, open_runtime, stage
 from crucible_actors._core.persistence import _persistence as _persist
 from crucible_actors.errors import StoreUnavailable
 from crucible_actors.store import MemoryStore, open_persistence
@@ -49,8 +50,7 @@ async def test_a_url_without_any_opener_fails_saying_how_to_fix_it(
 
 
 async def test_open_runtime_opens_a_store_url_with_the_default_opener() -> None:
-    reg = Registry()
-    reg.register(nothing)
+    reg = registry_with(nothing)
     async with open_runtime(registry=reg, store="memory://") as rt:
         assert isinstance(rt.store, MemoryStore)
         handle = await rt.submit(Experiment(id="e", pipeline=(StageDef(name="nothing"),)))

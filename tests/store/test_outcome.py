@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 import pytest
+from tests.helpers import registry_with
 
-from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
+from crucible_actors import Context, Experiment, StageDef, open_runtime, stage
 from crucible_actors._core._encoding import encode_context
 from crucible_actors.errors import (
     OutcomeNotStored,
@@ -55,18 +56,15 @@ def _experiment(stage_name: str, **opts: Any) -> Experiment:
     )
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(deep_metric)
-    reg.register(flat_metric)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (deep_metric, flat_metric)
 
 
 @pytest.mark.parametrize("depth", [600, 2_000])
 async def test_metric_nested_too_deep_ends_the_run_failed_in_the_store_and_on_the_handle(
     store: Store, depth: int
 ) -> None:
-    async with open_runtime(store=store, registry=_registry()) as rt:
+    async with open_runtime(store=store, registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(_experiment("deep_metric", depth=depth))
         status = await handle.wait()
     run = await store.get_run(handle.run_id)
@@ -85,7 +83,7 @@ def loud(ctx: Context, opts: Mapping[str, Any]) -> Context:
 
 
 async def test_a_failure_message_is_stored_short(store: Store) -> None:
-    reg = _registry()
+    reg = registry_with(*STAGES)
     reg.register(loud)
     async with open_runtime(store=store, registry=reg) as rt:
         handle = await rt.submit(_experiment("loud"))
@@ -124,7 +122,7 @@ async def test_an_outcome_write_that_meets_an_unavailable_store_is_retried_until
     store: Store,
 ) -> None:
     flaky = FlakyOutcomes(store, fail=3)
-    async with open_runtime(store=flaky, registry=_registry()) as rt:
+    async with open_runtime(store=flaky, registry=registry_with(*STAGES)) as rt:
         handle = await rt.submit(_experiment("flat_metric"))
         ctx = await handle.result()
     assert ctx.metrics == {"acc": 0.5}
@@ -138,7 +136,7 @@ async def test_an_outcome_never_stored_is_reported_on_the_handle_never_completed
     store: Store,
 ) -> None:
     flaky = FlakyOutcomes(store, fail=float("inf"))
-    async with open_runtime(store=flaky, registry=_registry(), shutdown_grace=0.3) as rt:
+    async with open_runtime(store=flaky, registry=registry_with(*STAGES), shutdown_grace=0.3) as rt:
         handle = await rt.submit(_experiment("flat_metric"))
         await flaky.retrying.wait()  # the run completed; its outcome write is retried
         assert not handle.done
@@ -182,7 +180,7 @@ async def test_a_run_resumed_more_than_max_resumes_times_is_failed(
     await _orphan(store, "poison", earlier)
     async with (
         open_persistence(store, max_resumes=3) as p,
-        open_runtime(store=p, registry=_registry(), on_start="resume") as rt,
+        open_runtime(store=p, registry=registry_with(*STAGES), on_start="resume") as rt,
     ):
         assert p.last_recovery.resumed == ["poison"]
         handle = rt.get("poison")
@@ -212,7 +210,7 @@ async def test_a_run_that_fails_or_is_cancelled_before_its_first_stage_has_a_row
     store: Store,
 ) -> None:
     missing = Experiment(id="missing", pipeline=[StageDef(stage="no_such_module:stage")])
-    async with open_runtime(store=store, registry=_registry()) as rt:
+    async with open_runtime(store=store, registry=registry_with(*STAGES)) as rt:
         failed = await rt.submit(missing)
         cancelled = await rt.submit(_experiment("flat_metric"))
         await cancelled.cancel()  # before its task had a turn

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import missing_extra, registry_with
 
 from crucible_actors._core.persistence._blobs import digest_of
 from crucible_actors.errors import BlobCorrupt, BlobMissing, StoreUnavailable
@@ -246,21 +247,20 @@ async def test_blobs_option_puts_them_in_a_shared_directory(pg_url: str, tmp_pat
         assert bytes(open_blob_store(store.blobs.location()).open(digest)) == data
 
 
+@pytest.mark.slow
 async def test_a_pool_worker_reads_the_array_through_its_own_cache(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The worker reopens the store from its location: the database URL and the cache.
-    np = pytest.importorskip("numpy")
+    np = pytest.importorskip("numpy", reason=missing_extra("dev"))
     import crucible_actors as ca
-    from crucible_actors import Experiment, Registry, StageDef
+    from crucible_actors import Experiment, StageDef
     from crucible_actors.executors import PoolExecutor
 
     monkeypatch.syspath_prepend(str(ROOT))
     from tests.executors import data_stages
 
-    reg = Registry()
-    reg.register(data_stages.make_array)
-    reg.register(data_stages.read_array)
+    reg = registry_with(data_stages.make_array, data_stages.read_array)
     exp = Experiment(
         id="e",
         pipeline=[StageDef(name="make_array"), StageDef(name="read_array", isolation="process")],

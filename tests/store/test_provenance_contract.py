@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from tests.helpers import registry_with
 
 import crucible_actors as ca
 from crucible_actors import Context, Experiment, Registry, StageDef
@@ -68,10 +69,7 @@ def registry() -> Registry:
     def score(ctx: Context, opts: Any) -> Context:
         return ctx.put_metric("n", ctx.assigns["n"])
 
-    reg = Registry()
-    reg.register(load)
-    reg.register(score)
-    return reg
+    return registry_with(load, score)
 
 
 @pytest.mark.slow

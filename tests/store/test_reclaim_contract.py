@@ -9,6 +9,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 import pytest
+from tests.helpers import missing_extra
 
 from crucible_actors._core._data import EXT_BLOB, BlobRef
 from crucible_actors._core.persistence._blobs import digest_of
@@ -218,8 +219,7 @@ async def test_gc_of_an_empty_store_deletes_nothing(store: Store) -> None:
 
 def blobs_of(store: Store) -> BlobStore:
     blobs = getattr(store, "blobs", None)
-    if blobs is None:
-        pytest.skip(f"{type(store).__name__} has no blob store on this branch")
+    assert blobs is not None, f"{type(store).__name__} has no blob store (every store has one)"
     return blobs  # type: ignore[no-any-return]
 
 
@@ -349,7 +349,7 @@ async def test_a_resume_that_claims_a_run_during_its_deletion_wins_on_postgres(
     pg_url: str,
 ) -> None:
     """The claim commits while the delete waits on its row lock: the delete is refused."""
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = pytest.importorskip("psycopg", reason=missing_extra("postgres"))
     async with open_store(pg_url, migrate=True) as store:
         await finished(store, "r1")
         claimer = await anyio.to_thread.run_sync(lambda: psycopg.connect(pg_url, autocommit=False))

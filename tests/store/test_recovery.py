@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import registry_with
 
 from crucible_actors import Context, Experiment, Registry, StageDef, open_runtime, stage
 from crucible_actors._core._encoding import encode_context
@@ -90,10 +91,7 @@ def counting(name: str) -> Any:
 @pytest.fixture
 def registry() -> Registry:
     CALLS.clear()
-    reg = Registry()
-    for name in ("a", "b", "c"):
-        reg.register(counting(name))
-    return reg
+    return registry_with(*(counting(name) for name in ("a", "b", "c")))
 
 
 EXP = Experiment(id="rec", pipeline=[StageDef(name="a"), StageDef(name="b"), StageDef(name="c")])

@@ -16,8 +16,11 @@ import anyio
 import httpx
 import msgspec
 import pytest
+from tests.helpers import missing_extra, registry_with
 
-from crucible_actors import Context, Registry, Stage, open_runtime
+pytest.importorskip("starlette", reason=missing_extra("serve"))
+
+from crucible_actors import Context, Stage, open_runtime
 from crucible_actors._core._provenance import definition_id, load_definitions
 from crucible_actors.cli import main
 from crucible_actors.serve import create_app
@@ -46,10 +49,8 @@ class Score(Stage):
         return ctx.put_metric("accuracy", round(base + opts.lr / 10, 6))
 
 
-def _registry() -> Registry:
-    reg = Registry()
-    reg.register(Score)
-    return reg
+#: The stages this module's runs use, registered afresh by ``registry_with(*STAGES)``.
+STAGES = (Score,)
 
 
 def _definition(**options: Any) -> dict[str, Any]:
@@ -64,7 +65,7 @@ async def _record_runs(store: Any) -> list[str]:
     Returns the run ids, oldest first.
     """
     ids = []
-    async with open_runtime(registry=_registry(), store=store) as rt:
+    async with open_runtime(registry=registry_with(*STAGES), store=store) as rt:
         for options in (
             {"model": "small", "lr": 0.1, "examples": 2},
             {"model": "large", "lr": 0.5},
@@ -72,7 +73,7 @@ async def _record_runs(store: Any) -> list[str]:
             handle = await rt.submit(_definition(**options))
             await handle.wait()
             ids.append(handle.run_id)
-    async with open_runtime(registry=_registry(), store=store, provenance=False) as rt:
+    async with open_runtime(registry=registry_with(*STAGES), store=store, provenance=False) as rt:
         handle = await rt.submit(_definition(model="large", lr=0.9))
         await handle.wait()
         ids.append(handle.run_id)
@@ -117,7 +118,7 @@ async def test_runs_of_one_experiment_id_keep_their_own_options(store_url: str) 
         ]
         assert definitions[2] == latest.definition  # no digest: the experiment record's
 
-        async with open_runtime(registry=_registry(), store=store) as rt:
+        async with open_runtime(registry=registry_with(*STAGES), store=store) as rt:
             transport = httpx.ASGITransport(app=create_app(rt))
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 await _check_api(client, old, new, bare)
@@ -177,7 +178,7 @@ class CountingStore:
 
 async def test_columns_read_each_distinct_definition_once_per_request() -> None:
     async with open_store("memory://") as store:
-        async with open_runtime(registry=_registry(), store=store) as rt:
+        async with open_runtime(registry=registry_with(*STAGES), store=store) as rt:
             for lr in (0.1, 0.2) * 10:
                 handle = await rt.submit(_definition(lr=lr))
                 await handle.wait()
@@ -234,7 +235,7 @@ class CountingWrites(CountingStore):
 async def test_a_definition_is_written_once_and_sweep_points_keep_their_own() -> None:
     async with open_store("memory://") as inner:
         store = CountingWrites(inner)
-        async with open_runtime(registry=_registry(), store=store) as rt:
+        async with open_runtime(registry=registry_with(*STAGES), store=store) as rt:
             exp = _definition(model="small")
             for _ in range(4):
                 await (await rt.submit(exp)).wait()

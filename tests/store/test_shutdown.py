@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from tests.helpers import registry_with
 
 from crucible_actors import (
     Context,
     Experiment,
-    Registry,
     RunCancelled,
     RunStatus,
     RuntimeShutdown,
@@ -37,9 +37,7 @@ class Stages:
         self.hold = True
         self.entered = anyio.Event()
         self.in_b = 0
-        self.registry = Registry()
-        for name in ("a", "b", "c"):
-            self.registry.register(self._make(name))
+        self.registry = registry_with(*(self._make(name) for name in ("a", "b", "c")))
 
     def _make(self, name: str) -> Any:
         @stage(name)
