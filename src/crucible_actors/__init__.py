@@ -8,6 +8,7 @@ cancellation, persistence and OpenTelemetry spans. Start with :func:`run` (block
 
 from . import _adapters as _adapters  # the default executors and store opener
 from . import executors as executors
+from ._core import AttemptRecord as AttemptRecord
 from ._core import BackendRef as BackendRef
 from ._core import Backoff as Backoff
 from ._core import CacheConfig as CacheConfig
@@ -30,6 +31,7 @@ from ._core import RunHandle as RunHandle
 from ._core import RunStatus as RunStatus
 from ._core import Runtime as Runtime
 from ._core import RuntimeShutdown as RuntimeShutdown
+from ._core import RuntimeStatistics as RuntimeStatistics
 from ._core import SchemaError as SchemaError
 from ._core import Stage as Stage
 from ._core import StageDef as StageDef
@@ -38,6 +40,8 @@ from ._core import StageTimeout as StageTimeout
 from ._core import StatsConfig as StatsConfig
 from ._core import Sweep as Sweep
 from ._core import SweepHandle as SweepHandle
+from ._core import SweepPoint as SweepPoint
+from ._core import SweepStatistics as SweepStatistics
 from ._core import UnknownStage as UnknownStage
 from ._core import cleanup_scope as cleanup_scope
 from ._core import load_experiment as load_experiment
@@ -54,6 +58,7 @@ from .comparison import compare_sweep as compare_sweep
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptRecord",
     "BackendRef",
     "Backoff",
     "CacheConfig",
@@ -78,6 +83,7 @@ __all__ = [
     "RunStatus",
     "Runtime",
     "RuntimeShutdown",
+    "RuntimeStatistics",
     "SchemaError",
     "Stage",
     "StageDef",
@@ -86,6 +92,8 @@ __all__ = [
     "StatsConfig",
     "Sweep",
     "SweepHandle",
+    "SweepPoint",
+    "SweepStatistics",
     "UnknownStage",
     "cleanup_scope",
     "compare",

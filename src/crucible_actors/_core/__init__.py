@@ -111,6 +111,7 @@ from ._restart import RestartType as RestartType
 from ._restart import Strategy as Strategy
 from ._restart import should_restart as should_restart
 from ._runtime import Runtime as Runtime
+from ._runtime import RuntimeStatistics as RuntimeStatistics
 from ._runtime import ShutdownMode as ShutdownMode
 from ._runtime import StartMode as StartMode
 from ._runtime import open_runtime as open_runtime
@@ -127,6 +128,8 @@ from ._stage import load_stage_ref as load_stage_ref
 from ._stage import stage as stage
 from ._stage import stage_info as stage_info
 from ._sweep import SweepHandle as SweepHandle
+from ._sweep import SweepPoint as SweepPoint
+from ._sweep import SweepStatistics as SweepStatistics
 from ._telemetry import EVENTS as EVENTS
 from ._telemetry import attach as attach
 from ._telemetry import detach as detach
