@@ -11,19 +11,18 @@ and sweeps 404, a service without a store 503.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from starlette.responses import HTMLResponse, Response
 
-from ..comparison import CompareOptions
+from ..comparison import REPEATS, CompareOptions
+from ..stats import CORRECTIONS
 from ._endpoint import param
 from ._errors import ApiError
 
 if TYPE_CHECKING:
     from starlette.datastructures import QueryParams
 
-    from ..comparison import Repeats
-    from ..stats import Correction
     from ._service import Service
 
 __all__ = ["COMPARE_PARAMETERS", "compare_answer"]
@@ -45,11 +44,10 @@ COMPARE_PARAMETERS = [
     ),
     param("lower_is_better", schema={"type": "boolean"}),
     param("unpaired", schema={"type": "boolean"}),
-    param("repeats", schema={"enum": ["seeds", "samples"]}),
+    param("repeats", schema={"enum": list(REPEATS)}),
     param("format", schema={"enum": ["json", "html"]}),
 ]
 
-_CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
 _MAX_RUNS = 50
 
 
@@ -70,13 +68,13 @@ def _number(q: QueryParams, name: str, default: str | None) -> tuple[str | None,
 
 def _options(q: QueryParams) -> CompareOptions:
     correction = q.get("correction") or "holm"
-    if correction not in _CORRECTIONS:
-        raise _bad(f"correction: expected one of {', '.join(_CORRECTIONS)}, got {correction!r}")
+    if correction not in CORRECTIONS:
+        raise _bad(f"correction: expected one of {', '.join(CORRECTIONS)}, got {correction!r}")
     alpha_text, alpha = _number(q, "alpha", "0.05")
     if not 0 < alpha < 1:
         raise _bad(f"alpha: expected a number strictly between 0 and 1, got {alpha_text!r}")
     repeats = q.get("repeats") or "seeds"
-    if repeats not in ("seeds", "samples"):
+    if repeats not in REPEATS:
         raise _bad(f"repeats: expected 'seeds' or 'samples', got {repeats!r}")
     ratio_text, ratio = _number(q, "cv_ratio", None)
     if ratio_text is not None and not 0 < ratio < 1e9:
@@ -86,9 +84,9 @@ def _options(q: QueryParams) -> CompareOptions:
         pair_by=q.get("pair_by") or None,
         unpaired=_flag(q.get("unpaired")),
         cluster_by=q.get("cluster_by") or None,
-        repeats=cast("Repeats", repeats),  # checked above
+        repeats=repeats,
         test_train_ratio=ratio if ratio_text is not None else None,
-        correction=cast("Correction", correction),  # checked above
+        correction=correction,
         alpha=alpha,
         higher_is_better=not _flag(q.get("lower_is_better")),
     )
